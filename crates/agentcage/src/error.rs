@@ -1,0 +1,222 @@
+//! Errors: the child's fixed-size `(Step, index, errno)` report and the parent's full error.
+
+use crate::sys::Errno;
+
+/// A pre-exec setup step. The child reports the step (plus an index into a prepared table)
+/// and the errno; the parent turns it into a message naming paths and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Step {
+    /// Waiting for the parent to write the id maps (EOF: the parent died).
+    WaitParent = 1,
+    /// setresgid to the inside gid.
+    SetGid,
+    /// setgroups(0, NULL).
+    SetGroups,
+    /// setresuid to the inside uid.
+    SetUid,
+    /// Making the inherited mount tree a slave of the host's.
+    MountSlave,
+    /// Mounting the staging tmpfs.
+    StageTmpfs,
+    /// First pivot_root into the staging tmpfs.
+    PivotStage,
+    /// One entry of the mount plan (index = entry).
+    Mount,
+    /// Final pivot_root into the composed root.
+    PivotRoot,
+    /// Detaching the old root.
+    DetachOldRoot,
+    /// sethostname in the new UTS namespace.
+    Hostname,
+    /// Bringing loopback up in the new network namespace.
+    Loopback,
+    /// Forking the command from the init.
+    ForkCommand,
+    /// Signal setup of the init.
+    InitSignals,
+    /// setsid (new session, no controlling terminal).
+    Setsid,
+    /// Controlling terminal of the pty relay.
+    ControllingTty,
+    /// Closing or keeping inherited fds.
+    Fds,
+    /// Setting resource limits (index = rlimit resource).
+    Rlimits,
+    /// Changing to the working directory.
+    Chdir,
+    /// PR_SET_NO_NEW_PRIVS.
+    NoNewPrivs,
+    /// Landlock ruleset (index = rule, or u32::MAX for create/restrict).
+    Landlock,
+    /// Dropping capabilities (index: 0 bounding, 1 securebits, 2 ambient, 3 capset).
+    Caps,
+    /// Installing the seccomp filter.
+    Seccomp,
+    /// execve of the command (index = PATH candidate).
+    Exec,
+}
+
+impl Step {
+    /// Decodes the wire value the child wrote.
+    pub fn from_u32(v: u32) -> Option<Step> {
+        use Step::*;
+        const ALL: [Step; 24] = [
+            WaitParent,
+            SetGid,
+            SetGroups,
+            SetUid,
+            MountSlave,
+            StageTmpfs,
+            PivotStage,
+            Mount,
+            PivotRoot,
+            DetachOldRoot,
+            Hostname,
+            Loopback,
+            ForkCommand,
+            InitSignals,
+            Setsid,
+            ControllingTty,
+            Fds,
+            Rlimits,
+            Chdir,
+            NoNewPrivs,
+            Landlock,
+            Caps,
+            Seccomp,
+            Exec,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == v)
+    }
+}
+
+/// What the child writes to the report pipe before `_exit(125)`: a few bytes, no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupError {
+    /// The failing step.
+    pub step: Step,
+    /// Index into the step's prepared table (mount entry, PATH candidate...).
+    pub index: u32,
+    /// The errno.
+    pub errno: Errno,
+}
+
+impl SetupError {
+    /// Size of the wire form.
+    pub const WIRE: usize = 12;
+
+    /// A new report.
+    pub fn new(step: Step, index: u32, errno: Errno) -> SetupError {
+        SetupError { step, index, errno }
+    }
+
+    /// Wire form (native endian: both ends are the same process image).
+    pub fn to_bytes(self) -> [u8; Self::WIRE] {
+        let mut b = [0u8; Self::WIRE];
+        b[0..4].copy_from_slice(&(self.step as u32).to_ne_bytes());
+        b[4..8].copy_from_slice(&self.index.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.errno.0.to_ne_bytes());
+        b
+    }
+
+    /// Parses the wire form.
+    pub fn from_bytes(b: &[u8; Self::WIRE]) -> Option<SetupError> {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        let step = Step::from_u32(u32::from_ne_bytes(word(0)))?;
+        Some(SetupError {
+            step,
+            index: u32::from_ne_bytes(word(4)),
+            errno: Errno(i32::from_ne_bytes(word(8))),
+        })
+    }
+}
+
+/// The library's error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The policy cannot be run as given (bad path, bad value): a usage error.
+    #[error("{0}")]
+    Policy(String),
+    /// A primitive the profile needs cannot be enforced on this host (fail closed).
+    #[error("cannot enforce the {profile} profile: {what}")]
+    Unenforceable {
+        /// Profile name.
+        profile: String,
+        /// What is missing, and why.
+        what: String,
+        /// How to fix it or run anyway.
+        hint: Option<String>,
+    },
+    /// A setup step failed (in the parent or in the child).
+    #[error("{step}")]
+    Setup {
+        /// The step and its objects (paths, flags).
+        step: String,
+        /// The errno.
+        #[source]
+        errno: Errno,
+        /// A hint, where one helps.
+        hint: Option<String>,
+    },
+    /// The command could not be executed.
+    #[error("cannot execute {command}")]
+    Exec {
+        /// The command as given.
+        command: String,
+        /// The errno (ENOENT: not found; EACCES/ENOEXEC...: not executable).
+        #[source]
+        errno: Errno,
+    },
+}
+
+impl Error {
+    /// The hint to print after the error, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Setup { hint, .. } | Error::Unenforceable { hint, .. } => hint.as_deref(),
+            Error::Exec { errno, .. } if errno.0 == libc::ENOENT => {
+                Some("the command must exist inside the sandbox (system dirs, the workspace or a --ro/--rw path)")
+            }
+            _ => None,
+        }
+    }
+
+    /// The exit code the CLI uses for this error: 2 usage, 125 setup, 126/127 exec.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Policy(_) => 2,
+            Error::Unenforceable { .. } | Error::Setup { .. } => 125,
+            Error::Exec { errno, .. } => {
+                if errno.0 == libc::ENOENT || errno.0 == libc::ENOTDIR {
+                    127
+                } else {
+                    126
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trip() {
+        let e = SetupError::new(Step::Mount, 7, Errno(libc::EPERM));
+        assert_eq!(SetupError::from_bytes(&e.to_bytes()), Some(e));
+        let mut bad = e.to_bytes();
+        bad[0] = 0xff;
+        assert_eq!(SetupError::from_bytes(&bad), None);
+    }
+
+    #[test]
+    fn exit_codes() {
+        let ex = |e| Error::Exec { command: "x".into(), errno: Errno(e) };
+        assert_eq!(ex(libc::ENOENT).exit_code(), 127);
+        assert_eq!(ex(libc::EACCES).exit_code(), 126);
+        assert_eq!(ex(libc::ENOEXEC).exit_code(), 126);
+        assert_eq!(Error::Policy("x".into()).exit_code(), 2);
+    }
+}

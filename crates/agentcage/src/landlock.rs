@@ -1,0 +1,126 @@
+//! Landlock: the filesystem allow-list matching the composed root, and in `full` the TCP
+//! port and scope restrictions. The mechanics (ABI negotiation, alloc-free apply) live in
+//! the `agentcage-landlock` crate; this module decides *what* is allowed.
+//!
+//! `prepare` (parent) builds the rule list from the policy; `apply` (child, after
+//! pivot_root and no_new_privs, before the capability drop) restricts the command.
+
+use std::path::Path;
+
+use agentcage_landlock as ll;
+use agentcage_landlock::{Access, Rule};
+
+use crate::error::Error;
+use crate::policy::Policy;
+use crate::rootfs;
+use crate::sys::Errno;
+
+/// The prepared ruleset.
+pub type Prepared = ll::Prepared;
+
+/// The allow-list of a policy (inside paths): read/execute on the system dirs, read on /etc
+/// and /proc, everything on the workspace, /tmp, /dev/shm, the home and `--rw` paths,
+/// read/write on the /dev nodes, nothing else.
+pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Vec<Rule> {
+    let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS.iter().map(|d| Rule::new(*d, Access::ReadExec)).collect();
+    r.push(Rule::new("/etc", Access::ReadOnly));
+    r.push(Rule::new("/proc", Access::ReadOnly));
+    r.push(Rule::new("/dev", Access::ReadOnly));
+    for n in rootfs::DEV_NODES {
+        r.push(Rule::new(format!("/dev/{n}"), Access::DevRw));
+    }
+    r.push(Rule::new("/dev/pts", Access::DevRw));
+    r.push(Rule::new("/dev/shm", Access::ReadWrite));
+    r.push(Rule::new("/tmp", Access::ReadWrite));
+    if mount_ns {
+        // Listing and reading "/" of the composed root exposes nothing the policy did not
+        // put there (without a mount namespace it would be the host's root: no rule then).
+        r.push(Rule::new("/", Access::ReadOnly));
+        // The home exists only in the composed root (without it, this would be the host's).
+        r.push(Rule::new(home, Access::ReadWrite));
+        if self_exe {
+            r.push(Rule::new("/run/agentcage", Access::ReadExec));
+        }
+    }
+    r.push(Rule::new(&policy.workspace, Access::ReadWrite));
+    for b in &policy.binds {
+        r.push(Rule::new(&b.path, if b.writable { Access::ReadWrite } else { Access::ReadExec }));
+    }
+    r
+}
+
+/// Builds the ruleset data; fails closed when the kernel cannot enforce it, unless the
+/// policy says best effort (then the gap is reported in `enforcement`).
+pub(crate) fn prepare(
+    policy: &Policy,
+    home: &Path,
+    mount_ns: bool,
+    self_exe: bool,
+    enforcement: &mut Vec<(String, String)>,
+) -> Result<Option<Prepared>, Error> {
+    let spec = ll::Spec {
+        rules: rules(policy, home, mount_ns, self_exe),
+        restrict_tcp: policy.landlock.restrict_net,
+        tcp_bind: policy.landlock.tcp_bind.clone(),
+        tcp_connect: policy.landlock.tcp_connect.clone(),
+        scope_abstract_unix: policy.landlock.scope,
+        scope_signal: policy.landlock.scope,
+        log_denials: false,
+        requirement: if policy.best_effort { ll::Requirement::BestEffort } else { ll::Requirement::HardRequirement },
+    };
+    let host = ll::detect_abi();
+    if let Err(why) = &host {
+        if !policy.best_effort {
+            return Err(Error::Unenforceable {
+                profile: policy.profile.name().into(),
+                what: format!("Landlock: {why}"),
+                hint: Some("pass --best-effort to run without Landlock (reported, never silent)".into()),
+            });
+        }
+    }
+    let prepared = ll::prepare(&spec, &host).map_err(|e| Error::Unenforceable {
+        profile: policy.profile.name().into(),
+        what: format!("Landlock: {e}"),
+        hint: Some("pass --best-effort to run with what this kernel supports".into()),
+    })?;
+    let report = prepared.enforcement();
+    for line in report.summary().lines() {
+        enforcement.push(("landlock".into(), line.to_string()));
+    }
+    if prepared.is_noop() {
+        return Ok(None);
+    }
+    Ok(Some(prepared))
+}
+
+/// Packs a landlock apply error into the launcher's (index, errno) report.
+fn pack(e: ll::ApplyError) -> (u32, Errno) {
+    ((e.step as u32) << 24 | (e.index & 0x00ff_ffff), Errno(e.errno))
+}
+
+/// Restricts the calling process.
+///
+/// Runs in the child after clone: async-signal-safe only.
+pub(crate) fn apply(p: &Prepared) -> Result<(), (u32, Errno)> {
+    ll::apply(p).map(drop).map_err(pack)
+}
+
+/// Parent side: explains a packed report.
+pub(crate) trait DescribeStep {
+    fn describe_step(&self, index: u32) -> String;
+}
+
+impl DescribeStep for Prepared {
+    fn describe_step(&self, index: u32) -> String {
+        let step = index >> 24;
+        let rule = index & 0x00ff_ffff;
+        let rule = if rule == 0x00ff_ffff { ll::ApplyError::NO_INDEX } else { rule };
+        let mut b = [0u8; ll::ApplyError::WIRE_SIZE];
+        b[0] = step as u8;
+        b[4..8].copy_from_slice(&rule.to_ne_bytes());
+        match ll::ApplyError::from_bytes(&b) {
+            Some(e) => format!("landlock: {}", self.explain(e)),
+            None => "landlock".into(),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The post-clone path: only `sys::` calls on `&Prepared`. Async-signal-safe only: no
+//! allocation, no locks, no panics (STYLE.md section 4). A failing step writes a fixed-size
+//! [`SetupError`] to the report pipe and exits 125.
+
+use super::prepared::{Pipes, Prepared};
+use crate::error::{SetupError, Step};
+use crate::sys::{self, Errno};
+use crate::{caps, landlock, rootfs, seccomp};
+
+type R = Result<(), SetupError>;
+
+fn fail(step: Step, index: u32) -> impl Fn(Errno) -> SetupError {
+    move |e| SetupError::new(step, index, e)
+}
+
+fn report_and_exit(fd: i32, e: SetupError) -> ! {
+    let _ = sys::write_all(fd, &e.to_bytes());
+    sys::exit(125)
+}
+
+/// Entry of the clone child. Never returns.
+///
+/// Runs in the child after clone: async-signal-safe only.
+pub(super) fn main(p: &Prepared, pipes: &Pipes) -> ! {
+    sys::close(pipes.sync_w);
+    sys::close(pipes.report_r);
+    sys::close(pipes.status_r);
+    if let Err(e) = setup_sandbox(p, pipes) {
+        report_and_exit(pipes.report_w, e);
+    }
+    if p.init {
+        init(p, pipes)
+    } else {
+        sys::close(pipes.status_w);
+        command(p, pipes.report_w, None)
+    }
+}
+
+/// Namespaces-level setup, done once by the sandbox's first process.
+fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
+    if p.clone_flags != 0 {
+        // Die with the launcher, even when it is SIGKILLed. Checked against a race below:
+        // if the launcher is already gone, the sync read sees EOF.
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+    }
+    // Wait until the parent has written the id maps (and attached the cgroup).
+    let mut b = [0u8; 1];
+    match sys::read_full(pipes.sync_r, &mut b) {
+        Ok(1) => {}
+        Ok(_) => return Err(SetupError::new(Step::WaitParent, 0, Errno(libc::EPIPE))),
+        Err(e) => return Err(SetupError::new(Step::WaitParent, 0, e)),
+    }
+    sys::close(pipes.sync_r);
+
+    if let Some((uid, gid, as_root)) = p.set_ids {
+        // As root the child still carries host uid 0 and root's groups: switch to the
+        // mapped inside ids (host 65534 by default) and drop every supplementary group.
+        sys::setresgid(gid).map_err(fail(Step::SetGid, 0))?;
+        if as_root {
+            sys::setgroups_empty().map_err(fail(Step::SetGroups, 0))?;
+        }
+        sys::setresuid(uid).map_err(fail(Step::SetUid, 0))?;
+    }
+    if let Some(r) = &p.rootfs {
+        rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))?;
+    }
+    if let Some(h) = p.hostname {
+        sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
+    }
+    if p.loopback {
+        sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
+    }
+    Ok(())
+}
+
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// pid 1 of the sandbox: forks the command, forwards signals to it, reaps every zombie,
+/// and exits with the command's status (passed raw on the status pipe). When it exits the
+/// kernel kills everything left in the pid namespace.
+fn init(p: &Prepared, pipes: &Pipes) -> ! {
+    let set = sys::sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
+        Ok(m) => m,
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
+    };
+    if p.hygiene {
+        // The terminal's SIGINT then reaches only the launcher, which forwards it once.
+        let _ = sys::setsid();
+    }
+    // SAFETY: fork-like clone of this single-threaded process; the child runs `command`,
+    // which is async-signal-safe.
+    let cmd = match unsafe { sys::clone_fork(0) } {
+        Ok(0) => {
+            sys::close(pipes.status_w);
+            command(p, pipes.report_w, Some(&old_mask))
+        }
+        Ok(pid) => pid,
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
+    };
+    // The init keeps only the status pipe: the report pipe must reach EOF when the command
+    // execs, and inherited fds are the command's business, not ours.
+    sys::close_from_except(3, pipes.status_w);
+    loop {
+        let sig = match sys::sigwait(&set) {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig != libc::SIGCHLD {
+            if FORWARDED.contains(&sig) {
+                let _ = sys::kill(cmd, sig);
+            }
+            continue;
+        }
+        // Reap everything that has exited: the command and orphans reparented to us.
+        loop {
+            match sys::waitpid(-1, libc::WNOHANG) {
+                Ok((0, _)) | Err(_) => break,
+                Ok((pid, st)) if pid == cmd => {
+                    let _ = sys::write_all(pipes.status_w, &st.to_ne_bytes());
+                    let code = if libc::WIFSIGNALED(st) { 128 + libc::WTERMSIG(st) } else { libc::WEXITSTATUS(st) };
+                    sys::exit(code);
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// The command's own setup, in its final process, then execve. Order matters:
+/// hygiene and limits first (they need nothing), then no_new_privs, Landlock (needs NNP or
+/// CAP_SYS_ADMIN), capabilities (after Landlock, which needed them), and seccomp last, as
+/// close to execve as possible, so the filter never has to allow setup syscalls.
+fn command(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>) -> ! {
+    if let Err(e) = command_setup(p, report_w, old_mask) {
+        report_and_exit(report_w, e);
+    }
+    let mut err = Errno(libc::ENOENT);
+    let mut failed_at = 0u32;
+    let mut seen_eacces = false;
+    for (i, c) in p.candidates.iter().enumerate() {
+        let e = sys::execve(c, p.argv.ptrs(), p.envp.ptrs());
+        match e.0 {
+            libc::ENOENT | libc::ENOTDIR => {}
+            libc::EACCES => {
+                seen_eacces = true;
+                failed_at = i as u32;
+            }
+            _ => {
+                err = e;
+                failed_at = i as u32;
+                break;
+            }
+        }
+    }
+    if seen_eacces && (err.0 == libc::ENOENT) {
+        err = Errno(libc::EACCES);
+    }
+    report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
+}
+
+fn command_setup(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>) -> R {
+    if let Some(m) = old_mask {
+        sys::sigprocmask(libc::SIG_SETMASK, m).map_err(fail(Step::InitSignals, 1))?;
+    }
+    // Rust's runtime ignores SIGPIPE; programs expect the default.
+    sys::signal_default(libc::SIGPIPE);
+    if p.hygiene {
+        // A new session has no controlling terminal: TIOCSTI into the caller's terminal
+        // fails with EPERM, /dev/tty with ENXIO.
+        sys::setsid().map_err(fail(Step::Setsid, 0))?;
+        // Everything but 0-2 is closed at execve; the report pipe stays usable until then.
+        sys::cloexec_from(3).map_err(fail(Step::Fds, 0))?;
+        for &fd in &p.keep_fds {
+            sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
+        }
+        let _ = report_w;
+    }
+    for (res, cur, max) in &p.rlimits {
+        sys::setrlimit(*res, *cur, *max).map_err(fail(Step::Rlimits, *res as u32))?;
+    }
+    sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
+    if p.nnp {
+        sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;
+    }
+    if let Some(l) = &p.landlock {
+        landlock::apply(l).map_err(|(i, e)| SetupError::new(Step::Landlock, i, e))?;
+    }
+    // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it while
+    // the capabilities are still there.
+    if !p.nnp {
+        if let Some(s) = &p.seccomp {
+            seccomp::apply(s).map_err(fail(Step::Seccomp, 0))?;
+        }
+    }
+    if let Some(c) = &p.caps {
+        caps::apply(c).map_err(|(i, e)| SetupError::new(Step::Caps, i, e))?;
+    }
+    // Last thing before execve.
+    if p.nnp {
+        if let Some(s) = &p.seccomp {
+            seccomp::apply(s).map_err(fail(Step::Seccomp, 0))?;
+        }
+    }
+    Ok(())
+}

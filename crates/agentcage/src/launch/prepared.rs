@@ -1,0 +1,419 @@
+//! `Prepared`: every artifact the child will touch, built before clone.
+//!
+//! Strings, pointer arrays, the mount plan, the Landlock rules, the BPF program and the id
+//! map bytes all live here, so the child never allocates (STYLE.md section 4).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::Command;
+use crate::caps::{self, PreparedCaps};
+use crate::error::{Error, SetupError, Step};
+use crate::policy::{Layer, NetMode, Policy};
+use crate::rootfs::{self, PreparedRootfs, RootSpec};
+use crate::sys::{self, Errno};
+use crate::landlock::DescribeStep;
+use crate::{landlock, seccomp};
+
+/// Default PATH inside when the caller has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Environment variables the hygiene layer lets through (plus `LC_*`).
+const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
+
+/// uid_map / setgroups / gid_map contents, written by the parent.
+#[derive(Debug)]
+pub(crate) struct IdMaps {
+    pub(crate) uid_map: Vec<u8>,
+    pub(crate) setgroups: Option<Vec<u8>>,
+    pub(crate) gid_map: Vec<u8>,
+}
+
+/// A null-terminated argv/envp array pointing into owned CStrings.
+#[derive(Debug)]
+pub(crate) struct CArray {
+    _owned: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CArray {
+    fn new(items: Vec<CString>) -> CArray {
+        let mut ptrs: Vec<*const libc::c_char> = items.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CArray { _owned: items, ptrs }
+    }
+
+    pub(crate) fn ptrs(&self) -> &[*const libc::c_char] {
+        &self.ptrs
+    }
+}
+
+/// Everything the child side needs.
+#[derive(Debug)]
+pub struct Prepared {
+    pub(crate) policy: Policy,
+    pub(crate) command: Command,
+    pub(crate) clone_flags: libc::c_ulong,
+    pub(crate) id_maps: Option<IdMaps>,
+    /// setresgid/setgroups/setresuid in the child (inside ids), when in a user namespace.
+    pub(crate) set_ids: Option<(u32, u32, bool)>,
+    pub(crate) rootfs: Option<PreparedRootfs>,
+    pub(crate) hostname: Option<&'static [u8]>,
+    pub(crate) loopback: bool,
+    pub(crate) init: bool,
+    pub(crate) hygiene: bool,
+    pub(crate) keep_fds: Vec<i32>,
+    pub(crate) rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub(crate) cwd: CString,
+    pub(crate) nnp: bool,
+    pub(crate) landlock: Option<landlock::Prepared>,
+    pub(crate) caps: Option<PreparedCaps>,
+    pub(crate) seccomp: Option<seccomp::Prepared>,
+    pub(crate) candidates: Vec<CString>,
+    pub(crate) argv: CArray,
+    pub(crate) envp: CArray,
+    /// Enforcement lines for `run -v` (what each layer does on this host).
+    pub enforcement: Vec<(String, String)>,
+}
+
+/// The pipes between launcher and child (all O_CLOEXEC).
+pub(crate) struct Pipes {
+    pub(crate) sync_r: i32,
+    pub(crate) sync_w: i32,
+    pub(crate) report_r: i32,
+    pub(crate) report_w: i32,
+    pub(crate) status_r: i32,
+    pub(crate) status_w: i32,
+}
+
+impl Pipes {
+    pub(crate) fn new() -> Result<Pipes, Errno> {
+        let (sync_r, sync_w) = sys::pipe()?;
+        let (report_r, report_w) = sys::pipe()?;
+        let (status_r, status_w) = sys::pipe()?;
+        Ok(Pipes { sync_r, sync_w, report_r, report_w, status_r, status_w })
+    }
+
+    /// Parent: close the child's ends.
+    pub(crate) fn close_child_ends(&self) {
+        sys::close(self.sync_r);
+        sys::close(self.report_w);
+        sys::close(self.status_w);
+    }
+}
+
+fn cstr(b: &[u8]) -> Result<CString, Error> {
+    CString::new(b).map_err(|_| Error::Policy(format!("{:?} contains a NUL byte", String::from_utf8_lossy(b))))
+}
+
+pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
+    let names = [
+        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
+        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
+        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
+        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
+        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
+        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+    ];
+    let v: Vec<&str> = names.iter().filter(|(f, _)| flags & *f as libc::c_ulong != 0).map(|(_, n)| *n).collect();
+    if v.is_empty() {
+        "SIGCHLD".into()
+    } else {
+        v.join("|")
+    }
+}
+
+/// Validates the policy and builds every artifact (parent side).
+///
+/// # Errors
+/// [`Error::Policy`] for bad input, [`Error::Unenforceable`] when a primitive of the
+/// profile cannot be enforced here and `best_effort` is off.
+pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
+    let layers = policy.layers;
+    if command.argv.is_empty() || command.argv[0].is_empty() {
+        return Err(Error::Policy("no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into()));
+    }
+    let ws = &policy.workspace;
+    if !ws.is_absolute() {
+        return Err(Error::Policy(format!("workspace {} must be an absolute path", ws.display())));
+    }
+    if !ws.is_dir() {
+        return Err(Error::Policy(format!("workspace {} does not exist or is not a directory", ws.display())));
+    }
+    rootfs::check_workspace(ws).map_err(Error::Policy)?;
+    for b in &policy.binds {
+        if !b.path.is_absolute() {
+            return Err(Error::Policy(format!("{} must be an absolute path", b.path.display())));
+        }
+        if std::fs::symlink_metadata(&b.path).is_err() {
+            return Err(Error::Policy(format!("{} does not exist", b.path.display())));
+        }
+        if b.path == Path::new("/") {
+            return Err(Error::Policy("binding / would expose the whole host".into()));
+        }
+    }
+    let caller_uid = sys::geteuid();
+    let caller_gid = sys::getegid();
+    let as_root = caller_uid == 0;
+    if as_root && layers.has(Layer::UserNs) && (policy.host_uid == 0 || policy.host_gid == 0) {
+        return Err(Error::Policy("--host-uid/--host-gid 0 would give the agent host root: refused".into()));
+    }
+    let mut enforcement = Vec::new();
+
+    // Namespaces.
+    let ns = [
+        (Layer::UserNs, libc::CLONE_NEWUSER),
+        (Layer::MountNs, libc::CLONE_NEWNS),
+        (Layer::PidNs, libc::CLONE_NEWPID),
+        (Layer::NetNs, libc::CLONE_NEWNET),
+        (Layer::IpcNs, libc::CLONE_NEWIPC),
+        (Layer::UtsNs, libc::CLONE_NEWUTS),
+        (Layer::CgroupNs, libc::CLONE_NEWCGROUP),
+    ];
+    let mut clone_flags: libc::c_ulong = 0;
+    for (l, f) in ns {
+        let on = layers.has(l) && !(l == Layer::NetNs && policy.net == NetMode::Host);
+        if on {
+            clone_flags |= f as libc::c_ulong;
+        }
+    }
+    if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
+        enforcement.push(("net-ns".into(), "OFF: --net host shares the host's network".into()));
+    }
+    let userns = layers.has(Layer::UserNs);
+    if !userns && layers.any_namespace() && !as_root {
+        return Err(Error::Unenforceable {
+            profile: policy.profile.name().into(),
+            what: "namespaces without a user namespace need root".into(),
+            hint: None,
+        });
+    }
+    let id_maps = userns.then(|| {
+        let (hu, hg) = if as_root { (policy.host_uid, policy.host_gid) } else { (caller_uid, caller_gid) };
+        IdMaps {
+            uid_map: format!("{} {} 1\n", policy.uid, hu).into_bytes(),
+            // Unprivileged callers must deny setgroups before writing gid_map; as root we
+            // keep it so the child can drop root's supplementary groups.
+            setgroups: (!as_root).then(|| b"deny".to_vec()),
+            gid_map: format!("{} {} 1\n", policy.gid, hg).into_bytes(),
+        }
+    });
+    let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
+
+    let home: PathBuf = if policy.uid == 0 { "/root".into() } else { "/home/agent".into() };
+    let mount_ns = layers.has(Layer::MountNs);
+    let rootfs = mount_ns.then(|| {
+        rootfs::prepare(&RootSpec {
+            workspace: ws.clone(),
+            binds: policy.binds.iter().map(|b| (b.path.clone(), b.writable)).collect(),
+            self_exe: command.self_exe.clone(),
+            uid: policy.uid,
+            gid: policy.gid,
+            home: home.clone(),
+            fresh_proc: layers.has(Layer::PidNs),
+            own_net: clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0,
+            mount_setattr: sys::mount_setattr_available(),
+        })
+    });
+
+    // Working directory: the caller's when inside the workspace, else the workspace.
+    let cwd = match &policy.cwd {
+        Some(c) => c.clone(),
+        None => std::env::current_dir()
+            .ok()
+            .and_then(|c| c.canonicalize().ok())
+            .filter(|c| c.starts_with(ws))
+            .unwrap_or_else(|| ws.clone()),
+    };
+
+    // Environment.
+    let hygiene = layers.has(Layer::Hygiene);
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    if hygiene {
+        for (k, v) in std::env::vars_os() {
+            let kb = k.as_bytes();
+            if ENV_ALLOW.iter().any(|a| a.as_bytes() == kb) || kb.starts_with(b"LC_") {
+                env.push((k, v));
+            }
+        }
+        for k in &policy.pass_env {
+            if let Some(v) = std::env::var_os(k) {
+                env.retain(|(ek, _)| ek != OsStr::new(k));
+                env.push((k.into(), v));
+            }
+        }
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        let home_val: OsString = if mount_ns { home.clone().into() } else { std::env::var_os("HOME").unwrap_or_else(|| "/".into()) };
+        env.push(("HOME".into(), home_val));
+        let user = if policy.uid == 0 { "root" } else { "agent" };
+        env.push(("USER".into(), user.into()));
+        env.push(("LOGNAME".into(), user.into()));
+    } else {
+        env.extend(std::env::vars_os());
+    }
+    for (k, v) in &policy.env {
+        env.retain(|(ek, _)| ek != OsStr::new(k));
+        env.push((k.into(), v.into()));
+    }
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            cstr(&b)
+        })
+        .collect::<Result<_, _>>()?;
+
+    // Command lookup: like execvp, but in the sandbox's PATH, tried in the child.
+    let arg0 = command.argv[0].as_bytes();
+    let candidates: Vec<CString> = if arg0.contains(&b'/') {
+        vec![cstr(arg0)?]
+    } else {
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| DEFAULT_PATH.into());
+        let mut c = Vec::new();
+        for dir in path.as_bytes().split(|b| *b == b':') {
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let mut full = dir.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(arg0);
+            c.push(cstr(&full)?);
+        }
+        c
+    };
+    let argv: Vec<CString> = command.argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
+
+    // Landlock.
+    let landlock = if layers.has(Layer::Landlock) {
+        landlock::prepare(policy, &home, mount_ns, command.self_exe.is_some(), &mut enforcement)?
+    } else {
+        None
+    };
+    // Capabilities and seccomp.
+    let caps = layers.has(Layer::Caps).then(caps::prepare);
+    let seccomp = if layers.has(Layer::Seccomp) { Some(seccomp::prepare(policy, &mut enforcement)?) } else { None };
+    let nnp = layers.has(Layer::NoNewPrivs);
+
+    // Resource limits: rlimits are the floor (cgroups, when available, are set by the
+    // launcher around the spawn).
+    let mut rlimits = Vec::new();
+    if layers.has(Layer::Limits) {
+        if let Some(n) = policy.limits.nofile {
+            rlimits.push((libc::RLIMIT_NOFILE as libc::c_int, n, n));
+        }
+        if let Some(n) = policy.limits.fsize {
+            rlimits.push((libc::RLIMIT_FSIZE as libc::c_int, n, n));
+        }
+        if policy.limits.no_core {
+            rlimits.push((libc::RLIMIT_CORE as libc::c_int, 0, 0));
+        }
+    }
+
+    let mut keep_fds = policy.keep_fds.clone();
+    keep_fds.sort_unstable();
+    keep_fds.dedup();
+    if keep_fds.iter().any(|&fd| fd < 3) {
+        return Err(Error::Policy("--keep-fd takes fds >= 3 (0-2 are always kept)".into()));
+    }
+
+    let cwd = cstr(cwd.as_os_str().as_bytes())?;
+    Ok(Prepared {
+        policy: policy.clone(),
+        command: command.clone(),
+        clone_flags,
+        id_maps,
+        set_ids,
+        rootfs,
+        hostname: layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]),
+        loopback: clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0,
+        init: layers.has(Layer::PidNs),
+        hygiene,
+        keep_fds,
+        rlimits,
+        cwd,
+        nnp,
+        landlock,
+        caps,
+        seccomp,
+        candidates,
+        argv: CArray::new(argv),
+        envp: CArray::new(envp),
+        enforcement,
+    })
+}
+
+impl Prepared {
+    /// Hint for a failed clone.
+    pub(crate) fn clone_hint(&self, e: Errno) -> Option<String> {
+        if self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong == 0 {
+            return None;
+        }
+        let _ = e; None // TODO(#7) kernel::userns_failure_hint
+    }
+
+    /// Turns the child's report into a full error naming the step's objects.
+    pub(crate) fn describe_setup_error(&self, r: SetupError) -> Error {
+        let i = r.index as usize;
+        let step = match r.step {
+            Step::Exec => {
+                let cmd = self.command.argv[0].to_string_lossy().into_owned();
+                return Error::Exec { command: cmd, errno: r.errno };
+            }
+            Step::WaitParent => "wait for the launcher (it exited)".into(),
+            Step::SetGid => format!("setresgid({})", self.policy.gid),
+            Step::SetGroups => "setgroups(0, NULL) (drop the launcher's supplementary groups)".into(),
+            Step::SetUid => format!("setresuid({})", self.policy.uid),
+            Step::MountSlave => "make / a recursive slave mount (MS_SLAVE|MS_REC)".into(),
+            Step::StageTmpfs => {
+                if i == 0 { "mount the staging tmpfs on /tmp".into() } else { "mount the root tmpfs".into() }
+            }
+            Step::PivotStage => "pivot_root into the staging tmpfs".into(),
+            Step::Mount => self
+                .rootfs
+                .as_ref()
+                .and_then(|r| r.ops.get(i))
+                .map_or_else(|| format!("mount plan entry {i}"), |op| op.describe()),
+            Step::PivotRoot => "pivot_root into the composed root".into(),
+            Step::DetachOldRoot => "detach the old root (umount2 MNT_DETACH)".into(),
+            Step::Hostname => "sethostname(agentcage)".into(),
+            Step::Loopback => "bring up the loopback interface".into(),
+            Step::ForkCommand => "fork the command from the sandbox init".into(),
+            Step::InitSignals => "set up the init's signal handling".into(),
+            Step::Setsid => "setsid (new session)".into(),
+            Step::ControllingTty => "set the controlling terminal".into(),
+            Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd".into(),
+            Step::Rlimits => format!("setrlimit (resource {i})"),
+            Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
+            Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
+            Step::Landlock => self
+                .landlock
+                .as_ref()
+                .map_or_else(|| "landlock".into(), |l| l.describe_step(r.index)),
+            Step::Caps => match i {
+                0 => "drop the bounding set (PR_CAPBSET_DROP)".into(),
+                1 => "lock the securebits (PR_SET_SECUREBITS 0xff)".into(),
+                2 => "clear the ambient set".into(),
+                _ => "clear the capability sets (capset)".into(),
+            },
+            Step::Seccomp => "install the seccomp filter".into(),
+        };
+        let hint = match (r.step, r.errno.0) {
+            (Step::Mount, libc::EPERM) | (Step::Mount, libc::EACCES) => Some(
+                "the kernel refused a mount in the sandbox's user namespace; inside a container, \
+                 the outer runtime may forbid it (see `agentcage doctor`)"
+                    .to_string(),
+            ),
+            (Step::Chdir, _) => Some("the working directory must be inside the workspace".into()),
+            _ => None,
+        };
+        Error::Setup { step, errno: r.errno, hint }
+    }
+}

@@ -1,0 +1,26 @@
+//! agentcage: confines a process (an AI agent) with user, mount, pid, net, ipc, uts and
+//! cgroup namespaces, a composed read-only root, Landlock, a capability drop and seccomp.
+//!
+//! The library prints nothing and knows no CLI. Build a [`Policy`] (usually with
+//! [`Policy::for_profile`]), [`prepare`] it into a [`Prepared`] (every artifact the child
+//! needs, built before clone), then [`Prepared::run`] it.
+//!
+//! Module map (one module per primitive, one sequencer):
+//! - `policy`: what to isolate (pure data); `error`: errors and the child's step report;
+//! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
+//!   the `agentcage-landlock` and `agentcage-seccomp` crates;
+//! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
+//! - `sys`: raw syscall wrappers, the only home of `unsafe`.
+
+pub mod caps;
+pub mod error;
+pub mod landlock;
+pub mod launch;
+pub mod policy;
+pub mod rootfs;
+pub mod seccomp;
+pub mod sys;
+
+pub use error::{Error, SetupError, Step};
+pub use launch::{prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings};
+pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};

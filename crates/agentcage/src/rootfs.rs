@@ -1,0 +1,690 @@
+//! The composed root: a fresh tmpfs with read-only system dirs, a minimal /dev, a fresh
+//! /proc with masked paths, a tmpfs /tmp, a synthesized /etc, the workspace and the extras.
+//!
+//! `prepare` (parent) turns the policy into a flat list of [`Op`]s whose strings are all
+//! built up front; `apply` (child, after clone into a new user+mount namespace) executes them
+//! with raw syscalls only. The sequence follows bubblewrap: mount a staging tmpfs, pivot into
+//! it so the host root stays reachable at `/oldroot` (sources under a host `/tmp` stay
+//! visible), build `/newroot`, pivot into it and detach everything else.
+//!
+//! Read-only binds are made with a bind followed by `mount_setattr(AT_RECURSIVE, RDONLY)`
+//! (Linux 5.12+) or, on older kernels, a `MS_REMOUNT|MS_BIND|MS_RDONLY` that keeps the flags
+//! a more privileged namespace locked: a single `mount(MS_BIND|MS_RDONLY)` ignores RDONLY.
+//! Kernel: mount_namespaces(7), pivot_root(2), mount_setattr(2).
+
+use std::collections::BTreeSet;
+use std::ffi::{CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Step;
+use crate::sys::{self, Errno};
+
+/// Where the staging tmpfs is mounted (any existing directory works: it is pivoted away).
+const STAGE: &CStr = c"/tmp";
+/// Host root after the first pivot.
+const OLDROOT: &str = "/oldroot";
+/// The composed root after the first pivot.
+const NEWROOT: &str = "/newroot";
+
+/// Inside path of the agentcage binary (read-only, executable) in namespaced profiles.
+pub const SELF_EXE: &str = "/run/agentcage/agentcage";
+
+/// System directories bound read-only (or replicated as symlinks, as the host has them).
+pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"];
+
+/// Host files and dirs under /etc that real programs need (certificates, loader cache,
+/// time zone, alternatives, service tables). Bound read-only when present.
+const ETC_FROM_HOST: &[&str] = &[
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/pki",
+    "/etc/crypto-policies",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/alternatives",
+    "/etc/mime.types",
+    "/etc/protocols",
+    "/etc/services",
+    "/etc/gai.conf",
+    "/etc/host.conf",
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/gitconfig",
+    "/etc/inputrc",
+    "/etc/terminfo",
+];
+
+/// Device nodes bound from the host's /dev.
+pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// /proc files hidden behind /dev/null (container runtimes' masked paths).
+const PROC_MASKED_FILES: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/sysrq-trigger",
+    "/proc/kmsg",
+    "/proc/config.gz",
+];
+/// /proc dirs hidden behind an empty read-only tmpfs.
+const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/scsi", "/proc/asound"];
+/// /proc dirs bound read-only onto themselves.
+const PROC_READONLY: &[&str] = &["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"];
+
+/// One step of the mount plan. Paths are absolute and already prefixed (`/oldroot` for
+/// sources on the host, `/newroot` for targets).
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// mkdir; EEXIST is fine.
+    Mkdir { path: CString, mode: u32 },
+    /// Create an empty file as a mount point; EEXIST is fine.
+    Touch { path: CString },
+    /// symlink(target, link).
+    Symlink { target: CString, link: CString },
+    /// Mount a tmpfs.
+    Tmpfs { target: CString, flags: libc::c_ulong, data: CString, readonly: bool, optional: bool },
+    /// Bind `src` onto `dst` (recursively), then set attributes.
+    Bind { src: CString, dst: CString, attrs: u64, optional: bool },
+    /// Mount a fresh proc (needs the new pid namespace) or, without one, bind the host's.
+    Proc { target: CString, fresh: bool },
+    /// Mount a new devpts instance.
+    Devpts { target: CString },
+    /// Write a synthesized file.
+    WriteFile { path: CString, contents: Vec<u8> },
+}
+
+impl Op {
+    /// Human description for error messages (parent side).
+    pub(crate) fn describe(&self) -> String {
+        let s = |c: &CString| inside(c);
+        match self {
+            Op::Mkdir { path, .. } => format!("mkdir {}", s(path)),
+            Op::Touch { path } => format!("create mount point {}", s(path)),
+            Op::Symlink { target, link } => {
+                format!("symlink {} -> {}", s(link), target.to_string_lossy())
+            }
+            Op::Tmpfs { target, data, readonly, .. } => format!(
+                "mount tmpfs on {} ({}{})",
+                s(target),
+                data.to_string_lossy(),
+                if *readonly { ",ro" } else { "" }
+            ),
+            Op::Bind { src, dst, attrs, .. } => format!(
+                "bind-mount {} onto {} ({})",
+                host(src),
+                s(dst),
+                attr_names(*attrs)
+            ),
+            Op::Proc { target, fresh } => {
+                if *fresh {
+                    format!("mount proc on {}", s(target))
+                } else {
+                    format!("bind the host's /proc onto {}", s(target))
+                }
+            }
+            Op::Devpts { target } => format!("mount devpts (newinstance) on {}", s(target)),
+            Op::WriteFile { path, .. } => format!("write {}", s(path)),
+        }
+    }
+}
+
+fn inside(c: &CStr) -> String {
+    let s = c.to_string_lossy();
+    s.strip_prefix(NEWROOT).map_or_else(|| s.to_string(), |r| if r.is_empty() { "/".into() } else { r.to_string() })
+}
+
+fn host(c: &CStr) -> String {
+    let s = c.to_string_lossy();
+    s.strip_prefix(OLDROOT).map_or_else(|| s.to_string(), str::to_string)
+}
+
+fn attr_names(a: u64) -> String {
+    let mut v = Vec::new();
+    if a & sys::MOUNT_ATTR_RDONLY != 0 {
+        v.push("ro");
+    } else {
+        v.push("rw");
+    }
+    if a & sys::MOUNT_ATTR_NOSUID != 0 {
+        v.push("nosuid");
+    }
+    if a & sys::MOUNT_ATTR_NODEV != 0 {
+        v.push("nodev");
+    }
+    if a & sys::MOUNT_ATTR_NOEXEC != 0 {
+        v.push("noexec");
+    }
+    v.join(",")
+}
+
+/// What the root must contain (parent side input).
+#[derive(Debug, Clone)]
+pub struct RootSpec {
+    /// Workspace (absolute, canonical).
+    pub workspace: PathBuf,
+    /// Extra binds (absolute, canonical), writable or not.
+    pub binds: Vec<(PathBuf, bool)>,
+    /// The agentcage binary to expose at [`SELF_EXE`], if any.
+    pub self_exe: Option<PathBuf>,
+    /// Inside uid/gid and home (for passwd/group).
+    pub uid: u32,
+    /// Inside gid.
+    pub gid: u32,
+    /// Home directory inside.
+    pub home: PathBuf,
+    /// Fresh /proc (own pid namespace) or the host's.
+    pub fresh_proc: bool,
+    /// Own network namespace (synthesized hosts/resolv.conf) or the host's (bound).
+    pub own_net: bool,
+    /// mount_setattr(2) is available.
+    pub mount_setattr: bool,
+}
+
+/// The prepared mount plan.
+#[derive(Debug)]
+pub struct PreparedRootfs {
+    pub(crate) ops: Vec<Op>,
+    newroot: CString,
+    oldroot_rel: CString,
+    mount_setattr: bool,
+}
+
+struct Planner {
+    ops: Vec<Op>,
+    /// Inside dirs known to exist in the composed tree (created or covered by a bind).
+    dirs: BTreeSet<PathBuf>,
+}
+
+fn cpath(prefix: &str, p: &Path) -> CString {
+    let mut v = prefix.as_bytes().to_vec();
+    v.extend_from_slice(p.as_os_str().as_bytes());
+    // Paths come from the OS or from our constants: an interior NUL is impossible, but map
+    // it to a harmless name rather than panicking.
+    CString::new(v).unwrap_or_else(|_| c"/nonexistent".to_owned())
+}
+
+impl Planner {
+    fn new() -> Planner {
+        let mut dirs = BTreeSet::new();
+        dirs.insert(PathBuf::from("/"));
+        Planner { ops: Vec::new(), dirs }
+    }
+
+    /// Creates every missing ancestor of `p` (inside path), not `p` itself.
+    fn parents(&mut self, p: &Path) {
+        if let Some(parent) = p.parent() {
+            self.mkdir(parent, 0o755);
+        }
+    }
+
+    fn mkdir(&mut self, p: &Path, mode: u32) {
+        if self.dirs.contains(p) {
+            return;
+        }
+        self.parents(p);
+        self.ops.push(Op::Mkdir { path: cpath(NEWROOT, p), mode });
+        self.dirs.insert(p.to_path_buf());
+    }
+
+    fn tmpfs(&mut self, p: &Path, mode: &str, readonly: bool) {
+        self.mkdir(p, 0o755);
+        self.forget_below(p);
+        self.ops.push(Op::Tmpfs {
+            target: cpath(NEWROOT, p),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: CString::new(format!("mode={mode}")).unwrap_or_default(),
+            readonly,
+            optional: false,
+        });
+    }
+
+    /// A mount on `p` hides whatever we created below it.
+    fn forget_below(&mut self, p: &Path) {
+        let below: Vec<PathBuf> = self.dirs.iter().filter(|d| d.starts_with(p) && *d != p).cloned().collect();
+        for d in below {
+            self.dirs.remove(&d);
+        }
+    }
+
+    /// Bind host `src` at inside `dst` with `attrs`; dirs get a dir mount point, others a file.
+    fn bind(&mut self, src: &Path, dst: &Path, is_dir: bool, attrs: u64, optional: bool) {
+        if is_dir {
+            self.mkdir(dst, 0o755);
+            self.forget_below(dst);
+            // Everything below a bound dir exists as the host has it.
+            self.dirs.insert(dst.to_path_buf());
+        } else {
+            self.parents(dst);
+            self.ops.push(Op::Touch { path: cpath(NEWROOT, dst) });
+        }
+        self.ops.push(Op::Bind { src: cpath(OLDROOT, src), dst: cpath(NEWROOT, dst), attrs, optional });
+    }
+
+    fn symlink(&mut self, target: &Path, link: &Path) {
+        self.parents(link);
+        self.ops.push(Op::Symlink {
+            target: CString::new(target.as_os_str().as_bytes()).unwrap_or_default(),
+            link: cpath(NEWROOT, link),
+        });
+    }
+
+    fn write(&mut self, p: &Path, contents: String) {
+        self.parents(p);
+        self.ops.push(Op::WriteFile { path: cpath(NEWROOT, p), contents: contents.into_bytes() });
+    }
+
+    /// Host path as it is: a symlink stays a symlink, a dir or file is bound.
+    fn host_entry(&mut self, p: &Path, attrs: u64) {
+        let Ok(md) = std::fs::symlink_metadata(p) else { return };
+        if md.file_type().is_symlink() {
+            if let Ok(t) = std::fs::read_link(p) {
+                self.symlink(&t, p);
+            }
+        } else {
+            self.bind(p, p, md.is_dir(), attrs, false);
+        }
+    }
+}
+
+const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+
+/// Builds the mount plan (parent side; allocates freely).
+pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
+    let mut pl = Planner::new();
+    // Sorted mount targets: a parent always comes before its children, so nothing we
+    // mount later hides a mount point we made earlier.
+    for d in SYSTEM_DIRS {
+        pl.host_entry(Path::new(d), RO);
+    }
+
+    // /dev: a tmpfs with the host's harmless nodes bound in (no mknod in a user namespace).
+    let dev = Path::new("/dev");
+    pl.tmpfs(dev, "0755", false);
+    for n in DEV_NODES {
+        let p = dev.join(n);
+        if p.exists() {
+            // nodev must stay off: these are device nodes.
+            pl.bind(&p, &p, false, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC, true);
+        }
+    }
+    pl.mkdir(&dev.join("pts"), 0o755);
+    pl.ops.push(Op::Devpts { target: cpath(NEWROOT, &dev.join("pts")) });
+    pl.symlink(Path::new("pts/ptmx"), &dev.join("ptmx"));
+    pl.tmpfs(&dev.join("shm"), "1777", false);
+    pl.symlink(Path::new("/proc/self/fd"), &dev.join("fd"));
+    for (i, n) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+        pl.symlink(&PathBuf::from(format!("/proc/self/fd/{i}")), &dev.join(n));
+    }
+
+    // /etc: synthesized identity and name service files, plus host files programs need.
+    let etc = Path::new("/etc");
+    pl.mkdir(etc, 0o755);
+    let user = if spec.uid == 0 { "root" } else { "agent" };
+    let group = if spec.gid == 0 { "root" } else { "agent" };
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    if spec.uid != 0 {
+        passwd += &format!("{user}:x:{}:{}:agentcage:{}:/bin/sh\n", spec.uid, spec.gid, spec.home.display());
+    }
+    passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+    let mut groups = String::from("root:x:0:\n");
+    if spec.gid != 0 {
+        groups += &format!("{group}:x:{}:\n", spec.gid);
+    }
+    groups += "nogroup:x:65534:\n";
+    pl.write(&etc.join("passwd"), passwd);
+    pl.write(&etc.join("group"), groups);
+    pl.write(&etc.join("hostname"), "agentcage\n".into());
+    pl.write(
+        &etc.join("nsswitch.conf"),
+        "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"
+            .into(),
+    );
+    if spec.own_net {
+        pl.write(
+            &etc.join("hosts"),
+            "127.0.0.1\tlocalhost\n127.0.1.1\tagentcage\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+        );
+        pl.write(&etc.join("resolv.conf"), "# agentcage: no network (loopback only)\n".into());
+    } else {
+        for f in ["/etc/hosts", "/etc/resolv.conf"] {
+            // Follow symlinks (resolv.conf often points into /run): bind the file itself.
+            if let Ok(md) = std::fs::metadata(f) {
+                pl.bind(Path::new(f), Path::new(f), md.is_dir(), RO, true);
+            }
+        }
+    }
+    let mut etc_entries: Vec<PathBuf> = ETC_FROM_HOST.iter().map(PathBuf::from).collect();
+    // Distribution Python keeps its site configuration in /etc/python3.X.
+    if let Ok(rd) = std::fs::read_dir(etc) {
+        for e in rd.flatten() {
+            if e.file_name().as_bytes().starts_with(b"python") {
+                etc_entries.push(e.path());
+            }
+        }
+    }
+    etc_entries.sort();
+    for p in &etc_entries {
+        pl.host_entry(p, RO);
+    }
+
+    // Home directory on the root tmpfs (owned by the inside user, who runs the init).
+    pl.mkdir(&spec.home, 0o755);
+
+    // /run with the agentcage binary (the probe and bench run it inside).
+    pl.mkdir(Path::new("/run"), 0o755);
+    if let Some(exe) = &spec.self_exe {
+        let dst = Path::new(SELF_EXE);
+        pl.parents(dst);
+        pl.ops.push(Op::Touch { path: cpath(NEWROOT, dst) });
+        pl.ops.push(Op::Bind {
+            src: cpath(OLDROOT, exe),
+            dst: cpath(NEWROOT, dst),
+            attrs: sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+            optional: false,
+        });
+    }
+
+    pl.tmpfs(Path::new("/tmp"), "1777", false);
+
+    // The workspace and extras, shallowest first so nested ones land on top.
+    let mut binds: Vec<(PathBuf, bool, bool)> = spec
+        .binds
+        .iter()
+        .map(|(p, w)| (p.clone(), *w, p.is_dir()))
+        .collect();
+    binds.push((spec.workspace.clone(), true, true));
+    binds.sort_by_key(|(p, _, _)| p.components().count());
+    for (p, writable, is_dir) in &binds {
+        pl.bind(p, p, *is_dir, if *writable { RW } else { RO }, false);
+    }
+
+    // /proc last among the top-level mounts so its masks can use our /dev/null.
+    let proc_ = Path::new("/proc");
+    pl.mkdir(proc_, 0o555);
+    pl.ops.push(Op::Proc { target: cpath(NEWROOT, proc_), fresh: spec.fresh_proc });
+    if spec.fresh_proc {
+        for f in PROC_MASKED_FILES {
+            pl.ops.push(Op::Bind {
+                src: cpath(OLDROOT, Path::new("/dev/null")),
+                dst: cpath(NEWROOT, Path::new(f)),
+                attrs: RO | sys::MOUNT_ATTR_NOEXEC,
+                optional: true,
+            });
+        }
+        for d in PROC_MASKED_DIRS {
+            pl.ops.push(Op::Tmpfs {
+                target: cpath(NEWROOT, Path::new(d)),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data: c"mode=0555,size=0".to_owned(),
+                readonly: true,
+                optional: true,
+            });
+        }
+        for d in PROC_READONLY {
+            pl.ops.push(Op::Bind {
+                src: cpath(NEWROOT, Path::new(d)),
+                dst: cpath(NEWROOT, Path::new(d)),
+                attrs: RO | sys::MOUNT_ATTR_NOEXEC,
+                optional: true,
+            });
+        }
+    }
+
+    PreparedRootfs {
+        ops: pl.ops,
+        newroot: CString::new(NEWROOT).unwrap_or_default(),
+        oldroot_rel: c"oldroot".to_owned(),
+        mount_setattr: spec.mount_setattr,
+    }
+}
+
+/// Sets mount attributes on `path`: mount_setattr when available, else a bind remount that
+/// keeps the flags the kernel locked (atime, nosuid, nodev, noexec of the source).
+fn set_attrs(path: &CStr, attrs: u64, use_setattr: bool) -> Result<(), Errno> {
+    if use_setattr {
+        return sys::mount_setattr_recursive(path, attrs);
+    }
+    let st = sys::statvfs_flags(path)?;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT;
+    if attrs & sys::MOUNT_ATTR_RDONLY != 0 || st & libc::ST_RDONLY != 0 {
+        flags |= libc::MS_RDONLY;
+    }
+    if attrs & sys::MOUNT_ATTR_NOSUID != 0 || st & libc::ST_NOSUID != 0 {
+        flags |= libc::MS_NOSUID;
+    }
+    if attrs & sys::MOUNT_ATTR_NODEV != 0 || st & libc::ST_NODEV != 0 {
+        flags |= libc::MS_NODEV;
+    }
+    if attrs & sys::MOUNT_ATTR_NOEXEC != 0 || st & libc::ST_NOEXEC != 0 {
+        flags |= libc::MS_NOEXEC;
+    }
+    for (st_flag, ms_flag) in [
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    sys::mount(None, path, None, flags, None)
+}
+
+fn ok_exists(r: Result<(), Errno>) -> Result<(), Errno> {
+    match r {
+        Err(e) if e.0 == libc::EEXIST => Ok(()),
+        other => other,
+    }
+}
+
+fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
+    match op {
+        Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
+        Op::Touch { path } => {
+            let fd = sys::open(path, libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW, 0o644)?;
+            sys::close(fd);
+            Ok(())
+        }
+        Op::Symlink { target, link } => ok_exists(sys::symlink(target, link)),
+        Op::Tmpfs { target, flags, data, readonly, optional } => {
+            match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), *flags, Some(data)) {
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => return Ok(()),
+                r => r?,
+            }
+            if *readonly {
+                sys::mount(None, target, None, libc::MS_REMOUNT | libc::MS_RDONLY | flags, Some(data))?;
+            }
+            Ok(())
+        }
+        Op::Bind { src, dst, attrs, optional } => {
+            match sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None) {
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => return Ok(()),
+                r => r?,
+            }
+            set_attrs(dst, *attrs, use_setattr)
+        }
+        Op::Proc { target, fresh } => {
+            if *fresh {
+                sys::mount(
+                    Some(c"proc"),
+                    target,
+                    Some(c"proc"),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    None,
+                )
+            } else {
+                sys::mount(Some(c"/oldroot/proc"), target, None, libc::MS_BIND | libc::MS_REC, None)
+            }
+        }
+        Op::Devpts { target } => sys::mount(
+            Some(c"devpts"),
+            target,
+            Some(c"devpts"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some(c"newinstance,ptmxmode=0666,mode=0620"),
+        ),
+        Op::WriteFile { path, contents } => {
+            let fd = sys::open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW, 0o644)?;
+            let r = sys::write_all(fd, contents);
+            sys::close(fd);
+            r
+        }
+    }
+}
+
+/// Composes the root and pivots into it.
+///
+/// Runs in the child after clone: async-signal-safe only. Needs CAP_SYS_ADMIN in the
+/// mount namespace's user namespace.
+pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
+    let e = |step: Step, i: usize| move |err: Errno| (step, i as u32, err);
+    // Our mounts must never propagate back to the host.
+    sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(e(Step::MountSlave, 0))?;
+    // Staging tmpfs: after the first pivot the host root is at /oldroot, so every source,
+    // even one under the host's /tmp, stays reachable while /newroot is composed.
+    sys::mount(Some(c"tmpfs"), STAGE, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(c"mode=0755"))
+        .map_err(e(Step::StageTmpfs, 0))?;
+    sys::chdir(STAGE).map_err(e(Step::PivotStage, 0))?;
+    ok_exists(sys::mkdir(c"newroot", 0o755)).map_err(e(Step::PivotStage, 0))?;
+    ok_exists(sys::mkdir(&p.oldroot_rel, 0o755)).map_err(e(Step::PivotStage, 0))?;
+    sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
+    sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
+    sys::mount(
+        Some(c"tmpfs"),
+        &p.newroot,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(e(Step::StageTmpfs, 1))?;
+
+    for (i, op) in p.ops.iter().enumerate() {
+        run_op(op, p.mount_setattr).map_err(e(Step::Mount, i))?;
+    }
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
+    // removes the staging tmpfs and the whole host tree from this namespace.
+    sys::chdir(&p.newroot).map_err(e(Step::PivotRoot, 0))?;
+    sys::pivot_root(c".", c".").map_err(e(Step::PivotRoot, 0))?;
+    sys::umount2(c".", libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
+    sys::chdir(c"/").map_err(e(Step::DetachOldRoot, 0))?;
+    Ok(())
+}
+
+/// Whether `path` (canonical) may be the workspace: not `/` and not a system dir itself.
+pub fn check_workspace(path: &Path) -> Result<(), String> {
+    if path == Path::new("/") {
+        return Err("the workspace cannot be / (the whole host would be writable)".into());
+    }
+    for d in SYSTEM_DIRS.iter().chain(["/proc", "/dev", "/etc", "/sys"].iter()) {
+        if path == Path::new(d) {
+            return Err(format!("the workspace cannot be {d} (a system directory)"));
+        }
+    }
+    Ok(())
+}
+
+/// Owner uid of `path`, for the root-caller warning.
+pub fn owner_uid(path: &Path) -> Option<u32> {
+    std::fs::metadata(path).ok().map(|m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ws: &str) -> RootSpec {
+        RootSpec {
+            workspace: PathBuf::from(ws),
+            binds: vec![],
+            self_exe: None,
+            uid: 0,
+            gid: 0,
+            home: PathBuf::from("/root"),
+            fresh_proc: true,
+            own_net: true,
+            mount_setattr: true,
+        }
+    }
+
+    fn idx(p: &PreparedRootfs, pred: impl Fn(&Op) -> bool) -> usize {
+        p.ops.iter().position(pred).expect("op present")
+    }
+
+    #[test]
+    fn workspace_under_tmp_is_bound_after_tmp_tmpfs() {
+        let p = prepare(&spec("/tmp/ws/proj"));
+        let tmp = idx(&p, |o| matches!(o, Op::Tmpfs { target, .. } if target.as_bytes() == b"/newroot/tmp"));
+        let mk = idx(&p, |o| matches!(o, Op::Mkdir { path, .. } if path.as_bytes() == b"/newroot/tmp/ws/proj"));
+        let bind = idx(&p, |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/tmp/ws/proj"));
+        assert!(tmp < mk && mk < bind, "{tmp} {mk} {bind}");
+        match &p.ops[bind] {
+            Op::Bind { src, attrs, .. } => {
+                assert_eq!(src.as_bytes(), b"/oldroot/tmp/ws/proj");
+                assert_eq!(attrs & sys::MOUNT_ATTR_RDONLY, 0);
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn system_dirs_are_readonly_or_symlinks() {
+        let p = prepare(&spec("/tmp/ws"));
+        for d in SYSTEM_DIRS {
+            let Ok(md) = std::fs::symlink_metadata(d) else { continue };
+            let target = format!("/newroot{d}");
+            let found = p.ops.iter().any(|o| match o {
+                Op::Bind { dst, attrs, .. } => {
+                    dst.as_bytes() == target.as_bytes() && attrs & sys::MOUNT_ATTR_RDONLY != 0
+                }
+                Op::Symlink { link, .. } => md.file_type().is_symlink() && link.as_bytes() == target.as_bytes(),
+                _ => false,
+            });
+            assert!(found, "{d} missing from the plan");
+        }
+    }
+
+    #[test]
+    fn nothing_is_created_under_a_later_mount() {
+        // Every Mkdir/Touch/Write under a tmpfs or bind target must come after that mount.
+        let p = prepare(&spec("/tmp/a/b"));
+        let mounts: Vec<(usize, String)> = p
+            .ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                Op::Tmpfs { target, .. } => Some((i, target.to_string_lossy().into_owned())),
+                Op::Bind { dst, .. } => Some((i, dst.to_string_lossy().into_owned())),
+                _ => None,
+            })
+            .collect();
+        for (i, o) in p.ops.iter().enumerate() {
+            let path = match o {
+                Op::Mkdir { path, .. } | Op::Touch { path } | Op::WriteFile { path, .. } => path,
+                _ => continue,
+            };
+            let path = path.to_string_lossy();
+            for (mi, m) in &mounts {
+                if path.starts_with(&format!("{m}/")) {
+                    assert!(i > *mi, "{path} created before mount {m}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn workspace_checks() {
+        assert!(check_workspace(Path::new("/")).is_err());
+        assert!(check_workspace(Path::new("/usr")).is_err());
+        assert!(check_workspace(Path::new("/home/u/p")).is_ok());
+    }
+}

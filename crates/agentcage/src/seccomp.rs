@@ -1,0 +1,41 @@
+//! seccomp: the syscall allow-list of the `full` profile. The table, the BPF compiler and
+//! the emulator live in the `agentcage-seccomp` crate (see its SYSCALLS.md for every
+//! syscall and why); this module wires it into the launcher.
+//!
+//! `prepare` (parent) compiles the program; `apply` (child) installs it as the last step
+//! before execve.
+
+use agentcage_seccomp as sc;
+
+use crate::error::Error;
+use crate::policy::Policy;
+use crate::sys::Errno;
+
+/// The compiled filter.
+pub type Prepared = sc::PreparedFilter;
+
+/// Compiles the filter (parent side).
+pub(crate) fn prepare(policy: &Policy, enforcement: &mut Vec<(String, String)>) -> Result<Prepared, Error> {
+    let opts = sc::FilterOptions { spec_mitigation: policy.seccomp.spec_mitigation };
+    let p = sc::prepare(&opts).map_err(|e| Error::Unenforceable {
+        profile: policy.profile.name().into(),
+        what: format!("seccomp: {e}"),
+        hint: None,
+    })?;
+    enforcement.push((
+        "seccomp".into(),
+        format!(
+            "allow-list filter, {} instructions, foreign arches and x32 killed, unknown syscalls ENOSYS{}",
+            p.program().len(),
+            if opts.spec_mitigation { ", speculation mitigation kept" } else { "" }
+        ),
+    ));
+    Ok(p)
+}
+
+/// Installs the filter on the calling thread.
+///
+/// Runs in the child after clone: async-signal-safe only.
+pub(crate) fn apply(p: &Prepared) -> Result<(), Errno> {
+    sc::install(p).map_err(|e| Errno(e.0))
+}

@@ -1,0 +1,592 @@
+//! Raw system-call wrappers: the only home of `unsafe` in the launcher.
+//!
+//! Every wrapper is thin and allocation-free: it takes `&CStr`, raw fds and plain integers and
+//! returns `Result<_, Errno>`, so it can run in the pre-exec child (see `launch::child`).
+
+use std::ffi::CStr;
+use std::fmt;
+use std::ptr;
+
+use libc::{c_int, c_long, c_ulong, c_void};
+
+/// An errno value. `Copy`, so the pre-exec child can report it without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// The calling thread's current errno.
+    pub fn last() -> Errno {
+        // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+        Errno(unsafe { *libc::__errno_location() })
+    }
+
+    /// `Ok(rc)` when `rc >= 0`, else the current errno.
+    pub fn result(rc: c_long) -> Result<c_long, Errno> {
+        if rc < 0 {
+            Err(Errno::last())
+        } else {
+            Ok(rc)
+        }
+    }
+
+    /// The symbolic name (`EPERM`), or `E?` for values this table does not know.
+    pub fn name(self) -> &'static str {
+        errno_name(self.0)
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.name())
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let msg = std::io::Error::from_raw_os_error(self.0).to_string();
+        // std appends " (os error N)"; keep the kernel's words only.
+        let msg = msg.split(" (os error").next().unwrap_or("");
+        write!(f, "{} ({})", self.name(), msg)
+    }
+}
+
+impl std::error::Error for Errno {}
+
+/// Symbolic errno names for the values a sandbox setup can meet.
+pub fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::EMLINK => "EMLINK",
+        libc::EPIPE => "EPIPE",
+        libc::ERANGE => "ERANGE",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ELOOP => "ELOOP",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EUSERS => "EUSERS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => "E?",
+    }
+}
+
+fn check(rc: c_long) -> Result<(), Errno> {
+    Errno::result(rc).map(drop)
+}
+
+fn check_int(rc: c_int) -> Result<c_int, Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(ptr::null(), CStr::as_ptr)
+}
+
+/// mount(2).
+pub fn mount(
+    src: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
+    // SAFETY: every pointer is null or comes from a live &CStr; the kernel copies them.
+    let rc = unsafe {
+        libc::mount(
+            opt_ptr(src),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data).cast::<c_void>(),
+        )
+    };
+    check_int(rc).map(drop)
+}
+
+/// umount2(2).
+pub fn umount2(target: &CStr, flags: c_int) -> Result<(), Errno> {
+    // SAFETY: target is a live &CStr.
+    check_int(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// pivot_root(2).
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+    // SAFETY: both pointers come from live &CStr values; the kernel copies the strings.
+    check(unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) })
+}
+
+/// The kernel's `struct mount_attr` (mount_setattr(2)).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// MOUNT_ATTR_RDONLY.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// MOUNT_ATTR_NOSUID.
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+/// MOUNT_ATTR_NODEV.
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// MOUNT_ATTR_NOEXEC.
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// mount_setattr(2) on `path`, recursively. Sets `attr_set`, leaves every other attribute
+/// (including the ones locked by a more privileged namespace) untouched.
+pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), Errno> {
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // SAFETY: path is a live &CStr; attr is a live, correctly sized struct on our stack.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as c_ulong,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+}
+
+/// Whether mount_setattr(2) exists (Linux 5.12+): asks the kernel with an invalid fd.
+pub fn mount_setattr_available() -> bool {
+    // SAFETY: a null attr with size 0 and fd -1 makes the kernel fail before touching memory.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, ptr::null::<c_void>(), 0)
+    };
+    !(rc < 0 && Errno::last().0 == libc::ENOSYS)
+}
+
+/// statvfs(3) mount flags (ST_*) of `path`.
+pub fn statvfs_flags(path: &CStr) -> Result<c_ulong, Errno> {
+    // SAFETY: zeroed statvfs is a valid value of a plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is a live &CStr and st a live out-parameter.
+    check_int(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+    Ok(st.f_flag)
+}
+
+/// mkdir(2). `EEXIST` is returned as an error; callers decide.
+pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr.
+    check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
+}
+
+/// symlink(2).
+pub fn symlink(target: &CStr, link: &CStr) -> Result<(), Errno> {
+    // SAFETY: both are live &CStr values.
+    check_int(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }).map(drop)
+}
+
+/// open(2); the fd is returned raw and must be closed by the caller.
+pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int, Errno> {
+    // SAFETY: path is a live &CStr; mode is passed as the variadic third argument.
+    check_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })
+}
+
+/// close(2), ignoring errors (there is nothing useful to do about them).
+pub fn close(fd: c_int) {
+    // SAFETY: closing an fd we own; a wrong fd only yields EBADF.
+    unsafe { libc::close(fd) };
+}
+
+/// write(2) of the whole buffer (retries on EINTR and short writes).
+pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a live slice; the kernel reads at most buf.len() bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast::<c_void>(), buf.len()) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(Errno(libc::EIO));
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// read(2) until `buf` is full or EOF; returns the number of bytes read.
+pub fn read_full(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of a live buffer.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast::<c_void>(), buf.len() - got) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    Ok(got)
+}
+
+/// pipe2(O_CLOEXEC): (read end, write end).
+pub fn pipe() -> Result<(c_int, c_int), Errno> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: fds is a live array of two ints.
+    check_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// chdir(2).
+pub fn chdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr.
+    check_int(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+/// sethostname(2).
+pub fn sethostname(name: &[u8]) -> Result<(), Errno> {
+    // SAFETY: name is a live slice; the kernel copies len bytes.
+    check_int(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// Brings the loopback interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on "lo").
+pub fn loopback_up() -> Result<(), Errno> {
+    // SAFETY: plain socket call.
+    let fd = check_int(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: ifreq is a plain C struct; zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: ifr is a live ifreq; SIOCGIFFLAGS fills ifru_flags.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr) };
+    let rc = if rc == 0 {
+        // SAFETY: reading the union member SIOCGIFFLAGS just filled.
+        unsafe { ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+        // SAFETY: as above, SIOCSIFFLAGS reads the same struct.
+        unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr) }
+    } else {
+        rc
+    };
+    let res = check_int(rc).map(drop);
+    close(fd);
+    res
+}
+
+/// prctl(2) with integer arguments.
+pub fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_ulong) -> Result<c_int, Errno> {
+    // SAFETY: every prctl option we use takes integer arguments only.
+    check_int(unsafe { libc::prctl(option, a2, a3, a4, a5) })
+}
+
+/// Clears the effective, permitted and inheritable capability sets (capset(2), v3).
+pub fn capset_clear() -> Result<(), Errno> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header { version: 0x2008_0522, pid: 0 };
+    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: header and two data structs (v3 layout) are live and correctly sized.
+    check(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) })
+}
+
+/// setresuid(2) via the raw syscall (no glibc set*id broadcast: one thread, one process).
+pub fn setresuid(uid: u32) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+}
+
+/// setresgid(2) via the raw syscall.
+pub fn setresgid(gid: u32) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+}
+
+/// setgroups(0, NULL): drop every supplementary group.
+pub fn setgroups_empty() -> Result<(), Errno> {
+    // SAFETY: a zero-length list with a null pointer is valid.
+    check(unsafe { libc::syscall(libc::SYS_setgroups, 0, ptr::null::<libc::gid_t>()) })
+}
+
+/// setsid(2).
+pub fn setsid() -> Result<(), Errno> {
+    // SAFETY: no arguments.
+    check_int(unsafe { libc::setsid() }).map(drop)
+}
+
+/// close_range(first, last, flags) (Linux 5.9+; CLOSE_RANGE_CLOEXEC 5.11+).
+pub fn close_range(first: u32, last: u32, flags: u32) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) })
+}
+
+/// Sets or clears FD_CLOEXEC.
+pub fn set_cloexec(fd: c_int, on: bool) -> Result<(), Errno> {
+    let v = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: integer-only fcntl.
+    check_int(unsafe { libc::fcntl(fd, libc::F_SETFD, v) }).map(drop)
+}
+
+/// Marks every fd from `first` up as close-on-exec, without closing anything now.
+pub fn cloexec_from(first: c_int) -> Result<(), Errno> {
+    const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
+    match close_range(first as u32, u32::MAX, CLOSE_RANGE_CLOEXEC) {
+        Ok(()) => Ok(()),
+        Err(e) if e.0 == libc::ENOSYS || e.0 == libc::EINVAL => {
+            // Older kernels: walk the fd table up to the soft RLIMIT_NOFILE (bounded).
+            let max = rlimit_nofile_cur().min(1 << 20);
+            for fd in first..max as c_int {
+                let _ = set_cloexec(fd, true);
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn rlimit_nofile_cur() -> u64 {
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: rl is a live out-parameter.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Closes every fd from `first` up, except `keep` (allocation-free).
+pub fn close_from_except(first: c_int, keep: c_int) {
+    if keep >= first {
+        if keep > first {
+            let _ = close_range(first as u32, (keep - 1) as u32, 0);
+        }
+        let _ = close_range(keep as u32 + 1, u32::MAX, 0);
+    } else {
+        let _ = close_range(first as u32, u32::MAX, 0);
+    }
+}
+
+/// A fork-like clone(2) with extra flags (namespaces). Returns 0 in the child.
+///
+/// # Safety
+/// The child runs on a copy of the parent's address space with one thread: it must only
+/// call async-signal-safe code (no allocation, no locks) until it execs or exits.
+pub unsafe fn clone_fork(flags: c_ulong) -> Result<libc::pid_t, Errno> {
+    // SAFETY: with a null stack the kernel uses the caller's stack copy, like fork(); the
+    // caller upholds the async-signal-safety contract above.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as c_ulong,
+            ptr::null::<c_void>(),
+            ptr::null::<c_int>(),
+            ptr::null::<c_int>(),
+            0 as c_ulong,
+        )
+    };
+    Errno::result(rc).map(|p| p as libc::pid_t)
+}
+
+/// execve(2). Only returns on failure.
+pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    debug_assert!(argv.last().is_some_and(|p| p.is_null()));
+    debug_assert!(envp.last().is_some_and(|p| p.is_null()));
+    // SAFETY: argv and envp are null-terminated arrays of pointers into CStrings that the
+    // caller keeps alive (built before clone).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+/// _exit(2): no atexit handlers, no stdio flush (safe after fork).
+pub fn exit(code: c_int) -> ! {
+    // SAFETY: _exit never returns and touches no user-space state.
+    unsafe { libc::_exit(code) }
+}
+
+/// kill(2).
+pub fn kill(pid: libc::pid_t, sig: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check_int(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// waitpid(2), retrying on EINTR. Returns (pid, raw status).
+pub fn waitpid(pid: libc::pid_t, flags: c_int) -> Result<(libc::pid_t, c_int), Errno> {
+    loop {
+        let mut st = 0;
+        // SAFETY: st is a live out-parameter.
+        let rc = unsafe { libc::waitpid(pid, &mut st, flags) };
+        if rc < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((rc, st));
+    }
+}
+
+/// wait4(2) for one child with resource usage, retrying on EINTR.
+pub fn wait4(pid: libc::pid_t) -> Result<(c_int, libc::rusage), Errno> {
+    loop {
+        let mut st = 0;
+        // SAFETY: zeroed rusage is a valid plain C struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: st and ru are live out-parameters.
+        let rc = unsafe { libc::wait4(pid, &mut st, 0, &mut ru) };
+        if rc < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((st, ru));
+    }
+}
+
+/// A signal set built from a list of signals.
+pub fn sigset(signals: &[c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initializes the set; sigaddset only writes into it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// sigprocmask(2); returns the previous mask.
+pub fn sigprocmask(how: c_int, set: &libc::sigset_t) -> Result<libc::sigset_t, Errno> {
+    // SAFETY: zeroed sigset_t is valid; both pointers are live.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    check_int(unsafe { libc::sigprocmask(how, set, &mut old) })?;
+    Ok(old)
+}
+
+/// sigwaitinfo(2) on `set` (which must be blocked); returns the signal number.
+pub fn sigwait(set: &libc::sigset_t) -> Result<c_int, Errno> {
+    loop {
+        // SAFETY: set is live; a null siginfo pointer is allowed.
+        let rc = unsafe { libc::sigwaitinfo(set, ptr::null_mut()) };
+        if rc < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(rc);
+    }
+}
+
+/// Resets `sig` to its default disposition.
+pub fn signal_default(sig: c_int) {
+    // SAFETY: SIG_DFL is always a valid disposition.
+    unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Installs `handler` for `sig` (no SA_RESTART, so blocking calls see EINTR).
+pub fn signal_handler(sig: c_int, handler: extern "C" fn(c_int)) -> Result<(), Errno> {
+    // SAFETY: zeroed sigaction is valid; the handler is an extern "C" fn of the right type.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        check_int(libc::sigaction(sig, &sa, ptr::null_mut())).map(drop)
+    }
+}
+
+/// getuid(2).
+pub fn getuid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// getgid(2).
+pub fn getgid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getgid() }
+}
+
+/// geteuid(2).
+pub fn geteuid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// getegid(2).
+pub fn getegid() -> u32 {
+    // SAFETY: no arguments, cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// setrlimit(2).
+pub fn setrlimit(resource: c_int, cur: u64, max: u64) -> Result<(), Errno> {
+    let rl = libc::rlimit { rlim_cur: cur, rlim_max: max };
+    // SAFETY: rl is a live struct.
+    check_int(unsafe { libc::setrlimit(resource as _, &rl) }).map(drop)
+}
+
+/// ioctl(fd, TIOCSCTTY, 0): make `fd` the controlling terminal of this new session.
+pub fn set_controlling_tty(fd: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only ioctl.
+    check_int(unsafe { libc::ioctl(fd, libc::TIOCSCTTY as _, 0) }).map(drop)
+}
+
+/// dup2(2).
+pub fn dup2(old: c_int, new: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check_int(unsafe { libc::dup2(old, new) }).map(drop)
+}
