@@ -38,11 +38,6 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes) -> ! {
 
 /// Namespaces-level setup, done once by the sandbox's first process.
 fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
-    if p.clone_flags != 0 {
-        // Die with the launcher, even when it is SIGKILLed. Checked against a race below:
-        // if the launcher is already gone, the sync read sees EOF.
-        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
-    }
     // Wait until the parent has written the id maps (and attached the cgroup).
     let mut b = [0u8; 1];
     match sys::read_full(pipes.sync_r, &mut b) {
@@ -50,8 +45,6 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
         Ok(_) => return Err(SetupError::new(Step::WaitParent, 0, Errno(libc::EPIPE))),
         Err(e) => return Err(SetupError::new(Step::WaitParent, 0, e)),
     }
-    sys::close(pipes.sync_r);
-
     if let Some((uid, gid, as_root)) = p.set_ids {
         // As root the child still carries host uid 0 and root's groups: switch to the
         // mapped inside ids (host 65534 by default) and drop every supplementary group.
@@ -61,6 +54,16 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
         }
         sys::setresuid(uid).map_err(fail(Step::SetUid, 0))?;
     }
+    if p.clone_flags != 0 {
+        // Die with the launcher, even when it is SIGKILLed. Set after the id switch, which
+        // clears it. The launcher holds the sync pipe's write end until the sandbox exits:
+        // if it is already gone (hang-up), it died before PDEATHSIG was armed.
+        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        if sys::hung_up(pipes.sync_r) {
+            return Err(SetupError::new(Step::WaitParent, 1, Errno(libc::EPIPE)));
+        }
+    }
+    sys::close(pipes.sync_r);
     if let Some(r) = &p.rootfs {
         rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))?;
     }

@@ -146,14 +146,17 @@ impl Prepared {
 
         if let Err(err) = self.configure_from_parent(pid) {
             drop(guard);
+            sys::close(pipes.sync_w);
             return Err(err);
         }
         // Release the child: maps are written.
         if let Err(e) = sys::write_all(pipes.sync_w, b"1") {
             drop(guard);
+            sys::close(pipes.sync_w);
             return Err(Error::Setup { step: "release the sandbox init".into(), errno: e, hint: None });
         }
-        sys::close(pipes.sync_w);
+        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
+        // after arming PDEATHSIG (see child.rs).
         timings.released = t0.elapsed();
 
         // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.
@@ -170,6 +173,7 @@ impl Prepared {
             }
         };
         std::mem::forget(guard);
+        sys::close(pipes.sync_w);
         FORWARD_TO.store(0, Ordering::Relaxed);
         timings.exit = t0.elapsed();
 

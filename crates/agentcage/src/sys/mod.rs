@@ -590,3 +590,11 @@ pub fn dup2(old: c_int, new: c_int) -> Result<(), Errno> {
     // SAFETY: integer-only syscall.
     check_int(unsafe { libc::dup2(old, new) }).map(drop)
 }
+
+/// Whether the other end of a pipe has hung up (poll with a zero timeout).
+pub fn hung_up(fd: c_int) -> bool {
+    let mut pfd = libc::pollfd { fd, events: 0, revents: 0 };
+    // SAFETY: pfd is a live pollfd; nfds is 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    rc > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
