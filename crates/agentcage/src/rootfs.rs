@@ -99,6 +99,8 @@ pub(crate) enum Op {
     Devpts { target: CString },
     /// Write a synthesized file.
     WriteFile { path: CString, contents: Vec<u8> },
+    /// Remount a tmpfs we mounted read-only once it is filled.
+    RemountRo { target: CString, flags: libc::c_ulong, data: CString },
 }
 
 impl Op {
@@ -132,6 +134,7 @@ impl Op {
             }
             Op::Devpts { target } => format!("mount devpts (newinstance) on {}", s(target)),
             Op::WriteFile { path, .. } => format!("write {}", s(path)),
+            Op::RemountRo { target, .. } => format!("remount {} read-only", s(target)),
         }
     }
 }
@@ -327,7 +330,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
 
     // /etc: synthesized identity and name service files, plus host files programs need.
     let etc = Path::new("/etc");
-    pl.mkdir(etc, 0o755);
+    // Its own tmpfs, remounted read-only at the end of the plan.
+    pl.tmpfs(etc, "0755", false);
     let user = if spec.uid == 0 { "root" } else { "agent" };
     let group = if spec.gid == 0 { "root" } else { "agent" };
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
@@ -439,6 +443,12 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         }
     }
 
+    pl.ops.push(Op::RemountRo {
+        target: cpath(NEWROOT, etc),
+        flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        data: c"mode=0755".to_owned(),
+    });
+
     PreparedRootfs {
         ops: pl.ops,
         newroot: CString::new(NEWROOT).unwrap_or_default(),
@@ -538,6 +548,7 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             sys::close(fd);
             r
         }
+        Op::RemountRo { target, flags, data } => sys::remount(target, *flags, Some(data)),
     }
 }
 

@@ -145,10 +145,13 @@ fn command(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>) -> ! 
         let e = sys::execve(c, p.argv.ptrs(), p.envp.ptrs());
         match e.0 {
             libc::ENOENT | libc::ENOTDIR => {}
-            libc::EACCES => {
+            // EACCES from an untraversable PATH directory means "not here", not "not
+            // executable": only a file that exists makes it a 126.
+            libc::EACCES if sys::exists(c) => {
                 seen_eacces = true;
                 failed_at = i as u32;
             }
+            libc::EACCES => {}
             _ => {
                 err = e;
                 failed_at = i as u32;

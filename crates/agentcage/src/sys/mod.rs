@@ -598,3 +598,14 @@ pub fn hung_up(fd: c_int) -> bool {
     let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
     rc > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
+
+/// Whether `path` exists (faccessat F_OK, following symlinks).
+pub fn exists(path: &CStr) -> bool {
+    // SAFETY: path is a live &CStr.
+    unsafe { libc::access(path.as_ptr(), libc::F_OK) == 0 }
+}
+
+/// A bind-less remount of the filesystem at `target` (for a tmpfs we mounted).
+pub fn remount(target: &CStr, flags: c_ulong, data: Option<&CStr>) -> Result<(), Errno> {
+    mount(None, target, None, libc::MS_REMOUNT | flags, data)
+}

@@ -1,0 +1,241 @@
+//! Sandbox tier: runs the real `agentcage` binary, as root and as uid 65534.
+//!
+//! Each trial exists twice: `root::NAME` (skipped with a reason unless the test runs as
+//! root) and `nobody::NAME` (run as uid/gid 65534 from root, or as the current user when the
+//! test itself is unprivileged). Trials that need unprivileged user namespaces are skipped
+//! with a printed reason when they are missing, unless `AGENTCAGE_TEST_EXPECT` lists `userns`
+//! (CI sets it), in which case they fail.
+
+mod common;
+
+use common::{Env, Who};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type TestFn = fn(&Env) -> Result<(), Failed>;
+
+const PROFILES: [&str; 4] = ["none", "ns-only", "landlock", "full"];
+
+fn workspace_rw(env: &Env) -> Result<(), Failed> {
+    for p in PROFILES {
+        let ws = env.workspace()?;
+        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", "echo hello > note && cat note"])?;
+        out.expect_code(0, p)?;
+        if out.stdout.trim() != "hello" {
+            return Err(format!("{p}: read back {:?}", out.stdout).into());
+        }
+        if std::fs::read_to_string(ws.path().join("note")).map_err(|e| e.to_string())? != "hello\n" {
+            return Err(format!("{p}: file not in the host workspace").into());
+        }
+    }
+    Ok(())
+}
+
+fn real_programs_under_full(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    std::fs::write(ws.path().join("hello.c"), "#include <stdio.h>\nint main(void){puts(\"compiled\");return 0;}\n")
+        .map_err(|e| e.to_string())?;
+    let script = "set -e\n\
+        python3 -c 'import ssl, threading, multiprocessing as mp, json; t=threading.Thread(target=print, args=(\"thread\",)); t.start(); t.join()\n\
+        with mp.Pool(2) as p: print(sum(p.map(abs, [-1, -2])))'\n\
+        git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m m && git log --oneline | wc -l && cd ..\n\
+        gcc -o hello hello.c && ./hello\n\
+        tar czf t.tgz hello.c && tar tzf t.tgz\n";
+    let out = env.run(&["run", "-p", "full", "-w", ws.s(), "--", "sh", "-c", script])?;
+    out.expect_code(0, "full")?;
+    for want in ["thread", "3", "1", "compiled", "hello.c"] {
+        if !out.stdout.lines().any(|l| l.trim() == want) {
+            return Err(format!("missing {want:?} in output:\n{}\n{}", out.stdout, out.stderr).into());
+        }
+    }
+    Ok(())
+}
+
+fn outside_file_invisible(env: &Env) -> Result<(), Failed> {
+    let secret = env.secret_dir()?;
+    let canary = secret.path().join("canary");
+    std::fs::write(&canary, "TOP-SECRET").map_err(|e| e.to_string())?;
+    let ws = env.workspace()?;
+    let cmd = format!("cat {} 2>&1; true", canary.display());
+    let base = env.run(&["run", "-p", "none", "-w", ws.s(), "--", "sh", "-c", &cmd])?;
+    if !base.stdout.contains("TOP-SECRET") {
+        return Err(format!("control: the canary must be readable under none: {}", base.stdout).into());
+    }
+    for p in ["ns-only", "landlock", "full"] {
+        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &cmd])?;
+        out.expect_code(0, p)?;
+        if out.stdout.contains("TOP-SECRET") || !out.stdout.contains("No such file") {
+            return Err(format!("{p}: canary visible or unexpected error: {}", out.stdout).into());
+        }
+    }
+    Ok(())
+}
+
+fn env_secret_and_fd_hidden(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let script = "echo secret=${AGENTCAGE_T_SECRET:-unset}; if [ -e /proc/self/fd/7 ]; then echo fd7=open; else echo fd7=closed; fi";
+    for p in PROFILES {
+        let out = env.run_with(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", script], |c| {
+            c.env("AGENTCAGE_T_SECRET", "hunter2");
+            common::inherit_fd(c, 7);
+        })?;
+        out.expect_code(0, p)?;
+        let (want_secret, want_fd) = if p == "none" { ("secret=hunter2", "fd7=open") } else { ("secret=unset", "fd7=closed") };
+        if !out.stdout.contains(want_secret) || !out.stdout.contains(want_fd) {
+            return Err(format!("{p}: got {:?}", out.stdout).into());
+        }
+    }
+    // --pass-env and --keep-fd let them through on purpose.
+    let out = env.run_with(
+        &["run", "-p", "full", "-w", ws.s(), "--pass-env", "AGENTCAGE_T_SECRET", "--keep-fd", "7", "--", "sh", "-c", script],
+        |c| {
+            c.env("AGENTCAGE_T_SECRET", "hunter2");
+            common::inherit_fd(c, 7);
+        },
+    )?;
+    if !out.stdout.contains("secret=hunter2") || !out.stdout.contains("fd7=open") {
+        return Err(format!("pass-env/keep-fd: got {:?}", out.stdout).into());
+    }
+    Ok(())
+}
+
+fn exit_codes(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    for p in PROFILES {
+        let run = |args: &[&str]| {
+            let mut v = vec!["run", "-p", p, "-w", ws.s(), "--"];
+            v.extend_from_slice(args);
+            env.run(&v)
+        };
+        run(&["sh", "-c", "exit 3"])?.expect_code(3, p)?;
+        run(&["sh", "-c", "kill -KILL $$"])?.expect_code(137, p)?;
+        run(&["sh", "-c", "kill -TERM $$"])?.expect_code(143, p)?;
+        run(&["/nonexistent/cmd"])?.expect_code(127, p)?;
+        run(&["no-such-command-agentcage"])?.expect_code(127, p)?;
+        run(&["/etc/hostname"])?.expect_code(126, p)?;
+    }
+    env.run(&["run", "-p", "bogus", "--", "true"])?.expect_code(2, "bad profile")?;
+    env.run(&["run", "-w", "/nonexistent-ws", "--", "true"])?.expect_code(2, "missing workspace")?;
+    env.run(&["run", "-w", "relative-missing", "--", "true"])?.expect_code(2, "relative workspace")?;
+    env.run(&["run"])?.expect_code(2, "empty command")?;
+    env.run(&["run", "--", ""])?.expect_code(2, "empty argv0")?;
+    Ok(())
+}
+
+fn background_killed_on_exit(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let marker = format!("{}", 1_000_000 + std::process::id() as u64 % 1000 + 17);
+    for p in ["ns-only", "landlock", "full"] {
+        let script = format!("sleep {marker} >/dev/null 2>&1 & echo started");
+        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &script])?;
+        out.expect_code(0, p)?;
+        common::settle(|| !common::process_with_arg(&marker)).map_err(|_| format!("{p}: background sleep {marker} survived"))?;
+    }
+    Ok(())
+}
+
+fn launcher_sigkill_kills_sandbox(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let marker = format!("{}", 2_000_000 + std::process::id() as u64 % 1000 + 29);
+    for p in ["ns-only", "full"] {
+        let script = format!("sleep {marker} & sleep {marker}");
+        let mut child = env.spawn(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &script])?;
+        common::settle(|| common::process_with_arg(&marker)).map_err(|_| format!("{p}: sandbox never started"))?;
+        child.kill().map_err(|e| e.to_string())?;
+        let _ = child.wait();
+        common::settle(|| !common::process_with_arg(&marker))
+            .map_err(|_| format!("{p}: processes survived the launcher's SIGKILL"))?;
+    }
+    Ok(())
+}
+
+fn readonly_bind_is_readonly(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let ro = env.workspace()?; // owned by the sandbox user, so only the mount can refuse
+    std::fs::write(ro.path().join("f"), "x").map_err(|e| e.to_string())?;
+    env.chown_to_sandbox(&ro.path().join("f"))?;
+    let py = format!(
+        "import os, errno\nfor p in ['{0}/f', '{0}/new', '/usr/agentcage-probe', '/etc/passwd-x']:\n    try:\n        os.close(os.open(p, os.O_WRONLY | os.O_CREAT))\n        print(p, 'WRITABLE')\n    except OSError as e:\n        print(p, errno.errorcode[e.errno])\n",
+        ro.path().display()
+    );
+    for p in ["ns-only", "landlock", "full"] {
+        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--ro", ro.s(), "--", "python3", "-c", &py])?;
+        out.expect_code(0, p)?;
+        for line in out.stdout.lines() {
+            if line.contains("WRITABLE") {
+                return Err(format!("{p}: {line}").into());
+            }
+        }
+        let first = out.stdout.lines().next().unwrap_or("");
+        if p == "ns-only" && !first.ends_with("EROFS") {
+            return Err(format!("ns-only: expected EROFS for the ro bind, got {first:?}").into());
+        }
+    }
+    Ok(())
+}
+
+fn root_files_not_host_root(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    for p in ["ns-only", "landlock", "full"] {
+        let name = format!("made-by-{p}");
+        env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &format!("id -u; touch {name}")])?
+            .expect_code(0, p)?;
+        let uid = common::owner(&ws.path().join(&name))?;
+        if uid == 0 {
+            return Err(format!("{p}: file created by the agent is owned by host root").into());
+        }
+    }
+    Ok(())
+}
+
+fn hostname_and_identity(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let out = env.run(&["run", "-p", "full", "-w", ws.s(), "--", "sh", "-c", "hostname; id -u; cat /proc/self/status"])?;
+    out.expect_code(0, "full")?;
+    let l: Vec<&str> = out.stdout.lines().collect();
+    if l.first() != Some(&"agentcage") || l.get(1) != Some(&"0") {
+        return Err(format!("unexpected hostname/uid: {:?}", &l[..2.min(l.len())]).into());
+    }
+    for want in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+        if !out.stdout.contains(want) {
+            return Err(format!("missing {want:?}").into());
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let tests: &[(&str, TestFn, bool)] = &[
+        ("workspace_rw", workspace_rw, false),
+        ("real_programs_under_full", real_programs_under_full, false),
+        ("outside_file_invisible", outside_file_invisible, false),
+        ("env_secret_and_fd_hidden", env_secret_and_fd_hidden, false),
+        ("exit_codes", exit_codes, false),
+        ("background_killed_on_exit", background_killed_on_exit, false),
+        ("launcher_sigkill_kills_sandbox", launcher_sigkill_kills_sandbox, false),
+        ("readonly_bind_is_readonly", readonly_bind_is_readonly, false),
+        ("hostname_and_identity", hostname_and_identity, false),
+        ("root_files_not_host_root", root_files_not_host_root, true),
+    ];
+    let mut trials = Vec::new();
+    for who in [Who::Root, Who::Nobody] {
+        for &(name, f, root_only) in tests {
+            if root_only && who != Who::Root {
+                continue;
+            }
+            let skip = common::skip_reason(who);
+            let full = format!("{}::{name}", who.name());
+            if let Some(why) = &skip {
+                eprintln!("skip {full}: {why}");
+            }
+            trials.push(
+                Trial::test(full, move || {
+                    let env = Env::new(who)?;
+                    f(&env)
+                })
+                .with_ignored_flag(skip.is_some()),
+            );
+        }
+    }
+    libtest_mimic::run(&args, trials).exit();
+}

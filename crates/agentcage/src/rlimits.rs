@@ -1,0 +1,605 @@
+//! Resource limits (setrlimit(2)): the floor that holds on every host, with or without cgroups.
+//!
+//! What they limit: `RLIMIT_NOFILE` (open files), `RLIMIT_FSIZE` (largest file written: a runaway
+//! log cannot fill the disk in one file), `RLIMIT_CORE` = 0 (no core dumps of sandboxed secrets
+//! into the workspace), and `RLIMIT_NPROC` only as a last resort when no pids cgroup is
+//! available (see [`NprocMode`]). Memory is never limited with `RLIMIT_AS`: address-space limits
+//! break JITs, Go and sanitizer runtimes that reserve large mappings; memory belongs to cgroups.
+//!
+//! Sides of the fork:
+//! - [`prepare`] (parent): reads the caller's current limits, clamps every requested value to the
+//!   current hard limit (an unprivileged process can never raise a hard limit, and we never try,
+//!   even as root), and returns a fixed-size [`PreparedRlimits`] plus notes on what was clamped.
+//! - [`apply`] (child after clone): `prlimit64(0, ...)` on each entry; no allocation, no locks.
+//!   [`apply_to_pid`] does the same from the parent for a waiting child.
+//!
+//! Soft and hard limits are set to the same value so the sandbox cannot raise its soft limit
+//! back. Man pages: getrlimit(2), prlimit(1).
+//!
+//! [`default_limits`] also lives here: the defaults for coding agents (pids 1024, memory half of
+//! RAM, no CPU cap, no timeout, nofile 4096, core dumps off).
+
+use std::io;
+
+use serde::Serialize;
+
+use crate::cgroups::{Note, NoteKind};
+use crate::policy::LimitsSpec;
+use crate::units::format_size;
+
+/// A resource limited with setrlimit(2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Resource {
+    /// `RLIMIT_NOFILE`: one more than the highest fd number.
+    Nofile,
+    /// `RLIMIT_FSIZE`: largest file size written, in bytes (SIGXFSZ/EFBIG beyond).
+    Fsize,
+    /// `RLIMIT_CORE`: core dump size.
+    Core,
+    /// `RLIMIT_NPROC`: tasks per user (see [`NprocMode`]).
+    Nproc,
+}
+
+impl Resource {
+    /// The kernel's resource number.
+    pub fn raw(self) -> libc::c_int {
+        // The libc constants have a platform-specific integer type; all are small.
+        (match self {
+            Resource::Nofile => libc::RLIMIT_NOFILE,
+            Resource::Fsize => libc::RLIMIT_FSIZE,
+            Resource::Core => libc::RLIMIT_CORE,
+            Resource::Nproc => libc::RLIMIT_NPROC,
+        }) as libc::c_int
+    }
+
+    /// The kernel's name, `RLIMIT_NOFILE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Nofile => "RLIMIT_NOFILE",
+            Resource::Fsize => "RLIMIT_FSIZE",
+            Resource::Core => "RLIMIT_CORE",
+            Resource::Nproc => "RLIMIT_NPROC",
+        }
+    }
+
+    /// The limit name used in notes and reports (`nofile`, `fsize`, `core`, `pids`).
+    pub fn limit(self) -> &'static str {
+        match self {
+            Resource::Nofile => "nofile",
+            Resource::Fsize => "fsize",
+            Resource::Core => "core",
+            Resource::Nproc => "pids",
+        }
+    }
+}
+
+/// Whether and how `RLIMIT_NPROC` stands in for a missing pids cgroup.
+///
+/// `RLIMIT_NPROC` is checked at fork against a per-user task count (threads included). Since
+/// Linux 5.14 the count is kept per (user namespace, uid): inside a fresh user namespace it
+/// counts only the sandbox's own tasks of that uid, which makes it a usable per-sandbox cap.
+/// Without a user namespace it counts every task of the host uid, other sandboxes and the
+/// user's own session included, so the limit must add the tasks that uid already has. It does
+/// not apply at all to real root or to tasks with CAP_SYS_RESOURCE/CAP_SYS_ADMIN in the initial
+/// user namespace. Prefer `pids.max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NprocMode {
+    /// A pids cgroup enforces the limit (or none is requested): leave RLIMIT_NPROC alone.
+    Off,
+    /// The sandbox runs in its own user namespace: RLIMIT_NPROC = pids.
+    OwnUserNs,
+    /// No user namespace: the sandbox shares the task count of `host_uid`;
+    /// RLIMIT_NPROC = pids + the tasks `host_uid` has now.
+    SharedUid {
+        /// The real uid the sandboxed command runs as on the host.
+        host_uid: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    resource: Resource,
+    value: u64,
+}
+
+/// Every rlimit to set in the child, built in the parent (fixed size, no heap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreparedRlimits {
+    entries: [Entry; 4],
+    len: usize,
+}
+
+impl PreparedRlimits {
+    /// No limits at all (the `limits` layer is off).
+    pub const NONE: PreparedRlimits = PreparedRlimits {
+        entries: [Entry {
+            resource: Resource::Core,
+            value: 0,
+        }; 4],
+        len: 0,
+    };
+
+    fn push(&mut self, resource: Resource, value: u64) {
+        // At most one entry per Resource variant: 4 slots always suffice.
+        if self.len < self.entries.len() {
+            self.entries[self.len] = Entry { resource, value };
+            self.len += 1;
+        }
+    }
+
+    /// The limits to set, as (resource, soft = hard value).
+    pub fn iter(&self) -> impl Iterator<Item = (Resource, u64)> + '_ {
+        self.entries[..self.len]
+            .iter()
+            .map(|e| (e.resource, e.value))
+    }
+
+    /// The value set for `r`, if any.
+    pub fn get(&self, r: Resource) -> Option<u64> {
+        self.iter().find(|(res, _)| *res == r).map(|(_, v)| v)
+    }
+
+    /// How each limit is enforced: `("nofile", "rlimit RLIMIT_NOFILE=4096")`.
+    pub fn enforcement(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(r, v)| {
+                let shown = match r {
+                    Resource::Fsize | Resource::Core => format_size(v),
+                    _ => v.to_string(),
+                };
+                (r.limit().to_owned(), format!("rlimit {}={shown}", r.name()))
+            })
+            .collect()
+    }
+}
+
+/// Preparing rlimits failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RlimitError {
+    /// Reading the caller's current limit failed.
+    #[error("read the current {}", resource.name())]
+    GetLimit {
+        /// The resource.
+        resource: Resource,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn prlimit(
+    pid: libc::pid_t,
+    r: Resource,
+    new: Option<&libc::rlimit64>,
+) -> Result<libc::rlimit64, i32> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let new_ptr = new.map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
+    // SAFETY: `new_ptr` is null or points to a live rlimit64 the kernel only reads; `old` is a
+    // live, writable rlimit64 on our stack. prlimit64 takes (pid, resource, new, old).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            pid,
+            r.raw(),
+            new_ptr,
+            &mut old as *mut libc::rlimit64,
+        )
+    };
+    if rc == 0 {
+        Ok(old)
+    } else {
+        // last_os_error only reads errno: no allocation, safe in the child.
+        Err(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL))
+    }
+}
+
+/// Builds the rlimits for `limits` in the parent, clamped to the caller's hard limits.
+///
+/// `nproc` says whether RLIMIT_NPROC must stand in for a missing pids cgroup. The notes say
+/// what was clamped and what RLIMIT_NPROC does and does not cover; they are data for the
+/// report, never printed here.
+///
+/// # Errors
+/// [`RlimitError::GetLimit`] if the current limits cannot be read (never on Linux ≥ 2.6.36).
+pub fn prepare(
+    limits: &LimitsSpec,
+    nproc: NprocMode,
+) -> Result<(PreparedRlimits, Vec<Note>), RlimitError> {
+    let mut p = PreparedRlimits::NONE;
+    let mut notes = Vec::new();
+    let mut wanted: Vec<(Resource, u64)> = Vec::with_capacity(4);
+    if let Some(n) = limits.nofile {
+        wanted.push((Resource::Nofile, n));
+    }
+    if let Some(f) = limits.fsize {
+        wanted.push((Resource::Fsize, f));
+    }
+    if limits.no_core {
+        wanted.push((Resource::Core, 0));
+    }
+    if let Some(pids) = limits.pids {
+        match nproc {
+            NprocMode::Off => {}
+            NprocMode::OwnUserNs => {
+                wanted.push((Resource::Nproc, pids));
+                notes.push(Note::new(
+                    "pids",
+                    NoteKind::Partial,
+                    format!(
+                        "no pids cgroup: RLIMIT_NPROC={pids} instead; it counts the sandbox's tasks \
+                         of its uid in its own user namespace, not tasks of other uids"
+                    ),
+                ));
+            }
+            NprocMode::SharedUid { host_uid } => {
+                let existing = count_tasks_of_uid(host_uid);
+                let v = pids.saturating_add(existing);
+                wanted.push((Resource::Nproc, v));
+                notes.push(Note::new(
+                    "pids",
+                    NoteKind::Partial,
+                    format!(
+                        "no pids cgroup: RLIMIT_NPROC={v} instead ({pids} + the {existing} tasks host uid \
+                         {host_uid} already has); it counts every task of that uid on the host and does \
+                         not bind root or CAP_SYS_RESOURCE"
+                    ),
+                ));
+            }
+        }
+    }
+    for (r, want) in wanted {
+        let cur = prlimit(0, r, None).map_err(|e| RlimitError::GetLimit {
+            resource: r,
+            source: io::Error::from_raw_os_error(e),
+        })?;
+        let hard = cur.rlim_max;
+        let value = if hard != libc::RLIM64_INFINITY && want > hard {
+            notes.push(Note::new(
+                r.limit(),
+                NoteKind::Partial,
+                format!(
+                    "{} asked {want}, clamped to the caller's hard limit {hard}",
+                    r.name()
+                ),
+            ));
+            hard
+        } else {
+            want
+        };
+        p.push(r, value);
+    }
+    Ok((p, notes))
+}
+
+/// Sets every prepared limit on the calling process (soft = hard = the prepared value).
+///
+/// Runs in the child after clone: async-signal-safe only (no allocation, no locks).
+///
+/// # Errors
+/// The first resource the kernel refused and its errno (EPERM: above the hard limit, which
+/// `prepare` rules out unless the limit changed since; EINVAL: bad value).
+pub fn apply(p: &PreparedRlimits) -> Result<(), (Resource, i32)> {
+    apply_to_pid(p, 0)
+}
+
+/// Sets every prepared limit on process `pid` (0: the caller) with prlimit(2), e.g. from the
+/// parent while the child waits. Needs the same uid as the target or CAP_SYS_RESOURCE.
+///
+/// Allocation-free, so also usable in the child.
+///
+/// # Errors
+/// The first resource the kernel refused and its errno.
+pub fn apply_to_pid(p: &PreparedRlimits, pid: libc::pid_t) -> Result<(), (Resource, i32)> {
+    for e in &p.entries[..p.len] {
+        let new = libc::rlimit64 {
+            rlim_cur: e.value,
+            rlim_max: e.value,
+        };
+        prlimit(pid, e.resource, Some(&new)).map_err(|errno| (e.resource, errno))?;
+    }
+    Ok(())
+}
+
+/// Total RAM in bytes from `/proc/meminfo` (`MemTotal`), if readable.
+pub fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line
+        .trim_start_matches("MemTotal:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
+/// The default limits for coding agents: pids 1024 (a parallel build fits, a fork bomb does
+/// not), memory half of RAM rounded down to a MiB (the host keeps room to stay responsive;
+/// unlimited if `/proc/meminfo` is unreadable), no CPU cap, no timeout (agents run long builds),
+/// nofile 4096 (enough for language servers and bundlers), no file-size cap, core dumps off.
+pub fn default_limits() -> LimitsSpec {
+    LimitsSpec {
+        pids: Some(1024),
+        memory: host_memory()
+            .map(|m| (m / 2) & !((1 << 20) - 1))
+            .filter(|m| *m >= 1 << 20),
+        cpus: None,
+        timeout: None,
+        nofile: Some(4096),
+        fsize: None,
+        no_core: true,
+    }
+}
+
+/// Tasks (threads included) whose real uid is `uid`, from `/proc/*/status`. Bounded by the
+/// number of /proc entries; processes that exit while we scan are skipped.
+fn count_tasks_of_uid(uid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0u64;
+    for entry in dir.flatten().take(1 << 22) {
+        let name = entry.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+        };
+        if field("Uid:").and_then(|u| u.parse::<u32>().ok()) == Some(uid) {
+            total += field("Threads:")
+                .and_then(|t| t.parse::<u64>().ok())
+                .unwrap_or(1);
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Forks; runs `f` in the child and turns its result (or a panic) into the exit status.
+    /// `f` must be async-signal-safe apart from what it checks after the limit is applied.
+    fn in_child(f: impl FnOnce() -> i32) -> i32 {
+        // SAFETY: fork has no memory-safety preconditions; the child only runs `f` and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            // SAFETY: _exit never returns and skips atexit handlers the parent owns.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: `status` is a live c_int; pid is our child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+        libc::WEXITSTATUS(status)
+    }
+
+    /// Drops every group and switches real, effective and saved ids to `id` (as root).
+    pub(crate) fn become_uid(id: u32) -> bool {
+        // SAFETY: setgroups with a null list of length 0, then plain integer id syscalls.
+        unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(id, id, id) == 0
+                && libc::setresuid(id, id, id) == 0
+        }
+    }
+
+    fn proc_limit(name: &str) -> (String, String) {
+        let text = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .expect("limit line");
+        let cols: Vec<&str> = line[25..].split_whitespace().collect();
+        (cols[0].to_owned(), cols[1].to_owned())
+    }
+
+    #[test]
+    fn prepare_clamps_and_builds_entries() {
+        let l = LimitsSpec {
+            nofile: Some(4096),
+            fsize: Some(1 << 20),
+            no_core: true,
+            pids: Some(64),
+            ..Default::default()
+        };
+        let (p, notes) = prepare(&l, NprocMode::Off).unwrap();
+        assert_eq!(p.get(Resource::Core), Some(0));
+        assert_eq!(p.get(Resource::Fsize), Some(1 << 20));
+        assert_eq!(
+            p.get(Resource::Nproc),
+            None,
+            "pids cgroup present: no NPROC"
+        );
+        let hard = prlimit(0, Resource::Nofile, None).unwrap().rlim_max;
+        assert_eq!(p.get(Resource::Nofile), Some(4096.min(hard)));
+        assert_eq!(notes.iter().any(|n| n.limit == "nofile"), hard < 4096);
+
+        // Far above any hard limit: clamped and noted, never raised.
+        let l = LimitsSpec {
+            nofile: Some(u64::MAX - 1),
+            ..Default::default()
+        };
+        let (p, notes) = prepare(&l, NprocMode::Off).unwrap();
+        assert_eq!(p.get(Resource::Nofile), Some(hard));
+        assert!(
+            notes[0]
+                .message
+                .contains("clamped to the caller's hard limit"),
+            "{notes:?}"
+        );
+
+        let l = LimitsSpec {
+            pids: Some(64),
+            ..Default::default()
+        };
+        let (p, notes) = prepare(&l, NprocMode::OwnUserNs).unwrap();
+        assert_eq!(p.get(Resource::Nproc), Some(64));
+        assert_eq!(notes[0].kind, NoteKind::Partial);
+        assert_eq!(
+            p.enforcement(),
+            vec![("pids".to_owned(), "rlimit RLIMIT_NPROC=64".to_owned())]
+        );
+    }
+
+    #[test]
+    fn apply_in_child_shows_in_proc_self_limits() {
+        let l = LimitsSpec {
+            nofile: Some(100),
+            fsize: Some(1 << 20),
+            no_core: true,
+            ..Default::default()
+        };
+        let (p, _) = prepare(&l, NprocMode::Off).unwrap();
+        let code = in_child(|| {
+            if apply(&p).is_err() {
+                return 2;
+            }
+            // Independent oracle: the kernel's own view.
+            let ok = proc_limit("Max open files") == ("100".into(), "100".into())
+                && proc_limit("Max file size") == ("1048576".into(), "1048576".into())
+                && proc_limit("Max core file size") == ("0".into(), "0".into());
+            if !ok {
+                return 3;
+            }
+            // And the limit bites: fd 100 cannot be opened.
+            // SAFETY: dup2 on fd 0 (always open in the test runner or /dev/null) to a plain int.
+            let r = unsafe { libc::dup2(0, 100) };
+            let errno = io::Error::last_os_error().raw_os_error();
+            if r == -1 && errno == Some(libc::EBADF) {
+                0
+            } else {
+                4
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn apply_cannot_raise_a_lowered_hard_limit() {
+        let code = in_child(|| {
+            let low = libc::rlimit64 {
+                rlim_cur: 50,
+                rlim_max: 50,
+            };
+            if prlimit(0, Resource::Nofile, Some(&low)).is_err() {
+                return 2;
+            }
+            // Drop CAP_SYS_RESOURCE as root so the kernel enforces the hard limit on us too.
+            // SAFETY: getuid has no preconditions.
+            if unsafe { libc::getuid() } == 0 && !become_uid(65534) {
+                return 3;
+            }
+            let (p, notes) = match prepare(
+                &LimitsSpec {
+                    nofile: Some(4096),
+                    ..Default::default()
+                },
+                NprocMode::Off,
+            ) {
+                Ok(v) => v,
+                Err(_) => return 4,
+            };
+            if p.get(Resource::Nofile) != Some(50) || notes.len() != 1 {
+                return 5;
+            }
+            match apply(&p) {
+                Ok(()) => 0,
+                Err(_) => 6,
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn nproc_floor_stops_forks_for_a_shared_uid() {
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } != 0 {
+            eprintln!("skip nproc_floor_stops_forks_for_a_shared_uid: needs root to switch uids");
+            return;
+        }
+        // A uid no other test uses, so the count cannot move under us.
+        const UID: u32 = 64_999;
+        let code = in_child(|| {
+            if !become_uid(UID) {
+                return 2;
+            }
+            let l = LimitsSpec {
+                pids: Some(8),
+                ..Default::default()
+            };
+            let Ok((p, _)) = prepare(&l, NprocMode::SharedUid { host_uid: UID }) else {
+                return 3;
+            };
+            if apply(&p).is_err() {
+                return 4;
+            }
+            let mut children = [0 as libc::pid_t; 50];
+            let mut n = 0;
+            let mut eagain = false;
+            for slot in children.iter_mut() {
+                // SAFETY: the grandchild only pauses until killed.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: pause/_exit are async-signal-safe.
+                    unsafe {
+                        libc::pause();
+                        libc::_exit(0)
+                    }
+                }
+                if pid < 0 {
+                    eagain = io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
+                    break;
+                }
+                *slot = pid;
+                n += 1;
+            }
+            for &pid in &children[..n] {
+                // SAFETY: our own children; kill and reap each.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+            }
+            if eagain && n <= 8 {
+                0
+            } else {
+                5
+            }
+        });
+        assert_eq!(code, 0);
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let d = default_limits();
+        assert_eq!(d.pids, Some(1024));
+        assert_eq!(d.nofile, Some(4096));
+        assert!(d.no_core);
+        assert_eq!(d.cpus, None);
+        assert_eq!(d.timeout, None);
+        let mem = d.memory.expect("/proc/meminfo readable here");
+        let total = host_memory().unwrap();
+        assert!(
+            mem <= total / 2 && mem > total / 2 - (1 << 20),
+            "{mem} vs {total}"
+        );
+        assert_eq!(crate::units::validate_limits(&d), Ok(()));
+    }
+}
