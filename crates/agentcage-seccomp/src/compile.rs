@@ -1,0 +1,314 @@
+//! Table → BPF compiler.
+//!
+//! Program shape (all jumps forward, as classic BPF requires):
+//!
+//! ```text
+//! ld  arch
+//! jeq AUDIT_ARCH_<native>, +1      ; i386 int 0x80, AArch32, anything else:
+//! ret KILL_PROCESS                 ;   killed (see lib.rs for why kill, not EPERM)
+//! ld  nr
+//! <binary search over number intervals>   ; ~log2(#intervals) jge's
+//!   leaf: ret ALLOW | ret ERRNO(e) | ret KILL_PROCESS (x32) | ja <arg block>
+//! <arg blocks: ld args[i] (low word), compare, ret>
+//! ```
+//!
+//! The number space `0..=u32::MAX` is cut into maximal intervals of equal action
+//! (consecutive allowed syscalls share one leaf; gaps and everything above the last
+//! known number are `ENOSYS`; x32 numbers are killed). A balanced binary search over
+//! interval starts makes every syscall cost the same few instructions (about 3 + log2 of
+//! the interval count), instead of a linear chain of 300 compares.
+//!
+//! Arguments are loaded only inside the arg blocks, so for every other syscall the
+//! kernel's constant-action emulation (`seccomp_cache_prepare_bitmap`) sees a path that
+//! depends on `arch` and `nr` alone and caches `ALLOW` in its bitmap: allowed hot
+//! syscalls then skip the filter entirely. `emulate::kernel_cache_allows` replays that
+//! emulation in tests.
+
+use libc::sock_filter;
+
+use crate::bpf::{self, Asm, AsmError, Label};
+use crate::table::{
+    Arch, ArgRule, Errno, Rule, AF_NETLINK, CLONE_NEW_MASK, NETLINK_PROTOCOLS, PERSONALITIES,
+    SOCKET_DOMAINS, INET_PROTOCOLS_DENIED, SOCK_PACKET, SOCK_TYPE_MASK, SYSCALLS, TIOCLINUX, TIOCSETD, TIOCSTI,
+};
+
+/// The filter's action for a syscall number, before it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Allow,
+    Errno(Errno),
+    Kill,
+    Args(ArgRule),
+}
+
+/// The return value of a foreign ABI (wrong `arch`, x32 numbers).
+pub const FOREIGN_ABI_ACTION: u32 = bpf::RET_KILL_PROCESS;
+
+fn ret_errno(e: Errno) -> u32 {
+    // Errnos are small positive numbers; the data field is 16 bits.
+    bpf::RET_ERRNO | (e.0 as u32 & bpf::RET_DATA)
+}
+
+/// `(start, action)` pairs covering `0..=u32::MAX`, sorted, adjacent actions distinct.
+fn intervals(arch: Arch) -> Vec<(u32, Action)> {
+    let mut known: Vec<(u32, Action)> = SYSCALLS
+        .iter()
+        .filter_map(|s| {
+            let action = match s.rule {
+                Rule::Allow => Action::Allow,
+                Rule::Deny(e, _) => Action::Errno(e),
+                Rule::Args(a) => Action::Args(a),
+            };
+            s.nr(arch).map(|nr| (nr, action))
+        })
+        .collect();
+    known.sort_by_key(|&(nr, _)| nr);
+
+    let unknown = Action::Errno(Errno::ENOSYS);
+    let mut points: Vec<(u32, Action)> = Vec::with_capacity(known.len() * 2 + 4);
+    let mut next_free: u64 = 0; // first number not yet covered
+    for (nr, action) in known {
+        if u64::from(nr) > next_free {
+            points.push((next_free as u32, unknown));
+        }
+        points.push((nr, action));
+        next_free = u64::from(nr) + 1;
+    }
+    let foreign = arch.foreign_nr_range();
+    if let Some((lo, hi)) = foreign {
+        if u64::from(lo) > next_free {
+            points.push((next_free as u32, unknown));
+        }
+        points.push((lo, Action::Kill));
+        next_free = u64::from(hi) + 1;
+    }
+    if next_free <= u64::from(u32::MAX) {
+        points.push((next_free as u32, unknown));
+    }
+    // Merge neighbours with the same action (never arg rules: each is its own syscall).
+    let mut merged: Vec<(u32, Action)> = Vec::with_capacity(points.len());
+    for p in points {
+        match merged.last() {
+            Some(&(_, last)) if last == p.1 && !matches!(p.1, Action::Args(_)) => {}
+            _ => merged.push(p),
+        }
+    }
+    merged
+}
+
+/// Instructions [`emit_tree`] produces for `iv`: one per leaf, one `jge` per inner node,
+/// plus one `ja` trampoline where the left subtree is too long for an 8-bit offset.
+fn tree_len(iv: &[(u32, Action)]) -> usize {
+    if iv.len() <= 1 {
+        return 1;
+    }
+    let (left, right) = iv.split_at(iv.len() / 2);
+    let l = tree_len(left);
+    1 + usize::from(l > 255) + l + tree_len(right)
+}
+
+fn emit_tree(
+    a: &mut Asm,
+    iv: &[(u32, Action)],
+    blocks: &mut Vec<(ArgRule, Label)>,
+) -> Result<(), AsmError> {
+    match iv {
+        [] => a.ret(ret_errno(Errno::ENOSYS)), // unreachable: intervals cover all numbers
+        [(_, action)] => match *action {
+            Action::Allow => a.ret(bpf::RET_ALLOW),
+            Action::Errno(e) => a.ret(ret_errno(e)),
+            Action::Kill => a.ret(FOREIGN_ABI_ACTION),
+            Action::Args(rule) => {
+                let l = a.label();
+                blocks.push((rule, l));
+                a.ja(l);
+            }
+        },
+        _ => {
+            let (left, right) = iv.split_at(iv.len() / 2);
+            let right_start = a.label();
+            let pivot = right[0].0;
+            if tree_len(left) > 255 {
+                let to_left = a.label();
+                a.jlt(pivot, to_left);
+                a.ja(right_start);
+                a.place(to_left);
+            } else {
+                a.jge(pivot, right_start);
+            }
+            emit_tree(a, left, blocks)?;
+            a.place(right_start);
+            emit_tree(a, right, blocks)?;
+        }
+    }
+    Ok(())
+}
+
+fn emit_arg_block(a: &mut Asm, rule: ArgRule) {
+    let allow = a.label();
+    let deny = a.label();
+    match rule {
+        ArgRule::CloneFlags => {
+            a.load(bpf::off_arg_lo(0));
+            a.jset(CLONE_NEW_MASK, deny);
+            a.ret(bpf::RET_ALLOW);
+            a.place(deny);
+            a.ret(ret_errno(Errno::EPERM));
+        }
+        ArgRule::IoctlRequest => {
+            a.load(bpf::off_arg_lo(1));
+            a.jeq(TIOCSTI, deny);
+            a.jeq(TIOCLINUX, deny);
+            a.jeq(TIOCSETD, deny);
+            a.ret(bpf::RET_ALLOW);
+            a.place(deny);
+            a.ret(ret_errno(Errno::EPERM));
+        }
+        ArgRule::SocketDomain => {
+            let netlink = a.label();
+            let inet = a.label();
+            let denied_proto = a.label();
+            a.load(bpf::off_arg_lo(0));
+            let inet_proto = a.label();
+            for (domain, _) in SOCKET_DOMAINS {
+                if domain == libc::AF_INET as u32 || domain == libc::AF_INET6 as u32 {
+                    a.jeq(domain, inet);
+                } else {
+                    a.jeq(domain, allow);
+                }
+            }
+            a.jeq(AF_NETLINK, netlink);
+            a.ret(ret_errno(Errno::EAFNOSUPPORT));
+            a.place(inet);
+            a.load(bpf::off_arg_lo(1));
+            a.and(SOCK_TYPE_MASK);
+            a.jne(SOCK_PACKET, inet_proto);
+            a.ret(ret_errno(Errno::EAFNOSUPPORT));
+            // Landlock's TCP rules see neither MPTCP nor SCTP (landlock-lsm/linux#54, #40):
+            // refuse them so a port allow-list cannot be bypassed. EPROTONOSUPPORT is what
+            // a kernel without them says, so runtimes (Go's MPTCP default) fall back to TCP.
+            a.place(inet_proto);
+            a.load(bpf::off_arg_lo(2));
+            for proto in INET_PROTOCOLS_DENIED {
+                a.jeq(proto, denied_proto);
+            }
+            a.ja(allow);
+            a.place(denied_proto);
+            a.ret(ret_errno(Errno::EPROTONOSUPPORT));
+            a.place(netlink);
+            a.load(bpf::off_arg_lo(2));
+            for (proto, _) in NETLINK_PROTOCOLS {
+                a.jeq(proto, allow);
+            }
+            a.ret(ret_errno(Errno::EPROTONOSUPPORT));
+            a.place(allow);
+            a.ret(bpf::RET_ALLOW);
+        }
+        ArgRule::SocketpairDomain => {
+            a.load(bpf::off_arg_lo(0));
+            a.jeq(libc::AF_UNIX as u32, allow);
+            a.ret(ret_errno(Errno::EAFNOSUPPORT));
+            a.place(allow);
+            a.ret(bpf::RET_ALLOW);
+        }
+        ArgRule::Personality => {
+            a.load(bpf::off_arg_lo(0));
+            for p in PERSONALITIES {
+                a.jeq(p, allow);
+            }
+            a.ret(ret_errno(Errno::EPERM));
+            a.place(allow);
+            a.ret(bpf::RET_ALLOW);
+        }
+    }
+}
+
+/// Compiles the policy table for `arch`.
+///
+/// # Errors
+/// Only if the table could not be encoded (a jump too far, more than 4096 instructions):
+/// a bug in this crate, covered by the tests, never a property of the host.
+pub fn compile(arch: Arch) -> Result<Vec<sock_filter>, AsmError> {
+    let mut a = Asm::new();
+    let native = a.label();
+    a.load(bpf::OFF_ARCH);
+    a.jeq(arch.audit_arch(), native);
+    a.ret(FOREIGN_ABI_ACTION);
+    a.place(native);
+    a.load(bpf::OFF_NR);
+
+    let iv = intervals(arch);
+    let mut blocks = Vec::new();
+    emit_tree(&mut a, &iv, &mut blocks)?;
+    for (rule, label) in blocks {
+        a.place(label);
+        emit_arg_block(&mut a, rule);
+    }
+    a.finish()
+}
+
+/// Number of number intervals the binary search distinguishes on `arch` (for docs and
+/// the cost estimate).
+pub fn interval_count(arch: Arch) -> usize {
+    intervals(arch).len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_cover_everything_in_order() {
+        for arch in Arch::ALL {
+            let iv = intervals(arch);
+            assert_eq!(iv[0].0, 0);
+            for w in iv.windows(2) {
+                assert!(w[0].0 < w[1].0, "{arch:?}: unsorted {:?}", w);
+                let both_args = matches!(w[0].1, Action::Args(_));
+                assert!(w[0].1 != w[1].1 || both_args, "{arch:?}: unmerged {:?}", w);
+            }
+            let last = iv.last().expect("non-empty");
+            assert_eq!(last.1, Action::Errno(Errno::ENOSYS), "{arch:?}");
+        }
+    }
+
+    #[test]
+    fn tree_len_matches_emission() {
+        for arch in Arch::ALL {
+            let iv = intervals(arch);
+            let mut a = Asm::new();
+            let mut blocks = Vec::new();
+            emit_tree(&mut a, &iv, &mut blocks).expect("emits");
+            assert_eq!(a.len(), tree_len(&iv), "{arch:?}");
+        }
+    }
+
+    #[test]
+    fn trampolines_keep_huge_trees_encodable() {
+        // 2000 alternating intervals force left subtrees longer than 255 instructions.
+        let iv: Vec<(u32, Action)> = (0..2000u32)
+            .map(|i| {
+                let act = if i % 2 == 0 {
+                    Action::Allow
+                } else {
+                    Action::Errno(Errno::EPERM)
+                };
+                (i * 3, act)
+            })
+            .collect();
+        let mut a = Asm::new();
+        a.load(bpf::OFF_NR);
+        let mut blocks = Vec::new();
+        emit_tree(&mut a, &iv, &mut blocks).expect("emits");
+        let prog = a.finish().expect("all jumps encodable");
+        for (i, &(start, act)) in iv.iter().enumerate() {
+            let want = match act {
+                Action::Allow => bpf::RET_ALLOW,
+                _ => ret_errno(Errno::EPERM),
+            };
+            let data = crate::emulate::SeccompData::new(start as i32, 0, [0; 6]);
+            let got = crate::emulate::emulate(&prog, &data).expect("runs");
+            assert_eq!(got.ret, want, "interval {i}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! agentcage's seccomp-BPF filter: a small, audited allow-list generator.
+//!
+//! What it isolates: the kernel's syscall surface. The filter is the last step before
+//! `execve` (after namespaces, mounts, Landlock, capability drop and no_new_privs), so it
+//! never has to allow setup syscalls, and it is inherited by everything the agent runs.
+//!
+//! Sides of the fork:
+//! - parent: [`prepare`] compiles the [`table`] into a BPF program ([`PreparedFilter`]);
+//! - child: [`install()`] attaches it with `seccomp(2)`. It allocates nothing, takes no lock
+//!   and cannot panic.
+//!
+//! Kernel feature: seccomp filter mode (Linux 3.5; `seccomp(2)` 3.17; `KILL_PROCESS` 4.14;
+//! `SPEC_ALLOW` 4.17; the action cache that keeps allowed syscalls cheap 5.11). Man pages:
+//! seccomp(2), prctl(2); the kernel's `Documentation/userspace-api/seccomp_filter.rst`.
+//!
+//! Program, in order (see [`compile`](mod@compile)):
+//! 1. Architecture check. Anything but the native ABI (`AUDIT_ARCH_X86_64` or
+//!    `AUDIT_ARCH_AARCH64`) is `SECCOMP_RET_KILL_PROCESS`: i386 `int 0x80` and AArch32
+//!    use other syscall numbers (i386 `mount` is 21, x86_64's `mount` is 165), so a
+//!    number-based policy means nothing there. x32 numbers (bit 30) on x86_64 are killed
+//!    the same way. Kill rather than `EPERM`: a process that enters a foreign ABI gets
+//!    *every* syscall refused, `exit` included, and musl's `_Exit` retries `exit` forever,
+//!    so `EPERM` turns a 32-bit binary into a busy loop. A kill is immediate, shows as
+//!    exit status 159 (128 + SIGSYS), lands in the audit log, and cannot be mistaken for a
+//!    policy `EPERM` on a real x86_64 call. No supported tool uses these ABIs.
+//! 2. Load the syscall number and binary-search it over intervals of equal action.
+//! 3. For the few argument-checked syscalls (`clone`, `ioctl`, `socket`, `socketpair`,
+//!    `personality`), jump to a small block that loads the argument. No other path loads
+//!    an argument, so the kernel's action cache proves every allowed hot syscall constant.
+//!
+//! The full list, with reasons, is `SYSCALLS.md`, generated from the table and checked
+//! by a test.
+
+pub mod bpf;
+pub mod compile;
+pub mod doc;
+pub mod emulate;
+pub mod install;
+pub mod table;
+
+pub use compile::compile;
+pub use doc::render_markdown;
+pub use emulate::{emulate, kernel_cache_allows, Outcome, SeccompData, Verdict};
+pub use install::{install, SECCOMP_FILTER_FLAG_SPEC_ALLOW};
+pub use table::{syscall_table, Arch, ArgRule, Errno, Rule, Syscall};
+
+use libc::sock_filter;
+
+/// Options for [`prepare`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FilterOptions {
+    /// Keep the kernel's speculative-store-bypass (Spectre v4) mitigation for the
+    /// sandboxed process tree, i.e. do not pass `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
+    /// Off by default, like Docker and systemd: see `SYSCALLS.md`.
+    pub spec_mitigation: bool,
+}
+
+/// Why a filter could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeccompError {
+    /// The build target is not an architecture this crate has a table for.
+    #[error(
+        "no seccomp syscall table for this architecture (supported: x86_64, aarch64 little-endian)"
+    )]
+    UnsupportedArch,
+    /// The table could not be compiled (a bug in this crate, caught by its tests).
+    #[error("compile the seccomp policy table to BPF")]
+    Compile(#[source] bpf::AsmError),
+}
+
+/// A compiled filter and its `seccomp(2)` flags, built in the parent before clone.
+#[derive(Debug, Clone)]
+pub struct PreparedFilter {
+    program: Vec<sock_filter>,
+    len: u16,
+    flags: u32,
+    arch: Arch,
+}
+
+impl PreparedFilter {
+    /// The BPF instructions.
+    pub fn program(&self) -> &[sock_filter] {
+        &self.program
+    }
+
+    /// Flags passed to `seccomp(SECCOMP_SET_MODE_FILTER, flags, ..)`.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// The architecture the program was compiled for.
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    pub(crate) fn len_u16(&self) -> u16 {
+        self.len
+    }
+
+    /// Evaluates the program for `nr` on its own architecture with `args`, as the kernel
+    /// would (a convenience over [`emulate()`]).
+    ///
+    /// # Errors
+    /// Only for a malformed program, which [`prepare`] never returns.
+    pub fn verdict(&self, nr: u32, args: [u64; 6]) -> Result<Verdict, emulate::EmulateError> {
+        let data = SeccompData::new(nr as i32, self.arch.audit_arch(), args);
+        emulate(&self.program, &data).map(|o| o.verdict)
+    }
+}
+
+/// Compiles the filter for the build target's architecture. Runs in the parent.
+///
+/// # Errors
+/// [`SeccompError::UnsupportedArch`] on targets other than x86_64 and aarch64
+/// (little-endian); [`SeccompError::Compile`] only on a bug in this crate.
+pub fn prepare(opts: &FilterOptions) -> Result<PreparedFilter, SeccompError> {
+    let arch = Arch::native().ok_or(SeccompError::UnsupportedArch)?;
+    prepare_for(arch, opts)
+}
+
+/// Compiles the filter for `arch` (tests and documentation; [`prepare`] picks the native
+/// one).
+///
+/// # Errors
+/// [`SeccompError::Compile`] only on a bug in this crate.
+pub fn prepare_for(arch: Arch, opts: &FilterOptions) -> Result<PreparedFilter, SeccompError> {
+    let program = compile(arch).map_err(SeccompError::Compile)?;
+    let len = u16::try_from(program.len())
+        .map_err(|_| SeccompError::Compile(bpf::AsmError::Length { len: program.len() }))?;
+    let flags = if opts.spec_mitigation {
+        0
+    } else {
+        SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    };
+    Ok(PreparedFilter {
+        program,
+        len,
+        flags,
+        arch,
+    })
+}
+
+#[cfg(test)]
+mod tests;
