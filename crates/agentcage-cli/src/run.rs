@@ -55,9 +55,38 @@ pub struct RunArgs {
     /// docs/SECURITY.md).
     #[arg(long)]
     pub seccomp_spec_mitigation: bool,
+    /// Maximum number of processes and threads (cgroup pids.max; RLIMIT_NPROC as a floor).
+    /// Default under full: 1024. `max` for none.
+    #[arg(long, value_name = "N", value_parser = lim_pids)]
+    pub pids: Option<Lim<u64>>,
+    /// Memory limit, e.g. 512M, 4G (cgroup memory.max, swap included). Default under full:
+    /// half of the RAM. `max` for none.
+    #[arg(long, value_name = "SIZE", value_parser = lim_memory)]
+    pub memory: Option<Lim<u64>>,
+    /// CPU quota in CPUs, e.g. 1.5 (cgroup cpu.max). Default: none.
+    #[arg(long, value_name = "F", value_parser = lim_cpus)]
+    pub cpus: Option<Lim<f64>>,
+    /// Kill the whole sandbox after this long (e.g. 30, 1.5s, 2m) and exit 124; SIGTERM
+    /// first, SIGKILL after 2 s.
+    #[arg(long, value_name = "DURATION", value_parser = lim_timeout)]
+    pub timeout: Option<Lim<f64>>,
+    /// RLIMIT_NOFILE. Default under full: 4096.
+    #[arg(long, value_name = "N", value_parser = lim_nofile)]
+    pub nofile: Option<Lim<u64>>,
+    /// RLIMIT_FSIZE: largest file the sandbox may write, e.g. 1G.
+    #[arg(long, value_name = "SIZE", value_parser = lim_fsize)]
+    pub fsize: Option<Lim<u64>>,
+    /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time) as
+    /// JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json_report: Option<PathBuf>,
     /// Remove one layer from the profile (for attribution experiments; repeatable).
     #[arg(long, value_name = "LAYER", value_parser = parse_layer, hide = true)]
     pub without: Vec<Layer>,
+    /// Do not give the command a pseudo-terminal even when stdin is a terminal (it then runs
+    /// in a new session without any terminal).
+    #[arg(long)]
+    pub no_pty: bool,
     /// Print what is enforced and the setup timings on stderr.
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -68,6 +97,24 @@ pub struct RunArgs {
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
+
+/// A limit flag's value: `None` means explicitly unlimited (`max`).
+#[derive(Debug, Clone, Copy)]
+pub struct Lim<T>(pub Option<T>);
+
+macro_rules! lim_parser {
+    ($name:ident, $parse:ident, $t:ty) => {
+        fn $name(s: &str) -> Result<Lim<$t>, String> {
+            agentcage::units::$parse(s).map(Lim).map_err(|e| e.to_string())
+        }
+    };
+}
+lim_parser!(lim_pids, parse_pids, u64);
+lim_parser!(lim_memory, parse_memory, u64);
+lim_parser!(lim_cpus, parse_cpus, f64);
+lim_parser!(lim_timeout, parse_timeout, f64);
+lim_parser!(lim_nofile, parse_nofile, u64);
+lim_parser!(lim_fsize, parse_fsize, u64);
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
     Profile::from_name(s).ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
@@ -129,6 +176,33 @@ pub fn policy_from_args(a: &RunArgs) -> Result<Policy, String> {
     p.best_effort = a.best_effort;
     p.net = a.net;
     p.seccomp.spec_mitigation = a.seccomp_spec_mitigation;
+    // Limits apply under full by default and under any profile on request.
+    let any_limit = a.pids.is_some() || a.memory.is_some() || a.cpus.is_some() || a.timeout.is_some()
+        || a.nofile.is_some() || a.fsize.is_some();
+    if any_limit && !a.without.contains(&Layer::Limits) {
+        p.layers = p.layers.with(Layer::Limits);
+        if a.profile != Profile::Full {
+            p.limits.no_core = true;
+        }
+    }
+    if let Some(Lim(v)) = a.pids {
+        p.limits.pids = v;
+    }
+    if let Some(Lim(v)) = a.memory {
+        p.limits.memory = v;
+    }
+    if let Some(Lim(v)) = a.cpus {
+        p.limits.cpus = v;
+    }
+    if let Some(Lim(v)) = a.timeout {
+        p.limits.timeout = v;
+    }
+    if let Some(Lim(v)) = a.nofile {
+        p.limits.nofile = v;
+    }
+    if let Some(Lim(v)) = a.fsize {
+        p.limits.fsize = v;
+    }
     Ok(p)
 }
 
@@ -175,9 +249,23 @@ pub fn main(a: RunArgs) -> i32 {
             eprintln!("agentcage: {what}: {how}");
         }
     }
-    match prepared.run(&SpawnOptions { forward_signals: true }) {
+    let verbose = a.verbose;
+    let opts = SpawnOptions {
+        forward_signals: true,
+        pty: !a.no_pty,
+        on_enforcement: verbose.then(|| Box::new(|what: &str, how: &str| eprintln!("agentcage: {what}: {how}")) as Box<dyn Fn(&str, &str)>),
+    };
+    let wall = std::time::Instant::now();
+    let result = prepared.run(&opts);
+    let wall = wall.elapsed();
+    if let Some(path) = &a.json_report {
+        if let Err(e) = write_report(path, &policy, &result, wall) {
+            eprintln!("agentcage: error: write the JSON report {}: {e}", path.display());
+        }
+    }
+    match result {
         Ok(out) => {
-            if a.verbose {
+            if verbose {
                 let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
                 eprintln!(
                     "agentcage: timings: prepare {:.3} ms, clone {:.3} ms, released {:.3} ms, exec {:.3} ms, exit {:.3} ms; {}",
@@ -192,6 +280,16 @@ pub fn main(a: RunArgs) -> i32 {
                     }
                 );
             }
+            if out.timed_out {
+                if !a.quiet {
+                    eprintln!("agentcage: timeout: the sandbox was killed after {}", agentcage::units::format_duration(std::time::Duration::from_secs_f64(policy.limits.timeout.unwrap_or(0.0))));
+                }
+                return exit::TIMEOUT;
+            }
+            if out.oom {
+                eprintln!("agentcage: out of memory (limit {})", agentcage::units::format_size_limit(policy.limits.memory));
+                return 137;
+            }
             out.exit.code()
         }
         Err(e) => {
@@ -199,6 +297,44 @@ pub fn main(a: RunArgs) -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// The `--json-report` document.
+fn write_report(
+    path: &Path,
+    policy: &Policy,
+    result: &Result<agentcage::RunOutcome, Error>,
+    wall: std::time::Duration,
+) -> std::io::Result<()> {
+    let v = match result {
+        Ok(o) => serde_json::json!({
+            "profile": policy.profile.name(),
+            "exit_code": match o.exit { agentcage::Exit::Code(c) => Some(c), _ => None },
+            "signal": match o.exit { agentcage::Exit::Signal(s) => Some(s), _ => None },
+            "status": if o.timed_out { exit::TIMEOUT } else if o.oom { 137 } else { o.exit.code() },
+            "timeout": o.timed_out,
+            "oom": o.oom,
+            "peak_memory_bytes": o.peak_memory,
+            "max_rss_kib": o.max_rss_kib,
+            "wall_seconds": wall.as_secs_f64(),
+            "cpu_seconds": o.cpu.as_secs_f64(),
+            "limits": o.limits.iter().map(|(k, v)| serde_json::json!({"limit": k, "enforced_by": v})).collect::<Vec<_>>(),
+            "setup_error": null,
+        }),
+        Err(e) => serde_json::json!({
+            "profile": policy.profile.name(),
+            "exit_code": null,
+            "signal": null,
+            "status": e.exit_code(),
+            "timeout": false,
+            "oom": false,
+            "peak_memory_bytes": null,
+            "wall_seconds": wall.as_secs_f64(),
+            "cpu_seconds": null,
+            "setup_error": e.to_string(),
+        }),
+    };
+    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -702,12 +702,20 @@ fn prepare_in(
         memory_limit: limits.memory,
         removed: false,
     };
-    // On error, dropping `cg` removes whatever was created so far.
-    for ch in choices {
-        let leaf = create_leaf(&ch, name)?;
-        cg.leaves.push(leaf);
-        let leaf = cg.leaves.last().expect("just pushed");
-        write_limits(leaf, limits, &mut cg.enforcement, &mut notes)?;
+    // On error, dropping `cg` removes whatever was created so far, and the `agentcage/`
+    // parents chosen but not used yet go too (when empty).
+    for (i, ch) in choices.iter().enumerate() {
+        let created = create_leaf(ch, name).and_then(|leaf| {
+            cg.leaves.push(leaf);
+            let leaf = cg.leaves.last().expect("just pushed");
+            write_limits(leaf, limits, &mut cg.enforcement, &mut notes)
+        });
+        if let Err(e) = created {
+            for unused in &choices[i..] {
+                let _ = fs::remove_dir(unused.base.join(PARENT_DIR));
+            }
+            return Err(e);
+        }
     }
     for (c, asked) in [
         (Ctl::Pids, limits.pids.is_some()),
@@ -1361,7 +1369,8 @@ fn is_stale(name: &str, dir: &Path) -> bool {
     // SAFETY: kill with signal 0 only checks existence and permission.
     let alive = unsafe { libc::kill(pid, 0) } == 0
         || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !alive {
+    // A zombie launcher (killed, not yet reaped by its parent) is dead too.
+    if !alive || matches!(process_state(pid), Some('Z' | 'X')) {
         return true;
     }
     // Alive: stale only if that process started after the leaf was created (pid recycled).
@@ -1374,11 +1383,17 @@ fn is_stale(name: &str, dir: &Path) -> bool {
     started > created + Duration::from_secs(2)
 }
 
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `Z`, ...).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?.chars().next()
+}
+
 /// When process `pid` started, from `/proc/<pid>/stat` field 22 and `btime`.
 fn process_start(pid: i32) -> Option<SystemTime> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised comm, which may itself contain spaces and parentheses.
-    let after = &stat[stat.rfind(')')? + 2..];
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let ticks: u64 = after.split(' ').nth(19)?.parse().ok()?;
     let btime: u64 = fs::read_to_string("/proc/stat")
         .ok()?
@@ -1533,6 +1548,44 @@ mod tests {
             Note::new("cpus", NoteKind::NotEnforced, "x").to_string(),
             "cpus: not enforced: x"
         );
+    }
+
+    #[test]
+    fn a_failed_prepare_removes_what_it_created() {
+        // A "hierarchy" on a plain directory: mkdir works, but there is no cgroup.procs.
+        let tmp = std::env::temp_dir().join(format!(
+            "agentcage-cg-test-{}-{:x}",
+            std::process::id(),
+            random_u64()
+        ));
+        fs::create_dir(&tmp).unwrap();
+        let layout = Layout {
+            v2: None,
+            v1: vec![Hierarchy {
+                version: Version::V1,
+                controllers: vec![Ctl::Pids],
+                mountpoint: tmp.clone(),
+                own: tmp.clone(),
+            }],
+        };
+        let limits = LimitsSpec {
+            pids: Some(8),
+            ..Default::default()
+        };
+        let r = prepare_in(&layout, &limits, "agentcage-1-ab");
+        let left: Vec<_> = fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        fs::remove_dir_all(&tmp).unwrap();
+        match r {
+            Err(CgroupError::Open { path, .. }) => {
+                assert!(path.ends_with("sandbox/cgroup.procs"), "{path:?}")
+            }
+            other => panic!("expected an Open error, got {other:?}"),
+        }
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 
     // ---- kernel tests: need root and a writable cgroup hierarchy -----------------------------
@@ -1722,11 +1775,6 @@ mod tests {
         201
     }
 
-    fn proc_state(pid: i32) -> Option<char> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat[stat.rfind(')')? + 2..].chars().next()
-    }
-
     /// pids.max=16 stops a fork loop with EAGAIN; signal_all reaches every member;
     /// kill_all kills the orphans left in the leaf; remove leaves nothing.
     fn pids_scenario(layout: &Layout) {
@@ -1759,13 +1807,13 @@ mod tests {
         for &pid in &orphans {
             let mut stopped = false;
             for _ in 0..200 {
-                if proc_state(pid) == Some('T') {
+                if process_state(pid) == Some('T') {
                     stopped = true;
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            assert!(stopped, "signal_all missed {pid}: {:?}", proc_state(pid));
+            assert!(stopped, "signal_all missed {pid}: {:?}", process_state(pid));
         }
         cg.kill_all();
         assert!(cg.members().is_empty());
@@ -1896,6 +1944,47 @@ mod tests {
             "{status:#x}"
         );
         live.remove().unwrap();
+    }
+
+    #[test]
+    fn root_reap_stale_treats_a_zombie_launcher_as_dead() {
+        let limits = LimitsSpec {
+            pids: Some(8),
+            ..Default::default()
+        };
+        if !gate(
+            "root_reap_stale_treats_a_zombie_launcher_as_dead",
+            missing(&limits, "pids"),
+        ) {
+            return;
+        }
+        // A launcher that was SIGKILLed but not yet reaped by its parent.
+        let zombie = spawn_held(|| 0);
+        zombie.release();
+        let mut zombie_seen = false;
+        for _ in 0..400 {
+            if process_state(zombie.pid) == Some('Z') {
+                zombie_seen = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(zombie_seen, "child never became a zombie");
+        let layout = detect_layout().unwrap();
+        let name = format!("{LEAF_PREFIX}{}-{:016x}", zombie.pid, random_u64());
+        let (cg, _) = prepare_in(&layout, &limits, &name).unwrap();
+        let mut cg = cg.unwrap();
+        let dirs = cg.dirs();
+        cg.removed = true;
+        drop(cg);
+        let report = reap_in(&layout);
+        zombie.wait(Duration::from_secs(10));
+        for d in &dirs {
+            assert!(
+                report.removed.contains(d) && !d.exists(),
+                "{d:?}: {report:?}"
+            );
+        }
     }
 
     #[test]

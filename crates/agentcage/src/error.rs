@@ -55,13 +55,15 @@ pub enum Step {
     Seccomp,
     /// execve of the command (index = PATH candidate).
     Exec,
+    /// unshare(CLONE_NEWCGROUP) after the cgroup attach.
+    CgroupNs,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 24] = [
+        const ALL: [Step; 25] = [
             WaitParent,
             SetGid,
             SetGroups,
@@ -86,6 +88,7 @@ impl Step {
             Caps,
             Seccomp,
             Exec,
+            CgroupNs,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

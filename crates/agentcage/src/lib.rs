@@ -13,13 +13,18 @@
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
 pub mod caps;
+pub mod cgroups;
+pub mod doctor;
 pub mod error;
+pub mod kernel;
 pub mod landlock;
 pub mod launch;
 pub mod policy;
+pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;
+pub mod units;
 
 pub use error::{Error, SetupError, Step};
 pub use launch::{prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings};

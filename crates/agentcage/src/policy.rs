@@ -329,7 +329,7 @@ impl Policy {
             net: NetMode::None,
             landlock: LandlockSpec { restrict_net: full, scope: full, ..LandlockSpec::default() },
             seccomp: SeccompSpec::default(),
-            limits: LimitsSpec { no_core: full, ..LimitsSpec::default() },
+            limits: if full { crate::rlimits::default_limits() } else { LimitsSpec::default() },
             cwd: None,
         }
     }

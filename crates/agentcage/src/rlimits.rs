@@ -52,6 +52,11 @@ impl Resource {
         }) as libc::c_int
     }
 
+    /// The resource with kernel number `raw`, if it is one of ours.
+    pub fn from_raw(raw: libc::c_int) -> Option<Resource> {
+        [Resource::Nofile, Resource::Fsize, Resource::Core, Resource::Nproc].into_iter().find(|r| r.raw() == raw)
+    }
+
     /// The kernel's name, `RLIMIT_NOFILE`.
     pub fn name(self) -> &'static str {
         match self {

@@ -21,7 +21,7 @@ fn report_and_exit(fd: i32, e: SetupError) -> ! {
 /// Entry of the clone child. Never returns.
 ///
 /// Runs in the child after clone: async-signal-safe only.
-pub(super) fn main(p: &Prepared, pipes: &Pipes) -> ! {
+pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     sys::close(pipes.sync_w);
     sys::close(pipes.report_r);
     sys::close(pipes.status_r);
@@ -29,10 +29,10 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes) -> ! {
         report_and_exit(pipes.report_w, e);
     }
     if p.init {
-        init(p, pipes)
+        init(p, pipes, pty)
     } else {
         sys::close(pipes.status_w);
-        command(p, pipes.report_w, None)
+        command(p, pipes.report_w, None, pty)
     }
 }
 
@@ -67,6 +67,11 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     if let Some(r) = &p.rootfs {
         rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))?;
     }
+    if p.cgroup_ns {
+        // After the launcher attached us to the run's cgroup: that leaf becomes our root,
+        // and the limits set on it stay out of view.
+        sys::unshare(libc::CLONE_NEWCGROUP).map_err(fail(Step::CgroupNs, 0))?;
+    }
     if let Some(h) = p.hostname {
         sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
     }
@@ -81,7 +86,7 @@ const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, 
 /// pid 1 of the sandbox: forks the command, forwards signals to it, reaps every zombie,
 /// and exits with the command's status (passed raw on the status pipe). When it exits the
 /// kernel kills everything left in the pid namespace.
-fn init(p: &Prepared, pipes: &Pipes) -> ! {
+fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     let set = sys::sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
     let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
         Ok(m) => m,
@@ -96,7 +101,7 @@ fn init(p: &Prepared, pipes: &Pipes) -> ! {
     let cmd = match unsafe { sys::clone_fork(0) } {
         Ok(0) => {
             sys::close(pipes.status_w);
-            command(p, pipes.report_w, Some(&old_mask))
+            command(p, pipes.report_w, Some(&old_mask), pty)
         }
         Ok(pid) => pid,
         Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
@@ -134,8 +139,8 @@ fn init(p: &Prepared, pipes: &Pipes) -> ! {
 /// hygiene and limits first (they need nothing), then no_new_privs, Landlock (needs NNP or
 /// CAP_SYS_ADMIN), capabilities (after Landlock, which needed them), and seccomp last, as
 /// close to execve as possible, so the filter never has to allow setup syscalls.
-fn command(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>) -> ! {
-    if let Err(e) = command_setup(p, report_w, old_mask) {
+fn command(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> ! {
+    if let Err(e) = command_setup(p, old_mask, pty) {
         report_and_exit(report_w, e);
     }
     let mut err = Errno(libc::ENOENT);
@@ -165,7 +170,7 @@ fn command(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>) -> ! 
     report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
 }
 
-fn command_setup(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>) -> R {
+fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> R {
     if let Some(m) = old_mask {
         sys::sigprocmask(libc::SIG_SETMASK, m).map_err(fail(Step::InitSignals, 1))?;
     }
@@ -175,16 +180,23 @@ fn command_setup(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>)
         // A new session has no controlling terminal: TIOCSTI into the caller's terminal
         // fails with EPERM, /dev/tty with ENXIO.
         sys::setsid().map_err(fail(Step::Setsid, 0))?;
+        if let Some((slave, tty_fds)) = pty {
+            // The relay's pty becomes our terminal and replaces every stdio fd that was the
+            // caller's terminal; the slave fd itself is close-on-exec.
+            sys::set_controlling_tty(slave).map_err(fail(Step::ControllingTty, 0))?;
+            for fd in 0..3 {
+                if tty_fds & (1 << fd) != 0 {
+                    sys::dup2(slave, fd).map_err(fail(Step::ControllingTty, fd as u32))?;
+                }
+            }
+        }
         // Everything but 0-2 is closed at execve; the report pipe stays usable until then.
         sys::cloexec_from(3).map_err(fail(Step::Fds, 0))?;
         for &fd in &p.keep_fds {
             sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
         }
-        let _ = report_w;
     }
-    for (res, cur, max) in &p.rlimits {
-        sys::setrlimit(*res, *cur, *max).map_err(fail(Step::Rlimits, *res as u32))?;
-    }
+    crate::rlimits::apply(&p.rlimits).map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
     sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;

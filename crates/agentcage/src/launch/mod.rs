@@ -15,6 +15,7 @@
 
 mod child;
 mod prepared;
+mod pty;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -23,7 +24,9 @@ use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
 
+use crate::cgroups;
 use crate::error::{Error, SetupError};
+use crate::policy::Layer;
 use crate::sys::{self, Errno};
 
 /// How the command ended.
@@ -77,14 +80,29 @@ pub struct RunOutcome {
     pub max_rss_kib: i64,
     /// User + system CPU time of the sandbox.
     pub cpu: Duration,
+    /// `--timeout` expired and the sandbox was killed.
+    pub timed_out: bool,
+    /// The command was killed by the memory limit's OOM killer.
+    pub oom: bool,
+    /// Peak memory of the run's cgroup, when one was enforced.
+    pub peak_memory: Option<u64>,
+    /// How each requested limit was enforced (limit, mechanism).
+    pub limits: Vec<(String, String)>,
 }
 
 /// Options of a spawn that are not part of the policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct SpawnOptions {
     /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT received by this process to the sandbox
     /// (installs process-wide handlers: for CLIs, not for libraries with their own).
     pub forward_signals: bool,
+    /// When stdin is a terminal (and the hygiene layer is on), give the command its own
+    /// pseudo-terminal and relay to the caller's: job control works, TIOCSTI cannot reach
+    /// the caller's terminal.
+    pub pty: bool,
+    /// Called with (what, how) lines about run-time enforcement (the cgroup limits) before
+    /// the command starts: `run -v` prints them.
+    pub on_enforcement: Option<Box<dyn Fn(&str, &str)>>,
 }
 
 /// What the launcher was asked to run (kept for error messages).
@@ -107,6 +125,46 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
+/// How long a command gets between SIGTERM and SIGKILL when `--timeout` expires.
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Parent-side resources of one run, released on every path out of `run`.
+struct RunGuard {
+    pid: libc::pid_t,
+    fds: Vec<i32>,
+    cgroup: Option<cgroups::PreparedCgroup>,
+}
+
+impl RunGuard {
+    fn close(&mut self, fd: i32) {
+        if let Some(i) = self.fds.iter().position(|&f| f == fd) {
+            self.fds.swap_remove(i);
+            sys::close(fd);
+        }
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // Bailing out between clone and wait: take the sandbox down with us.
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+            let _ = sys::waitpid(self.pid, 0);
+        }
+        FORWARD_TO.store(0, Ordering::Relaxed);
+        for fd in self.fds.drain(..) {
+            sys::close(fd);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+    }
+}
+
+fn setup_err(step: impl Into<String>, errno: Errno) -> Error {
+    Error::Setup { step: step.into(), errno, hint: None }
+}
+
 impl Prepared {
     /// Spawns the sandbox and waits for it.
     ///
@@ -116,20 +174,48 @@ impl Prepared {
     pub fn run(&self, opts: &SpawnOptions) -> Result<RunOutcome, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
-        let pipes = prepared::Pipes::new().map_err(|e| Error::Setup {
-            step: "create the launcher's pipes".into(),
-            errno: e,
-            hint: None,
-        })?;
+        let pipes = prepared::Pipes::new().map_err(|e| setup_err("create the launcher's pipes", e))?;
+        let mut guard = RunGuard {
+            pid: 0,
+            fds: vec![pipes.sync_r, pipes.sync_w, pipes.report_r, pipes.report_w, pipes.status_r, pipes.status_w],
+            cgroup: None,
+        };
+        let mut limit_lines = Vec::new();
+        if self.policy.layers.has(Layer::Limits) {
+            // A cgroup left behind by a SIGKILLed launcher is reaped by the next run.
+            let _ = cgroups::reap_stale();
+            let (cg, notes) = cgroups::prepare(&self.policy.limits).map_err(|e| Error::Setup {
+                step: format!("create the run's cgroup: {e}"),
+                errno: Errno(libc::EIO),
+                hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
+            })?;
+            limit_lines = cgroups::enforcement_summary(&self.policy.limits, cg.as_ref(), &notes, &self.rlimits);
+            guard.cgroup = cg;
+        }
+        if let Some(f) = &opts.on_enforcement {
+            for (what, how) in &limit_lines {
+                f(what, how);
+            }
+        }
+        let pty = if opts.pty && self.hygiene {
+            pty::Pty::open_if_interactive().map_err(|e| Error::Setup {
+                step: "open a pseudo-terminal for the command (posix_openpt)".into(),
+                errno: e,
+                hint: Some("pass --no-pty to run without one (the command then has no terminal)".into()),
+            })?
+        } else {
+            None
+        };
+        let pty_fds = pty.as_ref().map(|p| (p.slave, p.tty_fds));
         if opts.forward_signals {
             for s in FORWARDED {
                 let _ = sys::signal_handler(s, forward_signal);
             }
         }
         // SAFETY: the child branch only runs child::main, which is async-signal-safe and
-        // only reads `self` and `pipes`, built before this call.
+        // only reads `self`, `pipes` and `pty_fds`, all built before this call.
         let pid = match unsafe { sys::clone_fork(self.clone_flags) } {
-            Ok(0) => child::main(self, &pipes),
+            Ok(0) => child::main(self, &pipes, pty_fds),
             Ok(pid) => pid,
             Err(e) => {
                 return Err(Error::Setup {
@@ -139,63 +225,90 @@ impl Prepared {
                 })
             }
         };
+        guard.pid = pid;
         FORWARD_TO.store(pid, Ordering::Relaxed);
         timings.clone = t0.elapsed();
-        let guard = ChildGuard(pid);
-        pipes.close_child_ends();
+        guard.close(pipes.sync_r);
+        guard.close(pipes.report_w);
+        guard.close(pipes.status_w);
+        if let Some(p) = &pty {
+            // Only the sandbox holds the slave now: EIO on the master means it is gone.
+            sys::close(p.slave);
+        }
 
-        if let Err(err) = self.configure_from_parent(pid) {
-            drop(guard);
-            sys::close(pipes.sync_w);
-            return Err(err);
+        self.configure_from_parent(pid)?;
+        if let Some(cg) = &guard.cgroup {
+            cg.attach_from_parent(pid).map_err(|e| Error::Setup {
+                step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
+                errno: Errno(libc::EIO),
+                hint: None,
+            })?;
         }
-        // Release the child: maps are written.
-        if let Err(e) = sys::write_all(pipes.sync_w, b"1") {
-            drop(guard);
-            sys::close(pipes.sync_w);
-            return Err(Error::Setup { step: "release the sandbox init".into(), errno: e, hint: None });
-        }
-        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
-        // after arming PDEATHSIG (see child.rs).
+        // Release the child. sync_w stays open until the sandbox exits: the child checks it
+        // for a hang-up after arming PDEATHSIG (see child.rs).
+        sys::write_all(pipes.sync_w, b"1").map_err(|e| setup_err("release the sandbox init", e))?;
         timings.released = t0.elapsed();
 
         // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.
         let mut buf = [0u8; SetupError::WIRE];
         let n = sys::read_full(pipes.report_r, &mut buf).unwrap_or(0);
-        sys::close(pipes.report_r);
         timings.exec = t0.elapsed();
         let report = if n == SetupError::WIRE { SetupError::from_bytes(&buf) } else { None };
 
-        let (st, ru) = match sys::wait4(pid) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(Error::Setup { step: format!("wait for the sandbox (pid {pid})"), errno: e, hint: None })
+        let deadline = self.policy.limits.timeout.filter(|_| self.policy.layers.has(Layer::Limits)).map(|t| t0 + Duration::from_secs_f64(t));
+        let pidfd = sys::pidfd_open(pid).ok();
+        if let Some(fd) = pidfd {
+            guard.fds.push(fd);
+        }
+        if let (Some(p), None) = (&pty, report) {
+            p.relay(pidfd.unwrap_or(-1), deadline);
+        }
+        let mut timed_out = false;
+        if let Some(d) = deadline {
+            if !wait_until(pid, pidfd, Some(d)) {
+                // The init forwards SIGTERM to the command; after the grace period SIGKILL
+                // of the init takes the whole pid namespace down, the cgroup the rest.
+                timed_out = true;
+                let _ = sys::kill(pid, libc::SIGTERM);
+                if !wait_until(pid, pidfd, Some(Instant::now() + TIMEOUT_GRACE)) {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    if let Some(cg) = &guard.cgroup {
+                        cg.kill_all();
+                    }
+                }
             }
-        };
-        std::mem::forget(guard);
-        sys::close(pipes.sync_w);
+        }
+
+        let (st, ru) = sys::wait4(pid).map_err(|e| setup_err(format!("wait for the sandbox (pid {pid})"), e))?;
+        guard.pid = 0;
         FORWARD_TO.store(0, Ordering::Relaxed);
         timings.exit = t0.elapsed();
 
         // The init passes the command's raw wait status on the status pipe.
         let mut sbuf = [0u8; 4];
         let sn = sys::read_full(pipes.status_r, &mut sbuf).unwrap_or(0);
-        sys::close(pipes.status_r);
+
+        let (oom, peak_memory) = match &guard.cgroup {
+            Some(cg) => (cg.oom_killed(), cg.peak_memory()),
+            None => (false, None),
+        };
+        drop(guard); // closes the pipes, removes the cgroup
+        drop(pty);
 
         if let Some(r) = report {
             return Err(self.describe_setup_error(r));
         }
-        let exit = if sn == 4 {
-            Exit::from_wait_status(i32::from_ne_bytes(sbuf))
-        } else {
-            Exit::from_wait_status(st)
-        };
+        let exit = if sn == 4 { Exit::from_wait_status(i32::from_ne_bytes(sbuf)) } else { Exit::from_wait_status(st) };
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         Ok(RunOutcome {
             exit,
             timings,
             max_rss_kib: ru.ru_maxrss,
             cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+            timed_out,
+            oom: oom && exit == Exit::Signal(libc::SIGKILL),
+            peak_memory,
+            limits: limit_lines,
         })
     }
 
@@ -222,13 +335,27 @@ impl Prepared {
     }
 }
 
-/// Kills and reaps the child if the parent bails out between clone and wait.
-struct ChildGuard(libc::pid_t);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = sys::kill(self.0, libc::SIGKILL);
-        let _ = sys::waitpid(self.0, 0);
-        FORWARD_TO.store(0, Ordering::Relaxed);
+/// Waits until `pid` has exited (without reaping it) or `deadline` passes; true when it
+/// exited. Uses the pidfd when there is one, else polls waitid(WNOWAIT) every 5 ms.
+fn wait_until(pid: libc::pid_t, pidfd: Option<i32>, deadline: Option<Instant>) -> bool {
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if let Some(fd) = pidfd {
+            let ms = left.map_or(-1, |l| l.as_millis().min(i32::MAX as u128) as i32);
+            match sys::poll_in(fd, ms) {
+                Ok(true) => return true,
+                Ok(false) if left.is_some_and(|l| l.is_zero()) => return false,
+                Ok(false) => {}
+                Err(_) => return sys::exited_nowait(pid),
+            }
+        } else {
+            if sys::exited_nowait(pid) {
+                return true;
+            }
+            if left.is_some_and(|l| l.is_zero()) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

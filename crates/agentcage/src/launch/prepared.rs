@@ -11,6 +11,7 @@ use super::Command;
 use crate::caps::{self, PreparedCaps};
 use crate::error::{Error, SetupError, Step};
 use crate::policy::{Layer, NetMode, Policy};
+use crate::rlimits::{self, NprocMode, PreparedRlimits};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
 use crate::landlock::DescribeStep;
@@ -64,7 +65,9 @@ pub struct Prepared {
     pub(crate) init: bool,
     pub(crate) hygiene: bool,
     pub(crate) keep_fds: Vec<i32>,
-    pub(crate) rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub(crate) rlimits: PreparedRlimits,
+    /// unshare(CLONE_NEWCGROUP) in the child once the launcher has attached the cgroup.
+    pub(crate) cgroup_ns: bool,
     pub(crate) cwd: CString,
     pub(crate) nnp: bool,
     pub(crate) landlock: Option<landlock::Prepared>,
@@ -93,13 +96,6 @@ impl Pipes {
         let (report_r, report_w) = sys::pipe()?;
         let (status_r, status_w) = sys::pipe()?;
         Ok(Pipes { sync_r, sync_w, report_r, report_w, status_r, status_w })
-    }
-
-    /// Parent: close the child's ends.
-    pub(crate) fn close_child_ends(&self) {
-        sys::close(self.sync_r);
-        sys::close(self.report_w);
-        sys::close(self.status_w);
     }
 }
 
@@ -170,7 +166,6 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         (Layer::NetNs, libc::CLONE_NEWNET),
         (Layer::IpcNs, libc::CLONE_NEWIPC),
         (Layer::UtsNs, libc::CLONE_NEWUTS),
-        (Layer::CgroupNs, libc::CLONE_NEWCGROUP),
     ];
     let mut clone_flags: libc::c_ulong = 0;
     for (l, f) in ns {
@@ -302,19 +297,17 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let seccomp = if layers.has(Layer::Seccomp) { Some(seccomp::prepare(policy, &mut enforcement)?) } else { None };
     let nnp = layers.has(Layer::NoNewPrivs);
 
-    // Resource limits: rlimits are the floor (cgroups, when available, are set by the
-    // launcher around the spawn).
-    let mut rlimits = Vec::new();
-    if layers.has(Layer::Limits) {
-        if let Some(n) = policy.limits.nofile {
-            rlimits.push((libc::RLIMIT_NOFILE as libc::c_int, n, n));
-        }
-        if let Some(n) = policy.limits.fsize {
-            rlimits.push((libc::RLIMIT_FSIZE as libc::c_int, n, n));
-        }
-        if policy.limits.no_core {
-            rlimits.push((libc::RLIMIT_CORE as libc::c_int, 0, 0));
-        }
+    // Resource limits: rlimits are the floor; cgroups, when available, are created by the
+    // launcher around each spawn (see `Prepared::run`).
+    let (rlimits, rl_notes) = if layers.has(Layer::Limits) {
+        let mode = if userns { NprocMode::OwnUserNs } else { NprocMode::SharedUid { host_uid: caller_uid } };
+        rlimits::prepare(&policy.limits, mode)
+            .map_err(|e| Error::Setup { step: format!("read the current resource limits: {e}"), errno: Errno(libc::EINVAL), hint: None })?
+    } else {
+        (PreparedRlimits::NONE, Vec::new())
+    };
+    for n in &rl_notes {
+        enforcement.push(("limits".into(), n.to_string()));
     }
 
     let mut keep_fds = policy.keep_fds.clone();
@@ -338,6 +331,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         hygiene,
         keep_fds,
         rlimits,
+        cgroup_ns: layers.has(Layer::CgroupNs),
         cwd,
         nnp,
         landlock,
@@ -356,7 +350,7 @@ impl Prepared {
         if self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong == 0 {
             return None;
         }
-        let _ = e; None // TODO(#7) kernel::userns_failure_hint
+        crate::kernel::userns_failure_hint(e.0)
     }
 
     /// Turns the child's report into a full error naming the step's objects.
@@ -390,7 +384,8 @@ impl Prepared {
             Step::Setsid => "setsid (new session)".into(),
             Step::ControllingTty => "set the controlling terminal".into(),
             Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd".into(),
-            Step::Rlimits => format!("setrlimit (resource {i})"),
+            Step::Rlimits => format!("setrlimit ({})", crate::rlimits::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())),
+            Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => self

@@ -609,3 +609,58 @@ pub fn exists(path: &CStr) -> bool {
 pub fn remount(target: &CStr, flags: c_ulong, data: Option<&CStr>) -> Result<(), Errno> {
     mount(None, target, None, libc::MS_REMOUNT | flags, data)
 }
+
+/// One read(2), retrying on EINTR; returns the byte count (0 at EOF).
+pub fn read_some(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: buf is a live slice; the kernel writes at most buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast::<c_void>(), buf.len()) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// unshare(2).
+pub fn unshare(flags: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check_int(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// pidfd_open(2) (Linux 5.3+); the fd is close-on-exec.
+pub fn pidfd_open(pid: libc::pid_t) -> Result<c_int, Errno> {
+    // SAFETY: integer-only syscall.
+    Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as c_int)
+}
+
+/// poll(2) one fd for input with a timeout in ms (-1: forever); true when readable.
+pub fn poll_in(fd: c_int, timeout_ms: c_int) -> Result<bool, Errno> {
+    loop {
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: pfd is a live pollfd; nfds is 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if rc < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(rc > 0);
+    }
+}
+
+/// Whether child `pid` has exited, without reaping it (waitid WEXITED|WNOHANG|WNOWAIT).
+pub fn exited_nowait(pid: libc::pid_t) -> bool {
+    // SAFETY: zeroed siginfo_t is valid; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: info is a live out-parameter.
+    let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    // SAFETY: si_pid is valid to read for a waitid result (0 when nothing changed).
+    rc == 0 && unsafe { info.si_pid() } != 0
+}

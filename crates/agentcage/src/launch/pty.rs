@@ -1,0 +1,193 @@
+//! The pty relay: when the caller's stdin is a terminal, the command gets a fresh
+//! pseudo-terminal as its controlling terminal and the launcher copies bytes between the
+//! two. The agent never holds an fd of the caller's terminal, so TIOCSTI/TIOCLINUX can only
+//! inject into its own pty, while job control (Ctrl-C, Ctrl-Z, fg) keeps working inside
+//! (bubblewrap#142, #555: `--new-session` alone breaks it).
+//!
+//! Parent side only (allocation is fine here); the child just does setsid, TIOCSCTTY and
+//! dup2 on the prepared slave fd (see `child.rs`).
+
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::sys::{self, Errno};
+
+/// The launcher side of a relay.
+pub(crate) struct Pty {
+    pub(crate) master: i32,
+    pub(crate) slave: i32,
+    /// Bit i set: fd i (0-2) was a terminal and becomes the slave in the command.
+    pub(crate) tty_fds: u8,
+    /// The caller's terminal (an fd among 0-2) and its saved mode.
+    term_fd: i32,
+    saved: Option<libc::termios>,
+}
+
+static WINCH_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_winch(_: libc::c_int) {
+    let fd = WINCH_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let _ = sys::write_all(fd, b"w");
+    }
+}
+
+fn isatty(fd: i32) -> bool {
+    // SAFETY: integer-only libc call.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+impl Pty {
+    /// Opens a pty pair when stdin is a terminal; `None` otherwise.
+    pub(crate) fn open_if_interactive() -> Result<Option<Pty>, Errno> {
+        if !isatty(0) {
+            return Ok(None);
+        }
+        let mut tty_fds = 0u8;
+        for fd in 0..3 {
+            if isatty(fd) {
+                tty_fds |= 1 << fd;
+            }
+        }
+        // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r take integers and a live buffer.
+        let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+        if master < 0 {
+            return Err(Errno::last());
+        }
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: master is a valid pty master; name is a live buffer of the given size.
+        let ok = unsafe {
+            libc::grantpt(master) == 0
+                && libc::unlockpt(master) == 0
+                && libc::ptsname_r(master, name.as_mut_ptr(), name.len()) == 0
+        };
+        if !ok {
+            let e = Errno::last();
+            sys::close(master);
+            return Err(e);
+        }
+        // SAFETY: ptsname_r wrote a NUL-terminated string into name.
+        let path = unsafe { CStr::from_ptr(name.as_ptr()) };
+        let slave = match sys::open(path, libc::O_RDWR | libc::O_NOCTTY, 0) {
+            Ok(fd) => fd,
+            Err(e) => {
+                sys::close(master);
+                return Err(e);
+            }
+        };
+        let term_fd = 0;
+        // The command's terminal starts in the caller's mode and size.
+        // SAFETY: zeroed termios/winsize are valid plain C structs; fds are live.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(term_fd, &mut t) == 0 {
+                libc::tcsetattr(slave, libc::TCSANOW, &t);
+                Some(t)
+            } else {
+                None
+            }
+        };
+        let pty = Pty { master, slave, tty_fds, term_fd, saved };
+        pty.copy_winsize();
+        Ok(Some(pty))
+    }
+
+    fn copy_winsize(&self) {
+        // SAFETY: zeroed winsize is valid; both fds are live terminals.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            if libc::ioctl(self.term_fd, libc::TIOCGWINSZ, &mut ws) == 0 {
+                libc::ioctl(self.master, libc::TIOCSWINSZ, &ws);
+            }
+        }
+    }
+
+    /// Puts the caller's terminal in raw mode: every byte goes to the command's pty, whose
+    /// own line discipline does echo, line editing and job-control signals.
+    fn raw(&self) {
+        if let Some(mut t) = self.saved {
+            // SAFETY: t is a live termios; term_fd is a terminal.
+            unsafe {
+                libc::cfmakeraw(&mut t);
+                libc::tcsetattr(self.term_fd, libc::TCSADRAIN, &t);
+            }
+        }
+    }
+
+    fn restore(&self) {
+        if let Some(t) = self.saved {
+            // SAFETY: restoring the mode we saved on the same fd.
+            unsafe { libc::tcsetattr(self.term_fd, libc::TCSADRAIN, &t) };
+        }
+    }
+
+    /// Relays until the command side hangs up (every slave fd closed: the sandbox exited),
+    /// `done_fd` becomes readable or `deadline` passes. Restores the terminal on return.
+    pub(crate) fn relay(&self, done_fd: i32, deadline: Option<std::time::Instant>) {
+        let Ok((wr, ww)) = sys::pipe() else { return };
+        WINCH_PIPE.store(ww, Ordering::Relaxed);
+        let _ = sys::signal_handler(libc::SIGWINCH, on_winch);
+        self.raw();
+        let out_fd = [1, 2, 0].into_iter().find(|fd| self.tty_fds & (1 << fd) != 0).unwrap_or(1);
+        let mut buf = [0u8; 8192];
+        let mut stdin_open = true;
+        loop {
+            let mut fds = [
+                libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: self.master, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: wr, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: done_fd, events: libc::POLLIN, revents: 0 },
+            ];
+            let timeout = deadline.map_or(-1, |d| {
+                d.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32
+            });
+            if timeout == 0 {
+                break;
+            }
+            // SAFETY: fds is a live array of pollfd.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                if Errno::last().0 == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            if fds[2].revents & libc::POLLIN != 0 {
+                let _ = sys::read_some(wr, &mut buf);
+                self.copy_winsize();
+            }
+            if fds[0].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                match sys::read_some(0, &mut buf) {
+                    Ok(0) | Err(_) => stdin_open = false,
+                    Ok(k) => {
+                        let _ = sys::write_all(self.master, &buf[..k]);
+                    }
+                }
+            }
+            if fds[1].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                match sys::read_some(self.master, &mut buf) {
+                    // EIO: every slave fd is closed, the sandbox is gone.
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => {
+                        let _ = sys::write_all(out_fd, &buf[..k]);
+                    }
+                }
+            }
+            if fds[3].revents != 0 && fds[1].revents == 0 {
+                break;
+            }
+        }
+        self.restore();
+        WINCH_PIPE.store(-1, Ordering::Relaxed);
+        sys::signal_default(libc::SIGWINCH);
+        sys::close(wr);
+        sys::close(ww);
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        self.restore();
+        sys::close(self.master);
+    }
+}
