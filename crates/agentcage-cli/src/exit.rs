@@ -5,7 +5,6 @@ pub const USAGE: i32 = 2;
 /// `--timeout` expired (as timeout(1)).
 pub const TIMEOUT: i32 = 124;
 /// The sandbox could not be set up (or a required primitive cannot be enforced).
-#[allow(dead_code)]
 pub const SETUP: i32 = 125;
 
 /// Shown in `--help`.

@@ -1,6 +1,7 @@
 //! `agentcage`: the command line. Thin: parse, turn flags into a `Policy`, call the library,
 //! map the outcome to an exit code (see `exit.rs`).
 
+mod doctor;
 mod exit;
 mod run;
 
@@ -23,12 +24,53 @@ enum Cmd {
         after_help = "Examples:\n  agentcage run -- python3 -c 'print(1)'\n  agentcage run --profile ns-only --rw ~/.cache/pip -- pip install -r requirements.txt\n  agentcage run --workspace ~/proj --env CI=1 -- make test\n\n".to_string() + exit::EXIT_CODES_HELP
     )]
     Run(run::RunArgs),
+    /// Try forbidden operations from inside a sandbox and report what is blocked (one JSON
+    /// object per line). Safe to run anywhere: every operation is non-destructive.
+    #[command(
+        after_help = "Example:\n  agentcage run --profile full -- /run/agentcage/agentcage probe --format text"
+    )]
+    Probe(agentcage_probe::ProbeArgs),
+    /// The isolation matrix: the probe under each profile, with every block attributed to
+    /// the layer that causes it, measured by removing one layer at a time.
+    #[command(
+        after_help = "Examples:\n  agentcage matrix\n  agentcage matrix --format json > matrix.json\n  agentcage matrix --profiles ns-only,full --format markdown"
+    )]
+    Matrix(agentcage_matrix::MatrixArgs),
+    /// Overhead per profile (startup, syscall, file ops, launch throughput), optionally side
+    /// by side with bubblewrap and unshare.
+    #[command(
+        after_help = "Examples:\n  agentcage bench --quick\n  agentcage bench --compare --json > bench.json"
+    )]
+    Bench(agentcage_bench::BenchArgs),
+    /// The in-sandbox half of `bench` (timed loops).
+    #[command(hide = true)]
+    BenchInner(agentcage_bench::inner::InnerArgs),
+    /// What this kernel supports, which profiles can be enforced here, and what each
+    /// fallback loses. Exit 0 when `full` can be enforced, 1 otherwise.
+    #[command(after_help = "Examples:\n  agentcage doctor\n  agentcage doctor --json")]
+    Doctor(doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Run(args) => run::main(args),
+        Cmd::Probe(args) => report(agentcage_probe::run(&args)),
+        Cmd::Matrix(args) => report(agentcage_matrix::run(&args)),
+        Cmd::Bench(args) => report(agentcage_bench::run(&args)),
+        Cmd::BenchInner(args) => report(agentcage_bench::inner::inner(&args)),
+        Cmd::Doctor(args) => doctor::main(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Prints an error once (with its causes) and maps it to the setup exit code.
+fn report(r: anyhow::Result<i32>) -> i32 {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agentcage: error: {e:#}");
+            exit::SETUP
+        }
+    }
 }

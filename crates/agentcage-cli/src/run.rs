@@ -105,7 +105,9 @@ pub struct Lim<T>(pub Option<T>);
 macro_rules! lim_parser {
     ($name:ident, $parse:ident, $t:ty) => {
         fn $name(s: &str) -> Result<Lim<$t>, String> {
-            agentcage::units::$parse(s).map(Lim).map_err(|e| e.to_string())
+            agentcage::units::$parse(s)
+                .map(Lim)
+                .map_err(|e| e.to_string())
         }
     };
 }
@@ -117,7 +119,8 @@ lim_parser!(lim_nofile, parse_nofile, u64);
 lim_parser!(lim_fsize, parse_fsize, u64);
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
-    Profile::from_name(s).ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
+    Profile::from_name(s)
+        .ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
 }
 
 fn parse_layer(s: &str) -> Result<Layer, String> {
@@ -131,13 +134,17 @@ fn parse_net(s: &str) -> Result<NetMode, String> {
     match s {
         "none" => Ok(NetMode::None),
         "host" => Ok(NetMode::Host),
-        _ => Err(format!("unknown network mode {s:?} (expected none or host)")),
+        _ => Err(format!(
+            "unknown network mode {s:?} (expected none or host)"
+        )),
     }
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => Ok((k.to_string(), v.to_string())),
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
         _ => Err(format!("expected K=V, got {s:?}")),
     }
 }
@@ -146,9 +153,12 @@ fn canonical(p: &Path, what: &str) -> Result<PathBuf, String> {
     let abs = if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map_err(|e| format!("current directory: {e}"))?.join(p)
+        std::env::current_dir()
+            .map_err(|e| format!("current directory: {e}"))?
+            .join(p)
     };
-    abs.canonicalize().map_err(|e| format!("{what} {}: {e}", p.display()))
+    abs.canonicalize()
+        .map_err(|e| format!("{what} {}: {e}", p.display()))
 }
 
 /// Builds the policy from the flags.
@@ -163,7 +173,10 @@ pub fn policy_from_args(a: &RunArgs) -> Result<Policy, String> {
     }
     for (paths, writable) in [(&a.ro, false), (&a.rw, true)] {
         for path in paths {
-            p.binds.push(ExtraBind { path: canonical(path, if writable { "--rw" } else { "--ro" })?, writable });
+            p.binds.push(ExtraBind {
+                path: canonical(path, if writable { "--rw" } else { "--ro" })?,
+                writable,
+            });
         }
     }
     p.env = a.env.clone();
@@ -177,8 +190,12 @@ pub fn policy_from_args(a: &RunArgs) -> Result<Policy, String> {
     p.net = a.net;
     p.seccomp.spec_mitigation = a.seccomp_spec_mitigation;
     // Limits apply under full by default and under any profile on request.
-    let any_limit = a.pids.is_some() || a.memory.is_some() || a.cpus.is_some() || a.timeout.is_some()
-        || a.nofile.is_some() || a.fsize.is_some();
+    let any_limit = a.pids.is_some()
+        || a.memory.is_some()
+        || a.cpus.is_some()
+        || a.timeout.is_some()
+        || a.nofile.is_some()
+        || a.fsize.is_some();
     if any_limit && !a.without.contains(&Layer::Limits) {
         p.layers = p.layers.with(Layer::Limits);
         if a.profile != Profile::Full {
@@ -232,8 +249,17 @@ pub fn main(a: RunArgs) -> i32 {
     if policy.net == NetMode::Host && !a.quiet {
         eprintln!("agentcage: warning: --net host: the sandbox shares the host's network (network isolation is OFF)");
     }
-    let self_exe = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
-    let cmd = Command { argv: a.command.clone(), self_exe: if policy.layers.has(Layer::MountNs) { self_exe } else { None } };
+    let self_exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let cmd = Command {
+        argv: a.command.clone(),
+        self_exe: if policy.layers.has(Layer::MountNs) {
+            self_exe
+        } else {
+            None
+        },
+    };
     let t0 = std::time::Instant::now();
     let prepared = match agentcage::prepare(&policy, &cmd) {
         Ok(p) => p,
@@ -244,7 +270,16 @@ pub fn main(a: RunArgs) -> i32 {
     };
     let prep_time = t0.elapsed();
     if a.verbose {
-        eprintln!("agentcage: profile {} layers [{}]", policy.profile, policy.layers.iter().map(|l| l.name()).collect::<Vec<_>>().join(" "));
+        eprintln!(
+            "agentcage: profile {} layers [{}]",
+            policy.profile,
+            policy
+                .layers
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         for (what, how) in &prepared.enforcement {
             eprintln!("agentcage: {what}: {how}");
         }
@@ -253,14 +288,20 @@ pub fn main(a: RunArgs) -> i32 {
     let opts = SpawnOptions {
         forward_signals: true,
         pty: !a.no_pty,
-        on_enforcement: verbose.then(|| Box::new(|what: &str, how: &str| eprintln!("agentcage: {what}: {how}")) as Box<dyn Fn(&str, &str)>),
+        on_enforcement: verbose.then(|| {
+            Box::new(|what: &str, how: &str| eprintln!("agentcage: {what}: {how}"))
+                as Box<dyn Fn(&str, &str)>
+        }),
     };
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
     if let Some(path) = &a.json_report {
         if let Err(e) = write_report(path, &policy, &result, wall) {
-            eprintln!("agentcage: error: write the JSON report {}: {e}", path.display());
+            eprintln!(
+                "agentcage: error: write the JSON report {}: {e}",
+                path.display()
+            );
         }
     }
     match result {
@@ -282,12 +323,20 @@ pub fn main(a: RunArgs) -> i32 {
             }
             if out.timed_out {
                 if !a.quiet {
-                    eprintln!("agentcage: timeout: the sandbox was killed after {}", agentcage::units::format_duration(std::time::Duration::from_secs_f64(policy.limits.timeout.unwrap_or(0.0))));
+                    eprintln!(
+                        "agentcage: timeout: the sandbox was killed after {}",
+                        agentcage::units::format_duration(std::time::Duration::from_secs_f64(
+                            policy.limits.timeout.unwrap_or(0.0)
+                        ))
+                    );
                 }
                 return exit::TIMEOUT;
             }
             if out.oom {
-                eprintln!("agentcage: out of memory (limit {})", agentcage::units::format_size_limit(policy.limits.memory));
+                eprintln!(
+                    "agentcage: out of memory (limit {})",
+                    agentcage::units::format_size_limit(policy.limits.memory)
+                );
                 return 137;
             }
             out.exit.code()

@@ -18,12 +18,23 @@ const PROFILES: [&str; 4] = ["none", "ns-only", "landlock", "full"];
 fn workspace_rw(env: &Env) -> Result<(), Failed> {
     for p in PROFILES {
         let ws = env.workspace()?;
-        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", "echo hello > note && cat note"])?;
+        let out = env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--",
+            "sh",
+            "-c",
+            "echo hello > note && cat note",
+        ])?;
         out.expect_code(0, p)?;
         if out.stdout.trim() != "hello" {
             return Err(format!("{p}: read back {:?}", out.stdout).into());
         }
-        if std::fs::read_to_string(ws.path().join("note")).map_err(|e| e.to_string())? != "hello\n" {
+        if std::fs::read_to_string(ws.path().join("note")).map_err(|e| e.to_string())? != "hello\n"
+        {
             return Err(format!("{p}: file not in the host workspace").into());
         }
     }
@@ -32,8 +43,11 @@ fn workspace_rw(env: &Env) -> Result<(), Failed> {
 
 fn real_programs_under_full(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
-    std::fs::write(ws.path().join("hello.c"), "#include <stdio.h>\nint main(void){puts(\"compiled\");return 0;}\n")
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        ws.path().join("hello.c"),
+        "#include <stdio.h>\nint main(void){puts(\"compiled\");return 0;}\n",
+    )
+    .map_err(|e| e.to_string())?;
     let script = "set -e\n\
         python3 -c 'import ssl, threading, multiprocessing as mp, json; t=threading.Thread(target=print, args=(\"thread\",)); t.start(); t.join()\n\
         with mp.Pool(2) as p: print(sum(p.map(abs, [-1, -2])))'\n\
@@ -44,7 +58,11 @@ fn real_programs_under_full(env: &Env) -> Result<(), Failed> {
     out.expect_code(0, "full")?;
     for want in ["thread", "3", "1", "compiled", "hello.c"] {
         if !out.stdout.lines().any(|l| l.trim() == want) {
-            return Err(format!("missing {want:?} in output:\n{}\n{}", out.stdout, out.stderr).into());
+            return Err(format!(
+                "missing {want:?} in output:\n{}\n{}",
+                out.stdout, out.stderr
+            )
+            .into());
         }
     }
     Ok(())
@@ -58,7 +76,11 @@ fn outside_file_invisible(env: &Env) -> Result<(), Failed> {
     let cmd = format!("cat {} 2>&1; true", canary.display());
     let base = env.run(&["run", "-p", "none", "-w", ws.s(), "--", "sh", "-c", &cmd])?;
     if !base.stdout.contains("TOP-SECRET") {
-        return Err(format!("control: the canary must be readable under none: {}", base.stdout).into());
+        return Err(format!(
+            "control: the canary must be readable under none: {}",
+            base.stdout
+        )
+        .into());
     }
     for p in ["ns-only", "landlock", "full"] {
         let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &cmd])?;
@@ -74,19 +96,40 @@ fn env_secret_and_fd_hidden(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let script = "echo secret=${AGENTCAGE_T_SECRET:-unset}; if [ -e /proc/self/fd/7 ]; then echo fd7=open; else echo fd7=closed; fi";
     for p in PROFILES {
-        let out = env.run_with(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", script], |c| {
-            c.env("AGENTCAGE_T_SECRET", "hunter2");
-            common::inherit_fd(c, 7);
-        })?;
+        let out = env.run_with(
+            &["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", script],
+            |c| {
+                c.env("AGENTCAGE_T_SECRET", "hunter2");
+                common::inherit_fd(c, 7);
+            },
+        )?;
         out.expect_code(0, p)?;
-        let (want_secret, want_fd) = if p == "none" { ("secret=hunter2", "fd7=open") } else { ("secret=unset", "fd7=closed") };
+        let (want_secret, want_fd) = if p == "none" {
+            ("secret=hunter2", "fd7=open")
+        } else {
+            ("secret=unset", "fd7=closed")
+        };
         if !out.stdout.contains(want_secret) || !out.stdout.contains(want_fd) {
             return Err(format!("{p}: got {:?}", out.stdout).into());
         }
     }
     // --pass-env and --keep-fd let them through on purpose.
     let out = env.run_with(
-        &["run", "-p", "full", "-w", ws.s(), "--pass-env", "AGENTCAGE_T_SECRET", "--keep-fd", "7", "--", "sh", "-c", script],
+        &[
+            "run",
+            "-p",
+            "full",
+            "-w",
+            ws.s(),
+            "--pass-env",
+            "AGENTCAGE_T_SECRET",
+            "--keep-fd",
+            "7",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ],
         |c| {
             c.env("AGENTCAGE_T_SECRET", "hunter2");
             common::inherit_fd(c, 7);
@@ -113,9 +156,12 @@ fn exit_codes(env: &Env) -> Result<(), Failed> {
         run(&["no-such-command-agentcage"])?.expect_code(127, p)?;
         run(&["/etc/hostname"])?.expect_code(126, p)?;
     }
-    env.run(&["run", "-p", "bogus", "--", "true"])?.expect_code(2, "bad profile")?;
-    env.run(&["run", "-w", "/nonexistent-ws", "--", "true"])?.expect_code(2, "missing workspace")?;
-    env.run(&["run", "-w", "relative-missing", "--", "true"])?.expect_code(2, "relative workspace")?;
+    env.run(&["run", "-p", "bogus", "--", "true"])?
+        .expect_code(2, "bad profile")?;
+    env.run(&["run", "-w", "/nonexistent-ws", "--", "true"])?
+        .expect_code(2, "missing workspace")?;
+    env.run(&["run", "-w", "relative-missing", "--", "true"])?
+        .expect_code(2, "relative workspace")?;
     env.run(&["run"])?.expect_code(2, "empty command")?;
     env.run(&["run", "--", ""])?.expect_code(2, "empty argv0")?;
     Ok(())
@@ -128,7 +174,8 @@ fn background_killed_on_exit(env: &Env) -> Result<(), Failed> {
         let script = format!("sleep {marker} >/dev/null 2>&1 & echo started");
         let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &script])?;
         out.expect_code(0, p)?;
-        common::settle(|| !common::process_with_arg(&marker)).map_err(|_| format!("{p}: background sleep {marker} survived"))?;
+        common::settle(|| !common::process_with_arg(&marker))
+            .map_err(|_| format!("{p}: background sleep {marker} survived"))?;
     }
     Ok(())
 }
@@ -139,7 +186,8 @@ fn launcher_sigkill_kills_sandbox(env: &Env) -> Result<(), Failed> {
     for p in ["ns-only", "full"] {
         let script = format!("sleep {marker} & sleep {marker}");
         let mut child = env.spawn(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &script])?;
-        common::settle(|| common::process_with_arg(&marker)).map_err(|_| format!("{p}: sandbox never started"))?;
+        common::settle(|| common::process_with_arg(&marker))
+            .map_err(|_| format!("{p}: sandbox never started"))?;
         child.kill().map_err(|e| e.to_string())?;
         let _ = child.wait();
         common::settle(|| !common::process_with_arg(&marker))
@@ -158,7 +206,19 @@ fn readonly_bind_is_readonly(env: &Env) -> Result<(), Failed> {
         ro.path().display()
     );
     for p in ["ns-only", "landlock", "full"] {
-        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--ro", ro.s(), "--", "python3", "-c", &py])?;
+        let out = env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--ro",
+            ro.s(),
+            "--",
+            "python3",
+            "-c",
+            &py,
+        ])?;
         out.expect_code(0, p)?;
         for line in out.stdout.lines() {
             if line.contains("WRITABLE") {
@@ -177,8 +237,18 @@ fn root_files_not_host_root(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     for p in ["ns-only", "landlock", "full"] {
         let name = format!("made-by-{p}");
-        env.run(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &format!("id -u; touch {name}")])?
-            .expect_code(0, p)?;
+        env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--",
+            "sh",
+            "-c",
+            &format!("id -u; touch {name}"),
+        ])?
+        .expect_code(0, p)?;
         let uid = common::owner(&ws.path().join(&name))?;
         if uid == 0 {
             return Err(format!("{p}: file created by the agent is owned by host root").into());
@@ -189,13 +259,28 @@ fn root_files_not_host_root(env: &Env) -> Result<(), Failed> {
 
 fn hostname_and_identity(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
-    let out = env.run(&["run", "-p", "full", "-w", ws.s(), "--", "sh", "-c", "hostname; id -u; cat /proc/self/status"])?;
+    let out = env.run(&[
+        "run",
+        "-p",
+        "full",
+        "-w",
+        ws.s(),
+        "--",
+        "sh",
+        "-c",
+        "hostname; id -u; cat /proc/self/status",
+    ])?;
     out.expect_code(0, "full")?;
     let l: Vec<&str> = out.stdout.lines().collect();
     if l.first() != Some(&"agentcage") || l.get(1) != Some(&"0") {
         return Err(format!("unexpected hostname/uid: {:?}", &l[..2.min(l.len())]).into());
     }
-    for want in ["CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+    for want in [
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
         if !out.stdout.contains(want) {
             return Err(format!("missing {want:?}").into());
         }
@@ -211,9 +296,21 @@ fn main() {
         ("outside_file_invisible", outside_file_invisible, false),
         ("env_secret_and_fd_hidden", env_secret_and_fd_hidden, false),
         ("exit_codes", exit_codes, false),
-        ("background_killed_on_exit", background_killed_on_exit, false),
-        ("launcher_sigkill_kills_sandbox", launcher_sigkill_kills_sandbox, false),
-        ("readonly_bind_is_readonly", readonly_bind_is_readonly, false),
+        (
+            "background_killed_on_exit",
+            background_killed_on_exit,
+            false,
+        ),
+        (
+            "launcher_sigkill_kills_sandbox",
+            launcher_sigkill_kills_sandbox,
+            false,
+        ),
+        (
+            "readonly_bind_is_readonly",
+            readonly_bind_is_readonly,
+            false,
+        ),
         ("hostname_and_identity", hostname_and_identity, false),
         ("root_files_not_host_root", root_files_not_host_root, true),
     ];

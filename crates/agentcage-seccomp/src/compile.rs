@@ -28,8 +28,9 @@ use libc::sock_filter;
 
 use crate::bpf::{self, Asm, AsmError, Label};
 use crate::table::{
-    Arch, ArgRule, Errno, Rule, AF_NETLINK, CLONE_NEW_MASK, NETLINK_PROTOCOLS, PERSONALITIES,
-    SOCKET_DOMAINS, INET_PROTOCOLS_DENIED, SOCK_PACKET, SOCK_TYPE_MASK, SYSCALLS, TIOCLINUX, TIOCSETD, TIOCSTI,
+    Arch, ArgRule, Errno, Rule, AF_NETLINK, CLONE_NEW_MASK, INET_PROTOCOLS_DENIED,
+    NETLINK_PROTOCOLS, PERSONALITIES, SOCKET_DOMAINS, SOCK_PACKET, SOCK_TYPE_MASK, SYSCALLS,
+    TIOCLINUX, TIOCSETD, TIOCSTI,
 };
 
 /// The filter's action for a syscall number, before it is encoded.

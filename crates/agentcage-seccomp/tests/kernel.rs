@@ -118,14 +118,32 @@ const CHECKS: &[Check] = &[
         ];
         fails_with(libc::SYS_socket, a, libc::EAFNOSUPPORT)
     }),
-    ("socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) -> EPROTONOSUPPORT", || {
-        let a = [libc::AF_INET as usize, libc::SOCK_STREAM as usize, 262, 0, 0];
-        fails_with(libc::SYS_socket, a, libc::EPROTONOSUPPORT)
-    }),
-    ("socket(AF_INET6, SOCK_STREAM, IPPROTO_SCTP) -> EPROTONOSUPPORT", || {
-        let a = [libc::AF_INET6 as usize, libc::SOCK_STREAM as usize, 132, 0, 0];
-        fails_with(libc::SYS_socket, a, libc::EPROTONOSUPPORT)
-    }),
+    (
+        "socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP) -> EPROTONOSUPPORT",
+        || {
+            let a = [
+                libc::AF_INET as usize,
+                libc::SOCK_STREAM as usize,
+                262,
+                0,
+                0,
+            ];
+            fails_with(libc::SYS_socket, a, libc::EPROTONOSUPPORT)
+        },
+    ),
+    (
+        "socket(AF_INET6, SOCK_STREAM, IPPROTO_SCTP) -> EPROTONOSUPPORT",
+        || {
+            let a = [
+                libc::AF_INET6 as usize,
+                libc::SOCK_STREAM as usize,
+                132,
+                0,
+                0,
+            ];
+            fails_with(libc::SYS_socket, a, libc::EPROTONOSUPPORT)
+        },
+    ),
     ("ioctl(-1, TIOCSETD) -> EPERM", || {
         fails_with(libc::SYS_ioctl, [usize::MAX, 0x5423, 0, 0, 0], libc::EPERM)
     }),

@@ -40,7 +40,13 @@ pub(crate) fn apply(p: &PreparedCaps) -> Result<(), (u32, Errno)> {
     }
     // Needs CAP_SETPCAP, so before capset clears it.
     sys::prctl(libc::PR_SET_SECUREBITS, SECUREBITS_LOCKED, 0, 0, 0).map_err(|e| (1, e))?;
-    sys::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
-        .map_err(|e| (2, e))?;
+    sys::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+        0,
+        0,
+        0,
+    )
+    .map_err(|e| (2, e))?;
     sys::capset_clear().map_err(|e| (3, e))
 }

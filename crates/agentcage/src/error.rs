@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        let ex = |e| Error::Exec { command: "x".into(), errno: Errno(e) };
+        let ex = |e| Error::Exec {
+            command: "x".into(),
+            errno: Errno(e),
+        };
         assert_eq!(ex(libc::ENOENT).exit_code(), 127);
         assert_eq!(ex(libc::EACCES).exit_code(), 126);
         assert_eq!(ex(libc::ENOEXEC).exit_code(), 126);

@@ -22,7 +22,10 @@ pub type Prepared = ll::Prepared;
 /// and /proc, everything on the workspace, /tmp, /dev/shm, the home and `--rw` paths,
 /// read/write on the /dev nodes, nothing else.
 pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Vec<Rule> {
-    let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS.iter().map(|d| Rule::new(*d, Access::ReadExec)).collect();
+    let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS
+        .iter()
+        .map(|d| Rule::new(*d, Access::ReadExec))
+        .collect();
     r.push(Rule::new("/etc", Access::ReadOnly));
     r.push(Rule::new("/proc", Access::ReadOnly));
     r.push(Rule::new("/dev", Access::ReadOnly));
@@ -44,7 +47,14 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Ve
     }
     r.push(Rule::new(&policy.workspace, Access::ReadWrite));
     for b in &policy.binds {
-        r.push(Rule::new(&b.path, if b.writable { Access::ReadWrite } else { Access::ReadExec }));
+        r.push(Rule::new(
+            &b.path,
+            if b.writable {
+                Access::ReadWrite
+            } else {
+                Access::ReadExec
+            },
+        ));
     }
     r
 }
@@ -66,7 +76,11 @@ pub(crate) fn prepare(
         scope_abstract_unix: policy.landlock.scope,
         scope_signal: policy.landlock.scope,
         log_denials: false,
-        requirement: if policy.best_effort { ll::Requirement::BestEffort } else { ll::Requirement::HardRequirement },
+        requirement: if policy.best_effort {
+            ll::Requirement::BestEffort
+        } else {
+            ll::Requirement::HardRequirement
+        },
     };
     let host = ll::detect_abi();
     if let Err(why) = &host {
@@ -74,7 +88,9 @@ pub(crate) fn prepare(
             return Err(Error::Unenforceable {
                 profile: policy.profile.name().into(),
                 what: format!("Landlock: {why}"),
-                hint: Some("pass --best-effort to run without Landlock (reported, never silent)".into()),
+                hint: Some(
+                    "pass --best-effort to run without Landlock (reported, never silent)".into(),
+                ),
             });
         }
     }
@@ -95,7 +111,10 @@ pub(crate) fn prepare(
 
 /// Packs a landlock apply error into the launcher's (index, errno) report.
 fn pack(e: ll::ApplyError) -> (u32, Errno) {
-    ((e.step as u32) << 24 | (e.index & 0x00ff_ffff), Errno(e.errno))
+    (
+        (e.step as u32) << 24 | (e.index & 0x00ff_ffff),
+        Errno(e.errno),
+    )
 }
 
 /// Restricts the calling process.
@@ -114,7 +133,11 @@ impl DescribeStep for Prepared {
     fn describe_step(&self, index: u32) -> String {
         let step = index >> 24;
         let rule = index & 0x00ff_ffff;
-        let rule = if rule == 0x00ff_ffff { ll::ApplyError::NO_INDEX } else { rule };
+        let rule = if rule == 0x00ff_ffff {
+            ll::ApplyError::NO_INDEX
+        } else {
+            rule
+        };
         let mut b = [0u8; ll::ApplyError::WIRE_SIZE];
         b[0] = step as u8;
         b[4..8].copy_from_slice(&rule.to_ne_bytes());

@@ -25,7 +25,12 @@ pub enum Profile {
 
 impl Profile {
     /// Every profile, weakest first.
-    pub const ALL: [Profile; 4] = [Profile::None, Profile::NsOnly, Profile::Landlock, Profile::Full];
+    pub const ALL: [Profile; 4] = [
+        Profile::None,
+        Profile::NsOnly,
+        Profile::Landlock,
+        Profile::Full,
+    ];
 
     /// The one spelling used everywhere (CLI, JSON, matrix headers).
     pub fn name(self) -> &'static str {
@@ -58,7 +63,12 @@ impl Profile {
             Profile::None => LayerSet::EMPTY,
             Profile::NsOnly => ns,
             Profile::Landlock => ns.with(Landlock),
-            Profile::Full => ns.with(Landlock).with(Caps).with(NoNewPrivs).with(Seccomp).with(Limits),
+            Profile::Full => ns
+                .with(Landlock)
+                .with(Caps)
+                .with(NoNewPrivs)
+                .with(Seccomp)
+                .with(Limits),
         }
     }
 }
@@ -327,9 +337,17 @@ impl Policy {
             keep_fds: Vec::new(),
             best_effort: false,
             net: NetMode::None,
-            landlock: LandlockSpec { restrict_net: full, scope: full, ..LandlockSpec::default() },
+            landlock: LandlockSpec {
+                restrict_net: full,
+                scope: full,
+                ..LandlockSpec::default()
+            },
             seccomp: SeccompSpec::default(),
-            limits: if full { crate::rlimits::default_limits() } else { LimitsSpec::default() },
+            limits: if full {
+                crate::rlimits::default_limits()
+            } else {
+                LimitsSpec::default()
+            },
             cwd: None,
         }
     }

@@ -54,7 +54,14 @@ impl Resource {
 
     /// The resource with kernel number `raw`, if it is one of ours.
     pub fn from_raw(raw: libc::c_int) -> Option<Resource> {
-        [Resource::Nofile, Resource::Fsize, Resource::Core, Resource::Nproc].into_iter().find(|r| r.raw() == raw)
+        [
+            Resource::Nofile,
+            Resource::Fsize,
+            Resource::Core,
+            Resource::Nproc,
+        ]
+        .into_iter()
+        .find(|r| r.raw() == raw)
     }
 
     /// The kernel's name, `RLIMIT_NOFILE`.

@@ -32,7 +32,9 @@ const NEWROOT: &str = "/newroot";
 pub const SELF_EXE: &str = "/run/agentcage/agentcage";
 
 /// System directories bound read-only (or replicated as symlinks, as the host has them).
-pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"];
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32",
+];
 
 /// Host files and dirs under /etc that real programs need (certificates, loader cache,
 /// time zone, alternatives, service tables). Bound read-only when present.
@@ -90,9 +92,20 @@ pub(crate) enum Op {
     /// symlink(target, link).
     Symlink { target: CString, link: CString },
     /// Mount a tmpfs.
-    Tmpfs { target: CString, flags: libc::c_ulong, data: CString, readonly: bool, optional: bool },
+    Tmpfs {
+        target: CString,
+        flags: libc::c_ulong,
+        data: CString,
+        readonly: bool,
+        optional: bool,
+    },
     /// Bind `src` onto `dst` (recursively), then set attributes.
-    Bind { src: CString, dst: CString, attrs: u64, optional: bool },
+    Bind {
+        src: CString,
+        dst: CString,
+        attrs: u64,
+        optional: bool,
+    },
     /// Mount a fresh proc (needs the new pid namespace) or, without one, bind the host's.
     Proc { target: CString, fresh: bool },
     /// Mount a new devpts instance.
@@ -100,7 +113,11 @@ pub(crate) enum Op {
     /// Write a synthesized file.
     WriteFile { path: CString, contents: Vec<u8> },
     /// Remount a tmpfs we mounted read-only once it is filled.
-    RemountRo { target: CString, flags: libc::c_ulong, data: CString },
+    RemountRo {
+        target: CString,
+        flags: libc::c_ulong,
+        data: CString,
+    },
 }
 
 impl Op {
@@ -113,13 +130,20 @@ impl Op {
             Op::Symlink { target, link } => {
                 format!("symlink {} -> {}", s(link), target.to_string_lossy())
             }
-            Op::Tmpfs { target, data, readonly, .. } => format!(
+            Op::Tmpfs {
+                target,
+                data,
+                readonly,
+                ..
+            } => format!(
                 "mount tmpfs on {} ({}{})",
                 s(target),
                 data.to_string_lossy(),
                 if *readonly { ",ro" } else { "" }
             ),
-            Op::Bind { src, dst, attrs, .. } => format!(
+            Op::Bind {
+                src, dst, attrs, ..
+            } => format!(
                 "bind-mount {} onto {} ({})",
                 host(src),
                 s(dst),
@@ -141,12 +165,22 @@ impl Op {
 
 fn inside(c: &CStr) -> String {
     let s = c.to_string_lossy();
-    s.strip_prefix(NEWROOT).map_or_else(|| s.to_string(), |r| if r.is_empty() { "/".into() } else { r.to_string() })
+    s.strip_prefix(NEWROOT).map_or_else(
+        || s.to_string(),
+        |r| {
+            if r.is_empty() {
+                "/".into()
+            } else {
+                r.to_string()
+            }
+        },
+    )
 }
 
 fn host(c: &CStr) -> String {
     let s = c.to_string_lossy();
-    s.strip_prefix(OLDROOT).map_or_else(|| s.to_string(), str::to_string)
+    s.strip_prefix(OLDROOT)
+        .map_or_else(|| s.to_string(), str::to_string)
 }
 
 fn attr_names(a: u64) -> String {
@@ -218,7 +252,10 @@ impl Planner {
     fn new() -> Planner {
         let mut dirs = BTreeSet::new();
         dirs.insert(PathBuf::from("/"));
-        Planner { ops: Vec::new(), dirs }
+        Planner {
+            ops: Vec::new(),
+            dirs,
+        }
     }
 
     /// Creates every missing ancestor of `p` (inside path), not `p` itself.
@@ -233,7 +270,10 @@ impl Planner {
             return;
         }
         self.parents(p);
-        self.ops.push(Op::Mkdir { path: cpath(NEWROOT, p), mode });
+        self.ops.push(Op::Mkdir {
+            path: cpath(NEWROOT, p),
+            mode,
+        });
         self.dirs.insert(p.to_path_buf());
     }
 
@@ -251,7 +291,12 @@ impl Planner {
 
     /// A mount on `p` hides whatever we created below it.
     fn forget_below(&mut self, p: &Path) {
-        let below: Vec<PathBuf> = self.dirs.iter().filter(|d| d.starts_with(p) && *d != p).cloned().collect();
+        let below: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.starts_with(p) && *d != p)
+            .cloned()
+            .collect();
         for d in below {
             self.dirs.remove(&d);
         }
@@ -266,9 +311,16 @@ impl Planner {
             self.dirs.insert(dst.to_path_buf());
         } else {
             self.parents(dst);
-            self.ops.push(Op::Touch { path: cpath(NEWROOT, dst) });
+            self.ops.push(Op::Touch {
+                path: cpath(NEWROOT, dst),
+            });
         }
-        self.ops.push(Op::Bind { src: cpath(OLDROOT, src), dst: cpath(NEWROOT, dst), attrs, optional });
+        self.ops.push(Op::Bind {
+            src: cpath(OLDROOT, src),
+            dst: cpath(NEWROOT, dst),
+            attrs,
+            optional,
+        });
     }
 
     fn symlink(&mut self, target: &Path, link: &Path) {
@@ -281,12 +333,17 @@ impl Planner {
 
     fn write(&mut self, p: &Path, contents: String) {
         self.parents(p);
-        self.ops.push(Op::WriteFile { path: cpath(NEWROOT, p), contents: contents.into_bytes() });
+        self.ops.push(Op::WriteFile {
+            path: cpath(NEWROOT, p),
+            contents: contents.into_bytes(),
+        });
     }
 
     /// Host path as it is: a symlink stays a symlink, a dir or file is bound.
     fn host_entry(&mut self, p: &Path, attrs: u64) {
-        let Ok(md) = std::fs::symlink_metadata(p) else { return };
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            return;
+        };
         if md.file_type().is_symlink() {
             if let Ok(t) = std::fs::read_link(p) {
                 self.symlink(&t, p);
@@ -316,11 +373,19 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         let p = dev.join(n);
         if p.exists() {
             // nodev must stay off: these are device nodes.
-            pl.bind(&p, &p, false, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC, true);
+            pl.bind(
+                &p,
+                &p,
+                false,
+                sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+                true,
+            );
         }
     }
     pl.mkdir(&dev.join("pts"), 0o755);
-    pl.ops.push(Op::Devpts { target: cpath(NEWROOT, &dev.join("pts")) });
+    pl.ops.push(Op::Devpts {
+        target: cpath(NEWROOT, &dev.join("pts")),
+    });
     pl.symlink(Path::new("pts/ptmx"), &dev.join("ptmx"));
     pl.tmpfs(&dev.join("shm"), "1777", false);
     pl.symlink(Path::new("/proc/self/fd"), &dev.join("fd"));
@@ -336,7 +401,12 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     let group = if spec.gid == 0 { "root" } else { "agent" };
     let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
     if spec.uid != 0 {
-        passwd += &format!("{user}:x:{}:{}:agentcage:{}:/bin/sh\n", spec.uid, spec.gid, spec.home.display());
+        passwd += &format!(
+            "{user}:x:{}:{}:agentcage:{}:/bin/sh\n",
+            spec.uid,
+            spec.gid,
+            spec.home.display()
+        );
     }
     passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
     let mut groups = String::from("root:x:0:\n");
@@ -357,7 +427,10 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
             &etc.join("hosts"),
             "127.0.0.1\tlocalhost\n127.0.1.1\tagentcage\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
         );
-        pl.write(&etc.join("resolv.conf"), "# agentcage: no network (loopback only)\n".into());
+        pl.write(
+            &etc.join("resolv.conf"),
+            "# agentcage: no network (loopback only)\n".into(),
+        );
     } else {
         for f in ["/etc/hosts", "/etc/resolv.conf"] {
             // Follow symlinks (resolv.conf often points into /run): bind the file itself.
@@ -388,7 +461,9 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     if let Some(exe) = &spec.self_exe {
         let dst = Path::new(SELF_EXE);
         pl.parents(dst);
-        pl.ops.push(Op::Touch { path: cpath(NEWROOT, dst) });
+        pl.ops.push(Op::Touch {
+            path: cpath(NEWROOT, dst),
+        });
         pl.ops.push(Op::Bind {
             src: cpath(OLDROOT, exe),
             dst: cpath(NEWROOT, dst),
@@ -414,7 +489,10 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     // /proc last among the top-level mounts so its masks can use our /dev/null.
     let proc_ = Path::new("/proc");
     pl.mkdir(proc_, 0o555);
-    pl.ops.push(Op::Proc { target: cpath(NEWROOT, proc_), fresh: spec.fresh_proc });
+    pl.ops.push(Op::Proc {
+        target: cpath(NEWROOT, proc_),
+        fresh: spec.fresh_proc,
+    });
     if spec.fresh_proc {
         for f in PROC_MASKED_FILES {
             pl.ops.push(Op::Bind {
@@ -500,24 +578,49 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
     match op {
         Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
         Op::Touch { path } => {
-            let fd = sys::open(path, libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW, 0o644)?;
+            let fd = sys::open(
+                path,
+                libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW,
+                0o644,
+            )?;
             sys::close(fd);
             Ok(())
         }
         Op::Symlink { target, link } => ok_exists(sys::symlink(target, link)),
-        Op::Tmpfs { target, flags, data, readonly, optional } => {
+        Op::Tmpfs {
+            target,
+            flags,
+            data,
+            readonly,
+            optional,
+        } => {
             match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), *flags, Some(data)) {
-                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => return Ok(()),
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => {
+                    return Ok(())
+                }
                 r => r?,
             }
             if *readonly {
-                sys::mount(None, target, None, libc::MS_REMOUNT | libc::MS_RDONLY | flags, Some(data))?;
+                sys::mount(
+                    None,
+                    target,
+                    None,
+                    libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                    Some(data),
+                )?;
             }
             Ok(())
         }
-        Op::Bind { src, dst, attrs, optional } => {
+        Op::Bind {
+            src,
+            dst,
+            attrs,
+            optional,
+        } => {
             match sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None) {
-                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => return Ok(()),
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => {
+                    return Ok(())
+                }
                 r => r?,
             }
             set_attrs(dst, *attrs, use_setattr)
@@ -532,7 +635,13 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
                     None,
                 )
             } else {
-                sys::mount(Some(c"/oldroot/proc"), target, None, libc::MS_BIND | libc::MS_REC, None)
+                sys::mount(
+                    Some(c"/oldroot/proc"),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
             }
         }
         Op::Devpts { target } => sys::mount(
@@ -543,12 +652,20 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             Some(c"newinstance,ptmxmode=0666,mode=0620"),
         ),
         Op::WriteFile { path, contents } => {
-            let fd = sys::open(path, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW, 0o644)?;
+            let fd = sys::open(
+                path,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+                0o644,
+            )?;
             let r = sys::write_all(fd, contents);
             sys::close(fd);
             r
         }
-        Op::RemountRo { target, flags, data } => sys::remount(target, *flags, Some(data)),
+        Op::RemountRo {
+            target,
+            flags,
+            data,
+        } => sys::remount(target, *flags, Some(data)),
     }
 }
 
@@ -559,11 +676,18 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
 pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
     let e = |step: Step, i: usize| move |err: Errno| (step, i as u32, err);
     // Our mounts must never propagate back to the host.
-    sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None).map_err(e(Step::MountSlave, 0))?;
+    sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None)
+        .map_err(e(Step::MountSlave, 0))?;
     // Staging tmpfs: after the first pivot the host root is at /oldroot, so every source,
     // even one under the host's /tmp, stays reachable while /newroot is composed.
-    sys::mount(Some(c"tmpfs"), STAGE, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(c"mode=0755"))
-        .map_err(e(Step::StageTmpfs, 0))?;
+    sys::mount(
+        Some(c"tmpfs"),
+        STAGE,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(e(Step::StageTmpfs, 0))?;
     sys::chdir(STAGE).map_err(e(Step::PivotStage, 0))?;
     ok_exists(sys::mkdir(c"newroot", 0o755)).map_err(e(Step::PivotStage, 0))?;
     ok_exists(sys::mkdir(&p.oldroot_rel, 0o755)).map_err(e(Step::PivotStage, 0))?;
@@ -596,7 +720,10 @@ pub fn check_workspace(path: &Path) -> Result<(), String> {
     if path == Path::new("/") {
         return Err("the workspace cannot be / (the whole host would be writable)".into());
     }
-    for d in SYSTEM_DIRS.iter().chain(["/proc", "/dev", "/etc", "/sys"].iter()) {
+    for d in SYSTEM_DIRS
+        .iter()
+        .chain(["/proc", "/dev", "/etc", "/sys"].iter())
+    {
         if path == Path::new(d) {
             return Err(format!("the workspace cannot be {d} (a system directory)"));
         }
@@ -634,9 +761,18 @@ mod tests {
     #[test]
     fn workspace_under_tmp_is_bound_after_tmp_tmpfs() {
         let p = prepare(&spec("/tmp/ws/proj"));
-        let tmp = idx(&p, |o| matches!(o, Op::Tmpfs { target, .. } if target.as_bytes() == b"/newroot/tmp"));
-        let mk = idx(&p, |o| matches!(o, Op::Mkdir { path, .. } if path.as_bytes() == b"/newroot/tmp/ws/proj"));
-        let bind = idx(&p, |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/tmp/ws/proj"));
+        let tmp = idx(
+            &p,
+            |o| matches!(o, Op::Tmpfs { target, .. } if target.as_bytes() == b"/newroot/tmp"),
+        );
+        let mk = idx(
+            &p,
+            |o| matches!(o, Op::Mkdir { path, .. } if path.as_bytes() == b"/newroot/tmp/ws/proj"),
+        );
+        let bind = idx(
+            &p,
+            |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/tmp/ws/proj"),
+        );
         assert!(tmp < mk && mk < bind, "{tmp} {mk} {bind}");
         match &p.ops[bind] {
             Op::Bind { src, attrs, .. } => {
@@ -651,13 +787,17 @@ mod tests {
     fn system_dirs_are_readonly_or_symlinks() {
         let p = prepare(&spec("/tmp/ws"));
         for d in SYSTEM_DIRS {
-            let Ok(md) = std::fs::symlink_metadata(d) else { continue };
+            let Ok(md) = std::fs::symlink_metadata(d) else {
+                continue;
+            };
             let target = format!("/newroot{d}");
             let found = p.ops.iter().any(|o| match o {
                 Op::Bind { dst, attrs, .. } => {
                     dst.as_bytes() == target.as_bytes() && attrs & sys::MOUNT_ATTR_RDONLY != 0
                 }
-                Op::Symlink { link, .. } => md.file_type().is_symlink() && link.as_bytes() == target.as_bytes(),
+                Op::Symlink { link, .. } => {
+                    md.file_type().is_symlink() && link.as_bytes() == target.as_bytes()
+                }
                 _ => false,
             });
             assert!(found, "{d} missing from the plan");

@@ -15,8 +15,13 @@ use crate::sys::Errno;
 pub type Prepared = sc::PreparedFilter;
 
 /// Compiles the filter (parent side).
-pub(crate) fn prepare(policy: &Policy, enforcement: &mut Vec<(String, String)>) -> Result<Prepared, Error> {
-    let opts = sc::FilterOptions { spec_mitigation: policy.seccomp.spec_mitigation };
+pub(crate) fn prepare(
+    policy: &Policy,
+    enforcement: &mut Vec<(String, String)>,
+) -> Result<Prepared, Error> {
+    let opts = sc::FilterOptions {
+        spec_mitigation: policy.seccomp.spec_mitigation,
+    };
     let p = sc::prepare(&opts).map_err(|e| Error::Unenforceable {
         profile: policy.profile.name().into(),
         what: format!("seccomp: {e}"),

@@ -65,13 +65,18 @@ pub fn skip_reason(who: Who) -> Option<String> {
     let userns = USERNS.get_or_init(|| {
         // Ask the binary itself: the cheapest faithful check is a run of `true` in ns-only.
         let mut c = Command::new(binary());
-        c.args(["run", "-p", "ns-only", "-w", "/tmp", "--", "true"]).stdout(Stdio::null()).stderr(Stdio::piped());
+        c.args(["run", "-p", "ns-only", "-w", "/tmp", "--", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         if is_root() {
             c.uid(65534).gid(65534);
         }
         match c.output() {
             Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!("unprivileged user namespaces unavailable: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Ok(o) => Some(format!(
+                "unprivileged user namespaces unavailable: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
             Err(e) => Some(format!("cannot run the binary: {e}")),
         }
     });
@@ -121,7 +126,11 @@ impl Out {
         if self.code == want {
             Ok(())
         } else {
-            Err(format!("{what}: exit {} (want {want})\nstdout: {}\nstderr: {}", self.code, self.stdout, self.stderr).into())
+            Err(format!(
+                "{what}: exit {} (want {want})\nstdout: {}\nstderr: {}",
+                self.code, self.stdout, self.stderr
+            )
+            .into())
         }
     }
 }
@@ -157,7 +166,8 @@ impl Env {
     /// sandbox can hide it).
     pub fn secret_dir(&self) -> Result<Scratch, Failed> {
         let s = scratch("secret")?;
-        std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
         self.chown_to_sandbox(s.path())?;
         Ok(s)
     }
@@ -165,7 +175,8 @@ impl Env {
     pub fn chown_to_sandbox(&self, p: &Path) -> Result<(), Failed> {
         if is_root() {
             let uid = self.sandbox_host_uid();
-            std::os::unix::fs::chown(p, Some(uid), Some(uid)).map_err(|e| format!("chown {}: {e}", p.display()))?;
+            std::os::unix::fs::chown(p, Some(uid), Some(uid))
+                .map_err(|e| format!("chown {}: {e}", p.display()))?;
         }
         Ok(())
     }
@@ -187,9 +198,13 @@ impl Env {
         let mut c = self.command(args);
         c.stdin(Stdio::null());
         f(&mut c);
-        let o = c.output().map_err(|e| format!("spawn {}: {e}", binary().display()))?;
+        let o = c
+            .output()
+            .map_err(|e| format!("spawn {}: {e}", binary().display()))?;
         Ok(Out {
-            code: o.status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&o.status).unwrap_or(0)),
+            code: o.status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&o.status).unwrap_or(0)
+            }),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         })
@@ -197,7 +212,9 @@ impl Env {
 
     pub fn spawn(&self, args: &[&str]) -> Result<Child, Failed> {
         let mut c = self.command(args);
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         c.spawn().map_err(|e| format!("spawn: {e}").into())
     }
 }
@@ -231,13 +248,18 @@ pub fn settle(cond: impl Fn() -> bool) -> Result<(), ()> {
 
 /// Whether any process on the host has `arg` as one of its arguments.
 pub fn process_with_arg(arg: &str) -> bool {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return false };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
     rd.flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+        std::fs::read(e.path().join("cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
     })
 }
 
 /// Owner uid of a path.
 pub fn owner(p: &Path) -> Result<u32, Failed> {
-    std::fs::metadata(p).map(|m| m.uid()).map_err(|e| format!("stat {}: {e}", p.display()).into())
+    std::fs::metadata(p)
+        .map(|m| m.uid())
+        .map_err(|e| format!("stat {}: {e}", p.display()).into())
 }

@@ -58,7 +58,13 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
         // Die with the launcher, even when it is SIGKILLed. Set after the id switch, which
         // clears it. The launcher holds the sync pipe's write end until the sandbox exits:
         // if it is already gone (hang-up), it died before PDEATHSIG was armed.
-        let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        let _ = sys::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         if sys::hung_up(pipes.sync_r) {
             return Err(SetupError::new(Step::WaitParent, 1, Errno(libc::EPIPE)));
         }
@@ -87,7 +93,13 @@ const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, 
 /// and exits with the command's status (passed raw on the status pipe). When it exits the
 /// kernel kills everything left in the pid namespace.
 fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
-    let set = sys::sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    let set = sys::sigset(&[
+        libc::SIGCHLD,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+    ]);
     let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
         Ok(m) => m,
         Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
@@ -126,7 +138,11 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
                 Ok((0, _)) | Err(_) => break,
                 Ok((pid, st)) if pid == cmd => {
                     let _ = sys::write_all(pipes.status_w, &st.to_ne_bytes());
-                    let code = if libc::WIFSIGNALED(st) { 128 + libc::WTERMSIG(st) } else { libc::WEXITSTATUS(st) };
+                    let code = if libc::WIFSIGNALED(st) {
+                        128 + libc::WTERMSIG(st)
+                    } else {
+                        libc::WEXITSTATUS(st)
+                    };
                     sys::exit(code);
                 }
                 Ok(_) => {}
@@ -139,7 +155,12 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
 /// hygiene and limits first (they need nothing), then no_new_privs, Landlock (needs NNP or
 /// CAP_SYS_ADMIN), capabilities (after Landlock, which needed them), and seccomp last, as
 /// close to execve as possible, so the filter never has to allow setup syscalls.
-fn command(p: &Prepared, report_w: i32, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> ! {
+fn command(
+    p: &Prepared,
+    report_w: i32,
+    old_mask: Option<&libc::sigset_t>,
+    pty: Option<(i32, u8)>,
+) -> ! {
     if let Err(e) = command_setup(p, old_mask, pty) {
         report_and_exit(report_w, e);
     }
@@ -196,7 +217,8 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
             sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
         }
     }
-    crate::rlimits::apply(&p.rlimits).map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
+    crate::rlimits::apply(&p.rlimits)
+        .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
     sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;

@@ -90,6 +90,9 @@ pub struct RunOutcome {
     pub limits: Vec<(String, String)>,
 }
 
+/// Receives (what, how) enforcement lines.
+pub type EnforcementHook = Box<dyn Fn(&str, &str)>;
+
 /// Options of a spawn that are not part of the policy.
 #[derive(Default)]
 pub struct SpawnOptions {
@@ -102,7 +105,7 @@ pub struct SpawnOptions {
     pub pty: bool,
     /// Called with (what, how) lines about run-time enforcement (the cgroup limits) before
     /// the command starts: `run -v` prints them.
-    pub on_enforcement: Option<Box<dyn Fn(&str, &str)>>,
+    pub on_enforcement: Option<EnforcementHook>,
 }
 
 /// What the launcher was asked to run (kept for error messages).
@@ -162,7 +165,11 @@ impl Drop for RunGuard {
 }
 
 fn setup_err(step: impl Into<String>, errno: Errno) -> Error {
-    Error::Setup { step: step.into(), errno, hint: None }
+    Error::Setup {
+        step: step.into(),
+        errno,
+        hint: None,
+    }
 }
 
 impl Prepared {
@@ -174,10 +181,18 @@ impl Prepared {
     pub fn run(&self, opts: &SpawnOptions) -> Result<RunOutcome, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
-        let pipes = prepared::Pipes::new().map_err(|e| setup_err("create the launcher's pipes", e))?;
+        let pipes =
+            prepared::Pipes::new().map_err(|e| setup_err("create the launcher's pipes", e))?;
         let mut guard = RunGuard {
             pid: 0,
-            fds: vec![pipes.sync_r, pipes.sync_w, pipes.report_r, pipes.report_w, pipes.status_r, pipes.status_w],
+            fds: vec![
+                pipes.sync_r,
+                pipes.sync_w,
+                pipes.report_r,
+                pipes.report_w,
+                pipes.status_r,
+                pipes.status_w,
+            ],
             cgroup: None,
         };
         let mut limit_lines = Vec::new();
@@ -189,7 +204,12 @@ impl Prepared {
                 errno: Errno(libc::EIO),
                 hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
             })?;
-            limit_lines = cgroups::enforcement_summary(&self.policy.limits, cg.as_ref(), &notes, &self.rlimits);
+            limit_lines = cgroups::enforcement_summary(
+                &self.policy.limits,
+                cg.as_ref(),
+                &notes,
+                &self.rlimits,
+            );
             guard.cgroup = cg;
         }
         if let Some(f) = &opts.on_enforcement {
@@ -201,7 +221,9 @@ impl Prepared {
             pty::Pty::open_if_interactive().map_err(|e| Error::Setup {
                 step: "open a pseudo-terminal for the command (posix_openpt)".into(),
                 errno: e,
-                hint: Some("pass --no-pty to run without one (the command then has no terminal)".into()),
+                hint: Some(
+                    "pass --no-pty to run without one (the command then has no terminal)".into(),
+                ),
             })?
         } else {
             None
@@ -253,9 +275,18 @@ impl Prepared {
         let mut buf = [0u8; SetupError::WIRE];
         let n = sys::read_full(pipes.report_r, &mut buf).unwrap_or(0);
         timings.exec = t0.elapsed();
-        let report = if n == SetupError::WIRE { SetupError::from_bytes(&buf) } else { None };
+        let report = if n == SetupError::WIRE {
+            SetupError::from_bytes(&buf)
+        } else {
+            None
+        };
 
-        let deadline = self.policy.limits.timeout.filter(|_| self.policy.layers.has(Layer::Limits)).map(|t| t0 + Duration::from_secs_f64(t));
+        let deadline = self
+            .policy
+            .limits
+            .timeout
+            .filter(|_| self.policy.layers.has(Layer::Limits))
+            .map(|t| t0 + Duration::from_secs_f64(t));
         let pidfd = sys::pidfd_open(pid).ok();
         if let Some(fd) = pidfd {
             guard.fds.push(fd);
@@ -279,7 +310,8 @@ impl Prepared {
             }
         }
 
-        let (st, ru) = sys::wait4(pid).map_err(|e| setup_err(format!("wait for the sandbox (pid {pid})"), e))?;
+        let (st, ru) = sys::wait4(pid)
+            .map_err(|e| setup_err(format!("wait for the sandbox (pid {pid})"), e))?;
         guard.pid = 0;
         FORWARD_TO.store(0, Ordering::Relaxed);
         timings.exit = t0.elapsed();
@@ -298,7 +330,11 @@ impl Prepared {
         if let Some(r) = report {
             return Err(self.describe_setup_error(r));
         }
-        let exit = if sn == 4 { Exit::from_wait_status(i32::from_ne_bytes(sbuf)) } else { Exit::from_wait_status(st) };
+        let exit = if sn == 4 {
+            Exit::from_wait_status(i32::from_ne_bytes(sbuf))
+        } else {
+            Exit::from_wait_status(st)
+        };
         let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
         Ok(RunOutcome {
             exit,
@@ -314,7 +350,9 @@ impl Prepared {
 
     /// Parent-side configuration while the child waits: uid/gid maps.
     fn configure_from_parent(&self, pid: libc::pid_t) -> Result<(), Error> {
-        let Some(maps) = &self.id_maps else { return Ok(()) };
+        let Some(maps) = &self.id_maps else {
+            return Ok(());
+        };
         let write = |file: &str, data: &[u8]| -> Result<(), Error> {
             let path = format!("/proc/{pid}/{file}");
             std::fs::write(&path, data).map_err(|e| Error::Setup {

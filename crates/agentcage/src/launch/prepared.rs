@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use super::Command;
 use crate::caps::{self, PreparedCaps};
 use crate::error::{Error, SetupError, Step};
+use crate::landlock::DescribeStep;
 use crate::policy::{Layer, NetMode, Policy};
 use crate::rlimits::{self, NprocMode, PreparedRlimits};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
-use crate::landlock::DescribeStep;
 use crate::{landlock, seccomp};
 
 /// Default PATH inside when the caller has none.
@@ -42,7 +42,10 @@ impl CArray {
     fn new(items: Vec<CString>) -> CArray {
         let mut ptrs: Vec<*const libc::c_char> = items.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
-        CArray { _owned: items, ptrs }
+        CArray {
+            _owned: items,
+            ptrs,
+        }
     }
 
     pub(crate) fn ptrs(&self) -> &[*const libc::c_char] {
@@ -95,12 +98,24 @@ impl Pipes {
         let (sync_r, sync_w) = sys::pipe()?;
         let (report_r, report_w) = sys::pipe()?;
         let (status_r, status_w) = sys::pipe()?;
-        Ok(Pipes { sync_r, sync_w, report_r, report_w, status_r, status_w })
+        Ok(Pipes {
+            sync_r,
+            sync_w,
+            report_r,
+            report_w,
+            status_r,
+            status_w,
+        })
     }
 }
 
 fn cstr(b: &[u8]) -> Result<CString, Error> {
-    CString::new(b).map_err(|_| Error::Policy(format!("{:?} contains a NUL byte", String::from_utf8_lossy(b))))
+    CString::new(b).map_err(|_| {
+        Error::Policy(format!(
+            "{:?} contains a NUL byte",
+            String::from_utf8_lossy(b)
+        ))
+    })
 }
 
 pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
@@ -113,7 +128,11 @@ pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
         (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
         (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
     ];
-    let v: Vec<&str> = names.iter().filter(|(f, _)| flags & *f as libc::c_ulong != 0).map(|(_, n)| *n).collect();
+    let v: Vec<&str> = names
+        .iter()
+        .filter(|(f, _)| flags & *f as libc::c_ulong != 0)
+        .map(|(_, n)| *n)
+        .collect();
     if v.is_empty() {
         "SIGCHLD".into()
     } else {
@@ -129,32 +148,50 @@ pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
 pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let layers = policy.layers;
     if command.argv.is_empty() || command.argv[0].is_empty() {
-        return Err(Error::Policy("no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into()));
+        return Err(Error::Policy(
+            "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into(),
+        ));
     }
     let ws = &policy.workspace;
     if !ws.is_absolute() {
-        return Err(Error::Policy(format!("workspace {} must be an absolute path", ws.display())));
+        return Err(Error::Policy(format!(
+            "workspace {} must be an absolute path",
+            ws.display()
+        )));
     }
     if !ws.is_dir() {
-        return Err(Error::Policy(format!("workspace {} does not exist or is not a directory", ws.display())));
+        return Err(Error::Policy(format!(
+            "workspace {} does not exist or is not a directory",
+            ws.display()
+        )));
     }
     rootfs::check_workspace(ws).map_err(Error::Policy)?;
     for b in &policy.binds {
         if !b.path.is_absolute() {
-            return Err(Error::Policy(format!("{} must be an absolute path", b.path.display())));
+            return Err(Error::Policy(format!(
+                "{} must be an absolute path",
+                b.path.display()
+            )));
         }
         if std::fs::symlink_metadata(&b.path).is_err() {
-            return Err(Error::Policy(format!("{} does not exist", b.path.display())));
+            return Err(Error::Policy(format!(
+                "{} does not exist",
+                b.path.display()
+            )));
         }
         if b.path == Path::new("/") {
-            return Err(Error::Policy("binding / would expose the whole host".into()));
+            return Err(Error::Policy(
+                "binding / would expose the whole host".into(),
+            ));
         }
     }
     let caller_uid = sys::geteuid();
     let caller_gid = sys::getegid();
     let as_root = caller_uid == 0;
     if as_root && layers.has(Layer::UserNs) && (policy.host_uid == 0 || policy.host_gid == 0) {
-        return Err(Error::Policy("--host-uid/--host-gid 0 would give the agent host root: refused".into()));
+        return Err(Error::Policy(
+            "--host-uid/--host-gid 0 would give the agent host root: refused".into(),
+        ));
     }
     let mut enforcement = Vec::new();
 
@@ -175,7 +212,10 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         }
     }
     if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
-        enforcement.push(("net-ns".into(), "OFF: --net host shares the host's network".into()));
+        enforcement.push((
+            "net-ns".into(),
+            "OFF: --net host shares the host's network".into(),
+        ));
     }
     let userns = layers.has(Layer::UserNs);
     if !userns && layers.any_namespace() && !as_root {
@@ -186,7 +226,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         });
     }
     let id_maps = userns.then(|| {
-        let (hu, hg) = if as_root { (policy.host_uid, policy.host_gid) } else { (caller_uid, caller_gid) };
+        let (hu, hg) = if as_root {
+            (policy.host_uid, policy.host_gid)
+        } else {
+            (caller_uid, caller_gid)
+        };
         IdMaps {
             uid_map: format!("{} {} 1\n", policy.uid, hu).into_bytes(),
             // Unprivileged callers must deny setgroups before writing gid_map; as root we
@@ -197,12 +241,20 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     });
     let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
 
-    let home: PathBuf = if policy.uid == 0 { "/root".into() } else { "/home/agent".into() };
+    let home: PathBuf = if policy.uid == 0 {
+        "/root".into()
+    } else {
+        "/home/agent".into()
+    };
     let mount_ns = layers.has(Layer::MountNs);
     let rootfs = mount_ns.then(|| {
         rootfs::prepare(&RootSpec {
             workspace: ws.clone(),
-            binds: policy.binds.iter().map(|b| (b.path.clone(), b.writable)).collect(),
+            binds: policy
+                .binds
+                .iter()
+                .map(|b| (b.path.clone(), b.writable))
+                .collect(),
             self_exe: command.self_exe.clone(),
             uid: policy.uid,
             gid: policy.gid,
@@ -242,7 +294,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
-        let home_val: OsString = if mount_ns { home.clone().into() } else { std::env::var_os("HOME").unwrap_or_else(|| "/".into()) };
+        let home_val: OsString = if mount_ns {
+            home.clone().into()
+        } else {
+            std::env::var_os("HOME").unwrap_or_else(|| "/".into())
+        };
         env.push(("HOME".into(), home_val));
         let user = if policy.uid == 0 { "root" } else { "agent" };
         env.push(("USER".into(), user.into()));
@@ -284,25 +340,48 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         }
         c
     };
-    let argv: Vec<CString> = command.argv.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = command
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
 
     // Landlock.
     let landlock = if layers.has(Layer::Landlock) {
-        landlock::prepare(policy, &home, mount_ns, command.self_exe.is_some(), &mut enforcement)?
+        landlock::prepare(
+            policy,
+            &home,
+            mount_ns,
+            command.self_exe.is_some(),
+            &mut enforcement,
+        )?
     } else {
         None
     };
     // Capabilities and seccomp.
     let caps = layers.has(Layer::Caps).then(caps::prepare);
-    let seccomp = if layers.has(Layer::Seccomp) { Some(seccomp::prepare(policy, &mut enforcement)?) } else { None };
+    let seccomp = if layers.has(Layer::Seccomp) {
+        Some(seccomp::prepare(policy, &mut enforcement)?)
+    } else {
+        None
+    };
     let nnp = layers.has(Layer::NoNewPrivs);
 
     // Resource limits: rlimits are the floor; cgroups, when available, are created by the
     // launcher around each spawn (see `Prepared::run`).
     let (rlimits, rl_notes) = if layers.has(Layer::Limits) {
-        let mode = if userns { NprocMode::OwnUserNs } else { NprocMode::SharedUid { host_uid: caller_uid } };
-        rlimits::prepare(&policy.limits, mode)
-            .map_err(|e| Error::Setup { step: format!("read the current resource limits: {e}"), errno: Errno(libc::EINVAL), hint: None })?
+        let mode = if userns {
+            NprocMode::OwnUserNs
+        } else {
+            NprocMode::SharedUid {
+                host_uid: caller_uid,
+            }
+        };
+        rlimits::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
+            step: format!("read the current resource limits: {e}"),
+            errno: Errno(libc::EINVAL),
+            hint: None,
+        })?
     } else {
         (PreparedRlimits::NONE, Vec::new())
     };
@@ -314,7 +393,9 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     keep_fds.sort_unstable();
     keep_fds.dedup();
     if keep_fds.iter().any(|&fd| fd < 3) {
-        return Err(Error::Policy("--keep-fd takes fds >= 3 (0-2 are always kept)".into()));
+        return Err(Error::Policy(
+            "--keep-fd takes fds >= 3 (0-2 are always kept)".into(),
+        ));
     }
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
@@ -359,15 +440,24 @@ impl Prepared {
         let step = match r.step {
             Step::Exec => {
                 let cmd = self.command.argv[0].to_string_lossy().into_owned();
-                return Error::Exec { command: cmd, errno: r.errno };
+                return Error::Exec {
+                    command: cmd,
+                    errno: r.errno,
+                };
             }
             Step::WaitParent => "wait for the launcher (it exited)".into(),
             Step::SetGid => format!("setresgid({})", self.policy.gid),
-            Step::SetGroups => "setgroups(0, NULL) (drop the launcher's supplementary groups)".into(),
+            Step::SetGroups => {
+                "setgroups(0, NULL) (drop the launcher's supplementary groups)".into()
+            }
             Step::SetUid => format!("setresuid({})", self.policy.uid),
             Step::MountSlave => "make / a recursive slave mount (MS_SLAVE|MS_REC)".into(),
             Step::StageTmpfs => {
-                if i == 0 { "mount the staging tmpfs on /tmp".into() } else { "mount the root tmpfs".into() }
+                if i == 0 {
+                    "mount the staging tmpfs on /tmp".into()
+                } else {
+                    "mount the root tmpfs".into()
+                }
             }
             Step::PivotStage => "pivot_root into the staging tmpfs".into(),
             Step::Mount => self
@@ -384,7 +474,10 @@ impl Prepared {
             Step::Setsid => "setsid (new session)".into(),
             Step::ControllingTty => "set the controlling terminal".into(),
             Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd".into(),
-            Step::Rlimits => format!("setrlimit ({})", crate::rlimits::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())),
+            Step::Rlimits => format!(
+                "setrlimit ({})",
+                crate::rlimits::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
+            ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
@@ -409,6 +502,10 @@ impl Prepared {
             (Step::Chdir, _) => Some("the working directory must be inside the workspace".into()),
             _ => None,
         };
-        Error::Setup { step, errno: r.errno, hint }
+        Error::Setup {
+            step,
+            errno: r.errno,
+            hint,
+        }
     }
 }

@@ -87,7 +87,13 @@ impl Pty {
                 None
             }
         };
-        let pty = Pty { master, slave, tty_fds, term_fd, saved };
+        let pty = Pty {
+            master,
+            slave,
+            tty_fds,
+            term_fd,
+            saved,
+        };
         pty.copy_winsize();
         Ok(Some(pty))
     }
@@ -128,18 +134,39 @@ impl Pty {
         WINCH_PIPE.store(ww, Ordering::Relaxed);
         let _ = sys::signal_handler(libc::SIGWINCH, on_winch);
         self.raw();
-        let out_fd = [1, 2, 0].into_iter().find(|fd| self.tty_fds & (1 << fd) != 0).unwrap_or(1);
+        let out_fd = [1, 2, 0]
+            .into_iter()
+            .find(|fd| self.tty_fds & (1 << fd) != 0)
+            .unwrap_or(1);
         let mut buf = [0u8; 8192];
         let mut stdin_open = true;
         loop {
             let mut fds = [
-                libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: self.master, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: wr, events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: done_fd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: if stdin_open { 0 } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.master,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: wr,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: done_fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             let timeout = deadline.map_or(-1, |d| {
-                d.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32
+                d.saturating_duration_since(std::time::Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
             });
             if timeout == 0 {
                 break;

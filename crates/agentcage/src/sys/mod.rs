@@ -171,7 +171,12 @@ pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
 /// mount_setattr(2) on `path`, recursively. Sets `attr_set`, leaves every other attribute
 /// (including the ones locked by a more privileged namespace) untouched.
 pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), Errno> {
-    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: path is a live &CStr; attr is a live, correctly sized struct on our stack.
     check(unsafe {
         libc::syscall(
@@ -189,7 +194,14 @@ pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), Errno> 
 pub fn mount_setattr_available() -> bool {
     // SAFETY: a null attr with size 0 and fd -1 makes the kernel fail before touching memory.
     let rc = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, -1, c"".as_ptr(), 0, ptr::null::<c_void>(), 0)
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            0,
+            ptr::null::<c_void>(),
+            0,
+        )
     };
     !(rc < 0 && Errno::last().0 == libc::ENOSYS)
 }
@@ -252,7 +264,13 @@ pub fn read_full(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut got = 0;
     while got < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of a live buffer.
-        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast::<c_void>(), buf.len() - got) };
+        let n = unsafe {
+            libc::read(
+                fd,
+                buf[got..].as_mut_ptr().cast::<c_void>(),
+                buf.len() - got,
+            )
+        };
         if n < 0 {
             let e = Errno::last();
             if e.0 == libc::EINTR {
@@ -291,7 +309,9 @@ pub fn sethostname(name: &[u8]) -> Result<(), Errno> {
 /// Brings the loopback interface up (SIOCGIFFLAGS / SIOCSIFFLAGS on "lo").
 pub fn loopback_up() -> Result<(), Errno> {
     // SAFETY: plain socket call.
-    let fd = check_int(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = check_int(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
     // SAFETY: ifreq is a plain C struct; zero is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
@@ -313,7 +333,13 @@ pub fn loopback_up() -> Result<(), Errno> {
 }
 
 /// prctl(2) with integer arguments.
-pub fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_ulong) -> Result<c_int, Errno> {
+pub fn prctl(
+    option: c_int,
+    a2: c_ulong,
+    a3: c_ulong,
+    a4: c_ulong,
+    a5: c_ulong,
+) -> Result<c_int, Errno> {
     // SAFETY: every prctl option we use takes integer arguments only.
     check_int(unsafe { libc::prctl(option, a2, a3, a4, a5) })
 }
@@ -332,8 +358,15 @@ pub fn capset_clear() -> Result<(), Errno> {
         permitted: u32,
         inheritable: u32,
     }
-    let hdr = Header { version: 0x2008_0522, pid: 0 };
-    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    let hdr = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
     // SAFETY: header and two data structs (v3 layout) are live and correctly sized.
     check(unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) })
 }
@@ -393,7 +426,10 @@ pub fn cloexec_from(first: c_int) -> Result<(), Errno> {
 }
 
 fn rlimit_nofile_cur() -> u64 {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: rl is a live out-parameter.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
         rl.rlim_cur
@@ -574,7 +610,10 @@ pub fn getegid() -> u32 {
 
 /// setrlimit(2).
 pub fn setrlimit(resource: c_int, cur: u64, max: u64) -> Result<(), Errno> {
-    let rl = libc::rlimit { rlim_cur: cur, rlim_max: max };
+    let rl = libc::rlimit {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
     // SAFETY: rl is a live struct.
     check_int(unsafe { libc::setrlimit(resource as _, &rl) }).map(drop)
 }
@@ -593,7 +632,11 @@ pub fn dup2(old: c_int, new: c_int) -> Result<(), Errno> {
 
 /// Whether the other end of a pipe has hung up (poll with a zero timeout).
 pub fn hung_up(fd: c_int) -> bool {
-    let mut pfd = libc::pollfd { fd, events: 0, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
     // SAFETY: pfd is a live pollfd; nfds is 1.
     let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
     rc > 0 && pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0
@@ -641,7 +684,11 @@ pub fn pidfd_open(pid: libc::pid_t) -> Result<c_int, Errno> {
 /// poll(2) one fd for input with a timeout in ms (-1: forever); true when readable.
 pub fn poll_in(fd: c_int, timeout_ms: c_int) -> Result<bool, Errno> {
     loop {
-        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         // SAFETY: pfd is a live pollfd; nfds is 1.
         let rc = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
         if rc < 0 {
@@ -660,7 +707,14 @@ pub fn exited_nowait(pid: libc::pid_t) -> bool {
     // SAFETY: zeroed siginfo_t is valid; waitid fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: info is a live out-parameter.
-    let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
     // SAFETY: si_pid is valid to read for a waitid result (0 when nothing changed).
     rc == 0 && unsafe { info.si_pid() } != 0
 }
