@@ -69,20 +69,30 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
             return Err(SetupError::new(Step::WaitParent, 1, Errno(libc::EPIPE)));
         }
     }
-    sys::close(pipes.sync_r);
     if let Some(r) = &p.rootfs {
         rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))?;
-    }
-    if p.cgroup_ns {
-        // After the launcher attached us to the run's cgroup: that leaf becomes our root,
-        // and the limits set on it stay out of view.
-        sys::unshare(libc::CLONE_NEWCGROUP).map_err(fail(Step::CgroupNs, 0))?;
     }
     if let Some(h) = p.hostname {
         sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
     }
     if p.loopback {
         sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
+    }
+    if b[0] == b'2' {
+        // The launcher attaches us to the run's cgroup while we composed the root (the
+        // attach can take milliseconds: cgroup v1 waits for an RCU grace period); nothing
+        // of the command runs before it is done.
+        match sys::read_full(pipes.sync_r, &mut b) {
+            Ok(1) => {}
+            Ok(_) => return Err(SetupError::new(Step::WaitParent, 2, Errno(libc::EPIPE))),
+            Err(e) => return Err(SetupError::new(Step::WaitParent, 2, e)),
+        }
+    }
+    sys::close(pipes.sync_r);
+    if p.cgroup_ns {
+        // After the launcher attached us to the run's cgroup: that leaf becomes our root,
+        // and the limits set on it stay out of view.
+        sys::unshare(libc::CLONE_NEWCGROUP).map_err(fail(Step::CgroupNs, 0))?;
     }
     Ok(())
 }

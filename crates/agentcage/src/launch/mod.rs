@@ -259,16 +259,21 @@ impl Prepared {
         }
 
         self.configure_from_parent(pid)?;
+        // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
+        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
+        // after arming PDEATHSIG (see child.rs).
+        let release: &[u8] = if guard.cgroup.is_some() { b"2" } else { b"1" };
+        sys::write_all(pipes.sync_w, release)
+            .map_err(|e| setup_err("release the sandbox init", e))?;
         if let Some(cg) = &guard.cgroup {
             cg.attach_from_parent(pid).map_err(|e| Error::Setup {
                 step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
                 errno: Errno(libc::EIO),
                 hint: None,
             })?;
+            sys::write_all(pipes.sync_w, b"a")
+                .map_err(|e| setup_err("release the sandbox init", e))?;
         }
-        // Release the child. sync_w stays open until the sandbox exits: the child checks it
-        // for a hang-up after arming PDEATHSIG (see child.rs).
-        sys::write_all(pipes.sync_w, b"1").map_err(|e| setup_err("release the sandbox init", e))?;
         timings.released = t0.elapsed();
 
         // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.

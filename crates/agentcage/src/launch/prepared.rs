@@ -385,7 +385,12 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     } else {
         (PreparedRlimits::NONE, Vec::new())
     };
-    for n in &rl_notes {
+    // Informational notes (e.g. RLIMIT_NPROC standing in for a pids cgroup) are superseded
+    // by the run-time summary once the cgroup is known; keep only the warnings.
+    for n in rl_notes
+        .iter()
+        .filter(|n| n.kind != crate::cgroups::NoteKind::Info)
+    {
         enforcement.push(("limits".into(), n.to_string()));
     }
 
