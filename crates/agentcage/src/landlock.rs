@@ -99,9 +99,10 @@ pub(crate) fn prepare(
         what: format!("Landlock: {e}"),
         hint: Some("pass --best-effort to run with what this kernel supports".into()),
     })?;
+    // One line per right: enforced, partially, or not (and which ABI would bring it).
     let report = prepared.enforcement();
-    for line in report.summary().lines() {
-        enforcement.push(("landlock".into(), line.to_string()));
+    for line in report.to_string().lines().filter(|l| !l.trim().is_empty()) {
+        enforcement.push(("landlock".into(), line.trim().to_string()));
     }
     if prepared.is_noop() {
         return Ok(None);
