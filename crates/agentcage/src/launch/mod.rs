@@ -196,6 +196,7 @@ impl Prepared {
             cgroup: None,
         };
         let mut limit_lines = Vec::new();
+        let mut data_floor = None;
         if self.policy.layers.has(Layer::Limits) {
             // A cgroup left behind by a SIGKILLed launcher is reaped by the next run.
             let _ = cgroups::reap_stale();
@@ -210,6 +211,21 @@ impl Prepared {
                 &notes,
                 &self.rlimits,
             );
+            // Without a memory cgroup, RLIMIT_DATA (private writable memory per process) is
+            // the floor. Not RLIMIT_AS: runtimes reserve far more address space than they use.
+            if let Some(m) = self.policy.limits.memory {
+                if !cg.as_ref().is_some_and(|c| c.enforces("memory")) {
+                    data_floor = Some(m);
+                    for (what, how) in limit_lines.iter_mut() {
+                        if what == "memory" {
+                            *how = format!(
+                                "rlimit RLIMIT_DATA={} per process only (no memory cgroup: {how})",
+                                crate::units::format_size(m)
+                            );
+                        }
+                    }
+                }
+            }
             guard.cgroup = cg;
         }
         if let Some(f) = &opts.on_enforcement {
@@ -259,6 +275,11 @@ impl Prepared {
         }
 
         self.configure_from_parent(pid)?;
+        if let Some(m) = data_floor {
+            // Set on the waiting init; inherited by the command and everything it forks.
+            sys::prlimit(pid, libc::RLIMIT_DATA as libc::c_int, m, m)
+                .map_err(|e| setup_err(format!("prlimit(pid {pid}, RLIMIT_DATA, {m})"), e))?;
+        }
         // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
         // sync_w stays open until the sandbox exits: the child checks it for a hang-up
         // after arming PDEATHSIG (see child.rs).

@@ -718,3 +718,13 @@ pub fn exited_nowait(pid: libc::pid_t) -> bool {
     // SAFETY: si_pid is valid to read for a waitid result (0 when nothing changed).
     rc == 0 && unsafe { info.si_pid() } != 0
 }
+
+/// prlimit(2) on another process (soft = `cur`, hard = `max`).
+pub fn prlimit(pid: libc::pid_t, resource: c_int, cur: u64, max: u64) -> Result<(), Errno> {
+    let rl = libc::rlimit64 {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
+    // SAFETY: rl is a live struct; the old-limit pointer may be null.
+    check_int(unsafe { libc::prlimit64(pid, resource as _, &rl, ptr::null_mut()) }).map(drop)
+}

@@ -1,0 +1,285 @@
+//! Runs the probe under a batch of [`RunKey`]s, `jobs` sandboxes at a time.
+//!
+//! Each run is `agentcage run --profile P [--without L]... --workspace WS -- <probe> probe
+//! --format jsonl <bait flags>`, where `<probe>` is `/run/agentcage/agentcage` when the run has a
+//! mount namespace (the launcher binds itself there) and otherwise the bait dir's copy of the
+//! binary. The child gets the environment secret and the inherited fd (close-on-exec cleared in
+//! `pre_exec`); stdout and stderr go to files, so a chatty run can never block on a pipe. A run
+//! is killed after [`RUN_TIMEOUT`], or at once on Ctrl-C.
+
+use std::fs::{self, File};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::attribution::{Ops, Outcome, RunKey};
+use crate::bait::{Bait, SECRET_ENV};
+use crate::deps::{parse_jsonl, Layer};
+use crate::sys;
+
+/// Where the launcher makes its own binary available inside a mount namespace.
+pub const INSIDE_BINARY: &str = "/run/agentcage/agentcage";
+
+/// Longest a single probe run may take.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The run was interrupted by SIGINT/SIGTERM/SIGHUP.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
+
+/// Runs probe sandboxes.
+pub struct Runner<'a> {
+    agentcage: &'a Path,
+    bait: &'a Bait,
+    jobs: usize,
+    verbose: bool,
+    counter: AtomicUsize,
+}
+
+impl<'a> Runner<'a> {
+    /// A runner using the `agentcage` binary, the bait, and up to `jobs` parallel sandboxes.
+    pub fn new(agentcage: &'a Path, bait: &'a Bait, jobs: usize, verbose: bool) -> Runner<'a> {
+        Runner {
+            agentcage,
+            bait,
+            jobs: jobs.max(1),
+            verbose,
+            counter: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many probe runs were started so far.
+    pub fn runs_started(&self) -> usize {
+        self.counter.load(Ordering::SeqCst)
+    }
+
+    /// Runs every key and returns the outcomes in key order.
+    ///
+    /// # Errors
+    /// [`Interrupted`] on Ctrl-C; otherwise only when a run cannot even be started (the
+    /// binary is missing): run failures are outcomes, not errors.
+    pub fn run_all(&self, keys: &[(RunKey, Ops)]) -> anyhow::Result<Vec<(RunKey, Ops, Outcome)>> {
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(usize, anyhow::Result<Outcome>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..self.jobs.min(keys.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((key, ops)) = keys.get(i) else {
+                        break;
+                    };
+                    let r = self.run_one(key, ops);
+                    let stop = r.is_err();
+                    if let Ok(mut v) = results.lock() {
+                        v.push((i, r));
+                    }
+                    if stop {
+                        // Make the other workers stop taking new runs.
+                        next.store(keys.len(), Ordering::SeqCst);
+                        break;
+                    }
+                });
+            }
+        });
+        let mut results = results
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("a run worker panicked"))?;
+        results.sort_by_key(|(i, _)| *i);
+        if sys::interrupted() {
+            return Err(Interrupted.into());
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (i, r) in results {
+            out.push((keys[i].0, keys[i].1.clone(), r?));
+        }
+        Ok(out)
+    }
+
+    fn run_one(&self, key: &RunKey, ops: &Ops) -> anyhow::Result<Outcome> {
+        if sys::interrupted() {
+            return Err(Interrupted.into());
+        }
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let out_path = self.bait.out_dir.join(format!("run-{n}.out"));
+        let err_path = self.bait.out_dir.join(format!("run-{n}.err"));
+        let stdout =
+            File::create(&out_path).with_context(|| format!("create {}", out_path.display()))?;
+        let stderr =
+            File::create(&err_path).with_context(|| format!("create {}", err_path.display()))?;
+        let probe: PathBuf = if key.layers.has(Layer::MountNs) {
+            INSIDE_BINARY.into()
+        } else {
+            self.bait.binary_copy.clone()
+        };
+        let mut cmd = Command::new(self.agentcage);
+        cmd.arg("run")
+            .args(key.args())
+            .args(limit_args(key))
+            .arg("--workspace")
+            .arg(&self.bait.workspace)
+            .arg("--")
+            .arg(&probe)
+            .args(["probe", "--format", "jsonl"])
+            .args(self.bait.probe_args())
+            .args(only_args(ops))
+            .env(SECRET_ENV, &self.bait.secret)
+            .current_dir(&self.bait.workspace)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let fd = self.bait.inherited_fd();
+        // SAFETY: the hook only calls fcntl (async-signal-safe) on an fd number and does not
+        // allocate; the fd is owned by the bait, which outlives the spawn.
+        unsafe {
+            cmd.pre_exec(move || sys::clear_cloexec(fd));
+        }
+        let started = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("run {}", self.agentcage.display()))?;
+        let status = loop {
+            if let Some(status) = child.try_wait().context("wait for agentcage run")? {
+                break Some(status);
+            }
+            if sys::interrupted() || started.elapsed() > RUN_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                if sys::interrupted() {
+                    return Err(Interrupted.into());
+                }
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let stdout = fs::read_to_string(&out_path).unwrap_or_default();
+        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        let _ = fs::remove_file(&out_path);
+        let _ = fs::remove_file(&err_path);
+        let outcome = classify(status.map(|s| (s.code(), s.signal())), &stdout, &stderr);
+        if self.verbose {
+            let what = match &outcome {
+                Outcome::Rows(rows) => format!("{} rows", rows.len()),
+                Outcome::SetupFailed(m) => format!("setup failed: {m}"),
+                Outcome::Failed(m) => format!("failed: {m}"),
+            };
+            let n = match ops {
+                Ops::All => "all".to_string(),
+                Ops::Only(ids) => ids.len().to_string(),
+            };
+            eprintln!(
+                "matrix: {:<40} {n:>3} ops {:>6} ms  {what}",
+                key.label(),
+                started.elapsed().as_millis()
+            );
+        }
+        Ok(outcome)
+    }
+}
+
+/// `--only ID` for each op of a subset run.
+fn only_args(ops: &Ops) -> Vec<String> {
+    match ops {
+        Ops::All => Vec::new(),
+        Ops::Only(ids) => ids
+            .iter()
+            .flat_map(|id| ["--only".to_string(), id.clone()])
+            .collect(),
+    }
+}
+
+/// Turns an exit status (`None`: timed out), stdout and stderr into an [`Outcome`].
+pub fn classify(status: Option<(Option<i32>, Option<i32>)>, stdout: &str, stderr: &str) -> Outcome {
+    let why = last_line(stderr);
+    match status {
+        None => Outcome::Failed(format!("timed out after {} s", RUN_TIMEOUT.as_secs())),
+        Some((Some(125), _)) => Outcome::SetupFailed(format!("setup failed (exit 125): {why}")),
+        Some((Some(c @ (126 | 127)), _)) => {
+            Outcome::Failed(format!("probe not runnable, exit {c}: {why}"))
+        }
+        Some((code, signal)) => match parse_jsonl(stdout) {
+            Ok(rows) if !rows.is_empty() && code == Some(0) => Outcome::Rows(rows),
+            Ok(_) => Outcome::Failed(match (code, signal) {
+                (Some(c), _) => format!("exit {c} with no probe output: {why}"),
+                (_, Some(s)) => format!("killed by signal {s}: {why}"),
+                _ => format!("no probe output: {why}"),
+            }),
+            Err(e) if code == Some(0) => Outcome::Failed(format!("{e:#}")),
+            Err(_) => Outcome::Failed(match (code, signal) {
+                (Some(c), _) => format!("exit {c}: {why}"),
+                (_, Some(s)) => format!("killed by signal {s}: {why}"),
+                _ => why,
+            }),
+        },
+    }
+}
+
+fn last_line(s: &str) -> String {
+    let line = s
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no message)")
+        .trim();
+    let mut out: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROW: &str = r#"{"id":"a.b.c","title":"t","category":"fs","result":"BLOCKED","errno":"EPERM","detail":"x"}"#;
+
+    #[test]
+    fn classifies_exit_statuses() {
+        assert!(
+            matches!(classify(Some((Some(0), None)), ROW, ""), Outcome::Rows(r) if r.len() == 1)
+        );
+        assert_eq!(
+            classify(
+                Some((Some(125), None)),
+                "",
+                "warn\nerror: unshare(CLONE_NEWNS): EPERM\n"
+            ),
+            Outcome::SetupFailed(
+                "setup failed (exit 125): error: unshare(CLONE_NEWNS): EPERM".into()
+            )
+        );
+        assert!(
+            matches!(classify(Some((Some(127), None)), "", "nope"), Outcome::Failed(m) if m.contains("exit 127"))
+        );
+        assert!(
+            matches!(classify(Some((None, Some(9))), "", ""), Outcome::Failed(m) if m.contains("signal 9"))
+        );
+        assert!(
+            matches!(classify(Some((Some(0), None)), "", ""), Outcome::Failed(m) if m.contains("no probe output"))
+        );
+        assert!(
+            matches!(classify(Some((Some(0), None)), "garbage\n", ""), Outcome::Failed(m) if m.contains("line 1"))
+        );
+        assert!(matches!(classify(None, ROW, ""), Outcome::Failed(m) if m.contains("timed out")));
+    }
+}
+
+/// Memory limit of runs that include the limits layer. The launcher's default (half of the
+/// RAM) is far above what the probe's bounded memory op touches (1 GiB at most), so the
+/// matrix sets a limit the op can actually meet: the row then shows what the limits layer
+/// does, as the fork-count row does with the default 1024 pids.
+pub const MATRIX_MEMORY_LIMIT: &str = "512M";
+
+fn limit_args(key: &RunKey) -> Vec<String> {
+    if key.layers.has(Layer::Limits) {
+        vec!["--memory".into(), MATRIX_MEMORY_LIMIT.into()]
+    } else {
+        Vec::new()
+    }
+}

@@ -1,0 +1,117 @@
+//! Hygiene ops: what the caller's process leaks into the sandbox (descriptors, environment,
+//! terminal).
+//!
+//! TIOCSTI is probed with a NULL pointer: a permitted call fails with EFAULT before any byte
+//! is pushed into the terminal's input; a refused one fails first with EPERM or EIO.
+
+use super::{Ctx, Op, Outcome};
+use crate::errno::Errno;
+use crate::schema::Category::Hygiene;
+use crate::sys;
+
+/// The hygiene ops.
+pub const OPS: &[Op] = &[
+    Op::new(
+        "hygiene.fd.inherited",
+        "use an inherited file descriptor",
+        Hygiene,
+        inherited_fd,
+    ),
+    Op::new(
+        "hygiene.env.secret",
+        "read a secret from the environment",
+        Hygiene,
+        env_secret,
+    ),
+    Op::new(
+        "hygiene.tty.open",
+        "open the controlling terminal",
+        Hygiene,
+        open_tty,
+    ),
+    Op::new(
+        "hygiene.tty.tiocsti",
+        "TIOCSTI into the terminal",
+        Hygiene,
+        tiocsti,
+    ),
+];
+
+fn inherited_fd(ctx: &Ctx) -> Outcome {
+    let Some(fd) = ctx.inherited_fd else {
+        return Outcome::skipped("no --inherited-fd given");
+    };
+    match sys::fd_flags(fd) {
+        Ok(_) => {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            Outcome::allowed(format!("fd {fd} is open ({target})"))
+        }
+        Err(e) => Outcome::blocked(e, &format!("fcntl({fd}, F_GETFD)")),
+    }
+}
+
+fn env_secret(ctx: &Ctx) -> Outcome {
+    let Some(name) = ctx.secret_env.as_deref() else {
+        return Outcome::skipped("no --secret-env given");
+    };
+    match std::env::var_os(name) {
+        Some(v) => Outcome::allowed(format!(
+            "{name} is set ({} bytes; value not printed)",
+            v.len()
+        )),
+        None => Outcome::Blocked {
+            errno: Errno(libc::ENOENT),
+            detail: format!("{name} is not in the environment"),
+        },
+    }
+}
+
+fn open_tty(_: &Ctx) -> Outcome {
+    match sys::open(c"/dev/tty", libc::O_RDWR | libc::O_NOCTTY, 0) {
+        Ok(_) => Outcome::allowed("opened /dev/tty: a controlling terminal is reachable"),
+        Err(e) => Outcome::blocked(e, "open /dev/tty"),
+    }
+}
+
+fn tiocsti(_: &Ctx) -> Outcome {
+    let tty = sys::open(c"/dev/tty", libc::O_RDWR | libc::O_NOCTTY, 0).ok();
+    use std::os::fd::AsRawFd;
+    let mut candidates: Vec<(String, i32)> = (0..=2)
+        .filter(|fd| sys::isatty(*fd))
+        .map(|fd| (format!("fd {fd}"), fd))
+        .collect();
+    if let Some(t) = &tty {
+        candidates.push(("/dev/tty".into(), t.as_raw_fd()));
+    }
+    if candidates.is_empty() {
+        return Outcome::skipped("no terminal: fds 0-2 are not ttys and /dev/tty does not open");
+    }
+    let mut first_refusal = None;
+    for (name, fd) in &candidates {
+        match sys::tiocsti_null(*fd) {
+            Err(e) if e.0 == libc::EFAULT => {
+                return Outcome::allowed_by(
+                    e,
+                    &format!(
+                        "TIOCSTI on {name} was permitted (NULL byte pointer: nothing injected)"
+                    ),
+                );
+            }
+            Ok(()) => return Outcome::allowed(format!("TIOCSTI on {name} succeeded")),
+            Err(e) => {
+                first_refusal.get_or_insert((e, name.clone()));
+            }
+        }
+    }
+    let (e, name) =
+        first_refusal.expect("candidates is non-empty and every iteration records or returns");
+    Outcome::blocked(
+        e,
+        &format!(
+            "TIOCSTI on {name} (and {} other terminal fd(s))",
+            candidates.len() - 1
+        ),
+    )
+}
