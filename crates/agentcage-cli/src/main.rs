@@ -1,9 +1,13 @@
 //! `agentcage`: the command line. Thin: parse, turn flags into a `Policy`, call the library,
 //! map the outcome to an exit code (see `exit.rs`).
 
+mod completions;
 mod doctor;
 mod exit;
+mod policy_cmd;
+mod policy_file;
 mod run;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -21,7 +25,7 @@ struct Cli {
 enum Cmd {
     /// Run a command in the sandbox.
     #[command(
-        after_help = "Examples:\n  agentcage run -- python3 -c 'print(1)'\n  agentcage run --profile ns-only --rw ~/.cache/pip -- pip install -r requirements.txt\n  agentcage run --workspace ~/proj --env CI=1 -- make test\n\n".to_string() + exit::EXIT_CODES_HELP
+        after_help = "Examples:\n  agentcage run -- python3 -c 'print(1)'\n  agentcage run --policy docs/policies/coding-agent.toml -- cargo test\n  agentcage run --profile ns-only --rw ~/.cache/pip -- pip install -r requirements.txt\n  agentcage run --workspace ~/proj --env CI=1 -- make test\n\n".to_string() + exit::EXIT_CODES_HELP
     )]
     Run(run::RunArgs),
     /// Try forbidden operations from inside a sandbox and report what is blocked (one JSON
@@ -49,6 +53,21 @@ enum Cmd {
     /// fallback loses. Exit 0 when `full` can be enforced, 1 otherwise.
     #[command(after_help = "Examples:\n  agentcage doctor\n  agentcage doctor --json")]
     Doctor(doctor::DoctorArgs),
+    /// Policy files: print the effective policy and what this host enforces of it.
+    #[command(
+        after_help = "Examples:\n  agentcage policy show --policy docs/policies/coding-agent.toml\n  agentcage policy show -p full --json"
+    )]
+    Policy(policy_cmd::PolicyCmd),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(
+        after_help = "Examples:\n  agentcage completions bash > /usr/share/bash-completion/completions/agentcage\n  agentcage completions zsh > ~/.zfunc/_agentcage\n  agentcage completions fish > ~/.config/fish/completions/agentcage.fish"
+    )]
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page agentcage(1) on stdout (or every page into a directory).
+    #[command(
+        after_help = "Examples:\n  agentcage man | man -l -\n  agentcage man --out-dir /usr/local/share/man/man1"
+    )]
+    Man(completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +79,9 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => report(agentcage_bench::run(&args)),
         Cmd::BenchInner(args) => report(agentcage_bench::inner::inner(&args)),
         Cmd::Doctor(args) => doctor::main(&args),
+        Cmd::Policy(args) => policy_cmd::main(&args),
+        Cmd::Completions(args) => completions::completions::<Cli>(&args),
+        Cmd::Man(args) => completions::man::<Cli>(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -1,19 +1,35 @@
-//! `agentcage run`: flags -> Policy -> launcher -> exit code.
+//! `agentcage run`: flags (and a policy file) -> Policy -> launcher -> exit code.
+//!
+//! The flags that describe a policy live in [`PolicyArgs`], shared with `agentcage policy
+//! show`. They are all optional so that a flag given on the command line can override the
+//! policy file while a flag left out does not: [`resolve`] merges the file's settings under
+//! the flags' and fills in the profile's defaults (see `policy_file.rs`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use agentcage::{Command, Error, ExtraBind, Layer, NetMode, Policy, Profile, SpawnOptions};
+use agentcage::{Command, Error, Layer, NetMode, Policy, Profile, SpawnOptions};
 use clap::Args;
 
 use crate::exit;
+use crate::policy_file::{
+    self, absolute, expand_tilde, parse_layer, parse_net, BindSetting, LimitSettings, Resolved,
+    Settings, UsageError,
+};
+use crate::ui;
 
-/// Flags of `agentcage run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Profile: none, ns-only (alias ns_only), landlock, full.
-    #[arg(long, short = 'p', default_value = "full", value_parser = parse_profile)]
-    pub profile: Profile,
+/// The flags that describe a policy, shared by `run` and `policy show`. Every flag is optional
+/// here so that a flag given on the command line can be told apart from one left out: left-out
+/// flags take the policy file's value, then the profile's default (see `policy_file.rs`).
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Policy file (TOML; keys mirror these flags, see docs/POLICY.md). Flags given on the
+    /// command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Profile: none, ns-only (alias ns_only), landlock, full [default: full].
+    #[arg(long, short = 'p', value_parser = parse_profile)]
+    pub profile: Option<Profile>,
     /// Workspace directory, bound read-write at its own path (default: the current directory).
     #[arg(long, short = 'w', value_name = "DIR")]
     pub workspace: Option<PathBuf>,
@@ -29,18 +45,20 @@ pub struct RunArgs {
     /// Pass a variable of the caller's environment through (repeatable).
     #[arg(long, value_name = "K")]
     pub pass_env: Vec<String>,
-    /// uid inside the sandbox (default 0: root in the user namespace only).
-    #[arg(long, default_value_t = 0)]
-    pub uid: u32,
-    /// gid inside the sandbox.
-    #[arg(long, default_value_t = 0)]
-    pub gid: u32,
-    /// When run as root: the unprivileged host uid the inside maps to (never 0).
-    #[arg(long, default_value_t = 65534)]
-    pub host_uid: u32,
-    /// When run as root: the unprivileged host gid the inside maps to (never 0).
-    #[arg(long, default_value_t = 65534)]
-    pub host_gid: u32,
+    /// uid inside the sandbox [default: 0, root in the user namespace only].
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// gid inside the sandbox [default: 0].
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// When run as root: the unprivileged host uid the inside maps to (never 0) [default:
+    /// 65534].
+    #[arg(long)]
+    pub host_uid: Option<u32>,
+    /// When run as root: the unprivileged host gid the inside maps to (never 0) [default:
+    /// 65534].
+    #[arg(long)]
+    pub host_gid: Option<u32>,
     /// Pass inherited fd N to the command (repeatable; 0-2 are always passed).
     #[arg(long, value_name = "N")]
     pub keep_fd: Vec<i32>,
@@ -48,13 +66,22 @@ pub struct RunArgs {
     /// printed).
     #[arg(long)]
     pub best_effort: bool,
-    /// Network: none (own namespace, loopback only) or host (no network isolation).
-    #[arg(long, default_value = "none", value_parser = parse_net)]
-    pub net: NetMode,
+    /// Network: none (own namespace, loopback only) or host (no network isolation) [default:
+    /// none].
+    #[arg(long, value_parser = parse_net)]
+    pub net: Option<NetMode>,
     /// Keep the speculative-store-bypass mitigation for the sandbox (slower; see
     /// docs/SECURITY.md).
     #[arg(long)]
     pub seccomp_spec_mitigation: bool,
+    /// TCP port the sandbox may bind when Landlock restricts the network (full, Landlock ABI
+    /// 4+; repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub tcp_bind: Vec<u16>,
+    /// TCP port the sandbox may connect to when Landlock restricts the network (full,
+    /// Landlock ABI 4+; repeatable).
+    #[arg(long, value_name = "PORT")]
+    pub tcp_connect: Vec<u16>,
     /// Maximum number of processes and threads (cgroup pids.max; RLIMIT_NPROC as a floor).
     /// Default under full: 1024. `max` for none.
     #[arg(long, value_name = "N", value_parser = lim_pids)]
@@ -76,13 +103,21 @@ pub struct RunArgs {
     /// RLIMIT_FSIZE: largest file the sandbox may write, e.g. 1G.
     #[arg(long, value_name = "SIZE", value_parser = lim_fsize)]
     pub fsize: Option<Lim<u64>>,
+    /// Remove one layer from the profile (for attribution experiments; repeatable).
+    #[arg(long, value_name = "LAYER", value_parser = parse_layer, hide = true)]
+    pub without: Vec<Layer>,
+}
+
+/// Flags of `agentcage run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to isolate.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time) as
     /// JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
-    /// Remove one layer from the profile (for attribution experiments; repeatable).
-    #[arg(long, value_name = "LAYER", value_parser = parse_layer, hide = true)]
-    pub without: Vec<Layer>,
     /// Do not give the command a pseudo-terminal even when stdin is a terminal (it then runs
     /// in a new session without any terminal).
     #[arg(long)]
@@ -123,23 +158,6 @@ fn parse_profile(s: &str) -> Result<Profile, String> {
         .ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
 }
 
-fn parse_layer(s: &str) -> Result<Layer, String> {
-    Layer::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
-        format!("unknown layer {s:?} (expected one of {})", names.join(", "))
-    })
-}
-
-fn parse_net(s: &str) -> Result<NetMode, String> {
-    match s {
-        "none" => Ok(NetMode::None),
-        "host" => Ok(NetMode::Host),
-        _ => Err(format!(
-            "unknown network mode {s:?} (expected none or host)"
-        )),
-    }
-}
-
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
@@ -149,78 +167,68 @@ fn parse_env(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn canonical(p: &Path, what: &str) -> Result<PathBuf, String> {
-    let abs = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| format!("current directory: {e}"))?
-            .join(p)
+/// A command-line path: `~` expanded, relative to `cwd`.
+fn flag_path(p: &Path, flag: &str, cwd: &Path) -> Result<PathBuf, UsageError> {
+    let expanded = match p.to_str() {
+        Some(s) => expand_tilde(s).map_err(|e| UsageError::new(format!("{flag}: {e}")))?,
+        None => p.to_path_buf(),
     };
-    abs.canonicalize()
-        .map_err(|e| format!("{what} {}: {e}", p.display()))
+    Ok(absolute(&expanded, cwd))
 }
 
-/// Builds the policy from the flags.
-pub fn policy_from_args(a: &RunArgs) -> Result<Policy, String> {
-    let ws = match &a.workspace {
-        Some(w) => canonical(w, "workspace")?,
-        None => canonical(Path::new("."), "workspace (current directory)")?,
+/// The settings the flags say (nothing for flags left out).
+pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, UsageError> {
+    let mut s = Settings {
+        profile: a.profile,
+        env: a.env.clone(),
+        pass_env: a.pass_env.clone(),
+        uid: a.uid,
+        gid: a.gid,
+        host_uid: a.host_uid,
+        host_gid: a.host_gid,
+        keep_fd: a.keep_fd.clone(),
+        best_effort: a.best_effort.then_some(true),
+        net: a.net,
+        seccomp_spec_mitigation: a.seccomp_spec_mitigation.then_some(true),
+        without: a.without.clone(),
+        tcp_bind: a.tcp_bind.clone(),
+        tcp_connect: a.tcp_connect.clone(),
+        limits: LimitSettings {
+            pids: a.pids.map(|l| l.0),
+            memory: a.memory.map(|l| l.0),
+            cpus: a.cpus.map(|l| l.0),
+            timeout: a.timeout.map(|l| l.0),
+            nofile: a.nofile.map(|l| l.0),
+            fsize: a.fsize.map(|l| l.0),
+        },
+        ..Settings::default()
     };
-    let mut p = Policy::for_profile(a.profile, ws);
-    for l in &a.without {
-        p.layers = p.layers.without(*l);
+    if let Some(w) = &a.workspace {
+        s.workspace = Some((flag_path(w, "--workspace", cwd)?, "--workspace".into()));
     }
-    for (paths, writable) in [(&a.ro, false), (&a.rw, true)] {
-        for path in paths {
-            p.binds.push(ExtraBind {
-                path: canonical(path, if writable { "--rw" } else { "--ro" })?,
+    for (paths, writable, flag) in [(&a.ro, false, "--ro"), (&a.rw, true, "--rw")] {
+        for p in paths {
+            s.binds.push(BindSetting {
+                path: flag_path(p, flag, cwd)?,
                 writable,
+                optional: false,
+                origin: flag.into(),
             });
         }
     }
-    p.env = a.env.clone();
-    p.pass_env = a.pass_env.clone();
-    p.uid = a.uid;
-    p.gid = a.gid;
-    p.host_uid = a.host_uid;
-    p.host_gid = a.host_gid;
-    p.keep_fds = a.keep_fd.clone();
-    p.best_effort = a.best_effort;
-    p.net = a.net;
-    p.seccomp.spec_mitigation = a.seccomp_spec_mitigation;
-    // Limits apply under full by default and under any profile on request.
-    let any_limit = a.pids.is_some()
-        || a.memory.is_some()
-        || a.cpus.is_some()
-        || a.timeout.is_some()
-        || a.nofile.is_some()
-        || a.fsize.is_some();
-    if any_limit && !a.without.contains(&Layer::Limits) {
-        p.layers = p.layers.with(Layer::Limits);
-        if a.profile != Profile::Full {
-            p.limits.no_core = true;
-        }
-    }
-    if let Some(Lim(v)) = a.pids {
-        p.limits.pids = v;
-    }
-    if let Some(Lim(v)) = a.memory {
-        p.limits.memory = v;
-    }
-    if let Some(Lim(v)) = a.cpus {
-        p.limits.cpus = v;
-    }
-    if let Some(Lim(v)) = a.timeout {
-        p.limits.timeout = v;
-    }
-    if let Some(Lim(v)) = a.nofile {
-        p.limits.nofile = v;
-    }
-    if let Some(Lim(v)) = a.fsize {
-        p.limits.fsize = v;
-    }
-    Ok(p)
+    Ok(s)
+}
+
+/// Builds the effective policy: the policy file (if any) under the flags.
+pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
+    let cwd =
+        std::env::current_dir().map_err(|e| UsageError::new(format!("current directory: {e}")))?;
+    let file = match &a.policy {
+        Some(f) => policy_file::load(f, &cwd)?,
+        None => Settings::default(),
+    };
+    let flags = settings_from_flags(a, &cwd)?;
+    policy_file::build(&file.merge(flags), &cwd)
 }
 
 fn eprint_error(e: &Error) {
@@ -231,23 +239,39 @@ fn eprint_error(e: &Error) {
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    eprintln!("agentcage: error: {msg}");
-    if let Some(h) = e.hint() {
-        eprintln!("agentcage: hint: {h}");
-    }
+    ui::error(&msg, e.hint());
+}
+
+/// Prints a usage error and returns exit status 2.
+pub fn usage_error(e: &UsageError) -> i32 {
+    ui::error(&e.message, e.hint.as_deref());
+    exit::USAGE
 }
 
 /// Runs `agentcage run`; returns the exit code.
 pub fn main(a: RunArgs) -> i32 {
-    let policy = match policy_from_args(&a) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("agentcage: error: {e}");
-            return exit::USAGE;
-        }
+    let Resolved { policy, skipped } = match resolve(&a.policy) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
     };
     if policy.net == NetMode::Host && !a.quiet {
-        eprintln!("agentcage: warning: --net host: the sandbox shares the host's network (network isolation is OFF)");
+        let from = if a.policy.net.is_some() {
+            "--net host"
+        } else {
+            "net = \"host\" (policy file)"
+        };
+        ui::warning(&format!(
+            "{from}: the sandbox shares the host's network (network isolation is OFF)"
+        ));
+    }
+    if a.verbose {
+        for s in &skipped {
+            eprintln!(
+                "agentcage: optional path {} skipped: {}",
+                s.path.display(),
+                s.why
+            );
+        }
     }
     let self_exe = std::env::current_exe()
         .ok()

@@ -1,0 +1,1279 @@
+//! Policy files: TOML whose keys mirror the flags of `agentcage run` (see docs/POLICY.md).
+//!
+//! Three sources of settings meet here, each as a [`Settings`] value in which every knob is
+//! optional ("not said"):
+//! 1. a policy file, after its `extends` chain (a profile name, or another file relative to
+//!    this one) has been loaded and merged underneath it;
+//! 2. the command-line flags (built in `run.rs`);
+//! 3. the defaults of the profile, applied last by [`build`].
+//!
+//! [`Settings::merge`] puts one source over another: scalars of the upper one win, lists are
+//! extended, `env` and `limits` are merged key by key. [`build`] turns the merged settings
+//! into an [`agentcage::Policy`] with the same rules the flags always had (a limit enables the
+//! limits layer in any profile; `without` removes layers). [`to_toml`] writes a policy back
+//! as a file that [`load`] reads into the same policy (`agentcage policy show` round-trips).
+//!
+//! Every error is a [`UsageError`] (exit 2) whose message starts with `FILE:LINE:` when it
+//! comes from a file: TOML syntax, unknown keys, wrong types, bad values, missing paths.
+//! Relative paths resolve against the directory of the file that names them; `~` and `~/`
+//! expand to `$HOME`. A path entry written `{ path = "...", optional = true }` is skipped when
+//! it does not exist (or cannot be reached), so one file serves machines with and without a
+//! given toolchain.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use agentcage::{ExtraBind, Layer, NetMode, Policy, Profile};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A user error in flags or a policy file: exit status 2, one line plus an optional hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError {
+    /// One line, `FILE:LINE: ...` when it comes from a file.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl UsageError {
+    /// An error without a hint.
+    pub fn new(message: impl Into<String>) -> UsageError {
+        UsageError {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> UsageError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A limit as said by a flag or a file key: `Some(None)` is an explicit `max`.
+pub type LimitSetting<T> = Option<Option<T>>;
+
+/// The six resource limits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitSettings {
+    /// `pids` / `--pids`.
+    pub pids: LimitSetting<u64>,
+    /// `memory` / `--memory` (bytes).
+    pub memory: LimitSetting<u64>,
+    /// `cpus` / `--cpus`.
+    pub cpus: LimitSetting<f64>,
+    /// `timeout` / `--timeout` (seconds).
+    pub timeout: LimitSetting<f64>,
+    /// `nofile` / `--nofile`.
+    pub nofile: LimitSetting<u64>,
+    /// `fsize` / `--fsize` (bytes).
+    pub fsize: LimitSetting<u64>,
+}
+
+impl LimitSettings {
+    fn any(&self) -> bool {
+        self.pids.is_some()
+            || self.memory.is_some()
+            || self.cpus.is_some()
+            || self.timeout.is_some()
+            || self.nofile.is_some()
+            || self.fsize.is_some()
+    }
+
+    fn merge(self, o: LimitSettings) -> LimitSettings {
+        LimitSettings {
+            pids: o.pids.or(self.pids),
+            memory: o.memory.or(self.memory),
+            cpus: o.cpus.or(self.cpus),
+            timeout: o.timeout.or(self.timeout),
+            nofile: o.nofile.or(self.nofile),
+            fsize: o.fsize.or(self.fsize),
+        }
+    }
+}
+
+/// An extra bind as said (absolute, `~` expanded, not yet checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindSetting {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// `rw` rather than `ro`.
+    pub writable: bool,
+    /// Skip it when it does not exist.
+    pub optional: bool,
+    /// Where it was said (`FILE:LINE` or `--ro`), for errors.
+    pub origin: String,
+}
+
+/// Every knob of a policy, each optional ("not said"). See the module docs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// `profile`.
+    pub profile: Option<Profile>,
+    /// `workspace` (absolute) and where it was said.
+    pub workspace: Option<(PathBuf, String)>,
+    /// `ro` and `rw`, in the order said.
+    pub binds: Vec<BindSetting>,
+    /// `env`.
+    pub env: Vec<(String, String)>,
+    /// `pass_env`.
+    pub pass_env: Vec<String>,
+    /// `uid`.
+    pub uid: Option<u32>,
+    /// `gid`.
+    pub gid: Option<u32>,
+    /// `host_uid`.
+    pub host_uid: Option<u32>,
+    /// `host_gid`.
+    pub host_gid: Option<u32>,
+    /// `keep_fd`.
+    pub keep_fd: Vec<i32>,
+    /// `best_effort`.
+    pub best_effort: Option<bool>,
+    /// `net`.
+    pub net: Option<NetMode>,
+    /// `seccomp_spec_mitigation`.
+    pub seccomp_spec_mitigation: Option<bool>,
+    /// `without`.
+    pub without: Vec<Layer>,
+    /// `[limits]`.
+    pub limits: LimitSettings,
+    /// `[landlock] tcp_bind`.
+    pub tcp_bind: Vec<u16>,
+    /// `[landlock] tcp_connect`.
+    pub tcp_connect: Vec<u16>,
+}
+
+impl Settings {
+    /// `over` on top of `self`: its scalars win, lists are appended, `env` and `limits` merge
+    /// per key.
+    pub fn merge(self, over: Settings) -> Settings {
+        let mut env = self.env;
+        for (k, v) in over.env {
+            env.retain(|(ek, _)| *ek != k);
+            env.push((k, v));
+        }
+        Settings {
+            profile: over.profile.or(self.profile),
+            workspace: over.workspace.or(self.workspace),
+            binds: cat(self.binds, over.binds),
+            env,
+            pass_env: cat(self.pass_env, over.pass_env),
+            uid: over.uid.or(self.uid),
+            gid: over.gid.or(self.gid),
+            host_uid: over.host_uid.or(self.host_uid),
+            host_gid: over.host_gid.or(self.host_gid),
+            keep_fd: cat(self.keep_fd, over.keep_fd),
+            best_effort: over.best_effort.or(self.best_effort),
+            net: over.net.or(self.net),
+            seccomp_spec_mitigation: over
+                .seccomp_spec_mitigation
+                .or(self.seccomp_spec_mitigation),
+            without: cat(self.without, over.without),
+            limits: self.limits.merge(over.limits),
+            tcp_bind: cat(self.tcp_bind, over.tcp_bind),
+            tcp_connect: cat(self.tcp_connect, over.tcp_connect),
+        }
+    }
+}
+
+fn cat<T>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+    a.extend(b);
+    a
+}
+
+/// An optional path the policy named that this machine does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path as resolved.
+    pub path: PathBuf,
+    /// Why (e.g. "No such file or directory").
+    pub why: String,
+}
+
+/// The effective policy, and the optional paths left out of it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What the launcher gets.
+    pub policy: Policy,
+    /// Optional `ro`/`rw` entries that do not exist here.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The key table of docs/POLICY.md: (key, flag, default, effect). One source of truth: the
+/// docs embed [`key_table_markdown`] and a test checks they agree.
+pub const KEYS: &[(&str, &str, &str, &str)] = &[
+    ("extends", "-", "-", "Start from a profile (`\"full\"`, `\"ns-only\"`, ...) or from another policy file (path relative to this file). Cycles are refused."),
+    ("profile", "`--profile`, `-p`", "`\"full\"`", "`none`, `ns-only`, `landlock` or `full`: the layers composed, and the defaults of the keys below."),
+    ("workspace", "`--workspace`, `-w`", "the current directory", "Directory bound read-write at its own path; the command starts there."),
+    ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing)."),
+    ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
+    ("env", "`--env K=V`, `-e`", "`{}`", "Table of variables set inside (`K = \"V\"`); a value starting with `~/` is expanded like a shell assignment."),
+    ("pass_env", "`--pass-env K`", "`[]`", "Variables of the caller's environment passed through."),
+    ("uid", "`--uid`", "`0`", "uid inside the sandbox (0 is root in the user namespace only)."),
+    ("gid", "`--gid`", "`0`", "gid inside the sandbox."),
+    ("host_uid", "`--host-uid`", "`65534`", "When the launcher runs as root: the host uid the inside maps to (never 0)."),
+    ("host_gid", "`--host-gid`", "`65534`", "When the launcher runs as root: the host gid the inside maps to (never 0)."),
+    ("keep_fd", "`--keep-fd N`", "`[]`", "Inherited fds (>= 3) passed to the command; 0-2 always are."),
+    ("best_effort", "`--best-effort`", "`false`", "Run even when a primitive of the profile cannot be enforced here (what is missing is printed)."),
+    ("net", "`--net`", "`\"none\"`", "`none`: own network namespace, loopback only. `host`: the host's network, with a loud warning."),
+    ("seccomp_spec_mitigation", "`--seccomp-spec-mitigation`", "`false`", "Keep the speculative-store-bypass mitigation for the sandbox (slower)."),
+    ("without", "`--without LAYER`", "`[]`", "Remove layers from the profile (attribution experiments): user-ns, mount-ns, pid-ns, net-ns, ipc-ns, uts-ns, cgroup-ns, hygiene, landlock, caps, no-new-privs, seccomp, limits."),
+    ("limits.pids", "`--pids`", "full: `1024`; else none", "Processes and threads (cgroup pids.max, RLIMIT_NPROC floor). Number or `\"max\"`."),
+    ("limits.memory", "`--memory`", "full: half the RAM; else none", "Memory incl. swap (cgroup memory.max): `\"512M\"`, `\"4G\"`, bytes, or `\"max\"`."),
+    ("limits.cpus", "`--cpus`", "none", "CPU quota in CPUs (cgroup cpu.max): `1.5` or `\"max\"`."),
+    ("limits.timeout", "`--timeout`", "none", "Wall-clock limit (`30`, `\"1.5s\"`, `\"2m\"`); exit 124 when it expires."),
+    ("limits.nofile", "`--nofile`", "full: `4096`; else none", "RLIMIT_NOFILE."),
+    ("limits.fsize", "`--fsize`", "none", "RLIMIT_FSIZE: largest file written (`\"1G\"`)."),
+    ("landlock.tcp_bind", "`--tcp-bind PORT`", "`[]`", "TCP ports the sandbox may bind when Landlock restricts the network (full, ABI 4+)."),
+    ("landlock.tcp_connect", "`--tcp-connect PORT`", "`[]`", "TCP ports the sandbox may connect to when Landlock restricts the network (full, ABI 4+)."),
+];
+
+/// [`KEYS`] as a Markdown table (embedded in docs/POLICY.md).
+pub fn key_table_markdown() -> String {
+    let mut s = String::from("| Key | Flag | Default | Effect |\n|---|---|---|---|\n");
+    for (k, f, d, e) in KEYS {
+        s.push_str(&format!("| `{k}` | {f} | {d} | {e} |\n"));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file format (serde), with spans for FILE:LINE messages.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    extends: Option<Spanned<String>>,
+    profile: Option<Spanned<String>>,
+    workspace: Option<Spanned<String>>,
+    #[serde(default)]
+    ro: Vec<Spanned<PathEntry>>,
+    #[serde(default)]
+    rw: Vec<Spanned<PathEntry>>,
+    #[serde(default)]
+    env: EnvTable,
+    #[serde(default)]
+    pass_env: Vec<Spanned<String>>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    host_uid: Option<u32>,
+    host_gid: Option<u32>,
+    #[serde(default)]
+    keep_fd: Vec<Spanned<i32>>,
+    best_effort: Option<bool>,
+    net: Option<Spanned<String>>,
+    seccomp_spec_mitigation: Option<bool>,
+    #[serde(default)]
+    without: Vec<Spanned<String>>,
+    limits: Option<FileLimits>,
+    landlock: Option<FileLandlock>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    pids: Option<Spanned<Scalar>>,
+    memory: Option<Spanned<Scalar>>,
+    cpus: Option<Spanned<Scalar>>,
+    timeout: Option<Spanned<Scalar>>,
+    nofile: Option<Spanned<Scalar>>,
+    fsize: Option<Spanned<Scalar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLandlock {
+    #[serde(default)]
+    tcp_bind: Vec<u16>,
+    #[serde(default)]
+    tcp_connect: Vec<u16>,
+}
+
+/// A path entry: `"PATH"` or `{ path = "PATH", optional = true }`.
+#[derive(Debug)]
+struct PathEntry {
+    path: String,
+    optional: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathTable {
+    path: String,
+    #[serde(default)]
+    optional: bool,
+}
+
+impl<'de> Deserialize<'de> for PathEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PathEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path string or a table { path = \"...\", optional = true }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PathEntry, E> {
+                Ok(PathEntry {
+                    path: v.to_string(),
+                    optional: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PathEntry, A::Error> {
+                let t = PathTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(PathEntry {
+                    path: t.path,
+                    optional: t.optional,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A limit value: a string or a number, kept as text for the `agentcage::units` parsers.
+#[derive(Debug)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a string such as \"512M\" or \"max\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[env]`: string values, in file order.
+#[derive(Debug, Default)]
+struct EnvTable(Vec<(Spanned<String>, String)>);
+
+impl<'de> Deserialize<'de> for EnvTable {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EnvTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of NAME = \"value\"")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvTable, A::Error> {
+                let mut v = Vec::new();
+                while let Some((k, val)) = map.next_entry::<Spanned<String>, String>()? {
+                    v.push((k, val));
+                }
+                Ok(EnvTable(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Positions in one file, for messages.
+struct Src<'a> {
+    name: String,
+    text: &'a str,
+    dir: PathBuf,
+}
+
+impl Src<'_> {
+    fn at(&self, span: &Range<usize>) -> String {
+        format!("{}:{}", self.name, line_of(self.text, span.start))
+    }
+
+    fn err(&self, span: &Range<usize>, msg: impl std::fmt::Display) -> UsageError {
+        UsageError::new(format!("{}: {msg}", self.at(span)))
+    }
+
+    /// Expands `~` and resolves a relative path against this file's directory.
+    fn path(&self, s: &str, span: &Range<usize>) -> Result<PathBuf, UsageError> {
+        if s.is_empty() {
+            return Err(self.err(span, "empty path"));
+        }
+        let p = expand_tilde(s).map_err(|e| self.err(span, e))?;
+        Ok(if p.is_absolute() { p } else { self.dir.join(p) })
+    }
+}
+
+/// `~` and `~/...` become `$HOME` and `$HOME/...`; other paths are returned as they are.
+pub fn expand_tilde(s: &str) -> Result<PathBuf, String> {
+    if s == "~" || s.starts_with("~/") {
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("{s}: cannot expand ~: HOME is not set"))?;
+        let mut p = PathBuf::from(home);
+        if let Some(rest) = s.strip_prefix("~/") {
+            p.push(rest);
+        }
+        Ok(p)
+    } else if s.starts_with('~') {
+        Err(format!(
+            "{s}: only ~ and ~/ are expanded (not ~user); write the full path"
+        ))
+    } else {
+        Ok(PathBuf::from(s))
+    }
+}
+
+/// Makes `p` absolute against `base` (without touching the filesystem).
+pub fn absolute(p: &Path, base: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+const MAX_DEPTH: usize = 32;
+
+/// Loads a policy file and its `extends` chain. `path` may be relative to `cwd`.
+pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
+    let mut stack = Vec::new();
+    load_inner(
+        &absolute(path, cwd),
+        &path.display().to_string(),
+        &mut stack,
+    )
+    .map_err(|e| {
+        if e.hint.is_some() {
+            e
+        } else {
+            e.hint(KEYS_HINT)
+        }
+    })
+}
+
+const KEYS_HINT: &str =
+    "the keys, their types and values: docs/POLICY.md or `agentcage policy keys`";
+
+fn load_inner(abs: &Path, name: &str, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError> {
+    let text = std::fs::read_to_string(abs).map_err(|e| {
+        UsageError::new(format!("{name}: cannot read the policy file: {e}"))
+            .hint("check the path given to --policy or to `extends`")
+    })?;
+    let canon = abs.canonicalize().unwrap_or_else(|_| abs.to_path_buf());
+    stack.push(canon);
+    let src = Src {
+        name: name.to_string(),
+        text: &text,
+        dir: abs.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let r = parse_doc(&src, stack);
+    stack.pop();
+    r
+}
+
+/// Parses one file's text (a separate function so unit tests can feed strings).
+fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError> {
+    let doc: FileDoc = toml::from_str(src.text).map_err(|e| {
+        let msg = e.message().trim().replace('\n', " ");
+        let u = match e.span() {
+            Some(sp) => src.err(&sp, msg),
+            None => UsageError::new(format!("{}: {msg}", src.name)),
+        };
+        u.hint(KEYS_HINT)
+    })?;
+    let mut base = Settings::default();
+    if let Some(ext) = &doc.extends {
+        let v = ext.get_ref();
+        let sp = ext.span();
+        if let Some(p) = Profile::from_name(v) {
+            base.profile = Some(p);
+        } else {
+            if stack.len() >= MAX_DEPTH {
+                return Err(src.err(&sp, format!("extends: chain deeper than {MAX_DEPTH} files")));
+            }
+            let target = src.path(v, &sp)?;
+            let canon = target.canonicalize().unwrap_or_else(|_| target.clone());
+            if let Some(i) = stack.iter().position(|s| *s == canon) {
+                let cycle: Vec<String> = stack[i..]
+                    .iter()
+                    .chain(std::iter::once(&canon))
+                    .map(|p| p.display().to_string())
+                    .collect();
+                return Err(src
+                    .err(&sp, format!("extends cycle: {}", cycle.join(" -> ")))
+                    .hint("remove one `extends` of the cycle"));
+            }
+            if !target.exists() {
+                return Err(src
+                    .err(
+                        &sp,
+                        format!(
+                            "extends {v:?}: neither a profile (none, ns-only, landlock, full) nor an existing file ({})",
+                            target.display()
+                        ),
+                    )
+                    .hint("a relative path is relative to the file that names it"));
+            }
+            base = load_inner(&canon, &canon.display().to_string(), stack)?;
+        }
+    }
+    let mut s = Settings::default();
+    if let Some(p) = &doc.profile {
+        s.profile = Some(Profile::from_name(p.get_ref()).ok_or_else(|| {
+            src.err(
+                &p.span(),
+                format!(
+                    "unknown profile {:?} (expected none, ns-only, landlock or full)",
+                    p.get_ref()
+                ),
+            )
+        })?);
+    }
+    if let Some(w) = &doc.workspace {
+        s.workspace = Some((src.path(w.get_ref(), &w.span())?, src.at(&w.span())));
+    }
+    for (list, writable) in [(&doc.ro, false), (&doc.rw, true)] {
+        for e in list {
+            let sp = e.span();
+            s.binds.push(BindSetting {
+                path: src.path(&e.get_ref().path, &sp)?,
+                writable,
+                optional: e.get_ref().optional,
+                origin: src.at(&sp),
+            });
+        }
+    }
+    for (k, v) in &doc.env.0 {
+        check_env_name(k.get_ref()).map_err(|m| src.err(&k.span(), m))?;
+        if v.contains('\0') {
+            return Err(src.err(
+                &k.span(),
+                format!("env {}: value contains NUL", k.get_ref()),
+            ));
+        }
+        // Like a shell assignment (X=~/y), a value starting with `~/` is a path under $HOME.
+        let v = if v == "~" || v.starts_with("~/") {
+            expand_tilde(v)
+                .map_err(|m| src.err(&k.span(), m))?
+                .to_str()
+                .map(str::to_string)
+                .ok_or_else(|| src.err(&k.span(), "HOME is not UTF-8"))?
+        } else {
+            v.clone()
+        };
+        s.env.retain(|(ek, _)| ek != k.get_ref());
+        s.env.push((k.get_ref().clone(), v));
+    }
+    for k in &doc.pass_env {
+        check_env_name(k.get_ref()).map_err(|m| src.err(&k.span(), m))?;
+        s.pass_env.push(k.get_ref().clone());
+    }
+    s.uid = doc.uid;
+    s.gid = doc.gid;
+    s.host_uid = doc.host_uid;
+    s.host_gid = doc.host_gid;
+    for fd in &doc.keep_fd {
+        if *fd.get_ref() < 3 {
+            return Err(src.err(&fd.span(), "keep_fd takes fds >= 3 (0-2 are always kept)"));
+        }
+        s.keep_fd.push(*fd.get_ref());
+    }
+    s.best_effort = doc.best_effort;
+    if let Some(n) = &doc.net {
+        s.net = Some(parse_net(n.get_ref()).map_err(|m| src.err(&n.span(), m))?);
+    }
+    s.seccomp_spec_mitigation = doc.seccomp_spec_mitigation;
+    for l in &doc.without {
+        s.without
+            .push(parse_layer(l.get_ref()).map_err(|m| src.err(&l.span(), m))?);
+    }
+    if let Some(l) = &doc.limits {
+        let units = |v: &Option<Spanned<Scalar>>,
+                     f: fn(&str) -> Result<Option<u64>, agentcage::units::ParseError>|
+         -> Result<LimitSetting<u64>, UsageError> {
+            v.as_ref()
+                .map(|x| f(&x.get_ref().0).map_err(|e| src.err(&x.span(), e)))
+                .transpose()
+        };
+        let unitsf = |v: &Option<Spanned<Scalar>>,
+                      f: fn(&str) -> Result<Option<f64>, agentcage::units::ParseError>|
+         -> Result<LimitSetting<f64>, UsageError> {
+            v.as_ref()
+                .map(|x| f(&x.get_ref().0).map_err(|e| src.err(&x.span(), e)))
+                .transpose()
+        };
+        use agentcage::units as u;
+        s.limits = LimitSettings {
+            pids: units(&l.pids, u::parse_pids)?,
+            memory: units(&l.memory, u::parse_memory)?,
+            cpus: unitsf(&l.cpus, u::parse_cpus)?,
+            timeout: unitsf(&l.timeout, u::parse_timeout)?,
+            nofile: units(&l.nofile, u::parse_nofile)?,
+            fsize: units(&l.fsize, u::parse_fsize)?,
+        };
+    }
+    if let Some(l) = &doc.landlock {
+        s.tcp_bind = l.tcp_bind.clone();
+        s.tcp_connect = l.tcp_connect.clone();
+    }
+    Ok(base.merge(s))
+}
+
+/// Checks an environment variable name.
+pub fn check_env_name(k: &str) -> Result<(), String> {
+    if k.is_empty() || k.contains('=') || k.contains('\0') {
+        Err(format!("invalid environment variable name {k:?}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a `net` value.
+pub fn parse_net(s: &str) -> Result<NetMode, String> {
+    match s {
+        "none" => Ok(NetMode::None),
+        "host" => Ok(NetMode::Host),
+        _ => Err(format!(
+            "unknown network mode {s:?} (expected none or host)"
+        )),
+    }
+}
+
+/// Parses a layer name (`without`).
+pub fn parse_layer(s: &str) -> Result<Layer, String> {
+    Layer::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Layer::ALL.iter().map(|l| l.name()).collect();
+        format!("unknown layer {s:?} (expected one of {})", names.join(", "))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings -> Policy.
+
+fn canonical(p: &Path, what: &str, origin: &str) -> Result<PathBuf, UsageError> {
+    p.canonicalize().map_err(|e| {
+        UsageError::new(format!("{origin}: {what} {}: {e}", p.display()))
+            .hint("create it, fix the path, or mark a policy file entry { path = \"...\", optional = true }")
+    })
+}
+
+fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
+/// Whether `uid`/`gid` (no supplementary groups, no capabilities) can look up `path`: every
+/// ancestor directory grants it search permission by its mode bits. ACLs are not consulted:
+/// this only decides whether an optional entry is skipped.
+fn reachable(path: &Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    path.ancestors()
+        .skip(1)
+        .all(|dir| match std::fs::metadata(dir) {
+            Ok(m) => {
+                let mode = m.mode();
+                let bit = if m.uid() == uid {
+                    0o100
+                } else if m.gid() == gid {
+                    0o010
+                } else {
+                    0o001
+                };
+                mode & bit != 0
+            }
+            Err(_) => false,
+        })
+}
+
+/// Builds the effective policy. `cwd` is the default workspace.
+pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
+    let profile = s.profile.unwrap_or(Profile::Full);
+    let ws = match &s.workspace {
+        Some((w, origin)) => canonical(w, "workspace", origin)?,
+        None => canonical(cwd, "workspace", "the current directory")?,
+    };
+    if !ws.is_dir() {
+        return Err(UsageError::new(format!(
+            "workspace {} is not a directory",
+            ws.display()
+        )));
+    }
+    let mut p = Policy::for_profile(profile, ws);
+    for l in &s.without {
+        p.layers = p.layers.without(*l);
+    }
+    let mut skipped = Vec::new();
+    // As root with a user namespace, the binds are made by the sandbox's host uid (host_uid,
+    // 65534 by default), which may not reach a path root can (e.g. under /root, mode 700).
+    let as_root = agentcage::sys::geteuid() == 0;
+    let sandbox_host_ids = (as_root && p.layers.has(Layer::UserNs) && p.layers.has(Layer::MountNs))
+        .then(|| {
+            (
+                s.host_uid.unwrap_or(p.host_uid),
+                s.host_gid.unwrap_or(p.host_gid),
+            )
+        });
+    // Later entries win for the same path (a flag over the file, a file over its base);
+    // sorted by path so parents are mounted before what they contain.
+    let mut binds: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    for b in &s.binds {
+        let what = if b.writable { "rw" } else { "ro" };
+        match b.path.canonicalize() {
+            Ok(c) if b.optional && sandbox_host_ids.is_some_and(|(u, g)| !reachable(&c, u, g)) => {
+                let (u, _) = sandbox_host_ids.unwrap_or_default();
+                skipped.push(Skipped {
+                    path: b.path.clone(),
+                    why: format!(
+                        "not reachable by host uid {u}, the sandbox's uid on the host (a parent directory denies it)"
+                    ),
+                });
+            }
+            Ok(c) => {
+                binds.insert(c, b.writable);
+            }
+            Err(e) if b.optional => skipped.push(Skipped {
+                path: b.path.clone(),
+                why: e.to_string(),
+            }),
+            Err(_) => {
+                canonical(&b.path, what, &b.origin)?;
+            }
+        }
+    }
+    p.binds = binds
+        .into_iter()
+        .map(|(path, writable)| ExtraBind { path, writable })
+        .collect();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in &s.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    p.env = env;
+    p.pass_env = dedup(&s.pass_env);
+    p.uid = s.uid.unwrap_or(p.uid);
+    p.gid = s.gid.unwrap_or(p.gid);
+    p.host_uid = s.host_uid.unwrap_or(p.host_uid);
+    p.host_gid = s.host_gid.unwrap_or(p.host_gid);
+    p.keep_fds = dedup(&s.keep_fd);
+    p.best_effort = s.best_effort.unwrap_or(false);
+    p.net = s.net.unwrap_or_default();
+    p.seccomp.spec_mitigation = s.seccomp_spec_mitigation.unwrap_or(false);
+    p.landlock.tcp_bind = dedup(&s.tcp_bind);
+    p.landlock.tcp_connect = dedup(&s.tcp_connect);
+    // Limits apply under full by default and under any profile on request.
+    let l = &s.limits;
+    if l.any() && !s.without.contains(&Layer::Limits) {
+        p.layers = p.layers.with(Layer::Limits);
+        if profile != Profile::Full {
+            p.limits.no_core = true;
+        }
+    }
+    if let Some(v) = l.pids {
+        p.limits.pids = v;
+    }
+    if let Some(v) = l.memory {
+        p.limits.memory = v;
+    }
+    if let Some(v) = l.cpus {
+        p.limits.cpus = v;
+    }
+    if let Some(v) = l.timeout {
+        p.limits.timeout = v;
+    }
+    if let Some(v) = l.nofile {
+        p.limits.nofile = v;
+    }
+    if let Some(v) = l.fsize {
+        p.limits.fsize = v;
+    }
+    agentcage::units::validate_limits(&p.limits).map_err(|e| UsageError::new(e.to_string()))?;
+    Ok(Resolved { policy: p, skipped })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policy -> TOML.
+
+fn path_str(p: &Path) -> Result<String, UsageError> {
+    p.to_str().map(str::to_string).ok_or_else(|| {
+        UsageError::new(format!(
+            "{}: not UTF-8, cannot be written to a policy file",
+            p.display()
+        ))
+    })
+}
+
+fn size_value(
+    v: Option<u64>,
+    parse: fn(&str) -> Result<Option<u64>, agentcage::units::ParseError>,
+) -> toml::Value {
+    match v {
+        None => toml::Value::String("max".into()),
+        Some(b) => {
+            let human = agentcage::units::format_size(b);
+            if parse(&human).ok() == Some(Some(b)) {
+                toml::Value::String(human)
+            } else {
+                toml::Value::Integer(i64::try_from(b).unwrap_or(i64::MAX))
+            }
+        }
+    }
+}
+
+fn count_value(v: Option<u64>) -> toml::Value {
+    match v.and_then(|n| i64::try_from(n).ok()) {
+        Some(n) => toml::Value::Integer(n),
+        None => toml::Value::String(v.map_or("max".into(), |n| n.to_string())),
+    }
+}
+
+type FloatParser = fn(&str) -> Result<Option<f64>, agentcage::units::ParseError>;
+
+/// A float limit written so that `parse` reads it back as exactly `v`: a TOML float when its
+/// shortest form parses back (the file reader hands floats to `parse` in that form), else the
+/// shortest fixed-point string that does.
+fn float_value(v: Option<f64>, parse: FloatParser) -> toml::Value {
+    let Some(x) = v else {
+        return toml::Value::String("max".into());
+    };
+    if parse(&x.to_string()).ok() == Some(Some(x)) {
+        return toml::Value::Float(x);
+    }
+    (0..=12)
+        .map(|digits| format!("{x:.digits$}"))
+        .find(|s| parse(s).ok() == Some(Some(x)))
+        .map_or(toml::Value::Float(x), toml::Value::String)
+}
+
+/// The policy as a TOML table with the keys of a policy file: every key explicit, so reading
+/// it back (on this host) gives the same policy.
+pub fn to_table(p: &Policy) -> Result<toml::Table, UsageError> {
+    use toml::Value as V;
+    let mut t = toml::Table::new();
+    let strs = |v: Vec<String>| V::Array(v.into_iter().map(V::String).collect());
+    t.insert("profile".into(), V::String(p.profile.name().into()));
+    t.insert("workspace".into(), V::String(path_str(&p.workspace)?));
+    for writable in [false, true] {
+        let list = p
+            .binds
+            .iter()
+            .filter(|b| b.writable == writable)
+            .map(|b| path_str(&b.path))
+            .collect::<Result<Vec<_>, _>>()?;
+        t.insert(if writable { "rw" } else { "ro" }.into(), strs(list));
+    }
+    t.insert("pass_env".into(), strs(p.pass_env.clone()));
+    for (k, v) in [
+        ("uid", p.uid),
+        ("gid", p.gid),
+        ("host_uid", p.host_uid),
+        ("host_gid", p.host_gid),
+    ] {
+        t.insert(k.into(), V::Integer(i64::from(v)));
+    }
+    t.insert(
+        "keep_fd".into(),
+        V::Array(
+            p.keep_fds
+                .iter()
+                .map(|f| V::Integer(i64::from(*f)))
+                .collect(),
+        ),
+    );
+    t.insert("best_effort".into(), V::Boolean(p.best_effort));
+    t.insert(
+        "net".into(),
+        V::String(match p.net {
+            NetMode::None => "none".into(),
+            NetMode::Host => "host".into(),
+        }),
+    );
+    t.insert(
+        "seccomp_spec_mitigation".into(),
+        V::Boolean(p.seccomp.spec_mitigation),
+    );
+    let l = &p.limits;
+    let any = l.pids.is_some()
+        || l.memory.is_some()
+        || l.cpus.is_some()
+        || l.timeout.is_some()
+        || l.nofile.is_some()
+        || l.fsize.is_some();
+    let base = p.profile.layers();
+    let mut without: Vec<String> = base
+        .iter()
+        .filter(|l| !p.layers.has(*l))
+        .map(|l| l.name().to_string())
+        .collect();
+    // A [limits] table turns the limits layer on in any profile: say when it stays off.
+    if any && !base.has(Layer::Limits) && !p.layers.has(Layer::Limits) {
+        without.push(Layer::Limits.name().to_string());
+    }
+    t.insert("without".into(), strs(without));
+    let mut env = toml::Table::new();
+    for (k, v) in &p.env {
+        env.insert(k.clone(), V::String(v.clone()));
+    }
+    t.insert("env".into(), V::Table(env));
+    if p.layers.has(Layer::Limits) || any {
+        use agentcage::units as u;
+        let mut lt = toml::Table::new();
+        lt.insert("pids".into(), count_value(l.pids));
+        lt.insert("memory".into(), size_value(l.memory, u::parse_memory));
+        lt.insert("cpus".into(), float_value(l.cpus, u::parse_cpus));
+        lt.insert("timeout".into(), float_value(l.timeout, u::parse_timeout));
+        lt.insert("nofile".into(), count_value(l.nofile));
+        lt.insert("fsize".into(), size_value(l.fsize, u::parse_fsize));
+        t.insert("limits".into(), V::Table(lt));
+    }
+    let ports = |v: &[u16]| V::Array(v.iter().map(|x| V::Integer(i64::from(*x))).collect());
+    let mut ll = toml::Table::new();
+    ll.insert("tcp_bind".into(), ports(&p.landlock.tcp_bind));
+    ll.insert("tcp_connect".into(), ports(&p.landlock.tcp_connect));
+    t.insert("landlock".into(), V::Table(ll));
+    Ok(t)
+}
+
+/// The policy as the text of a policy file (see [`to_table`]).
+pub fn to_toml(p: &Policy) -> Result<String, UsageError> {
+    toml::to_string(&to_table(p)?).map_err(|e| UsageError::new(format!("write TOML: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("agentcage-pf-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d.canonicalize().unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Settings, UsageError> {
+        let src = Src {
+            name: "p.toml".into(),
+            text,
+            dir: PathBuf::from("/base"),
+        };
+        parse_doc(&src, &mut Vec::new())
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 4), 3);
+        assert_eq!(line_of("a", 99), 1);
+    }
+
+    #[test]
+    fn unknown_key_has_line() {
+        let e = parse("profile = \"full\"\n\nbogus = 1\n").unwrap_err();
+        assert!(e.message.starts_with("p.toml:3: "), "{}", e.message);
+        assert!(e.message.contains("bogus"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_key_in_section_has_line() {
+        let e = parse("[limits]\npids = 5\nmemroy = \"1G\"\n").unwrap_err();
+        assert!(e.message.starts_with("p.toml:3: "), "{}", e.message);
+    }
+
+    #[test]
+    fn wrong_types_have_lines() {
+        for (text, line) in [
+            ("uid = \"zero\"\n", 1),
+            ("\nbest_effort = 1\n", 2),
+            ("ro = [\"/a\",\n  3]\n", 2),
+            ("[env]\nA = \"x\"\nB = 2\n", 3),
+            ("keep_fd = [-1]\n", 1),
+            ("\n\n[landlock]\ntcp_bind = [70000]\n", 4),
+            ("ro = [{ path = \"/a\", optionl = true }]\n", 1),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.message.starts_with(&format!("p.toml:{line}: ")),
+                "{text:?}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_have_lines() {
+        for (text, line, needle) in [
+            ("profile = \"fullest\"\n", 1, "unknown profile"),
+            ("\nnet = \"bridge\"\n", 2, "network mode"),
+            ("[limits]\n\nmemory = \"12Q\"\n", 3, "memory"),
+            ("[limits]\ncpus = -1\n", 2, ""),
+            ("without = [\"nope\"]\n", 1, "unknown layer"),
+            ("ro = [\"~bob/x\"]\n", 1, "~user"),
+            ("syntax error\n", 1, ""),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.message.starts_with(&format!("p.toml:{line}: ")) && e.message.contains(needle),
+                "{text:?}: {}",
+                e.message
+            );
+            assert!(!e.message.contains('\n'), "one line: {:?}", e.message);
+        }
+    }
+
+    #[test]
+    fn values_parse() {
+        let s = parse(
+            "profile = \"ns_only\"\nworkspace = \"ws\"\nro = [\"/abs\", { path = \"rel\", optional = true }]\n\
+             rw = [\"~/x\"]\npass_env = [\"TERM\"]\nuid = 1000\nnet = \"host\"\nkeep_fd = [3, 4]\n\
+             [env]\nB = \"1\"\nA = \"2\"\n[limits]\npids = 10\nmemory = \"1G\"\ncpus = 1.5\ntimeout = \"2m\"\nnofile = \"max\"\n\
+             [landlock]\ntcp_connect = [443]\n",
+        )
+        .unwrap();
+        assert_eq!(s.profile, Some(Profile::NsOnly));
+        assert_eq!(s.workspace.as_ref().unwrap().0, PathBuf::from("/base/ws"));
+        assert_eq!(s.binds[0].path, PathBuf::from("/abs"));
+        assert!(!s.binds[0].optional);
+        assert_eq!(s.binds[1].path, PathBuf::from("/base/rel"));
+        assert!(s.binds[1].optional);
+        assert!(s.binds[2].writable);
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            assert_eq!(s.binds[2].path, PathBuf::from(h).join("x"));
+        }
+        assert_eq!(
+            s.env,
+            vec![("B".into(), "1".into()), ("A".into(), "2".into())]
+        );
+        assert_eq!(s.uid, Some(1000));
+        assert_eq!(s.net, Some(NetMode::Host));
+        assert_eq!(s.keep_fd, vec![3, 4]);
+        assert_eq!(s.limits.pids, Some(Some(10)));
+        assert_eq!(s.limits.memory, Some(Some(1 << 30)));
+        assert_eq!(s.limits.cpus, Some(Some(1.5)));
+        assert_eq!(s.limits.timeout, Some(Some(120.0)));
+        assert_eq!(s.limits.nofile, Some(None));
+        assert_eq!(s.limits.fsize, None);
+        assert_eq!(s.tcp_connect, vec![443]);
+    }
+
+    #[test]
+    fn merge_rules() {
+        let a = Settings {
+            profile: Some(Profile::Landlock),
+            uid: Some(1),
+            env: vec![("A".into(), "1".into()), ("B".into(), "1".into())],
+            pass_env: vec!["X".into()],
+            limits: LimitSettings {
+                pids: Some(Some(5)),
+                memory: Some(Some(1 << 30)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let b = Settings {
+            uid: Some(2),
+            env: vec![("A".into(), "2".into())],
+            pass_env: vec!["Y".into()],
+            limits: LimitSettings {
+                pids: Some(None),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let m = a.merge(b);
+        assert_eq!(m.profile, Some(Profile::Landlock));
+        assert_eq!(m.uid, Some(2));
+        assert_eq!(
+            m.env,
+            vec![("B".into(), "1".into()), ("A".into(), "2".into())]
+        );
+        assert_eq!(m.pass_env, vec!["X".to_string(), "Y".to_string()]);
+        assert_eq!(m.limits.pids, Some(None));
+        assert_eq!(m.limits.memory, Some(Some(1 << 30)));
+    }
+
+    #[test]
+    fn extends_profile_and_files_and_cycles() {
+        let d = tmpdir("ext");
+        std::fs::write(
+            d.join("base.toml"),
+            "extends = \"ns-only\"\nuid = 7\nro = [\"sub\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::create_dir_all(d.join("child")).unwrap();
+        std::fs::write(
+            d.join("child/c.toml"),
+            "extends = \"../base.toml\"\ngid = 8\n",
+        )
+        .unwrap();
+        let s = load(&d.join("child/c.toml"), Path::new("/")).unwrap();
+        assert_eq!(s.profile, Some(Profile::NsOnly));
+        assert_eq!((s.uid, s.gid), (Some(7), Some(8)));
+        // `sub` is relative to base.toml, not to c.toml.
+        assert_eq!(s.binds[0].path, d.join("sub"));
+
+        std::fs::write(d.join("x.toml"), "extends = \"y.toml\"\n").unwrap();
+        std::fs::write(d.join("y.toml"), "\nextends = \"x.toml\"\n").unwrap();
+        let e = load(&d.join("x.toml"), Path::new("/")).unwrap_err();
+        assert!(e.message.contains("extends cycle"), "{}", e.message);
+        assert!(e.message.contains("y.toml:2: "), "{}", e.message);
+
+        std::fs::write(d.join("self.toml"), "extends = \"./self.toml\"\n").unwrap();
+        let e = load(&d.join("self.toml"), Path::new("/")).unwrap_err();
+        assert!(e.message.contains("extends cycle"), "{}", e.message);
+
+        std::fs::write(d.join("missing.toml"), "extends = \"nothere.toml\"\n").unwrap();
+        let e = load(&d.join("missing.toml"), Path::new("/")).unwrap_err();
+        assert!(e.message.contains("missing.toml:1: "), "{}", e.message);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn build_and_round_trip() {
+        let d = tmpdir("rt");
+        std::fs::create_dir_all(d.join("ws")).unwrap();
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        for (i, text) in [
+            "workspace = \"ws\"\n",
+            "profile = \"ns-only\"\nworkspace = \"ws\"\n",
+            "profile = \"landlock\"\nworkspace = \"ws\"\n[limits]\nmemory = \"3G\"\ntimeout = 1.5\n",
+            "workspace = \"ws\"\nwithout = [\"limits\", \"seccomp\"]\nrw = [\"a\"]\nro = [\"a/b\", { path = \"nope\", optional = true }]\n\
+             [env]\nZ = \"1\"\nA = \"q\\\"uote\"\n[limits]\ncpus = 0.3\nfsize = 1234567\n[landlock]\ntcp_bind = [8080]\n",
+            "profile = \"none\"\nworkspace = \"ws\"\nnet = \"host\"\nbest_effort = true\n[limits]\npids = \"max\"\n",
+            "profile = \"ns-only\"\nworkspace = \"ws\"\nwithout = [\"limits\"]\n[limits]\nmemory = \"1G\"\n",
+            "profile = \"landlock\"\nworkspace = \"ws\"\nwithout = [\"limits\", \"pid-ns\"]\n[limits]\npids = \"max\"\n",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let f = d.join(format!("p{i}.toml"));
+            std::fs::write(&f, text).unwrap();
+            let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+            let out = to_toml(&r.policy).unwrap();
+            let g = d.join(format!("q{i}.toml"));
+            std::fs::write(&g, &out).unwrap();
+            let back = build(&load(&g, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+            assert_eq!(r.policy, back.policy, "{text}\n---\n{out}");
+            assert_eq!(to_toml(&back.policy).unwrap(), out);
+        }
+        // The optional entry was skipped, the nested ro sorts after its rw parent.
+        let r = build(
+            &load(&d.join("p3.toml"), Path::new("/")).unwrap(),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(r.skipped.len(), 1);
+        assert_eq!(r.policy.binds[0].path, d.join("a"));
+        assert!(!r.policy.layers.has(Layer::Limits));
+        assert!(!r.policy.layers.has(Layer::Seccomp));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn float_limits_round_trip() {
+        use agentcage::units as u;
+        let back = |v: &toml::Value, parse: FloatParser| match v {
+            toml::Value::Float(f) => parse(&f.to_string()).unwrap(),
+            toml::Value::String(s) => parse(s).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        for s in [
+            "1.1",
+            "0.333",
+            "2.55",
+            "1.7s",
+            "0.001",
+            "123.456789",
+            "100ms",
+            "1d",
+            "3.000000001",
+        ] {
+            let t = u::parse_timeout(s).unwrap();
+            assert_eq!(
+                back(&float_value(t, u::parse_timeout), u::parse_timeout),
+                t,
+                "timeout {s}"
+            );
+        }
+        for s in ["1.1", "0.333", "2.55", "0.01", "64", "1.000000001"] {
+            let c = u::parse_cpus(s).unwrap();
+            assert_eq!(
+                back(&float_value(c, u::parse_cpus), u::parse_cpus),
+                c,
+                "cpus {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_missing_required_path() {
+        let s = Settings {
+            binds: vec![BindSetting {
+                path: "/nonexistent/agentcage".into(),
+                writable: false,
+                optional: false,
+                origin: "p.toml:4".into(),
+            }],
+            ..Default::default()
+        };
+        let e = build(&s, Path::new("/")).unwrap_err();
+        assert!(
+            e.message.starts_with("p.toml:4: ro /nonexistent/agentcage"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn limits_enable_layer_outside_full() {
+        let s = Settings {
+            profile: Some(Profile::NsOnly),
+            limits: LimitSettings {
+                timeout: Some(Some(3.0)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let p = build(&s, Path::new("/")).unwrap().policy;
+        assert!(p.layers.has(Layer::Limits));
+        assert!(p.limits.no_core);
+        assert_eq!(p.limits.timeout, Some(3.0));
+    }
+}
