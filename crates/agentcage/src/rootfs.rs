@@ -521,11 +521,16 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         }
     }
 
-    pl.ops.push(Op::RemountRo {
-        target: cpath(NEWROOT, etc),
-        flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-        data: c"mode=0755".to_owned(),
-    });
+    // Unless the caller bound something over /etc itself (`--ro /etc`): then that bind
+    // is what /etc is, with the access the caller asked for.
+    let etc_overridden = binds.iter().any(|(p, _, _)| p == etc);
+    if !etc_overridden {
+        pl.ops.push(Op::RemountRo {
+            target: cpath(NEWROOT, etc),
+            flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            data: c"mode=0755".to_owned(),
+        });
+    }
 
     PreparedRootfs {
         ops: pl.ops,

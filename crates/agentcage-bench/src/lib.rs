@@ -1,0 +1,207 @@
+//! `agentcage bench`: what the sandbox costs, per profile, next to its peers and the floor.
+//!
+//! Measured for every profile (`none`, `ns-only`, `landlock`, `full`):
+//!
+//! - **start-up**: launch to exit of `agentcage run --profile P -- <true>`, for the bench's
+//!   static libc-free `true` ([`elf`]) and for `/bin/true`; median and p95 over interleaved,
+//!   shuffled rounds after a warm-up; ratios to `none` and to a plain exec of the same `true`;
+//! - **per-syscall cost**: a `getpid` loop inside the sandbox (`agentcage bench-inner`, see
+//!   [`inner`](mod@inner)), ns per call, and its delta over `none` (the seccomp filter's share);
+//! - **file cost**: `open`+`close` and `stat` of files under `/usr` at depths 3 to 6, ns per op;
+//! - **launch throughput**: N sandboxes at concurrency C, launches per second; every run must
+//!   exit 0 and nothing may be left behind;
+//! - **launcher peak RSS**: `ru_maxrss` of the `agentcage run` process, read by a tiny static
+//!   `rss-probe` that starts it ([`elf`] explains why the bench cannot read it directly).
+//!
+//! `--compare` adds bwrap with the same namespaces and `unshare -Urnmpif`, interleaved in the
+//! same rounds. The output is the reference design's table plus the new columns, the baselines,
+//! and the issue-5 target checks ([`report`]); `--json` prints the same data as JSON.
+//!
+//! The bench drives the `agentcage` binary as a black box (`--agentcage PATH`, default the
+//! running executable) rather than calling the library, so it measures exactly what users run,
+//! including the binary's own start-up.
+
+pub mod elf;
+pub mod files;
+pub mod inner;
+pub mod measure;
+pub mod plan;
+pub mod report;
+pub mod stats;
+mod sys;
+mod tempdir;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+pub use inner::{inner, InnerArgs, InnerOp, InnerReport};
+pub use plan::Profile;
+pub use report::Report;
+
+/// Arguments of `agentcage bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A few-second run: 15 rounds, short loops, 100 launches per contender.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also measure bwrap (same namespaces) and `unshare -Urnmpif` when installed,
+    /// interleaved in the same rounds.
+    #[arg(long)]
+    pub compare: bool,
+    /// Start-up rounds; each runs every contender once, in shuffled order [default: 300, 15
+    /// with --quick].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: Option<u32>,
+    /// Profiles to measure, comma-separated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        value_enum,
+        default_value = "none,ns-only,landlock,full"
+    )]
+    pub profiles: Vec<Profile>,
+    /// The agentcage binary to launch [default: this executable].
+    #[arg(long, value_name = "PATH")]
+    pub agentcage: Option<PathBuf>,
+    /// A static `true` to use instead of the built-in x86_64 one (copied into the workspace).
+    #[arg(long = "true", value_name = "PATH")]
+    pub true_path: Option<PathBuf>,
+    /// Launches per contender in the throughput run; 0 skips it [default: 1000, 100 with
+    /// --quick].
+    #[arg(long, value_name = "N")]
+    pub launches: Option<u32>,
+    /// Sandboxes in flight during the throughput run.
+    #[arg(long, value_name = "C", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// Seed of the round shuffles [default: from the clock].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+impl BenchArgs {
+    /// Resolves defaults into [`measure::Settings`].
+    ///
+    /// # Errors
+    /// No profile given, or the current executable cannot be determined.
+    pub fn settings(&self) -> anyhow::Result<measure::Settings> {
+        let mut profiles = self.profiles.clone();
+        profiles.sort();
+        profiles.dedup();
+        if profiles.is_empty() {
+            bail!("--profiles: give at least one of none, ns-only, landlock, full");
+        }
+        let agentcage = match &self.agentcage {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("locate the agentcage executable")?,
+        };
+        let q = self.quick;
+        Ok(measure::Settings {
+            quick: q,
+            compare: self.compare,
+            rounds: self.rounds.unwrap_or(if q { 15 } else { 300 }),
+            warmup: if q { 3 } else { 20 },
+            inner_rounds: if q { 2 } else { 8 },
+            getpid_iterations: if q { 20_000 } else { 100_000 },
+            file_iterations: if q { 1_000 } else { 5_000 },
+            batches: if q { 3 } else { 5 },
+            launches: self.launches.unwrap_or(if q { 100 } else { 1000 }),
+            concurrency: self.concurrency,
+            seed: self
+                .seed
+                .unwrap_or_else(|| stats::Rng::from_entropy().next_u64()),
+            profiles,
+            agentcage,
+            true_override: self.true_path.clone(),
+            progress: true,
+            own_children: true,
+        })
+    }
+}
+
+/// Runs `agentcage bench` and prints the report (table or JSON) on stdout; progress goes to
+/// stderr.
+///
+/// The bench makes this process a child subreaper and waits for leftover children at the end,
+/// so call it from a process whose children are all the bench's (the CLI subcommand).
+///
+/// Exit code: 0 when every requested profile ran; 1 when some profile could not run here (the
+/// report says why). Missed targets do not change the exit code: timings are data, not a test.
+///
+/// # Errors
+/// Setup fails (temp dir, agentcage binary missing, plain exec of `true` failing) or the
+/// report cannot be written.
+pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
+    let settings = args.settings()?;
+    let report = measure::measure(&settings)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).context("write JSON report")?;
+        writeln!(out).context("write JSON report")?;
+    } else {
+        out.write_all(report.render_text().as_bytes())
+            .context("write report")?;
+    }
+    out.flush().context("write report")?;
+    Ok(if report.profiles.iter().any(|r| r.error.is_some()) {
+        1
+    } else {
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|c| c.bench)
+    }
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_quick() {
+        let a = parse(&[]).expect("parse");
+        assert_eq!(a.profiles, Profile::ALL.to_vec());
+        let s = a.settings().expect("settings");
+        assert_eq!((s.rounds, s.launches, s.concurrency), (300, 1000, 2));
+        assert_eq!(s.agentcage, std::env::current_exe().expect("exe"));
+        let s = parse(&["--quick", "--rounds", "7", "--seed", "5"])
+            .expect("parse")
+            .settings()
+            .expect("settings");
+        assert_eq!((s.rounds, s.launches, s.seed), (7, 100, 5));
+    }
+
+    #[test]
+    fn profiles_list_is_parsed_sorted_and_deduplicated() {
+        let a = parse(&["--profiles", "full,ns_only,full"]).expect("parse");
+        let s = a.settings().expect("settings");
+        assert_eq!(s.profiles, vec![Profile::NsOnly, Profile::Full]);
+        assert!(parse(&["--profiles", "full,bogus"]).is_err());
+    }
+
+    #[test]
+    fn bad_numbers_are_usage_errors() {
+        assert!(parse(&["--rounds", "0"]).is_err());
+        assert!(parse(&["--concurrency", "0"]).is_err());
+        assert!(parse(&["--rounds", "-3"]).is_err());
+        assert!(parse(&["--launches", "0"]).is_ok());
+    }
+}

@@ -1,0 +1,1310 @@
+//! The measurement phases, in order:
+//!
+//! 1. **Setup**: a private temp dir (the sandbox workspace) holding the static `true`; the
+//!    `/usr` files for the open/stat loops; peers found in `$PATH` when `--compare`.
+//! 2. **Preflight**: every contender once with stderr captured. A failing agentcage profile or
+//!    peer becomes a row with the reason instead of aborting the bench; a static `true` that
+//!    cannot run (a `noexec` temp dir) drops the static variants with a note.
+//! 3. **Warm-up**: each contender a few times, untimed (page cache, dentries, CPU frequency).
+//! 4. **Start-up rounds**: every round runs each contender once in a freshly shuffled order, so
+//!    drift of the machine lands on all of them alike. Each launch is `posix_spawn` + `waitpid`
+//!    timed with `CLOCK_MONOTONIC`.
+//! 5. **Peak RSS**: each launcher a few times under `elf::rss_probe`.
+//! 6. **In-sandbox loops**: `bench-inner getpid|open|stat` under each profile, rounds shuffled
+//!    the same way; each run reports several batches.
+//! 7. **Throughput**: N launches per contender at concurrency C, in chunks interleaved across
+//!    contenders; every launch must exit 0.
+//! 8. **Leak check** (when the bench owns the process): the bench is a child subreaper, so a
+//!    process a launcher left behind is re-parented to it and found here.
+//!
+//! The timed path allocates nothing: argv and envp arrays are built once per contender.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::elf;
+use crate::files::{self, DepthFile};
+use crate::inner::{InnerOp, InnerReport};
+use crate::plan::{self, Contender, Launcher, Paths, Profile, TrueKind};
+use crate::report::{
+    BaselineRow, Breakdown, CommandLine, DepthCost, Host, PhaseTime, ProfileRow, Report, RunConfig,
+    Startup, ThroughputInfo, SCHEMA,
+};
+use crate::stats::{Rng, Summary};
+use crate::sys::{self, CArgs};
+use crate::tempdir::TempDir;
+
+/// Everything a run needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--quick` was given.
+    pub quick: bool,
+    /// Measure peers too.
+    pub compare: bool,
+    /// Start-up rounds.
+    pub rounds: u32,
+    /// Untimed launches per contender before the rounds.
+    pub warmup: u32,
+    /// Rounds of the in-sandbox loops.
+    pub inner_rounds: u32,
+    /// getpid iterations per batch.
+    pub getpid_iterations: u64,
+    /// open/stat iterations per batch and file.
+    pub file_iterations: u64,
+    /// Batches per in-sandbox run.
+    pub batches: u32,
+    /// Launches per contender in the throughput run (0 skips it).
+    pub launches: u32,
+    /// Concurrency of the throughput run.
+    pub concurrency: u32,
+    /// Shuffle seed.
+    pub seed: u64,
+    /// Profiles to measure, weakest first.
+    pub profiles: Vec<Profile>,
+    /// The agentcage binary.
+    pub agentcage: PathBuf,
+    /// A `true` to use instead of the built-in static one.
+    pub true_override: Option<PathBuf>,
+    /// Print progress on stderr.
+    pub progress: bool,
+    /// The bench owns this process's children: become a subreaper and check for leaks.
+    pub own_children: bool,
+}
+
+/// Launches prebuilt argvs and times them.
+struct Spawner {
+    devnull: File,
+    envp: CArgs,
+}
+
+/// One finished launch.
+struct Launch {
+    ns: f64,
+    reaped: sys::Reaped,
+}
+
+impl Spawner {
+    fn new() -> anyhow::Result<Spawner> {
+        let devnull = File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .context("open /dev/null")?;
+        let envp = CArgs::new(std::env::vars_os().map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            kv
+        }))
+        .context("environment contains a NUL byte")?;
+        Ok(Spawner { devnull, envp })
+    }
+
+    /// Spawns `argv` and waits for it: the timed launch-to-exit path.
+    fn run(&self, argv: &CArgs) -> io::Result<Launch> {
+        let start = Instant::now();
+        let pid = sys::spawn(argv, &self.envp, self.devnull.as_fd())?;
+        let reaped =
+            sys::wait(pid, 0)?.ok_or_else(|| io::Error::other("waitpid returned no child"))?;
+        let ns = start.elapsed().as_nanos() as f64;
+        Ok(Launch { ns, reaped })
+    }
+
+    /// `n` launches of `argv` with at most `concurrency` in flight. Returns the elapsed time
+    /// and the number of non-zero exits. Children are waited for by pid (via pidfds), never
+    /// with `wait(-1)`, so other children of this process are left alone.
+    fn burst(&self, argv: &CArgs, n: u32, concurrency: u32) -> io::Result<(Duration, u32)> {
+        struct InFlight {
+            pid: libc::pid_t,
+            pidfd: Option<std::os::fd::OwnedFd>,
+        }
+        let mut flight: Vec<InFlight> = Vec::with_capacity(concurrency as usize);
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(concurrency as usize);
+        let (mut launched, mut done, mut failures) = (0u32, 0u32, 0u32);
+        let start = Instant::now();
+        let result = (|| -> io::Result<()> {
+            while done < n {
+                while flight.len() < concurrency as usize && launched < n {
+                    let pid = sys::spawn(argv, &self.envp, self.devnull.as_fd())?;
+                    launched += 1;
+                    // Without pidfds (Linux < 5.3) we fall back to waiting for the oldest.
+                    flight.push(InFlight {
+                        pid,
+                        pidfd: sys::pidfd_open(pid).ok(),
+                    });
+                }
+                let mut ready: Vec<usize> = Vec::new();
+                if flight.iter().all(|f| f.pidfd.is_some()) {
+                    pfds.clear();
+                    pfds.extend(flight.iter().map(|f| libc::pollfd {
+                        fd: f.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }));
+                    sys::poll(&mut pfds, -1)?;
+                    ready.extend(
+                        pfds.iter()
+                            .enumerate()
+                            .filter(|(_, p)| p.revents != 0)
+                            .map(|(i, _)| i),
+                    );
+                } else {
+                    ready.push(0);
+                }
+                for &i in ready.iter().rev() {
+                    let f = flight.swap_remove(i);
+                    let r = sys::wait(f.pid, 0)?
+                        .ok_or_else(|| io::Error::other("waitpid returned no child"))?;
+                    done += 1;
+                    if r.exit_code() != 0 {
+                        failures += 1;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        let elapsed = start.elapsed();
+        // On error, never leave zombies or running children behind.
+        for f in flight {
+            let _ = sys::wait(f.pid, 0);
+        }
+        result.map(|()| (elapsed, failures))
+    }
+}
+
+/// A progress line on stderr: rewritten in place on a terminal, a few lines otherwise.
+struct Progress {
+    on: bool,
+    tty: bool,
+    last: Instant,
+    last_quarter: u32,
+}
+
+impl Progress {
+    fn new(on: bool) -> Progress {
+        Progress {
+            on,
+            tty: io::stderr().is_terminal(),
+            last: Instant::now(),
+            last_quarter: u32::MAX,
+        }
+    }
+
+    fn tick(&mut self, phase: &str, i: u32, n: u32) {
+        if !self.on || n == 0 {
+            return;
+        }
+        let mut err = io::stderr().lock();
+        if self.tty {
+            if i == 0 || i + 1 == n || self.last.elapsed() >= Duration::from_millis(100) {
+                let _ = write!(err, "\r\x1b[Kbench: {phase} {}/{n}", i + 1);
+                self.last = Instant::now();
+            }
+        } else {
+            let quarter = i * 4 / n;
+            if quarter != self.last_quarter {
+                let _ = writeln!(err, "bench: {phase} {}/{n}", i + 1);
+                self.last_quarter = quarter;
+            }
+        }
+    }
+
+    fn done(&mut self) {
+        if self.on && self.tty {
+            let _ = write!(io::stderr().lock(), "\r\x1b[K");
+        }
+        self.last_quarter = u32::MAX;
+    }
+}
+
+/// Samples collected for one start-up contender.
+#[derive(Default)]
+struct Series {
+    ms: Vec<f64>,
+    failures: u32,
+}
+
+impl Series {
+    fn startup(&self) -> Option<Startup> {
+        Some(Startup {
+            ms: Summary::of(&self.ms)?,
+            failures: self.failures,
+        })
+    }
+}
+
+/// The throughput run: `launches` per launcher at `concurrency`, split into `chunks` that are
+/// interleaved across launchers in shuffled order (so drift lands on all of them alike).
+struct Throughput {
+    launches: u32,
+    concurrency: u32,
+    chunks: u32,
+}
+
+impl Throughput {
+    /// Launches per second and failed launches, per launcher.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        launchers: &[Launcher],
+        kind: TrueKind,
+        argvs: &HashMap<Contender, CArgs>,
+        spawner: &Spawner,
+        rng: &mut Rng,
+        progress: &mut Progress,
+        reaper: &mut Reaper,
+    ) -> anyhow::Result<HashMap<Launcher, (f64, u32)>> {
+        let chunks = self.chunks.clamp(1, self.launches.max(1));
+        let mut totals: HashMap<Launcher, (u32, Duration, u32)> = HashMap::new();
+        let mut order: Vec<Launcher> = launchers.to_vec();
+        for chunk in 0..chunks {
+            progress.tick("throughput chunk", chunk, chunks);
+            let size = self.launches / chunks + u32::from(chunk < self.launches % chunks);
+            rng.shuffle(&mut order);
+            for &l in &order {
+                let c = Contender {
+                    launcher: l,
+                    true_kind: kind,
+                };
+                let argv = argvs.get(&c).context("argv prepared for every contender")?;
+                let (elapsed, failures) = spawner
+                    .burst(argv, size, self.concurrency)
+                    .with_context(|| format!("throughput of {c}"))?;
+                let t = totals.entry(l).or_default();
+                t.0 += size;
+                t.1 += elapsed;
+                t.2 += failures;
+                reaper.reap();
+            }
+        }
+        progress.done();
+        Ok(totals
+            .into_iter()
+            .filter(|(_, (_, d, _))| !d.is_zero())
+            .map(|(l, (n, d, f))| (l, (f64::from(n) / d.as_secs_f64(), f)))
+            .collect())
+    }
+}
+
+/// Wall time per phase.
+struct Phases {
+    since: Instant,
+    done: Vec<PhaseTime>,
+}
+
+impl Default for Phases {
+    fn default() -> Phases {
+        Phases {
+            since: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    fn end(&mut self, phase: &str) {
+        let now = Instant::now();
+        self.done.push(PhaseTime {
+            phase: phase.into(),
+            seconds: (now - self.since).as_secs_f64(),
+        });
+        self.since = now;
+    }
+}
+
+/// Reaps processes re-parented to the bench (it is a child subreaper) between timed sections,
+/// so zombies never pile up (pid_max may be as low as 32768), and counts them.
+struct Reaper {
+    on: bool,
+    reaped: u32,
+}
+
+impl Reaper {
+    /// Non-blocking: reaps every exited orphan. Only called when no child of the bench's own is
+    /// in flight, so everything `waitpid(-1)` finds here outlived its launcher.
+    fn reap(&mut self) -> u32 {
+        let mut n = 0;
+        if !self.on {
+            return 0;
+        }
+        while let Ok(Some(_)) = sys::wait(-1, libc::WNOHANG) {
+            n += 1;
+        }
+        self.reaped += n;
+        n
+    }
+}
+
+/// Runs every phase and returns the report.
+///
+/// # Errors
+/// Setup fails (no temp dir, agentcage binary missing), or launching itself fails
+/// (`posix_spawn`/`waitpid` errors). Failing contenders are data in the report, not errors.
+pub fn measure(s: &Settings) -> anyhow::Result<Report> {
+    let t0 = Instant::now();
+    let host = host_info();
+    let mut notes: Vec<String> = Vec::new();
+    let mut progress = Progress::new(s.progress);
+    let mut rng = Rng::new(s.seed);
+
+    let mut reaper = Reaper {
+        on: false,
+        reaped: 0,
+    };
+    if s.own_children {
+        match sys::set_child_subreaper() {
+            Ok(()) => reaper.on = true,
+            Err(e) => notes.push(format!(
+                "leak check disabled: PR_SET_CHILD_SUBREAPER failed: {e}"
+            )),
+        }
+    }
+
+    let mut phases = Phases::default();
+
+    // 1. Setup.
+    let agentcage = fs::canonicalize(&s.agentcage)
+        .with_context(|| format!("agentcage binary {}", s.agentcage.display()))?;
+    let dir = TempDir::new("run").context("create the bench's temp dir")?;
+    let static_true = setup_static_true(s, dir.path(), &mut notes)?;
+    let rss_probe = if elf::native() {
+        let p = dir.path().join("rss-probe");
+        elf::write_executable(&p, &elf::rss_probe())
+            .with_context(|| format!("write {}", p.display()))?;
+        Some(p)
+    } else {
+        notes.push("peak RSS not measured: the rss-probe is x86_64 code".into());
+        None
+    };
+    let bin_true = ["/bin/true", "/usr/bin/true"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("no /bin/true on this host")?;
+    let (mut bwrap, mut unshare) = (None, None);
+    if s.compare {
+        bwrap = plan::which("bwrap");
+        unshare = plan::which("unshare");
+    }
+    let mut paths = Paths {
+        agentcage: agentcage.clone(),
+        dir: dir.path().to_path_buf(),
+        static_true,
+        bin_true,
+        bwrap,
+        unshare,
+    };
+    let files = files::pick(Path::new("/usr"));
+    if files.is_empty() {
+        notes.push(
+            "no world-readable files under /usr at depths 3-6: file costs not measured".into(),
+        );
+    }
+
+    let mut rows: Vec<ProfileRow> = s.profiles.iter().map(|&p| ProfileRow::new(p)).collect();
+    let mut baselines = vec![baseline("exec", None)];
+    if s.compare {
+        for (name, path) in [("bwrap", &paths.bwrap), ("unshare", &paths.unshare)] {
+            let mut b = baseline(name, path.as_deref().and_then(plan::version_of));
+            if path.is_none() {
+                b.error = Some(format!(
+                    "{name} not installed (apt-get install {})",
+                    if name == "bwrap" {
+                        "bubblewrap"
+                    } else {
+                        "util-linux"
+                    }
+                ));
+            }
+            baselines.push(b);
+        }
+    }
+
+    phases.end("setup");
+
+    // 2. Preflight: which contenders can run here at all.
+    let mut launchers = vec![Launcher::Exec];
+    launchers.extend(s.profiles.iter().map(|&p| Launcher::Agentcage(p)));
+    if paths.bwrap.is_some() {
+        launchers.push(Launcher::Bwrap);
+    }
+    if paths.unshare.is_some() {
+        launchers.push(Launcher::Unshare);
+    }
+    if paths.static_true.is_some() {
+        let exec_static = Contender {
+            launcher: Launcher::Exec,
+            true_kind: TrueKind::Static,
+        };
+        if let Err(e) = preflight(exec_static, &paths) {
+            notes.push(format!(
+                "the static true cannot run from {}: {e}; using /bin/true only",
+                dir.path().display()
+            ));
+            paths.static_true = None;
+        }
+    }
+    let kinds: Vec<TrueKind> = [TrueKind::Static, TrueKind::BinTrue]
+        .into_iter()
+        .filter(|&k| paths.true_path(k).is_some())
+        .collect();
+    // The static true when it runs here, else /bin/true (always present: checked above).
+    let primary = if paths.static_true.is_some() {
+        TrueKind::Static
+    } else {
+        TrueKind::BinTrue
+    };
+    let mut usable: Vec<Launcher> = Vec::new();
+    reaper.reap();
+    for &l in &launchers {
+        let mut failed = None;
+        for &k in &kinds {
+            let c = Contender {
+                launcher: l,
+                true_kind: k,
+            };
+            if let Err(e) = preflight(c, &paths) {
+                failed = Some(format!("{c}: {e}"));
+                break;
+            }
+        }
+        if reaper.on {
+            // Attribute processes that outlive their launcher (they are re-parented to us).
+            std::thread::sleep(Duration::from_millis(10));
+            let n = reaper.reap();
+            if n > 0 {
+                notes.push(format!(
+                    "{}: {n} process(es) outlived the launcher in {} runs and were reaped by the bench",
+                    l.name(),
+                    kinds.len()
+                ));
+            }
+        }
+        match (failed, l) {
+            (None, _) => usable.push(l),
+            (Some(e), Launcher::Exec) => bail!("plain exec failed: {e}"),
+            (Some(e), Launcher::Agentcage(p)) => {
+                if let Some(r) = rows.iter_mut().find(|r| r.profile == p) {
+                    r.error = Some(e);
+                }
+            }
+            (Some(e), peer) => {
+                if let Some(b) = baselines.iter_mut().find(|b| b.name == peer.name()) {
+                    b.error = Some(e);
+                }
+            }
+        }
+    }
+    let contenders: Vec<Contender> = usable
+        .iter()
+        .flat_map(|&l| {
+            kinds.iter().map(move |&k| Contender {
+                launcher: l,
+                true_kind: k,
+            })
+        })
+        .collect();
+    let spawner = Spawner::new()?;
+    let mut argvs: HashMap<Contender, CArgs> = HashMap::new();
+    for &c in &contenders {
+        let argv = plan::argv(c, &paths).context("argv of a preflighted contender")?;
+        argvs.insert(
+            c,
+            CArgs::new(plan::to_bytes(&argv)).context("argument contains a NUL byte")?,
+        );
+    }
+    let launch = |c: &Contender| -> anyhow::Result<Launch> {
+        let argv = argvs.get(c).context("argv prepared for every contender")?;
+        spawner.run(argv).with_context(|| format!("launch {c}"))
+    };
+
+    phases.end("preflight");
+
+    // 3. Warm-up.
+    for i in 0..s.warmup {
+        progress.tick("warm-up", i, s.warmup);
+        for c in &contenders {
+            launch(c)?;
+        }
+        reaper.reap();
+    }
+    progress.done();
+
+    phases.end("warm-up");
+
+    // 4. Start-up rounds.
+    let mut series: HashMap<Contender, Series> = HashMap::new();
+    let mut order: Vec<Contender> = contenders.clone();
+    for round in 0..s.rounds {
+        progress.tick("startup round", round, s.rounds);
+        rng.shuffle(&mut order);
+        for c in &order {
+            let l = launch(c)?;
+            let entry = series.entry(*c).or_default();
+            if l.reaped.exit_code() == 0 {
+                entry.ms.push(l.ns / 1e6);
+            } else {
+                entry.failures += 1;
+            }
+        }
+        reaper.reap();
+    }
+    progress.done();
+    let startup_of = |l: Launcher, k: TrueKind| {
+        series
+            .get(&Contender {
+                launcher: l,
+                true_kind: k,
+            })
+            .and_then(Series::startup)
+    };
+    for r in rows.iter_mut().filter(|r| r.error.is_none()) {
+        r.startup = startup_of(Launcher::Agentcage(r.profile), TrueKind::Static);
+        r.startup_bin_true = startup_of(Launcher::Agentcage(r.profile), TrueKind::BinTrue);
+    }
+    for b in baselines.iter_mut().filter(|b| b.error.is_none()) {
+        let l = baseline_launcher(&b.name);
+        b.startup = startup_of(l, TrueKind::Static);
+        b.startup_bin_true = startup_of(l, TrueKind::BinTrue);
+    }
+
+    phases.end("startup");
+
+    // 5. Peak RSS, through the rss-probe (a launcher spawned by the bench itself would be charged
+    // the bench's RSS; see elf.rs).
+    if let Some(probe) = &rss_probe {
+        let kind = primary;
+        let runs = if s.quick { 3 } else { 10 };
+        for &l in &usable {
+            let c = Contender {
+                launcher: l,
+                true_kind: kind,
+            };
+            let Some(argv) = plan::argv(c, &paths) else {
+                continue;
+            };
+            let peak = (0..runs).filter_map(|_| peak_rss(probe, &argv)).max();
+            match l {
+                Launcher::Agentcage(p) => {
+                    if let Some(r) = rows.iter_mut().find(|r| r.profile == p) {
+                        r.peak_rss_kib = peak;
+                    }
+                }
+                other => {
+                    if let Some(b) = baselines.iter_mut().find(|b| b.name == other.name()) {
+                        b.peak_rss_kib = peak;
+                    }
+                }
+            }
+            reaper.reap();
+        }
+    }
+
+    phases.end("peak-rss");
+
+    // 6. In-sandbox loops.
+    let measured: Vec<Profile> = rows
+        .iter()
+        .filter(|r| r.error.is_none())
+        .map(|r| r.profile)
+        .collect();
+    inner_phase(
+        s,
+        &paths,
+        &files,
+        &measured,
+        &mut rows,
+        &mut rng,
+        &mut progress,
+    );
+
+    phases.end("in-sandbox");
+
+    // 7. Throughput.
+    let mut failed: HashMap<Launcher, u32> = HashMap::new();
+    if s.launches > 0 {
+        let tput = Throughput {
+            launches: s.launches,
+            concurrency: s.concurrency,
+            chunks: if s.quick { 2 } else { 10 },
+        };
+        let rates = tput.run(
+            &usable,
+            primary,
+            &argvs,
+            &spawner,
+            &mut rng,
+            &mut progress,
+            &mut reaper,
+        )?;
+        for r in rows.iter_mut().filter(|r| r.error.is_none()) {
+            let l = Launcher::Agentcage(r.profile);
+            if let Some(&(rate, failures)) = rates.get(&l) {
+                r.launches_per_s = Some(rate);
+                r.throughput_failures = failures;
+                failed.insert(l, failures);
+            }
+        }
+        for b in baselines.iter_mut().filter(|b| b.error.is_none()) {
+            let l = baseline_launcher(&b.name);
+            if let Some(&(rate, failures)) = rates.get(&l) {
+                b.launches_per_s = Some(rate);
+                b.throughput_failures = failures;
+            }
+        }
+        if primary == TrueKind::BinTrue {
+            notes.push("throughput measured with /bin/true (no static true)".into());
+        }
+    }
+    phases.end("throughput");
+
+    // 8. Leak check.
+    let leaked = if reaper.on {
+        reap_orphans(&mut reaper, &mut notes)
+    } else {
+        0
+    };
+
+    let commands = contenders
+        .iter()
+        .filter(|c| c.true_kind == primary)
+        .filter_map(|&c| {
+            plan::argv(c, &paths).map(|a| CommandLine {
+                contender: c.to_string(),
+                command: plan::shell_words(&a),
+            })
+        })
+        .collect();
+    let mut report = Report {
+        schema: SCHEMA.into(),
+        host,
+        config: RunConfig {
+            quick: s.quick,
+            compare: s.compare,
+            rounds: s.rounds,
+            warmup: s.warmup,
+            inner_rounds: s.inner_rounds,
+            getpid_iterations: s.getpid_iterations,
+            file_iterations: s.file_iterations,
+            batches: s.batches,
+            launches: s.launches,
+            concurrency: s.concurrency,
+            seed: s.seed,
+            agentcage: agentcage.display().to_string(),
+            static_true: paths.static_true.as_ref().map(|p| p.display().to_string()),
+            files,
+            commands,
+        },
+        profiles: rows,
+        baselines,
+        throughput: ThroughputInfo {
+            launches: s.launches,
+            concurrency: s.concurrency,
+            failed_runs: failed
+                .iter()
+                .filter(|(l, _)| matches!(l, Launcher::Agentcage(_)))
+                .map(|(_, n)| n)
+                .sum(),
+            leaked_processes: leaked,
+            orphans_reaped: reaper.reaped,
+        },
+        targets: Vec::new(),
+        breakdown: Vec::new(),
+        notes,
+        phases: Vec::new(),
+        duration_s: 0.0,
+    };
+    report.derive();
+    phases.end("leak-check");
+    report.breakdown = breakdowns(&report, &paths);
+    phases.end("breakdown");
+    report.phases = phases.done;
+    report.duration_s = t0.elapsed().as_secs_f64();
+    drop(dir);
+    Ok(report)
+}
+
+/// The launcher a baseline row is about (`exec`, `bwrap`, `unshare`).
+fn baseline_launcher(name: &str) -> Launcher {
+    match name {
+        "bwrap" => Launcher::Bwrap,
+        "unshare" => Launcher::Unshare,
+        _ => Launcher::Exec,
+    }
+}
+
+fn baseline(name: &str, version: Option<String>) -> BaselineRow {
+    BaselineRow {
+        name: name.into(),
+        version,
+        error: None,
+        startup: None,
+        startup_bin_true: None,
+        launches_per_s: None,
+        throughput_failures: 0,
+        peak_rss_kib: None,
+    }
+}
+
+/// Puts the static `true` into `dir` (the built-in image, or a copy of `--true`).
+fn setup_static_true(
+    s: &Settings,
+    dir: &Path,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<PathBuf>> {
+    let path = dir.join("true");
+    match &s.true_override {
+        Some(src) => {
+            // Copied into the workspace: the sandbox sees only /usr, the workspace and /tmp.
+            fs::copy(src, &path).with_context(|| format!("copy --true {}", src.display()))?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .with_context(|| format!("chmod {}", path.display()))?;
+            Ok(Some(path))
+        }
+        None if elf::native() => {
+            elf::write_executable(&path, &elf::static_true())
+                .with_context(|| format!("write {}", path.display()))?;
+            Ok(Some(path))
+        }
+        None => {
+            notes.push(format!(
+                "the built-in static true is x86_64 code and this host is {}; pass --true PATH",
+                std::env::consts::ARCH
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Runs `c` once with stderr captured; `Err` carries the exit code and stderr's tail.
+fn preflight(c: Contender, paths: &Paths) -> Result<(), String> {
+    let argv = plan::argv(c, paths).ok_or_else(|| "not available".to_string())?;
+    let mut attempt = 0;
+    let out = loop {
+        match Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+        {
+            // A file just written can be busy for a moment if another thread of this process
+            // forked while it was open for writing.
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(format!("cannot start {}: {e}", argv[0].to_string_lossy())),
+            Ok(out) => break out,
+        }
+    };
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "exit {}: {}",
+        exit_text(&out.status),
+        tail(&out.stderr)
+    ))
+}
+
+fn exit_text(status: &std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "unknown".into(),
+    }
+}
+
+/// The last few lines of a captured stream, trimmed, on one line.
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(3);
+    let t = lines[start..].join(" | ");
+    if t.is_empty() {
+        "(no output)".into()
+    } else {
+        t.chars().take(400).collect()
+    }
+}
+
+/// Runs the getpid/open/stat loops under every measured profile.
+fn inner_phase(
+    s: &Settings,
+    paths: &Paths,
+    files: &[DepthFile],
+    profiles: &[Profile],
+    rows: &mut [ProfileRow],
+    rng: &mut Rng,
+    progress: &mut Progress,
+) {
+    let mut ops = vec![InnerOp::Getpid];
+    if !files.is_empty() {
+        ops.extend([InnerOp::Open, InnerOp::Stat]);
+    }
+    let mut tasks: Vec<(Profile, InnerOp)> = profiles
+        .iter()
+        .flat_map(|&p| ops.iter().map(move |&o| (p, o)))
+        .collect();
+    let mut getpid: HashMap<Profile, Vec<f64>> = HashMap::new();
+    // (profile, op) -> per-file samples, in `files` order.
+    let mut per_file: HashMap<(Profile, InnerOp), Vec<Vec<f64>>> = HashMap::new();
+    let mut errors: HashMap<Profile, Vec<String>> = HashMap::new();
+    for round in 0..s.inner_rounds {
+        progress.tick("in-sandbox round", round, s.inner_rounds);
+        rng.shuffle(&mut tasks);
+        for &(p, op) in &tasks {
+            if errors
+                .get(&p)
+                .is_some_and(|e| e.iter().any(|x| x.starts_with(op.name())))
+            {
+                continue;
+            }
+            let mut args: Vec<OsString> = vec![
+                "--batches".into(),
+                s.batches.to_string().into(),
+                op.name().into(),
+            ];
+            match op {
+                InnerOp::Getpid => args.push(s.getpid_iterations.to_string().into()),
+                InnerOp::Open | InnerOp::Stat => {
+                    args.push(s.file_iterations.to_string().into());
+                    args.extend(files.iter().map(|f| f.path.clone().into_os_string()));
+                }
+            }
+            let argv = plan::inner_argv(paths, p, &args);
+            match run_inner(&argv) {
+                Ok(r) => match op {
+                    InnerOp::Getpid => getpid
+                        .entry(p)
+                        .or_default()
+                        .extend(r.results.iter().flat_map(|x| x.ns_per_op.iter().copied())),
+                    _ => {
+                        let slots = per_file
+                            .entry((p, op))
+                            .or_insert_with(|| vec![Vec::new(); files.len()]);
+                        for (slot, res) in slots.iter_mut().zip(&r.results) {
+                            slot.extend(res.ns_per_op.iter().copied());
+                        }
+                    }
+                },
+                Err(e) => errors
+                    .entry(p)
+                    .or_default()
+                    .push(format!("{}: {e}", op.name())),
+            }
+        }
+    }
+    progress.done();
+    for r in rows.iter_mut() {
+        r.ns_per_syscall = getpid.get(&r.profile).and_then(|v| Summary::of(v));
+        for op in [InnerOp::Open, InnerOp::Stat] {
+            let Some(samples) = per_file.get(&(r.profile, op)) else {
+                continue;
+            };
+            let costs: Vec<DepthCost> = files
+                .iter()
+                .zip(samples)
+                .filter_map(|(f, v)| Summary::of(v).map(|ns| DepthCost { depth: f.depth, ns }))
+                .collect();
+            let mean = (costs.len() == files.len() && !costs.is_empty())
+                .then(|| costs.iter().map(|c| c.ns.median).sum::<f64>() / costs.len() as f64);
+            match op {
+                InnerOp::Open => {
+                    r.open_by_depth = costs;
+                    r.open_ns = mean;
+                }
+                _ => {
+                    r.stat_by_depth = costs;
+                    r.stat_ns = mean;
+                }
+            }
+        }
+        r.inner_errors = errors.remove(&r.profile).unwrap_or_default();
+    }
+}
+
+/// Runs one `bench-inner` command and parses its JSON.
+fn run_inner(argv: &[OsString]) -> Result<InnerReport, String> {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot start {}: {e}", argv[0].to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` exited {}: {}",
+            plan::shell_words(argv),
+            exit_text(&out.status),
+            tail(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line)
+        .map_err(|e| format!("bad bench-inner output ({e}): {}", tail(&out.stdout)))
+}
+
+/// Final leak check: reaps orphans that exited, then kills and counts those still running.
+/// Only sound when every child of this process is the bench's (the CLI subcommand).
+fn reap_orphans(reaper: &mut Reaper, notes: &mut Vec<String>) -> u32 {
+    // Give a process that was just orphaned time to exit on its own.
+    std::thread::sleep(Duration::from_millis(50));
+    reaper.reap();
+    let me = sys::own_pid();
+    let mut leaked = 0u32;
+    let mut seen: Vec<libc::pid_t> = Vec::new();
+    // Every direct child was already waited for, so live children are leaks.
+    for _ in 0..100 {
+        let live = children_of(me);
+        if live.is_empty() {
+            break;
+        }
+        for pid in live {
+            if !seen.contains(&pid) {
+                leaked += 1;
+                seen.push(pid);
+                notes.push(format!("leaked process {pid} ({}), killed", comm_of(pid)));
+            }
+            let _ = sys::kill9(pid);
+            let _ = sys::wait(pid, 0);
+        }
+    }
+    leaked
+}
+
+/// Runs `argv` under the rss-probe once; its peak RSS in KiB if it exited 0.
+fn peak_rss(probe: &Path, argv: &[OsString]) -> Option<i64> {
+    let out = Command::new(probe)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() || out.stdout.len() < 8 {
+        return None;
+    }
+    let tail: [u8; 8] = out.stdout[out.stdout.len() - 8..].try_into().ok()?;
+    i64::try_from(u64::from_le_bytes(tail)).ok()
+}
+
+/// Pids whose parent is `ppid`, from /proc.
+fn children_of(ppid: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|&pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| parse_ppid(&s))
+                == Some(ppid)
+        })
+        .collect()
+}
+
+/// The ppid field of a /proc/PID/stat line (after the parenthesised comm, which may contain
+/// spaces and parentheses).
+fn parse_ppid(stat: &str) -> Option<libc::pid_t> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn comm_of(pid: libc::pid_t) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// For each profile in a missed start-up target: `agentcage run -v` output (phase timestamps).
+fn breakdowns(report: &Report, paths: &Paths) -> Vec<Breakdown> {
+    let Some(truth) = paths
+        .static_true
+        .clone()
+        .or_else(|| Some(paths.bin_true.clone()))
+    else {
+        return Vec::new();
+    };
+    [Profile::NsOnly, Profile::Landlock, Profile::Full]
+        .into_iter()
+        .filter(|&p| {
+            report.startup_target_missed(p) && report.profile(p).is_some_and(|r| r.error.is_none())
+        })
+        .map(|p| {
+            let mut argv = plan::agentcage_run(paths, p);
+            argv.insert(2, "-v".into());
+            argv.push(truth.clone().into_os_string());
+            // Three runs; the last is warm.
+            let mut stderr = String::new();
+            for _ in 0..3 {
+                stderr = match Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .stdin(Stdio::null())
+                    .output()
+                {
+                    Ok(o) => {
+                        let mut s = String::from_utf8_lossy(&o.stderr).into_owned();
+                        if !o.status.success() {
+                            s.push_str(&format!("\n(exit {})", exit_text(&o.status)));
+                        }
+                        s
+                    }
+                    Err(e) => format!("cannot start: {e}"),
+                };
+            }
+            if stderr.len() > 4000 {
+                let mut cut = 4000;
+                while !stderr.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                stderr.truncate(cut);
+                stderr.push_str("\n[truncated]");
+            }
+            Breakdown {
+                profile: p,
+                command: plan::shell_words(&argv),
+                stderr,
+            }
+        })
+        .collect()
+}
+
+/// Kernel, CPU and start time.
+fn host_info() -> Host {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == "model name").then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let hypervisor = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "hypervisor"));
+    Host {
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        arch: std::env::consts::ARCH.into(),
+        cpu,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        hypervisor,
+        uid: sys::euid(),
+        started_at: rfc3339_now(),
+    }
+}
+
+/// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn ppid_parsing_survives_odd_comm() {
+        assert_eq!(parse_ppid("42 (a) b) c) S 7 42 42 0"), Some(7));
+        assert_eq!(parse_ppid("1 (init) S 0 1 1"), Some(0));
+        assert_eq!(parse_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail(b"a\n\nb\nc\nd\n"), "b | c | d");
+        assert_eq!(tail(b""), "(no output)");
+    }
+
+    #[test]
+    fn spawner_times_a_launch_and_reports_exit_codes() {
+        let sp = Spawner::new().expect("spawner");
+        let ok = CArgs::new(["/bin/sh", "-c", "exit 0"]).expect("argv");
+        let l = sp.run(&ok).expect("run");
+        assert_eq!(l.reaped.exit_code(), 0);
+        assert!(l.ns > 0.0);
+        let bad = CArgs::new(["/bin/sh", "-c", "exit 3"]).expect("argv");
+        assert_eq!(sp.run(&bad).expect("run").reaped.exit_code(), 3);
+        let missing = CArgs::new(["/nonexistent/agentcage-bench"]).expect("argv");
+        // glibc reports exec failure of posix_spawn as an error or as exit 127.
+        match sp.run(&missing) {
+            Ok(l) => assert_eq!(l.reaped.exit_code(), 127),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+        }
+    }
+
+    #[test]
+    fn burst_counts_every_launch_and_failure() {
+        let sp = Spawner::new().expect("spawner");
+        let ok = CArgs::new(["/bin/sh", "-c", "exit 0"]).expect("argv");
+        let (elapsed, failures) = sp.burst(&ok, 9, 3).expect("burst");
+        assert_eq!(failures, 0);
+        assert!(elapsed > Duration::ZERO);
+        let bad = CArgs::new(["/bin/sh", "-c", "exit 1"]).expect("argv");
+        assert_eq!(sp.burst(&bad, 5, 2).expect("burst").1, 5);
+    }
+
+    /// A shell stand-in for the agentcage binary: `run ... -- CMD` execs CMD (what `none` does)
+    /// and `bench-inner` prints a fixed, well-formed report. It lets the whole pipeline run
+    /// without the real launcher.
+    const STAND_IN: &str = r#"#!/bin/sh
+case "$1" in
+run) shift; while [ "$1" != "--" ]; do shift; done; shift; exec "$@" ;;
+bench-inner)
+  shift; shift; b=$1; shift; op=$1; shift; n=$1; shift
+  s=""; i=0; while [ $i -lt $b ]; do s="$s${s:+,}100.5"; i=$((i+1)); done
+  r=""
+  if [ $# -eq 0 ]; then r="{\"path\":null,\"ns_per_op\":[$s]}"; fi
+  for p in "$@"; do r="$r${r:+,}{\"path\":\"$p\",\"ns_per_op\":[$s]}"; done
+  echo "{\"op\":\"$op\",\"iterations\":$n,\"batches\":$b,\"results\":[$r]}" ;;
+*) exit 2 ;;
+esac
+"#;
+
+    fn settings(agentcage: PathBuf, true_override: Option<PathBuf>) -> Settings {
+        Settings {
+            quick: true,
+            compare: false,
+            rounds: 3,
+            warmup: 1,
+            inner_rounds: 2,
+            getpid_iterations: 10,
+            file_iterations: 10,
+            batches: 2,
+            launches: 6,
+            concurrency: 2,
+            seed: 9,
+            profiles: vec![Profile::None],
+            agentcage,
+            true_override,
+            progress: false,
+            own_children: false,
+        }
+    }
+
+    #[test]
+    fn whole_pipeline_with_a_stand_in_launcher() {
+        let dir = TempDir::new("unit").expect("temp dir");
+        let stand_in = dir.path().join("agentcage");
+        elf::write_executable(&stand_in, STAND_IN.as_bytes()).expect("write stand-in");
+        let r = measure(&settings(stand_in, None)).expect("measure");
+        let none = r.profile(Profile::None).expect("none row");
+        assert_eq!(none.error, None);
+        assert!(none.inner_errors.is_empty(), "{:?}", none.inner_errors);
+        let startup = none.startup.as_ref().expect("startup");
+        assert_eq!((startup.ms.n, startup.failures), (3, 0));
+        assert!(startup.ms.min > 0.0 && startup.ms.p95 >= startup.ms.median);
+        assert_eq!(
+            none.ns_per_syscall.map(|s| (s.n, s.median)),
+            Some((4, 100.5))
+        );
+        assert_eq!(none.open_by_depth.len(), r.config.files.len());
+        assert_eq!(none.open_ns, Some(100.5));
+        assert!(none.launches_per_s.is_some_and(|x| x > 0.0));
+        assert!(none.x_exec.is_some_and(|x| x > 0.0));
+        if elf::native() {
+            assert!(none.peak_rss_kib.is_some_and(|k| k > 0));
+        }
+        let exec = r.baseline("exec").expect("exec baseline");
+        assert!(exec.startup.is_some() && exec.startup_bin_true.is_some());
+        assert_eq!(r.throughput.failed_runs, 0);
+        let getpid = r
+            .targets
+            .iter()
+            .find(|t| t.id == "getpid-full-vs-none")
+            .expect("target");
+        assert_eq!(getpid.status, crate::report::Status::NotMeasured);
+        // The temp dir with the static true is gone afterwards.
+        let t = r.config.static_true.expect("static true");
+        assert!(!Path::new(&t).exists(), "{t} left behind");
+    }
+
+    #[test]
+    fn a_failing_profile_is_a_row_error_not_a_failed_bench() {
+        let dir = TempDir::new("unit").expect("temp dir");
+        let broken = dir.path().join("agentcage");
+        elf::write_executable(
+            &broken,
+            b"#!/bin/sh\necho 'setup failed: EPERM' >&2\nexit 125\n",
+        )
+        .expect("write stand-in");
+        let mut s = settings(broken, Some(PathBuf::from("/bin/true")));
+        s.profiles = vec![Profile::None, Profile::Full];
+        let r = measure(&s).expect("measure");
+        for p in [Profile::None, Profile::Full] {
+            let e = r.profile(p).and_then(|x| x.error.clone()).expect("error");
+            assert!(
+                e.contains("exit 125") && e.contains("setup failed: EPERM"),
+                "{e}"
+            );
+        }
+        // --true was copied into the workspace and used for the exec baseline.
+        let t = r.config.static_true.as_deref().expect("static true");
+        assert!(t.ends_with("/true") && !t.starts_with("/bin"), "{t}");
+        assert!(r
+            .baseline("exec")
+            .and_then(|b| b.startup.as_ref())
+            .is_some());
+    }
+
+    #[test]
+    fn host_info_is_filled() {
+        let h = host_info();
+        assert!(!h.kernel.is_empty() && h.cpus >= 1);
+        assert_eq!(h.started_at.len(), 20);
+    }
+}
