@@ -354,6 +354,9 @@ impl Planner {
     }
 }
 
+/// ST_RELATIME (statvfs(3)); not exported by every libc the `libc` crate targets.
+const ST_RELATIME: libc::c_ulong = 0x1000;
+
 const RO: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 
@@ -563,7 +566,7 @@ fn set_attrs(path: &CStr, attrs: u64, use_setattr: bool) -> Result<(), Errno> {
     for (st_flag, ms_flag) in [
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
     ] {
         if st & st_flag != 0 {
             flags |= ms_flag;
