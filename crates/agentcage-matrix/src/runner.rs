@@ -233,6 +233,20 @@ fn last_line(s: &str) -> String {
     out
 }
 
+/// Memory limit of runs that include the limits layer. The launcher's default (half of the
+/// RAM) is far above what the probe's bounded memory op touches (1 GiB at most), so the
+/// matrix sets a limit the op can actually meet: the row then shows what the limits layer
+/// does, as the fork-count row does with the default 1024 pids.
+pub const MATRIX_MEMORY_LIMIT: &str = "512M";
+
+fn limit_args(key: &RunKey) -> Vec<String> {
+    if key.layers.has(Layer::Limits) {
+        vec!["--memory".into(), MATRIX_MEMORY_LIMIT.into()]
+    } else {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,19 +281,5 @@ mod tests {
             matches!(classify(Some((Some(0), None)), "garbage\n", ""), Outcome::Failed(m) if m.contains("line 1"))
         );
         assert!(matches!(classify(None, ROW, ""), Outcome::Failed(m) if m.contains("timed out")));
-    }
-}
-
-/// Memory limit of runs that include the limits layer. The launcher's default (half of the
-/// RAM) is far above what the probe's bounded memory op touches (1 GiB at most), so the
-/// matrix sets a limit the op can actually meet: the row then shows what the limits layer
-/// does, as the fork-count row does with the default 1024 pids.
-pub const MATRIX_MEMORY_LIMIT: &str = "512M";
-
-fn limit_args(key: &RunKey) -> Vec<String> {
-    if key.layers.has(Layer::Limits) {
-        vec!["--memory".into(), MATRIX_MEMORY_LIMIT.into()]
-    } else {
-        Vec::new()
     }
 }
