@@ -13,6 +13,53 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Debug builds only: an allocator that aborts when the launcher's pre-exec child allocates
+/// (nothing between clone and execve may: another thread of the parent may have held the
+/// allocator's lock at fork). Every sandbox test then checks the zone.
+#[cfg(debug_assertions)]
+mod alloc_guard {
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    pub struct Guard;
+
+    fn check() {
+        if agentcage::in_pre_exec() {
+            let msg = b"agentcage: BUG: allocation in the pre-exec child\n";
+            // SAFETY: write(2) of a static buffer to stderr, then abort: both async-signal-safe.
+            unsafe {
+                libc::write(2, msg.as_ptr().cast(), msg.len());
+                libc::abort();
+            }
+        }
+    }
+
+    // SAFETY: every method forwards to System after a check that never allocates.
+    unsafe impl GlobalAlloc for Guard {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            check();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(p, l) }
+        }
+        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+            check();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc_zeroed(l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+            check();
+            // SAFETY: same contract as the caller's.
+            unsafe { System.realloc(p, l, n) }
+        }
+    }
+
+    #[global_allocator]
+    static GUARD: Guard = Guard;
+}
+
 /// Run untrusted AI agents (coding agents, shell commands) in a rootless Linux sandbox.
 #[derive(Debug, Parser)]
 #[command(name = "agentcage", version = env!("AGENTCAGE_VERSION"), after_help = exit::EXIT_CODES_HELP)]

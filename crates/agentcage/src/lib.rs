@@ -27,5 +27,7 @@ pub mod sys;
 pub mod units;
 
 pub use error::{Error, SetupError, Step};
-pub use launch::{prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings};
+pub use launch::{
+    in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings,
+};
 pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};

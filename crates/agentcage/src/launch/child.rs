@@ -22,6 +22,9 @@ fn report_and_exit(fd: i32, e: SetupError) -> ! {
 ///
 /// Runs in the child after clone: async-signal-safe only.
 pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
+    // This copy of the process is now in the pre-exec zone: a debug build's guard allocator
+    // (see the CLI's main.rs) aborts on any allocation from here on.
+    super::PRE_EXEC.store(true, std::sync::atomic::Ordering::Relaxed);
     sys::close(pipes.sync_w);
     sys::close(pipes.report_r);
     sys::close(pipes.status_r);

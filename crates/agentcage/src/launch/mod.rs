@@ -119,6 +119,17 @@ pub struct Command {
 
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 
+/// Set in the child right after clone (in its own copy of memory): from then until execve
+/// nothing may allocate. Allocators can check it with [`in_pre_exec`].
+static PRE_EXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process is a launcher child between clone and execve (STYLE.md section 4).
+/// The CLI's debug builds install a global allocator that aborts when this is true, so every
+/// sandbox test doubles as an allocation check of the pre-exec path.
+pub fn in_pre_exec() -> bool {
+    PRE_EXEC.load(Ordering::Relaxed)
+}
+
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = FORWARD_TO.load(Ordering::Relaxed);
     if pid > 0 {
@@ -287,13 +298,21 @@ impl Prepared {
         sys::write_all(pipes.sync_w, release)
             .map_err(|e| setup_err("release the sandbox init", e))?;
         if let Some(cg) = &guard.cgroup {
-            cg.attach_from_parent(pid).map_err(|e| Error::Setup {
-                step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
-                errno: Errno(libc::EIO),
-                hint: None,
-            })?;
-            sys::write_all(pipes.sync_w, b"a")
-                .map_err(|e| setup_err("release the sandbox init", e))?;
+            // The child composes the root meanwhile: if that fails, it reports and exits, and
+            // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
+            // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
+            // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
+            cg.attach_from_parent(pid)
+                .map_err(|e| Error::Setup {
+                    step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
+                    errno: Errno(libc::EIO),
+                    hint: None,
+                })
+                .and_then(|()| {
+                    sys::write_all(pipes.sync_w, b"a")
+                        .map_err(|e| setup_err("release the sandbox init", e))
+                })
+                .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
         }
         timings.released = t0.elapsed();
 
@@ -372,6 +391,20 @@ impl Prepared {
             peak_memory,
             limits: limit_lines,
         })
+    }
+
+    /// A parent-side step failed after the child was released: when the child failed first
+    /// (and exited, which is what made the parent's step fail), its setup report says why;
+    /// otherwise `fallback`. Kills the child first so the read cannot block.
+    fn child_report_or(&self, pid: libc::pid_t, report_r: i32, fallback: Error) -> Error {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let mut buf = [0u8; SetupError::WIRE];
+        match sys::read_full(report_r, &mut buf) {
+            Ok(n) if n == SetupError::WIRE => {
+                SetupError::from_bytes(&buf).map_or(fallback, |r| self.describe_setup_error(r))
+            }
+            _ => fallback,
+        }
     }
 
     /// Parent-side configuration while the child waits: uid/gid maps.
