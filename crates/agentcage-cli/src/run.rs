@@ -362,11 +362,15 @@ pub fn main(a: RunArgs) -> i32 {
                 return exit::TIMEOUT;
             }
             if out.oom {
+                let limit = agentcage::units::format_size_limit(policy.limits.memory);
+                if out.exit == agentcage::Exit::Signal(libc::SIGKILL) {
+                    eprintln!("agentcage: out of memory (limit {limit})");
+                    return 137;
+                }
+                // A child of the command was OOM-killed; the command's own status stands.
                 eprintln!(
-                    "agentcage: out of memory (limit {})",
-                    agentcage::units::format_size_limit(policy.limits.memory)
+                    "agentcage: out of memory (limit {limit}): a process in the sandbox was killed"
                 );
-                return 137;
             }
             out.exit.code()
         }
@@ -389,7 +393,7 @@ fn write_report(
             "profile": policy.profile.name(),
             "exit_code": match o.exit { agentcage::Exit::Code(c) => Some(c), _ => None },
             "signal": match o.exit { agentcage::Exit::Signal(s) => Some(s), _ => None },
-            "status": if o.timed_out { exit::TIMEOUT } else if o.oom { 137 } else { o.exit.code() },
+            "status": if o.timed_out { exit::TIMEOUT } else { o.exit.code() },
             "timeout": o.timed_out,
             "oom": o.oom,
             "peak_memory_bytes": o.peak_memory,

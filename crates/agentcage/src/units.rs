@@ -799,6 +799,52 @@ mod tests {
         );
     }
 
+    /// Every rejection of every parser is one readable line: `invalid <what> "<input>": <why>`,
+    /// with the input quoted (escaped, cut to 64 bytes) and a non-empty reason, whatever the
+    /// input (control characters, invalid-looking Unicode, a megabyte of digits).
+    #[test]
+    fn fuzz_rejections_are_one_clear_line() {
+        type Parser = fn(&str) -> Result<(), ParseError>;
+        let parsers: [(&str, Parser); 8] = [
+            ("size", |s| parse_size(s).map(drop)),
+            ("memory size", |s| parse_memory(s).map(drop)),
+            ("file size", |s| parse_fsize(s).map(drop)),
+            ("pids count", |s| parse_pids(s).map(drop)),
+            ("open-files count", |s| parse_nofile(s).map(drop)),
+            ("CPU count", |s| parse_cpus(s).map(drop)),
+            ("duration", |s| parse_duration(s).map(drop)),
+            ("timeout", |s| parse_timeout(s).map(drop)),
+        ];
+        let mut rng = Rng(0x0123_4567_89AB_CDEF);
+        let mut inputs: Vec<String> = (0..30_000).map(|_| random_input(&mut rng)).collect();
+        inputs.extend([
+            "9".repeat(1 << 20),
+            "\n512M".into(),
+            "512M\n\t".into(),
+            "\u{7f}\u{1b}[31m".into(),
+            "é".repeat(40),
+        ]);
+        let mut rejected = 0u32;
+        for s in &inputs {
+            for (what, parse) in parsers {
+                let Err(e) = parse(s) else { continue };
+                rejected += 1;
+                let m = e.to_string();
+                assert_eq!(e.what, what, "{m}");
+                assert!(m.starts_with(&format!("invalid {what} \"")), "{m}");
+                assert!(!m.contains(['\n', '\r']), "not one line: {m:?}");
+                assert!(!m.chars().any(|c| c.is_control()), "control char: {m:?}");
+                assert!(m.len() < 400, "too long: {m}");
+                assert!(!e.reason.trim().is_empty(), "no reason: {m}");
+                assert!(e.input.len() <= 64 + 3, "input not cut: {}", e.input.len());
+            }
+        }
+        assert!(
+            rejected > 10_000,
+            "the generator must produce rejections ({rejected})"
+        );
+    }
+
     #[test]
     fn fuzz_values_round_trip() {
         let mut rng = Rng(0xDEAD_BEEF_CAFE_F00D);

@@ -82,7 +82,8 @@ pub struct RunOutcome {
     pub cpu: Duration,
     /// `--timeout` expired and the sandbox was killed.
     pub timed_out: bool,
-    /// The command was killed by the memory limit's OOM killer.
+    /// The memory limit's OOM killer killed a process of the sandbox (the command itself
+    /// when `exit` is SIGKILL, else one of its children).
     pub oom: bool,
     /// Peak memory of the run's cgroup, when one was enforced.
     pub peak_memory: Option<u64>,
@@ -387,7 +388,7 @@ impl Prepared {
             max_rss_kib: ru.ru_maxrss,
             cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
             timed_out,
-            oom: oom && exit == Exit::Signal(libc::SIGKILL),
+            oom,
             peak_memory,
             limits: limit_lines,
         })

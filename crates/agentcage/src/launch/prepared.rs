@@ -402,6 +402,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             "--keep-fd takes fds >= 3 (0-2 are always kept)".into(),
         ));
     }
+    if let Some(fd) = keep_fds.iter().find(|&&fd| !sys::fd_is_open(fd)) {
+        return Err(Error::Policy(format!(
+            "--keep-fd {fd}: fd {fd} is not open in the caller"
+        )));
+    }
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
     Ok(Prepared {

@@ -728,3 +728,9 @@ pub fn prlimit(pid: libc::pid_t, resource: c_int, cur: u64, max: u64) -> Result<
     // SAFETY: rl is a live struct; the old-limit pointer may be null.
     check_int(unsafe { libc::prlimit64(pid, resource as _, &rl, ptr::null_mut()) }).map(drop)
 }
+
+/// Whether `fd` is an open file descriptor of this process (fcntl F_GETFD).
+pub fn fd_is_open(fd: c_int) -> bool {
+    // SAFETY: integer-only fcntl.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
