@@ -119,6 +119,12 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run(_)) {
+        // Reporting commands die quietly on a closed pipe (`agentcage matrix | head`), like
+        // other CLI tools, instead of panicking in println!. `run` keeps Rust's SIG_IGN: its
+        // own pipes to the sandbox must fail with EPIPE, not kill the launcher.
+        agentcage::sys::signal_default(libc::SIGPIPE);
+    }
     let code = match cli.cmd {
         Cmd::Run(args) => run::main(args),
         Cmd::Probe(args) => report(agentcage_probe::run(&args)),
