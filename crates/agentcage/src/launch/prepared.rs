@@ -389,7 +389,9 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     // by the run-time summary once the cgroup is known; keep only the warnings.
     for n in rl_notes
         .iter()
-        .filter(|n| n.kind != crate::cgroups::NoteKind::Info)
+        // The RLIMIT_NPROC note ("no pids cgroup") is superseded by the run-time summary
+        // once the cgroup is known; keep the other warnings (clamped limits).
+        .filter(|n| n.kind != crate::cgroups::NoteKind::Info && n.limit != "pids")
     {
         enforcement.push(("limits".into(), n.to_string()));
     }
