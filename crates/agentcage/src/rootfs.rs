@@ -223,6 +223,10 @@ pub struct RootSpec {
     pub own_net: bool,
     /// mount_setattr(2) is available.
     pub mount_setattr: bool,
+    /// Size cap of every tmpfs (root, /tmp, /dev/shm...): the memory limit when there is one.
+    /// tmpfs pages are charged to a memory cgroup, but without one (an unprivileged caller
+    /// with no delegation) RLIMIT_DATA does not count them: the cap bounds each tmpfs.
+    pub tmpfs_size: Option<u64>,
 }
 
 /// The prepared mount plan.
@@ -232,10 +236,13 @@ pub struct PreparedRootfs {
     newroot: CString,
     oldroot_rel: CString,
     mount_setattr: bool,
+    root_data: CString,
 }
 
 struct Planner {
     ops: Vec<Op>,
+    /// ",size=N" for every tmpfs, or empty.
+    size_opt: String,
     /// Inside dirs known to exist in the composed tree (created or covered by a bind).
     dirs: BTreeSet<PathBuf>,
 }
@@ -254,6 +261,7 @@ impl Planner {
         dirs.insert(PathBuf::from("/"));
         Planner {
             ops: Vec::new(),
+            size_opt: String::new(),
             dirs,
         }
     }
@@ -283,7 +291,7 @@ impl Planner {
         self.ops.push(Op::Tmpfs {
             target: cpath(NEWROOT, p),
             flags: libc::MS_NOSUID | libc::MS_NODEV,
-            data: CString::new(format!("mode={mode}")).unwrap_or_default(),
+            data: CString::new(format!("mode={mode}{}", self.size_opt)).unwrap_or_default(),
             readonly,
             optional: false,
         });
@@ -363,6 +371,9 @@ const RW: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 /// Builds the mount plan (parent side; allocates freely).
 pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     let mut pl = Planner::new();
+    if let Some(n) = spec.tmpfs_size {
+        pl.size_opt = format!(",size={n}");
+    }
     // Sorted mount targets: a parent always comes before its children, so nothing we
     // mount later hides a mount point we made earlier.
     for d in SYSTEM_DIRS {
@@ -540,6 +551,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         newroot: CString::new(NEWROOT).unwrap_or_default(),
         oldroot_rel: c"oldroot".to_owned(),
         mount_setattr: spec.mount_setattr,
+        root_data: CString::new(format!("mode=0755{}", pl.size_opt)).unwrap_or_default(),
     }
 }
 
@@ -706,7 +718,7 @@ pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
         &p.newroot,
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some(c"mode=0755"),
+        Some(&p.root_data),
     )
     .map_err(e(Step::StageTmpfs, 1))?;
 
@@ -759,6 +771,7 @@ mod tests {
             fresh_proc: true,
             own_net: true,
             mount_setattr: true,
+            tmpfs_size: None,
         }
     }
 
@@ -838,6 +851,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn tmpfs_size_caps_every_tmpfs() {
+        let mut sp = spec("/tmp/ws");
+        sp.tmpfs_size = Some(1 << 20);
+        let p = prepare(&sp);
+        assert!(p.root_data.to_bytes().ends_with(b",size=1048576"));
+        let mut n = 0;
+        for o in &p.ops {
+            if let Op::Tmpfs {
+                data,
+                readonly: false,
+                ..
+            } = o
+            {
+                assert!(data.to_bytes().ends_with(b",size=1048576"), "{data:?}");
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "dev, shm, etc, tmp: {n}");
+        let unlimited = prepare(&spec("/tmp/ws"));
+        assert_eq!(unlimited.root_data.to_bytes(), b"mode=0755");
     }
 
     #[test]

@@ -262,6 +262,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             fresh_proc: layers.has(Layer::PidNs),
             own_net: clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0,
             mount_setattr: sys::mount_setattr_available(),
+            tmpfs_size: policy.limits.memory.filter(|_| layers.has(Layer::Limits)),
         })
     });
 
