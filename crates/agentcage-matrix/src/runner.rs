@@ -8,9 +8,10 @@
 //! is killed after [`RUN_TIMEOUT`], or at once on Ctrl-C.
 
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -130,14 +131,32 @@ impl<'a> Runner<'a> {
             .args(only_args(ops))
             .env(SECRET_ENV, &self.bait.secret)
             .current_dir(&self.bait.workspace)
-            .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
+        // The caller's terminal: a pty of this run, the controlling terminal of the launcher's
+        // session and its stdin, so the terminal ops (open /dev/tty, TIOCSTI) have something to
+        // reach. `--host-tty` tells the probe which terminal is the caller's, so a pty of the
+        // sandbox's own (the launcher's relay) does not count. Its master is drained so the
+        // relay never blocks on a full buffer.
+        let (master, slave) = sys::open_pty().context("open a pty for the run")?;
+        if let Some(t) = agentcage_probe::host_tty_arg(slave.as_raw_fd()) {
+            cmd.args(["--host-tty", &t]);
+        }
+        let slave_fd = slave.as_raw_fd();
+        let drain = std::thread::spawn(move || {
+            let mut f = File::from(master);
+            let mut buf = [0u8; 4096];
+            // EIO once every slave fd is closed (the run is over and ours is dropped).
+            while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
+        });
         let fd = self.bait.inherited_fd();
-        // SAFETY: the hook only calls fcntl (async-signal-safe) on an fd number and does not
-        // allocate; the fd is owned by the bait, which outlives the spawn.
+        // SAFETY: the hook only calls fcntl, setsid, ioctl and dup2 (async-signal-safe) on fd
+        // numbers and does not allocate; the fds outlive the spawn.
         unsafe {
-            cmd.pre_exec(move || sys::clear_cloexec(fd));
+            cmd.pre_exec(move || {
+                sys::take_terminal(slave_fd)?;
+                sys::clear_cloexec(fd)
+            });
         }
         let started = Instant::now();
         let mut child = cmd
@@ -157,6 +176,8 @@ impl<'a> Runner<'a> {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        drop(slave);
+        let _ = drain.join();
         let stdout = fs::read_to_string(&out_path).unwrap_or_default();
         let stderr = fs::read_to_string(&err_path).unwrap_or_default();
         let _ = fs::remove_file(&out_path);

@@ -187,3 +187,51 @@ pub fn landlock_abi() -> Result<u32, String> {
     }
     u32::try_from(rc).map_err(|_| format!("unexpected Landlock ABI {rc}"))
 }
+
+/// A fresh pseudo-terminal pair (master, slave), both close-on-exec.
+pub fn open_pty() -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: posix_openpt takes flags only and returns a new fd or -1.
+    let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if m < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: m is a fresh fd we own.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: master is a pty master; name is a live buffer of the given length.
+    let ok = unsafe {
+        libc::grantpt(m) == 0
+            && libc::unlockpt(m) == 0
+            && libc::ptsname_r(m, name.as_mut_ptr(), name.len()) == 0
+    };
+    if !ok {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ptsname_r NUL-terminated the name; open returns a new fd or -1.
+    let s = unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if s < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: s is a fresh fd we own.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
+}
+
+/// In a forked child before exec: a new session whose controlling terminal is `slave`, which
+/// also becomes stdin. Async-signal-safe (setsid, ioctl, dup2).
+pub fn take_terminal(slave: RawFd) -> io::Result<()> {
+    // SAFETY: integer-only calls on an fd the parent keeps open across the spawn.
+    unsafe {
+        if libc::setsid() < 0
+            || libc::ioctl(slave, libc::TIOCSCTTY as _, 0) < 0
+            || libc::dup2(slave, 0) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

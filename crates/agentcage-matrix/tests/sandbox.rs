@@ -295,6 +295,10 @@ fn check_matrix(run: &Run) -> Result<(), Failed> {
         // /proc/PID/environ: a user namespace alone already denies that (commoncap refuses
         // ptrace-mode access across user namespaces), so it is redundant, as measured.
         check(expect_blocked_by(m, "proc.read.pid2_status", p, "pid-ns"));
+        // The matrix gives every run a pty as the caller's terminal: the hygiene layer (new
+        // session + the launcher's own pty relay) keeps it out of reach.
+        check(expect_blocked_by(m, "hygiene.tty.tiocsti", p, "hygiene"));
+        check(expect_blocked_by(m, "hygiene.tty.open", p, "hygiene"));
     }
 
     // A BLOCKED that nothing explains means the op is broken.

@@ -74,6 +74,11 @@ pub struct ProbeArgs {
     /// See [`host_inode_arg`].
     #[arg(long, value_name = "PATH=DEV:INO")]
     pub host_inode: Vec<String>,
+    /// The caller's terminal, read outside: `DEV:RDEV` (st_dev and st_rdev of the pty the
+    /// caller gave the sandbox as stdin, decimal). Lets the terminal ops tell the caller's
+    /// terminal from a pty of the sandbox's own (the launcher's relay). See [`host_tty_arg`].
+    #[arg(long, value_name = "DEV:RDEV")]
+    pub host_tty: Option<String>,
     /// How many processes the fork op may create.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub fork_limit: u32,
@@ -111,6 +116,27 @@ fn parse_host_ns(s: &str) -> anyhow::Result<BTreeMap<String, u64>> {
 }
 
 /// Parses `/etc/passwd=2049:131`.
+fn parse_host_tty(s: &str) -> anyhow::Result<(u64, u64)> {
+    let (dev, rdev) = s
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--host-tty {s:?}: expected DEV:RDEV"))?;
+    let num = |v: &str| {
+        v.parse::<u64>()
+            .map_err(|e| anyhow::anyhow!("--host-tty {s:?}: {v:?}: {e}"))
+    };
+    Ok((num(dev)?, num(rdev)?))
+}
+
+/// `DEV:RDEV` of the terminal open on `fd` (for `--host-tty`), if it is one.
+pub fn host_tty_arg(fd: std::os::fd::RawFd) -> Option<String> {
+    if !sys::isatty(fd) {
+        return None;
+    }
+    sys::fstat_dev_rdev(fd)
+        .ok()
+        .map(|(d, r)| format!("{d}:{r}"))
+}
+
 fn parse_host_inode(s: &str) -> anyhow::Result<(PathBuf, (u64, u64))> {
     let (path, id) = s
         .rsplit_once('=')
@@ -263,6 +289,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|s| parse_host_inode(s))
         .collect::<anyhow::Result<_>>()?;
+    let host_tty = args.host_tty.as_deref().map(parse_host_tty).transpose()?;
     let scratch = Scratch::create();
     let ctx = ops::Ctx {
         sentinel_pid: args.sentinel_pid,
@@ -275,6 +302,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<i32> {
         secret_env: args.secret_env.clone(),
         host_ns,
         host_inodes,
+        host_tty,
         fork_limit: args.fork_limit,
         mem_limit_mib: args.mem_limit_mib,
         scratch: scratch.as_ref().map(|s| s.0.clone()).map_err(Clone::clone),

@@ -863,3 +863,30 @@ pub fn bind_tcp_loopback(port: u16) -> Result<OwnedFd, Errno> {
     check_int(rc)?;
     Ok(fd)
 }
+
+/// `(st_dev, st_rdev)` of an open fd.
+pub fn fstat_dev_rdev(fd: RawFd) -> Result<(u64, u64), Errno> {
+    // SAFETY: zeroed stat is a valid plain C struct; fstat fills it for a live fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: st is a live out-parameter.
+    if unsafe { libc::fstat(fd, &mut st) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok((st.st_dev, st.st_rdev))
+}
+
+/// The device number of the terminal behind `fd` (ioctl TIOCGDEV, Linux 3.8+): for
+/// `/dev/tty` it is the real terminal's, not 5:0. Falls back to fstat's st_rdev.
+pub fn tty_rdev(fd: RawFd) -> Result<u64, Errno> {
+    const TIOCGDEV: libc::c_ulong = 0x8004_5432;
+    let mut dev: libc::c_uint = 0;
+    // SAFETY: TIOCGDEV writes one unsigned int to a live out-parameter.
+    if unsafe { libc::ioctl(fd, TIOCGDEV as _, &mut dev) } == 0 {
+        // The kernel's new_encode_dev: minor low byte, major in bits 8-19, minor's high bits
+        // from bit 20.
+        let major = (dev >> 8) & 0xfff;
+        let minor = (dev & 0xff) | ((dev >> 12) & 0xf_ff00);
+        return Ok(libc::makedev(major, minor));
+    }
+    fstat_dev_rdev(fd).map(|(_, r)| r)
+}

@@ -68,14 +68,30 @@ fn env_secret(ctx: &Ctx) -> Outcome {
     }
 }
 
-fn open_tty(_: &Ctx) -> Outcome {
+/// Whether `fd` is the caller's terminal: `None` when the caller did not say which it is.
+/// Compared by the terminal's device number (TIOCGDEV, which sees through `/dev/tty`); the
+/// launcher's relay pty comes from the same devpts instance as the caller's, so its number
+/// differs. (A pty from another devpts instance could share a number: that errs towards
+/// ALLOWED, never towards a false BLOCKED.)
+fn is_callers_tty(ctx: &Ctx, fd: i32) -> Option<bool> {
+    let (_, host_rdev) = ctx.host_tty?;
+    Some(sys::tty_rdev(fd).is_ok_and(|r| r == host_rdev))
+}
+
+fn open_tty(ctx: &Ctx) -> Outcome {
+    use std::os::fd::AsRawFd;
     match sys::open(c"/dev/tty", libc::O_RDWR | libc::O_NOCTTY, 0) {
+        // A terminal of the sandbox's own (the launcher's pty relay) is not the caller's.
+        Ok(t) if is_callers_tty(ctx, t.as_raw_fd()) == Some(false) => Outcome::blocked(
+            Errno(libc::ENXIO),
+            "/dev/tty is a terminal of the sandbox's own, not the caller's (--host-tty)",
+        ),
         Ok(_) => Outcome::allowed("opened /dev/tty: a controlling terminal is reachable"),
         Err(e) => Outcome::blocked(e, "open /dev/tty"),
     }
 }
 
-fn tiocsti(_: &Ctx) -> Outcome {
+fn tiocsti(ctx: &Ctx) -> Outcome {
     let tty = sys::open(c"/dev/tty", libc::O_RDWR | libc::O_NOCTTY, 0).ok();
     use std::os::fd::AsRawFd;
     let mut candidates: Vec<(String, i32)> = (0..=2)
@@ -87,6 +103,19 @@ fn tiocsti(_: &Ctx) -> Outcome {
     }
     if candidates.is_empty() {
         return Outcome::skipped("no terminal: fds 0-2 are not ttys and /dev/tty does not open");
+    }
+    // Injecting into a pty of the sandbox's own (the launcher's relay) is harmless: only the
+    // caller's terminal counts, when the caller said which one it is.
+    let own = candidates.len();
+    candidates.retain(|(_, fd)| is_callers_tty(ctx, *fd) != Some(false));
+    if candidates.is_empty() {
+        return Outcome::blocked(
+            Errno(libc::ENXIO),
+            &format!(
+                "none of the {own} terminal fd(s) here is the caller's terminal (--host-tty): \
+                 TIOCSTI could only reach the sandbox's own pty"
+            ),
+        );
     }
     let mut first_refusal = None;
     for (name, fd) in &candidates {

@@ -174,6 +174,8 @@ pub struct Ctx {
     /// Identity `(st_dev, st_ino)` of host files by path, read outside by the caller, so a
     /// read inside can tell the host's file from a sandbox's own copy at the same path.
     pub host_inodes: BTreeMap<PathBuf, (u64, u64)>,
+    /// `(st_dev, st_rdev)` of the caller's terminal, if the caller gave the sandbox one.
+    pub host_tty: Option<(u64, u64)>,
     /// How many processes the fork op tries to create.
     pub fork_limit: u32,
     /// How much memory the memory op tries to touch, in MiB.
@@ -196,6 +198,7 @@ impl Default for Ctx {
             secret_env: None,
             host_ns: BTreeMap::new(),
             host_inodes: BTreeMap::new(),
+            host_tty: None,
             fork_limit: 2000,
             mem_limit_mib: 1024,
             scratch: Err("none created".into()),
