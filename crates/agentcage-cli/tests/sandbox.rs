@@ -53,10 +53,27 @@ fn real_programs_under_full(env: &Env) -> Result<(), Failed> {
         with mp.Pool(2) as p: print(sum(p.map(abs, [-1, -2])))'\n\
         git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m m && git log --oneline | wc -l && cd ..\n\
         gcc -o hello hello.c && ./hello\n\
-        tar czf t.tgz hello.c && tar tzf t.tgz\n";
+        tar czf t.tgz hello.c && tar tzf t.tgz\n\
+        python3 -m venv --without-pip /tmp/venv && /tmp/venv/bin/python -c 'import sys; print(\"venv\", sys.prefix)'\n\
+        python3 -c 'import ssl; print(\"ca\", ssl.create_default_context().cert_store_stats()[\"x509_ca\"] > 0)'\n\
+        node -e 'require(\"child_process\").execFileSync(\"true\"); console.log(\"node\", 40 + 2)'\n";
     let out = env.run(&["run", "-p", "full", "-w", ws.s(), "--", "sh", "-c", script])?;
     out.expect_code(0, "full")?;
-    for want in ["thread", "3", "1", "compiled", "hello.c"] {
+    let mut wants = vec![
+        "thread",
+        "3",
+        "1",
+        "compiled",
+        "hello.c",
+        "venv /tmp/venv",
+        "node 42",
+    ];
+    // The system certificates are bound into the sandbox: where the host has them, TLS
+    // clients inside see them.
+    if std::path::Path::new("/etc/ssl/certs").is_dir() {
+        wants.push("ca True");
+    }
+    for want in wants {
         if !out.stdout.lines().any(|l| l.trim() == want) {
             return Err(format!(
                 "missing {want:?} in output:\n{}\n{}",
@@ -257,6 +274,29 @@ fn root_files_not_host_root(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+fn signals_are_forwarded(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    for p in ["none", "ns-only", "full"] {
+        let ready = ws.path().join(format!("ready-{p}"));
+        let script = format!(
+            "trap 'exit 7' TERM; touch {}; while :; do sleep 0.05; done",
+            ready.display()
+        );
+        let mut child = env.spawn(&["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", &script])?;
+        common::settle(|| ready.exists()).map_err(|_| format!("{p}: the command never started"))?;
+        // SAFETY: kill(2) of our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let st = child.wait().map_err(|e| e.to_string())?;
+        if st.code() != Some(7) {
+            return Err(format!(
+                "{p}: SIGTERM to the launcher gave {st:?}, want the trap's exit 7"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 fn hostname_and_identity(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let out = env.run(&[
@@ -312,6 +352,7 @@ fn main() {
             false,
         ),
         ("hostname_and_identity", hostname_and_identity, false),
+        ("signals_are_forwarded", signals_are_forwarded, false),
         ("root_files_not_host_root", root_files_not_host_root, true),
     ];
     let mut trials = Vec::new();
