@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use crate::error::Step;
 use crate::sys::{self, Errno};
 
-/// Where the staging tmpfs is mounted (any existing directory works: it is pivoted away).
-const STAGE: &CStr = c"/tmp";
+/// Where the staging tmpfs may be mounted: the first existing directory of these (any
+/// directory works: the mount is private to the new namespace and pivoted away).
+const STAGE_CANDIDATES: &[&str] = &["/tmp", "/run", "/mnt", "/var/tmp", "/dev", "/"];
 /// Host root after the first pivot.
 const OLDROOT: &str = "/oldroot";
 /// The composed root after the first pivot.
@@ -237,6 +238,7 @@ pub struct PreparedRootfs {
     oldroot_rel: CString,
     mount_setattr: bool,
     root_data: CString,
+    stage: CString,
 }
 
 struct Planner {
@@ -552,6 +554,11 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         oldroot_rel: c"oldroot".to_owned(),
         mount_setattr: spec.mount_setattr,
         root_data: CString::new(format!("mode=0755{}", pl.size_opt)).unwrap_or_default(),
+        stage: STAGE_CANDIDATES
+            .iter()
+            .find(|d| Path::new(d).is_dir())
+            .and_then(|d| CString::new(*d).ok())
+            .unwrap_or_else(|| c"/".to_owned()),
     }
 }
 
@@ -702,13 +709,13 @@ pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
     // even one under the host's /tmp, stays reachable while /newroot is composed.
     sys::mount(
         Some(c"tmpfs"),
-        STAGE,
+        &p.stage,
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
         Some(c"mode=0755"),
     )
     .map_err(e(Step::StageTmpfs, 0))?;
-    sys::chdir(STAGE).map_err(e(Step::PivotStage, 0))?;
+    sys::chdir(&p.stage).map_err(e(Step::PivotStage, 0))?;
     ok_exists(sys::mkdir(c"newroot", 0o755)).map_err(e(Step::PivotStage, 0))?;
     ok_exists(sys::mkdir(&p.oldroot_rel, 0o755)).map_err(e(Step::PivotStage, 0))?;
     sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;

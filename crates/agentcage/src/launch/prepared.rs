@@ -467,7 +467,7 @@ impl Prepared {
             Step::MountSlave => "make / a recursive slave mount (MS_SLAVE|MS_REC)".into(),
             Step::StageTmpfs => {
                 if i == 0 {
-                    "mount the staging tmpfs on /tmp".into()
+                    "mount the staging tmpfs".into()
                 } else {
                     "mount the root tmpfs".into()
                 }
