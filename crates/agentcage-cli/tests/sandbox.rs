@@ -297,6 +297,99 @@ fn signals_are_forwarded(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Job control through the pty relay, driven like a person at a terminal: an interactive
+/// bash on a pty runs agentcage, Ctrl-Z stops the job (bash says "Stopped"), `fg` resumes it
+/// and the command finishes.
+fn job_control_through_the_pty(env: &Env) -> Result<(), Failed> {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    if !std::path::Path::new("/bin/bash").exists() {
+        eprintln!("skip job control: no /bin/bash");
+        return Ok(());
+    }
+    let ws = env.workspace()?;
+    // SAFETY: openpty fills two fds we then own.
+    let (master, slave) = unsafe {
+        let (mut m, mut s) = (0, 0);
+        if libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        ) != 0
+        {
+            return Err("openpty failed".into());
+        }
+        (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s))
+    };
+    let sfd = slave.as_raw_fd();
+    let mut bash = std::process::Command::new("/bin/bash");
+    bash.args(["--norc", "--noprofile", "-i"])
+        .current_dir(ws.path())
+        .env("PS1", "$ ");
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if env.who == common::Who::Nobody && root {
+        bash.uid(65534).gid(65534);
+    }
+    // SAFETY: setsid, ioctl and dup2 are async-signal-safe; sfd outlives the spawn.
+    unsafe {
+        bash.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(sfd, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in 0..3 {
+                libc::dup2(sfd, fd);
+            }
+            Ok(())
+        });
+    }
+    let mut child = bash.spawn().map_err(|e| format!("spawn bash: {e}"))?;
+    drop(slave);
+    let mut m = std::fs::File::from(master);
+    // SAFETY: fcntl on our own fd.
+    unsafe { libc::fcntl(m.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut seen = String::new();
+    let mut expect = |m: &mut std::fs::File, want: &str| -> Result<(), Failed> {
+        let t = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        while t.elapsed() < std::time::Duration::from_secs(10) {
+            match m.read(&mut buf) {
+                Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+            if seen.contains(want) {
+                seen = seen
+                    .split_once(want)
+                    .map(|(_, r)| r.to_string())
+                    .unwrap_or_default();
+                return Ok(());
+            }
+        }
+        Err(format!("no {want:?} on the terminal; saw {seen:?}").into())
+    };
+    let line = format!(
+        "{} run -p full -w {} -- sh -c 'echo sta\"\"rted; sleep 2; echo fini\"\"shed'\n",
+        common::binary().display(),
+        ws.s()
+    );
+    let r = (|| {
+        m.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+        expect(&mut m, "started")?;
+        m.write_all(b"\x1a").map_err(|e| e.to_string())?; // Ctrl-Z
+        expect(&mut m, "Stopped")?;
+        m.write_all(b"fg\n").map_err(|e| e.to_string())?;
+        expect(&mut m, "finished")?;
+        m.write_all(b"exit\n").map_err(|e| e.to_string())?;
+        Ok::<(), Failed>(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    r
+}
+
 fn hostname_and_identity(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let out = env.run(&[
@@ -353,6 +446,11 @@ fn main() {
         ),
         ("hostname_and_identity", hostname_and_identity, false),
         ("signals_are_forwarded", signals_are_forwarded, false),
+        (
+            "job_control_through_the_pty",
+            job_control_through_the_pty,
+            false,
+        ),
         ("root_files_not_host_root", root_files_not_host_root, true),
     ];
     let mut trials = Vec::new();

@@ -100,6 +100,18 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     Ok(())
 }
 
+/// Status pipe messages from the init: a tag byte and a raw wait status.
+pub(super) const STATUS_EXITED: u8 = b'X';
+/// The command was stopped (job control).
+pub(super) const STATUS_STOPPED: u8 = b'S';
+/// Size of one status message.
+pub(super) const STATUS_MSG: usize = 5;
+
+fn status_msg(tag: u8, st: i32) -> [u8; STATUS_MSG] {
+    let b = st.to_ne_bytes();
+    [tag, b[0], b[1], b[2], b[3]]
+}
+
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// pid 1 of the sandbox: forks the command, forwards signals to it, reaps every zombie,
@@ -112,6 +124,7 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
         libc::SIGTERM,
         libc::SIGHUP,
         libc::SIGQUIT,
+        libc::SIGCONT,
     ]);
     let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
         Ok(m) => m,
@@ -120,6 +133,13 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     if p.hygiene {
         // The terminal's SIGINT then reaches only the launcher, which forwards it once.
         let _ = sys::setsid();
+        if let Some((slave, _)) = pty {
+            // The relay's pty is the terminal of the init's session, and the command runs
+            // in its own process group of that session: a group whose parent is in another
+            // session would be orphaned, and the kernel discards the terminal's SIGTSTP for
+            // orphaned groups (no Ctrl-Z).
+            let _ = sys::set_controlling_tty(slave);
+        }
     }
     // SAFETY: fork-like clone of this single-threaded process; the child runs `command`,
     // which is async-signal-safe.
@@ -139,6 +159,13 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
             Ok(s) => s,
             Err(_) => continue,
         };
+        if sig == libc::SIGCONT {
+            // The launcher was resumed after a stop (job control): resume the command's
+            // process group, which the terminal stopped.
+            let _ = sys::kill(-cmd, libc::SIGCONT);
+            let _ = sys::kill(cmd, libc::SIGCONT);
+            continue;
+        }
         if sig != libc::SIGCHLD {
             if FORWARDED.contains(&sig) {
                 let _ = sys::kill(cmd, sig);
@@ -147,10 +174,15 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
         }
         // Reap everything that has exited: the command and orphans reparented to us.
         loop {
-            match sys::waitpid(-1, libc::WNOHANG) {
+            match sys::waitpid(-1, libc::WNOHANG | libc::WUNTRACED) {
                 Ok((0, _)) | Err(_) => break,
+                Ok((pid, st)) if pid == cmd && libc::WIFSTOPPED(st) => {
+                    // Ctrl-Z on the command's pty: tell the launcher, which stops itself so
+                    // the caller's shell gets its terminal back; `fg` resumes us both.
+                    let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_STOPPED, st));
+                }
                 Ok((pid, st)) if pid == cmd => {
-                    let _ = sys::write_all(pipes.status_w, &st.to_ne_bytes());
+                    let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_EXITED, st));
                     let code = if libc::WIFSIGNALED(st) {
                         128 + libc::WTERMSIG(st)
                     } else {
@@ -211,13 +243,32 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
     // Rust's runtime ignores SIGPIPE; programs expect the default.
     sys::signal_default(libc::SIGPIPE);
     if p.hygiene {
-        // A new session has no controlling terminal: TIOCSTI into the caller's terminal
-        // fails with EPERM, /dev/tty with ENXIO.
-        sys::setsid().map_err(fail(Step::Setsid, 0))?;
+        let under_init = old_mask.is_some();
+        match pty {
+            // Under the init, whose session has the relay's pty: our own process group, in
+            // the foreground of that terminal (SIGTTOU blocked while we take it).
+            Some((slave, _)) if under_init => {
+                sys::setpgid_self().map_err(fail(Step::Setsid, 1))?;
+                let ttou = sys::sigset(&[libc::SIGTTOU]);
+                let prev = sys::sigprocmask(libc::SIG_BLOCK, &ttou)
+                    .map_err(fail(Step::ControllingTty, 4))?;
+                let r = sys::tcsetpgrp_self(slave);
+                let _ = sys::sigprocmask(libc::SIG_SETMASK, &prev);
+                r.map_err(fail(Step::ControllingTty, 5))?;
+            }
+            // A new session has no controlling terminal: TIOCSTI into the caller's terminal
+            // fails with EPERM, /dev/tty with ENXIO. With a relay (and no init, an ablation
+            // run), its pty becomes our terminal.
+            _ => {
+                sys::setsid().map_err(fail(Step::Setsid, 0))?;
+                if let Some((slave, _)) = pty {
+                    sys::set_controlling_tty(slave).map_err(fail(Step::ControllingTty, 0))?;
+                }
+            }
+        }
         if let Some((slave, tty_fds)) = pty {
-            // The relay's pty becomes our terminal and replaces every stdio fd that was the
-            // caller's terminal; the slave fd itself is close-on-exec.
-            sys::set_controlling_tty(slave).map_err(fail(Step::ControllingTty, 0))?;
+            // The relay's pty replaces every stdio fd that was the caller's terminal; the
+            // slave fd itself is close-on-exec.
             for fd in 0..3 {
                 if tty_fds & (1 << fd) != 0 {
                     sys::dup2(slave, fd).map_err(fail(Step::ControllingTty, fd as u32))?;

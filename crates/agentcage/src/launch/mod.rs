@@ -334,11 +334,12 @@ impl Prepared {
             .filter(|_| self.policy.layers.has(Layer::Limits))
             .map(|t| t0 + Duration::from_secs_f64(t));
         let pidfd = sys::pidfd_open(pid).ok();
+        let mut exit_msg = None;
         if let Some(fd) = pidfd {
             guard.fds.push(fd);
         }
         if let (Some(p), None) = (&pty, report) {
-            p.relay(pidfd.unwrap_or(-1), deadline);
+            exit_msg = p.relay(pidfd.unwrap_or(-1), pipes.status_r, pid, deadline);
         }
         let mut timed_out = false;
         if let Some(d) = deadline {
@@ -362,9 +363,18 @@ impl Prepared {
         FORWARD_TO.store(0, Ordering::Relaxed);
         timings.exit = t0.elapsed();
 
-        // The init passes the command's raw wait status on the status pipe.
-        let mut sbuf = [0u8; 4];
-        let sn = sys::read_full(pipes.status_r, &mut sbuf).unwrap_or(0);
+        // The init passes the command's raw wait status on the status pipe (after any stop
+        // notifications, which only the pty relay acts on).
+        let exit_status = exit_msg.or_else(|| loop {
+            let mut m = [0u8; child::STATUS_MSG];
+            match sys::read_full(pipes.status_r, &mut m) {
+                Ok(child::STATUS_MSG) if m[0] == child::STATUS_STOPPED => continue,
+                Ok(child::STATUS_MSG) if m[0] == child::STATUS_EXITED => {
+                    break Some(i32::from_ne_bytes([m[1], m[2], m[3], m[4]]))
+                }
+                _ => break None,
+            }
+        });
 
         let (oom, peak_memory) = match &guard.cgroup {
             Some(cg) => (cg.oom_killed(), cg.peak_memory()),
@@ -376,8 +386,8 @@ impl Prepared {
         if let Some(r) = report {
             return Err(self.describe_setup_error(r));
         }
-        let exit = if sn == 4 {
-            Exit::from_wait_status(i32::from_ne_bytes(sbuf))
+        let exit = if let Some(status) = exit_status {
+            Exit::from_wait_status(status)
         } else {
             Exit::from_wait_status(st)
         };

@@ -98,6 +98,19 @@ impl Pty {
         Ok(Some(pty))
     }
 
+    /// Stops the launcher like the command was stopped, then resumes everything.
+    fn suspend(&self, init_pid: libc::pid_t) {
+        self.restore();
+        sys::signal_default(libc::SIGTSTP);
+        // SAFETY: getpid cannot fail.
+        let me = unsafe { libc::getpid() };
+        let _ = sys::kill(me, libc::SIGTSTP);
+        // Resumed (SIGCONT from the caller's shell).
+        self.raw();
+        self.copy_winsize();
+        let _ = sys::kill(init_pid, libc::SIGCONT);
+    }
+
     fn copy_winsize(&self) {
         // SAFETY: zeroed winsize is valid; both fds are live terminals.
         unsafe {
@@ -129,8 +142,23 @@ impl Pty {
 
     /// Relays until the command side hangs up (every slave fd closed: the sandbox exited),
     /// `done_fd` becomes readable or `deadline` passes. Restores the terminal on return.
-    pub(crate) fn relay(&self, done_fd: i32, deadline: Option<std::time::Instant>) {
-        let Ok((wr, ww)) = sys::pipe() else { return };
+    ///
+    /// Job control: when the init reports on `status_fd` that the command stopped (Ctrl-Z
+    /// on its pty), the launcher restores the caller's terminal and stops itself, so the
+    /// caller's shell takes over; when the shell resumes it (`fg`), it re-enters raw mode and
+    /// resumes the sandbox (`init_pid` forwards SIGCONT to the command's process group).
+    /// Returns the init's exit message if it read it.
+    pub(crate) fn relay(
+        &self,
+        done_fd: i32,
+        status_fd: i32,
+        init_pid: libc::pid_t,
+        deadline: Option<std::time::Instant>,
+    ) -> Option<i32> {
+        let mut exit_status = None;
+        let Ok((wr, ww)) = sys::pipe() else {
+            return None;
+        };
         WINCH_PIPE.store(ww, Ordering::Relaxed);
         let _ = sys::signal_handler(libc::SIGWINCH, on_winch);
         self.raw();
@@ -162,6 +190,11 @@ impl Pty {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: if exit_status.is_none() { status_fd } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             let timeout = deadline.map_or(-1, |d| {
                 d.saturating_duration_since(std::time::Instant::now())
@@ -178,6 +211,17 @@ impl Pty {
                     continue;
                 }
                 break;
+            }
+            if fds[4].revents & libc::POLLIN != 0 {
+                let mut m = [0u8; super::child::STATUS_MSG];
+                if let Ok(super::child::STATUS_MSG) = sys::read_full(status_fd, &mut m) {
+                    let st = i32::from_ne_bytes([m[1], m[2], m[3], m[4]]);
+                    if m[0] == super::child::STATUS_STOPPED {
+                        self.suspend(init_pid);
+                    } else {
+                        exit_status = Some(st);
+                    }
+                }
             }
             if fds[2].revents & libc::POLLIN != 0 {
                 let _ = sys::read_some(wr, &mut buf);
@@ -209,6 +253,7 @@ impl Pty {
         sys::signal_default(libc::SIGWINCH);
         sys::close(wr);
         sys::close(ww);
+        exit_status
     }
 }
 

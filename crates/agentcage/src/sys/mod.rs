@@ -734,3 +734,17 @@ pub fn fd_is_open(fd: c_int) -> bool {
     // SAFETY: integer-only fcntl.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
+
+/// setpgid(0, 0): a new process group led by the caller.
+pub fn setpgid_self() -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check_int(unsafe { libc::setpgid(0, 0) }).map(drop)
+}
+
+/// Makes the caller's process group the foreground group of terminal `fd` (TIOCSPGRP).
+pub fn tcsetpgrp_self(fd: c_int) -> Result<(), Errno> {
+    // SAFETY: getpgrp cannot fail; TIOCSPGRP reads one pid_t from a live variable.
+    let pgrp = unsafe { libc::getpgrp() };
+    // SAFETY: as above.
+    check_int(unsafe { libc::ioctl(fd, libc::TIOCSPGRP as _, &pgrp) }).map(drop)
+}
