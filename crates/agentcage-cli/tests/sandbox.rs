@@ -382,6 +382,14 @@ fn job_control_through_the_pty(env: &Env) -> Result<(), Failed> {
         expect(&mut m, "Stopped")?;
         m.write_all(b"fg\n").map_err(|e| e.to_string())?;
         expect(&mut m, "finished")?;
+        // The command's terminal is a pty of the sandbox's own devpts: ttyname works.
+        let tty = format!(
+            "{} run -p full -w {} -- sh -c 'echo T=$(tty)'\n",
+            common::binary().display(),
+            ws.s()
+        );
+        m.write_all(tty.as_bytes()).map_err(|e| e.to_string())?;
+        expect(&mut m, "T=/dev/pts/0")?;
         m.write_all(b"exit\n").map_err(|e| e.to_string())?;
         Ok::<(), Failed>(())
     })();

@@ -69,13 +69,26 @@ fn env_secret(ctx: &Ctx) -> Outcome {
 }
 
 /// Whether `fd` is the caller's terminal: `None` when the caller did not say which it is.
-/// Compared by the terminal's device number (TIOCGDEV, which sees through `/dev/tty`); the
-/// launcher's relay pty comes from the same devpts instance as the caller's, so its number
-/// differs. (A pty from another devpts instance could share a number: that errs towards
-/// ALLOWED, never towards a false BLOCKED.)
+/// A terminal is identified by its device number (TIOCGDEV, which sees through `/dev/tty`)
+/// and the devpts instance it lives in (st_dev of a pty node with that number among `fd` and
+/// fds 0-2): the launcher's relay pty comes from the sandbox's own devpts, where numbers
+/// restart at 0 and may equal the caller's.
 fn is_callers_tty(ctx: &Ctx, fd: i32) -> Option<bool> {
-    let (_, host_rdev) = ctx.host_tty?;
-    Some(sys::tty_rdev(fd).is_ok_and(|r| r == host_rdev))
+    let (host_dev, host_rdev) = ctx.host_tty?;
+    let Ok(rdev) = sys::tty_rdev(fd) else {
+        return Some(false);
+    };
+    if rdev != host_rdev {
+        return Some(false);
+    }
+    let dev = [fd, 0, 1, 2]
+        .into_iter()
+        .find_map(|f| match sys::fstat_dev_rdev(f) {
+            Ok((d, r)) if r == rdev => Some(d),
+            _ => None,
+        });
+    // Same number, instance unknown (only /dev/tty open): err towards ALLOWED.
+    Some(dev.is_none() || dev == Some(host_dev))
 }
 
 fn open_tty(ctx: &Ctx) -> Outcome {

@@ -31,6 +31,15 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     if let Err(e) = setup_sandbox(p, pipes) {
         report_and_exit(pipes.report_w, e);
     }
+    // The command's terminal: a pty of the sandbox's own devpts (its master goes to the
+    // launcher's relay), so ttyname and `tty` work inside.
+    let pty = match pty {
+        Some((sock, tty_fds)) => match super::pty::open_inside(sock) {
+            Ok(slave) => Some((slave, tty_fds)),
+            Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ControllingTty, 6, e)),
+        },
+        None => None,
+    };
     if p.init {
         init(p, pipes, pty)
     } else {

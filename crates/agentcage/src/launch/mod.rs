@@ -245,9 +245,10 @@ impl Prepared {
                 f(what, how);
             }
         }
-        let pty = if opts.pty && self.hygiene {
-            pty::Pty::open_if_interactive().map_err(|e| Error::Setup {
-                step: "open a pseudo-terminal for the command (posix_openpt)".into(),
+        // The sandbox opens the command's pty in its own devpts and sends us the master.
+        let pty_plan = if opts.pty && self.hygiene {
+            pty::PtyPlan::if_interactive().map_err(|e| Error::Setup {
+                step: "create the socket for the command's pseudo-terminal".into(),
                 errno: e,
                 hint: Some(
                     "pass --no-pty to run without one (the command then has no terminal)".into(),
@@ -256,7 +257,7 @@ impl Prepared {
         } else {
             None
         };
-        let pty_fds = pty.as_ref().map(|p| (p.slave, p.tty_fds));
+        let pty_fds = pty_plan.as_ref().map(|p| (p.child_sock, p.tty_fds));
         if opts.forward_signals {
             for s in FORWARDED {
                 let _ = sys::signal_handler(s, forward_signal);
@@ -281,10 +282,6 @@ impl Prepared {
         guard.close(pipes.sync_r);
         guard.close(pipes.report_w);
         guard.close(pipes.status_w);
-        if let Some(p) = &pty {
-            // Only the sandbox holds the slave now: EIO on the master means it is gone.
-            sys::close(p.slave);
-        }
 
         self.configure_from_parent(pid)?;
         if let Some(m) = data_floor {
@@ -316,6 +313,9 @@ impl Prepared {
                 .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
         }
         timings.released = t0.elapsed();
+
+        // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
+        let pty = pty_plan.and_then(pty::PtyPlan::receive);
 
         // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.
         let mut buf = [0u8; SetupError::WIRE];

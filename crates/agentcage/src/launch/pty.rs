@@ -7,17 +7,89 @@
 //! Parent side only (allocation is fine here); the child just does setsid, TIOCSCTTY and
 //! dup2 on the prepared slave fd (see `child.rs`).
 
-use std::ffi::CStr;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::sys::{self, Errno};
 
+/// Before clone: the decision to relay, and the socket the sandbox sends its pty master on.
+pub(crate) struct PtyPlan {
+    /// Bit i set: fd i (0-2) was a terminal and becomes the pty in the command.
+    pub(crate) tty_fds: u8,
+    parent_sock: i32,
+    /// The sandbox's end (closed in the parent after clone).
+    pub(crate) child_sock: i32,
+}
+
+impl PtyPlan {
+    /// A plan when stdin is a terminal; `None` otherwise.
+    pub(crate) fn if_interactive() -> Result<Option<PtyPlan>, Errno> {
+        if !isatty(0) {
+            return Ok(None);
+        }
+        let mut tty_fds = 0u8;
+        for fd in 0..3 {
+            if isatty(fd) {
+                tty_fds |= 1 << fd;
+            }
+        }
+        let (parent_sock, child_sock) = sys::socketpair()?;
+        Ok(Some(PtyPlan {
+            tty_fds,
+            parent_sock,
+            child_sock,
+        }))
+    }
+
+    /// Parent, after releasing the sandbox: receives the pty master the sandbox opened in
+    /// its own devpts (so `tty` and ttyname work inside) and starts it in the caller's
+    /// terminal mode and size. `None` when the sandbox failed before sending it.
+    pub(crate) fn receive(self) -> Option<Pty> {
+        sys::close(self.child_sock);
+        let master = sys::recv_fd(self.parent_sock);
+        sys::close(self.parent_sock);
+        let master = master.ok()?;
+        let term_fd = 0;
+        // SAFETY: zeroed termios is a valid plain C struct; both fds are live terminals
+        // (setting the mode through the master sets it for the pair).
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(term_fd, &mut t) == 0 {
+                libc::tcsetattr(master, libc::TCSANOW, &t);
+                Some(t)
+            } else {
+                None
+            }
+        };
+        let pty = Pty {
+            master,
+            tty_fds: self.tty_fds,
+            term_fd,
+            saved,
+        };
+        pty.copy_winsize();
+        Some(pty)
+    }
+}
+
+/// Sandbox side, after its root is composed: opens a pty in the sandbox's own devpts,
+/// sends the master to the launcher over `sock` and returns the slave.
+///
+/// Runs in the child after clone: async-signal-safe only.
+pub(crate) fn open_inside(sock: i32) -> Result<i32, Errno> {
+    let master = sys::open(c"/dev/ptmx", libc::O_RDWR | libc::O_NOCTTY, 0)?;
+    let r = sys::unlockpt(master)
+        .and_then(|()| sys::pty_peer(master))
+        .and_then(|slave| sys::send_fd(sock, master).map(|()| slave));
+    sys::close(master);
+    sys::close(sock);
+    r
+}
+
 /// The launcher side of a relay.
 pub(crate) struct Pty {
-    pub(crate) master: i32,
-    pub(crate) slave: i32,
-    /// Bit i set: fd i (0-2) was a terminal and becomes the slave in the command.
-    pub(crate) tty_fds: u8,
+    master: i32,
+    /// Bit i set: fd i (0-2) was a terminal and is the pty in the command.
+    tty_fds: u8,
     /// The caller's terminal (an fd among 0-2) and its saved mode.
     term_fd: i32,
     saved: Option<libc::termios>,
@@ -38,66 +110,6 @@ fn isatty(fd: i32) -> bool {
 }
 
 impl Pty {
-    /// Opens a pty pair when stdin is a terminal; `None` otherwise.
-    pub(crate) fn open_if_interactive() -> Result<Option<Pty>, Errno> {
-        if !isatty(0) {
-            return Ok(None);
-        }
-        let mut tty_fds = 0u8;
-        for fd in 0..3 {
-            if isatty(fd) {
-                tty_fds |= 1 << fd;
-            }
-        }
-        // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r take integers and a live buffer.
-        let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-        if master < 0 {
-            return Err(Errno::last());
-        }
-        let mut name = [0 as libc::c_char; 128];
-        // SAFETY: master is a valid pty master; name is a live buffer of the given size.
-        let ok = unsafe {
-            libc::grantpt(master) == 0
-                && libc::unlockpt(master) == 0
-                && libc::ptsname_r(master, name.as_mut_ptr(), name.len()) == 0
-        };
-        if !ok {
-            let e = Errno::last();
-            sys::close(master);
-            return Err(e);
-        }
-        // SAFETY: ptsname_r wrote a NUL-terminated string into name.
-        let path = unsafe { CStr::from_ptr(name.as_ptr()) };
-        let slave = match sys::open(path, libc::O_RDWR | libc::O_NOCTTY, 0) {
-            Ok(fd) => fd,
-            Err(e) => {
-                sys::close(master);
-                return Err(e);
-            }
-        };
-        let term_fd = 0;
-        // The command's terminal starts in the caller's mode and size.
-        // SAFETY: zeroed termios/winsize are valid plain C structs; fds are live.
-        let saved = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(term_fd, &mut t) == 0 {
-                libc::tcsetattr(slave, libc::TCSANOW, &t);
-                Some(t)
-            } else {
-                None
-            }
-        };
-        let pty = Pty {
-            master,
-            slave,
-            tty_fds,
-            term_fd,
-            saved,
-        };
-        pty.copy_winsize();
-        Ok(Some(pty))
-    }
-
     /// Stops the launcher like the command was stopped, then resumes everything.
     fn suspend(&self, init_pid: libc::pid_t) {
         self.restore();

@@ -748,3 +748,102 @@ pub fn tcsetpgrp_self(fd: c_int) -> Result<(), Errno> {
     // SAFETY: as above.
     check_int(unsafe { libc::ioctl(fd, libc::TIOCSPGRP as _, &pgrp) }).map(drop)
 }
+
+/// socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC): two connected sockets.
+pub fn socketpair() -> Result<(c_int, c_int), Errno> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: fds is a live array of two ints.
+    check_int(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// The control message buffer for one fd (SCM_RIGHTS), aligned like a cmsghdr.
+#[repr(C)]
+struct FdCmsg {
+    hdr: libc::cmsghdr,
+    fd: c_int,
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS). Allocation-free.
+pub fn send_fd(sock: c_int, fd: c_int) -> Result<(), Errno> {
+    let mut byte = [b'f'];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: zeroed msghdr/cmsghdr are valid plain C structs.
+    let mut c: FdCmsg = unsafe { std::mem::zeroed() };
+    // SAFETY: CMSG_LEN only computes a length.
+    c.hdr.cmsg_len = unsafe { libc::CMSG_LEN(std::mem::size_of::<c_int>() as u32) } as _;
+    c.hdr.cmsg_level = libc::SOL_SOCKET;
+    c.hdr.cmsg_type = libc::SCM_RIGHTS;
+    c.fd = fd;
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut c as *mut FdCmsg).cast();
+    msg.msg_controllen = std::mem::size_of::<FdCmsg>() as _;
+    // SAFETY: msg points at live iov/control buffers for the duration of the call.
+    check(unsafe { libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) } as c_long)
+}
+
+/// Receives one fd sent with [`send_fd`]; ENODATA when the peer closed without sending.
+pub fn recv_fd(sock: c_int) -> Result<c_int, Errno> {
+    let mut byte = [0u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: zeroed structs are valid; the kernel fills them.
+    let mut c: FdCmsg = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut c as *mut FdCmsg).cast();
+    msg.msg_controllen = std::mem::size_of::<FdCmsg>() as _;
+    loop {
+        // SAFETY: msg points at live buffers; MSG_CMSG_CLOEXEC marks the received fd.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 || c.hdr.cmsg_level != libc::SOL_SOCKET || c.hdr.cmsg_type != libc::SCM_RIGHTS {
+            return Err(Errno(libc::ENODATA));
+        }
+        return Ok(c.fd);
+    }
+}
+
+/// Unlocks a pty master's slave (ioctl TIOCSPTLCK 0).
+pub fn unlockpt(master: c_int) -> Result<(), Errno> {
+    let zero: c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from a live variable.
+    check_int(unsafe { libc::ioctl(master, libc::TIOCSPTLCK as _, &zero) }).map(drop)
+}
+
+/// Opens the slave of a pty master without a path (ioctl TIOCGPTPEER, Linux 4.13+): the
+/// slave of *this* master's devpts instance, close-on-exec, not a controlling terminal yet.
+pub fn pty_peer(master: c_int) -> Result<c_int, Errno> {
+    const TIOCGPTPEER: libc::c_ulong = 0x5441;
+    // SAFETY: integer-only ioctl returning a new fd.
+    check_int(unsafe {
+        libc::ioctl(
+            master,
+            TIOCGPTPEER as _,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    })
+}
