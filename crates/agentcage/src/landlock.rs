@@ -18,17 +18,32 @@ use crate::sys::Errno;
 /// The prepared ruleset.
 pub type Prepared = ll::Prepared;
 
-/// The allow-list of a policy (inside paths): read/execute on the system dirs, read on /etc
-/// and /proc, everything on the workspace, /tmp, /dev/shm, the home and `--rw` paths,
-/// read/write on the /dev nodes, nothing else.
+/// The allow-list of a policy (inside paths): read/execute on the system dirs, read on the
+/// composed root (so on /etc, /proc and /dev; without a mount namespace on those three only),
+/// everything on the workspace, /tmp, /dev/shm, the home and `--rw` paths, read/write on the
+/// /dev nodes, nothing else.
 pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Vec<Rule> {
+    // A system dir that is a symlink into /usr (merged-/usr hosts: /bin -> usr/bin) is
+    // covered by the /usr rule: one rule fewer to open and add per run.
     let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS
         .iter()
+        .filter(|d| {
+            **d == "/usr"
+                || !std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink())
+                || !std::fs::canonicalize(d).is_ok_and(|t| t.starts_with("/usr"))
+        })
         .map(|d| Rule::new(*d, Access::ReadExec))
         .collect();
-    r.push(Rule::new("/etc", Access::ReadOnly));
-    r.push(Rule::new("/proc", Access::ReadOnly));
-    r.push(Rule::new("/dev", Access::ReadOnly));
+    if mount_ns {
+        // Listing and reading "/" of the composed root exposes nothing the policy did not
+        // put there, and covers /etc, /proc and /dev (rules are hierarchical). Without a
+        // mount namespace "/" is the host's root: then only those three are readable.
+        r.push(Rule::new("/", Access::ReadOnly));
+    } else {
+        r.push(Rule::new("/etc", Access::ReadOnly));
+        r.push(Rule::new("/proc", Access::ReadOnly));
+        r.push(Rule::new("/dev", Access::ReadOnly));
+    }
     for n in rootfs::DEV_NODES {
         r.push(Rule::new(format!("/dev/{n}"), Access::DevRw));
     }
@@ -36,9 +51,6 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Ve
     r.push(Rule::new("/dev/shm", Access::ReadWrite));
     r.push(Rule::new("/tmp", Access::ReadWrite));
     if mount_ns {
-        // Listing and reading "/" of the composed root exposes nothing the policy did not
-        // put there (without a mount namespace it would be the host's root: no rule then).
-        r.push(Rule::new("/", Access::ReadOnly));
         // The home exists only in the composed root (without it, this would be the host's).
         r.push(Rule::new(home, Access::ReadWrite));
         if self_exe {
