@@ -111,7 +111,9 @@ fn outside_file_invisible(env: &Env) -> Result<(), Failed> {
 
 fn env_secret_and_fd_hidden(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
-    let script = "echo secret=${AGENTCAGE_T_SECRET:-unset}; if [ -e /proc/self/fd/7 ]; then echo fd7=open; else echo fd7=closed; fi";
+    // Also through the init's memory: it is a fork of the launcher, which has the secret.
+    let script = "echo secret=${AGENTCAGE_T_SECRET:-unset}; if [ -e /proc/self/fd/7 ]; then echo fd7=open; else echo fd7=closed; fi; \
+        if [ $$ != 1 ] && tr '\\0' '\\n' < /proc/1/environ 2>/dev/null | grep -q hunter2; then echo init-environ=leaks; fi";
     for p in PROFILES {
         let out = env.run_with(
             &["run", "-p", p, "-w", ws.s(), "--", "sh", "-c", script],
@@ -121,6 +123,9 @@ fn env_secret_and_fd_hidden(env: &Env) -> Result<(), Failed> {
             },
         )?;
         out.expect_code(0, p)?;
+        if p != "none" && out.stdout.contains("init-environ=leaks") {
+            return Err(format!("{p}: the secret is readable in /proc/1/environ").into());
+        }
         let (want_secret, want_fd) = if p == "none" {
             ("secret=hunter2", "fd7=open")
         } else {

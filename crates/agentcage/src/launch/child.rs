@@ -66,6 +66,13 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
         }
         sys::setresuid(uid).map_err(fail(Step::SetUid, 0))?;
     }
+    // The init is a fork of the launcher: its memory holds the caller's whole environment
+    // and /proc/1/exe is the host's agentcage binary. Non-dumpable, /proc/1/{environ,mem,
+    // exe,fd,...} and ptrace stay closed even to a root-in-namespace agent (ns-only): the
+    // check then needs CAP_SYS_PTRACE in the init's mm's user namespace, the host's. Only
+    // now: the launcher had to open our /proc/PID/uid_map, which non-dumpable forbids.
+    // (execve makes the command dumpable again.)
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     if p.clone_flags != 0 {
         // Die with the launcher, even when it is SIGKILLed. Set after the id switch, which
         // clears it. The launcher holds the sync pipe's write end until the sandbox exits:
