@@ -62,7 +62,7 @@ pub struct BenchArgs {
         long,
         value_name = "LIST",
         value_delimiter = ',',
-        value_enum,
+        value_parser = plan::parse_profile,
         default_value = "none,ns-only,landlock,full"
     )]
     pub profiles: Vec<Profile>,

@@ -25,51 +25,13 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-/// An agentcage profile, spelled as everywhere else in agentcage.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    clap::ValueEnum,
-    Serialize,
-    Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    /// Plain fork/exec through the launcher.
-    None,
-    /// Namespaces and a composed root.
-    #[value(alias = "ns_only")]
-    NsOnly,
-    /// `ns-only` plus Landlock.
-    Landlock,
-    /// `landlock` plus caps, no_new_privs, seccomp and limits.
-    Full,
-}
+/// The launcher's profiles (one definition for the whole workspace).
+pub use agentcage::policy::Profile;
 
-impl Profile {
-    /// Every profile, weakest first.
-    pub const ALL: [Profile; 4] = [
-        Profile::None,
-        Profile::NsOnly,
-        Profile::Landlock,
-        Profile::Full,
-    ];
-
-    /// The spelling on the command line and in JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::None => "none",
-            Profile::NsOnly => "ns-only",
-            Profile::Landlock => "landlock",
-            Profile::Full => "full",
-        }
-    }
+/// clap value parser for [`Profile`] (`ns_only` is accepted as an alias).
+pub fn parse_profile(s: &str) -> Result<Profile, String> {
+    Profile::from_name(s)
+        .ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
 }
 
 /// Where the agentcage binary is inside namespaced profiles (the launcher contract).
@@ -296,7 +258,6 @@ pub fn to_bytes(argv: &[OsString]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::ValueEnum;
 
     fn paths() -> Paths {
         Paths {
@@ -384,9 +345,9 @@ mod tests {
     fn profile_names_and_alias() {
         let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
         assert_eq!(names, ["none", "ns-only", "landlock", "full"]);
-        assert_eq!(Profile::from_str("ns_only", false), Ok(Profile::NsOnly));
-        assert_eq!(Profile::from_str("ns-only", false), Ok(Profile::NsOnly));
-        assert!(Profile::from_str("bogus", false).is_err());
+        assert_eq!(parse_profile("ns_only"), Ok(Profile::NsOnly));
+        assert_eq!(parse_profile("ns-only"), Ok(Profile::NsOnly));
+        assert!(parse_profile("bogus").is_err());
     }
 
     #[test]
