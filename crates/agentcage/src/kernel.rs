@@ -1749,7 +1749,7 @@ pub struct MountInfo {
 }
 
 /// Decodes mountinfo's `\040`-style octal escapes.
-fn unescape_mountinfo(s: &str) -> String {
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
