@@ -24,6 +24,12 @@ pub const OPS: &[Op] = &[
         env_secret,
     ),
     Op::new(
+        "hygiene.env.ancestor",
+        "read the secret from an ancestor's environment",
+        Hygiene,
+        env_ancestor,
+    ),
+    Op::new(
         "hygiene.tty.open",
         "open the controlling terminal",
         Hygiene,
@@ -64,6 +70,59 @@ fn env_secret(ctx: &Ctx) -> Outcome {
         None => Outcome::Blocked {
             errno: Errno(libc::ENOENT),
             detail: format!("{name} is not in the environment"),
+        },
+    }
+}
+
+/// The parent pid of `pid` (field 4 of /proc/PID/stat, after the parenthesised comm).
+fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Walks the probe's ancestors (not the probe itself: that is `hygiene.env.secret`) and reads
+/// each one's environment: a launcher or init that keeps the caller's environment in memory
+/// leaks it through /proc/PID/environ unless it is out of reach (pid namespace, user
+/// namespace, non-dumpable, Landlock's ptrace restriction).
+fn env_ancestor(ctx: &Ctx) -> Outcome {
+    let Some(name) = ctx.secret_env.as_deref() else {
+        return Outcome::skipped("no --secret-env given");
+    };
+    let needle = format!("{name}=");
+    // SAFETY: getppid cannot fail.
+    let probe = unsafe { libc::getppid() } as u32;
+    let mut pid = ppid_of(probe);
+    let mut refused: Option<(Errno, u32)> = None;
+    let mut seen = 0;
+    // Bounded: a pid chain cannot be longer than the pid space, stop at 64.
+    while let Some(p) = pid.filter(|p| *p > 0) {
+        seen += 1;
+        match std::fs::read(format!("/proc/{p}/environ")) {
+            Ok(env) => {
+                if env
+                    .split(|b| *b == 0)
+                    .any(|kv| kv.starts_with(needle.as_bytes()))
+                {
+                    return Outcome::allowed(format!(
+                        "{name} found in the environment of ancestor pid {p} (value not printed)"
+                    ));
+                }
+            }
+            Err(e) => {
+                refused.get_or_insert((Errno(e.raw_os_error().unwrap_or(libc::EACCES)), p));
+            }
+        }
+        if p == 1 || seen >= 64 {
+            break;
+        }
+        pid = ppid_of(p);
+    }
+    match refused {
+        Some((e, p)) => Outcome::blocked(e, &format!("read /proc/{p}/environ (ancestor)")),
+        None => Outcome::Blocked {
+            errno: Errno(libc::ENOENT),
+            detail: format!("no readable ancestor ({seen} checked) has {name} in its environment"),
         },
     }
 }
