@@ -314,11 +314,21 @@ pub fn main(a: RunArgs) -> i32 {
         }
     }
     let verbose = a.verbose;
+    if !a.quiet && !verbose {
+        for (what, how) in &prepared.degraded {
+            ui::warning(&format!("{what}: {how}"));
+        }
+    }
     let opts = SpawnOptions {
         forward_signals: true,
         pty: !a.no_pty,
         on_enforcement: verbose.then(|| {
             Box::new(|what: &str, how: &str| eprintln!("agentcage: {what}: {how}"))
+                as Box<dyn Fn(&str, &str)>
+        }),
+        // Weaker than asked is data, never silence: said unless -q.
+        on_degraded: (!a.quiet && !verbose).then(|| {
+            Box::new(|what: &str, how: &str| ui::warning(&format!("{what}: {how}")))
                 as Box<dyn Fn(&str, &str)>
         }),
     };

@@ -434,6 +434,89 @@ fn hostname_and_identity(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Makes Landlock look absent to the process: a seccomp filter in the spawned launcher
+/// answers ENOSYS to landlock_create_ruleset/add_rule/restrict_self (444-446 on x86_64 and
+/// aarch64), exactly what a kernel without Landlock says. Runs in `pre_exec`.
+fn hide_landlock(c: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl and seccomp on a filter that lives on this closure's stack; both are
+    // async-signal-safe and the filter is copied by the kernel.
+    unsafe {
+        c.pre_exec(|| {
+            const RET_ALLOW: u32 = 0x7fff_0000;
+            const RET_ERRNO: u32 = 0x0005_0000;
+            let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+            let prog = [
+                f(0x20, 0, 0, 0),   // ld [nr]
+                f(0x35, 0, 3, 444), // jge 444 ? next : allow
+                f(0x35, 2, 0, 447), // jge 447 ? allow : next
+                f(0x06, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
+                f(0x06, 0, 0, RET_ALLOW),
+                f(0x06, 0, 0, RET_ALLOW),
+            ];
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, 2, &fprog as *const libc::sock_fprog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Fail closed: without Landlock the landlock and full profiles refuse to run (125, and say
+/// why); `--best-effort` runs and says what was not enforced; ns-only is unaffected.
+fn fails_closed_without_landlock(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    for p in ["landlock", "full"] {
+        let out = env.run_with(&["run", "-p", p, "-w", ws.s(), "--", "true"], hide_landlock)?;
+        out.expect_code(125, p)?;
+        if !out.stderr.contains("Landlock") || !out.stderr.contains("--best-effort") {
+            return Err(format!("{p}: no reason/hint on stderr: {}", out.stderr).into());
+        }
+        let out = env.run_with(
+            &[
+                "run",
+                "-p",
+                p,
+                "--best-effort",
+                "-v",
+                "-w",
+                ws.s(),
+                "--",
+                "sh",
+                "-c",
+                "echo ran",
+            ],
+            hide_landlock,
+        )?;
+        out.expect_code(0, p)?;
+        if out.stdout.trim() != "ran" || !out.stderr.contains("not enforced") {
+            return Err(format!("{p} --best-effort: {:?} / {}", out.stdout, out.stderr).into());
+        }
+        // Weaker than asked is said even without -v.
+        let out = env.run_with(
+            &["run", "-p", p, "--best-effort", "-w", ws.s(), "--", "true"],
+            hide_landlock,
+        )?;
+        out.expect_code(0, p)?;
+        if !out.stderr.contains("warning: landlock: not enforced") {
+            return Err(
+                format!("{p} --best-effort without -v said nothing: {}", out.stderr).into(),
+            );
+        }
+    }
+    env.run_with(
+        &["run", "-p", "ns-only", "-w", ws.s(), "--", "true"],
+        hide_landlock,
+    )?
+    .expect_code(0, "ns-only")
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -459,6 +542,11 @@ fn main() {
         ),
         ("hostname_and_identity", hostname_and_identity, false),
         ("signals_are_forwarded", signals_are_forwarded, false),
+        (
+            "fails_closed_without_landlock",
+            fails_closed_without_landlock,
+            false,
+        ),
         (
             "job_control_through_the_pty",
             job_control_through_the_pty,

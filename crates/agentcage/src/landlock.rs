@@ -79,6 +79,7 @@ pub(crate) fn prepare(
     mount_ns: bool,
     self_exe: bool,
     enforcement: &mut Vec<(String, String)>,
+    degraded: &mut Vec<(String, String)>,
 ) -> Result<Option<Prepared>, Error> {
     let spec = ll::Spec {
         rules: rules(policy, home, mount_ns, self_exe),
@@ -113,6 +114,24 @@ pub(crate) fn prepare(
     })?;
     // One line per right: enforced, partially, or not (and which ABI would bring it).
     let report = prepared.enforcement();
+    // What the caller must hear about even without -v: Landlock missing altogether, or a
+    // requested network/scope restriction this kernel lacks (--best-effort runs only get
+    // here; otherwise prepare failed above). Filesystem rights newer than the kernel are not
+    // listed: they govern features this kernel does not have.
+    if report.overall() == ll::Overall::NotEnforced {
+        let summary = report.summary();
+        let text = summary.strip_prefix("landlock: ").unwrap_or(&summary);
+        degraded.push(("landlock".into(), text.to_string()));
+    } else {
+        for (right, why) in report.missing() {
+            if !matches!(right.kind(), ll::abi::Kind::Fs(_)) {
+                degraded.push((
+                    "landlock".into(),
+                    format!("{}: not enforced: {why}", right.name()),
+                ));
+            }
+        }
+    }
     for line in report.to_string().lines().filter(|l| !l.trim().is_empty()) {
         enforcement.push(("landlock".into(), line.trim().to_string()));
     }

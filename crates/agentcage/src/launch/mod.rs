@@ -107,6 +107,9 @@ pub struct SpawnOptions {
     /// Called with (what, how) lines about run-time enforcement (the cgroup limits) before
     /// the command starts: `run -v` prints them.
     pub on_enforcement: Option<EnforcementHook>,
+    /// Called with (what, how) for every requested limit this host cannot enforce as asked
+    /// (the CLI prints them as warnings unless `-q`).
+    pub on_degraded: Option<EnforcementHook>,
 }
 
 /// What the launcher was asked to run (kept for error messages).
@@ -231,7 +234,8 @@ impl Prepared {
                     for (what, how) in limit_lines.iter_mut() {
                         if what == "memory" {
                             *how = format!(
-                                "rlimit RLIMIT_DATA={} per process only (no memory cgroup: {how})",
+                                "{} per process only (RLIMIT_DATA): no writable memory cgroup for \
+                                 this caller (`agentcage doctor` says why and how to delegate one)",
                                 crate::units::format_size(m)
                             );
                         }
@@ -243,6 +247,15 @@ impl Prepared {
         if let Some(f) = &opts.on_enforcement {
             for (what, how) in &limit_lines {
                 f(what, how);
+            }
+        }
+        if let Some(f) = &opts.on_degraded {
+            // A requested limit without a cgroup to enforce it (an unprivileged caller without
+            // delegation): said on every run, not only with -v.
+            for (what, how) in &limit_lines {
+                if how.starts_with("not enforced") || how.contains("per process only") {
+                    f(what, how);
+                }
             }
         }
         // The sandbox opens the command's pty in its own devpts and sends us the master.

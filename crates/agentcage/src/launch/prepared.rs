@@ -81,6 +81,9 @@ pub struct Prepared {
     pub(crate) envp: CArray,
     /// Enforcement lines for `run -v` (what each layer does on this host).
     pub enforcement: Vec<(String, String)>,
+    /// What the profile asks for but this host does not enforce (only possible with
+    /// `best_effort`): the CLI prints these even without `-v`.
+    pub degraded: Vec<(String, String)>,
 }
 
 /// The pipes between launcher and child (all O_CLOEXEC).
@@ -194,6 +197,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         ));
     }
     let mut enforcement = Vec::new();
+    let mut degraded = Vec::new();
 
     // Namespaces.
     let ns = [
@@ -355,6 +359,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             mount_ns,
             command.self_exe.is_some(),
             &mut enforcement,
+            &mut degraded,
         )?
     } else {
         None
@@ -435,6 +440,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         argv: CArray::new(argv),
         envp: CArray::new(envp),
         enforcement,
+        degraded,
     })
 }
 
