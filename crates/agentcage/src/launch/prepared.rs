@@ -198,6 +198,32 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     }
     let mut enforcement = Vec::new();
     let mut degraded = Vec::new();
+    if as_root && layers.has(Layer::UserNs) {
+        // Run as root, the sandbox is host uid host_uid: a root-owned workspace is then
+        // read-only (or unreachable) inside. Say so before the command finds out.
+        if let Ok(md) = std::fs::metadata(ws) {
+            use std::os::unix::fs::MetadataExt;
+            let writable_by_other = md.mode() & 0o002 != 0;
+            if md.uid() != policy.host_uid && !writable_by_other {
+                degraded.push((
+                    "workspace".into(),
+                    format!(
+                        "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
+                         cannot write there (chown the workspace to {}, or pass --host-uid {})",
+                        ws.display(),
+                        md.uid(),
+                        policy.host_uid,
+                        policy.host_uid,
+                        if md.uid() == 0 {
+                            "a non-root owner".to_string()
+                        } else {
+                            md.uid().to_string()
+                        }
+                    ),
+                ));
+            }
+        }
+    }
 
     // Namespaces.
     let ns = [
@@ -517,6 +543,11 @@ impl Prepared {
                 "the kernel refused a mount in the sandbox's user namespace; inside a container, \
                  the outer runtime may forbid it (see `agentcage doctor`)"
                     .to_string(),
+            ),
+            (Step::Chdir, libc::EACCES) => Some(
+                "the sandbox user cannot enter the working directory: as root the sandbox runs as \
+                 host uid --host-uid (65534 by default); give it access or pick another --host-uid"
+                    .into(),
             ),
             (Step::Chdir, _) => Some("the working directory must be inside the workspace".into()),
             _ => None,
