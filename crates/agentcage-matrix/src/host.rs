@@ -32,6 +32,26 @@ pub fn detect(agentcage: &Path, attribution: bool, scratch: &Path) -> Host {
         agentcage: agentcage.display().to_string(),
         attribution,
         doctor: doctor(agentcage, scratch),
+        landlock_enforcement: landlock_enforcement(scratch),
+    }
+}
+
+/// The launcher's own per-right Landlock report for the `full` profile on this host (the
+/// same lines `agentcage run -v` prints), from a dry `prepare` that starts nothing.
+fn landlock_enforcement(scratch: &Path) -> Vec<String> {
+    let policy = agentcage::Policy::for_profile(agentcage::Profile::Full, scratch.to_path_buf());
+    let cmd = agentcage::Command {
+        argv: vec!["true".into()],
+        self_exe: None,
+    };
+    match agentcage::prepare(&policy, &cmd) {
+        Ok(p) => p
+            .enforcement
+            .iter()
+            .filter(|(what, _)| what == "landlock")
+            .map(|(_, how)| how.clone())
+            .collect(),
+        Err(e) => vec![format!("full cannot be enforced: {e}")],
     }
 }
 

@@ -34,6 +34,10 @@ pub struct Host {
     /// `agentcage doctor --json` output (what the launcher can enforce here), when available.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub doctor: Option<serde_json::Value>,
+    /// What the launcher enforces of Landlock under `full` on this host, one line per right
+    /// (`fs.truncate: enforced (ABI 3)`, `net.bind_tcp: not enforced: needs ABI 4...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub landlock_enforcement: Vec<String>,
 }
 
 /// One cell: an op under one profile.
@@ -198,6 +202,24 @@ impl Matrix {
             ),
             format!("launcher: {}", h.agentcage),
         ];
+        if !h.landlock_enforcement.is_empty() {
+            let (enforced, other): (Vec<&String>, Vec<&String>) = h
+                .landlock_enforcement
+                .iter()
+                .filter(|l| !l.contains("not requested") && l.contains(": "))
+                .partition(|l| l.contains(": enforced"));
+            let names: Vec<&str> = enforced
+                .iter()
+                .filter_map(|l| l.split(':').next())
+                .collect();
+            lines.push(format!(
+                "landlock under full: enforced: {}",
+                names.join(" ")
+            ));
+            for l in other.iter().filter(|l| !l.starts_with("landlock ABI")) {
+                lines.push(format!("landlock under full: {l}"));
+            }
+        }
         if let Some(doc) = &h.doctor {
             lines.extend(doctor_lines(doc, &self.profiles));
         } else {
@@ -598,6 +620,7 @@ mod tests {
             agentcage: "/usr/bin/agentcage".to_string(),
             attribution: true,
             doctor: None,
+            landlock_enforcement: Vec::new(),
         };
         Matrix::build(host, &Profile::ALL, &ev, true)
     }
