@@ -506,10 +506,32 @@ pub struct PreparedCgroup {
 /// Invalid limits, or an unexpected failure creating the leaf or writing a limit (the partial
 /// leaf is removed before returning). Missing permissions are notes, not errors.
 pub fn prepare(limits: &LimitsSpec) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
+    prepare_with(limits, Teardown::Cgroup)
+}
+
+/// Who takes the whole sandbox down at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// The cgroup must be able to kill every member (no pid namespace): a v2 leaf for
+    /// `cgroup.kill` even without controllers, or the v1 freezer for a race-free kill loop.
+    Cgroup,
+    /// A pid namespace does it (its init's death kills every member): leaves are created
+    /// only where they carry a limit. Each extra leaf costs a mkdir, an attach and an rmdir.
+    PidNamespace,
+}
+
+/// [`prepare`], knowing who tears the sandbox down.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_with(
+    limits: &LimitsSpec,
+    teardown: Teardown,
+) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
     validate_limits(limits).map_err(CgroupError::InvalidLimits)?;
     let layout = detect_layout()?;
     let name = format!("{LEAF_PREFIX}{}-{:016x}", std::process::id(), random_u64());
-    prepare_in(&layout, limits, &name)
+    prepare_in(&layout, limits, &name, teardown)
 }
 
 /// What a hierarchy contributed while choosing where to put the leaf.
@@ -625,12 +647,15 @@ fn prepare_in(
     layout: &Layout,
     limits: &LimitsSpec,
     name: &str,
+    teardown: Teardown,
 ) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
     let want = wanted(limits);
+    let kill = teardown == Teardown::Cgroup;
     let mut why: Vec<String> = Vec::new();
     let mut choices: Vec<Choice> = Vec::new();
     if let Some(v2) = &layout.v2 {
-        choices.extend(choose_v2(v2, &want, &mut why));
+        // A v2 leaf without controllers only serves cgroup.kill.
+        choices.extend(choose_v2(v2, &want, &mut why).filter(|c| kill || !c.roles.is_empty()));
     } else {
         why.push("no cgroup v2 mount".to_owned());
     }
@@ -639,7 +664,7 @@ fn prepare_in(
         let useful = h
             .controllers
             .iter()
-            .any(|c| (want.contains(c) || *c == Ctl::Freezer) && !covered(&choices, *c));
+            .any(|c| (want.contains(c) || (kill && *c == Ctl::Freezer)) && !covered(&choices, *c));
         // Freezer only matters where v2 (with cgroup.kill) is absent.
         let only_freezer = h.controllers == [Ctl::Freezer];
         if !useful || (only_freezer && choices.iter().any(|c| c.hierarchy.version == Version::V2)) {
@@ -1554,7 +1579,7 @@ mod tests {
             pids: Some(8),
             ..Default::default()
         };
-        let r = prepare_in(&layout, &limits, "agentcage-1-ab");
+        let r = prepare_in(&layout, &limits, "agentcage-1-ab", Teardown::Cgroup);
         let left: Vec<_> = fs::read_dir(&tmp)
             .unwrap()
             .flatten()
@@ -1594,6 +1619,36 @@ mod tests {
             Ok((None, notes)) => Some(format!("no cgroup: {notes:?}")),
             Err(e) => Some(format!("prepare failed: {e}: {}", error_source(&e))),
         }
+    }
+
+    #[test]
+    fn pid_namespace_teardown_makes_no_kill_only_leaves() {
+        let limits = LimitsSpec {
+            pids: Some(64),
+            memory: Some(64 << 20),
+            ..LimitsSpec::default()
+        };
+        if gate("pid_namespace_teardown", missing(&limits, "memory")) {
+            return;
+        }
+        let (Some(with_kill), _) = prepare_with(&limits, Teardown::Cgroup).expect("prepare") else {
+            panic!("root with cgroups gave no leaf")
+        };
+        let (Some(lean), _) = prepare_with(&limits, Teardown::PidNamespace).expect("prepare")
+        else {
+            panic!("root with cgroups gave no leaf")
+        };
+        let (a, b) = (with_kill.dirs(), lean.dirs());
+        // The same limits are enforced either way...
+        assert_eq!(with_kill.enforcement(), lean.enforcement());
+        // ...and every leaf of the lean one carries a limit: never more leaves.
+        assert!(b.len() <= a.len(), "{b:?} vs {a:?}");
+        for d in &b {
+            let s = d.to_string_lossy();
+            assert!(!s.contains("/freezer/"), "kill-only freezer leaf: {s}");
+        }
+        drop(with_kill);
+        drop(lean);
     }
 
     /// Skips (with the reason on stderr) unless AGENTCAGE_TEST_EXPECT lists cgroup, then fails.
@@ -1765,7 +1820,7 @@ mod tests {
             ..Default::default()
         };
         let name = format!("{LEAF_PREFIX}{}-{:016x}", std::process::id(), random_u64());
-        let (cg, _) = prepare_in(layout, &limits, &name).unwrap();
+        let (cg, _) = prepare_in(layout, &limits, &name, Teardown::Cgroup).unwrap();
         let cg = cg.unwrap();
         let dirs = cg.dirs();
         // Orphaned grandchildren come to us, so the test can reap them (and leaves no zombie).
@@ -1896,7 +1951,7 @@ mod tests {
         dead.wait(Duration::from_secs(10));
         let layout = detect_layout().unwrap();
         let name = format!("{LEAF_PREFIX}{}-{:016x}", dead.pid, random_u64());
-        let (cg, _) = prepare_in(&layout, &limits, &name).unwrap();
+        let (cg, _) = prepare_in(&layout, &limits, &name, Teardown::Cgroup).unwrap();
         let mut cg = cg.unwrap();
         let dirs = cg.dirs();
         // A process left inside, as after a SIGKILLed launcher.
@@ -1954,7 +2009,7 @@ mod tests {
         assert!(zombie_seen, "child never became a zombie");
         let layout = detect_layout().unwrap();
         let name = format!("{LEAF_PREFIX}{}-{:016x}", zombie.pid, random_u64());
-        let (cg, _) = prepare_in(&layout, &limits, &name).unwrap();
+        let (cg, _) = prepare_in(&layout, &limits, &name, Teardown::Cgroup).unwrap();
         let mut cg = cg.unwrap();
         let dirs = cg.dirs();
         cg.removed = true;

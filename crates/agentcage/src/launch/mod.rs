@@ -215,7 +215,16 @@ impl Prepared {
         if self.policy.layers.has(Layer::Limits) {
             // A cgroup left behind by a SIGKILLed launcher is reaped by the next run.
             let _ = cgroups::reap_stale();
-            let (cg, notes) = cgroups::prepare(&self.policy.limits).map_err(|e| Error::Setup {
+            let (cg, notes) = cgroups::prepare_with(
+                &self.policy.limits,
+                // With a pid namespace the init's death kills everything: no kill-only leaves.
+                if self.init {
+                    cgroups::Teardown::PidNamespace
+                } else {
+                    cgroups::Teardown::Cgroup
+                },
+            )
+            .map_err(|e| Error::Setup {
                 step: format!("create the run's cgroup: {e}"),
                 errno: Errno(libc::EIO),
                 hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
