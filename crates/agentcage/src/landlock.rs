@@ -44,10 +44,17 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Ve
         r.push(Rule::new("/proc", Access::ReadOnly));
         r.push(Rule::new("/dev", Access::ReadOnly));
     }
-    for n in rootfs::DEV_NODES {
-        r.push(Rule::new(format!("/dev/{n}"), Access::DevRw));
+    if mount_ns {
+        // The composed /dev holds only the harmless nodes, pts and shm: one read/write/ioctl
+        // rule for all of it (no create/remove: nothing can be added to /dev).
+        r.push(Rule::new("/dev", Access::DevRw));
+    } else {
+        // The host's /dev: only the nodes that need it.
+        for n in rootfs::DEV_NODES {
+            r.push(Rule::new(format!("/dev/{n}"), Access::DevRw));
+        }
+        r.push(Rule::new("/dev/pts", Access::DevRw));
     }
-    r.push(Rule::new("/dev/pts", Access::DevRw));
     r.push(Rule::new("/dev/shm", Access::ReadWrite));
     r.push(Rule::new("/tmp", Access::ReadWrite));
     if mount_ns {
