@@ -638,5 +638,7 @@ fn main() {
                 .with_ignored_flag(skip.is_some()),
         );
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    common::cleanup();
+    conclusion.exit();
 }

@@ -1498,5 +1498,7 @@ fn main() {
             );
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    common::cleanup();
+    conclusion.exit();
 }

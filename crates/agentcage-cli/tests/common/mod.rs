@@ -56,6 +56,12 @@ pub fn binary() -> &'static Path {
     })
 }
 
+/// Removes the binary's copy (call once, after every trial ran).
+pub fn cleanup() {
+    let dir = std::env::temp_dir().join(format!("agentcage-test-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Why trials of `who` cannot run here, if they cannot.
 pub fn skip_reason(who: Who) -> Option<String> {
     if who == Who::Root && !is_root() {
