@@ -264,11 +264,6 @@ pub fn main(a: RunArgs) -> i32 {
             "{from}: the sandbox shares the host's network (network isolation is OFF)"
         ));
     }
-    let as_root = agentcage::sys::geteuid() == 0;
-    if as_root && policy.profile != Profile::None && !policy.layers.has(Layer::UserNs) {
-        // An ablation experiment (the matrix does this); never a way to run agents.
-        ui::warning("without the user namespace, the command runs as HOST ROOT (uid 0 outside)");
-    }
     if a.verbose {
         for s in &skipped {
             eprintln!(

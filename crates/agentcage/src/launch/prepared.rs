@@ -248,10 +248,16 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         ));
     }
     let userns = layers.has(Layer::UserNs);
-    if !userns && layers.any_namespace() && !as_root {
+    if !userns && layers.any_namespace() {
+        // Unprivileged, the other namespaces need the user namespace's capabilities; as root
+        // they would not, but the command would then run as host root: never.
         return Err(Error::Unenforceable {
             profile: policy.profile.name().into(),
-            what: "namespaces without a user namespace need root".into(),
+            what: if as_root {
+                "without a user namespace the command would run as host root (refused)".into()
+            } else {
+                "namespaces without a user namespace need root".into()
+            },
             hint: None,
         });
     }
