@@ -102,19 +102,21 @@ impl BenchArgs {
         };
         let q = self.quick;
         Ok(measure::Settings {
-            quick: q,
-            compare: self.compare,
-            rounds: self.rounds.unwrap_or(if q { 15 } else { 300 }),
-            warmup: if q { 3 } else { 20 },
-            inner_rounds: if q { 2 } else { 8 },
-            getpid_iterations: if q { 20_000 } else { 100_000 },
-            file_iterations: if q { 1_000 } else { 5_000 },
-            batches: if q { 3 } else { 5 },
-            launches: self.launches.unwrap_or(if q { 100 } else { 1000 }),
-            concurrency: self.concurrency,
-            seed: self
-                .seed
-                .unwrap_or_else(|| stats::Rng::from_entropy().next_u64()),
+            sizes: report::Sizes {
+                quick: q,
+                compare: self.compare,
+                rounds: self.rounds.unwrap_or(if q { 15 } else { 300 }),
+                warmup: if q { 3 } else { 20 },
+                inner_rounds: if q { 2 } else { 8 },
+                getpid_iterations: if q { 20_000 } else { 100_000 },
+                file_iterations: if q { 1_000 } else { 5_000 },
+                batches: if q { 3 } else { 5 },
+                launches: self.launches.unwrap_or(if q { 100 } else { 1000 }),
+                concurrency: self.concurrency,
+                seed: self
+                    .seed
+                    .unwrap_or_else(|| stats::Rng::from_entropy().next_u64()),
+            },
             profiles,
             agentcage,
             true_override: self.true_path.clone(),
@@ -180,13 +182,19 @@ mod tests {
         let a = parse(&[]).expect("parse");
         assert_eq!(a.profiles, Profile::ALL.to_vec());
         let s = a.settings().expect("settings");
-        assert_eq!((s.rounds, s.launches, s.concurrency), (300, 1000, 2));
+        assert_eq!(
+            (s.sizes.rounds, s.sizes.launches, s.sizes.concurrency),
+            (300, 1000, 2)
+        );
         assert_eq!(s.agentcage, std::env::current_exe().expect("exe"));
         let s = parse(&["--quick", "--rounds", "7", "--seed", "5"])
             .expect("parse")
             .settings()
             .expect("settings");
-        assert_eq!((s.rounds, s.launches, s.seed), (7, 100, 5));
+        assert_eq!(
+            (s.sizes.rounds, s.sizes.launches, s.sizes.seed),
+            (7, 100, 5)
+        );
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::inner::{InnerOp, InnerReport};
 use crate::plan::{self, Contender, Launcher, Paths, Profile, TrueKind};
 use crate::report::{
     BaselineRow, Breakdown, CommandLine, DepthCost, Host, PhaseTime, ProfileRow, Report, RunConfig,
-    Startup, ThroughputInfo, SCHEMA,
+    Sizes, Startup, ThroughputInfo, SCHEMA,
 };
 use crate::stats::{Rng, Summary};
 use crate::sys::{self, CArgs};
@@ -46,28 +46,8 @@ use crate::tempdir::TempDir;
 /// Everything a run needs, resolved from the command line.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `--quick` was given.
-    pub quick: bool,
-    /// Measure peers too.
-    pub compare: bool,
-    /// Start-up rounds.
-    pub rounds: u32,
-    /// Untimed launches per contender before the rounds.
-    pub warmup: u32,
-    /// Rounds of the in-sandbox loops.
-    pub inner_rounds: u32,
-    /// getpid iterations per batch.
-    pub getpid_iterations: u64,
-    /// open/stat iterations per batch and file.
-    pub file_iterations: u64,
-    /// Batches per in-sandbox run.
-    pub batches: u32,
-    /// Launches per contender in the throughput run (0 skips it).
-    pub launches: u32,
-    /// Concurrency of the throughput run.
-    pub concurrency: u32,
-    /// Shuffle seed.
-    pub seed: u64,
+    /// Rounds, iterations, launches.
+    pub sizes: Sizes,
     /// Profiles to measure, weakest first.
     pub profiles: Vec<Profile>,
     /// The agentcage binary.
@@ -354,7 +334,7 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
     let host = host_info();
     let mut notes: Vec<String> = Vec::new();
     let mut progress = Progress::new(s.progress);
-    let mut rng = Rng::new(s.seed);
+    let mut rng = Rng::new(s.sizes.seed);
 
     let mut reaper = Reaper {
         on: false,
@@ -391,7 +371,7 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
         .find(|p| p.exists())
         .context("no /bin/true on this host")?;
     let (mut bwrap, mut unshare) = (None, None);
-    if s.compare {
+    if s.sizes.compare {
         bwrap = plan::which("bwrap");
         unshare = plan::which("unshare");
     }
@@ -412,7 +392,7 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
 
     let mut rows: Vec<ProfileRow> = s.profiles.iter().map(|&p| ProfileRow::new(p)).collect();
     let mut baselines = vec![baseline("exec", None)];
-    if s.compare {
+    if s.sizes.compare {
         for (name, path) in [("bwrap", &paths.bwrap), ("unshare", &paths.unshare)] {
             let mut b = baseline(name, path.as_deref().and_then(plan::version_of));
             if path.is_none() {
@@ -530,8 +510,8 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
     phases.end("preflight");
 
     // 3. Warm-up.
-    for i in 0..s.warmup {
-        progress.tick("warm-up", i, s.warmup);
+    for i in 0..s.sizes.warmup {
+        progress.tick("warm-up", i, s.sizes.warmup);
         for c in &contenders {
             launch(c)?;
         }
@@ -544,8 +524,8 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
     // 4. Start-up rounds.
     let mut series: HashMap<Contender, Series> = HashMap::new();
     let mut order: Vec<Contender> = contenders.clone();
-    for round in 0..s.rounds {
-        progress.tick("startup round", round, s.rounds);
+    for round in 0..s.sizes.rounds {
+        progress.tick("startup round", round, s.sizes.rounds);
         rng.shuffle(&mut order);
         for c in &order {
             let l = launch(c)?;
@@ -583,7 +563,7 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
     // the bench's RSS; see elf.rs).
     if let Some(probe) = &rss_probe {
         let kind = primary;
-        let runs = if s.quick { 3 } else { 10 };
+        let runs = if s.sizes.quick { 3 } else { 10 };
         for &l in &usable {
             let c = Contender {
                 launcher: l,
@@ -631,11 +611,11 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
 
     // 7. Throughput.
     let mut failed: HashMap<Launcher, u32> = HashMap::new();
-    if s.launches > 0 {
+    if s.sizes.launches > 0 {
         let tput = Throughput {
-            launches: s.launches,
-            concurrency: s.concurrency,
-            chunks: if s.quick { 2 } else { 10 },
+            launches: s.sizes.launches,
+            concurrency: s.sizes.concurrency,
+            chunks: if s.sizes.quick { 2 } else { 10 },
         };
         let rates = tput.run(
             &usable,
@@ -688,17 +668,7 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
         schema: SCHEMA.into(),
         host,
         config: RunConfig {
-            quick: s.quick,
-            compare: s.compare,
-            rounds: s.rounds,
-            warmup: s.warmup,
-            inner_rounds: s.inner_rounds,
-            getpid_iterations: s.getpid_iterations,
-            file_iterations: s.file_iterations,
-            batches: s.batches,
-            launches: s.launches,
-            concurrency: s.concurrency,
-            seed: s.seed,
+            sizes: s.sizes,
             agentcage: agentcage.display().to_string(),
             static_true: paths.static_true.as_ref().map(|p| p.display().to_string()),
             files,
@@ -707,8 +677,8 @@ pub fn measure(s: &Settings) -> anyhow::Result<Report> {
         profiles: rows,
         baselines,
         throughput: ThroughputInfo {
-            launches: s.launches,
-            concurrency: s.concurrency,
+            launches: s.sizes.launches,
+            concurrency: s.sizes.concurrency,
             failed_runs: failed
                 .iter()
                 .filter(|(l, _)| matches!(l, Launcher::Agentcage(_)))
@@ -861,8 +831,8 @@ fn inner_phase(
     // (profile, op) -> per-file samples, in `files` order.
     let mut per_file: HashMap<(Profile, InnerOp), Vec<Vec<f64>>> = HashMap::new();
     let mut errors: HashMap<Profile, Vec<String>> = HashMap::new();
-    for round in 0..s.inner_rounds {
-        progress.tick("in-sandbox round", round, s.inner_rounds);
+    for round in 0..s.sizes.inner_rounds {
+        progress.tick("in-sandbox round", round, s.sizes.inner_rounds);
         rng.shuffle(&mut tasks);
         for &(p, op) in &tasks {
             if errors
@@ -873,13 +843,13 @@ fn inner_phase(
             }
             let mut args: Vec<OsString> = vec![
                 "--batches".into(),
-                s.batches.to_string().into(),
+                s.sizes.batches.to_string().into(),
                 op.name().into(),
             ];
             match op {
-                InnerOp::Getpid => args.push(s.getpid_iterations.to_string().into()),
+                InnerOp::Getpid => args.push(s.sizes.getpid_iterations.to_string().into()),
                 InnerOp::Open | InnerOp::Stat => {
-                    args.push(s.file_iterations.to_string().into());
+                    args.push(s.sizes.file_iterations.to_string().into());
                     args.extend(files.iter().map(|f| f.path.clone().into_os_string()));
                 }
             }
@@ -1217,17 +1187,19 @@ esac
 
     fn settings(agentcage: PathBuf, true_override: Option<PathBuf>) -> Settings {
         Settings {
-            quick: true,
-            compare: false,
-            rounds: 3,
-            warmup: 1,
-            inner_rounds: 2,
-            getpid_iterations: 10,
-            file_iterations: 10,
-            batches: 2,
-            launches: 6,
-            concurrency: 2,
-            seed: 9,
+            sizes: Sizes {
+                quick: true,
+                compare: false,
+                rounds: 3,
+                warmup: 1,
+                inner_rounds: 2,
+                getpid_iterations: 10,
+                file_iterations: 10,
+                batches: 2,
+                launches: 6,
+                concurrency: 2,
+                seed: 9,
+            },
             profiles: vec![Profile::None],
             agentcage,
             true_override,

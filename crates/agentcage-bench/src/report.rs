@@ -73,9 +73,10 @@ pub struct Host {
     pub started_at: String,
 }
 
-/// How the run was configured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunConfig {
+/// The sizes of a run: how many rounds, iterations and launches (shared by the settings
+/// and the report, which flattens them into its `config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sizes {
     /// `--quick`.
     pub quick: bool,
     /// `--compare`.
@@ -98,6 +99,14 @@ pub struct RunConfig {
     pub concurrency: u32,
     /// Shuffle seed.
     pub seed: u64,
+}
+
+/// How the run was configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Rounds, iterations, launches.
+    #[serde(flatten)]
+    pub sizes: Sizes,
     /// The agentcage binary.
     pub agentcage: String,
     /// The static `true` (None when this host cannot run one).
@@ -560,8 +569,8 @@ impl Report {
         let _ = writeln!(
             o,
             "agentcage bench: {} rounds, seed {:#x}, {:.1} s on Linux {} {}, {}, {} CPUs{}, uid {}, {}",
-            c.rounds,
-            c.seed,
+            c.sizes.rounds,
+            c.sizes.seed,
             self.duration_s,
             h.kernel,
             h.arch,
@@ -868,17 +877,19 @@ mod tests {
                 started_at: "2026-01-01T00:00:00Z".into(),
             },
             config: RunConfig {
-                quick: true,
-                compare: true,
-                rounds: 10,
-                warmup: 2,
-                inner_rounds: 2,
-                getpid_iterations: 10,
-                file_iterations: 10,
-                batches: 2,
-                launches: 10,
-                concurrency: 2,
-                seed: 1,
+                sizes: Sizes {
+                    quick: true,
+                    compare: true,
+                    rounds: 10,
+                    warmup: 2,
+                    inner_rounds: 2,
+                    getpid_iterations: 10,
+                    file_iterations: 10,
+                    batches: 2,
+                    launches: 10,
+                    concurrency: 2,
+                    seed: 1,
+                },
                 agentcage: "/x/agentcage".into(),
                 static_true: Some("/tmp/x/true".into()),
                 files: vec![],
