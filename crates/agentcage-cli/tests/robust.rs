@@ -41,10 +41,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Env, Out, Who};
-use libtest_mimic::{Arguments, Failed, Trial};
-
-type TestFn = fn(&Env) -> Result<(), Failed>;
+use common::{Env, Out, TestFn, Who};
+use libtest_mimic::{Arguments, Failed};
 
 fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -1480,25 +1478,13 @@ fn main() {
     for who in [Who::Root, Who::Nobody] {
         let base_skip = common::skip_reason(who);
         for &(name, f) in tests {
-            let full = format!("{}::{name}", who.name());
             let skip = base_skip.clone().or_else(|| {
                 (name == "memory_hog_contained")
                     .then(|| limit_skip(who, &["--memory", "256M"], "memory"))
                     .flatten()
             });
-            if let Some(why) = &skip {
-                eprintln!("skip {full}: {why}");
-            }
-            trials.push(
-                Trial::test(full, move || {
-                    let env = Env::new(who)?;
-                    f(&env)
-                })
-                .with_ignored_flag(skip.is_some()),
-            );
+            trials.push(common::trial(who, name, f, skip));
         }
     }
-    let conclusion = libtest_mimic::run(&args, trials);
-    common::cleanup();
-    conclusion.exit();
+    common::run(&args, trials)
 }

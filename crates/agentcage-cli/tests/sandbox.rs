@@ -8,10 +8,8 @@
 
 mod common;
 
-use common::{Env, Who};
-use libtest_mimic::{Arguments, Failed, Trial};
-
-type TestFn = fn(&Env) -> Result<(), Failed>;
+use common::{Env, TestFn, Who};
+use libtest_mimic::{Arguments, Failed};
 
 const PROFILES: [&str; 4] = ["none", "ns-only", "landlock", "full"];
 
@@ -557,24 +555,10 @@ fn main() {
     let mut trials = Vec::new();
     for who in [Who::Root, Who::Nobody] {
         for &(name, f, root_only) in tests {
-            if root_only && who != Who::Root {
-                continue;
+            if !root_only || who == Who::Root {
+                trials.push(common::trial(who, name, f, common::skip_reason(who)));
             }
-            let skip = common::skip_reason(who);
-            let full = format!("{}::{name}", who.name());
-            if let Some(why) = &skip {
-                eprintln!("skip {full}: {why}");
-            }
-            trials.push(
-                Trial::test(full, move || {
-                    let env = Env::new(who)?;
-                    f(&env)
-                })
-                .with_ignored_flag(skip.is_some()),
-            );
         }
     }
-    let conclusion = libtest_mimic::run(&args, trials);
-    common::cleanup();
-    conclusion.exit();
+    common::run(&args, trials)
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::Failed;
+use libtest_mimic::{Arguments, Failed, Trial};
 
 /// Who runs the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,4 +268,27 @@ pub fn owner(p: &Path) -> Result<u32, Failed> {
     std::fs::metadata(p)
         .map(|m| m.uid())
         .map_err(|e| format!("stat {}: {e}", p.display()).into())
+}
+
+/// A trial body: runs with the environment of one `Who`.
+pub type TestFn = fn(&Env) -> Result<(), Failed>;
+
+/// The trial `who::name`, ignored (with the reason printed) when `skip` says why it cannot run.
+pub fn trial(who: Who, name: &str, f: TestFn, skip: Option<String>) -> Trial {
+    let full = format!("{}::{name}", who.name());
+    if let Some(why) = &skip {
+        eprintln!("skip {full}: {why}");
+    }
+    Trial::test(full, move || {
+        let env = Env::new(who)?;
+        f(&env)
+    })
+    .with_ignored_flag(skip.is_some())
+}
+
+/// Runs the trials, removes the binary's copy, exits with libtest's status.
+pub fn run(args: &Arguments, trials: Vec<Trial>) -> ! {
+    let conclusion = libtest_mimic::run(args, trials);
+    cleanup();
+    conclusion.exit()
 }
