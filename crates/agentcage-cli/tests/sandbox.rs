@@ -515,6 +515,33 @@ fn fails_closed_without_landlock(env: &Env) -> Result<(), Failed> {
     .expect_code(0, "ns-only")
 }
 
+/// A requested limit this caller cannot enforce is said on every run (not only with -v);
+/// one that is enforced is not.
+fn unenforced_limits_are_said(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let v = env.run(&["run", "-v", "-w", ws.s(), "--cpus", "1", "--", "true"])?;
+    v.expect_code(0, "run -v --cpus 1")?;
+    let by_cgroup = v
+        .stderr
+        .lines()
+        .any(|l| l.starts_with("agentcage: cpus: cgroup"));
+    let out = env.run(&["run", "-w", ws.s(), "--cpus", "1", "--", "true"])?;
+    out.expect_code(0, "run --cpus 1")?;
+    let warned = out.stderr.contains("warning: cpus: not enforced");
+    if by_cgroup == warned {
+        return Err(format!(
+            "cpus enforced by a cgroup: {by_cgroup}, warned: {warned}: {}",
+            out.stderr
+        )
+        .into());
+    }
+    let quiet = env.run(&["run", "-q", "-w", ws.s(), "--cpus", "1", "--", "true"])?;
+    if quiet.stderr.contains("warning") {
+        return Err(format!("-q still warns: {}", quiet.stderr).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -543,6 +570,11 @@ fn main() {
         (
             "fails_closed_without_landlock",
             fails_closed_without_landlock,
+            false,
+        ),
+        (
+            "unenforced_limits_are_said",
+            unenforced_limits_are_said,
             false,
         ),
         (

@@ -211,6 +211,7 @@ impl Prepared {
             cgroup: None,
         };
         let mut limit_lines = Vec::new();
+        let mut degraded_limits: Vec<&str> = Vec::new();
         let mut data_floor = None;
         if self.policy.layers.has(Layer::Limits) {
             // A cgroup left behind by a SIGKILLed launcher is reaped by the next run.
@@ -235,6 +236,15 @@ impl Prepared {
                 &notes,
                 &self.rlimits,
             );
+            // Requested limits no cgroup enforces and no rlimit stands in for exactly (memory:
+            // RLIMIT_DATA below is per process only). pids has RLIMIT_NPROC, exact in the
+            // sandbox's own user namespace.
+            degraded_limits = notes
+                .iter()
+                .filter(|n| n.kind == cgroups::NoteKind::NotEnforced)
+                .map(|n| n.limit)
+                .filter(|l| !self.rlimits.iter().any(|(r, _)| r.limit() == *l))
+                .collect();
             // Without a memory cgroup, RLIMIT_DATA (private writable memory per process) is
             // the floor. Not RLIMIT_AS: runtimes reserve far more address space than they use.
             if let Some(m) = self.policy.limits.memory {
@@ -262,7 +272,7 @@ impl Prepared {
             // A requested limit without a cgroup to enforce it (an unprivileged caller without
             // delegation): said on every run, not only with -v.
             for (what, how) in &limit_lines {
-                if how.starts_with("not enforced") || how.contains("per process only") {
+                if degraded_limits.contains(&what.as_str()) {
                     f(what, how);
                 }
             }
