@@ -274,6 +274,24 @@ fn root_files_not_host_root(env: &Env) -> Result<(), Failed> {
             return Err(format!("{p}: file created by the agent is owned by host root").into());
         }
     }
+    // Removing the user namespace (the matrix's ablation flag) would make the command host
+    // root: refused.
+    let out = env.run(&[
+        "run",
+        "-p",
+        "ns-only",
+        "--without",
+        "user-ns",
+        "-w",
+        ws.s(),
+        "--",
+        "id",
+        "-u",
+    ])?;
+    out.expect_code(125, "ns-only --without user-ns as root")?;
+    if !out.stderr.contains("host root") {
+        return Err(format!("no reason given: {}", out.stderr).into());
+    }
     Ok(())
 }
 
