@@ -15,8 +15,8 @@ pub enum Step {
     SetGroups,
     /// setresuid to the inside uid.
     SetUid,
-    /// Making the inherited mount tree a slave of the host's.
-    MountSlave,
+    /// Making the inherited mount tree private (no propagation either way).
+    MountPrivate,
     /// Mounting the staging tmpfs.
     StageTmpfs,
     /// First pivot_root into the staging tmpfs.
@@ -57,18 +57,21 @@ pub enum Step {
     Exec,
     /// unshare(CLONE_NEWCGROUP) after the cgroup attach.
     CgroupNs,
+    /// Nested user+mount namespace that locks the mounts (index: 0 unshare, 1 setgroups,
+    /// 2 uid_map, 3 gid_map).
+    LockMounts,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 25] = [
+        const ALL: [Step; 26] = [
             WaitParent,
             SetGid,
             SetGroups,
             SetUid,
-            MountSlave,
+            MountPrivate,
             StageTmpfs,
             PivotStage,
             Mount,
@@ -89,6 +92,7 @@ impl Step {
             Seccomp,
             Exec,
             CgroupNs,
+            LockMounts,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

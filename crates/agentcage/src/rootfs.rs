@@ -66,8 +66,14 @@ const ETC_FROM_HOST: &[&str] = &[
 /// Device nodes bound from the host's /dev.
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
-/// /proc files hidden behind /dev/null (container runtimes' masked paths).
+/// /proc files hidden behind /dev/null: container runtimes' masked paths, plus what tells
+/// an agent about the host and nothing it needs (the host's boot command line, its
+/// interrupt and module lists, kernel symbol names).
 const PROC_MASKED_FILES: &[&str] = &[
+    "/proc/cmdline",
+    "/proc/interrupts",
+    "/proc/kallsyms",
+    "/proc/modules",
     "/proc/kcore",
     "/proc/keys",
     "/proc/timer_list",
@@ -119,6 +125,11 @@ pub(crate) enum Op {
         flags: libc::c_ulong,
         data: CString,
     },
+    /// chmod (mkdir's mode is cut by the umask; a sticky 1777 dir must be exact).
+    Chmod { path: CString, mode: u32 },
+    /// Write a value to a sysctl of the sandbox's own namespaces (an existing file);
+    /// skipped when the kernel does not let a user namespace set it.
+    Sysctl { path: CString, value: CString },
 }
 
 impl Op {
@@ -160,6 +171,10 @@ impl Op {
             Op::Devpts { target } => format!("mount devpts (newinstance) on {}", s(target)),
             Op::WriteFile { path, .. } => format!("write {}", s(path)),
             Op::RemountRo { target, .. } => format!("remount {} read-only", s(target)),
+            Op::Chmod { path, mode } => format!("chmod {mode:o} {}", s(path)),
+            Op::Sysctl { path, value } => {
+                format!("write {} to {}", value.to_string_lossy(), s(path))
+            }
         }
     }
 }
@@ -224,10 +239,14 @@ pub struct RootSpec {
     pub own_net: bool,
     /// mount_setattr(2) is available.
     pub mount_setattr: bool,
-    /// Size cap of every tmpfs (root, /tmp, /dev/shm...): the memory limit when there is one.
-    /// tmpfs pages are charged to a memory cgroup, but without one (an unprivileged caller
-    /// with no delegation) RLIMIT_DATA does not count them: the cap bounds each tmpfs.
+    /// One size budget for everything the agent can write in memory-backed filesystems
+    /// (/, /tmp, /dev/shm and the home directory all live on the root tmpfs; /dev and /etc
+    /// are read-only) and for SysV shared memory (own IPC namespace): the memory limit when
+    /// there is one. tmpfs pages are charged to a memory cgroup, but without one (an
+    /// unprivileged caller with no delegation) RLIMIT_DATA does not count them.
     pub tmpfs_size: Option<u64>,
+    /// Own IPC namespace: its SysV shared memory limits may be set (never the host's).
+    pub own_ipc: bool,
 }
 
 /// The prepared mount plan.
@@ -333,6 +352,15 @@ impl Planner {
         });
     }
 
+    /// A world-writable sticky directory (1777) on the tree we compose.
+    fn sticky_dir(&mut self, p: &Path) {
+        self.mkdir(p, 0o755);
+        self.ops.push(Op::Chmod {
+            path: cpath(NEWROOT, p),
+            mode: 0o1777,
+        });
+    }
+
     fn symlink(&mut self, target: &Path, link: &Path) {
         self.parents(link);
         self.ops.push(Op::Symlink {
@@ -388,12 +416,15 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     for n in DEV_NODES {
         let p = dev.join(n);
         if p.exists() {
-            // nodev must stay off: these are device nodes.
+            // nodev must stay off: these are device nodes. Read-only: a device stays
+            // readable and writable on a read-only mount (only regular files, dirs and
+            // symlinks are refused), but the host's inode cannot be changed (utimensat on
+            // /dev/null set the host's mtime; chmod and chown are refused anyway).
             pl.bind(
                 &p,
                 &p,
                 false,
-                sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
                 true,
             );
         }
@@ -403,7 +434,9 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         target: cpath(NEWROOT, &dev.join("pts")),
     });
     pl.symlink(Path::new("pts/ptmx"), &dev.join("ptmx"));
-    pl.tmpfs(&dev.join("shm"), "1777", false);
+    // /dev/shm: bound from /run/shm on the root tmpfs below (one budget), /dev itself is
+    // remounted read-only at the end.
+    pl.mkdir(&dev.join("shm"), 0o755);
     pl.symlink(Path::new("/proc/self/fd"), &dev.join("fd"));
     for (i, n) in ["stdin", "stdout", "stderr"].iter().enumerate() {
         pl.symlink(&PathBuf::from(format!("/proc/self/fd/{i}")), &dev.join(n));
@@ -472,8 +505,17 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     // Home directory on the root tmpfs (owned by the inside user, who runs the init).
     pl.mkdir(&spec.home, 0o755);
 
-    // /run with the agentcage binary (the probe and bench run it inside).
+    // /run with the agentcage binary (the probe and bench run it inside), and /run/shm,
+    // the directory bound onto /dev/shm.
     pl.mkdir(Path::new("/run"), 0o755);
+    let run_shm = Path::new("/run/shm");
+    pl.sticky_dir(run_shm);
+    pl.ops.push(Op::Bind {
+        src: cpath(NEWROOT, run_shm),
+        dst: cpath(NEWROOT, &dev.join("shm")),
+        attrs: RW,
+        optional: false,
+    });
     if let Some(exe) = &spec.self_exe {
         let dst = Path::new(SELF_EXE);
         pl.parents(dst);
@@ -488,7 +530,10 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         });
     }
 
-    pl.tmpfs(Path::new("/tmp"), "1777", false);
+    // /tmp is a directory of the root tmpfs, not a tmpfs of its own: every writable
+    // memory-backed place shares the root's size budget (a tmpfs per place would multiply
+    // the limit by their number).
+    pl.sticky_dir(Path::new("/tmp"));
 
     // The workspace and extras, shallowest first so nested ones land on top.
     let mut binds: Vec<(PathBuf, bool, bool)> = spec
@@ -527,6 +572,21 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
                 optional: true,
             });
         }
+        if let (Some(budget), true) = (spec.tmpfs_size, spec.own_ipc) {
+            // SysV shared memory of the sandbox's own IPC namespace: without a memory cgroup
+            // nothing else bounds it (shm pages are not RLIMIT_DATA). Before /proc/sys is made
+            // read-only; these files show the IPC namespace of the writer, ours.
+            let pages = budget.div_ceil(4096).max(1);
+            for (f, v) in [
+                ("/proc/sys/kernel/shmmax", budget),
+                ("/proc/sys/kernel/shmall", pages),
+            ] {
+                pl.ops.push(Op::Sysctl {
+                    path: cpath(NEWROOT, Path::new(f)),
+                    value: CString::new(v.to_string()).unwrap_or_default(),
+                });
+            }
+        }
         for d in PROC_READONLY {
             pl.ops.push(Op::Bind {
                 src: cpath(NEWROOT, Path::new(d)),
@@ -544,6 +604,15 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         pl.ops.push(Op::RemountRo {
             target: cpath(NEWROOT, etc),
             flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            data: c"mode=0755".to_owned(),
+        });
+    }
+    // /dev is complete: read-only, so the agent cannot add files or fill it (its writable
+    // /dev/shm is a bind from the root tmpfs). The same exception as /etc.
+    if !binds.iter().any(|(p, _, _)| p == dev) {
+        pl.ops.push(Op::RemountRo {
+            target: cpath(NEWROOT, dev),
+            flags: libc::MS_RDONLY | libc::MS_NOSUID,
             data: c"mode=0755".to_owned(),
         });
     }
@@ -693,6 +762,17 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             flags,
             data,
         } => sys::remount(target, *flags, Some(data)),
+        Op::Chmod { path, mode } => sys::chmod(path, *mode),
+        Op::Sysctl { path, value } => {
+            let fd = match sys::open(path, libc::O_WRONLY | libc::O_NOFOLLOW, 0) {
+                // Kernels before 5.17 keep IPC sysctls root-owned in every namespace.
+                Err(e) if matches!(e.0, libc::EACCES | libc::EPERM | libc::ENOENT) => return Ok(()),
+                r => r?,
+            };
+            let r = sys::write_all(fd, value.as_bytes());
+            sys::close(fd);
+            r
+        }
     }
 }
 
@@ -702,9 +782,10 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
 /// mount namespace's user namespace.
 pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
     let e = |step: Step, i: usize| move |err: Errno| (step, i as u32, err);
-    // Our mounts must never propagate back to the host.
-    sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None)
-        .map_err(e(Step::MountSlave, 0))?;
+    // Private, not slave: our mounts never propagate to the host, and the host's never
+    // propagate in (a host mount under a bound tree would arrive without our ro/nosuid).
+    sys::mount(None, c"/", None, libc::MS_PRIVATE | libc::MS_REC, None)
+        .map_err(e(Step::MountPrivate, 0))?;
     // Staging tmpfs: after the first pivot the host root is at /oldroot, so every source,
     // even one under the host's /tmp, stays reachable while /newroot is composed.
     sys::mount(
@@ -779,6 +860,7 @@ mod tests {
             own_net: true,
             mount_setattr: true,
             tmpfs_size: None,
+            own_ipc: true,
         }
     }
 
@@ -787,11 +869,11 @@ mod tests {
     }
 
     #[test]
-    fn workspace_under_tmp_is_bound_after_tmp_tmpfs() {
+    fn workspace_under_tmp_is_bound_after_tmp_is_made() {
         let p = prepare(&spec("/tmp/ws/proj"));
         let tmp = idx(
             &p,
-            |o| matches!(o, Op::Tmpfs { target, .. } if target.as_bytes() == b"/newroot/tmp"),
+            |o| matches!(o, Op::Chmod { path, .. } if path.as_bytes() == b"/newroot/tmp"),
         );
         let mk = idx(
             &p,
@@ -861,26 +943,80 @@ mod tests {
     }
 
     #[test]
-    fn tmpfs_size_caps_every_tmpfs() {
+    fn one_tmpfs_budget_for_every_writable_place() {
         let mut sp = spec("/tmp/ws");
         sp.tmpfs_size = Some(1 << 20);
         let p = prepare(&sp);
         assert!(p.root_data.to_bytes().ends_with(b",size=1048576"));
-        let mut n = 0;
+        // /tmp is a sticky dir of the root tmpfs, /dev/shm a bind of another one: no
+        // writable tmpfs of their own (each would get the whole budget again).
         for o in &p.ops {
-            if let Op::Tmpfs {
-                data,
-                readonly: false,
-                ..
-            } = o
-            {
-                assert!(data.to_bytes().ends_with(b",size=1048576"), "{data:?}");
-                n += 1;
+            if let Op::Tmpfs { target, .. } = o {
+                let t = target.to_bytes();
+                assert!(
+                    t == b"/newroot/dev"
+                        || t == b"/newroot/etc"
+                        || t.starts_with(b"/newroot/proc/"),
+                    "unexpected tmpfs {target:?}"
+                );
             }
         }
-        assert!(n >= 4, "dev, shm, etc, tmp: {n}");
+        for d in ["/newroot/tmp", "/newroot/run/shm"] {
+            assert!(
+                p.ops.iter().any(|o| matches!(o, Op::Chmod { path, mode: 0o1777 } if path.to_bytes() == d.as_bytes())),
+                "{d} is not a sticky dir"
+            );
+        }
+        assert!(p.ops.iter().any(|o| matches!(o,
+            Op::Bind { src, dst, .. } if src.to_bytes() == b"/newroot/run/shm" && dst.to_bytes() == b"/newroot/dev/shm")));
+        // /dev and /etc end read-only.
+        for d in ["/newroot/dev", "/newroot/etc"] {
+            assert!(
+                p.ops.iter().any(|o| matches!(o, Op::RemountRo { target, flags, .. } if target.to_bytes() == d.as_bytes() && flags & libc::MS_RDONLY != 0)),
+                "{d} not remounted read-only"
+            );
+        }
+        // SysV shm of the own IPC namespace gets the same budget, never the host's.
+        let shm: Vec<_> = p
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Sysctl { path, value } => {
+                    Some((path.to_bytes().to_vec(), value.to_bytes().to_vec()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            shm.contains(&(b"/newroot/proc/sys/kernel/shmall".to_vec(), b"256".to_vec())),
+            "{shm:?}"
+        );
+        sp.own_ipc = false;
+        assert!(!prepare(&sp)
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Sysctl { .. })));
         let unlimited = prepare(&spec("/tmp/ws"));
         assert_eq!(unlimited.root_data.to_bytes(), b"mode=0755");
+        assert!(!unlimited.ops.iter().any(|o| matches!(o, Op::Sysctl { .. })));
+    }
+
+    #[test]
+    fn device_nodes_are_read_only_binds() {
+        let p = prepare(&spec("/tmp/ws"));
+        let mut n = 0;
+        for o in &p.ops {
+            if let Op::Bind { dst, attrs, .. } = o {
+                if dst.to_bytes().starts_with(b"/newroot/dev/")
+                    && !dst.to_bytes().ends_with(b"/shm")
+                {
+                    assert_ne!(attrs & sys::MOUNT_ATTR_RDONLY, 0, "{dst:?} writable");
+                    assert_eq!(attrs & sys::MOUNT_ATTR_NODEV, 0, "{dst:?} nodev");
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 3, "{n} device binds");
     }
 
     #[test]

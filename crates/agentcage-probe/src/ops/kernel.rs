@@ -55,6 +55,12 @@ pub const OPS: &[Op] = &[
         unshare_mount,
     ),
     Op::new(
+        "kernel.remount.readonly_rw",
+        "remount a read-only bind read-write (in a private copy of the mount namespace)",
+        Kernel,
+        remount_readonly_rw,
+    ),
+    Op::new(
         "kernel.unshare.user_net",
         "unshare(CLONE_NEWUSER|CLONE_NEWNET)",
         Kernel,
@@ -354,6 +360,78 @@ fn unshare_mount(_: &Ctx) -> Outcome {
         &[],
         "unshare(CLONE_NEWNS) in the op child",
     )
+}
+
+/// The first read-only mount in view, preferring /usr: (mount point, its MS_* flags other
+/// than MS_RDONLY, which a bind remount must repeat or the kernel refuses locked ones).
+fn readonly_mount() -> Option<(std::path::PathBuf, libc::c_ulong)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut found = Vec::new();
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(opts)) = (f.get(4), f.get(5)) else {
+            continue;
+        };
+        let opts: Vec<&str> = opts.split(',').collect();
+        if !opts.contains(&"ro") || point.starts_with("/proc") || point.starts_with("/sys") {
+            continue;
+        }
+        let mut flags = 0;
+        for (o, fl) in [
+            ("nosuid", libc::MS_NOSUID),
+            ("nodev", libc::MS_NODEV),
+            ("noexec", libc::MS_NOEXEC),
+            ("noatime", libc::MS_NOATIME),
+            ("nodiratime", libc::MS_NODIRATIME),
+            ("relatime", libc::MS_RELATIME),
+        ] {
+            if opts.contains(&o) {
+                flags |= fl;
+            }
+        }
+        // mountinfo escapes spaces and the like as \ooo: such a mount point is skipped.
+        if !point.contains('\\') {
+            found.push((std::path::PathBuf::from(point), flags));
+        }
+    }
+    match found.iter().position(|(p, _)| p.as_os_str() == "/usr") {
+        Some(i) => Some(found.swap_remove(i)),
+        None => found.into_iter().next(),
+    }
+}
+
+/// What an agent with CAP_SYS_ADMIN over its mount namespace would do to write through a
+/// read-only bind: `mount -o remount,bind,rw`. Done in a private copy of the namespace (a
+/// new one owned by a new user namespace when the plain one is refused), inside the op
+/// child, so nothing outside it changes. ALLOWED: the mount became writable. The kernel
+/// refuses it (EPERM) for a mount it locked: one copied from a more privileged namespace.
+fn remount_readonly_rw(_: &Ctx) -> Outcome {
+    let Some((point, keep)) = readonly_mount() else {
+        return Outcome::skipped("no read-only mount in view");
+    };
+    flatten((|| {
+        let target = cpath(&point)?;
+        if let Err(e) = sys::unshare(libc::CLONE_NEWNS) {
+            sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)
+                .map_err(|_| Outcome::blocked(e, "unshare(CLONE_NEWNS) for a private copy"))?;
+        }
+        sys::mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE)
+            .map_err(|e| Outcome::blocked(e, "make the copy private"))?;
+        let what = format!(
+            "remount {} read-write (MS_REMOUNT|MS_BIND)",
+            point.display()
+        );
+        Ok(gate(
+            sys::mount(
+                c"none",
+                &target,
+                None,
+                libc::MS_REMOUNT | libc::MS_BIND | keep,
+            ),
+            &[],
+            &what,
+        ))
+    })())
 }
 
 fn unshare_user_net(_: &Ctx) -> Outcome {

@@ -252,6 +252,36 @@ fn command(
     report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
 }
 
+/// Enters a nested user+mount namespace so every mount of the composed root is locked
+/// (a command that keeps its capabilities cannot remount, unmount or move them).
+fn lock_mounts(l: &super::prepared::LockMounts) -> R {
+    sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).map_err(fail(Step::LockMounts, 0))?;
+    // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
+    // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs
+    // yet); execve decides dumpability afterwards anyway.
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+    // An unprivileged map of one's own ids needs setgroups denied first (user_namespaces(7)).
+    let r = write_proc(c"/proc/self/setgroups", b"deny")
+        .map_err(fail(Step::LockMounts, 1))
+        .and_then(|()| {
+            write_proc(c"/proc/self/uid_map", l.uid_map.as_bytes())
+                .map_err(fail(Step::LockMounts, 2))
+        })
+        .and_then(|()| {
+            write_proc(c"/proc/self/gid_map", l.gid_map.as_bytes())
+                .map_err(fail(Step::LockMounts, 3))
+        });
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    r
+}
+
+fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> Result<(), Errno> {
+    let fd = sys::open(path, libc::O_WRONLY, 0)?;
+    let r = sys::write_all(fd, data);
+    sys::close(fd);
+    r
+}
+
 fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> R {
     if let Some(m) = old_mask {
         sys::sigprocmask(libc::SIG_SETMASK, m).map_err(fail(Step::InitSignals, 1))?;
@@ -300,6 +330,9 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
     crate::rlimits::apply(&p.rlimits)
         .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
     sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
+    if let Some(l) = &p.lock_mounts {
+        lock_mounts(l)?;
+    }
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;
     }

@@ -252,10 +252,12 @@ impl Prepared {
                     data_floor = Some(m);
                     for (what, how) in limit_lines.iter_mut() {
                         if what == "memory" {
+                            let m = crate::units::format_size(m);
                             *how = format!(
-                                "{} per process only (RLIMIT_DATA): no writable memory cgroup for \
-                                 this caller (`agentcage doctor` says why and how to delegate one)",
-                                crate::units::format_size(m)
+                                "{m} per process only (RLIMIT_DATA), and one {m} budget shared by \
+                                 every tmpfs and SysV shared memory; memfds and shared anonymous \
+                                 memory are not bounded: no writable memory cgroup for this caller \
+                                 (`agentcage doctor` says why and how to delegate one)"
                             );
                         }
                     }

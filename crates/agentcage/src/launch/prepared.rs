@@ -72,6 +72,8 @@ pub struct Prepared {
     /// unshare(CLONE_NEWCGROUP) in the child once the launcher has attached the cgroup.
     pub(crate) cgroup_ns: bool,
     pub(crate) cwd: CString,
+    /// Lock the composed mounts before the command runs (see [`LockMounts`]).
+    pub(crate) lock_mounts: Option<LockMounts>,
     pub(crate) nnp: bool,
     pub(crate) landlock: Option<landlock::Prepared>,
     pub(crate) caps: Option<PreparedCaps>,
@@ -84,6 +86,19 @@ pub struct Prepared {
     /// What the profile asks for but this host does not enforce (only possible with
     /// `best_effort`): the CLI prints these even without `-v`.
     pub degraded: Vec<(String, String)>,
+}
+
+/// A nested user (and mount) namespace for a command that keeps its capabilities (ns-only,
+/// or an ablation without the caps layer): copying the mount tree into a namespace owned by
+/// a less privileged user namespace makes the kernel lock every mount (mount_namespaces(7)
+/// "locked mounts"): read-only binds cannot be remounted read-write, masks over /proc and
+/// nested binds cannot be unmounted, even by root in the nested namespace. The command maps
+/// only its own ids, so the nested namespace needs no help from the launcher.
+#[derive(Debug)]
+pub(crate) struct LockMounts {
+    /// "ID ID 1\n" for uid_map and gid_map (the command's ids, unchanged).
+    pub(crate) uid_map: CString,
+    pub(crate) gid_map: CString,
 }
 
 /// The pipes between launcher and child (all O_CLOEXEC).
@@ -299,6 +314,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             own_net: clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0,
             mount_setattr: sys::mount_setattr_available(),
             tmpfs_size: policy.limits.memory.filter(|_| layers.has(Layer::Limits)),
+            own_ipc: layers.has(Layer::IpcNs),
         })
     });
 
@@ -449,6 +465,12 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     }
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
+    // Without the caps layer the command keeps CAP_SYS_ADMIN over its mount namespace and
+    // could remount our read-only binds read-write: lock them (see LockMounts).
+    let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| LockMounts {
+        uid_map: cstr(format!("{0} {0} 1\n", policy.uid).as_bytes()).unwrap_or_default(),
+        gid_map: cstr(format!("{0} {0} 1\n", policy.gid).as_bytes()).unwrap_or_default(),
+    });
     Ok(Prepared {
         policy: policy.clone(),
         command: command.clone(),
@@ -464,6 +486,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         rlimits,
         cgroup_ns: layers.has(Layer::CgroupNs),
         cwd,
+        lock_mounts,
         nnp,
         landlock,
         caps,
@@ -502,7 +525,7 @@ impl Prepared {
                 "setgroups(0, NULL) (drop the launcher's supplementary groups)".into()
             }
             Step::SetUid => format!("setresuid({})", self.policy.uid),
-            Step::MountSlave => "make / a recursive slave mount (MS_SLAVE|MS_REC)".into(),
+            Step::MountPrivate => "make / a recursive private mount (MS_PRIVATE|MS_REC)".into(),
             Step::StageTmpfs => {
                 if i == 0 {
                     "mount the staging tmpfs".into()
@@ -530,6 +553,12 @@ impl Prepared {
                 crate::rlimits::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
+            Step::LockMounts => match i {
+                0 => "unshare(CLONE_NEWUSER|CLONE_NEWNS) to lock the mounts".into(),
+                1 => "write /proc/self/setgroups (deny) in the nested user namespace".into(),
+                2 => "write /proc/self/uid_map of the nested user namespace".into(),
+                _ => "write /proc/self/gid_map of the nested user namespace".into(),
+            },
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => self

@@ -221,6 +221,12 @@ pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
 }
 
+/// chmod(2).
+pub fn chmod(path: &CStr, mode: u32) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr.
+    check_int(unsafe { libc::chmod(path.as_ptr(), mode as libc::mode_t) }).map(drop)
+}
+
 /// symlink(2).
 pub fn symlink(target: &CStr, link: &CStr) -> Result<(), Errno> {
     // SAFETY: both are live &CStr values.
