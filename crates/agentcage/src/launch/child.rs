@@ -255,7 +255,7 @@ fn command(
 /// Enters a nested user+mount namespace so every mount of the composed root is locked
 /// (a command that keeps its capabilities cannot remount, unmount or move them).
 fn lock_mounts(l: &super::prepared::LockMounts) -> R {
-    sys::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS).map_err(fail(Step::LockMounts, 0))?;
+    sys::unshare(l.unshare_flags).map_err(fail(Step::LockMounts, 0))?;
     // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
     // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs
     // yet); execve decides dumpability afterwards anyway.
@@ -272,7 +272,14 @@ fn lock_mounts(l: &super::prepared::LockMounts) -> R {
                 .map_err(fail(Step::LockMounts, 3))
         });
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    r
+    r?;
+    if let Some(h) = l.hostname {
+        sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
+    }
+    if l.loopback {
+        sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
+    }
+    Ok(())
 }
 
 fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> Result<(), Errno> {

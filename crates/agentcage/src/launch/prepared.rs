@@ -99,6 +99,13 @@ pub(crate) struct LockMounts {
     /// "ID ID 1\n" for uid_map and gid_map (the command's ids, unchanged).
     pub(crate) uid_map: CString,
     pub(crate) gid_map: CString,
+    /// CLONE_NEWUSER|CLONE_NEWNS, plus CLONE_NEWNET/CLONE_NEWUTS when the sandbox has them
+    /// (created here instead of at clone, so the nested user namespace owns them).
+    pub(crate) unshare_flags: libc::c_int,
+    /// sethostname in the nested UTS namespace.
+    pub(crate) hostname: Option<&'static [u8]>,
+    /// Bring up lo in the nested network namespace.
+    pub(crate) loopback: bool,
 }
 
 /// The pipes between launcher and child (all O_CLOEXEC).
@@ -466,10 +473,24 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
     // Without the caps layer the command keeps CAP_SYS_ADMIN over its mount namespace and
-    // could remount our read-only binds read-write: lock them (see LockMounts).
-    let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| LockMounts {
-        uid_map: cstr(format!("{0} {0} 1\n", policy.uid).as_bytes()).unwrap_or_default(),
-        gid_map: cstr(format!("{0} {0} 1\n", policy.gid).as_bytes()).unwrap_or_default(),
+    // could remount our read-only binds read-write: lock them (see LockMounts). Its network
+    // and UTS namespaces are then created with the nested user namespace, which owns them:
+    // root inside keeps every capability over its own network stack and hostname (ns-only's
+    // point: namespaces alone are not a sandbox), just not over the mounts.
+    let mut clone_flags = clone_flags;
+    let mut hostname = layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]);
+    let mut loopback = clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0;
+    let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| {
+        let own = libc::CLONE_NEWNET as libc::c_ulong | libc::CLONE_NEWUTS as libc::c_ulong;
+        let moved = clone_flags & own;
+        clone_flags &= !own;
+        LockMounts {
+            uid_map: cstr(format!("{0} {0} 1\n", policy.uid).as_bytes()).unwrap_or_default(),
+            gid_map: cstr(format!("{0} {0} 1\n", policy.gid).as_bytes()).unwrap_or_default(),
+            unshare_flags: (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) | moved as libc::c_int,
+            hostname: hostname.take(),
+            loopback: std::mem::take(&mut loopback),
+        }
     });
     Ok(Prepared {
         policy: policy.clone(),
@@ -478,8 +499,8 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         id_maps,
         set_ids,
         rootfs,
-        hostname: layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]),
-        loopback: clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0,
+        hostname,
+        loopback,
         init: layers.has(Layer::PidNs),
         hygiene,
         keep_fds,
@@ -554,7 +575,14 @@ impl Prepared {
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
             Step::LockMounts => match i {
-                0 => "unshare(CLONE_NEWUSER|CLONE_NEWNS) to lock the mounts".into(),
+                0 => format!(
+                    "unshare({}) to lock the mounts",
+                    clone_flag_names(
+                        self.lock_mounts
+                            .as_ref()
+                            .map_or(0, |l| l.unshare_flags as libc::c_ulong)
+                    )
+                ),
                 1 => "write /proc/self/setgroups (deny) in the nested user namespace".into(),
                 2 => "write /proc/self/uid_map of the nested user namespace".into(),
                 _ => "write /proc/self/gid_map of the nested user namespace".into(),
