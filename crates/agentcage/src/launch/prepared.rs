@@ -477,7 +477,6 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     // and UTS namespaces are then created with the nested user namespace, which owns them:
     // root inside keeps every capability over its own network stack and hostname (ns-only's
     // point: namespaces alone are not a sandbox), just not over the mounts.
-    let mut clone_flags = clone_flags;
     let mut hostname = layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]);
     let mut loopback = clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0;
     let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| {
