@@ -64,6 +64,18 @@ pub const OPS: &[Op] = &[
     ),
     Op::new("fs.read.dev_kmsg", "read /dev/kmsg", Fs, read_dev_kmsg),
     Op::new(
+        "fs.read.proc_cmdline",
+        "read the host's boot command line (/proc/cmdline)",
+        Fs,
+        |_| read_nonempty(Path::new("/proc/cmdline")),
+    ),
+    Op::new(
+        "fs.read.proc_kallsyms",
+        "read kernel symbol names (/proc/kallsyms)",
+        Fs,
+        |_| read_nonempty(Path::new("/proc/kallsyms")),
+    ),
+    Op::new(
         "fs.open.proc_kcore",
         "open /proc/kcore",
         Fs,
@@ -111,6 +123,18 @@ fn read_some(path: &Path) -> Outcome {
             )),
         }
     })())
+}
+
+/// Reads a file the kernel always fills: an empty read means it was masked (a /dev/null or
+/// empty file over it), which is a block like an open refusal.
+fn read_nonempty(path: &Path) -> Outcome {
+    match read_some(path) {
+        Outcome::Allowed { detail, .. } if detail.starts_with("read 0 bytes") => Outcome::Blocked {
+            errno: Errno(libc::ENODATA),
+            detail: format!("{} reads empty: masked", path.display()),
+        },
+        other => other,
+    }
 }
 
 /// Reads a fixed system path. With the host file's identity (`--host-inode`), a readable
