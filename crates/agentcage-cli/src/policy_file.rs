@@ -720,6 +720,127 @@ fn reachable(path: &Path, uid: u32, gid: u32) -> bool {
         })
 }
 
+/// What [`resolve_protected`] found.
+enum Protected {
+    /// Not below a writable root: resolved as usual.
+    No,
+    /// Below a writable root, and safe to bind: its canonical path.
+    Yes(PathBuf),
+    /// Below a writable root, and it does not exist (an optional entry may be skipped).
+    Missing(std::io::Error),
+    /// Below a writable root, and it cannot be bound safely: why, and the hint.
+    Refused(String, String),
+}
+
+/// Resolves a bind path that may lie below a writable root (the workspace or an `rw` bind),
+/// i.e. in a place the sandbox could have prepared in a previous run (issue #10, finding 3).
+/// Component by component: every symlink is followed as usual until the path is below a
+/// writable root; from there on a symlink is refused (a planted `.git/hooks -> ~/.ssh` must
+/// not bind `~/.ssh` into the next run), and so is a component whose existence cannot be
+/// determined (a sandbox that ran `chmod 000 .git` must not make `optional` entries skip
+/// silently). As root, the sandbox's host uid must also be able to reach it.
+fn resolve_protected(
+    path: &Path,
+    writable_roots: &[PathBuf],
+    sandbox_host_ids: Option<(u32, u32)>,
+) -> Protected {
+    use std::path::Component;
+    let below = |p: &Path| writable_roots.iter().any(|r| p.starts_with(r) && p != r);
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let protected = below(&next);
+        match std::fs::symlink_metadata(&next) {
+            Ok(md) if md.file_type().is_symlink() => {
+                if protected {
+                    return Protected::Refused(
+                        format!(
+                            "{} is a symlink inside a directory the sandbox can write (it may \
+                             have planted it): refusing to follow it",
+                            next.display()
+                        ),
+                        format!(
+                            "look at it (ls -l {}); remove it, or name the real path",
+                            next.display()
+                        ),
+                    );
+                }
+                hops += 1;
+                match std::fs::read_link(&next) {
+                    Ok(t) if hops < 40 => {
+                        if t.is_absolute() {
+                            cur = PathBuf::from("/");
+                        }
+                        let mut more: Vec<std::ffi::OsString> = t
+                            .components()
+                            .rev()
+                            .filter_map(|c| match c {
+                                Component::Normal(n) => Some(n.to_os_string()),
+                                Component::ParentDir => Some("..".into()),
+                                _ => None,
+                            })
+                            .collect();
+                        todo.append(&mut more);
+                    }
+                    _ => return Protected::No,
+                }
+            }
+            Ok(_) => cur = next,
+            Err(e) if protected && e.kind() == std::io::ErrorKind::NotFound => {
+                return Protected::Missing(e);
+            }
+            Err(e) if protected => {
+                return Protected::Refused(
+                    format!(
+                        "{} is inside a directory the sandbox can write, and whether it exists \
+                         cannot be determined ({e}): it could not be protected",
+                        next.display()
+                    ),
+                    format!(
+                        "the sandbox may have changed its permissions: look at {} (ls -ld), \
+                         restore them (e.g. chmod u+rwx) and run again",
+                        cur.display()
+                    ),
+                );
+            }
+            Err(_) => return Protected::No,
+        }
+    }
+    if !below(&cur) {
+        return Protected::No;
+    }
+    if let Some((u, g)) = sandbox_host_ids {
+        if !reachable(&cur, u, g) {
+            return Protected::Refused(
+                format!(
+                    "it is inside a directory the sandbox can write, and host uid {u} (the \
+                     sandbox's uid on the host) cannot reach it: it could not be protected"
+                ),
+                format!(
+                    "the sandbox may have changed the permissions of a parent directory: look at \
+                     them (namei -l {}), restore them and run again",
+                    cur.display()
+                ),
+            );
+        }
+    }
+    Protected::Yes(cur)
+}
+
 /// Builds the effective policy. `cwd` is the default workspace.
 pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     let profile = s.profile.unwrap_or(Profile::Full);
@@ -751,9 +872,34 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     // Later entries win for the same path (a flag over the file, a file over its base);
     // sorted by path so parents are mounted before what they contain.
     let mut binds: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    // What the sandbox can write: a bind below one of these is a protected path (see
+    // `resolve_protected`).
+    let mut writable_roots = vec![p.workspace.clone()];
+    writable_roots.extend(
+        s.binds
+            .iter()
+            .filter(|b| b.writable)
+            .filter_map(|b| b.path.canonicalize().ok()),
+    );
     for b in &s.binds {
         let what = if b.writable { "rw" } else { "ro" };
-        match b.path.canonicalize() {
+        let resolved = match resolve_protected(&b.path, &writable_roots, sandbox_host_ids) {
+            Protected::No => b.path.canonicalize(),
+            Protected::Yes(c) => {
+                binds.insert(c, b.writable);
+                continue;
+            }
+            Protected::Missing(e) => Err(e),
+            Protected::Refused(why, hint) => {
+                return Err(UsageError::new(format!(
+                    "{}: {what} {}: {why}",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint(hint));
+            }
+        };
+        match resolved {
             Ok(c) if b.optional && sandbox_host_ids.is_some_and(|(u, g)| !reachable(&c, u, g)) => {
                 let (u, _) = sandbox_host_ids.unwrap_or_default();
                 skipped.push(Skipped {

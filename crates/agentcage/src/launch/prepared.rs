@@ -302,6 +302,18 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         })
     });
 
+    if rootfs
+        .as_ref()
+        .is_some_and(PreparedRootfs::protected_by_path)
+    {
+        enforcement.push((
+            "mount-ns".into(),
+            "no mount_setattr (Linux < 5.12): binds inside the workspace or a --rw bind are made \
+             by path, so a symlink the sandbox planted there in a previous run would be followed"
+                .into(),
+        ));
+    }
+
     // Working directory: the caller's when inside the workspace, else the workspace.
     let cwd = match &policy.cwd {
         Some(c) => c.clone(),
@@ -548,6 +560,12 @@ impl Prepared {
             (Step::Mount, libc::EPERM) | (Step::Mount, libc::EACCES) => Some(
                 "the kernel refused a mount in the sandbox's user namespace; inside a container, \
                  the outer runtime may forbid it (see `agentcage doctor`)"
+                    .to_string(),
+            ),
+            (Step::Mount, libc::ELOOP) => Some(
+                "a path inside a writable bind (workspace or --rw) is a symlink now: the sandbox \
+                 (a previous or a concurrent run) may have planted it; look at it, remove it and \
+                 run again"
                     .to_string(),
             ),
             (Step::Chdir, libc::EACCES) => Some(
