@@ -169,6 +169,50 @@ fn unreadable_protected_path_fails_closed(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A unix socket listening in a directory passed with `--ro` is masked: connect(2) from
+/// inside fails, and the launcher says it masked it.
+fn socket_under_ro_is_masked(env: &Env) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = env.secret_dir()?;
+    let sock = dir.path().join("S.agent");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).map_err(err)?;
+    // Connectable by anyone on the host: only the sandbox can refuse.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).map_err(err)?;
+    let py = format!(
+        "import socket\nc = socket.socket(socket.AF_UNIX)\ntry:\n    c.connect('{}')\n    print('CONNECTED')\nexcept OSError as e:\n    print('refused', e.errno)\n",
+        sock.display()
+    );
+    for p in PROFILES {
+        let ws = env.workspace()?;
+        let out = env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--ro",
+            dir.s(),
+            "--",
+            "python3",
+            "-c",
+            &py,
+        ])?;
+        out.expect_code(0, p)?;
+        if !out.stdout.starts_with("refused") {
+            return Err(
+                format!("{p}: the socket under --ro is connectable: {}", out.stdout).into(),
+            );
+        }
+        if !out
+            .stderr
+            .contains("unix sockets under read-only paths masked")
+        {
+            return Err(format!("{p}: no warning: {}", out.stderr).into());
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -177,6 +221,7 @@ fn main() {
             protected_paths_survive_renames,
         ),
         ("planted_symlink_refused", planted_symlink_refused),
+        ("socket_under_ro_is_masked", socket_under_ro_is_masked),
         (
             "unreadable_protected_path_fails_closed",
             unreadable_protected_path_fails_closed,

@@ -116,6 +116,10 @@ pub(crate) enum Op {
         dst: CString,
         attrs: u64,
     },
+    /// Bind /dev/null (read-only, nodev, noexec) over a unix socket under a read-only bind, so
+    /// connect(2) fails. A socket gone (ENOENT, ENOTDIR) or out of the sandbox's reach
+    /// (EACCES: the sandbox cannot reach it either) needs no mask.
+    MaskSocket { dst: CString },
     /// Mount a fresh proc (needs the new pid namespace) or, without one, bind the host's.
     Proc { target: CString, fresh: bool },
     /// Mount a new devpts instance.
@@ -165,6 +169,9 @@ impl Op {
                 s(dst),
                 attr_names(*attrs)
             ),
+            Op::MaskSocket { dst } => {
+                format!("mask the unix socket {} (bind /dev/null over it)", s(dst))
+            }
             Op::Proc { target, fresh } => {
                 if *fresh {
                     format!("mount proc on {}", s(target))
@@ -254,7 +261,24 @@ pub struct PreparedRootfs {
     mount_setattr: bool,
     root_data: CString,
     stage: CString,
+    /// What [`Planner::mask_sockets`] did.
+    pub sockets: SocketMasks,
 }
+
+/// Unix sockets found under the read-only binds at prepare time and masked (issue #10,
+/// finding 10): read-only does not stop connect(2), and Landlock controls it only from ABI 9.
+#[derive(Debug, Default, Clone)]
+pub struct SocketMasks {
+    /// Sockets masked.
+    pub masked: Vec<PathBuf>,
+    /// Read-only binds whose scan stopped at a bound (entries or depth): sockets deeper in
+    /// them stay connectable.
+    pub truncated: Vec<PathBuf>,
+}
+
+/// Bounds of the socket scan of one read-only bind.
+pub const SOCKET_SCAN_MAX_ENTRIES: usize = 100_000;
+pub const SOCKET_SCAN_MAX_DEPTH: usize = 32;
 
 impl PreparedRootfs {
     /// Whether binds inside writable binds are made by path (no mount_setattr, Linux < 5.12):
@@ -450,6 +474,64 @@ impl Planner {
     }
 }
 
+impl Planner {
+    /// Masks every unix socket under the read-only directory binds with /dev/null (read-only,
+    /// nodev: connect(2) gets ECONNREFUSED, open(2) EACCES). A socket below a deeper writable
+    /// bind is left alone (the caller asked for it writable). Each bind's scan is bounded.
+    fn mask_sockets(&mut self, binds: &[(PathBuf, bool, bool)]) -> SocketMasks {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = SocketMasks::default();
+        for (root, writable, is_dir) in binds {
+            if *writable || !is_dir {
+                continue;
+            }
+            let mut entries = 0;
+            let mut stack: Vec<(PathBuf, usize)> = vec![(root.clone(), 0)];
+            let mut truncated = false;
+            while let Some((dir, depth)) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    entries += 1;
+                    if entries > SOCKET_SCAN_MAX_ENTRIES {
+                        truncated = true;
+                        break;
+                    }
+                    let Ok(ft) = e.file_type() else { continue };
+                    if ft.is_dir() {
+                        if depth + 1 >= SOCKET_SCAN_MAX_DEPTH {
+                            truncated = true;
+                        } else {
+                            stack.push((e.path(), depth + 1));
+                        }
+                    } else if ft.is_socket() {
+                        let p = e.path();
+                        let under_ro = binds
+                            .iter()
+                            .filter(|(b, _, _)| p.starts_with(b))
+                            .max_by_key(|(b, _, _)| b.components().count())
+                            .is_some_and(|(_, w, _)| !w);
+                        if under_ro && !out.masked.contains(&p) {
+                            self.ops.push(Op::MaskSocket {
+                                dst: cpath(NEWROOT, &p),
+                            });
+                            out.masked.push(p);
+                        }
+                    }
+                }
+                if entries > SOCKET_SCAN_MAX_ENTRIES {
+                    break;
+                }
+            }
+            if truncated {
+                out.truncated.push(root.clone());
+            }
+        }
+        out
+    }
+}
+
 /// The directories strictly between `root` and `path` (a path below it), shallowest first:
 /// the ones that must be mount points for `path` to stay where it is.
 pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
@@ -598,6 +680,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     binds.push((spec.workspace.clone(), true, true));
     binds.sort_by_key(|(p, _, _)| p.components().count());
     pl.user_binds(&binds);
+    let sockets = pl.mask_sockets(&binds);
 
     // /proc last among the top-level mounts so its masks can use our /dev/null.
     let proc_ = Path::new("/proc");
@@ -650,6 +733,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         newroot: CString::new(NEWROOT).unwrap_or_default(),
         oldroot_rel: c"oldroot".to_owned(),
         mount_setattr: spec.mount_setattr,
+        sockets,
         root_data: CString::new(format!("mode=0755{}", pl.size_opt)).unwrap_or_default(),
         stage: STAGE_CANDIDATES
             .iter()
@@ -750,6 +834,16 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             set_attrs(dst, *attrs, use_setattr)
         }
         Op::PinnedBind { src, dst, attrs } => pinned_bind(src, dst, *attrs, use_setattr),
+        Op::MaskSocket { dst } => {
+            let src = c"/oldroot/dev/null";
+            match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
+                Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
+                    return Ok(())
+                }
+                r => r?,
+            }
+            set_attrs(dst, RO | sys::MOUNT_ATTR_NOEXEC, use_setattr)
+        }
         Op::Proc { target, fresh } => {
             if *fresh {
                 sys::mount(
@@ -1060,6 +1154,31 @@ mod tests {
             .ops
             .iter()
             .any(|o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/opt/x")));
+    }
+
+    #[test]
+    fn sockets_under_ro_binds_are_masked() {
+        let d = std::env::temp_dir().join(format!("agentcage-rootfs-sock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/rw")).expect("mkdir");
+        let _l1 = std::os::unix::net::UnixListener::bind(d.join("a/S")).expect("bind");
+        let _l2 = std::os::unix::net::UnixListener::bind(d.join("a/rw/S")).expect("bind");
+        let mut sp = spec("/w");
+        sp.binds = vec![(d.join("a"), false), (d.join("a/rw"), true)];
+        let p = prepare(&sp);
+        let masked: Vec<String> = p
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::MaskSocket { dst } => Some(dst.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&d);
+        // The one below the writable bind stays: the caller asked for it writable.
+        assert_eq!(masked, vec![format!("/newroot{}", d.join("a/S").display())]);
+        assert_eq!(p.sockets.masked, vec![d.join("a/S")]);
+        assert!(p.sockets.truncated.is_empty());
     }
 
     #[test]

@@ -302,6 +302,9 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         })
     });
 
+    if let Some(r) = &rootfs {
+        socket_notes(&r.sockets, &mut degraded);
+    }
     if rootfs
         .as_ref()
         .is_some_and(PreparedRootfs::protected_by_path)
@@ -486,6 +489,39 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         enforcement,
         degraded,
     })
+}
+
+/// Says which sockets under read-only binds were masked, and what masking cannot cover.
+fn socket_notes(m: &rootfs::SocketMasks, degraded: &mut Vec<(String, String)>) {
+    let list = |v: &[PathBuf]| {
+        let mut s: Vec<String> = v.iter().take(5).map(|p| p.display().to_string()).collect();
+        if v.len() > 5 {
+            s.push(format!("and {} more", v.len() - 5));
+        }
+        s.join(", ")
+    };
+    if !m.masked.is_empty() {
+        degraded.push((
+            "ro".into(),
+            format!(
+                "unix sockets under read-only paths masked (read-only does not stop connect(2)): \
+                 {}; a socket created there while the sandbox runs stays connectable",
+                list(&m.masked)
+            ),
+        ));
+    }
+    if !m.truncated.is_empty() {
+        degraded.push((
+            "ro".into(),
+            format!(
+                "the unix-socket scan of {} stopped at its bound ({} entries or depth {}): \
+                 sockets deeper in it are not masked and stay connectable",
+                list(&m.truncated),
+                rootfs::SOCKET_SCAN_MAX_ENTRIES,
+                rootfs::SOCKET_SCAN_MAX_DEPTH
+            ),
+        ));
+    }
 }
 
 impl Prepared {
