@@ -720,6 +720,138 @@ fn reachable(path: &Path, uid: u32, gid: u32) -> bool {
         })
 }
 
+/// Bounds of the expansion of one path pattern.
+const PATTERN_MAX_ENTRIES: usize = 100_000;
+const PATTERN_MAX_DEPTH: usize = 32;
+
+/// Expands the bind entries whose path has a `*` (any name) or `**` (any number of
+/// directories) component into one entry per existing match, in order, symlinks not
+/// followed (e.g. `./.git/modules/**/hooks` protects the hooks of every submodule, nested
+/// ones too). A pattern that matches nothing is dropped when optional, an error otherwise; a
+/// pattern whose walk hits its bound is an error (what it would protect is unknown).
+fn expand_patterns(binds: &[BindSetting]) -> Result<Vec<BindSetting>, UsageError> {
+    let mut out = Vec::new();
+    for b in binds {
+        let is_pattern = b
+            .path
+            .components()
+            .any(|c| c.as_os_str().as_encoded_bytes().contains(&b'*'));
+        if !is_pattern {
+            out.push(b.clone());
+            continue;
+        }
+        let comps: Vec<&std::ffi::OsStr> =
+            b.path.components().skip(1).map(|c| c.as_os_str()).collect();
+        let mut found = Vec::new();
+        let mut budget = PATTERN_MAX_ENTRIES;
+        if let Err(why) = walk_pattern(Path::new("/"), &comps, 0, &mut budget, &mut found) {
+            return Err(UsageError::new(format!(
+                "{}: {}: cannot expand the pattern ({why}): what it names is unknown",
+                b.origin,
+                b.path.display()
+            ))
+            .hint("fix the permissions, or name the paths without a pattern"));
+        }
+        if found.is_empty() && !b.optional {
+            return Err(UsageError::new(format!(
+                "{}: {} matches nothing",
+                b.origin,
+                b.path.display()
+            ))
+            .hint("mark the entry { path = \"...\", optional = true }"));
+        }
+        found.sort();
+        found.dedup();
+        out.extend(
+            found
+                .into_iter()
+                .map(|path| BindSetting { path, ..b.clone() }),
+        );
+    }
+    Ok(out)
+}
+
+/// `*` in `pat` matches any run of characters (a leading `.` included).
+fn name_matches(pat: &[u8], name: &[u8]) -> bool {
+    match pat.iter().position(|&c| c == b'*') {
+        None => pat == name,
+        Some(i) => {
+            let (head, tail) = (&pat[..i], &pat[i + 1..]);
+            name.starts_with(head)
+                && (head.len()..=name.len()).any(|j| name_matches(tail, &name[j..]))
+        }
+    }
+}
+
+/// Matches `comps` below `dir` into `found`. A missing directory is no match; an unreadable
+/// one, or a walk that hits its bound, is an error (a match there could not be protected).
+fn walk_pattern(
+    dir: &Path,
+    comps: &[&std::ffi::OsStr],
+    depth: usize,
+    budget: &mut usize,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    let Some((first, rest)) = comps.split_first() else {
+        found.push(dir.to_path_buf());
+        return Ok(());
+    };
+    let pat = first.as_encoded_bytes();
+    if !pat.contains(&b'*') {
+        let next = dir.join(first);
+        // A literal last component is left to the caller's checks (it may be a file, or a
+        // symlink `resolve_protected` must refuse); a literal directory must be one.
+        // Before the pattern, a symlinked directory (/home -> /usr/home) is followed; one the
+        // sandbox planted below a writable root is refused later, by `resolve_protected`.
+        let md = if rest.is_empty() {
+            std::fs::symlink_metadata(&next)
+        } else {
+            std::fs::metadata(&next)
+        };
+        return match md {
+            Ok(m) if rest.is_empty() || m.is_dir() => {
+                walk_pattern(&next, rest, depth, budget, found)
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", next.display())),
+        };
+    }
+    if depth >= PATTERN_MAX_DEPTH {
+        return Err(format!("deeper than {PATTERN_MAX_DEPTH} directories"));
+    }
+    if pat == b"**" {
+        walk_pattern(dir, rest, depth, budget, found)?;
+    }
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    for e in rd {
+        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if *budget == 0 {
+            return Err(format!("more than {PATTERN_MAX_ENTRIES} entries"));
+        }
+        *budget -= 1;
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if pat == b"**" {
+            if is_dir {
+                walk_pattern(&e.path(), comps, depth + 1, budget, found)?;
+            }
+        } else if name_matches(pat, e.file_name().as_encoded_bytes()) && (rest.is_empty() || is_dir)
+        {
+            walk_pattern(&e.path(), rest, depth + 1, budget, found)?;
+        }
+    }
+    Ok(())
+}
+
 /// What [`resolve_protected`] found.
 enum Protected {
     /// Not below a writable root: resolved as usual.
@@ -800,7 +932,12 @@ fn resolve_protected(
                 }
             }
             Ok(_) => cur = next,
-            Err(e) if protected && e.kind() == std::io::ErrorKind::NotFound => {
+            // ENOTDIR: a parent is a file (`.git` of a worktree): the path cannot exist.
+            Err(e)
+                if protected
+                    && (e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ENOTDIR)) =>
+            {
                 return Protected::Missing(e);
             }
             Err(e) if protected => {
@@ -872,16 +1009,17 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     // Later entries win for the same path (a flag over the file, a file over its base);
     // sorted by path so parents are mounted before what they contain.
     let mut binds: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    let expanded = expand_patterns(&s.binds)?;
     // What the sandbox can write: a bind below one of these is a protected path (see
     // `resolve_protected`).
     let mut writable_roots = vec![p.workspace.clone()];
     writable_roots.extend(
-        s.binds
+        expanded
             .iter()
             .filter(|b| b.writable)
             .filter_map(|b| b.path.canonicalize().ok()),
     );
-    for b in &s.binds {
+    for b in &expanded {
         let what = if b.writable { "rw" } else { "ro" };
         let resolved = match resolve_protected(&b.path, &writable_roots, sandbox_host_ids) {
             Protected::No => b.path.canonicalize(),
@@ -1123,6 +1261,49 @@ pub fn to_toml(p: &Policy) -> Result<String, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_expand_without_following_symlinks() {
+        let d = tmpdir("pat");
+        for x in [
+            ".git/modules/a/hooks",
+            ".git/modules/a/modules/b/hooks",
+            ".git/modules/c",
+        ] {
+            std::fs::create_dir_all(d.join(x)).unwrap();
+        }
+        std::fs::write(d.join(".git/modules/a/config"), "").unwrap();
+        // A symlinked directory is not walked into: nothing below it matches.
+        std::os::unix::fs::symlink(d.join(".git/modules/a"), d.join(".git/modules/l")).unwrap();
+        let b = |p: &str, optional: bool| BindSetting {
+            path: d.join(p),
+            writable: false,
+            optional,
+            origin: "t".into(),
+        };
+        let out = expand_patterns(&[
+            b(".git/modules/**/hooks", false),
+            b(".git/modules/*/config", true),
+        ])
+        .unwrap();
+        let got: Vec<PathBuf> = out.iter().map(|b| b.path.clone()).collect();
+        assert_eq!(
+            got,
+            vec![
+                d.join(".git/modules/a/hooks"),
+                d.join(".git/modules/a/modules/b/hooks"),
+                d.join(".git/modules/a/config"),
+            ]
+        );
+        assert!(name_matches(b"*.toml", b"a.toml") && !name_matches(b"*.toml", b"a.tom"));
+        assert!(name_matches(b"h*k*s", b"hooks") && name_matches(b"*", b".git"));
+        // Nothing matches: dropped when optional, an error otherwise.
+        assert!(expand_patterns(&[b("nope/**/hooks", true)])
+            .unwrap()
+            .is_empty());
+        assert!(expand_patterns(&[b("nope/**/hooks", false)]).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     fn tmpdir(tag: &str) -> PathBuf {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -169,6 +169,44 @@ fn unreadable_protected_path_fails_closed(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// `**` in a policy entry protects the hooks and config of every submodule, nested ones too.
+fn submodule_paths_protected_by_pattern(env: &Env) -> Result<(), Failed> {
+    let ws = git_workspace(env)?;
+    let nested = ws.path().join(".git/modules/sub/modules/deep");
+    std::fs::create_dir_all(nested.join("hooks")).map_err(err)?;
+    std::fs::write(nested.join("config"), "[core]\n").map_err(err)?;
+    chown_tree(env, ws.path())?;
+    let dir = env.secret_dir()?;
+    let pol = dir.path().join("p.toml");
+    std::fs::write(
+        &pol,
+        format!(
+            "profile = \"full\"\nworkspace = \"{0}\"\nro = [{{ path = \"{0}/.git/modules/**/hooks\", optional = true }}, {{ path = \"{0}/.git/modules/**/config\", optional = true }}]\n",
+            ws.s()
+        ),
+    )
+    .map_err(err)?;
+    let py = "import os, errno\n\
+for p in ['.git/modules/sub/hooks/post-checkout', '.git/modules/sub/modules/deep/hooks/x', '.git/modules/sub/modules/deep/config', '.git/modules/sub/config']:\n\
+\x20   try:\n\
+\x20       os.close(os.open(p, os.O_WRONLY | os.O_CREAT))\n\
+\x20       print(p, 'WRITABLE')\n\
+\x20   except OSError as e:\n\
+\x20       print(p, errno.errorcode[e.errno])\n\
+try:\n\
+\x20   os.rename('.git/modules/sub', '.git/modules/moved')\n\
+\x20   print('rename WRITABLE')\n\
+except OSError as e:\n\
+\x20   print('rename', errno.errorcode[e.errno])\n";
+    let pol_s = pol.to_str().ok_or("utf-8")?;
+    let out = env.run(&["run", "--policy", pol_s, "--", "python3", "-c", py])?;
+    out.expect_code(0, "pattern")?;
+    if out.stdout.lines().count() != 5 || out.stdout.contains("WRITABLE") {
+        return Err(format!("stdout {}\nstderr {}", out.stdout, out.stderr).into());
+    }
+    Ok(())
+}
+
 /// A unix socket listening in a directory passed with `--ro` is masked: connect(2) from
 /// inside fails, and the launcher says it masked it.
 fn socket_under_ro_is_masked(env: &Env) -> Result<(), Failed> {
@@ -221,6 +259,10 @@ fn main() {
             protected_paths_survive_renames,
         ),
         ("planted_symlink_refused", planted_symlink_refused),
+        (
+            "submodule_paths_protected_by_pattern",
+            submodule_paths_protected_by_pattern,
+        ),
         ("socket_under_ro_is_masked", socket_under_ro_is_masked),
         (
             "unreadable_protected_path_fails_closed",
