@@ -216,7 +216,7 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("extends", "-", "-", "Start from a profile (`\"full\"`, `\"ns-only\"`, ...) or from another policy file (path relative to this file). Cycles are refused."),
     ("profile", "`--profile`, `-p`", "`\"full\"`", "`none`, `ns-only`, `landlock` or `full`: the layers composed, and the defaults of the keys below."),
     ("workspace", "`--workspace`, `-w`", "the current directory", "Directory bound read-write at its own path; the command starts there."),
-    ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing)."),
+    ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing); `*` and `**` components are patterns."),
     ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
     ("env", "`--env K=V`, `-e`", "`{}`", "Table of variables set inside (`K = \"V\"`); a value starting with `~/` is expanded like a shell assignment."),
     ("pass_env", "`--pass-env K`", "`[]`", "Variables of the caller's environment passed through."),
