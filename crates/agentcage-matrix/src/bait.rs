@@ -11,6 +11,7 @@
 //! | a filesystem unix listener | `--unix-path` | mount-ns, landlock |
 //! | an abstract unix listener | `--abstract` | net-ns, landlock (ABI 6) |
 //! | a scratch workspace | `--workspace` | (the sandbox may write it) |
+//! | `ws/.git/hooks`, bound read-only inside the workspace (`--ro` to the launcher) | `--workspace` | mount-ns (its ancestors are pinned) |
 //! | our namespace inodes, /etc/passwd and /etc/shadow identities | `--host-ns`, `--host-inode` | (lets the probe tell the host's from the sandbox's own) |
 //!
 //! Layout of the private temp dir (mode 0711, owned by the caller):
@@ -101,6 +102,8 @@ impl Drop for Listeners {
 pub struct Bait {
     /// The workspace passed to `agentcage run --workspace` and to the probe.
     pub workspace: PathBuf,
+    /// `ws/.git/hooks`: passed to `agentcage run --ro`, a protected path inside the workspace.
+    pub protected: PathBuf,
     /// The canary secret file.
     pub canary: PathBuf,
     /// The filesystem unix listener's path.
@@ -161,6 +164,8 @@ impl Bait {
         };
         let bait_dir = mkdir("bait", 0o700, true)?;
         let workspace = mkdir("ws", 0o755, true)?;
+        let protected = mkdir("ws/.git", 0o755, true)?.join("hooks");
+        mkdir("ws/.git/hooks", 0o755, true)?;
         let bin_dir = mkdir("bin", 0o755, false)?;
         let out_dir = mkdir("out", 0o700, false)?;
 
@@ -222,6 +227,7 @@ impl Bait {
 
         Ok(Bait {
             workspace,
+            protected,
             canary,
             unix_path,
             abstract_name,

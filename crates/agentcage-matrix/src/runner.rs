@@ -122,6 +122,8 @@ impl<'a> Runner<'a> {
         cmd.arg("run")
             .args(key.args())
             .args(limit_args(key))
+            .arg("--ro")
+            .arg(&self.bait.protected)
             .arg("--workspace")
             .arg(&self.bait.workspace)
             .arg("--")
