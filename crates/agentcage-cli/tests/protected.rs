@@ -59,6 +59,9 @@ t('rename-other-over-config', lambda: os.rename('other/../.git/HEAD', '.git/conf
 os.symlink('other', 'link')
 t('swap-hooks-symlink', lambda: os.rename('link', '.git/hooks'))
 t('exchange-git', lambda: os.rename('.git', 'other'))
+t('replace-git', lambda: os.rename('other', '.git'))
+import shutil
+t('rm-rf-git', lambda: shutil.rmtree('.git'))
 ";
     for p in PROFILES {
         let ws = git_workspace(env)?;
@@ -82,7 +85,7 @@ t('exchange-git', lambda: os.rename('.git', 'other'))
         ])?;
         out.expect_code(0, p)?;
         let lines: Vec<&str> = out.stdout.lines().collect();
-        if lines.len() != 8 {
+        if lines.len() != 10 {
             return Err(format!("{p}: unexpected output: {}", out.stdout).into());
         }
         for l in &lines {
