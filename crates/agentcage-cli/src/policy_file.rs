@@ -960,6 +960,30 @@ fn resolve_protected(
     if !below(&cur) {
         return Protected::No;
     }
+    // Only a directory or a regular file of one name: a FIFO planted as `.git/config` hangs
+    // the user's git; a second hard link in the workspace would be a writable name for it.
+    if let Ok(md) = std::fs::symlink_metadata(&cur) {
+        use std::os::unix::fs::MetadataExt;
+        let why = if !md.is_dir() && !md.is_file() {
+            Some("is neither a directory nor a regular file".to_string())
+        } else if md.is_file() && md.nlink() > 1 {
+            Some(format!(
+                "has {} hard links: another name for it may be writable in the sandbox",
+                md.nlink()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Protected::Refused(
+                format!("{} {why} (the sandbox may have planted it)", cur.display()),
+                format!(
+                    "look at it (ls -li {}), replace it and run again",
+                    cur.display()
+                ),
+            );
+        }
+    }
     if let Some((u, g)) = sandbox_host_ids {
         if !reachable(&cur, u, g) {
             return Protected::Refused(

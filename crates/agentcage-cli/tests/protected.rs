@@ -141,6 +141,38 @@ fn planted_symlink_refused(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A protected file with a second hard link (a writable name for it), or that is a FIFO
+/// (the user's git would hang on it), is refused.
+fn planted_hardlink_and_fifo_refused(env: &Env) -> Result<(), Failed> {
+    let ws = git_workspace(env)?;
+    let config = ws.path().join(".git/config");
+    let config_s = config.to_str().ok_or("utf-8")?;
+    std::fs::hard_link(&config, ws.path().join("evil")).map_err(err)?;
+    let run = || env.run(&["run", "-w", ws.s(), "--ro", config_s, "--", "true"]);
+    let out = run()?;
+    out.expect_code(2, "hard link")?;
+    if !out.stderr.contains("hard links") {
+        return Err(format!("hard link: stderr {}", out.stderr).into());
+    }
+    std::fs::remove_file(ws.path().join("evil")).map_err(err)?;
+    std::fs::remove_file(&config).map_err(err)?;
+    let c = std::ffi::CString::new(config_s).map_err(err)?;
+    // SAFETY: mkfifo of a live C string.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o644) } != 0 {
+        return Err(format!("mkfifo: {}", std::io::Error::last_os_error()).into());
+    }
+    env.chown_to_sandbox(&config)?;
+    let out = run()?;
+    out.expect_code(2, "fifo")?;
+    if !out
+        .stderr
+        .contains("neither a directory nor a regular file")
+    {
+        return Err(format!("fifo: stderr {}", out.stderr).into());
+    }
+    Ok(())
+}
+
 /// An optional protected path whose parent the sandbox made unreadable (`chmod 000 .git`)
 /// fails closed instead of being skipped.
 fn unreadable_protected_path_fails_closed(env: &Env) -> Result<(), Failed> {
@@ -262,6 +294,10 @@ fn main() {
             protected_paths_survive_renames,
         ),
         ("planted_symlink_refused", planted_symlink_refused),
+        (
+            "planted_hardlink_and_fifo_refused",
+            planted_hardlink_and_fifo_refused,
+        ),
         (
             "submodule_paths_protected_by_pattern",
             submodule_paths_protected_by_pattern,
