@@ -303,7 +303,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     });
 
     if let Some(r) = &rootfs {
-        socket_notes(&r.sockets, &mut degraded);
+        for note in socket_notes(&r.sockets) {
+            // Said without -v (a warning) and with it (an enforcement line).
+            enforcement.push(note.clone());
+            degraded.push(note);
+        }
     }
     if rootfs
         .as_ref()
@@ -492,7 +496,8 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 }
 
 /// Says which sockets under read-only binds were masked, and what masking cannot cover.
-fn socket_notes(m: &rootfs::SocketMasks, degraded: &mut Vec<(String, String)>) {
+fn socket_notes(m: &rootfs::SocketMasks) -> Vec<(String, String)> {
+    let mut notes = Vec::new();
     let list = |v: &[PathBuf]| {
         let mut s: Vec<String> = v.iter().take(5).map(|p| p.display().to_string()).collect();
         if v.len() > 5 {
@@ -501,7 +506,7 @@ fn socket_notes(m: &rootfs::SocketMasks, degraded: &mut Vec<(String, String)>) {
         s.join(", ")
     };
     if !m.masked.is_empty() {
-        degraded.push((
+        notes.push((
             "ro".into(),
             format!(
                 "unix sockets under read-only paths masked (read-only does not stop connect(2)): \
@@ -511,7 +516,7 @@ fn socket_notes(m: &rootfs::SocketMasks, degraded: &mut Vec<(String, String)>) {
         ));
     }
     if !m.truncated.is_empty() {
-        degraded.push((
+        notes.push((
             "ro".into(),
             format!(
                 "the unix-socket scan of {} stopped at its bound ({} entries or depth {}): \
@@ -522,6 +527,7 @@ fn socket_notes(m: &rootfs::SocketMasks, degraded: &mut Vec<(String, String)>) {
             ),
         ));
     }
+    notes
 }
 
 impl Prepared {
