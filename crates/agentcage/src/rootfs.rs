@@ -276,8 +276,9 @@ pub struct SocketMasks {
     pub truncated: Vec<PathBuf>,
 }
 
-/// Bounds of the socket scan of one read-only bind.
+/// Entries the socket scan of one read-only bind looks at, at most (about 0.1 s).
 pub const SOCKET_SCAN_MAX_ENTRIES: usize = 100_000;
+/// Directory depth the socket scan of one read-only bind goes to, at most.
 pub const SOCKET_SCAN_MAX_DEPTH: usize = 32;
 
 impl PreparedRootfs {
