@@ -216,7 +216,7 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("extends", "-", "-", "Start from a profile (`\"full\"`, `\"ns-only\"`, ...) or from another policy file (path relative to this file). Cycles are refused."),
     ("profile", "`--profile`, `-p`", "`\"full\"`", "`none`, `ns-only`, `landlock` or `full`: the layers composed, and the defaults of the keys below."),
     ("workspace", "`--workspace`, `-w`", "the current directory", "Directory bound read-write at its own path; the command starts there."),
-    ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing)."),
+    ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing); `*` and `**` components are patterns."),
     ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
     ("env", "`--env K=V`, `-e`", "`{}`", "Table of variables set inside (`K = \"V\"`); a value starting with `~/` is expanded like a shell assignment."),
     ("pass_env", "`--pass-env K`", "`[]`", "Variables of the caller's environment passed through."),
@@ -720,6 +720,288 @@ fn reachable(path: &Path, uid: u32, gid: u32) -> bool {
         })
 }
 
+/// Bounds of the expansion of one path pattern.
+const PATTERN_MAX_ENTRIES: usize = 100_000;
+const PATTERN_MAX_DEPTH: usize = 32;
+
+/// Expands the bind entries whose path has a `*` (any name) or `**` (any number of
+/// directories) component into one entry per existing match, in order, symlinks not
+/// followed (e.g. `./.git/modules/**/hooks` protects the hooks of every submodule, nested
+/// ones too). A pattern that matches nothing is dropped when optional, an error otherwise; a
+/// pattern whose walk hits its bound is an error (what it would protect is unknown).
+fn expand_patterns(binds: &[BindSetting]) -> Result<Vec<BindSetting>, UsageError> {
+    let mut out = Vec::new();
+    for b in binds {
+        let is_pattern = b
+            .path
+            .components()
+            .any(|c| c.as_os_str().as_encoded_bytes().contains(&b'*'));
+        if !is_pattern {
+            out.push(b.clone());
+            continue;
+        }
+        let comps: Vec<&std::ffi::OsStr> =
+            b.path.components().skip(1).map(|c| c.as_os_str()).collect();
+        let mut found = Vec::new();
+        let mut budget = PATTERN_MAX_ENTRIES;
+        if let Err(why) = walk_pattern(Path::new("/"), &comps, 0, &mut budget, &mut found) {
+            return Err(UsageError::new(format!(
+                "{}: {}: cannot expand the pattern ({why}): what it names is unknown",
+                b.origin,
+                b.path.display()
+            ))
+            .hint("fix the permissions, or name the paths without a pattern"));
+        }
+        if found.is_empty() && !b.optional {
+            return Err(UsageError::new(format!(
+                "{}: {} matches nothing",
+                b.origin,
+                b.path.display()
+            ))
+            .hint("mark the entry { path = \"...\", optional = true }"));
+        }
+        found.sort();
+        found.dedup();
+        out.extend(
+            found
+                .into_iter()
+                .map(|path| BindSetting { path, ..b.clone() }),
+        );
+    }
+    Ok(out)
+}
+
+/// `*` in `pat` matches any run of characters (a leading `.` included).
+fn name_matches(pat: &[u8], name: &[u8]) -> bool {
+    match pat.iter().position(|&c| c == b'*') {
+        None => pat == name,
+        Some(i) => {
+            let (head, tail) = (&pat[..i], &pat[i + 1..]);
+            name.starts_with(head)
+                && (head.len()..=name.len()).any(|j| name_matches(tail, &name[j..]))
+        }
+    }
+}
+
+/// Matches `comps` below `dir` into `found`. A missing directory is no match; an unreadable
+/// one, or a walk that hits its bound, is an error (a match there could not be protected).
+fn walk_pattern(
+    dir: &Path,
+    comps: &[&std::ffi::OsStr],
+    depth: usize,
+    budget: &mut usize,
+    found: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    let Some((first, rest)) = comps.split_first() else {
+        found.push(dir.to_path_buf());
+        return Ok(());
+    };
+    let pat = first.as_encoded_bytes();
+    if !pat.contains(&b'*') {
+        let next = dir.join(first);
+        // A literal last component is left to the caller's checks (it may be a file, or a
+        // symlink `resolve_protected` must refuse); a literal directory must be one.
+        // Before the pattern, a symlinked directory (/home -> /usr/home) is followed; one the
+        // sandbox planted below a writable root is refused later, by `resolve_protected`.
+        let md = if rest.is_empty() {
+            std::fs::symlink_metadata(&next)
+        } else {
+            std::fs::metadata(&next)
+        };
+        return match md {
+            Ok(m) if rest.is_empty() || m.is_dir() => {
+                walk_pattern(&next, rest, depth, budget, found)
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("{}: {e}", next.display())),
+        };
+    }
+    if depth >= PATTERN_MAX_DEPTH {
+        return Err(format!("deeper than {PATTERN_MAX_DEPTH} directories"));
+    }
+    if pat == b"**" {
+        walk_pattern(dir, rest, depth, budget, found)?;
+    }
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    for e in rd {
+        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if *budget == 0 {
+            return Err(format!("more than {PATTERN_MAX_ENTRIES} entries"));
+        }
+        *budget -= 1;
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if pat == b"**" {
+            if is_dir {
+                walk_pattern(&e.path(), comps, depth + 1, budget, found)?;
+            }
+        } else if name_matches(pat, e.file_name().as_encoded_bytes()) && (rest.is_empty() || is_dir)
+        {
+            walk_pattern(&e.path(), rest, depth + 1, budget, found)?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`resolve_protected`] found.
+enum Protected {
+    /// Not below a writable root: resolved as usual.
+    No,
+    /// Below a writable root, and safe to bind: its canonical path.
+    Yes(PathBuf),
+    /// Below a writable root, and it does not exist (an optional entry may be skipped).
+    Missing(std::io::Error),
+    /// Below a writable root, and it cannot be bound safely: why, and the hint.
+    Refused(String, String),
+}
+
+/// Resolves a bind path that may lie below a writable root (the workspace or an `rw` bind),
+/// i.e. in a place the sandbox could have prepared in a previous run (issue #10, finding 3).
+/// Component by component: every symlink is followed as usual until the path is below a
+/// writable root; from there on a symlink is refused (a planted `.git/hooks -> ~/.ssh` must
+/// not bind `~/.ssh` into the next run), and so is a component whose existence cannot be
+/// determined (a sandbox that ran `chmod 000 .git` must not make `optional` entries skip
+/// silently). As root, the sandbox's host uid must also be able to reach it.
+fn resolve_protected(
+    path: &Path,
+    writable_roots: &[PathBuf],
+    sandbox_host_ids: Option<(u32, u32)>,
+) -> Protected {
+    use std::path::Component;
+    let below = |p: &Path| writable_roots.iter().any(|r| p.starts_with(r) && p != r);
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let protected = below(&next);
+        match std::fs::symlink_metadata(&next) {
+            Ok(md) if md.file_type().is_symlink() => {
+                if protected {
+                    return Protected::Refused(
+                        format!(
+                            "{} is a symlink inside a directory the sandbox can write (it may \
+                             have planted it): refusing to follow it",
+                            next.display()
+                        ),
+                        format!(
+                            "look at it (ls -l {}); remove it, or name the real path",
+                            next.display()
+                        ),
+                    );
+                }
+                hops += 1;
+                match std::fs::read_link(&next) {
+                    Ok(t) if hops < 40 => {
+                        if t.is_absolute() {
+                            cur = PathBuf::from("/");
+                        }
+                        let mut more: Vec<std::ffi::OsString> = t
+                            .components()
+                            .rev()
+                            .filter_map(|c| match c {
+                                Component::Normal(n) => Some(n.to_os_string()),
+                                Component::ParentDir => Some("..".into()),
+                                _ => None,
+                            })
+                            .collect();
+                        todo.append(&mut more);
+                    }
+                    _ => return Protected::No,
+                }
+            }
+            Ok(_) => cur = next,
+            // ENOTDIR: a parent is a file (`.git` of a worktree): the path cannot exist.
+            Err(e)
+                if protected
+                    && (e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(libc::ENOTDIR)) =>
+            {
+                return Protected::Missing(e);
+            }
+            Err(e) if protected => {
+                return Protected::Refused(
+                    format!(
+                        "{} is inside a directory the sandbox can write, and whether it exists \
+                         cannot be determined ({e}): it could not be protected",
+                        next.display()
+                    ),
+                    format!(
+                        "the sandbox may have changed its permissions: look at {} (ls -ld), \
+                         restore them (e.g. chmod u+rwx) and run again",
+                        cur.display()
+                    ),
+                );
+            }
+            Err(_) => return Protected::No,
+        }
+    }
+    if !below(&cur) {
+        return Protected::No;
+    }
+    // Only a directory or a regular file of one name: a FIFO planted as `.git/config` hangs
+    // the user's git; a second hard link in the workspace would be a writable name for it.
+    if let Ok(md) = std::fs::symlink_metadata(&cur) {
+        use std::os::unix::fs::MetadataExt;
+        let why = if !md.is_dir() && !md.is_file() {
+            Some("is neither a directory nor a regular file".to_string())
+        } else if md.is_file() && md.nlink() > 1 {
+            Some(format!(
+                "has {} hard links: another name for it may be writable in the sandbox",
+                md.nlink()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Protected::Refused(
+                format!("{} {why} (the sandbox may have planted it)", cur.display()),
+                format!(
+                    "look at it (ls -li {}), replace it and run again",
+                    cur.display()
+                ),
+            );
+        }
+    }
+    if let Some((u, g)) = sandbox_host_ids {
+        if !reachable(&cur, u, g) {
+            return Protected::Refused(
+                format!(
+                    "it is inside a directory the sandbox can write, and host uid {u} (the \
+                     sandbox's uid on the host) cannot reach it: it could not be protected"
+                ),
+                format!(
+                    "the sandbox may have changed the permissions of a parent directory: look at \
+                     them (namei -l {}), restore them and run again",
+                    cur.display()
+                ),
+            );
+        }
+    }
+    Protected::Yes(cur)
+}
+
 /// Builds the effective policy. `cwd` is the default workspace.
 pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     let profile = s.profile.unwrap_or(Profile::Full);
@@ -751,9 +1033,35 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     // Later entries win for the same path (a flag over the file, a file over its base);
     // sorted by path so parents are mounted before what they contain.
     let mut binds: BTreeMap<PathBuf, bool> = BTreeMap::new();
-    for b in &s.binds {
+    let expanded = expand_patterns(&s.binds)?;
+    // What the sandbox can write: a bind below one of these is a protected path (see
+    // `resolve_protected`).
+    let mut writable_roots = vec![p.workspace.clone()];
+    writable_roots.extend(
+        expanded
+            .iter()
+            .filter(|b| b.writable)
+            .filter_map(|b| b.path.canonicalize().ok()),
+    );
+    for b in &expanded {
         let what = if b.writable { "rw" } else { "ro" };
-        match b.path.canonicalize() {
+        let resolved = match resolve_protected(&b.path, &writable_roots, sandbox_host_ids) {
+            Protected::No => b.path.canonicalize(),
+            Protected::Yes(c) => {
+                binds.insert(c, b.writable);
+                continue;
+            }
+            Protected::Missing(e) => Err(e),
+            Protected::Refused(why, hint) => {
+                return Err(UsageError::new(format!(
+                    "{}: {what} {}: {why}",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint(hint));
+            }
+        };
+        match resolved {
             Ok(c) if b.optional && sandbox_host_ids.is_some_and(|(u, g)| !reachable(&c, u, g)) => {
                 let (u, _) = sandbox_host_ids.unwrap_or_default();
                 skipped.push(Skipped {
@@ -977,6 +1285,49 @@ pub fn to_toml(p: &Policy) -> Result<String, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_expand_without_following_symlinks() {
+        let d = tmpdir("pat");
+        for x in [
+            ".git/modules/a/hooks",
+            ".git/modules/a/modules/b/hooks",
+            ".git/modules/c",
+        ] {
+            std::fs::create_dir_all(d.join(x)).unwrap();
+        }
+        std::fs::write(d.join(".git/modules/a/config"), "").unwrap();
+        // A symlinked directory is not walked into: nothing below it matches.
+        std::os::unix::fs::symlink(d.join(".git/modules/a"), d.join(".git/modules/l")).unwrap();
+        let b = |p: &str, optional: bool| BindSetting {
+            path: d.join(p),
+            writable: false,
+            optional,
+            origin: "t".into(),
+        };
+        let out = expand_patterns(&[
+            b(".git/modules/**/hooks", false),
+            b(".git/modules/*/config", true),
+        ])
+        .unwrap();
+        let got: Vec<PathBuf> = out.iter().map(|b| b.path.clone()).collect();
+        assert_eq!(
+            got,
+            vec![
+                d.join(".git/modules/a/hooks"),
+                d.join(".git/modules/a/modules/b/hooks"),
+                d.join(".git/modules/a/config"),
+            ]
+        );
+        assert!(name_matches(b"*.toml", b"a.toml") && !name_matches(b"*.toml", b"a.tom"));
+        assert!(name_matches(b"h*k*s", b"hooks") && name_matches(b"*", b".git"));
+        // Nothing matches: dropped when optional, an error otherwise.
+        assert!(expand_patterns(&[b("nope/**/hooks", true)])
+            .unwrap()
+            .is_empty());
+        assert!(expand_patterns(&[b("nope/**/hooks", false)]).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     fn tmpdir(tag: &str) -> PathBuf {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

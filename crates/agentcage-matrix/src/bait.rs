@@ -9,12 +9,15 @@
 //! | an inherited fd (no close-on-exec) | `--inherited-fd` | hygiene |
 //! | a TCP listener on 127.0.0.1 | `--tcp-port` | net-ns, landlock (ABI 4) |
 //! | a filesystem unix listener | `--unix-path` | mount-ns, landlock |
+//! | a unix listener in `ro/`, bound read-only (`--ro` to the launcher) | `--unix-ro-path` | mount-ns (the launcher masks it) |
 //! | an abstract unix listener | `--abstract` | net-ns, landlock (ABI 6) |
 //! | a scratch workspace | `--workspace` | (the sandbox may write it) |
+//! | `ws/.git/hooks`, bound read-only inside the workspace (`--ro` to the launcher) | `--workspace` | mount-ns (its ancestors are pinned) |
 //! | our namespace inodes, /etc/passwd and /etc/shadow identities | `--host-ns`, `--host-inode` | (lets the probe tell the host's from the sandbox's own) |
 //!
 //! Layout of the private temp dir (mode 0711, owned by the caller):
-//! `bait/` (canary, unix socket, inherited-fd file), `ws/` (the workspace), `bin/agentcage`
+//! `bait/` (canary, unix socket, inherited-fd file), `ro/` (a unix socket, bound read-only),
+//! `ws/` (the workspace, with `.git/hooks` bound read-only), `bin/agentcage`
 //! (a copy of the binary for runs without a mount namespace) and `out/` (run output, 0700).
 //! When the caller is root, the sandbox runs as host uid [`SANDBOX_HOST_UID`], so `bait/`,
 //! `ws/` and their contents are handed to that uid: the bait must be *reachable but for the
@@ -101,10 +104,14 @@ impl Drop for Listeners {
 pub struct Bait {
     /// The workspace passed to `agentcage run --workspace` and to the probe.
     pub workspace: PathBuf,
+    /// `ws/.git/hooks`: passed to `agentcage run --ro`, a protected path inside the workspace.
+    pub protected: PathBuf,
     /// The canary secret file.
     pub canary: PathBuf,
     /// The filesystem unix listener's path.
     pub unix_path: PathBuf,
+    /// `ro/listener.sock`; `ro/` is passed to `agentcage run --ro`.
+    pub unix_ro_path: PathBuf,
     /// The abstract unix listener's name (without the leading NUL).
     pub abstract_name: String,
     /// The loopback TCP listener's port.
@@ -161,6 +168,8 @@ impl Bait {
         };
         let bait_dir = mkdir("bait", 0o700, true)?;
         let workspace = mkdir("ws", 0o755, true)?;
+        let protected = mkdir("ws/.git", 0o755, true)?.join("hooks");
+        mkdir("ws/.git/hooks", 0o755, true)?;
         let bin_dir = mkdir("bin", 0o755, false)?;
         let out_dir = mkdir("out", 0o700, false)?;
 
@@ -206,6 +215,15 @@ impl Bait {
         hand_over(&unix_path, owner)?;
         listeners.spawn(unix, UnixListener::accept);
 
+        let ro_dir = mkdir("ro", 0o755, true)?;
+        let unix_ro_path = ro_dir.join("listener.sock");
+        let unix_ro = UnixListener::bind(&unix_ro_path)
+            .with_context(|| format!("bind {}", unix_ro_path.display()))?;
+        unix_ro.set_nonblocking(true)?;
+        fs::set_permissions(&unix_ro_path, fs::Permissions::from_mode(0o666))?;
+        hand_over(&unix_ro_path, owner)?;
+        listeners.spawn(unix_ro, UnixListener::accept);
+
         let abstract_name = format!("agentcage-matrix.{tag}");
         let addr = SocketAddr::from_abstract_name(abstract_name.as_bytes())?;
         let abs = UnixListener::bind_addr(&addr)
@@ -222,8 +240,10 @@ impl Bait {
 
         Ok(Bait {
             workspace,
+            protected,
             canary,
             unix_path,
+            unix_ro_path,
             abstract_name,
             tcp_port,
             secret,
@@ -263,6 +283,8 @@ impl Bait {
             self.tcp_port.to_string(),
             "--unix-path".into(),
             self.unix_path.display().to_string(),
+            "--unix-ro-path".into(),
+            self.unix_ro_path.display().to_string(),
             "--abstract".into(),
             self.abstract_name.clone(),
             "--workspace".into(),
@@ -327,6 +349,8 @@ mod tests {
             .contains(&bait.secret));
         TcpStream::connect(("127.0.0.1", bait.tcp_port)).expect("tcp connect");
         UnixStream::connect(&bait.unix_path).expect("unix connect");
+        UnixStream::connect(&bait.unix_ro_path).expect("unix connect (ro/)");
+        assert!(bait.protected.is_dir(), "ws/.git/hooks");
         let addr = SocketAddr::from_abstract_name(bait.abstract_name.as_bytes()).expect("addr");
         UnixStream::connect_addr(&addr).expect("abstract connect");
         let pid = bait.sentinel_pid();
@@ -339,9 +363,9 @@ mod tests {
             }
         });
         assert!(sleeping, "sentinel never went to sleep");
-        assert_eq!(bait.listener_count(), 3);
+        assert_eq!(bait.listener_count(), 4);
         let args = bait.probe_args();
-        assert_eq!(args.len(), 18 + 2 * bait.host_inodes.len());
+        assert_eq!(args.len(), 20 + 2 * bait.host_inodes.len());
         assert_eq!(bait.host_inodes.len(), 2, "{:?}", bait.host_inodes);
         assert!(bait.host_ns.contains("net="), "{}", bait.host_ns);
         drop(bait);

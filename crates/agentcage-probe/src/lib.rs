@@ -51,6 +51,9 @@ pub struct ProbeArgs {
     /// A filesystem unix socket listener outside the sandbox.
     #[arg(long, value_name = "PATH")]
     pub unix_path: Option<PathBuf>,
+    /// A filesystem unix socket listener in a directory the launcher binds read-only (`--ro`).
+    #[arg(long, value_name = "PATH")]
+    pub unix_ro_path: Option<PathBuf>,
     /// An abstract unix socket listener outside (name without the leading '@').
     #[arg(long = "abstract", value_name = "NAME")]
     pub abstract_name: Option<String>,
@@ -295,6 +298,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<i32> {
         sentinel_pid: args.sentinel_pid,
         tcp_port: args.tcp_port,
         unix_path: args.unix_path.clone(),
+        unix_ro_path: args.unix_ro_path.clone(),
         abstract_name: args.abstract_name.clone(),
         canary: args.canary.clone(),
         workspace: args.workspace.clone(),

@@ -113,6 +113,19 @@ pub(crate) enum Op {
         attrs: u64,
         optional: bool,
     },
+    /// Bind `src` onto `dst` where both lie inside a writable bind (a protected path, or a
+    /// directory pinned above one): resolved with no symlink followed and mounted by fd, so a
+    /// link the sandbox planted (in a previous or a concurrent run) is refused, not followed.
+    /// Needs no mount point: the path exists below the writable bind, or the step fails.
+    PinnedBind {
+        src: CString,
+        dst: CString,
+        attrs: u64,
+    },
+    /// Bind /dev/null (read-only, nodev, noexec) over a unix socket under a read-only bind, so
+    /// connect(2) fails. A socket gone (ENOENT, ENOTDIR) or out of the sandbox's reach
+    /// (EACCES: the sandbox cannot reach it either) needs no mask.
+    MaskSocket { dst: CString },
     /// Mount a fresh proc (needs the new pid namespace) or, without one, bind the host's.
     Proc { target: CString, fresh: bool },
     /// Mount a new devpts instance.
@@ -161,6 +174,15 @@ impl Op {
                 s(dst),
                 attr_names(*attrs)
             ),
+            Op::PinnedBind { src, dst, attrs } => format!(
+                "bind-mount {} onto {} ({}; no symlink followed: it lies inside a writable bind)",
+                host(src),
+                s(dst),
+                attr_names(*attrs)
+            ),
+            Op::MaskSocket { dst } => {
+                format!("mask the unix socket {} (bind /dev/null over it)", s(dst))
+            }
             Op::Proc { target, fresh } => {
                 if *fresh {
                     format!("mount proc on {}", s(target))
@@ -258,6 +280,32 @@ pub struct PreparedRootfs {
     mount_setattr: bool,
     root_data: CString,
     stage: CString,
+    /// What [`Planner::mask_sockets`] did.
+    pub sockets: SocketMasks,
+}
+
+/// Unix sockets found under the read-only binds at prepare time and masked (issue #10,
+/// finding 10): read-only does not stop connect(2), and Landlock controls it only from ABI 9.
+#[derive(Debug, Default, Clone)]
+pub struct SocketMasks {
+    /// Sockets masked.
+    pub masked: Vec<PathBuf>,
+    /// Read-only binds whose scan stopped at a bound (entries or depth): sockets deeper in
+    /// them stay connectable.
+    pub truncated: Vec<PathBuf>,
+}
+
+/// Entries the socket scan of one read-only bind looks at, at most (about 0.1 s).
+pub const SOCKET_SCAN_MAX_ENTRIES: usize = 100_000;
+/// Directory depth the socket scan of one read-only bind goes to, at most.
+pub const SOCKET_SCAN_MAX_DEPTH: usize = 32;
+
+impl PreparedRootfs {
+    /// Whether binds inside writable binds are made by path (no mount_setattr, Linux < 5.12):
+    /// a symlink swapped in after the launcher checked them would then be followed.
+    pub fn protected_by_path(&self) -> bool {
+        !self.mount_setattr && self.ops.iter().any(|o| matches!(o, Op::PinnedBind { .. }))
+    }
 }
 
 struct Planner {
@@ -390,6 +438,140 @@ impl Planner {
             self.bind(p, p, md.is_dir(), attrs, false);
         }
     }
+}
+
+// Binds inside writable binds (issue #10, finding 3). The kernel lets a directory that
+// contains mount points be renamed or replaced (the mounts move along), but not a mount point
+// itself (EBUSY in the namespace that has the mount). So a read-only bind nested in the
+// writable workspace (`.git/hooks`) only protects its path if every directory between the
+// writable bind and it is a mount point too: each one is bound onto itself ("pinned").
+impl Planner {
+    /// The workspace and the extra binds, sorted shallowest first. A bind nested in a
+    /// writable one is protected: its ancestors up to that bind are pinned and it is mounted
+    /// with [`Op::PinnedBind`].
+    fn user_binds(&mut self, binds: &[(PathBuf, bool, bool)]) {
+        let mut done: Vec<(PathBuf, bool)> = Vec::new();
+        for (p, writable, is_dir) in binds {
+            let attrs = if *writable { RW } else { RO };
+            // The deepest bind already made that contains this one.
+            let parent = done
+                .iter()
+                .filter(|(d, _)| p.starts_with(d) && d != p)
+                .max_by_key(|(d, _)| d.components().count())
+                .cloned();
+            match parent {
+                Some((root, true)) => self.protect(&root, p, *is_dir, attrs, &mut done),
+                _ => self.bind(p, p, *is_dir, attrs, false),
+            }
+            done.push((p.clone(), *writable));
+        }
+    }
+
+    /// Protects `path` (bound with `attrs`) below the writable bind `root`: pins every
+    /// directory strictly between them (writable, like `root`), then binds `path` itself, all
+    /// by fd without following symlinks. `done` lists the mounts already made (path,
+    /// writable): a pin already there is not repeated. Generic on purpose: default protected
+    /// paths (issue #15) go through here too.
+    fn protect(
+        &mut self,
+        root: &Path,
+        path: &Path,
+        is_dir: bool,
+        attrs: u64,
+        done: &mut Vec<(PathBuf, bool)>,
+    ) {
+        for d in pins(root, path) {
+            if done.iter().any(|(m, _)| *m == d) {
+                continue;
+            }
+            self.pinned(&d, true, RW);
+            done.push((d, true));
+        }
+        self.pinned(path, is_dir, attrs);
+    }
+
+    fn pinned(&mut self, p: &Path, is_dir: bool, attrs: u64) {
+        if is_dir {
+            self.forget_below(p);
+            self.dirs.insert(p.to_path_buf());
+        }
+        self.ops.push(Op::PinnedBind {
+            src: cpath(OLDROOT, p),
+            dst: cpath(NEWROOT, p),
+            attrs,
+        });
+    }
+}
+
+impl Planner {
+    /// Masks every unix socket under the read-only directory binds with /dev/null (read-only,
+    /// nodev: connect(2) gets ECONNREFUSED, open(2) EACCES). A socket below a deeper writable
+    /// bind is left alone (the caller asked for it writable). Each bind's scan is bounded.
+    fn mask_sockets(&mut self, binds: &[(PathBuf, bool, bool)]) -> SocketMasks {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = SocketMasks::default();
+        for (root, writable, is_dir) in binds {
+            if *writable || !is_dir {
+                continue;
+            }
+            let mut entries = 0;
+            let mut stack: Vec<(PathBuf, usize)> = vec![(root.clone(), 0)];
+            let mut truncated = false;
+            while let Some((dir, depth)) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    entries += 1;
+                    if entries > SOCKET_SCAN_MAX_ENTRIES {
+                        truncated = true;
+                        break;
+                    }
+                    let Ok(ft) = e.file_type() else { continue };
+                    if ft.is_dir() {
+                        if depth + 1 >= SOCKET_SCAN_MAX_DEPTH {
+                            truncated = true;
+                        } else {
+                            stack.push((e.path(), depth + 1));
+                        }
+                    } else if ft.is_socket() {
+                        let p = e.path();
+                        let under_ro = binds
+                            .iter()
+                            .filter(|(b, _, _)| p.starts_with(b))
+                            .max_by_key(|(b, _, _)| b.components().count())
+                            .is_some_and(|(_, w, _)| !w);
+                        if under_ro && !out.masked.contains(&p) {
+                            self.ops.push(Op::MaskSocket {
+                                dst: cpath(NEWROOT, &p),
+                            });
+                            out.masked.push(p);
+                        }
+                    }
+                }
+                if entries > SOCKET_SCAN_MAX_ENTRIES {
+                    break;
+                }
+            }
+            if truncated {
+                out.truncated.push(root.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The directories strictly between `root` and `path` (a path below it), shallowest first:
+/// the ones that must be mount points for `path` to stay where it is.
+pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(root) && *a != root)
+        .map(Path::to_path_buf)
+        .collect();
+    v.reverse();
+    v
 }
 
 /// ST_RELATIME (statvfs(3)); not exported by every libc the `libc` crate targets.
@@ -543,9 +725,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         .collect();
     binds.push((spec.workspace.clone(), true, true));
     binds.sort_by_key(|(p, _, _)| p.components().count());
-    for (p, writable, is_dir) in &binds {
-        pl.bind(p, p, *is_dir, if *writable { RW } else { RO }, false);
-    }
+    pl.user_binds(&binds);
+    let sockets = pl.mask_sockets(&binds);
 
     // /proc last among the top-level mounts so its masks can use our /dev/null.
     let proc_ = Path::new("/proc");
@@ -622,6 +803,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         newroot: CString::new(NEWROOT).unwrap_or_default(),
         oldroot_rel: c"oldroot".to_owned(),
         mount_setattr: spec.mount_setattr,
+        sockets,
         root_data: CString::new(format!("mode=0755{}", pl.size_opt)).unwrap_or_default(),
         stage: STAGE_CANDIDATES
             .iter()
@@ -721,6 +903,17 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             }
             set_attrs(dst, *attrs, use_setattr)
         }
+        Op::PinnedBind { src, dst, attrs } => pinned_bind(src, dst, *attrs, use_setattr),
+        Op::MaskSocket { dst } => {
+            let src = c"/oldroot/dev/null";
+            match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
+                Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
+                    return Ok(())
+                }
+                r => r?,
+            }
+            set_attrs(dst, RO | sys::MOUNT_ATTR_NOEXEC, use_setattr)
+        }
         Op::Proc { target, fresh } => {
             if *fresh {
                 sys::mount(
@@ -774,6 +967,29 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             r
         }
     }
+}
+
+/// [`Op::PinnedBind`]: source and target opened with no symlink in their paths (ELOOP
+/// otherwise), the source's tree cloned, its attributes set while detached, then attached on
+/// the target, so nothing is resolved twice. Without mount_setattr (Linux < 5.12, which also
+/// lacks nothing else used here but comes last), a plain bind by path: the launcher says so.
+fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<(), Errno> {
+    if !use_setattr {
+        sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)?;
+        return set_attrs(dst, attrs, false);
+    }
+    let s = sys::open_path_nofollow(src)?;
+    let tree = sys::open_tree_clone(s);
+    sys::close(s);
+    let tree = tree?;
+    let r = sys::mount_setattr_fd(tree, attrs).and_then(|()| {
+        let d = sys::open_path_nofollow(dst)?;
+        let r = sys::move_mount_fds(tree, d);
+        sys::close(d);
+        r
+    });
+    sys::close(tree);
+    r
 }
 
 /// Composes the root and pivots into it.
@@ -1017,6 +1233,89 @@ mod tests {
             }
         }
         assert!(n >= 3, "{n} device binds");
+    }
+
+    #[test]
+    fn pins_are_the_dirs_between() {
+        let v = pins(Path::new("/w"), Path::new("/w/.git/modules/a/hooks"));
+        let want: Vec<PathBuf> = ["/w/.git", "/w/.git/modules", "/w/.git/modules/a"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(v, want);
+        assert!(pins(Path::new("/w"), Path::new("/w/x")).is_empty());
+    }
+
+    #[test]
+    fn nested_binds_pin_their_ancestors() {
+        // A read-only bind two levels below the workspace: its parent is pinned (once, even
+        // for two protected paths), then it is bound by fd; a bind outside stays plain.
+        let mut sp = spec("/w");
+        sp.binds = vec![
+            (PathBuf::from("/w/.git/hooks"), false),
+            (PathBuf::from("/w/.git/config"), false),
+            (PathBuf::from("/opt/x"), false),
+        ];
+        let p = prepare(&sp);
+        let pinned: Vec<(String, u64)> = p
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::PinnedBind { dst, attrs, .. } => {
+                    Some((dst.to_string_lossy().into_owned(), *attrs))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pinned,
+            vec![
+                ("/newroot/w/.git".to_string(), RW),
+                ("/newroot/w/.git/hooks".to_string(), RO),
+                ("/newroot/w/.git/config".to_string(), RO),
+            ]
+        );
+        let ws = idx(
+            &p,
+            |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/w"),
+        );
+        let pin = idx(
+            &p,
+            |o| matches!(o, Op::PinnedBind { dst, .. } if dst.as_bytes() == b"/newroot/w/.git"),
+        );
+        assert!(ws < pin);
+        // Nothing is created below the workspace (it would land on the host).
+        assert!(!p.ops.iter().any(|o| matches!(o,
+            Op::Mkdir { path, .. } | Op::Touch { path } if path.to_bytes().starts_with(b"/newroot/w/"))));
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/opt/x")));
+    }
+
+    #[test]
+    fn sockets_under_ro_binds_are_masked() {
+        let d = std::env::temp_dir().join(format!("agentcage-rootfs-sock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("a/rw")).expect("mkdir");
+        let _l1 = std::os::unix::net::UnixListener::bind(d.join("a/S")).expect("bind");
+        let _l2 = std::os::unix::net::UnixListener::bind(d.join("a/rw/S")).expect("bind");
+        let mut sp = spec("/w");
+        sp.binds = vec![(d.join("a"), false), (d.join("a/rw"), true)];
+        let p = prepare(&sp);
+        let masked: Vec<String> = p
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::MaskSocket { dst } => Some(dst.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        let _ = std::fs::remove_dir_all(&d);
+        // The one below the writable bind stays: the caller asked for it writable.
+        assert_eq!(masked, vec![format!("/newroot{}", d.join("a/S").display())]);
+        assert_eq!(p.sockets.masked, vec![d.join("a/S")]);
+        assert!(p.sockets.truncated.is_empty());
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub const OPS: &[Op] = &[
         Fs,
         write_beside_canary,
     ),
+    Op::new(
+        "fs.rename.protected",
+        "rename the parent of a read-only bind in the workspace",
+        Fs,
+        rename_protected,
+    ),
     Op::new("fs.open.dev_mem", "open /dev/mem", Fs, open_dev_mem),
     Op::new(
         "fs.open.block_device",
@@ -253,6 +259,33 @@ fn read_via_symlink(ctx: &Ctx) -> Outcome {
         let _ = std::fs::remove_file(&link);
         let _ = std::fs::remove_dir(&dir);
         Ok(res)
+    })())
+}
+
+/// `<workspace>/.git`, above the read-only `<workspace>/.git/hooks` the matrix binds (as the
+/// coding-agent policy does): renamed away and, if that worked, straight back. ALLOWED means
+/// the protection could be carried off and the path refilled (issue #10, finding 3).
+fn rename_protected(ctx: &Ctx) -> Outcome {
+    flatten((|| {
+        let ws = ctx
+            .workspace
+            .as_deref()
+            .ok_or_else(|| Outcome::skipped("no --workspace given"))?;
+        let parent = ws.join(".git");
+        if !parent.join("hooks").is_dir() {
+            return Err(Outcome::skipped(format!(
+                "no {}/hooks (the matrix binds it read-only with --ro)",
+                parent.display()
+            )));
+        }
+        let moved = ws.join(format!(".git-agentcage-probe-{}", sys::getpid()));
+        Ok(match std::fs::rename(&parent, &moved) {
+            Ok(()) => {
+                let _ = std::fs::rename(&moved, &parent);
+                Outcome::allowed("renamed .git away from its read-only hooks (and back)")
+            }
+            Err(e) => Outcome::blocked(Errno::from_io(&e), "rename .git"),
+        })
     })())
 }
 

@@ -159,6 +159,8 @@ pub struct Ctx {
     pub tcp_port: Option<u16>,
     /// A filesystem unix socket listener outside.
     pub unix_path: Option<PathBuf>,
+    /// A filesystem unix socket listener under a path bound read-only into the sandbox.
+    pub unix_ro_path: Option<PathBuf>,
     /// An abstract unix socket listener outside (name without the leading NUL).
     pub abstract_name: Option<String>,
     /// A secret file outside the workspace.
@@ -191,6 +193,7 @@ impl Default for Ctx {
             sentinel_pid: None,
             tcp_port: None,
             unix_path: None,
+            unix_ro_path: None,
             abstract_name: None,
             canary: None,
             workspace: None,

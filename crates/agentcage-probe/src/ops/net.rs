@@ -37,6 +37,12 @@ pub const OPS: &[Op] = &[
         unix_path,
     ),
     Op::new(
+        "net.connect.unix_ro",
+        "connect to a unix socket under a read-only bind",
+        Net,
+        unix_ro,
+    ),
+    Op::new(
         "net.connect.unix_abstract",
         "connect to an abstract unix socket outside",
         Net,
@@ -92,6 +98,21 @@ fn unix_path(ctx: &Ctx) -> Outcome {
             .unix_path
             .as_deref()
             .ok_or_else(|| Outcome::skipped("no --unix-path given"))?;
+        Ok(match UnixStream::connect(path) {
+            Ok(_) => Outcome::allowed(format!("connected to {} (nothing sent)", path.display())),
+            Err(e) => Outcome::blocked(Errno::from_io(&e), &format!("connect {}", path.display())),
+        })
+    })())
+}
+
+/// Read-only does not stop connect(2): the launcher masks the sockets it finds under `--ro`
+/// paths (issue #10, finding 10).
+fn unix_ro(ctx: &Ctx) -> Outcome {
+    flatten((|| {
+        let path = ctx
+            .unix_ro_path
+            .as_deref()
+            .ok_or_else(|| Outcome::skipped("no --unix-ro-path given"))?;
         Ok(match UnixStream::connect(path) {
             Ok(_) => Outcome::allowed(format!("connected to {} (nothing sent)", path.display())),
             Err(e) => Outcome::blocked(Errno::from_io(&e), &format!("connect {}", path.display())),

@@ -325,6 +325,25 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         })
     });
 
+    if let Some(r) = &rootfs {
+        for note in socket_notes(&r.sockets) {
+            // Said without -v (a warning) and with it (an enforcement line).
+            enforcement.push(note.clone());
+            degraded.push(note);
+        }
+    }
+    if rootfs
+        .as_ref()
+        .is_some_and(PreparedRootfs::protected_by_path)
+    {
+        enforcement.push((
+            "mount-ns".into(),
+            "no mount_setattr (Linux < 5.12): binds inside the workspace or a --rw bind are made \
+             by path, so a symlink the sandbox planted there in a previous run would be followed"
+                .into(),
+        ));
+    }
+
     // Working directory: the caller's when inside the workspace, else the workspace.
     let cwd = match &policy.cwd {
         Some(c) => c.clone(),
@@ -519,6 +538,41 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     })
 }
 
+/// Says which sockets under read-only binds were masked, and what masking cannot cover.
+fn socket_notes(m: &rootfs::SocketMasks) -> Vec<(String, String)> {
+    let mut notes = Vec::new();
+    let list = |v: &[PathBuf]| {
+        let mut s: Vec<String> = v.iter().take(5).map(|p| p.display().to_string()).collect();
+        if v.len() > 5 {
+            s.push(format!("and {} more", v.len() - 5));
+        }
+        s.join(", ")
+    };
+    if !m.masked.is_empty() {
+        notes.push((
+            "ro".into(),
+            format!(
+                "unix sockets under read-only paths masked (read-only does not stop connect(2)): \
+                 {}; a socket created there while the sandbox runs stays connectable",
+                list(&m.masked)
+            ),
+        ));
+    }
+    if !m.truncated.is_empty() {
+        notes.push((
+            "ro".into(),
+            format!(
+                "the unix-socket scan of {} stopped at its bound ({} entries or depth {}): \
+                 sockets deeper in it are not masked and stay connectable",
+                list(&m.truncated),
+                rootfs::SOCKET_SCAN_MAX_ENTRIES,
+                rootfs::SOCKET_SCAN_MAX_DEPTH
+            ),
+        ));
+    }
+    notes
+}
+
 impl Prepared {
     /// Hint for a failed clone.
     pub(crate) fn clone_hint(&self, e: Errno) -> Option<String> {
@@ -604,6 +658,12 @@ impl Prepared {
             (Step::Mount, libc::EPERM) | (Step::Mount, libc::EACCES) => Some(
                 "the kernel refused a mount in the sandbox's user namespace; inside a container, \
                  the outer runtime may forbid it (see `agentcage doctor`)"
+                    .to_string(),
+            ),
+            (Step::Mount, libc::ELOOP) => Some(
+                "a path inside a writable bind (workspace or --rw) is a symlink now: the sandbox \
+                 (a previous or a concurrent run) may have planted it; look at it, remove it and \
+                 run again"
                     .to_string(),
             ),
             (Step::Chdir, libc::EACCES) => Some(

@@ -853,3 +853,94 @@ pub fn pty_peer(master: c_int) -> Result<c_int, Errno> {
         )
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mounting by fd (Linux 5.12+ together with mount_setattr): binds whose path a sandbox could
+// have prepared (inside a writable bind) are resolved without following any symlink and
+// mounted from the fd, so a link swapped in after the launcher checked the path is refused.
+
+/// RESOLVE_NO_SYMLINKS (openat2(2)).
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+/// OPEN_TREE_CLONE (open_tree(2)).
+const OPEN_TREE_CLONE: c_ulong = 1;
+/// MOVE_MOUNT_F_EMPTY_PATH / MOVE_MOUNT_T_EMPTY_PATH (move_mount(2)).
+const MOVE_MOUNT_F_EMPTY_PATH: c_ulong = 0x04;
+const MOVE_MOUNT_T_EMPTY_PATH: c_ulong = 0x40;
+
+/// openat2(AT_FDCWD, path, O_PATH|O_CLOEXEC, RESOLVE_NO_SYMLINKS): an fd for `path` or ELOOP
+/// when any component of it is a symlink. The fd must be closed by the caller.
+pub fn open_path_nofollow(path: &CStr) -> Result<c_int, Errno> {
+    /// The kernel's `struct open_how` (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: path is a live &CStr; how is a live, correctly sized struct on our stack.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    Errno::result(rc).map(|fd| fd as c_int)
+}
+
+/// open_tree(fd, "", OPEN_TREE_CLONE|AT_RECURSIVE|AT_EMPTY_PATH|O_CLOEXEC): a detached recursive
+/// copy of the mount tree at `fd`. The returned fd must be closed by the caller.
+pub fn open_tree_clone(fd: c_int) -> Result<c_int, Errno> {
+    let flags = OPEN_TREE_CLONE
+        | libc::AT_RECURSIVE as c_ulong
+        | libc::AT_EMPTY_PATH as c_ulong
+        | libc::O_CLOEXEC as c_ulong;
+    // SAFETY: integer arguments and a static empty C string.
+    let rc = unsafe { libc::syscall(libc::SYS_open_tree, fd, c"".as_ptr(), flags) };
+    Errno::result(rc).map(|fd| fd as c_int)
+}
+
+/// mount_setattr(fd, "", AT_EMPTY_PATH|AT_RECURSIVE, attr_set): like
+/// [`mount_setattr_recursive`] on the mount tree `fd` refers to (e.g. a detached one).
+pub fn mount_setattr_fd(fd: c_int, attr_set: u64) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a static empty C string; attr is a live, correctly sized struct on our stack.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as c_ulong,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+}
+
+/// move_mount(from, "", to, "", F_EMPTY_PATH|T_EMPTY_PATH): attaches the mount tree `from` on
+/// the object `to` refers to.
+pub fn move_mount_fds(from: c_int, to: c_int) -> Result<(), Errno> {
+    // SAFETY: integer arguments and static empty C strings.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from,
+            c"".as_ptr(),
+            to,
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+}
