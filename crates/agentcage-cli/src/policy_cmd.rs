@@ -123,7 +123,9 @@ fn status_line(s: &LayerStatus) -> String {
 }
 
 fn show(a: &ShowArgs) -> i32 {
-    let Resolved { policy, skipped } = match run::resolve(&a.policy) {
+    let Resolved {
+        policy, skipped, ..
+    } = match run::resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return run::usage_error(&e),
     };
