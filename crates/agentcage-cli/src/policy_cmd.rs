@@ -35,7 +35,7 @@ pub enum PolicySub {
     Keys,
 }
 
-const SHOW_HELP: &str = "Examples:\n  agentcage policy show\n  agentcage policy show --policy docs/policies/coding-agent.toml\n  agentcage policy show --policy ci.toml --memory 2G --json\n  agentcage policy show -p ns-only > my-policy.toml && agentcage run --policy my-policy.toml -- make\n\nExit status: 0 when this host can run the policy, 125 when it cannot (the reason is printed), 2 on a usage error.";
+const SHOW_HELP: &str = "Examples:\n  agentcage policy show\n  agentcage policy show --policy ~/.config/agentcage/coding-agent.toml\n  agentcage policy show --policy ci.toml --memory 2G --json\n  agentcage policy show -p ns-only > my-policy.toml && agentcage run --policy my-policy.toml -- make\n\nExit status: 0 when this host can run the policy, 125 when it cannot (the reason is printed), 2 on a usage error.";
 
 /// Flags of `agentcage policy show`.
 #[derive(Debug, Args)]
