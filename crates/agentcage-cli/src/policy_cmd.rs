@@ -124,11 +124,15 @@ fn status_line(s: &LayerStatus) -> String {
 
 fn show(a: &ShowArgs) -> i32 {
     let Resolved {
-        policy, skipped, ..
+        policy,
+        skipped,
+        sources,
     } = match run::resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return run::usage_error(&e),
     };
+    // Shown, not enforced: `show` only prints (`run` refuses these files).
+    let untrusted = policy_file::untrusted(&sources, &policy);
     let table = match policy_file::to_table(&policy) {
         Ok(t) => t,
         Err(e) => return run::usage_error(&e),
@@ -161,6 +165,7 @@ fn show(a: &ShowArgs) -> i32 {
                 Err(_) => Vec::new(),
             },
             "error": host.prepared.as_ref().err().map(|(m, _)| m),
+            "untrusted_policy_files": untrusted,
         });
         println!(
             "{}",
@@ -203,6 +208,11 @@ fn show(a: &ShowArgs) -> i32 {
             "#   optional path skipped: {} ({})\n",
             s.path.display(),
             s.why
+        ));
+    }
+    for u in &untrusted {
+        out.push_str(&format!(
+            "#   UNTRUSTED POLICY FILE (run refuses it without --trust-writable-policy): {u}\n"
         ));
     }
     print!("{out}");

@@ -126,9 +126,9 @@ pub struct RunArgs {
     /// files").
     #[arg(long)]
     pub trust_writable_policy: bool,
-    /// As root: run even though the policy has no user namespace (profile none, or
-    /// --without user-ns). The command then runs as host root with every capability and no
-    /// isolation. A policy file cannot say this; only this flag can.
+    /// As root: run even though the policy creates no namespace (profile none, or every
+    /// namespace removed with --without). The command then runs as host root with every
+    /// capability and no isolation. A policy file cannot say this; only this flag can.
     #[arg(long)]
     pub allow_unsandboxed_root: bool,
     /// Do not give the command a pseudo-terminal even when stdin is a terminal (it then runs
@@ -300,9 +300,9 @@ pub fn main(a: RunArgs) -> i32 {
         }
     }
     let as_root = agentcage::sys::geteuid() == 0;
-    if as_root && !policy.layers.has(Layer::UserNs) {
-        // Without a user namespace nothing else can be enforced as root (the library refuses
-        // namespaces then): the command is host root with every capability.
+    if as_root && !policy.layers.any_namespace() {
+        // No namespace at all (other namespaces without a user namespace are refused by the
+        // library): the command is host root with every capability.
         if !a.allow_unsandboxed_root {
             return usage_error(
                 &UsageError::new(format!(
@@ -312,7 +312,7 @@ pub fn main(a: RunArgs) -> i32 {
                     if policy.profile == Profile::None {
                         ""
                     } else {
-                        " without user-ns"
+                        " without any namespace"
                     }
                 ))
                 .hint(

@@ -563,6 +563,24 @@ fn trust_writable_policy_refused(env: &Env) -> Result<(), Failed> {
     std::fs::write(&inside, "profile = \"full\"\n").map_err(|e| e.to_string())?;
     let out = run_policy(env, &inside, ws.path(), &[])?;
     expect_untrusted(&out, &inside, "lies inside", "policy in the workspace")?;
+    // `policy show` says so (and still prints).
+    let shown = env.run(&[
+        "policy",
+        "show",
+        "--json",
+        "--policy",
+        inside.to_str().unwrap_or(""),
+        "-w",
+        ws.s(),
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&shown.stdout)
+        .map_err(|e| format!("policy show --json: {e}: {}", shown.stdout))?;
+    if !v["untrusted_policy_files"][0]
+        .as_str()
+        .is_some_and(|u| u.contains("lies inside"))
+    {
+        return Err(format!("policy show does not say it: {v:#}").into());
+    }
     // ... accepted with the flag, loudly.
     let out = run_policy(env, &inside, ws.path(), &["--trust-writable-policy"])?;
     out.expect_code(0, "policy in the workspace with --trust-writable-policy")?;
