@@ -187,7 +187,7 @@ impl Env {
         Ok(())
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
         // As root, `-p none` is host root without isolation and needs the CLI's explicit
         // confirmation (issue #10); the `none` control runs of the tests give it here. The
