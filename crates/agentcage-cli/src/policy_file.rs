@@ -489,6 +489,7 @@ pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
     load_inner(
         &absolute(path, cwd),
         &path.display().to_string(),
+        Base::Given,
         &mut stack,
     )
     .map_err(|e| {
@@ -503,7 +504,21 @@ pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
 const KEYS_HINT: &str =
     "the keys, their types and values: docs/POLICY.md or `agentcage policy keys`";
 
-fn load_inner(abs: &Path, name: &str, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError> {
+/// Which directory a file's relative paths resolve against.
+#[derive(Clone, Copy)]
+enum Base {
+    /// The directory of the path as named (`--policy`).
+    Given,
+    /// The directory of the real file (`extends` targets).
+    Real,
+}
+
+fn load_inner(
+    abs: &Path,
+    name: &str,
+    base: Base,
+    stack: &mut Vec<PathBuf>,
+) -> Result<Settings, UsageError> {
     let (text, source) = read_policy(abs).map_err(|e| {
         UsageError::new(format!("{name}: cannot read the policy file: {e}"))
             .hint("check the path given to --policy or to `extends`")
@@ -512,7 +527,13 @@ fn load_inner(abs: &Path, name: &str, stack: &mut Vec<PathBuf>) -> Result<Settin
     let src = Src {
         name: name.to_string(),
         text: &text,
-        dir: abs.parent().map(Path::to_path_buf).unwrap_or_default(),
+        dir: match base {
+            Base::Given => abs,
+            Base::Real => source.traced.real.as_path(),
+        }
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default(),
     };
     let r = parse_doc(&src, stack);
     stack.pop();
@@ -696,7 +717,7 @@ fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError
                     )
                     .hint("a relative path is relative to the file that names it"));
             }
-            base = load_inner(&target, &target.display().to_string(), stack)?;
+            base = load_inner(&target, &canon.display().to_string(), Base::Real, stack)?;
         }
     }
     let mut s = Settings::default();
