@@ -188,6 +188,42 @@ fn report_planted_directory_symlink(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The report's directory fd (opened before the run) never reaches the command, in any
+/// profile: no fd of the command points at the workspace directory.
+fn report_dir_fd_not_inherited(env: &Env) -> Result<(), Failed> {
+    for p in ["none", "ns-only", "full"] {
+        let ws = env.workspace()?;
+        let report = ws.path().join("report.json");
+        let out = env.run(&[
+            "run",
+            "-q",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--json-report",
+            report.to_str().ok_or("not UTF-8")?,
+            "--",
+            "sh",
+            "-c",
+            "for f in /proc/self/fd/*; do echo \"$f -> $(readlink $f)\"; done",
+        ])?;
+        out.expect_code(0, p)?;
+        if out.stdout.lines().count() < 3 {
+            return Err(format!("{p}: fds not listed: {}", out.stdout).into());
+        }
+        if let Some(l) = out
+            .stdout
+            .lines()
+            .find(|l| l.ends_with(&format!("-> {}", ws.s())))
+        {
+            return Err(format!("{p}: the report's directory fd leaked: {l}").into());
+        }
+        expect_report(&report, p)?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -202,6 +238,7 @@ fn main() {
             "report_planted_directory_symlink",
             report_planted_directory_symlink,
         ),
+        ("report_dir_fd_not_inherited", report_dir_fd_not_inherited),
     ];
     let mut trials = Vec::new();
     for who in [Who::Root, Who::Nobody] {
