@@ -244,15 +244,20 @@ pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
     policy_file::build(&file.merge(flags), &cwd)
 }
 
-fn eprint_error(e: &Error) {
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    ui::error(&msg, e.hint());
+    msg
+}
+
+fn eprint_error(e: &Error) {
+    ui::error(&chain(e), e.hint());
 }
 
 /// Prints a usage error and returns exit status 2.
@@ -413,15 +418,8 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = wall.elapsed();
     if let (Some(path), Some(report)) = (&a.json_report, &report) {
         if let Err(e) = write_report(report, &policy, &result, wall) {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
             ui::error(
-                &format!("write the JSON report {}: {msg}", path.display()),
+                &format!("write the JSON report {}: {}", path.display(), chain(&e)),
                 None,
             );
         }
@@ -488,14 +486,7 @@ fn prepare_report(path: &Path, policy: &Policy) -> Result<HostFile, UsageError> 
             .map(|b| b.path.clone()),
     );
     let hf = HostFile::prepare(&abs, &writable).map_err(|e| {
-        let mut msg = format!("--json-report: {e}");
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
-            src = s.source();
-        }
-        UsageError::new(msg)
+        UsageError::new(format!("--json-report: {}", chain(&e)))
             .hint("give --json-report a path whose directories exist and are not symlinks the sandbox could have made")
     })?;
     // Never happens (the launcher checks that kept fds were inherited, and this one was not),
