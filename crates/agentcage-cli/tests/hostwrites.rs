@@ -224,6 +224,31 @@ fn report_dir_fd_not_inherited(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Before the run, only a regular file (or nothing) at the report's path is accepted: a
+/// symlink such as /dev/stdout (replacing it would break the host's /dev), a device, a FIFO or
+/// a symlink a previous run left in the workspace is refused with exit 2, and left as it is.
+fn report_path_not_regular_refused(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let left = ws.path().join("left.json");
+    std::os::unix::fs::symlink("/etc/passwd", &left).map_err(|e| e.to_string())?;
+    for (path, kind) in [
+        (Path::new("/dev/stdout"), "a symlink"),
+        (Path::new("/dev/null"), "a device"),
+        (left.as_path(), "a symlink"),
+    ] {
+        let out = run_report(env, &ws, path, "true")?;
+        out.expect_code(2, &path.display().to_string())?;
+        if !out.stderr.contains(kind) || !out.stderr.contains("not a regular file") {
+            return Err(format!("{}: no reason given: {}", path.display(), out.stderr).into());
+        }
+        let md = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+        if md.file_type().is_file() {
+            return Err(format!("{} was replaced", path.display()).into());
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -239,6 +264,10 @@ fn main() {
             report_planted_directory_symlink,
         ),
         ("report_dir_fd_not_inherited", report_dir_fd_not_inherited),
+        (
+            "report_path_not_regular_refused",
+            report_path_not_regular_refused,
+        ),
     ];
     let mut trials = Vec::new();
     for who in [Who::Root, Who::Nobody] {

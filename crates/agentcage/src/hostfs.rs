@@ -154,6 +154,18 @@ pub enum HostFsError {
         /// The writable tree it is in.
         root: PathBuf,
     },
+    /// Something other than a regular file is at the path before the run (a symlink such as
+    /// `/dev/stdout`, a FIFO, a device, a directory): never replaced nor written through.
+    #[error(
+        "{}: not a regular file ({kind}): the report replaces a regular file or creates a new one",
+        path.display()
+    )]
+    NotRegular {
+        /// The path as given.
+        path: PathBuf,
+        /// What is there.
+        kind: &'static str,
+    },
     /// Opening a directory on the way failed (`ELOOP`: it was swapped for a symlink).
     #[error("open the directory {} (no symlinks followed)", dir.display())]
     OpenDir {
@@ -217,11 +229,11 @@ impl HostFile {
         let no_name = || HostFsError::NoName {
             path: path.to_path_buf(),
         };
-        let name = match path.components().next_back() {
+        let os_name = match path.components().next_back() {
             Some(Component::Normal(n)) => n,
             _ => return Err(no_name()),
         };
-        let name = CString::new(name.as_bytes()).map_err(|_| no_name())?;
+        let name = CString::new(os_name.as_bytes()).map_err(|_| no_name())?;
         let parent = path.parent().ok_or_else(no_name)?;
         let traced = trace(parent).map_err(|source| HostFsError::Resolve {
             path: path.to_path_buf(),
@@ -237,6 +249,29 @@ impl HostFile {
             }
         }
         let dir = open_dir_nofollow(&traced.real)?;
+        // What is at the name now is the caller's (the sandbox has not run yet): only a regular
+        // file is replaced. What the sandbox puts there later is replaced whatever it is.
+        if let Ok(md) = std::fs::symlink_metadata(traced.real.join(os_name)) {
+            let ft = md.file_type();
+            if !ft.is_file() {
+                use std::os::unix::fs::FileTypeExt;
+                let kind = if ft.is_symlink() {
+                    "a symlink"
+                } else if ft.is_dir() {
+                    "a directory"
+                } else if ft.is_fifo() {
+                    "a FIFO"
+                } else if ft.is_char_device() || ft.is_block_device() {
+                    "a device"
+                } else {
+                    "a socket"
+                };
+                return Err(HostFsError::NotRegular {
+                    path: path.to_path_buf(),
+                    kind,
+                });
+            }
+        }
         Ok(HostFile {
             dir,
             dir_path: traced.real,
@@ -391,15 +426,25 @@ mod tests {
         let d = tmpdir("write");
         let victim = d.join("victim");
         std::fs::write(&victim, b"keep").unwrap();
-        symlink(&victim, d.join("out")).unwrap();
         let hf = HostFile::prepare(&d.join("out"), &[]).unwrap();
+        // Planted during the run.
+        symlink(&victim, d.join("out")).unwrap();
         hf.write(b"report").unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
         assert_eq!(std::fs::read(d.join("out")).unwrap(), b"report");
         assert!(std::fs::symlink_metadata(d.join("out")).unwrap().is_file());
-        std::fs::create_dir(d.join("dir")).unwrap();
         let hf = HostFile::prepare(&d.join("dir"), &[]).unwrap();
+        std::fs::create_dir(d.join("dir")).unwrap();
         assert!(matches!(hf.write(b"x"), Err(HostFsError::Rename { .. })));
+        // Before the run, only a regular file (or nothing) is accepted at the name.
+        assert!(HostFile::prepare(&d.join("out"), &[]).is_ok());
+        for bad in ["dir", "link"] {
+            if bad == "link" {
+                symlink("/dev/null", d.join("link")).unwrap();
+            }
+            let r = HostFile::prepare(&d.join(bad), &[]);
+            assert!(matches!(r, Err(HostFsError::NotRegular { .. })), "{r:?}");
+        }
         // No temporary file left behind.
         let left: Vec<_> = std::fs::read_dir(&d)
             .unwrap()
