@@ -132,7 +132,12 @@ fn show(a: &ShowArgs) -> i32 {
         Err(e) => return run::usage_error(&e),
     };
     // Shown, not enforced: `show` only prints (`run` refuses these files).
-    let untrusted = policy_file::untrusted(&sources, &policy);
+    let cwd = std::env::current_dir().ok();
+    let untrusted = policy_file::untrusted(
+        &sources,
+        &policy,
+        cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
+    );
     let table = match policy_file::to_table(&policy) {
         Ok(t) => t,
         Err(e) => return run::usage_error(&e),

@@ -620,7 +620,14 @@ fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
 /// they were read, and any file (or symlink or directory on its way) inside a tree the resolved
 /// policy lets the sandbox write (workspace, `rw`): the agent could have rewritten it to steer
 /// this run. One line per problem, naming the file. Empty when every file is trusted.
-pub fn untrusted(sources: &[PolicySource], p: &Policy) -> Vec<String> {
+///
+/// `cwd` is given when no `-w` flag chose the workspace: the current directory, the default
+/// workspace, then counts as sandbox-writable too, because a file there may have been written
+/// by an earlier run and move this run's workspace away from itself with its own `workspace`
+/// key (escaping the check above). Not when it is `/`, `$HOME` or above `$HOME`: a run from
+/// there with a trusted file that names its workspace is common, and a sandbox that could
+/// write all of `$HOME` could have rewritten any policy file of the caller anyway.
+pub fn untrusted(sources: &[PolicySource], p: &Policy, cwd: Option<&Path>) -> Vec<String> {
     let mut roots = vec![p.workspace.clone()];
     roots.extend(
         p.binds
@@ -628,6 +635,15 @@ pub fn untrusted(sources: &[PolicySource], p: &Policy) -> Vec<String> {
             .filter(|b| b.writable)
             .map(|b| b.path.clone()),
     );
+    let home = std::env::var_os("HOME").and_then(|h| Path::new(&h).canonicalize().ok());
+    let cwd = cwd
+        .and_then(|c| c.canonicalize().ok())
+        .filter(|c| c != Path::new("/") && !home.as_ref().is_some_and(|h| h.starts_with(c)));
+    if let Some(c) = &cwd {
+        if !roots.contains(c) {
+            roots.push(c.clone());
+        }
+    }
     // Without a mount namespace and Landlock, the sandbox writes wherever the caller can.
     let fs_confined = p.layers.has(Layer::MountNs) || p.layers.has(Layer::Landlock);
     let sandboxed = p.layers.has(Layer::UserNs);
@@ -658,10 +674,13 @@ pub fn untrusted(sources: &[PolicySource], p: &Policy) -> Vec<String> {
             } else {
                 format!("its directory {} lies", e.location.display())
             };
-            out.push(format!(
-                "{name}: {what} inside {}, which the sandbox can write",
-                r.display()
-            ));
+            let which = if cwd.as_deref() == Some(r) && *r != p.workspace {
+                "the current directory: the default workspace, which an earlier run may have \
+                 written (pass -w to choose the workspace)"
+            } else {
+                "which the sandbox can write"
+            };
+            out.push(format!("{name}: {what} inside {}, {which}", r.display()));
         } else if sandboxed && !fs_confined && s.uid == euid && euid != 0 {
             out.push(format!(
                 "{name}: without mount-ns and landlock the sandbox can write every file you own, this one included"

@@ -278,7 +278,12 @@ pub fn main(a: RunArgs) -> i32 {
     };
     // A policy file the sandbox (or another user) could have written would let the last run
     // choose this run's isolation: refused unless the caller says they accept it.
-    let untrusted = policy_file::untrusted(&sources, &policy);
+    let cwd = std::env::current_dir().ok();
+    let untrusted = policy_file::untrusted(
+        &sources,
+        &policy,
+        cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
+    );
     if !untrusted.is_empty() {
         if !a.trust_writable_policy {
             for line in &untrusted[..untrusted.len() - 1] {

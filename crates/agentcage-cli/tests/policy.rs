@@ -628,6 +628,24 @@ fn trust_writable_policy_refused(env: &Env) -> Result<(), Failed> {
     let out = env.run(&["run", "--policy", fs, "--", "true"])?;
     expect_untrusted(&out, &next, "lies inside", "workspace = \".\"")?;
 
+    // Planted in an earlier workspace with its own `workspace` key moving this run away from
+    // it: run from that directory (the default workspace), still refused; -w or running from
+    // elsewhere decides.
+    let other = env.workspace()?;
+    let mover = ws.path().join("mover.toml");
+    std::fs::write(&mover, format!("workspace = \"{}\"\n", other.s()))
+        .map_err(|e| e.to_string())?;
+    let ms = mover.to_str().unwrap_or("");
+    let out = env.run_with(&["run", "--policy", ms, "--", "true"], |c| {
+        c.current_dir(ws.path());
+    })?;
+    expect_untrusted(
+        &out,
+        &mover,
+        "current directory",
+        "workspace moved away by the file",
+    )?;
+
     // Group-writable.
     let gw = conf.write("gw.toml", "profile = \"full\"\n")?;
     std::fs::set_permissions(&gw, std::fs::Permissions::from_mode(0o664))
