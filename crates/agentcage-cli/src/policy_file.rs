@@ -588,8 +588,15 @@ fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
         ));
     }
     for dir in traced.real.ancestors().skip(1) {
-        let Ok(dm) = std::fs::symlink_metadata(dir) else {
-            continue;
+        let dm = match std::fs::symlink_metadata(dir) {
+            Ok(dm) => dm,
+            Err(e) => {
+                problems.push(format!(
+                    "its directory {} cannot be checked: {e}",
+                    dir.display()
+                ));
+                continue;
+            }
         };
         if dm.uid() != 0 && dm.uid() != euid {
             problems.push(format!(
