@@ -152,15 +152,22 @@ pub fn argv(c: Contender, p: &Paths) -> Option<Vec<OsString>> {
 
 /// `agentcage run --profile P --workspace DIR --` (the command is appended by the caller).
 pub fn agentcage_run(p: &Paths, profile: Profile) -> Vec<OsString> {
-    vec![
+    let mut v: Vec<OsString> = vec![
         p.agentcage.clone().into_os_string(),
         "run".into(),
         "--profile".into(),
         profile.name().into(),
+    ];
+    if profile == Profile::None {
+        // As root, `none` is host root and needs the explicit confirmation.
+        v.push("--allow-unsandboxed-root".into());
+    }
+    v.extend([
         "--workspace".into(),
         p.dir.clone().into_os_string(),
         "--".into(),
-    ]
+    ]);
+    v
 }
 
 /// The argv of `bench-inner` under `profile`: `agentcage run ... -- <agentcage> bench-inner ...`.

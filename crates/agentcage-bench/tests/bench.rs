@@ -390,6 +390,8 @@ fn inner_under_full(env: &Env) -> Result<(), Failed> {
     ] {
         let out = env.run(&[
             "run",
+            // As root, `none` is host root and needs the confirmation (ignored otherwise).
+            "--allow-unsandboxed-root",
             "--profile",
             p,
             "--workspace",

@@ -68,7 +68,7 @@ struct Cli {
     cmd: Cmd,
 }
 
-const RUN_AFTER_HELP: &str = "Examples:\n  agentcage run -- python3 -c 'print(1)'\n  agentcage run --policy docs/policies/coding-agent.toml -- cargo test\n  agentcage run --profile ns-only --rw ~/.cache/pip -- pip install -r requirements.txt\n  agentcage run --workspace ~/proj --env CI=1 -- make test\n\n";
+const RUN_AFTER_HELP: &str = "Examples:\n  agentcage run -- python3 -c 'print(1)'\n  agentcage run --policy ~/.config/agentcage/coding-agent.toml -- cargo test\n  agentcage run --profile ns-only --rw ~/.cache/pip -- pip install -r requirements.txt\n  agentcage run --workspace ~/proj --env CI=1 -- make test\n\n";
 
 /// `agentcage run` parsed on its own: the same `RunArgs`, without building the argument
 /// trees of every other subcommand (clap builds the whole tree on each parse; for the one
@@ -114,7 +114,7 @@ enum Cmd {
     Doctor(doctor::DoctorArgs),
     /// Policy files: print the effective policy and what this host enforces of it.
     #[command(
-        after_help = "Examples:\n  agentcage policy show --policy docs/policies/coding-agent.toml\n  agentcage policy show -p full --json"
+        after_help = "Examples:\n  agentcage policy show --policy ~/.config/agentcage/coding-agent.toml\n  agentcage policy show -p full --json"
     )]
     Policy(policy_cmd::PolicyCmd),
     /// Print a shell completion script (bash, zsh or fish) on stdout.

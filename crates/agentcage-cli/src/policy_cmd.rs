@@ -35,7 +35,7 @@ pub enum PolicySub {
     Keys,
 }
 
-const SHOW_HELP: &str = "Examples:\n  agentcage policy show\n  agentcage policy show --policy docs/policies/coding-agent.toml\n  agentcage policy show --policy ci.toml --memory 2G --json\n  agentcage policy show -p ns-only > my-policy.toml && agentcage run --policy my-policy.toml -- make\n\nExit status: 0 when this host can run the policy, 125 when it cannot (the reason is printed), 2 on a usage error.";
+const SHOW_HELP: &str = "Examples:\n  agentcage policy show\n  agentcage policy show --policy ~/.config/agentcage/coding-agent.toml\n  agentcage policy show --policy ci.toml --memory 2G --json\n  agentcage policy show -p ns-only > my-policy.toml && agentcage run --policy my-policy.toml -- make\n\nExit status: 0 when this host can run the policy, 125 when it cannot (the reason is printed), 2 on a usage error.";
 
 /// Flags of `agentcage policy show`.
 #[derive(Debug, Args)]
@@ -123,10 +123,21 @@ fn status_line(s: &LayerStatus) -> String {
 }
 
 fn show(a: &ShowArgs) -> i32 {
-    let Resolved { policy, skipped } = match run::resolve(&a.policy) {
+    let Resolved {
+        policy,
+        skipped,
+        sources,
+    } = match run::resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return run::usage_error(&e),
     };
+    // Shown, not enforced: `show` only prints (`run` refuses these files).
+    let cwd = std::env::current_dir().ok();
+    let untrusted = policy_file::untrusted(
+        &sources,
+        &policy,
+        cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
+    );
     let table = match policy_file::to_table(&policy) {
         Ok(t) => t,
         Err(e) => return run::usage_error(&e),
@@ -159,6 +170,7 @@ fn show(a: &ShowArgs) -> i32 {
                 Err(_) => Vec::new(),
             },
             "error": host.prepared.as_ref().err().map(|(m, _)| m),
+            "untrusted_policy_files": untrusted,
         });
         println!(
             "{}",
@@ -201,6 +213,11 @@ fn show(a: &ShowArgs) -> i32 {
             "#   optional path skipped: {} ({})\n",
             s.path.display(),
             s.why
+        ));
+    }
+    for u in &untrusted {
+        out.push_str(&format!(
+            "#   UNTRUSTED POLICY FILE (run refuses it without --trust-writable-policy): {u}\n"
         ));
     }
     print!("{out}");

@@ -152,6 +152,22 @@ pub struct Settings {
     pub tcp_bind: Vec<u16>,
     /// `[landlock] tcp_connect`.
     pub tcp_connect: Vec<u16>,
+    /// The policy files these settings were read from (the `extends` chain included).
+    pub sources: Vec<PolicySource>,
+}
+
+/// A policy file that was read: where it really is and what may make it untrustworthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// The path as named (`--policy` or `extends`), absolute.
+    pub given: PathBuf,
+    /// Its lookup: the real path and every entry passed through (symlinks included).
+    pub traced: agentcage::hostfs::Traced,
+    /// Its owner.
+    pub uid: u32,
+    /// Why someone other than the caller (and root) could have written it: owner, mode, hard
+    /// links, directory modes. Found on the fd the file was read from.
+    pub problems: Vec<String>,
 }
 
 impl Settings {
@@ -183,6 +199,7 @@ impl Settings {
             limits: self.limits.merge(over.limits),
             tcp_bind: cat(self.tcp_bind, over.tcp_bind),
             tcp_connect: cat(self.tcp_connect, over.tcp_connect),
+            sources: cat(self.sources, over.sources),
         }
     }
 }
@@ -208,6 +225,8 @@ pub struct Resolved {
     pub policy: Policy,
     /// Optional `ro`/`rw` entries that do not exist here.
     pub skipped: Vec<Skipped>,
+    /// The policy files read (see [`untrusted`]).
+    pub sources: Vec<PolicySource>,
 }
 
 /// The key table of docs/POLICY.md: (key, flag, default, effect). One source of truth: the
@@ -470,6 +489,7 @@ pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
     load_inner(
         &absolute(path, cwd),
         &path.display().to_string(),
+        Base::Given,
         &mut stack,
     )
     .map_err(|e| {
@@ -484,21 +504,200 @@ pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
 const KEYS_HINT: &str =
     "the keys, their types and values: docs/POLICY.md or `agentcage policy keys`";
 
-fn load_inner(abs: &Path, name: &str, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError> {
-    let text = std::fs::read_to_string(abs).map_err(|e| {
+/// Which directory a file's relative paths resolve against.
+#[derive(Clone, Copy)]
+enum Base {
+    /// The directory of the path as named (`--policy`).
+    Given,
+    /// The directory of the real file (`extends` targets).
+    Real,
+}
+
+fn load_inner(
+    abs: &Path,
+    name: &str,
+    base: Base,
+    stack: &mut Vec<PathBuf>,
+) -> Result<Settings, UsageError> {
+    let (text, source) = read_policy(abs).map_err(|e| {
         UsageError::new(format!("{name}: cannot read the policy file: {e}"))
             .hint("check the path given to --policy or to `extends`")
     })?;
-    let canon = abs.canonicalize().unwrap_or_else(|_| abs.to_path_buf());
-    stack.push(canon);
+    stack.push(source.traced.real.clone());
     let src = Src {
         name: name.to_string(),
         text: &text,
-        dir: abs.parent().map(Path::to_path_buf).unwrap_or_default(),
+        dir: match base {
+            Base::Given => abs,
+            Base::Real => source.traced.real.as_path(),
+        }
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default(),
     };
     let r = parse_doc(&src, stack);
     stack.pop();
-    r
+    let mut s = r?;
+    s.sources.insert(0, source);
+    Ok(s)
+}
+
+/// Reads a policy file: resolved with [`agentcage::hostfs::trace`], the real path opened
+/// without following symlinks and without blocking (a FIFO is refused, not waited on), and
+/// checked on that fd like sshd's StrictModes: the file and every directory above it must be
+/// owned by the caller or root and not writable by group or others (a directory may be if it
+/// is sticky, like /tmp), and the file must have a single link.
+fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let traced = agentcage::hostfs::trace(abs)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&traced.real)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (write the policy to a file)",
+        ));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text)?;
+    let euid = agentcage::sys::geteuid();
+    let who = || {
+        if euid == 0 {
+            "root".to_string()
+        } else {
+            format!("root or you (uid {euid})")
+        }
+    };
+    let mut problems = Vec::new();
+    if md.uid() != 0 && md.uid() != euid {
+        problems.push(format!("it is owned by uid {}, not by {}", md.uid(), who()));
+    }
+    if md.mode() & 0o022 != 0 {
+        problems.push(format!(
+            "it is writable by its group or by others (mode {:o})",
+            md.mode() & 0o7777
+        ));
+    }
+    if md.nlink() > 1 {
+        problems.push(format!(
+            "it has {} hard links (another name, maybe inside a workspace, can change it)",
+            md.nlink()
+        ));
+    }
+    for dir in traced.real.ancestors().skip(1) {
+        let dm = match std::fs::symlink_metadata(dir) {
+            Ok(dm) => dm,
+            Err(e) => {
+                problems.push(format!(
+                    "its directory {} cannot be checked: {e}",
+                    dir.display()
+                ));
+                continue;
+            }
+        };
+        if dm.uid() != 0 && dm.uid() != euid {
+            problems.push(format!(
+                "its directory {} is owned by uid {}, not by {}",
+                dir.display(),
+                dm.uid(),
+                who()
+            ));
+        }
+        if dm.mode() & 0o022 != 0 && dm.mode() & libc::S_ISVTX == 0 {
+            problems.push(format!(
+                "its directory {} is writable by its group or by others and not sticky (mode {:o})",
+                dir.display(),
+                dm.mode() & 0o7777
+            ));
+        }
+    }
+    let source = PolicySource {
+        given: abs.to_path_buf(),
+        traced,
+        uid: md.uid(),
+        problems,
+    };
+    Ok((text, source))
+}
+
+/// Why the policy files read may not be the caller's own choice: the trust problems found when
+/// they were read, and any file (or symlink or directory on its way) inside a tree the resolved
+/// policy lets the sandbox write (workspace, `rw`): the agent could have rewritten it to steer
+/// this run. One line per problem, naming the file. Empty when every file is trusted.
+///
+/// `cwd` is given when no `-w` flag chose the workspace: the current directory, the default
+/// workspace, then counts as sandbox-writable too, because a file there may have been written
+/// by an earlier run and move this run's workspace away from itself with its own `workspace`
+/// key (escaping the check above). Not when it is `/`, `$HOME` or above `$HOME`: a run from
+/// there with a trusted file that names its workspace is common, and a sandbox that could
+/// write all of `$HOME` could have rewritten any policy file of the caller anyway.
+pub fn untrusted(sources: &[PolicySource], p: &Policy, cwd: Option<&Path>) -> Vec<String> {
+    let mut roots = vec![p.workspace.clone()];
+    roots.extend(
+        p.binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.path.clone()),
+    );
+    let home = std::env::var_os("HOME").and_then(|h| Path::new(&h).canonicalize().ok());
+    let cwd = cwd
+        .and_then(|c| c.canonicalize().ok())
+        .filter(|c| c != Path::new("/") && !home.as_ref().is_some_and(|h| h.starts_with(c)));
+    if let Some(c) = &cwd {
+        if !roots.contains(c) {
+            roots.push(c.clone());
+        }
+    }
+    // Without a mount namespace and Landlock, the sandbox writes wherever the caller can.
+    let fs_confined = p.layers.has(Layer::MountNs) || p.layers.has(Layer::Landlock);
+    let sandboxed = p.layers.has(Layer::UserNs);
+    let euid = agentcage::sys::geteuid();
+    let mut out = Vec::new();
+    for s in sources {
+        let name = s.given.display();
+        let mut inside = None;
+        for e in &s.traced.entries {
+            if let Some(r) = agentcage::hostfs::writable_root(&e.location, &roots) {
+                inside = Some((e, r));
+                break;
+            }
+        }
+        if let Some(r) = roots.iter().find(|r| **r == s.traced.real) {
+            out.push(format!(
+                "{name}: it is bound writable into the sandbox ({})",
+                r.display()
+            ));
+        } else if let Some((e, r)) = inside {
+            let what = if e.location == s.traced.real {
+                "it lies".to_string()
+            } else if e.symlink {
+                format!(
+                    "it is reached through the symlink {}, which lies",
+                    e.location.display()
+                )
+            } else {
+                format!("its directory {} lies", e.location.display())
+            };
+            let which = if cwd.as_deref() == Some(r) && *r != p.workspace {
+                "the current directory: the default workspace, which an earlier run may have \
+                 written (pass -w to choose the workspace)"
+            } else {
+                "which the sandbox can write"
+            };
+            out.push(format!("{name}: {what} inside {}, {which}", r.display()));
+        } else if sandboxed && !fs_confined && s.uid == euid && euid != 0 {
+            out.push(format!(
+                "{name}: without mount-ns and landlock the sandbox can write every file you own, this one included"
+            ));
+        }
+        for why in &s.problems {
+            out.push(format!("{name}: {why}"));
+        }
+    }
+    out
 }
 
 /// Parses one file's text (a separate function so unit tests can feed strings).
@@ -544,7 +743,7 @@ fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError
                     )
                     .hint("a relative path is relative to the file that names it"));
             }
-            base = load_inner(&canon, &canon.display().to_string(), stack)?;
+            base = load_inner(&target, &canon.display().to_string(), Base::Real, stack)?;
         }
     }
     let mut s = Settings::default();
@@ -1131,7 +1330,11 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
         p.limits.fsize = v;
     }
     agentcage::units::validate_limits(&p.limits).map_err(|e| UsageError::new(e.to_string()))?;
-    Ok(Resolved { policy: p, skipped })
+    Ok(Resolved {
+        policy: p,
+        skipped,
+        sources: s.sources.clone(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

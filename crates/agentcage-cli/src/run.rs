@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use agentcage::hostfs::HostFile;
 use agentcage::{Command, Error, Layer, NetMode, Policy, Profile, SpawnOptions};
 use clap::Args;
 
@@ -115,9 +116,21 @@ pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time) as
-    /// JSON to FILE.
+    /// JSON to FILE. Its directory is opened before the run; the file is replaced, never
+    /// written through a symlink (see docs/SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
+    /// Use a policy file (or `extends` target) even though the sandbox or another user could
+    /// have written it: inside the workspace or an `rw` path, owned by someone else,
+    /// group/world-writable, or hard-linked (see docs/POLICY.md, "Where to keep policy
+    /// files").
+    #[arg(long)]
+    pub trust_writable_policy: bool,
+    /// As root: run even though the policy creates no namespace (profile none, or every
+    /// namespace removed with --without). The command then runs as host root with every
+    /// capability and no isolation. A policy file cannot say this; only this flag can.
+    #[arg(long)]
+    pub allow_unsandboxed_root: bool,
     /// Do not give the command a pseudo-terminal even when stdin is a terminal (it then runs
     /// in a new session without any terminal).
     #[arg(long)]
@@ -231,15 +244,20 @@ pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
     policy_file::build(&file.merge(flags), &cwd)
 }
 
-fn eprint_error(e: &Error) {
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    ui::error(&msg, e.hint());
+    msg
+}
+
+fn eprint_error(e: &Error) {
+    ui::error(&chain(e), e.hint());
 }
 
 /// Prints a usage error and returns exit status 2.
@@ -250,9 +268,82 @@ pub fn usage_error(e: &UsageError) -> i32 {
 
 /// Runs `agentcage run`; returns the exit code.
 pub fn main(a: RunArgs) -> i32 {
-    let Resolved { policy, skipped } = match resolve(&a.policy) {
+    let Resolved {
+        policy,
+        skipped,
+        sources,
+    } = match resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
+    };
+    // A policy file the sandbox (or another user) could have written would let the last run
+    // choose this run's isolation: refused unless the caller says they accept it.
+    let cwd = std::env::current_dir().ok();
+    let untrusted = policy_file::untrusted(
+        &sources,
+        &policy,
+        cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
+    );
+    if !untrusted.is_empty() {
+        if !a.trust_writable_policy {
+            for line in &untrusted[..untrusted.len() - 1] {
+                ui::error(&format!("untrusted policy file: {line}"), None);
+            }
+            return usage_error(
+                &UsageError::new(format!(
+                    "untrusted policy file: {}",
+                    untrusted[untrusted.len() - 1]
+                ))
+                .hint(
+                    "keep policy files where only you (or root) can write them and the sandbox \
+                     cannot, e.g. ~/.config/agentcage/ (root: /etc/agentcage/), mode 0644 or \
+                     0600; or pass --trust-writable-policy to accept it",
+                ),
+            );
+        }
+        if !a.quiet {
+            for line in &untrusted {
+                ui::warning(&format!(
+                    "--trust-writable-policy: using an untrusted policy file: {line}"
+                ));
+            }
+        }
+    }
+    let as_root = agentcage::sys::geteuid() == 0;
+    if as_root && !policy.layers.any_namespace() {
+        // No namespace at all (other namespaces without a user namespace are refused by the
+        // library): the command is host root with every capability.
+        if !a.allow_unsandboxed_root {
+            return usage_error(
+                &UsageError::new(format!(
+                    "profile {}{} as root runs the command as host root with every capability \
+                     and no isolation: refused",
+                    policy.profile,
+                    if policy.profile == Profile::None {
+                        ""
+                    } else {
+                        " without any namespace"
+                    }
+                ))
+                .hint(
+                    "use a sandboxing profile (ns-only, landlock, full), or pass \
+                     --allow-unsandboxed-root if that is really what you want",
+                ),
+            );
+        }
+        ui::warning(
+            "--allow-unsandboxed-root: the command runs as HOST ROOT with every capability and \
+             NO ISOLATION",
+        );
+    }
+    // The report's directory is opened now, before the sandbox can touch anything, so that
+    // nothing it plants changes where the report lands (see agentcage::hostfs).
+    let report = match &a.json_report {
+        Some(path) => match prepare_report(path, &policy) {
+            Ok(r) => Some(r),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
     };
     if policy.net == NetMode::Host && !a.quiet {
         let from = if a.policy.net.is_some() {
@@ -330,11 +421,11 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
-    if let Some(path) = &a.json_report {
-        if let Err(e) = write_report(path, &policy, &result, wall) {
-            eprintln!(
-                "agentcage: error: write the JSON report {}: {e}",
-                path.display()
+    if let (Some(path), Some(report)) = (&a.json_report, &report) {
+        if let Err(e) = write_report(report, &policy, &result, wall) {
+            ui::error(
+                &format!("write the JSON report {}: {}", path.display(), chain(&e)),
+                None,
             );
         }
     }
@@ -386,13 +477,41 @@ pub fn main(a: RunArgs) -> i32 {
     }
 }
 
-/// The `--json-report` document.
+/// Opens the directory of the `--json-report` file (see [`agentcage::hostfs::HostFile`]).
+fn prepare_report(path: &Path, policy: &Policy) -> Result<HostFile, UsageError> {
+    let cwd =
+        std::env::current_dir().map_err(|e| UsageError::new(format!("current directory: {e}")))?;
+    let abs = flag_path(path, "--json-report", &cwd)?;
+    let mut writable = vec![policy.workspace.clone()];
+    writable.extend(
+        policy
+            .binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.path.clone()),
+    );
+    let hf = HostFile::prepare(&abs, &writable).map_err(|e| {
+        UsageError::new(format!("--json-report: {}", chain(&e)))
+            .hint("give --json-report a path whose directories exist and are not symlinks the sandbox could have made")
+    })?;
+    // Never happens (the launcher checks that kept fds were inherited, and this one was not),
+    // but an fd on a host directory must never reach the sandbox.
+    if policy.keep_fds.contains(&hf.dir_fd()) {
+        return Err(UsageError::new(format!(
+            "--keep-fd {}: not an inherited fd",
+            hf.dir_fd()
+        )));
+    }
+    Ok(hf)
+}
+
+/// The `--json-report` document, written by [`HostFile::write`].
 fn write_report(
-    path: &Path,
+    report: &HostFile,
     policy: &Policy,
     result: &Result<agentcage::RunOutcome, Error>,
     wall: std::time::Duration,
-) -> std::io::Result<()> {
+) -> Result<(), agentcage::hostfs::HostFsError> {
     let v = match result {
         Ok(o) => serde_json::json!({
             "profile": policy.profile.name(),
@@ -421,7 +540,7 @@ fn write_report(
             "setup_error": e.to_string(),
         }),
     };
-    std::fs::write(path, serde_json::to_vec_pretty(&v).unwrap_or_default())
+    report.write(&serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -284,8 +284,13 @@ fn flag_overrides_file_in_a_run() -> Result<(), Failed> {
     let d = Dir::new("overrun")?;
     let f = d.write("p.toml", "profile = \"none\"\n[env]\nWHO = \"file\"\n")?;
     let fs = f.to_str().unwrap_or("");
+    // The workspace is not where the policy is (that would be refused, see trust_*).
+    std::fs::create_dir_all(d.join("ws")).map_err(|e| e.to_string())?;
+    let ws = d.join("ws");
+    let ws = ws.to_str().unwrap_or("");
     for (extra, want) in [(None, "file"), (Some("WHO=flag"), "flag")] {
-        let mut a = vec!["run", "--policy", fs, "-w", d.s()];
+        // As root, `none` needs the confirmation (harmless otherwise).
+        let mut a = vec!["run", "--allow-unsandboxed-root", "--policy", fs, "-w", ws];
         if let Some(e) = extra {
             a.extend(["-e", e]);
         }
@@ -511,6 +516,221 @@ fn examples_run(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Runs `true` with the policy file `f` in workspace `ws` (and `extra` flags) as `env.who`.
+fn run_policy(env: &Env, f: &Path, ws: &Path, extra: &[&str]) -> Result<Out, Failed> {
+    let fs = f.to_str().ok_or("policy path not UTF-8")?;
+    let wss = ws.to_str().ok_or("workspace path not UTF-8")?;
+    let mut a = vec!["run", "--policy", fs, "-w", wss];
+    a.extend_from_slice(extra);
+    a.extend(["--", "true"]);
+    env.run(&a)
+}
+
+/// Expects the refusal of an untrusted policy file: exit 2, the file named, `why` said, the
+/// fix hinted.
+fn expect_untrusted(out: &Out, file: &Path, why: &str, what: &str) -> Result<(), Failed> {
+    out.expect_code(2, what)?;
+    let named = format!("untrusted policy file: {}: ", file.display());
+    if !out
+        .stderr
+        .lines()
+        .any(|l| l.contains(&named) && l.contains(why))
+        || !out.stderr.contains("--trust-writable-policy")
+        || !out.stderr.contains("~/.config/agentcage/")
+    {
+        return Err(format!(
+            "{what}: want {named:?}...{why:?} and the hint, got:\n{}",
+            out.stderr
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// A policy file the sandbox can write (it steered the next run in issue #10): refused in the
+/// workspace, through a symlink there, through `extends`, as a hard link, in an `rw` path, when
+/// the file itself makes its directory the workspace, and when group-writable; accepted from a
+/// trusted place, and with --trust-writable-policy (with a warning).
+fn trust_writable_policy_refused(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let conf = Dir::new("trustconf")?;
+    let good = conf.write("good.toml", "profile = \"full\"\n")?;
+    // Control: the same content from a trusted place runs.
+    run_policy(env, &good, ws.path(), &[])?.expect_code(0, "trusted policy")?;
+
+    // In the workspace.
+    let inside = ws.path().join("coding-agent.toml");
+    std::fs::write(&inside, "profile = \"full\"\n").map_err(|e| e.to_string())?;
+    let out = run_policy(env, &inside, ws.path(), &[])?;
+    expect_untrusted(&out, &inside, "lies inside", "policy in the workspace")?;
+    // `policy show` says so (and still prints).
+    let shown = env.run(&[
+        "policy",
+        "show",
+        "--json",
+        "--policy",
+        inside.to_str().unwrap_or(""),
+        "-w",
+        ws.s(),
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&shown.stdout)
+        .map_err(|e| format!("policy show --json: {e}: {}", shown.stdout))?;
+    if !v["untrusted_policy_files"][0]
+        .as_str()
+        .is_some_and(|u| u.contains("lies inside"))
+    {
+        return Err(format!("policy show does not say it: {v:#}").into());
+    }
+    // ... accepted with the flag, loudly.
+    let out = run_policy(env, &inside, ws.path(), &["--trust-writable-policy"])?;
+    out.expect_code(0, "policy in the workspace with --trust-writable-policy")?;
+    if !out.stderr.contains("warning: --trust-writable-policy") {
+        return Err(format!("no warning with the flag: {}", out.stderr).into());
+    }
+
+    // Through a symlink in the workspace to a trusted file (the agent could retarget it).
+    let link = ws.path().join("link.toml");
+    std::os::unix::fs::symlink(&good, &link).map_err(|e| e.to_string())?;
+    let out = run_policy(env, &link, ws.path(), &[])?;
+    expect_untrusted(
+        &out,
+        &link,
+        "symlink",
+        "policy through a symlink in the workspace",
+    )?;
+
+    // Through `extends` from a trusted file.
+    let top = conf.write("top.toml", &format!("extends = \"{}\"\n", inside.display()))?;
+    let out = run_policy(env, &top, ws.path(), &[])?;
+    expect_untrusted(&out, &inside, "lies inside", "extends into the workspace")?;
+
+    // A hard link whose other name is in the workspace.
+    let hard = conf.write("hard.toml", "profile = \"full\"\n")?;
+    std::fs::hard_link(&hard, ws.path().join("hard.toml")).map_err(|e| e.to_string())?;
+    let out = run_policy(env, &hard, ws.path(), &[])?;
+    expect_untrusted(&out, &hard, "hard links", "hard-linked policy")?;
+
+    // In a directory bound read-write.
+    let rwdir = env.workspace()?;
+    let in_rw = rwdir.path().join("p.toml");
+    std::fs::write(&in_rw, "profile = \"full\"\n").map_err(|e| e.to_string())?;
+    let out = run_policy(env, &in_rw, ws.path(), &["--rw", rwdir.s()])?;
+    expect_untrusted(&out, &in_rw, "lies inside", "policy in an rw path")?;
+
+    // The documented layout of old: the file next to the project, `workspace = "."`.
+    let proj = Dir::new("trustproj")?;
+    let next = proj.write("agent.toml", "workspace = \".\"\n")?;
+    let out = run_policy(env, &next, ws.path(), &[])?;
+    // `-w` overrides the file's workspace: without it, the file's own directory is the
+    // workspace.
+    out.expect_code(0, "-w overrides workspace = \".\"")?;
+    let fs = next.to_str().unwrap_or("");
+    let out = env.run(&["run", "--policy", fs, "--", "true"])?;
+    expect_untrusted(&out, &next, "lies inside", "workspace = \".\"")?;
+
+    // Planted in an earlier workspace with its own `workspace` key moving this run away from
+    // it: run from that directory (the default workspace), still refused; -w or running from
+    // elsewhere decides.
+    let other = env.workspace()?;
+    let mover = ws.path().join("mover.toml");
+    std::fs::write(&mover, format!("workspace = \"{}\"\n", other.s()))
+        .map_err(|e| e.to_string())?;
+    let ms = mover.to_str().unwrap_or("");
+    let out = env.run_with(&["run", "--policy", ms, "--", "true"], |c| {
+        c.current_dir(ws.path());
+    })?;
+    expect_untrusted(
+        &out,
+        &mover,
+        "current directory",
+        "workspace moved away by the file",
+    )?;
+
+    // Group-writable.
+    let gw = conf.write("gw.toml", "profile = \"full\"\n")?;
+    std::fs::set_permissions(&gw, std::fs::Permissions::from_mode(0o664))
+        .map_err(|e| e.to_string())?;
+    let out = run_policy(env, &gw, ws.path(), &[])?;
+    expect_untrusted(&out, &gw, "writable by its group", "group-writable policy")
+}
+
+/// As root, a policy file owned by the sandbox's host uid (65534) is refused.
+fn trust_owner_is_sandbox_uid(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let conf = Dir::new("trustown")?;
+    let f = conf.write("p.toml", "profile = \"full\"\n")?;
+    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).map_err(|e| e.to_string())?;
+    let out = run_policy(env, &f, ws.path(), &[])?;
+    expect_untrusted(
+        &out,
+        &f,
+        "owned by uid 65534",
+        "policy owned by the sandbox's uid",
+    )
+}
+
+/// As root, no user namespace means host root without isolation: refused without
+/// --allow-unsandboxed-root (which no policy file can say), loud with it.
+fn unsandboxed_root_needs_the_flag(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let run = |args: &[&str]| -> Result<Out, Failed> {
+        let o = env
+            .command_as_is(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        Ok(Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        })
+    };
+    let out = run(&["run", "-p", "none", "-w", ws.s(), "--", "id", "-u"])?;
+    out.expect_code(2, "-p none as root")?;
+    if !out.stderr.contains("host root") || !out.stderr.contains("--allow-unsandboxed-root") {
+        return Err(format!("no reason or hint: {}", out.stderr).into());
+    }
+    // From a trusted policy file: the same.
+    let conf = Dir::new("rootnone")?;
+    let f = conf.write("none.toml", "profile = \"none\"\n")?;
+    let fs = f.to_str().unwrap_or("");
+    let out = run(&["run", "--policy", fs, "-w", ws.s(), "--", "id", "-u"])?;
+    out.expect_code(2, "profile = \"none\" from a policy file as root")?;
+    // A policy file cannot confirm it.
+    let g = conf.write(
+        "g.toml",
+        "profile = \"none\"\nallow_unsandboxed_root = true\n",
+    )?;
+    let out = run(&[
+        "run",
+        "--policy",
+        g.to_str().unwrap_or(""),
+        "-w",
+        ws.s(),
+        "--",
+        "true",
+    ])?;
+    expect_file_error(&out, &g, 2, "allow_unsandboxed_root")?;
+    // With the flag: runs as host root, with a loud warning even under -q.
+    let out = run(&[
+        "run",
+        "-q",
+        "--allow-unsandboxed-root",
+        "-p",
+        "none",
+        "-w",
+        ws.s(),
+        "--",
+        "id",
+        "-u",
+    ])?;
+    out.expect_code(0, "-p none --allow-unsandboxed-root")?;
+    if out.stdout.trim() != "0" || !out.stderr.contains("HOST ROOT") {
+        return Err(format!("stdout {:?}, stderr {:?}", out.stdout, out.stderr).into());
+    }
+    Ok(())
+}
+
 fn completions_and_man() -> Result<(), Failed> {
     for sh in ["bash", "zsh", "fish"] {
         let out = cli(&["completions", sh], Path::new("/"), &[])?;
@@ -637,6 +857,26 @@ fn main() {
             Trial::test(name, move || examples_run(&Env::new(who)?))
                 .with_ignored_flag(skip.is_some()),
         );
+        trials.push(common::trial(
+            who,
+            "trust_writable_policy_refused",
+            trust_writable_policy_refused,
+            skip.clone(),
+        ));
+        if who == Who::Root {
+            for (name, f) in [
+                (
+                    "trust_owner_is_sandbox_uid",
+                    trust_owner_is_sandbox_uid as common::TestFn,
+                ),
+                (
+                    "unsandboxed_root_needs_the_flag",
+                    unsandboxed_root_needs_the_flag,
+                ),
+            ] {
+                trials.push(common::trial(who, name, f, skip.clone()));
+            }
+        }
     }
     let conclusion = libtest_mimic::run(&args, trials);
     common::cleanup();

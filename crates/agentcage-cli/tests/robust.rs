@@ -34,7 +34,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -43,11 +43,6 @@ use std::time::{Duration, Instant};
 
 use common::{Env, Out, TestFn, Who};
 use libtest_mimic::{Arguments, Failed};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 fn err(e: impl std::fmt::Display) -> Failed {
     e.to_string().into()
@@ -300,12 +295,8 @@ fn marker(tag: &str) -> String {
 
 /// The command `env.run` would build, for spawning with pipes and a deadline.
 fn command(env: &Env, args: &[&str]) -> Command {
-    let mut c = Command::new(common::binary());
-    c.args(args).current_dir("/");
-    if env.who == Who::Nobody && is_root() {
-        c.uid(65534).gid(65534);
-    }
-    c
+    // The harness's builder (it confirms `-p none` as root, see common).
+    env.command(args)
 }
 
 /// Waits for `child` up to `limit`; on expiry kills it and fails.

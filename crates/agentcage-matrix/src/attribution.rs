@@ -134,6 +134,11 @@ impl RunKey {
             args.push("--without".to_string());
             args.push(l.name().to_string());
         }
+        if !self.layers.has(Layer::UserNs) {
+            // As root, a run without a user namespace is host root and needs the explicit
+            // confirmation (the `none` control row); ignored otherwise.
+            args.push("--allow-unsandboxed-root".to_string());
+        }
         args
     }
 

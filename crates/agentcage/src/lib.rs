@@ -10,12 +10,15 @@
 //! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
 //!   the `agentcage-landlock` and `agentcage-seccomp` crates;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
+//! - `hostfs`: the launcher's own host-side files (reports), written by fd, never through a
+//!   symlink the sandbox planted;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
 pub mod caps;
 pub mod cgroups;
 pub mod doctor;
 pub mod error;
+pub mod hostfs;
 pub mod kernel;
 pub mod landlock;
 pub mod launch;

@@ -9,6 +9,8 @@ use std::ptr;
 
 use libc::{c_int, c_long, c_ulong, c_void};
 
+pub mod at;
+
 /// An errno value. `Copy`, so the pre-exec child can report it without allocating.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
