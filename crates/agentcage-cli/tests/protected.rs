@@ -177,7 +177,7 @@ fn planted_hardlink_and_fifo_refused(env: &Env) -> Result<(), Failed> {
 /// fails closed instead of being skipped.
 fn unreadable_protected_path_fails_closed(env: &Env) -> Result<(), Failed> {
     let ws = git_workspace(env)?;
-    let dir = env.secret_dir()?;
+    let dir = env.policy_dir()?;
     let pol = dir.path().join("p.toml");
     std::fs::write(
         &pol,
@@ -211,7 +211,7 @@ fn submodule_paths_protected_by_pattern(env: &Env) -> Result<(), Failed> {
     std::fs::create_dir_all(nested.join("hooks")).map_err(err)?;
     std::fs::write(nested.join("config"), "[core]\n").map_err(err)?;
     chown_tree(env, ws.path())?;
-    let dir = env.secret_dir()?;
+    let dir = env.policy_dir()?;
     let pol = dir.path().join("p.toml");
     std::fs::write(
         &pol,

@@ -178,6 +178,15 @@ impl Env {
         Ok(s)
     }
 
+    /// A directory for policy files that the sandbox user cannot write (owned by whoever
+    /// runs the tests, mode 0755): a policy file there passes the launcher's trust check.
+    pub fn policy_dir(&self) -> Result<Scratch, Failed> {
+        let s = scratch("pol")?;
+        std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+
     pub fn chown_to_sandbox(&self, p: &Path) -> Result<(), Failed> {
         if is_root() {
             let uid = self.sandbox_host_uid();
