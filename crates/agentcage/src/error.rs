@@ -57,13 +57,17 @@ pub enum Step {
     Exec,
     /// unshare(CLONE_NEWCGROUP) after the cgroup attach.
     CgroupNs,
+    /// Joining a fresh anonymous session keyring (the caller's stays outside).
+    SessionKeyring,
+    /// Capping the sandbox's per-user counts in its user namespace (index: which).
+    UserLimits,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 25] = [
+        const ALL: [Step; 27] = [
             WaitParent,
             SetGid,
             SetGroups,
@@ -89,6 +93,8 @@ impl Step {
             Seccomp,
             Exec,
             CgroupNs,
+            SessionKeyring,
+            UserLimits,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

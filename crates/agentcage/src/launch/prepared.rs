@@ -530,6 +530,12 @@ impl Prepared {
                 crate::rlimits::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
+            Step::SessionKeyring => {
+                "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of \
+                 the caller's)"
+                    .into()
+            }
+            Step::UserLimits => "cap the sandbox's per-user counts (/proc/sys/user)".into(),
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => self

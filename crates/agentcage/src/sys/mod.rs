@@ -383,6 +383,25 @@ pub fn setresgid(gid: u32) -> Result<(), Errno> {
     check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
 }
 
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): replace the inherited session keyring with a
+/// new anonymous one. `Ok(false)` when the kernel has no keyrings (ENOSYS: nothing to leak).
+pub fn join_new_session_keyring() -> Result<bool, Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: c_long = 1;
+    // SAFETY: a null name asks for an anonymous keyring; no other pointer is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            ptr::null::<libc::c_char>(),
+        )
+    };
+    match Errno::result(rc) {
+        Ok(_) => Ok(true),
+        Err(Errno(libc::ENOSYS)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// setgroups(0, NULL): drop every supplementary group.
 pub fn setgroups_empty() -> Result<(), Errno> {
     // SAFETY: a zero-length list with a null pointer is valid.

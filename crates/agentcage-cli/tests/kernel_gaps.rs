@@ -1,0 +1,241 @@
+//! Sandbox tier, issue 10's kernel-level findings: set-id files (9), TCP Fast Open under
+//! Landlock's TCP rules (5), the caller's session keyring (7) and per-user kernel counts
+//! (6). Each trial runs as root and as uid 65534 (see `sandbox.rs` for the conventions).
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+
+use common::{Env, TestFn, Who};
+use libtest_mimic::{Arguments, Failed};
+
+/// Finding 9: `full` refuses S_ISUID/S_ISGID on every path that sets a mode, and no
+/// set-id file reaches the host's disk.
+fn setid_bits_refused(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let script = r#"
+import os, errno
+def t(what, f):
+    try:
+        f()
+        print(what, "ok")
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+open("f", "w").close()
+t("chmod-4755", lambda: os.chmod("f", 0o4755))
+t("chmod-2755", lambda: os.chmod("f", 0o2755))
+t("chmod-1755", lambda: os.chmod("f", 0o1755))
+t("chmod-755", lambda: os.chmod("f", 0o755))
+fd = os.open("f", os.O_RDONLY)
+t("fchmod-4755", lambda: os.fchmod(fd, 0o4755))
+t("creat-4755", lambda: os.close(os.open("g", os.O_CREAT | os.O_WRONLY, 0o4755)))
+t("creat-2755", lambda: os.close(os.open("g2", os.O_CREAT | os.O_WRONLY, 0o2755)))
+t("creat-755", lambda: os.close(os.open("h", os.O_CREAT | os.O_WRONLY, 0o755)))
+t("mknod-4755", lambda: os.mknod("m", 0o104755))
+"#;
+    let out = env.run(&[
+        "run",
+        "-p",
+        "full",
+        "-w",
+        ws.s(),
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "python3 -c '{}'; chmod u+s f; echo chmod-u+s=$?; chmod g+s f; echo chmod-g+s=$?",
+            script.replace('\'', "\"")
+        ),
+    ])?;
+    out.expect_code(0, "full")?;
+    for want in [
+        "chmod-4755 EPERM",
+        "chmod-2755 EPERM",
+        "chmod-1755 ok",
+        "chmod-755 ok",
+        "fchmod-4755 EPERM",
+        "creat-4755 EPERM",
+        "creat-2755 EPERM",
+        "creat-755 ok",
+        "mknod-4755 EPERM",
+        "chmod-u+s=1",
+        "chmod-g+s=1",
+    ] {
+        if !out.stdout.lines().any(|l| l.trim() == want) {
+            return Err(format!("missing {want:?}:\n{}\n{}", out.stdout, out.stderr).into());
+        }
+    }
+    for e in std::fs::read_dir(ws.path())
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let mode = e
+            .metadata()
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o6000 != 0 {
+            return Err(format!("{} is set-id on the host: {mode:o}", e.path().display()).into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether this kernel has Landlock TCP rules (ABI 4+).
+fn landlock_net_missing() -> Option<String> {
+    // SAFETY: LANDLOCK_CREATE_RULESET_VERSION with a null attr only queries the ABI.
+    let abi = unsafe { libc::syscall(444, std::ptr::null::<u8>(), 0usize, 1u32) };
+    (abi < 4).then(|| format!("Landlock ABI {abi} has no TCP rules (needs 4)"))
+}
+
+/// Finding 5: under `--net host --tcp-connect P`, TCP Fast Open (sendto/sendmsg with
+/// MSG_FASTOPEN, TCP_FASTOPEN_CONNECT) cannot reach another port Q; a plain connect to P
+/// still works. Loopback only.
+fn tcp_fast_open_refused(env: &Env) -> Result<(), Failed> {
+    if let Some(why) = landlock_net_missing() {
+        if common::expected("landlock") {
+            return Err(why.into());
+        }
+        eprintln!("skip: {why}");
+        return Ok(());
+    }
+    let allowed = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let other = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let p = allowed.local_addr().map_err(|e| e.to_string())?.port();
+    let q = other.local_addr().map_err(|e| e.to_string())?.port();
+    let script = format!(
+        r#"
+import socket, errno
+def t(what, f):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        f(s)
+        print(what, "connected")
+    except OSError as e:
+        # Python names 95 ENOTSUP; on Linux it is also EOPNOTSUPP.
+        name = "EOPNOTSUPP" if e.errno == errno.EOPNOTSUPP else errno.errorcode.get(e.errno)
+        print(what, name)
+    s.close()
+t("plain-P", lambda s: s.connect(("127.0.0.1", {p})))
+t("plain-Q", lambda s: s.connect(("127.0.0.1", {q})))
+t("sendto-Q", lambda s: s.sendto(b"x", socket.MSG_FASTOPEN, ("127.0.0.1", {q})))
+t("sendmsg-Q", lambda s: s.sendmsg([b"x"], [], socket.MSG_FASTOPEN, ("127.0.0.1", {q})))
+def foc(s):
+    s.setsockopt(socket.IPPROTO_TCP, 30, 1)
+    s.connect(("127.0.0.1", {q}))
+    s.send(b"x")
+t("fastopen-connect-Q", foc)
+"#
+    );
+    let out = env.run(&[
+        "run",
+        "-p",
+        "full",
+        "-q",
+        "--net",
+        "host",
+        "--tcp-connect",
+        &p.to_string(),
+        "-w",
+        "/tmp",
+        "--",
+        "python3",
+        "-c",
+        &script,
+    ])?;
+    out.expect_code(0, "full --net host")?;
+    for want in [
+        "plain-P connected",
+        "plain-Q EACCES",
+        "sendto-Q EOPNOTSUPP",
+        "sendmsg-Q EOPNOTSUPP",
+        "fastopen-connect-Q EOPNOTSUPP",
+    ] {
+        if !out.stdout.lines().any(|l| l.trim() == want) {
+            return Err(format!("missing {want:?}:\n{}\n{}", out.stdout, out.stderr).into());
+        }
+    }
+    // Port Q saw no handshake (without the filter, a Fast Open SYN completes one).
+    other.set_nonblocking(true).map_err(|e| e.to_string())?;
+    if let Ok((_, from)) = other.accept() {
+        return Err(format!("port {q} accepted a connection from {from}").into());
+    }
+    Ok(())
+}
+
+/// Finding 7: a key in the caller's session keyring is not reachable inside (profiles
+/// without the seccomp filter, which refuses keyctl on its own).
+fn session_keyring_not_inherited(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    // KEYCTL_SEARCH (10) the session keyring (-3) for the bait, then KEYCTL_READ (11) it.
+    let script = r#"
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+kid = libc.syscall(250, 10, -3, b"user", b"agentcage-test-bait", 0)
+if kid < 0:
+    print("search", errno.errorcode[ctypes.get_errno()])
+else:
+    buf = ctypes.create_string_buffer(64)
+    n = libc.syscall(250, 11, ctypes.c_long(kid), buf, 64)
+    print("read", buf.raw[:n] if n >= 0 else errno.errorcode[ctypes.get_errno()])
+"#;
+    for p in ["ns-only", "landlock"] {
+        let out = env.run_with(
+            &["run", "-p", p, "-w", ws.s(), "--", "python3", "-c", script],
+            |c| {
+                // SAFETY: runs in the forked child before exec; only raw syscalls on
+                // static data.
+                unsafe {
+                    c.pre_exec(|| {
+                        // A session keyring of our own (not the test runner's), holding the bait.
+                        if libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<u8>()) < 0
+                            || libc::syscall(
+                                libc::SYS_add_key,
+                                c"user".as_ptr(),
+                                c"agentcage-test-bait".as_ptr(),
+                                c"hunter2".as_ptr(),
+                                7usize,
+                                -3i32,
+                            ) < 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            },
+        )?;
+        out.expect_code(0, p)?;
+        if out.stdout.trim() != "search ENOKEY" {
+            return Err(format!(
+                "{p}: the caller's key is reachable: {}{}",
+                out.stdout, out.stderr
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let tests: &[(&str, TestFn)] = &[
+        ("setid_bits_refused", setid_bits_refused),
+        ("tcp_fast_open_refused", tcp_fast_open_refused),
+        (
+            "session_keyring_not_inherited",
+            session_keyring_not_inherited,
+        ),
+    ];
+    let mut trials = Vec::new();
+    for who in [Who::Root, Who::Nobody] {
+        for &(name, f) in tests {
+            trials.push(common::trial(who, name, f, common::skip_reason(who)));
+        }
+    }
+    common::run(&args, trials)
+}
