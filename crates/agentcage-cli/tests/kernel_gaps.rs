@@ -221,6 +221,138 @@ else:
     Ok(())
 }
 
+/// Half of the host's value of `/proc/sys/user/<name>` (what the sandbox is capped at).
+fn host_half(name: &str) -> Result<u64, Failed> {
+    let v: u64 = std::fs::read_to_string(format!("/proc/sys/user/{name}"))
+        .map_err(|e| format!("read {name}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("parse {name}: {e}"))?;
+    Ok(v.div_ceil(2))
+}
+
+/// Finding 6: the sandbox's per-user counts are capped in its own user namespace (half of
+/// the owner's), and, as root, the namespace belongs to the sandbox's host uid: host root
+/// can still create inotify instances while the sandbox holds every one it may.
+fn user_counts_capped(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let cap = host_half("max_inotify_instances")?;
+    let marker = ws.path().join("holding");
+    let script = r#"
+import ctypes, errno, fcntl, os, resource, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+print("max", open("/proc/sys/user/max_inotify_instances").read().strip())
+print("sigpending", resource.getrlimit(resource.RLIMIT_SIGPENDING)[0])
+fd = os.open("/proc/self/ns/user", os.O_RDONLY)
+buf = bytearray(4)
+fcntl.ioctl(fd, 0xb704, buf)  # NS_GET_OWNER_UID, as seen inside
+print("owner", struct.unpack("I", buf)[0])
+fds = []
+while len(fds) < 100000:
+    r = libc.inotify_init1(0)
+    if r < 0:
+        break
+    fds.append(r)
+print("held", len(fds), errno.errorcode.get(ctypes.get_errno()), flush=True)
+open("holding", "w").close()
+time.sleep(2)
+"#;
+    // The root and nobody trials both charge host uid 65534 (as root, the sandbox's host
+    // uid owns its namespace): one at a time, as the cap is half of that uid's budget.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: geteuid cannot fail.
+    let as_nobody = env.who == Who::Nobody && unsafe { libc::geteuid() } == 0;
+    let probe = std::thread::spawn(move || {
+        // While the sandbox holds its inotify instances: can the caller (host root, or uid
+        // 65534 for the nobody trial) still get one? inotify charges the euid, and a raw
+        // setresuid changes only this thread's.
+        if as_nobody {
+            // SAFETY: integer-only syscall on this thread.
+            if unsafe { libc::syscall(libc::SYS_setresuid, -1, 65534, -1) } != 0 {
+                return Err("setresuid(-1, 65534, -1) on the probe thread failed".to_string());
+            }
+        }
+        if common::settle(|| marker.exists()).is_err() {
+            return Err("the sandbox never said it holds its instances".to_string());
+        }
+        // SAFETY: plain syscall; the fd is closed right away.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!(
+                "host inotify_init1 failed while the sandbox ran: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: our own fd.
+        unsafe { libc::close(fd) };
+        Ok(())
+    });
+    let out = env.run(&[
+        "run",
+        "-p",
+        "ns-only",
+        "-w",
+        ws.s(),
+        "--",
+        "python3",
+        "-c",
+        script,
+    ])?;
+    let probed = probe.join().map_err(|_| "probe thread panicked")?;
+    out.expect_code(0, "ns-only")?;
+    probed?;
+    let line = |k: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            .ok_or_else(|| format!("no {k:?} in {}\n{}", out.stdout, out.stderr))
+    };
+    if line("max ")? != cap.to_string() {
+        return Err(format!(
+            "max_inotify_instances inside: {} (want {cap})",
+            line("max ")?
+        )
+        .into());
+    }
+    let held = line("held ")?;
+    let n: u64 = held
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .map_err(|_| held.clone())?;
+    if n > cap || !held.ends_with("EMFILE") {
+        return Err(format!("held {held}: more than the cap {cap} or not stopped by it").into());
+    }
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads our own limit into a live local.
+    unsafe { libc::getrlimit(libc::RLIMIT_SIGPENDING, &mut rl) };
+    if rl.rlim_cur != libc::RLIM_INFINITY
+        && line("sigpending ")? != rl.rlim_cur.div_ceil(2).to_string()
+    {
+        return Err(format!(
+            "RLIMIT_SIGPENDING inside: {} (want half of {})",
+            line("sigpending ")?,
+            rl.rlim_cur
+        )
+        .into());
+    }
+    // Owned by the sandbox's host uid, which is inside uid 0 (root: before the fix, host
+    // root owned it, unmapped inside: the overflow uid 65534).
+    if line("owner ")? != "0" {
+        return Err(format!(
+            "the user namespace's owner is not the sandbox's uid: {}",
+            line("owner ")?
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -230,6 +362,7 @@ fn main() {
             "session_keyring_not_inherited",
             session_keyring_not_inherited,
         ),
+        ("user_counts_capped", user_counts_capped),
     ];
     let mut trials = Vec::new();
     for who in [Who::Root, Who::Nobody] {

@@ -297,7 +297,9 @@ impl Prepared {
         }
         // SAFETY: the child branch only runs child::main, which is async-signal-safe and
         // only reads `self`, `pipes` and `pty_fds`, all built before this call.
-        let pid = match unsafe { sys::clone_fork(self.clone_flags) } {
+        // As root, the user namespace is created as the sandbox's host uid (see
+        // `userns_owner`).
+        let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
             Ok(0) => child::main(self, &pipes, pty_fds),
             Ok(pid) => pid,
             Err(e) => {

@@ -69,6 +69,8 @@ pub struct Prepared {
     pub(crate) hygiene: bool,
     pub(crate) keep_fds: Vec<i32>,
     pub(crate) rlimits: PreparedRlimits,
+    /// Per-user counts capped in the sandbox's user namespace (with a user namespace).
+    pub(crate) user_caps: Option<crate::rlimits::UserCaps>,
     /// unshare(CLONE_NEWCGROUP) in the child once the launcher has attached the cgroup.
     pub(crate) cgroup_ns: bool,
     pub(crate) cwd: CString,
@@ -276,6 +278,22 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         }
     });
     let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
+    let user_caps = userns.then(|| {
+        let (caps, missing) = crate::rlimits::UserCaps::prepare();
+        for m in missing {
+            degraded.push(("user-limits".into(), m));
+        }
+        enforcement.push((
+            "user-limits".into(),
+            format!(
+                "per-user counts of the sandbox's user namespace capped (half of its owner's, \
+                 host uid {}): {}",
+                if as_root { policy.host_uid } else { caller_uid },
+                caps.describe()
+            ),
+        ));
+        caps
+    });
 
     let home: PathBuf = if policy.uid == 0 {
         "/root".into()
@@ -462,6 +480,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         hygiene,
         keep_fds,
         rlimits,
+        user_caps,
         cgroup_ns: layers.has(Layer::CgroupNs),
         cwd,
         nnp,
@@ -477,6 +496,18 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 }
 
 impl Prepared {
+    /// The host ids a root launcher creates the user namespace as: the sandbox's host
+    /// uid/gid, so the namespace is theirs and the kernel charges the sandbox's per-user
+    /// counts (inotify, queued signals, namespaces) to them, not to host root. `None` for
+    /// unprivileged callers (already their own) and runs without a user namespace.
+    pub(crate) fn userns_owner(&self) -> Option<(u32, u32)> {
+        let userns = self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong != 0;
+        match self.set_ids {
+            Some((_, _, true)) if userns => Some((self.policy.host_uid, self.policy.host_gid)),
+            _ => None,
+        }
+    }
+
     /// Hint for a failed clone.
     pub(crate) fn clone_hint(&self, e: Errno) -> Option<String> {
         if self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong == 0 {
@@ -535,7 +566,10 @@ impl Prepared {
                  the caller's)"
                     .into()
             }
-            Step::UserLimits => "cap the sandbox's per-user counts (/proc/sys/user)".into(),
+            Step::UserLimits => match self.user_caps.as_ref().and_then(|c| c.sysctl_path(i)) {
+                Some(path) => format!("write {path} in the sandbox's user namespace"),
+                None => "setrlimit (RLIMIT_SIGPENDING)".into(),
+            },
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => self

@@ -490,6 +490,68 @@ pub unsafe fn clone_fork(flags: c_ulong) -> Result<libc::pid_t, Errno> {
     Errno::result(rc).map(|p| p as libc::pid_t)
 }
 
+/// [`clone_fork`] with the calling thread's effective uid/gid switched to `owner` for the
+/// clone, so a new user namespace is owned by (and its per-user counts charged to) that
+/// host uid rather than the launcher's root (issue 10, finding 6). Thread-only: raw
+/// setresuid/setresgid, not glibc's process-wide broadcast. The real and saved ids stay,
+/// so the parent restores its effective ids, and with euid 0 its effective capabilities
+/// (the kernel copies the permitted set back when euid returns to 0). The dumpable flag,
+/// which an euid change resets, is restored on both sides.
+///
+/// # Safety
+/// As [`clone_fork`].
+pub unsafe fn clone_fork_owned_by(
+    flags: c_ulong,
+    owner: Option<(u32, u32)>,
+) -> Result<libc::pid_t, Errno> {
+    let Some((uid, gid)) = owner else {
+        // SAFETY: forwarded contract.
+        return unsafe { clone_fork(flags) };
+    };
+    let keep = u32::MAX; // -1: leave that id unchanged
+    let (euid, egid) = (geteuid(), getegid());
+    // SAFETY: integer-only prctl.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    let set_ids = |u: u32, g: u32, gid_first: bool| -> Result<(), Errno> {
+        // SAFETY: integer-only syscalls on the calling thread.
+        let g_ = || check(unsafe { libc::syscall(libc::SYS_setresgid, keep, g, keep) });
+        // SAFETY: as above.
+        let u_ = || check(unsafe { libc::syscall(libc::SYS_setresuid, keep, u, keep) });
+        if gid_first {
+            g_().and_then(|()| u_())
+        } else {
+            u_().and_then(|()| g_())
+        }
+    };
+    let restore_dumpable = || {
+        if dumpable >= 0 {
+            // SAFETY: integer-only prctl.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as c_ulong, 0, 0, 0) };
+        }
+    };
+    if let Err(e) = set_ids(uid, gid, true) {
+        let _ = set_ids(euid, egid, false);
+        restore_dumpable();
+        return Err(e);
+    }
+    // SAFETY: forwarded contract.
+    let r = unsafe { clone_fork(flags) };
+    restore_dumpable();
+    if r == Ok(0) {
+        // The child keeps the owner ids until its own setresuid in the new namespace.
+        return r;
+    }
+    // uid first: euid 0 brings CAP_SETGID back for the gid.
+    if let Err(e) = set_ids(euid, egid, false) {
+        if let Ok(pid) = r {
+            let _ = kill(pid, libc::SIGKILL);
+            let _ = waitpid(pid, 0);
+        }
+        return Err(e);
+    }
+    r
+}
+
 /// execve(2). Only returns on failure.
 pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
     debug_assert!(argv.last().is_some_and(|p| p.is_null()));
