@@ -536,9 +536,9 @@ pub unsafe fn clone_fork_owned_by(
     }
     // SAFETY: forwarded contract.
     let r = unsafe { clone_fork(flags) };
-    restore_dumpable();
     if r == Ok(0) {
         // The child keeps the owner ids until its own setresuid in the new namespace.
+        restore_dumpable();
         return r;
     }
     // uid first: euid 0 brings CAP_SETGID back for the gid.
@@ -549,6 +549,8 @@ pub unsafe fn clone_fork_owned_by(
         }
         return Err(e);
     }
+    // After the ids: every euid change resets it.
+    restore_dumpable();
     r
 }
 
@@ -927,4 +929,91 @@ pub fn pty_peer(master: c_int) -> Result<c_int, Errno> {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_field(name: &str) -> String {
+        let text = std::fs::read_to_string("/proc/thread-self/status").expect("read status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .expect("field present")
+    }
+
+    /// As root: the new user namespace belongs to the given ids, and the parent thread gets
+    /// its ids, effective capabilities and dumpable flag back.
+    #[test]
+    fn clone_owned_by_sets_the_owner_and_restores_the_parent() {
+        if geteuid() != 0 {
+            eprintln!("skip: needs root");
+            return;
+        }
+        // In a forked child, so the test process's threads never see the switch.
+        // SAFETY: the child runs only the checks below and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let cap_eff = status_field("CapEff:");
+            // SAFETY: integer-only prctl.
+            let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+            // SAFETY: the grandchild only pauses until killed.
+            let r = unsafe {
+                clone_fork_owned_by(libc::CLONE_NEWUSER as c_ulong, Some((65534, 65534)))
+            };
+            let g = match r {
+                Ok(0) => loop {
+                    // SAFETY: waits for the SIGKILL below.
+                    unsafe { libc::pause() };
+                },
+                Ok(g) => g,
+                // SAFETY: ends the forked child.
+                Err(_) => unsafe { libc::_exit(2) },
+            };
+            let owner = std::fs::File::open(format!("/proc/{g}/ns/user")).map(|f| {
+                let mut uid: u32 = u32::MAX;
+                // SAFETY: NS_GET_OWNER_UID writes one uid_t into `uid`.
+                let rc = unsafe {
+                    libc::ioctl(
+                        std::os::fd::AsRawFd::as_raw_fd(&f),
+                        0xb704,
+                        &mut uid as *mut u32,
+                    )
+                };
+                (rc, uid)
+            });
+            let _ = kill(g, libc::SIGKILL);
+            let _ = waitpid(g, 0);
+            let code = if !matches!(owner, Ok((0, 65534))) {
+                3
+            } else if geteuid() != 0 || getegid() != 0 {
+                4
+            } else if status_field("CapEff:") != cap_eff {
+                5
+            // SAFETY: integer-only prctl.
+            } else if unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } != dumpable {
+                6
+            } else {
+                0
+            };
+            // SAFETY: ends the forked child.
+            unsafe { libc::_exit(code) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child; st is a live local.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFEXITED(st), "child died: {st:#x}");
+        let why = [
+            "",
+            "",
+            "clone failed",
+            "the namespace is not owned by 65534",
+            "ids not restored",
+            "effective capabilities not restored",
+            "dumpable flag not restored",
+        ];
+        let code = libc::WEXITSTATUS(st) as usize;
+        assert_eq!(code, 0, "{}", why.get(code).unwrap_or(&"?"));
+    }
 }
