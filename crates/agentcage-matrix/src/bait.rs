@@ -43,6 +43,10 @@ pub const SANDBOX_HOST_UID: u32 = 65534;
 /// The environment variable that carries the environment secret.
 pub const SECRET_ENV: &str = "AGENTCAGE_CANARY_SECRET";
 
+/// The "user" key each run's launcher gets in a fresh session keyring of its own (its value
+/// is the secret), for the probe's `proc.read.session_key`.
+pub const SESSION_KEY: &std::ffi::CStr = c"agentcage-matrix-session-key";
+
 /// Host files whose identity the probe checks when it reads them.
 pub const HOST_FILES: [&str; 2] = ["/etc/passwd", "/etc/shadow"];
 
@@ -257,6 +261,8 @@ impl Bait {
             self.canary.display().to_string(),
             "--secret-env".into(),
             SECRET_ENV.into(),
+            "--session-key".into(),
+            SESSION_KEY.to_string_lossy().into_owned(),
             "--inherited-fd".into(),
             self.inherited_fd().to_string(),
             "--tcp-port".into(),
@@ -341,7 +347,7 @@ mod tests {
         assert!(sleeping, "sentinel never went to sleep");
         assert_eq!(bait.listener_count(), 3);
         let args = bait.probe_args();
-        assert_eq!(args.len(), 18 + 2 * bait.host_inodes.len());
+        assert_eq!(args.len(), 20 + 2 * bait.host_inodes.len());
         assert_eq!(bait.host_inodes.len(), 2, "{:?}", bait.host_inodes);
         assert!(bait.host_ns.contains("net="), "{}", bait.host_ns);
         drop(bait);
