@@ -412,17 +412,26 @@ impl UserCaps {
         (caps, missing)
     }
 
-    /// What is capped, for `run -v`: `max_inotify_instances=64, ..., RLIMIT_SIGPENDING=N`.
+    /// What is capped, for `run -v`: `max_inotify_instances=64, ..., RLIMIT_SIGPENDING=N`
+    /// (the namespace counts, one value each in practice, as `max_*_namespaces=N`).
     pub fn describe(&self) -> String {
-        let mut parts: Vec<String> = self
-            .sysctls
-            .iter()
-            .map(|(p, v)| {
-                let p = p.to_string_lossy();
-                let name = p.rsplit('/').next().unwrap_or_default().to_string();
-                format!("{name}={}", String::from_utf8_lossy(v))
-            })
-            .collect();
+        let mut parts: Vec<String> = Vec::new();
+        let mut ns: Vec<String> = Vec::new();
+        for (p, v) in &self.sysctls {
+            let p = p.to_string_lossy();
+            let name = p.rsplit('/').next().unwrap_or_default();
+            let v = String::from_utf8_lossy(v).into_owned();
+            if name.ends_with("_namespaces") {
+                if !ns.contains(&v) {
+                    ns.push(v);
+                }
+            } else {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if !ns.is_empty() {
+            parts.push(format!("max_*_namespaces={}", ns.join("/")));
+        }
         if let Some(v) = self.sigpending {
             parts.push(format!("RLIMIT_SIGPENDING={v}"));
         }

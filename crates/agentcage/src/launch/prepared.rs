@@ -508,6 +508,42 @@ impl Prepared {
         }
     }
 
+    /// The error of a failed [`sys::clone_fork_owned_by`].
+    pub(crate) fn clone_error(&self, e: sys::OwnedCloneError) -> Error {
+        let (uid, gid) = self.userns_owner().unwrap_or((0, 0));
+        let (step, errno) = match e {
+            sys::OwnedCloneError::Clone(errno) => {
+                let step = format!("clone({})", clone_flag_names(self.clone_flags));
+                return Error::Setup {
+                    step,
+                    errno,
+                    hint: self.clone_hint(errno),
+                };
+            }
+            sys::OwnedCloneError::SwitchIds(errno) => (
+                format!(
+                    "switch the cloning thread to host uid {uid} / gid {gid} (setresgid, \
+                     setresuid) to create the user namespace as the sandbox's host uid"
+                ),
+                errno,
+            ),
+            sys::OwnedCloneError::RestoreIds(errno) => (
+                "restore the launcher's effective uid/gid after the clone (the sandbox was \
+                 killed)"
+                    .to_string(),
+                errno,
+            ),
+        };
+        Error::Setup {
+            step,
+            errno,
+            hint: Some(format!(
+                "uid {uid} and gid {gid} must be mapped in the launcher's user namespace \
+                 (--host-uid/--host-gid pick others)"
+            )),
+        }
+    }
+
     /// Hint for a failed clone.
     pub(crate) fn clone_hint(&self, e: Errno) -> Option<String> {
         if self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong == 0 {
@@ -596,6 +632,16 @@ impl Prepared {
                     .into(),
             ),
             (Step::Chdir, _) => Some("the working directory must be inside the workspace".into()),
+            (Step::SessionKeyring, libc::EDQUOT) => Some(
+                "the sandbox user's key quota is used up (/proc/sys/kernel/keys/maxkeys, \
+                 maxbytes; root_maxkeys for uid 0)"
+                    .into(),
+            ),
+            (Step::UserLimits, _) => Some(
+                "the sandbox writes its own namespace's /proc/sys/user limits through the \
+                 host's /proc; a /proc mounted read-only or masked for the launcher prevents it"
+                    .into(),
+            ),
             _ => None,
         };
         Error::Setup {

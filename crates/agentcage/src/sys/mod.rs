@@ -490,6 +490,17 @@ pub unsafe fn clone_fork(flags: c_ulong) -> Result<libc::pid_t, Errno> {
     Errno::result(rc).map(|p| p as libc::pid_t)
 }
 
+/// Which step of [`clone_fork_owned_by`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedCloneError {
+    /// setresgid/setresuid of the calling thread to the owner ids.
+    SwitchIds(Errno),
+    /// clone(2) itself.
+    Clone(Errno),
+    /// Restoring the parent thread's effective ids after the clone.
+    RestoreIds(Errno),
+}
+
 /// [`clone_fork`] with the calling thread's effective uid/gid switched to `owner` for the
 /// clone, so a new user namespace is owned by (and its per-user counts charged to) that
 /// host uid rather than the launcher's root (issue 10, finding 6). Thread-only: raw
@@ -500,13 +511,17 @@ pub unsafe fn clone_fork(flags: c_ulong) -> Result<libc::pid_t, Errno> {
 ///
 /// # Safety
 /// As [`clone_fork`].
+///
+/// # Errors
+/// Which step failed: the switch to `owner`, the clone, or the restore of the parent's ids
+/// (then the child is killed and reaped).
 pub unsafe fn clone_fork_owned_by(
     flags: c_ulong,
     owner: Option<(u32, u32)>,
-) -> Result<libc::pid_t, Errno> {
+) -> Result<libc::pid_t, OwnedCloneError> {
     let Some((uid, gid)) = owner else {
         // SAFETY: forwarded contract.
-        return unsafe { clone_fork(flags) };
+        return unsafe { clone_fork(flags) }.map_err(OwnedCloneError::Clone);
     };
     let keep = u32::MAX; // -1: leave that id unchanged
     let (euid, egid) = (geteuid(), getegid());
@@ -532,10 +547,10 @@ pub unsafe fn clone_fork_owned_by(
     if let Err(e) = set_ids(uid, gid, true) {
         let _ = set_ids(euid, egid, false);
         restore_dumpable();
-        return Err(e);
+        return Err(OwnedCloneError::SwitchIds(e));
     }
     // SAFETY: forwarded contract.
-    let r = unsafe { clone_fork(flags) };
+    let r = unsafe { clone_fork(flags) }.map_err(OwnedCloneError::Clone);
     if r == Ok(0) {
         // The child keeps the owner ids until its own setresuid in the new namespace.
         restore_dumpable();
@@ -547,7 +562,7 @@ pub unsafe fn clone_fork_owned_by(
             let _ = kill(pid, libc::SIGKILL);
             let _ = waitpid(pid, 0);
         }
-        return Err(e);
+        return Err(OwnedCloneError::RestoreIds(e));
     }
     // After the ids: every euid change resets it.
     restore_dumpable();
@@ -947,7 +962,7 @@ mod tests {
     #[test]
     fn clone_owned_by_sets_the_owner_and_restores_the_parent() {
         if geteuid() != 0 {
-            eprintln!("skip: needs root");
+            eprintln!("skip clone_owned_by_sets_the_owner_and_restores_the_parent: needs root");
             return;
         }
         // In a forked child, so the test process's threads never see the switch.
