@@ -259,6 +259,12 @@ while len(fds) < 100000:
         break
     fds.append(r)
 print("held", len(fds), errno.errorcode.get(ctypes.get_errno()), flush=True)
+# POSIX timers preallocate a queued signal each: RLIMIT_SIGPENDING bounds them.
+tid = ctypes.c_void_p()
+timers = 0
+while timers < 1000000 and libc.timer_create(1, None, ctypes.byref(tid)) == 0:
+    timers += 1
+print("timers", timers, errno.errorcode.get(ctypes.get_errno()), flush=True)
 open("holding", "w").close()
 time.sleep(2)
 "#;
@@ -291,6 +297,23 @@ time.sleep(2)
         }
         // SAFETY: our own fd.
         unsafe { libc::close(fd) };
+        // Queued signals are charged to the real uid: only the root trial's probe (real
+        // uid 0) speaks for the caller here.
+        if !as_nobody {
+            let mut t: libc::timer_t = std::ptr::null_mut();
+            // SAFETY: a null sigevent means SIGALRM on expiry; `t` is a live out-parameter
+            // and the timer is deleted right away, unarmed.
+            let rc =
+                unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, std::ptr::null_mut(), &mut t) };
+            if rc != 0 {
+                return Err(format!(
+                    "host timer_create failed while the sandbox ran: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: the timer just created.
+            unsafe { libc::timer_delete(t) };
+        }
         Ok(())
     });
     let out = env.run(&[
@@ -336,6 +359,22 @@ time.sleep(2)
     };
     // SAFETY: reads our own limit into a live local.
     unsafe { libc::getrlimit(libc::RLIMIT_SIGPENDING, &mut rl) };
+    let timers = line("timers ")?;
+    let t: u64 = timers
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .map_err(|_| timers.clone())?;
+    if rl.rlim_cur != libc::RLIM_INFINITY
+        && (t > rl.rlim_cur.div_ceil(2) || !timers.ends_with("EAGAIN"))
+    {
+        return Err(format!(
+            "timers {timers}: more than half of RLIMIT_SIGPENDING {} or not stopped by it",
+            rl.rlim_cur
+        )
+        .into());
+    }
     if rl.rlim_cur != libc::RLIM_INFINITY
         && line("sigpending ")? != rl.rlim_cur.div_ceil(2).to_string()
     {
