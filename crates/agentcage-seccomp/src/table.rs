@@ -80,8 +80,8 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// A syscall argument check, evaluated only inside the branch of its syscall so every
 /// other syscall stays argument-free (and therefore in the kernel's action cache).
 ///
-/// Every checked argument is an `int` or `unsigned int` in the kernel prototype (clone's
-/// flags go through `lower_32_bits()`), so the filter compares only the low 32 bits:
+/// Every checked argument is an `int`, `unsigned int` or `umode_t` in the kernel prototype
+/// (clone's flags go through `lower_32_bits()`), so the filter compares only the low 32 bits:
 /// the kernel never looks at the high word, so a value there cannot change the outcome.
 /// Comparing 64 bits would be a bypass (CVE-2019-10063: `TIOCSTI | 1 << 32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
