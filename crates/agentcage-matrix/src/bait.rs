@@ -46,6 +46,10 @@ pub const SANDBOX_HOST_UID: u32 = 65534;
 /// The environment variable that carries the environment secret.
 pub const SECRET_ENV: &str = "AGENTCAGE_CANARY_SECRET";
 
+/// The "user" key each run's launcher gets in a fresh session keyring of its own (its value
+/// is the secret), for the probe's `proc.read.session_key`.
+pub const SESSION_KEY: &std::ffi::CStr = c"agentcage-matrix-session-key";
+
 /// Host files whose identity the probe checks when it reads them.
 pub const HOST_FILES: [&str; 2] = ["/etc/passwd", "/etc/shadow"];
 
@@ -277,6 +281,8 @@ impl Bait {
             self.canary.display().to_string(),
             "--secret-env".into(),
             SECRET_ENV.into(),
+            "--session-key".into(),
+            SESSION_KEY.to_string_lossy().into_owned(),
             "--inherited-fd".into(),
             self.inherited_fd().to_string(),
             "--tcp-port".into(),

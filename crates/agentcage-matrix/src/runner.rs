@@ -155,11 +155,16 @@ impl<'a> Runner<'a> {
             while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
         });
         let fd = self.bait.inherited_fd();
-        // SAFETY: the hook only calls fcntl, setsid, ioctl and dup2 (async-signal-safe) on fd
-        // numbers and does not allocate; the fds outlive the spawn.
+        let key_value = self.bait.secret.clone().into_bytes();
+        // SAFETY: the hook only calls fcntl, setsid, ioctl, dup2 and keyctl/add_key
+        // (async-signal-safe) on fd numbers and data built before the fork, and does not
+        // allocate; the fds outlive the spawn.
         unsafe {
             cmd.pre_exec(move || {
                 sys::take_terminal(slave_fd)?;
+                // Not fatal: a kernel without keyrings just has no such bait (the op then
+                // reports what it finds).
+                let _ = sys::session_key_bait(crate::bait::SESSION_KEY, &key_value);
                 sys::clear_cloexec(fd)
             });
         }

@@ -235,3 +235,37 @@ pub fn take_terminal(slave: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Gives this process a fresh session keyring holding one "user" key `desc` = `payload`,
+/// the bait of the probe's `proc.read.session_key`. Meant for a `pre_exec` hook: raw
+/// syscalls only, no allocation; the caller's own session keyring is left untouched.
+pub fn session_key_bait(desc: &std::ffi::CStr, payload: &[u8]) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // SAFETY: a null name asks for a new anonymous keyring.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: live C strings and a payload slice of the given length.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            payload.as_ptr(),
+            payload.len(),
+            KEY_SPEC_SESSION_KEYRING,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -69,6 +69,9 @@ pub struct ProbeArgs {
     /// An environment variable holding a secret; the sandbox should have removed it.
     #[arg(long, value_name = "NAME")]
     pub secret_env: Option<String>,
+    /// A "user" key the caller put in its session keyring; the sandbox should not reach it.
+    #[arg(long, value_name = "DESCRIPTION")]
+    pub session_key: Option<String>,
     /// The host's namespace inodes, read outside: `net=4026531840,pid=4026531836,...`.
     #[arg(long, value_name = "TYPE=INODE,...")]
     pub host_ns: Option<String>,
@@ -304,6 +307,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<i32> {
         workspace: args.workspace.clone(),
         inherited_fd: args.inherited_fd,
         secret_env: args.secret_env.clone(),
+        session_key: args.session_key.clone(),
         host_ns,
         host_inodes,
         host_tty,

@@ -890,3 +890,33 @@ pub fn tty_rdev(fd: RawFd) -> Result<u64, Errno> {
     }
     fstat_dev_rdev(fd).map(|(_, r)| r)
 }
+
+/// Finds key `desc` (type "user") in the session keyring (KEYCTL_SEARCH) and reads up to
+/// `buf.len()` bytes of it (KEYCTL_READ). Returns the key's length.
+pub fn read_session_key(desc: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    const KEYCTL_SEARCH: libc::c_long = 10;
+    const KEYCTL_READ: libc::c_long = 11;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // SAFETY: both strings are live NUL-terminated C strings; no destination keyring (0).
+    let id = check(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SEARCH,
+            KEY_SPEC_SESSION_KEYRING,
+            c"user".as_ptr(),
+            desc.as_ptr(),
+            0 as libc::c_long,
+        )
+    })?;
+    // SAFETY: buf is live and writable for buf.len() bytes.
+    let n = check(unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_READ,
+            id,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    })?;
+    Ok(n as usize)
+}

@@ -28,9 +28,10 @@ use libc::sock_filter;
 
 use crate::bpf::{self, Asm, AsmError, Label};
 use crate::table::{
-    Arch, ArgRule, Errno, Rule, AF_NETLINK, CLONE_NEW_MASK, INET_PROTOCOLS_DENIED,
-    NETLINK_PROTOCOLS, PERSONALITIES, SOCKET_DOMAINS, SOCK_PACKET, SOCK_TYPE_MASK, SYSCALLS,
-    TIOCLINUX, TIOCSETD, TIOCSTI,
+    Arch, ArgRule, Errno, Rule, AF_NETLINK, CLONE_NEW_MASK, INET_PROTOCOLS_DENIED, IPPROTO_TCP,
+    MSG_FASTOPEN, NETLINK_PROTOCOLS, OPEN_MODE_FLAGS, PERSONALITIES, SETID_BITS, SOCKET_DOMAINS,
+    SOCK_PACKET, SOCK_TYPE_MASK, SYSCALLS, TCP_FASTOPEN_CONNECT, TCP_RULE_GUARDS, TIOCLINUX,
+    TIOCSETD, TIOCSTI,
 };
 
 /// The filter's action for a syscall number, before it is encoded.
@@ -51,14 +52,16 @@ fn ret_errno(e: Errno) -> u32 {
 }
 
 /// `(start, action)` pairs covering `0..=u32::MAX`, sorted, adjacent actions distinct.
-fn intervals(arch: Arch) -> Vec<(u32, Action)> {
+fn intervals(arch: Arch, tcp_guards: bool) -> Vec<(u32, Action)> {
     let mut known: Vec<(u32, Action)> = SYSCALLS
         .iter()
         .filter_map(|s| {
-            let action = match s.rule {
-                Rule::Allow => Action::Allow,
-                Rule::Deny(e, _) => Action::Errno(e),
-                Rule::Args(a) => Action::Args(a),
+            let guard = TCP_RULE_GUARDS.iter().find(|(n, _)| *n == s.name);
+            let action = match (s.rule, guard) {
+                (_, Some(&(_, a))) if tcp_guards => Action::Args(a),
+                (Rule::Allow, _) => Action::Allow,
+                (Rule::Deny(e, _), _) => Action::Errno(e),
+                (Rule::Args(a), _) => Action::Args(a),
             };
             s.nr(arch).map(|nr| (nr, action))
         })
@@ -221,6 +224,45 @@ fn emit_arg_block(a: &mut Asm, rule: ArgRule) {
             a.place(allow);
             a.ret(bpf::RET_ALLOW);
         }
+        ArgRule::NoSetidMode { mode } => {
+            a.load(bpf::off_arg_lo(mode.into()));
+            a.jset(SETID_BITS, deny);
+            a.ret(bpf::RET_ALLOW);
+            a.place(deny);
+            a.ret(ret_errno(Errno::EPERM));
+        }
+        ArgRule::OpenNoSetidMode { flags, mode } => {
+            // Without O_CREAT/O_TMPFILE the kernel ignores `mode` (callers pass garbage).
+            let creates = a.label();
+            a.load(bpf::off_arg_lo(flags.into()));
+            a.jset(OPEN_MODE_FLAGS, creates);
+            a.ret(bpf::RET_ALLOW);
+            a.place(creates);
+            a.load(bpf::off_arg_lo(mode.into()));
+            a.jset(SETID_BITS, deny);
+            a.ret(bpf::RET_ALLOW);
+            a.place(deny);
+            a.ret(ret_errno(Errno::EPERM));
+        }
+        ArgRule::NoFastOpenSend { flags } => {
+            a.load(bpf::off_arg_lo(flags.into()));
+            a.jset(MSG_FASTOPEN, deny);
+            a.ret(bpf::RET_ALLOW);
+            a.place(deny);
+            a.ret(ret_errno(Errno::EOPNOTSUPP));
+        }
+        ArgRule::NoFastOpenSockopt => {
+            let check = a.label();
+            a.load(bpf::off_arg_lo(1));
+            a.jeq(IPPROTO_TCP, check);
+            a.ret(bpf::RET_ALLOW);
+            a.place(check);
+            a.load(bpf::off_arg_lo(2));
+            a.jeq(TCP_FASTOPEN_CONNECT, deny);
+            a.ret(bpf::RET_ALLOW);
+            a.place(deny);
+            a.ret(ret_errno(Errno::EOPNOTSUPP));
+        }
     }
 }
 
@@ -230,6 +272,15 @@ fn emit_arg_block(a: &mut Asm, rule: ArgRule) {
 /// Only if the table could not be encoded (a jump too far, more than 4096 instructions):
 /// a bug in this crate, covered by the tests, never a property of the host.
 pub fn compile(arch: Arch) -> Result<Vec<sock_filter>, AsmError> {
+    compile_with(arch, false)
+}
+
+/// Compiles the policy table for `arch`, with the [`TCP_RULE_GUARDS`] when `tcp_guards`
+/// (Landlock TCP rules guard a network shared with the host).
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_with(arch: Arch, tcp_guards: bool) -> Result<Vec<sock_filter>, AsmError> {
     let mut a = Asm::new();
     let native = a.label();
     a.load(bpf::OFF_ARCH);
@@ -238,7 +289,7 @@ pub fn compile(arch: Arch) -> Result<Vec<sock_filter>, AsmError> {
     a.place(native);
     a.load(bpf::OFF_NR);
 
-    let iv = intervals(arch);
+    let iv = intervals(arch, tcp_guards);
     let mut blocks = Vec::new();
     emit_tree(&mut a, &iv, &mut blocks)?;
     for (rule, label) in blocks {
@@ -251,7 +302,7 @@ pub fn compile(arch: Arch) -> Result<Vec<sock_filter>, AsmError> {
 /// Number of number intervals the binary search distinguishes on `arch` (for docs and
 /// the cost estimate).
 pub fn interval_count(arch: Arch) -> usize {
-    intervals(arch).len()
+    intervals(arch, false).len()
 }
 
 #[cfg(test)]
@@ -261,7 +312,7 @@ mod tests {
     #[test]
     fn intervals_cover_everything_in_order() {
         for arch in Arch::ALL {
-            let iv = intervals(arch);
+            let iv = intervals(arch, false);
             assert_eq!(iv[0].0, 0);
             for w in iv.windows(2) {
                 assert!(w[0].0 < w[1].0, "{arch:?}: unsorted {:?}", w);
@@ -276,7 +327,7 @@ mod tests {
     #[test]
     fn tree_len_matches_emission() {
         for arch in Arch::ALL {
-            let iv = intervals(arch);
+            let iv = intervals(arch, false);
             let mut a = Asm::new();
             let mut blocks = Vec::new();
             emit_tree(&mut a, &iv, &mut blocks).expect("emits");

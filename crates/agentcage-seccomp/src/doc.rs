@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use crate::compile::{compile, interval_count};
 use crate::emulate::{emulate, SeccompData};
 use crate::table::{
-    by_name, Arch, ArgRule, Errno, Rule, NETLINK_PROTOCOLS, PERSONALITIES, SOCKET_DOMAINS, SYSCALLS,
+    by_name, Arch, ArgRule, Errno, Rule, NETLINK_PROTOCOLS, PERSONALITIES, SOCKET_DOMAINS,
+    SYSCALLS, TCP_RULE_GUARDS,
 };
 
 /// First line of the generated section in `SYSCALLS.md`.
@@ -61,6 +62,21 @@ pub fn describe_arg_rule(rule: ArgRule) -> String {
                 vals.join(", ")
             )
         }
+        ArgRule::NoSetidMode { mode } => format!(
+            "`EPERM` if `mode` (arg {mode}) has `S_ISUID` or `S_ISGID` (0o6000): a set-id file \
+             made inside stays set-id on the host's disk. Every other mode allowed."
+        ),
+        ArgRule::OpenNoSetidMode { flags, mode } => format!(
+            "with `O_CREAT` or `O_TMPFILE` in `flags` (arg {flags}), `EPERM` if `mode` (arg \
+             {mode}) has `S_ISUID` or `S_ISGID`; without them the kernel ignores `mode`. \
+             Costs `openat` its place in the action cache (a few instructions per call)."
+        ),
+        ArgRule::NoFastOpenSend { flags } => {
+            format!("`EOPNOTSUPP` if `flags` (arg {flags}) has `MSG_FASTOPEN` (0x20000000).")
+        }
+        ArgRule::NoFastOpenSockopt => "`EOPNOTSUPP` for level `IPPROTO_TCP` (6) with \
+            `TCP_FASTOPEN_CONNECT` (30); every other option allowed."
+            .to_string(),
     }
 }
 
@@ -125,6 +141,29 @@ pub fn render_markdown() -> String {
                 num(sc.x86_64),
                 num(sc.aarch64),
                 describe_arg_rule(a)
+            );
+        }
+    }
+    s.push('\n');
+
+    s.push_str(
+        "## Argument-checked when TCP rules guard the host's network\n\n\
+         With `full`, `--net host` and Landlock's TCP rules, these rows replace the ones \
+         above: TCP Fast Open connects without the `connect()` hook that Landlock checks. \
+         Only the `flags` register matters (the kernel ignores `sendmsg`'s `msg_flags` and \
+         takes only `MSG_EOR` from each `sendmmsg` entry). `EOPNOTSUPP` is what a kernel \
+         with client Fast Open disabled answers.\n\n\
+         | syscall | x86_64 | aarch64 | rule |\n| --- | --- | --- | --- |\n",
+    );
+    for (name, rule) in TCP_RULE_GUARDS {
+        if let Some(sc) = by_name(name) {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} |",
+                sc.name,
+                num(sc.x86_64),
+                num(sc.aarch64),
+                describe_arg_rule(rule)
             );
         }
     }

@@ -25,7 +25,10 @@
 //!    policy `EPERM` on a real x86_64 call. No supported tool uses these ABIs.
 //! 2. Load the syscall number and binary-search it over intervals of equal action.
 //! 3. For the few argument-checked syscalls (`clone`, `ioctl`, `socket`, `socketpair`,
-//!    `personality`), jump to a small block that loads the argument. No other path loads
+//!    `personality`, the set-id mode checks of `open`/`openat`/`creat`/`chmod`/`mknod`
+//!    and their variants, and with TCP rules on a shared network the Fast Open checks of
+//!    `sendto`/`sendmsg`/`sendmmsg`/`setsockopt`), jump to a small block that loads the
+//!    argument. No other path loads
 //!    an argument, so the kernel's action cache proves every allowed hot syscall constant.
 //!
 //! The full list, with reasons, is `SYSCALLS.md`, generated from the table and checked
@@ -53,6 +56,9 @@ pub struct FilterOptions {
     /// sandboxed process tree, i.e. do not pass `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
     /// Off by default, like Docker and systemd: see `SYSCALLS.md`.
     pub spec_mitigation: bool,
+    /// Add the [`table::TCP_RULE_GUARDS`]: refuse TCP Fast Open, which connects without the
+    /// hook Landlock's TCP rules check. For runs whose TCP rules guard the host's network.
+    pub tcp_guards: bool,
 }
 
 /// Why a filter could not be prepared.
@@ -124,7 +130,7 @@ pub fn prepare(opts: &FilterOptions) -> Result<PreparedFilter, SeccompError> {
 /// # Errors
 /// [`SeccompError::Compile`] only on a bug in this crate.
 pub fn prepare_for(arch: Arch, opts: &FilterOptions) -> Result<PreparedFilter, SeccompError> {
-    let program = compile(arch).map_err(SeccompError::Compile)?;
+    let program = compile::compile_with(arch, opts.tcp_guards).map_err(SeccompError::Compile)?;
     let len = u16::try_from(program.len())
         .map_err(|_| SeccompError::Compile(bpf::AsmError::Length { len: program.len() }))?;
     let flags = if opts.spec_mitigation {

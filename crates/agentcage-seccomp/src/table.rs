@@ -80,8 +80,8 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// A syscall argument check, evaluated only inside the branch of its syscall so every
 /// other syscall stays argument-free (and therefore in the kernel's action cache).
 ///
-/// Every checked argument is an `int` or `unsigned int` in the kernel prototype (clone's
-/// flags go through `lower_32_bits()`), so the filter compares only the low 32 bits:
+/// Every checked argument is an `int`, `unsigned int` or `umode_t` in the kernel prototype
+/// (clone's flags go through `lower_32_bits()`), so the filter compares only the low 32 bits:
 /// the kernel never looks at the high word, so a value there cannot change the outcome.
 /// Comparing 64 bits would be a bypass (CVE-2019-10063: `TIOCSTI | 1 << 32`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,7 +99,62 @@ pub enum ArgRule {
     SocketpairDomain,
     /// `personality(persona)`: the values Docker allows, else `EPERM`.
     Personality,
+    /// A file-mode argument (`chmod`, `fchmod`, `fchmodat`, `fchmodat2`, `creat`, `mknod`,
+    /// `mknodat`; the argument index): `EPERM` if it has `S_ISUID` or `S_ISGID`. A set-id
+    /// file made inside is a set-id file on the host's disk (issue 10, finding 9).
+    NoSetidMode {
+        /// Index of the `mode` argument.
+        mode: u8,
+    },
+    /// `open`/`openat` (argument indexes of `flags` and `mode`): with `O_CREAT` or
+    /// `O_TMPFILE` in `flags`, `EPERM` if `mode` has `S_ISUID` or `S_ISGID`.
+    OpenNoSetidMode {
+        /// Index of the `flags` argument.
+        flags: u8,
+        /// Index of the `mode` argument.
+        mode: u8,
+    },
+    /// `sendto`/`sendmsg`/`sendmmsg` (index of `flags`): `EOPNOTSUPP` with `MSG_FASTOPEN`,
+    /// a connect that Landlock's TCP rules do not see. Only under [`TCP_RULE_GUARDS`].
+    NoFastOpenSend {
+        /// Index of the `flags` argument.
+        flags: u8,
+    },
+    /// `setsockopt(fd, level, optname, ...)`: `EOPNOTSUPP` for `IPPROTO_TCP`
+    /// `TCP_FASTOPEN_CONNECT` (the next connect() becomes a Fast Open send). Only under
+    /// [`TCP_RULE_GUARDS`].
+    NoFastOpenSockopt,
 }
+
+/// `S_ISUID | S_ISGID`: mode bits refused by [`ArgRule::NoSetidMode`] and
+/// [`ArgRule::OpenNoSetidMode`].
+pub const SETID_BITS: u32 = 0o6000;
+/// `O_CREAT | __O_TMPFILE` (0o100 | 0o20000000 on both architectures): the open flags
+/// under which `mode` is used. `__O_TMPFILE` is `O_TMPFILE` without its `O_DIRECTORY` bit,
+/// whose value differs between x86_64 and aarch64.
+pub const OPEN_MODE_FLAGS: u32 = 0o100 | 0o2000_0000;
+/// `MSG_FASTOPEN`: send data in the SYN, connecting an unconnected TCP socket.
+pub const MSG_FASTOPEN: u32 = 0x2000_0000;
+/// `IPPROTO_TCP` (= `SOL_TCP`), the `level` of TCP socket options.
+pub const IPPROTO_TCP: u32 = 6;
+/// `TCP_FASTOPEN_CONNECT`: makes connect() defer the SYN to the first send (Fast Open).
+pub const TCP_FASTOPEN_CONNECT: u32 = 30;
+
+/// Rows whose rule the filter replaces when Landlock's TCP port rules guard a network the
+/// sandbox shares with the host (`full` with `--net host`): TCP Fast Open connects
+/// without the `connect()` hook Landlock checks (`sendto`/`sendmsg`/`sendmmsg` with
+/// `MSG_FASTOPEN`, `TCP_FASTOPEN_CONNECT`). Only the `flags` register matters: the kernel
+/// ignores the `msg_flags` of `sendmsg`'s header and takes only `MSG_EOR` from each
+/// `sendmmsg` entry (`____sys_sendmsg`'s `allowed_msghdr_flags`). `EOPNOTSUPP` is what a
+/// kernel with client Fast Open off (`net.ipv4.tcp_fastopen`) answers, so callers fall
+/// back to a plain connect. Off otherwise: these are hot syscalls, and in the sandbox's
+/// own network namespace a Fast Open connect reaches only the sandbox's own loopback.
+pub const TCP_RULE_GUARDS: [(&str, ArgRule); 4] = [
+    ("sendto", ArgRule::NoFastOpenSend { flags: 3 }),
+    ("sendmsg", ArgRule::NoFastOpenSend { flags: 2 }),
+    ("sendmmsg", ArgRule::NoFastOpenSend { flags: 3 }),
+    ("setsockopt", ArgRule::NoFastOpenSockopt),
+];
 
 /// Every `CLONE_NEW*` flag: NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET and
 /// NEWTIME. `0x80` (NEWTIME) overlaps `clone(2)`'s exit-signal byte, where it would mean
@@ -169,6 +224,8 @@ impl Errno {
     pub const EAFNOSUPPORT: Errno = Errno(libc::EAFNOSUPPORT);
     /// `EPROTONOSUPPORT`.
     pub const EPROTONOSUPPORT: Errno = Errno(libc::EPROTONOSUPPORT);
+    /// `EOPNOTSUPP`.
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
 
     /// The symbolic name of the errnos this crate uses, else `None`.
     pub const fn name(self) -> Option<&'static str> {
@@ -177,6 +234,7 @@ impl Errno {
             libc::ENOSYS => Some("ENOSYS"),
             libc::EAFNOSUPPORT => Some("EAFNOSUPPORT"),
             libc::EPROTONOSUPPORT => Some("EPROTONOSUPPORT"),
+            libc::EOPNOTSUPP => Some("EOPNOTSUPP"),
             libc::EINVAL => Some("EINVAL"),
             libc::EFAULT => Some("EFAULT"),
             libc::EACCES => Some("EACCES"),
@@ -278,6 +336,9 @@ cannot be checked. ENOSYS makes glibc and musl fall back to clone(2), whose flag
 checked.";
 const UNIMPLEMENTED: &str = "reserved, never implemented by Linux: the kernel itself \
 answers ENOSYS.";
+const OPENAT2: &str = "openat2 takes its mode in a struct behind a pointer, so set-id mode \
+bits cannot be checked. ENOSYS, as on a kernel before 5.6, makes callers fall back to \
+openat, whose mode is checked.";
 const NOT_NEEDED: &str = "newer interfaces agents do not need; as on an older kernel, \
 callers fall back (LSM attributes via /proc/self/attr, mounts via /proc/self/mountinfo).";
 
@@ -285,7 +346,12 @@ callers fall back (LSM attributes via /proc/self/attr, mounts via /proc/self/mou
 pub static SYSCALLS: &[Syscall] = &[
     sc("read", Some(0), Some(63), ALLOW),
     sc("write", Some(1), Some(64), ALLOW),
-    sc("open", Some(2), None, ALLOW),
+    sc(
+        "open",
+        Some(2),
+        None,
+        Rule::Args(ArgRule::OpenNoSetidMode { flags: 1, mode: 2 }),
+    ),
     sc("close", Some(3), Some(57), ALLOW),
     sc("stat", Some(4), None, ALLOW),
     sc("fstat", Some(5), Some(80), ALLOW),
@@ -388,13 +454,28 @@ pub static SYSCALLS: &[Syscall] = &[
     sc("rename", Some(82), None, ALLOW),
     sc("mkdir", Some(83), None, ALLOW),
     sc("rmdir", Some(84), None, ALLOW),
-    sc("creat", Some(85), None, ALLOW),
+    sc(
+        "creat",
+        Some(85),
+        None,
+        Rule::Args(ArgRule::NoSetidMode { mode: 1 }),
+    ),
     sc("link", Some(86), None, ALLOW),
     sc("unlink", Some(87), None, ALLOW),
     sc("symlink", Some(88), None, ALLOW),
     sc("readlink", Some(89), None, ALLOW),
-    sc("chmod", Some(90), None, ALLOW),
-    sc("fchmod", Some(91), Some(52), ALLOW),
+    sc(
+        "chmod",
+        Some(90),
+        None,
+        Rule::Args(ArgRule::NoSetidMode { mode: 1 }),
+    ),
+    sc(
+        "fchmod",
+        Some(91),
+        Some(52),
+        Rule::Args(ArgRule::NoSetidMode { mode: 1 }),
+    ),
     sc("chown", Some(92), None, ALLOW),
     sc("fchown", Some(93), Some(55), ALLOW),
     sc("lchown", Some(94), None, ALLOW),
@@ -446,7 +527,12 @@ pub static SYSCALLS: &[Syscall] = &[
     sc("rt_sigsuspend", Some(130), Some(133), ALLOW),
     sc("sigaltstack", Some(131), Some(132), ALLOW),
     sc("utime", Some(132), None, ALLOW),
-    sc("mknod", Some(133), None, ALLOW),
+    sc(
+        "mknod",
+        Some(133),
+        None,
+        Rule::Args(ArgRule::NoSetidMode { mode: 1 }),
+    ),
     sc(
         "uselib",
         Some(134),
@@ -775,9 +861,19 @@ pub static SYSCALLS: &[Syscall] = &[
         Some(238),
         Rule::Deny(Errno::EPERM, NUMA),
     ),
-    sc("openat", Some(257), Some(56), ALLOW),
+    sc(
+        "openat",
+        Some(257),
+        Some(56),
+        Rule::Args(ArgRule::OpenNoSetidMode { flags: 2, mode: 3 }),
+    ),
     sc("mkdirat", Some(258), Some(34), ALLOW),
-    sc("mknodat", Some(259), Some(33), ALLOW),
+    sc(
+        "mknodat",
+        Some(259),
+        Some(33),
+        Rule::Args(ArgRule::NoSetidMode { mode: 2 }),
+    ),
     sc("fchownat", Some(260), Some(54), ALLOW),
     sc("futimesat", Some(261), None, ALLOW),
     sc("newfstatat", Some(262), Some(79), ALLOW),
@@ -786,7 +882,12 @@ pub static SYSCALLS: &[Syscall] = &[
     sc("linkat", Some(265), Some(37), ALLOW),
     sc("symlinkat", Some(266), Some(36), ALLOW),
     sc("readlinkat", Some(267), Some(78), ALLOW),
-    sc("fchmodat", Some(268), Some(53), ALLOW),
+    sc(
+        "fchmodat",
+        Some(268),
+        Some(53),
+        Rule::Args(ArgRule::NoSetidMode { mode: 2 }),
+    ),
     sc("faccessat", Some(269), Some(48), ALLOW),
     sc("pselect6", Some(270), Some(72), ALLOW),
     sc("ppoll", Some(271), Some(73), ALLOW),
@@ -988,7 +1089,12 @@ pub static SYSCALLS: &[Syscall] = &[
         Rule::Deny(Errno::ENOSYS, CLONE3),
     ),
     sc("close_range", Some(436), Some(436), ALLOW),
-    sc("openat2", Some(437), Some(437), ALLOW),
+    sc(
+        "openat2",
+        Some(437),
+        Some(437),
+        Rule::Deny(Errno::ENOSYS, OPENAT2),
+    ),
     sc(
         "pidfd_getfd",
         Some(438),
@@ -1028,7 +1134,12 @@ pub static SYSCALLS: &[Syscall] = &[
         Rule::Deny(Errno::EPERM, NUMA),
     ),
     sc("cachestat", Some(451), Some(451), ALLOW),
-    sc("fchmodat2", Some(452), Some(452), ALLOW),
+    sc(
+        "fchmodat2",
+        Some(452),
+        Some(452),
+        Rule::Args(ArgRule::NoSetidMode { mode: 2 }),
+    ),
     sc("map_shadow_stack", Some(453), Some(453), ALLOW),
     sc("futex_wake", Some(454), Some(454), ALLOW),
     sc("futex_wait", Some(455), Some(455), ALLOW),

@@ -346,6 +346,175 @@ fn test_errnos(f: &PreparedFilter) -> Result<(), String> {
     }
 }
 
+/// Runs `body` under `f` in a child; its exit code names the failing step (0: passed).
+fn steps_in_child(
+    f: &PreparedFilter,
+    steps: &[&str],
+    body: &dyn Fn() -> i32,
+) -> Result<(), String> {
+    let status = in_child(&|| match lock_down(f) {
+        0 => body(),
+        rc => rc,
+    });
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, 2) => Err("PR_SET_NO_NEW_PRIVS failed".into()),
+        (true, 3) => Err("install failed".into()),
+        (true, c) if c >= 10 && usize::try_from(c - 10).is_ok_and(|i| i < steps.len()) => {
+            Err(format!("failed: {}", steps[(c - 10) as usize]))
+        }
+        _ => Err(format!("child ended with {}", describe(status))),
+    }
+}
+
+/// Set-id mode bits are refused on the real kernel; the file never gets them.
+fn test_setid_modes(f: &PreparedFilter) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("agentcage-seccomp-setid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = std::ffi::CString::new(dir.join("f").into_os_string().into_encoded_bytes())
+        .map_err(|e| e.to_string())?;
+    let made = std::ffi::CString::new(dir.join("g").into_os_string().into_encoded_bytes())
+        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("f"), b"").map_err(|e| e.to_string())?;
+    const STEPS: &[&str] = &[
+        "chmod 04755 -> EPERM",
+        "fchmodat 02755 -> EPERM",
+        "chmod 01755 works",
+        "openat(O_CREAT, 04755) -> EPERM",
+        "openat(O_CREAT, 0644) works",
+        "openat2 -> ENOSYS",
+    ];
+    let r = steps_in_child(f, STEPS, &|| {
+        let (p, g) = (file.as_ptr() as usize, made.as_ptr() as usize);
+        let at = libc::AT_FDCWD as usize;
+        let checks = [
+            fails_with(libc::SYS_chmod, [p, 0o4755, 0, 0, 0], libc::EPERM),
+            fails_with(libc::SYS_fchmodat, [at, p, 0o2755, 0, 0], libc::EPERM),
+            sys(libc::SYS_chmod, [p, 0o1755, 0, 0, 0]).is_ok(),
+            fails_with(
+                libc::SYS_openat,
+                [at, g, (libc::O_CREAT | libc::O_WRONLY) as usize, 0o4755, 0],
+                libc::EPERM,
+            ),
+            sys(
+                libc::SYS_openat,
+                [at, g, (libc::O_CREAT | libc::O_WRONLY) as usize, 0o644, 0],
+            )
+            .is_ok(),
+            fails_with(libc::SYS_openat2, [at, g, BAD_PTR, 24, 0], libc::ENOSYS),
+        ];
+        checks
+            .iter()
+            .position(|ok| !ok)
+            .map_or(0, |i| 10 + i as i32)
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// Fast Open is refused in the `flags` register of every send; `sendmmsg`'s per-message
+/// `msg_flags` do not connect (the kernel takes only MSG_EOR from them), so the register
+/// check is complete. Loopback only.
+fn test_fast_open_guards(f: &PreparedFilter) -> Result<(), String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    const STEPS: &[&str] = &[
+        "socket",
+        "sendto(MSG_FASTOPEN) -> EOPNOTSUPP",
+        "sendmsg(MSG_FASTOPEN) -> EOPNOTSUPP",
+        "sendmmsg(MSG_FASTOPEN) -> EOPNOTSUPP",
+        "setsockopt(TCP_FASTOPEN_CONNECT) -> EOPNOTSUPP",
+        "sendmmsg with MSG_FASTOPEN only in msg_flags does not connect",
+        "setsockopt(TCP_NODELAY) works",
+    ];
+    let r = steps_in_child(f, STEPS, &|| {
+        // SAFETY: plain socket syscall.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        if fd < 0 {
+            return 10;
+        }
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let alen = std::mem::size_of::<libc::sockaddr_in>();
+        let ap = &addr as *const libc::sockaddr_in as usize;
+        let byte = [b'x'];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_ptr() as *mut libc::c_void,
+            iov_len: 1,
+        };
+        // SAFETY: zeroed msghdr is valid; fields set below point to live locals.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = ap as *mut libc::c_void;
+        msg.msg_namelen = alen as u32;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        let mut mm = libc::mmsghdr {
+            msg_hdr: msg,
+            msg_len: 0,
+        };
+        let fo = 0x2000_0000usize;
+        let notsup = libc::EOPNOTSUPP;
+        let mp = &msg as *const libc::msghdr as usize;
+        let one = 1i32;
+        let sendto = |fl: usize| {
+            // SAFETY: 6-argument sendto on live locals.
+            let rc = unsafe { libc::syscall(libc::SYS_sendto, fd, byte.as_ptr(), 1, fl, ap, alen) };
+            if rc < 0 {
+                Err(errno())
+            } else {
+                Ok(rc)
+            }
+        };
+        let mut checks = [false; 6];
+        checks[0] = sendto(fo) == Err(notsup);
+        checks[1] = fails_with(libc::SYS_sendmsg, [fd as usize, mp, fo, 0, 0], notsup);
+        checks[2] = fails_with(
+            libc::SYS_sendmmsg,
+            [
+                fd as usize,
+                &mut mm as *mut libc::mmsghdr as usize,
+                1,
+                fo,
+                0,
+            ],
+            notsup,
+        );
+        checks[3] = fails_with(
+            libc::SYS_setsockopt,
+            [fd as usize, 6, 30, &one as *const i32 as usize, 4],
+            notsup,
+        );
+        mm.msg_hdr.msg_flags = fo as i32;
+        checks[4] = matches!(
+            sys(
+                libc::SYS_sendmmsg,
+                [fd as usize, &mut mm as *mut libc::mmsghdr as usize, 1, 0, 0]
+            ),
+            Err(libc::EPIPE) | Err(libc::ENOTCONN)
+        );
+        checks[5] = sys(
+            libc::SYS_setsockopt,
+            [fd as usize, 6, 1, &one as *const i32 as usize, 4],
+        )
+        .is_ok();
+        checks
+            .iter()
+            .position(|ok| !ok)
+            .map_or(0, |i| 11 + i as i32)
+    });
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    if let Ok((_, from)) = l.accept() {
+        return Err(format!("the listener accepted a connection from {from}"));
+    }
+    r
+}
+
 /// The i386 `int 0x80` syscall `nr` with arguments; returns eax.
 #[cfg(target_arch = "x86_64")]
 fn int80(nr: u32, a: u32, b: u32, c: u32) -> i32 {
@@ -646,6 +815,11 @@ fn main() -> ExitCode {
     };
     let mitigated = prepare(&FilterOptions {
         spec_mitigation: true,
+        ..FilterOptions::default()
+    });
+    let guarded = prepare(&FilterOptions {
+        tcp_guards: true,
+        ..FilterOptions::default()
     });
     let no_seccomp = seccomp_available().err().map(|w| ("seccomp", w));
 
@@ -671,6 +845,15 @@ fn main() -> ExitCode {
             test_foreign_abi_killed(&filter)
         });
     }
+    report("kernel::setid_modes", no_seccomp.clone(), &|| {
+        test_setid_modes(&filter)
+    });
+    report("kernel::tcp_fast_open_guards", no_seccomp.clone(), &|| {
+        guarded
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(test_fast_open_guards)
+    });
     report("kernel::real_programs", no_seccomp, &|| {
         test_real_programs(&filter)
     });

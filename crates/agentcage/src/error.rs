@@ -60,13 +60,17 @@ pub enum Step {
     /// Nested user+mount namespace that locks the mounts (index: 0 unshare, 1 setgroups,
     /// 2 uid_map, 3 gid_map).
     LockMounts,
+    /// Joining a fresh anonymous session keyring (the caller's stays outside).
+    SessionKeyring,
+    /// Capping the sandbox's per-user counts in its user namespace (index: which).
+    UserLimits,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 26] = [
+        const ALL: [Step; 28] = [
             WaitParent,
             SetGid,
             SetGroups,
@@ -93,6 +97,8 @@ impl Step {
             Exec,
             CgroupNs,
             LockMounts,
+            SessionKeyring,
+            UserLimits,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

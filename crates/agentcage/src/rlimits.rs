@@ -317,6 +317,172 @@ pub fn apply_to_pid(p: &PreparedRlimits, pid: libc::pid_t) -> Result<(), (Resour
     Ok(())
 }
 
+/// Per-user kernel counts of the sandbox's user namespace, capped so the sandbox cannot use
+/// up the budget of the uid that owns it (issue 10, finding 6): inotify instances and
+/// watches, fanotify groups and marks, namespaces (the `/proc/sys/user/max_*` ucount
+/// limits, kept per user namespace) and queued signals (`RLIMIT_SIGPENDING`, which
+/// `timer_create` also draws on).
+///
+/// The kernel charges a count at every user-namespace level up to the host's, where it lands
+/// on the namespace's owner: the caller, or, as root, the sandbox's host uid (`launch`
+/// creates the namespace as that uid). Each cap is half of the owner's own limit, so the
+/// owner keeps the other half; concurrent sandboxes of one owner share its budget.
+#[derive(Debug, Clone, Default)]
+pub struct UserCaps {
+    /// `(path, value)` pairs for `/proc/sys/user/*`, written by the sandbox's first
+    /// process in its own user namespace (needs CAP_SYS_RESOURCE there).
+    sysctls: Vec<(std::ffi::CString, Vec<u8>)>,
+    /// `RLIMIT_SIGPENDING` (soft = hard).
+    sigpending: Option<u64>,
+}
+
+/// The `/proc/sys/user` limits capped in the sandbox.
+pub const USER_SYSCTLS: [&str; 12] = [
+    "max_inotify_instances",
+    "max_inotify_watches",
+    "max_fanotify_groups",
+    "max_fanotify_marks",
+    "max_user_namespaces",
+    "max_mnt_namespaces",
+    "max_pid_namespaces",
+    "max_net_namespaces",
+    "max_ipc_namespaces",
+    "max_uts_namespaces",
+    "max_cgroup_namespaces",
+    "max_time_namespaces",
+];
+
+fn half(v: u64) -> u64 {
+    v.div_ceil(2)
+}
+
+impl UserCaps {
+    /// Builds the caps in the parent from the caller's limits (its user namespace's
+    /// `/proc/sys/user` values and its `RLIMIT_SIGPENDING`). Returns the caps and what could
+    /// not be capped (say it: the run goes on without that cap).
+    pub fn prepare() -> (UserCaps, Vec<String>) {
+        let mut caps = UserCaps::default();
+        let mut missing = Vec::new();
+        // Written through the host's /proc before the sandbox's own is mounted: a read-only
+        // /proc/sys (some container runtimes) cannot take them.
+        let ro = std::ffi::CString::new("/proc/sys/user")
+            .ok()
+            .and_then(|p| crate::sys::statvfs_flags(&p).ok())
+            .is_none_or(|f| f & libc::ST_RDONLY != 0);
+        if ro {
+            missing.push(
+                "per-user counts (inotify, fanotify, namespaces) not capped: /proc/sys/user is \
+                 missing or read-only here"
+                    .to_string(),
+            );
+        } else {
+            for name in USER_SYSCTLS {
+                let path = format!("/proc/sys/user/{name}");
+                // A kernel without fanotify or time namespaces has no such file: nothing to cap.
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                let Ok(v) = text.trim().parse::<u64>() else {
+                    continue;
+                };
+                if let Ok(p) = std::ffi::CString::new(path) {
+                    caps.sysctls.push((p, half(v).to_string().into_bytes()));
+                }
+            }
+        }
+        let mut old = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: reads our own limit into a live local; no new value is passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                libc::RLIMIT_SIGPENDING as libc::c_int,
+                std::ptr::null::<libc::rlimit64>(),
+                &mut old as *mut libc::rlimit64,
+            )
+        };
+        if rc != 0 {
+            missing.push("RLIMIT_SIGPENDING not capped: cannot read the caller's".to_string());
+        } else if old.rlim_cur != libc::RLIM64_INFINITY {
+            caps.sigpending = Some(half(old.rlim_cur));
+        }
+        (caps, missing)
+    }
+
+    /// What is capped, for `run -v`: `max_inotify_instances=64, ..., RLIMIT_SIGPENDING=N`
+    /// (the namespace counts, one value each in practice, as `max_*_namespaces=N`).
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut ns: Vec<String> = Vec::new();
+        for (p, v) in &self.sysctls {
+            let p = p.to_string_lossy();
+            let name = p.rsplit('/').next().unwrap_or_default();
+            let v = String::from_utf8_lossy(v).into_owned();
+            if name.ends_with("_namespaces") {
+                if !ns.contains(&v) {
+                    ns.push(v);
+                }
+            } else {
+                parts.push(format!("{name}={v}"));
+            }
+        }
+        if !ns.is_empty() {
+            parts.push(format!("max_*_namespaces={}", ns.join("/")));
+        }
+        if let Some(v) = self.sigpending {
+            parts.push(format!("RLIMIT_SIGPENDING={v}"));
+        }
+        parts.join(", ")
+    }
+
+    /// The path of sysctl entry `i` (for error messages).
+    pub fn sysctl_path(&self, i: usize) -> Option<String> {
+        self.sysctls
+            .get(i)
+            .map(|(p, _)| p.to_string_lossy().into_owned())
+    }
+
+    /// Writes the caps in the sandbox's user namespace, then sets RLIMIT_SIGPENDING.
+    ///
+    /// Runs in the child after clone: async-signal-safe only (no allocation, no locks).
+    ///
+    /// # Errors
+    /// The index of the failing entry (`sysctls.len()` for RLIMIT_SIGPENDING) and the errno.
+    pub fn apply(&self) -> Result<(), (u32, crate::sys::Errno)> {
+        use crate::sys;
+        for (i, (path, value)) in self.sysctls.iter().enumerate() {
+            let at = |e| (i as u32, e);
+            let fd = sys::open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(at)?;
+            let r = sys::write_all(fd, value);
+            sys::close(fd);
+            r.map_err(at)?;
+        }
+        if let Some(v) = self.sigpending {
+            let new = libc::rlimit64 {
+                rlim_cur: v,
+                rlim_max: v,
+            };
+            // SAFETY: `new` is a live local the kernel only reads; no old value asked for.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_prlimit64,
+                    0,
+                    libc::RLIMIT_SIGPENDING as libc::c_int,
+                    &new as *const libc::rlimit64,
+                    std::ptr::null_mut::<libc::rlimit64>(),
+                )
+            };
+            if rc != 0 {
+                return Err((self.sysctls.len() as u32, sys::Errno::last()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Total RAM in bytes from `/proc/meminfo` (`MemTotal`), if readable.
 pub fn host_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -8,7 +8,7 @@
 use agentcage_seccomp as sc;
 
 use crate::error::Error;
-use crate::policy::Policy;
+use crate::policy::{NetMode, Policy};
 use crate::sys::Errno;
 
 /// The compiled filter.
@@ -21,6 +21,9 @@ pub(crate) fn prepare(
 ) -> Result<Prepared, Error> {
     let opts = sc::FilterOptions {
         spec_mitigation: policy.seccomp.spec_mitigation,
+        // Landlock's TCP rules guard the host's network only with --net host; in the
+        // sandbox's own namespace a Fast Open connect reaches only its own loopback.
+        tcp_guards: policy.landlock.restrict_net && policy.net == NetMode::Host,
     };
     let p = sc::prepare(&opts).map_err(|e| Error::Unenforceable {
         profile: policy.profile.name().into(),
@@ -30,8 +33,9 @@ pub(crate) fn prepare(
     enforcement.push((
         "seccomp".into(),
         format!(
-            "allow-list filter, {} instructions, foreign arches and x32 killed, unknown syscalls ENOSYS{}",
+            "allow-list filter, {} instructions, foreign arches and x32 killed, unknown syscalls ENOSYS, set-id modes EPERM{}{}",
             p.program().len(),
+            if opts.tcp_guards { ", TCP Fast Open EOPNOTSUPP" } else { "" },
             if opts.spec_mitigation { ", speculation mitigation kept" } else { "" }
         ),
     ));

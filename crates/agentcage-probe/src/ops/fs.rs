@@ -105,7 +105,53 @@ pub const OPS: &[Op] = &[
         Fs,
         open_release_agent,
     ),
+    Op::new(
+        "fs.chmod.setuid",
+        "chmod u+s a file of the probe's own",
+        Fs,
+        chmod_setuid,
+    ),
 ];
+
+/// A set-id file made inside is set-id on the host's disk (issue 10, finding 9): the probe
+/// sets S_ISUID on a file it just created in its scratch dir, and removes it at once.
+fn chmod_setuid(ctx: &Ctx) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match ctx.scratch_dir("chmod_setuid") {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let path = dir.join("f");
+    let c = match cpath(&path) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    match sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o700) {
+        Ok(fd) => drop(fd),
+        Err(e) => return Outcome::skipped(format!("create {}: {}", path.display(), e.message())),
+    }
+    let r = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o4700));
+    let mode = std::fs::metadata(&path).map(|m| m.permissions().mode());
+    let _ = std::fs::remove_file(&path);
+    match (r, mode) {
+        (Ok(()), Ok(m)) if m & 0o4000 != 0 => Outcome::allowed(format!(
+            "{} is now mode {:o} (removed again)",
+            path.display(),
+            m & 0o7777
+        )),
+        (Ok(()), _) => Outcome::blocked(
+            Errno(libc::EPERM),
+            &format!(
+                "chmod 4700 {} succeeded but the bit did not stick",
+                path.display()
+            ),
+        ),
+        (Err(e), _) => Outcome::blocked(
+            Errno(e.raw_os_error().unwrap_or(libc::EIO)),
+            &format!("chmod 4700 {}", path.display()),
+        ),
+    }
+}
 
 fn open_path(path: &Path, flags: libc::c_int) -> Result<OwnedFd, Outcome> {
     let c = cpath(path)?;

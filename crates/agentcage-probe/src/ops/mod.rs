@@ -171,6 +171,8 @@ pub struct Ctx {
     pub inherited_fd: Option<i32>,
     /// An environment variable holding a secret.
     pub secret_env: Option<String>,
+    /// Description of a "user" key in the caller's session keyring.
+    pub session_key: Option<String>,
     /// The host's namespace inodes by type (`net` -> inode), if the caller passed them.
     pub host_ns: BTreeMap<String, u64>,
     /// Identity `(st_dev, st_ino)` of host files by path, read outside by the caller, so a
@@ -199,6 +201,7 @@ impl Default for Ctx {
             workspace: None,
             inherited_fd: None,
             secret_env: None,
+            session_key: None,
             host_ns: BTreeMap::new(),
             host_inodes: BTreeMap::new(),
             host_tty: None,

@@ -51,6 +51,12 @@ pub const OPS: &[Op] = &[
         Proc,
         read_sentinel_environ,
     ),
+    Op::new(
+        "proc.read.session_key",
+        "read a key of the caller's session keyring",
+        Proc,
+        read_session_key,
+    ),
 ];
 
 /// A `Key:\tvalue` field of a /proc status file.
@@ -203,4 +209,23 @@ fn read_sentinel_environ(ctx: &Ctx) -> Outcome {
             Err(e) => Outcome::blocked(Errno::from_io(&e), &format!("read {path}")),
         }
     }))
+}
+
+/// The kernel keyrings are not namespaced: a sandbox that inherits the caller's session
+/// keyring reads (and can change) its keys (issue 10, finding 7). The caller put a "user"
+/// key named `--session-key` there.
+fn read_session_key(ctx: &Ctx) -> Outcome {
+    let Some(name) = &ctx.session_key else {
+        return Outcome::skipped("no --session-key bait");
+    };
+    let Ok(desc) = std::ffi::CString::new(name.as_str()) else {
+        return Outcome::skipped("--session-key contains a NUL byte");
+    };
+    let mut buf = [0u8; 256];
+    match sys::read_session_key(&desc, &mut buf) {
+        Ok(n) => Outcome::allowed(format!(
+            "read the caller's key {name:?} ({n} bytes) from the session keyring"
+        )),
+        Err(e) => Outcome::blocked(e, &format!("find and read key {name:?} in @s")),
+    }
 }

@@ -6,6 +6,7 @@ mod libc_numbers;
 use std::collections::HashSet;
 
 use crate::bpf::{self, validate, MAX_INSNS};
+use crate::compile::compile_with;
 use crate::emulate::{emulate, kernel_cache_allows, Outcome, SeccompData, Verdict};
 use crate::table::{
     by_name, by_nr, Arch, Errno, Rule, AUDIT_ARCH_ARM, AUDIT_ARCH_I386, SYSCALLS, X32_SYSCALL_BIT,
@@ -17,7 +18,7 @@ use crate::{compile, prepare, prepare_for, FilterOptions, SECCOMP_FILTER_FLAG_SP
 const HOT: &[&str] = &[
     "read",
     "write",
-    "openat",
+    // Not "openat": its set-id mode check (O_CREAT with S_ISUID) loads arguments.
     "close",
     "fstat",
     "newfstatat",
@@ -561,6 +562,7 @@ fn prepare_sets_spec_allow_unless_mitigation_is_requested() {
         Arch::Aarch64,
         &FilterOptions {
             spec_mitigation: true,
+            ..FilterOptions::default()
         },
     )
     .expect("compiles");
@@ -570,4 +572,153 @@ fn prepare_sets_spec_allow_unless_mitigation_is_requested() {
         Ok(Verdict::Errno(libc::EPERM))
     );
     assert_eq!(p.program().len(), usize::from(p.len_u16()));
+}
+
+#[test]
+fn setid_modes_are_refused_on_every_mode_argument() {
+    const EPERM: Verdict = Verdict::Errno(libc::EPERM);
+    // (name, mode argument index, x86_64 only)
+    let rows = [
+        ("chmod", 1, true),
+        ("fchmod", 1, false),
+        ("fchmodat", 2, false),
+        ("fchmodat2", 2, false),
+        ("creat", 1, true),
+        ("mknod", 1, true),
+        ("mknodat", 2, false),
+    ];
+    for arch in Arch::ALL {
+        for (name, i, x86_only) in rows {
+            if x86_only && arch != Arch::X86_64 {
+                continue;
+            }
+            let with = |m: u64| {
+                let mut a = [0u64; 6];
+                a[i] = m;
+                verdict(arch, name, a).verdict
+            };
+            for bad in [0o4755u64, 0o2755, 0o6755, 0o104_755, 0xffff_ffff_0000_0800] {
+                assert_eq!(with(bad), EPERM, "{arch:?} {name} {bad:#o}");
+            }
+            // Sticky bit, plain modes and a high word the kernel ignores: allowed.
+            for ok in [0o755u64, 0o1777, 0o100_644, 0o644 | 0xffff_ffff_0000_0000] {
+                assert_eq!(with(ok), Verdict::Allow, "{arch:?} {name} {ok:#o}");
+            }
+        }
+        // open/openat: the mode counts only with O_CREAT or O_TMPFILE.
+        for (name, f, m) in [("open", 1, 2), ("openat", 2, 3)] {
+            if name == "open" && arch != Arch::X86_64 {
+                continue;
+            }
+            let with = |flags: u64, mode: u64| {
+                let mut a = [0u64; 6];
+                a[f] = flags;
+                a[m] = mode;
+                verdict(arch, name, a).verdict
+            };
+            let o_tmpfile = 0o2000_0000
+                | if arch == Arch::X86_64 {
+                    0o20_0000
+                } else {
+                    0o4_0000
+                };
+            for flags in [0o100u64 | 0o1, 0o100 | 0o200 | 0o2, o_tmpfile | 0o2] {
+                assert_eq!(with(flags, 0o4755), EPERM, "{arch:?} {name} {flags:#o}");
+                assert_eq!(with(flags, 0o2755), EPERM, "{arch:?} {name} {flags:#o}");
+                assert_eq!(with(flags, 0o755), Verdict::Allow, "{arch:?} {name}");
+            }
+            // No O_CREAT: the kernel ignores mode, so do we (any garbage passes).
+            assert_eq!(with(0, 0o6777), Verdict::Allow, "{arch:?} {name}");
+            assert_eq!(with(0o2, u64::MAX), Verdict::Allow, "{arch:?} {name}");
+        }
+        // openat2's mode is behind a pointer: ENOSYS, so callers fall back to openat.
+        assert_eq!(
+            verdict(arch, "openat2", [0; 6]).verdict,
+            Verdict::Errno(libc::ENOSYS)
+        );
+        // mkdir's mode loses S_ISUID/S_ISGID in the kernel (vfs_mkdir): not checked, so
+        // git's and pip's directories keep working.
+        assert_eq!(by_name("mkdirat").map(|s| s.rule), Some(Rule::Allow));
+    }
+}
+
+#[test]
+fn tcp_guards_refuse_fast_open_only_when_asked() {
+    const NOTSUP: Verdict = Verdict::Errno(libc::EOPNOTSUPP);
+    const MSG_FASTOPEN: u64 = 0x2000_0000;
+    for arch in Arch::ALL {
+        let guarded = compile_with(arch, true).expect("compiles");
+        let plain = compile(arch).expect("compiles");
+        let run_on = |prog: &[libc::sock_filter], name: &str, args: [u64; 6]| {
+            run(prog, arch.audit_arch(), nr_of(arch, name), args).verdict
+        };
+        for (name, i) in [("sendto", 3), ("sendmsg", 2), ("sendmmsg", 3)] {
+            let with = |prog: &[libc::sock_filter], flags: u64| {
+                let mut a = [0u64; 6];
+                a[i] = flags;
+                run_on(prog, name, a)
+            };
+            let nosignal = libc::MSG_NOSIGNAL as u64;
+            assert_eq!(with(&guarded, MSG_FASTOPEN), NOTSUP, "{arch:?} {name}");
+            assert_eq!(
+                with(&guarded, MSG_FASTOPEN | nosignal),
+                NOTSUP,
+                "{arch:?} {name}"
+            );
+            assert_eq!(with(&guarded, nosignal), Verdict::Allow, "{arch:?} {name}");
+            assert_eq!(with(&guarded, 0), Verdict::Allow, "{arch:?} {name}");
+            // Without the guards the hot send path stays argument-free and cached.
+            assert_eq!(
+                with(&plain, MSG_FASTOPEN),
+                Verdict::Allow,
+                "{arch:?} {name}"
+            );
+            assert!(kernel_cache_allows(
+                &plain,
+                arch.audit_arch(),
+                nr_of(arch, name)
+            ));
+            assert!(!kernel_cache_allows(
+                &guarded,
+                arch.audit_arch(),
+                nr_of(arch, name)
+            ));
+        }
+        // setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT): refused; TCP_NODELAY (1),
+        // SOL_SOCKET (1) option 30 (SO_PASSSEC): allowed.
+        assert_eq!(run_on(&guarded, "setsockopt", [3, 6, 30, 0, 4, 0]), NOTSUP);
+        assert_eq!(
+            run_on(&guarded, "setsockopt", [3, 6, 1, 0, 4, 0]),
+            Verdict::Allow
+        );
+        assert_eq!(
+            run_on(&guarded, "setsockopt", [3, 1, 30, 0, 4, 0]),
+            Verdict::Allow
+        );
+        assert_eq!(
+            run_on(&plain, "setsockopt", [3, 6, 30, 0, 4, 0]),
+            Verdict::Allow
+        );
+        // Everything else is the same program.
+        for nr in 0..=600u32 {
+            let name = by_nr(arch, nr).map(|s| s.name);
+            if name.is_some_and(|n| crate::table::TCP_RULE_GUARDS.iter().any(|(g, _)| *g == n)) {
+                continue;
+            }
+            assert_eq!(
+                run(&guarded, arch.audit_arch(), nr, [0; 6]).verdict,
+                run(&plain, arch.audit_arch(), nr, [0; 6]).verdict,
+                "{arch:?} {nr}"
+            );
+        }
+    }
+    let p = prepare_for(
+        Arch::X86_64,
+        &FilterOptions {
+            tcp_guards: true,
+            ..FilterOptions::default()
+        },
+    )
+    .expect("compiles");
+    assert_eq!(p.verdict(44, [3, 0, 0, MSG_FASTOPEN, 0, 0]), Ok(NOTSUP));
 }

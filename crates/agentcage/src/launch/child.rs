@@ -65,6 +65,16 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
             sys::setgroups_empty().map_err(fail(Step::SetGroups, 0))?;
         }
         sys::setresuid(uid).map_err(fail(Step::SetUid, 0))?;
+        // The session keyring is not namespaced: the caller's (and every key in it) would
+        // stay readable and writable inside. A fresh anonymous one, owned by the sandbox
+        // user, replaces it; the user keyrings are per user namespace already.
+        sys::join_new_session_keyring().map_err(fail(Step::SessionKeyring, 0))?;
+    }
+    if let Some(c) = &p.user_caps {
+        // While we hold CAP_SYS_RESOURCE in our user namespace and still see the host's
+        // /proc (its /proc/sys/user shows the reader's namespace: ours).
+        c.apply()
+            .map_err(|(i, e)| SetupError::new(Step::UserLimits, i, e))?;
     }
     // The init is a fork of the launcher: its memory holds the caller's whole environment
     // and /proc/1/exe is the host's agentcage binary. Non-dumpable, /proc/1/{environ,mem,

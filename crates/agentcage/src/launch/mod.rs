@@ -299,16 +299,12 @@ impl Prepared {
         }
         // SAFETY: the child branch only runs child::main, which is async-signal-safe and
         // only reads `self`, `pipes` and `pty_fds`, all built before this call.
-        let pid = match unsafe { sys::clone_fork(self.clone_flags) } {
+        // As root, the user namespace is created as the sandbox's host uid (see
+        // `userns_owner`).
+        let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
             Ok(0) => child::main(self, &pipes, pty_fds),
             Ok(pid) => pid,
-            Err(e) => {
-                return Err(Error::Setup {
-                    step: format!("clone({})", prepared::clone_flag_names(self.clone_flags)),
-                    errno: e,
-                    hint: self.clone_hint(e),
-                })
-            }
+            Err(e) => return Err(self.clone_error(e)),
         };
         guard.pid = pid;
         FORWARD_TO.store(pid, Ordering::Relaxed);

@@ -69,6 +69,8 @@ pub struct Prepared {
     pub(crate) hygiene: bool,
     pub(crate) keep_fds: Vec<i32>,
     pub(crate) rlimits: PreparedRlimits,
+    /// Per-user counts capped in the sandbox's user namespace (with a user namespace).
+    pub(crate) user_caps: Option<crate::rlimits::UserCaps>,
     /// unshare(CLONE_NEWCGROUP) in the child once the launcher has attached the cgroup.
     pub(crate) cgroup_ns: bool,
     pub(crate) cwd: CString,
@@ -298,6 +300,22 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         }
     });
     let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
+    let user_caps = userns.then(|| {
+        let (caps, missing) = crate::rlimits::UserCaps::prepare();
+        for m in missing {
+            degraded.push(("user-limits".into(), m));
+        }
+        enforcement.push((
+            "user-limits".into(),
+            format!(
+                "per-user counts of the sandbox's user namespace capped (half of its owner's, \
+                 host uid {}): {}",
+                if as_root { policy.host_uid } else { caller_uid },
+                caps.describe()
+            ),
+        ));
+        caps
+    });
 
     let home: PathBuf = if policy.uid == 0 {
         "/root".into()
@@ -523,6 +541,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         hygiene,
         keep_fds,
         rlimits,
+        user_caps,
         cgroup_ns: layers.has(Layer::CgroupNs),
         cwd,
         lock_mounts,
@@ -574,6 +593,54 @@ fn socket_notes(m: &rootfs::SocketMasks) -> Vec<(String, String)> {
 }
 
 impl Prepared {
+    /// The host ids a root launcher creates the user namespace as: the sandbox's host
+    /// uid/gid, so the namespace is theirs and the kernel charges the sandbox's per-user
+    /// counts (inotify, queued signals, namespaces) to them, not to host root. `None` for
+    /// unprivileged callers (already their own) and runs without a user namespace.
+    pub(crate) fn userns_owner(&self) -> Option<(u32, u32)> {
+        let userns = self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong != 0;
+        match self.set_ids {
+            Some((_, _, true)) if userns => Some((self.policy.host_uid, self.policy.host_gid)),
+            _ => None,
+        }
+    }
+
+    /// The error of a failed [`sys::clone_fork_owned_by`].
+    pub(crate) fn clone_error(&self, e: sys::OwnedCloneError) -> Error {
+        let (uid, gid) = self.userns_owner().unwrap_or((0, 0));
+        let (step, errno) = match e {
+            sys::OwnedCloneError::Clone(errno) => {
+                let step = format!("clone({})", clone_flag_names(self.clone_flags));
+                return Error::Setup {
+                    step,
+                    errno,
+                    hint: self.clone_hint(errno),
+                };
+            }
+            sys::OwnedCloneError::SwitchIds(errno) => (
+                format!(
+                    "switch the cloning thread to host uid {uid} / gid {gid} (setresgid, \
+                     setresuid) to create the user namespace as the sandbox's host uid"
+                ),
+                errno,
+            ),
+            sys::OwnedCloneError::RestoreIds(errno) => (
+                "restore the launcher's effective uid/gid after the clone (the sandbox was \
+                 killed)"
+                    .to_string(),
+                errno,
+            ),
+        };
+        Error::Setup {
+            step,
+            errno,
+            hint: Some(format!(
+                "uid {uid} and gid {gid} must be mapped in the launcher's user namespace \
+                 (--host-uid/--host-gid pick others)"
+            )),
+        }
+    }
+
     /// Hint for a failed clone.
     pub(crate) fn clone_hint(&self, e: Errno) -> Option<String> {
         if self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong == 0 {
@@ -640,6 +707,15 @@ impl Prepared {
                 2 => "write /proc/self/uid_map of the nested user namespace".into(),
                 _ => "write /proc/self/gid_map of the nested user namespace".into(),
             },
+            Step::SessionKeyring => {
+                "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of \
+                 the caller's)"
+                    .into()
+            }
+            Step::UserLimits => match self.user_caps.as_ref().and_then(|c| c.sysctl_path(i)) {
+                Some(path) => format!("write {path} in the sandbox's user namespace"),
+                None => "setrlimit (RLIMIT_SIGPENDING)".into(),
+            },
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => self
@@ -672,6 +748,16 @@ impl Prepared {
                     .into(),
             ),
             (Step::Chdir, _) => Some("the working directory must be inside the workspace".into()),
+            (Step::SessionKeyring, libc::EDQUOT) => Some(
+                "the sandbox user's key quota is used up (/proc/sys/kernel/keys/maxkeys, \
+                 maxbytes; root_maxkeys for uid 0)"
+                    .into(),
+            ),
+            (Step::UserLimits, _) => Some(
+                "the sandbox writes its own namespace's /proc/sys/user limits through the \
+                 host's /proc; a /proc mounted read-only or masked for the launcher prevents it"
+                    .into(),
+            ),
             _ => None,
         };
         Error::Setup {

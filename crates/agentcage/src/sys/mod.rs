@@ -391,6 +391,25 @@ pub fn setresgid(gid: u32) -> Result<(), Errno> {
     check(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
 }
 
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): replace the inherited session keyring with a
+/// new anonymous one. `Ok(false)` when the kernel has no keyrings (ENOSYS: nothing to leak).
+pub fn join_new_session_keyring() -> Result<bool, Errno> {
+    const KEYCTL_JOIN_SESSION_KEYRING: c_long = 1;
+    // SAFETY: a null name asks for an anonymous keyring; no other pointer is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            ptr::null::<libc::c_char>(),
+        )
+    };
+    match Errno::result(rc) {
+        Ok(_) => Ok(true),
+        Err(Errno(libc::ENOSYS)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// setgroups(0, NULL): drop every supplementary group.
 pub fn setgroups_empty() -> Result<(), Errno> {
     // SAFETY: a zero-length list with a null pointer is valid.
@@ -477,6 +496,85 @@ pub unsafe fn clone_fork(flags: c_ulong) -> Result<libc::pid_t, Errno> {
         )
     };
     Errno::result(rc).map(|p| p as libc::pid_t)
+}
+
+/// Which step of [`clone_fork_owned_by`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnedCloneError {
+    /// setresgid/setresuid of the calling thread to the owner ids.
+    SwitchIds(Errno),
+    /// clone(2) itself.
+    Clone(Errno),
+    /// Restoring the parent thread's effective ids after the clone.
+    RestoreIds(Errno),
+}
+
+/// [`clone_fork`] with the calling thread's effective uid/gid switched to `owner` for the
+/// clone, so a new user namespace is owned by (and its per-user counts charged to) that
+/// host uid rather than the launcher's root (issue 10, finding 6). Thread-only: raw
+/// setresuid/setresgid, not glibc's process-wide broadcast. The real and saved ids stay,
+/// so the parent restores its effective ids, and with euid 0 its effective capabilities
+/// (the kernel copies the permitted set back when euid returns to 0). The dumpable flag,
+/// which an euid change resets, is restored on both sides.
+///
+/// # Safety
+/// As [`clone_fork`].
+///
+/// # Errors
+/// Which step failed: the switch to `owner`, the clone, or the restore of the parent's ids
+/// (then the child is killed and reaped).
+pub unsafe fn clone_fork_owned_by(
+    flags: c_ulong,
+    owner: Option<(u32, u32)>,
+) -> Result<libc::pid_t, OwnedCloneError> {
+    let Some((uid, gid)) = owner else {
+        // SAFETY: forwarded contract.
+        return unsafe { clone_fork(flags) }.map_err(OwnedCloneError::Clone);
+    };
+    let keep = u32::MAX; // -1: leave that id unchanged
+    let (euid, egid) = (geteuid(), getegid());
+    // SAFETY: integer-only prctl.
+    let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    let set_ids = |u: u32, g: u32, gid_first: bool| -> Result<(), Errno> {
+        // SAFETY: integer-only syscalls on the calling thread.
+        let g_ = || check(unsafe { libc::syscall(libc::SYS_setresgid, keep, g, keep) });
+        // SAFETY: as above.
+        let u_ = || check(unsafe { libc::syscall(libc::SYS_setresuid, keep, u, keep) });
+        if gid_first {
+            g_().and_then(|()| u_())
+        } else {
+            u_().and_then(|()| g_())
+        }
+    };
+    let restore_dumpable = || {
+        if dumpable >= 0 {
+            // SAFETY: integer-only prctl.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, dumpable as c_ulong, 0, 0, 0) };
+        }
+    };
+    if let Err(e) = set_ids(uid, gid, true) {
+        let _ = set_ids(euid, egid, false);
+        restore_dumpable();
+        return Err(OwnedCloneError::SwitchIds(e));
+    }
+    // SAFETY: forwarded contract.
+    let r = unsafe { clone_fork(flags) }.map_err(OwnedCloneError::Clone);
+    if r == Ok(0) {
+        // The child keeps the owner ids until its own setresuid in the new namespace.
+        restore_dumpable();
+        return r;
+    }
+    // uid first: euid 0 brings CAP_SETGID back for the gid.
+    if let Err(e) = set_ids(euid, egid, false) {
+        if let Ok(pid) = r {
+            let _ = kill(pid, libc::SIGKILL);
+            let _ = waitpid(pid, 0);
+        }
+        return Err(OwnedCloneError::RestoreIds(e));
+    }
+    // After the ids: every euid change resets it.
+    restore_dumpable();
+    r
 }
 
 /// execve(2). Only returns on failure.
@@ -945,4 +1043,91 @@ pub fn move_mount_fds(from: c_int, to: c_int) -> Result<(), Errno> {
             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_field(name: &str) -> String {
+        let text = std::fs::read_to_string("/proc/thread-self/status").expect("read status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .expect("field present")
+    }
+
+    /// As root: the new user namespace belongs to the given ids, and the parent thread gets
+    /// its ids, effective capabilities and dumpable flag back.
+    #[test]
+    fn clone_owned_by_sets_the_owner_and_restores_the_parent() {
+        if geteuid() != 0 {
+            eprintln!("skip clone_owned_by_sets_the_owner_and_restores_the_parent: needs root");
+            return;
+        }
+        // In a forked child, so the test process's threads never see the switch.
+        // SAFETY: the child runs only the checks below and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let cap_eff = status_field("CapEff:");
+            // SAFETY: integer-only prctl.
+            let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+            // SAFETY: the grandchild only pauses until killed.
+            let r = unsafe {
+                clone_fork_owned_by(libc::CLONE_NEWUSER as c_ulong, Some((65534, 65534)))
+            };
+            let g = match r {
+                Ok(0) => loop {
+                    // SAFETY: waits for the SIGKILL below.
+                    unsafe { libc::pause() };
+                },
+                Ok(g) => g,
+                // SAFETY: ends the forked child.
+                Err(_) => unsafe { libc::_exit(2) },
+            };
+            let owner = std::fs::File::open(format!("/proc/{g}/ns/user")).map(|f| {
+                let mut uid: u32 = u32::MAX;
+                // SAFETY: NS_GET_OWNER_UID writes one uid_t into `uid`.
+                let rc = unsafe {
+                    libc::ioctl(
+                        std::os::fd::AsRawFd::as_raw_fd(&f),
+                        0xb704,
+                        &mut uid as *mut u32,
+                    )
+                };
+                (rc, uid)
+            });
+            let _ = kill(g, libc::SIGKILL);
+            let _ = waitpid(g, 0);
+            let code = if !matches!(owner, Ok((0, 65534))) {
+                3
+            } else if geteuid() != 0 || getegid() != 0 {
+                4
+            } else if status_field("CapEff:") != cap_eff {
+                5
+            // SAFETY: integer-only prctl.
+            } else if unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) } != dumpable {
+                6
+            } else {
+                0
+            };
+            // SAFETY: ends the forked child.
+            unsafe { libc::_exit(code) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child; st is a live local.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFEXITED(st), "child died: {st:#x}");
+        let why = [
+            "",
+            "",
+            "clone failed",
+            "the namespace is not owned by 65534",
+            "ids not restored",
+            "effective capabilities not restored",
+            "dumpable flag not restored",
+        ];
+        let code = libc::WEXITSTATUS(st) as usize;
+        assert_eq!(code, 0, "{}", why.get(code).unwrap_or(&"?"));
+    }
 }
