@@ -371,7 +371,7 @@ mod tests {
         assert!(sleeping, "sentinel never went to sleep");
         assert_eq!(bait.listener_count(), 4);
         let args = bait.probe_args();
-        assert_eq!(args.len(), 20 + 2 * bait.host_inodes.len());
+        assert_eq!(args.len(), 22 + 2 * bait.host_inodes.len());
         assert_eq!(bait.host_inodes.len(), 2, "{:?}", bait.host_inodes);
         assert!(bait.host_ns.contains("net="), "{}", bait.host_ns);
         drop(bait);
