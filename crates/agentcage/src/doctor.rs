@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::kernel::{Features, LayerStatus, LimitsBackend, Rung, Support, UsernsTrial};
+use crate::host::{Features, LimitsBackend, Support, UsernsTrial};
+use crate::ladder::{LayerStatus, Rung};
 use crate::policy::Profile;
 
 /// Version of the JSON layout; bumped on incompatible changes.
@@ -534,7 +535,7 @@ pub fn render_text(report: &DoctorReport, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::tests::fake_features;
+    use crate::host::tests::fake_features;
 
     #[test]
     fn exit_code_follows_full() {
