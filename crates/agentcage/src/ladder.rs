@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::host::{Features, LimitsBackend, Support, UsernsStep};
+use crate::host::{Features, LimitsBackend, UsernsStep};
 use crate::policy::{Layer, LayerSet, Profile};
 
 /// Whether one layer can be enforced by this caller.
@@ -138,21 +138,6 @@ fn lost_without(layer: Layer, f: &Features) -> String {
         }
     }
 }
-
-/// The feature names [`Features::feature`] knows (the `AGENTCAGE_TEST_EXPECT` vocabulary):
-/// `userns` (works for an unprivileged user), `landlock`, `seccomp`, `ia32` (live), `x32`
-/// (live), `cgroup2` (delegated v2 with memory and pids), `cgroup` (v2 or v1 limits),
-/// `mount_setattr`.
-pub const FEATURE_NAMES: [&str; 8] = [
-    "userns",
-    "landlock",
-    "seccomp",
-    "ia32",
-    "x32",
-    "cgroup2",
-    "cgroup",
-    "mount_setattr",
-];
 
 impl Features {
     /// Whether this caller can enforce `layer`, and if not, why and what is lost.
@@ -361,10 +346,16 @@ impl Features {
             nearest_profile,
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::host::tests::fake_features;
 
     /// The strongest profile every layer of which can be enforced here.
-    pub fn strongest_enforceable(&self) -> Profile {
-        self.ladder()
+    pub(crate) fn strongest_enforceable(f: &Features) -> Profile {
+        f.ladder()
             .iter()
             .filter(|r| r.enforceable)
             .map(|r| r.profile)
@@ -372,64 +363,13 @@ impl Features {
             .unwrap_or(Profile::None)
     }
 
-    /// The features in `names` (from `AGENTCAGE_TEST_EXPECT`: see [`FEATURE_NAMES`]) that are
-    /// missing, with reasons.
-    /// Unknown names are reported as missing so that a typo cannot pass.
-    pub fn missing(&self, names: &[&str]) -> Option<String> {
-        let why: Vec<String> = names
-            .iter()
-            .filter_map(|name| {
-                let s = self.feature(name);
-                (!s.available)
-                    .then(|| format!("{name}: {}", s.reason.unwrap_or_else(|| "missing".into())))
-            })
-            .collect();
-        (!why.is_empty()).then(|| why.join("; "))
-    }
-
-    /// One named feature (see [`Features::missing`]).
-    pub fn feature(&self, name: &str) -> Support {
-        match name {
-            "userns" => {
-                let t = &self.userns.for_unprivileged;
-                if t.works {
-                    Support::yes()
-                } else {
-                    Support::no(t.reason.clone().unwrap_or_default())
-                }
-            }
-            "landlock" => self.landlock.support.clone(),
-            "seccomp" => self.seccomp.filter.clone(),
-            "ia32" => self.compat.ia32.clone(),
-            "x32" => self.compat.x32.clone(),
-            "mount_setattr" => self.syscalls.mount_setattr.clone(),
-            // cgroup v2 usable for limits: delegated to us, with memory and pids.
-            "cgroup2" => match self.cgroups.limits_backend {
-                LimitsBackend::CgroupV2 => Support::yes(),
-                _ => Support::no(self.cgroups.limits_reason.clone()),
-            },
-            // Any cgroup backend (v2, or writable v1 memory and pids).
-            "cgroup" => match self.cgroups.limits_backend {
-                LimitsBackend::Rlimits => Support::no(self.cgroups.limits_reason.clone()),
-                _ => Support::yes(),
-            },
-            other => Support::no(format!("unknown feature name {other:?}")),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::tests::fake_features;
-
     #[test]
     fn ladder_on_a_capable_host() {
         let f = fake_features(false, true, 7, true);
         let ladder = f.ladder();
         assert_eq!(ladder.len(), 4);
         assert!(ladder.iter().all(|r| r.enforceable && r.fallback.is_none()));
-        assert_eq!(f.strongest_enforceable(), Profile::Full);
+        assert_eq!(strongest_enforceable(&f), Profile::Full);
         // No cgroup: limits degrade to rlimits, which is said, not hidden.
         let full = &ladder[3];
         assert!(full
@@ -485,7 +425,7 @@ mod tests {
             .lost
             .iter()
             .any(|l| l.starts_with("seccomp:") && l.contains("int 0x80")));
-        assert_eq!(f.strongest_enforceable(), Profile::NsOnly);
+        assert_eq!(strongest_enforceable(&f), Profile::NsOnly);
         // An old Landlock degrades, it does not disable.
         let old = fake_features(false, true, 3, true);
         assert!(old.ladder()[3].enforceable);
@@ -495,24 +435,5 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn missing_reports_reasons_and_rejects_typos() {
-        let f = fake_features(false, false, 0, true);
-        let m = f
-            .missing(&["seccomp", "landlock", "userns", "landlok"])
-            .unwrap();
-        assert!(
-            m.contains("landlock: Landlock is built in but not enabled"),
-            "{m}"
-        );
-        assert!(m.contains("userns:"), "{m}");
-        assert!(m.contains("unknown feature name \"landlok\""), "{m}");
-        assert!(!m.contains("seccomp"), "{m}");
-        assert_eq!(
-            fake_features(false, true, 7, true).missing(&["userns", "landlock", "seccomp", "ia32"]),
-            None
-        );
     }
 }
