@@ -351,7 +351,7 @@ impl Features {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::host::tests::fake_features;
+    use crate::host::testing::fake_features;
 
     /// The strongest profile every layer of which can be enforced here.
     pub(crate) fn strongest_enforceable(f: &Features) -> Profile {

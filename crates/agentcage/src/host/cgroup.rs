@@ -354,9 +354,10 @@ fn choose_limits_backend(v2: Option<&CgroupV2>, v1: &[CgroupV1]) -> (LimitsBacke
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::host::procfs::tests::*;
+    use crate::host::testing::support;
 
     #[test]
     fn cgroup_plan_hybrid() {
@@ -429,14 +430,6 @@ pub(crate) mod tests {
             cgroup_dir(&parse_mountinfo(MOUNTINFO_UNIFIED)[1], "/../x"),
             None
         );
-    }
-
-    pub(crate) fn support(ok: bool) -> Support {
-        if ok {
-            Support::yes()
-        } else {
-            Support::no("test")
-        }
     }
 
     fn v1(ctl: &str, ok: bool) -> CgroupV1 {

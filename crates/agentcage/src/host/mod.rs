@@ -65,6 +65,9 @@ pub use procfs::{parse_mountinfo, parse_proc_cgroup, MountInfo, ProcCgroup};
 pub use seccomp::SeccompInfo;
 pub use syscalls::{mount_setattr_available, Syscalls};
 pub use sysctl::{parse_sysctl_int, Sysctls};
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
 pub use userns::{userns_failure_hint, UserNamespaces, UsernsKnobs, UsernsStep, UsernsTrial};
 
 use std::fs;
@@ -409,10 +412,7 @@ fn container_from_cgroup(proc_self_cgroup: &str) -> Option<String> {
 pub(crate) mod tests {
     use super::*;
 
-    use crate::host::cgroup::tests::support;
     use crate::host::procfs::tests::*;
-    use crate::host::userns::tests::knobs;
-    use crate::host::userns::userns_trial_from;
     use crate::ladder::tests::strongest_enforceable;
     use crate::policy::Profile;
 
@@ -454,87 +454,6 @@ pub(crate) mod tests {
         assert!(!root_is_overlay(&parse_mountinfo(MOUNTINFO_HYBRID)));
         let overlay = "1 0 0:40 / / rw - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w\n";
         assert!(root_is_overlay(&parse_mountinfo(overlay)));
-    }
-
-    /// A synthetic host for ladder tests.
-    pub(crate) fn fake_features(
-        root: bool,
-        userns_ok: bool,
-        landlock: u32,
-        seccomp_ok: bool,
-    ) -> Features {
-        let k = knobs();
-        let trial = if userns_ok {
-            userns_trial_from(1000, None, 0, 0, &k)
-        } else {
-            let k = UsernsKnobs {
-                apparmor_restrict_unprivileged_userns: Some(1),
-                ..k.clone()
-            };
-            userns_trial_from(1000, Some(UsernsStep::WriteUidMap), libc::EPERM, 0, &k)
-        };
-        let abi = if landlock == 0 {
-            Err(agentcage_landlock::Unavailable::DisabledAtBoot)
-        } else {
-            Ok(landlock)
-        };
-        Features {
-            kernel: KernelInfo {
-                release: "6.8.0-test".into(),
-                version: "#1".into(),
-                machine: "x86_64".into(),
-            },
-            caller: Caller {
-                uid: if root { 0 } else { 1000 },
-                euid: if root { 0 } else { 1000 },
-                egid: if root { 0 } else { 1000 },
-                is_root: root,
-                cap_sys_admin: root,
-                initial_user_ns: true,
-                seccomp_mode: Some(0),
-                no_new_privs: false,
-                container: None,
-            },
-            userns: UserNamespaces {
-                as_caller: trial.clone(),
-                for_unprivileged: trial,
-                knobs: k,
-            },
-            landlock: LandlockInfo::from_abi(abi),
-            seccomp: SeccompInfo {
-                filter: support(seccomp_ok),
-                caller_mode: Some(0),
-                actions: vec!["allow"],
-            },
-            compat: CompatAbis {
-                ia32: Support::yes(),
-                ia32_emulation_boot_param: None,
-                vsyscall32: Some(1),
-                x32: Support::no("test"),
-            },
-            syscalls: Syscalls {
-                mount_setattr: Support::yes(),
-                open_tree: Support::yes(),
-                close_range: Support::yes(),
-                pidfd_open: Support::yes(),
-                clone3: Support::yes(),
-            },
-            cgroups: Cgroups {
-                layout: CgroupLayout::Unified,
-                v2: None,
-                v1: vec![],
-                limits_backend: LimitsBackend::Rlimits,
-                limits_reason: "no cgroup v2 mount".into(),
-            },
-            sysctls: Sysctls {
-                legacy_tiocsti: Some(0),
-                io_uring_disabled: Some(0),
-                ptrace_scope: Some(1),
-                unprivileged_bpf_disabled: Some(2),
-                perf_event_paranoid: Some(2),
-            },
-            detect_micros: 1,
-        }
     }
 
     /// The feature names [`feature`] knows (the `AGENTCAGE_TEST_EXPECT` vocabulary):

@@ -522,20 +522,10 @@ fn userns_hint_from(errno: i32, k: &UsernsKnobs) -> Option<String> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::host::testing::knobs;
     use crate::host::trial::Record;
-
-    pub(crate) fn knobs() -> UsernsKnobs {
-        UsernsKnobs {
-            unprivileged_userns_clone: None,
-            max_user_namespaces: Some(15000),
-            apparmor_restrict_unprivileged_userns: None,
-            cap_sys_admin: false,
-            seccomp_filtered: false,
-            container: None,
-        }
-    }
 
     #[test]
     fn hint_names_the_apparmor_knob() {
