@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::procfs::{parse_mountinfo, parse_proc_cgroup, MountInfo, ProcCgroup};
-use super::{errno_text, last_errno, Support};
+use super::{errno_text, Support};
+use crate::sys;
 
 /// Where our cgroup lives on disk, given its path and the mount that shows the hierarchy.
 fn cgroup_dir(mount: &MountInfo, path: &str) -> Option<PathBuf> {
@@ -174,12 +175,10 @@ fn writable(path: &Path, euid: u32) -> Support {
     let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
         return Support::no("path contains a NUL byte");
     };
-    // SAFETY: `c` is a live NUL-terminated path.
-    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
-    if rc == 0 {
-        return Support::yes();
-    }
-    let errno = last_errno();
+    let errno = match sys::writable_by_effective_ids(&c) {
+        Ok(()) => return Support::yes(),
+        Err(e) => e.0,
+    };
     Support::no(match errno {
         libc::EROFS => format!("{} is on a read-only mount", path.display()),
         libc::EACCES | libc::EPERM => {

@@ -6,7 +6,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::trial::{finish_child, signal_name, spawn_child, Child, Ended};
-use super::{errno_text, last_errno, Support};
+use super::{errno_text, Support};
+#[cfg(target_arch = "x86_64")]
+use crate::sys;
 
 /// The compat syscall entry points (x86_64). A live one must be closed by the seccomp
 /// filter's `arch` check, or its different syscall numbers bypass a deny-list.
@@ -22,27 +24,6 @@ pub struct CompatAbis {
     pub x32: Support,
 }
 
-/// `int 0x80` with eax = 20 (i386 getpid). Returns rax.
-///
-/// # Safety
-///
-/// Only call in a throwaway child: without IA32 emulation the kernel answers with SIGSEGV.
-#[cfg(target_arch = "x86_64")]
-unsafe fn int80_getpid() -> i64 {
-    let ret: i64;
-    // SAFETY: the caller accepts a possible SIGSEGV; i386 getpid takes no arguments and
-    // touches no memory. r8-r11 are declared clobbered (older kernels zero them on int 0x80).
-    unsafe {
-        std::arch::asm!(
-            "int 0x80",
-            inlateout("rax") 20i64 => ret,
-            lateout("r8") _, lateout("r9") _, lateout("r10") _, lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
 const COMPAT_OFF_ENOSYS: i32 = 3;
 const COMPAT_WRONG: i32 = 4;
 
@@ -50,10 +31,9 @@ pub(super) fn spawn_ia32_trial() -> Option<Result<Child, i32>> {
     #[cfg(target_arch = "x86_64")]
     {
         Some(spawn_child(|_rep| {
-            // SAFETY: we are the throwaway child; a SIGSEGV here is the "off" answer.
-            let got = unsafe { int80_getpid() };
-            // SAFETY: getpid cannot fail.
-            let pid = i64::from(unsafe { libc::getpid() });
+            // We are the throwaway child; a SIGSEGV here is the "off" answer.
+            let got = sys::int80_getpid();
+            let pid = i64::from(sys::getpid());
             if got == pid {
                 0
             } else if got == -i64::from(libc::ENOSYS) {
@@ -112,18 +92,11 @@ pub(super) fn spawn_x32_trial() -> Option<Result<Child, i32>> {
     #[cfg(target_arch = "x86_64")]
     {
         Some(spawn_child(|_rep| {
-            const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
-            // SAFETY: getpid takes no arguments; through the x32 table it is the same call.
-            let got = unsafe { libc::syscall(libc::SYS_getpid | X32_SYSCALL_BIT) };
-            let errno = last_errno();
-            // SAFETY: getpid cannot fail.
-            let pid = libc::c_long::from(unsafe { libc::getpid() });
-            if got == pid {
-                0
-            } else if got == -1 && errno == libc::ENOSYS {
-                COMPAT_OFF_ENOSYS
-            } else {
-                COMPAT_WRONG
+            let pid = libc::c_long::from(sys::getpid());
+            match sys::x32_getpid() {
+                Ok(got) if got == pid => 0,
+                Err(e) if e.0 == libc::ENOSYS => COMPAT_OFF_ENOSYS,
+                _ => COMPAT_WRONG,
             }
         }))
     }

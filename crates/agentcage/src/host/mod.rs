@@ -47,6 +47,8 @@
 //!
 //! Man pages: user_namespaces(7), landlock(7), seccomp(2), cgroups(7), proc_sys_kernel(5).
 
+#![forbid(unsafe_code)] // raw calls live in `crate::sys` (`sys/host.rs`)
+
 mod cgroup;
 mod compat;
 mod landlock;
@@ -83,6 +85,7 @@ use crate::host::seccomp::{finish_seccomp_trial, spawn_seccomp_trial};
 use crate::host::syscalls::detect_syscalls;
 use crate::host::sysctl::read_sysctl_int;
 use crate::host::userns::{finish_userns_trial, spawn_userns_trial, UsernsPlan};
+use crate::sys;
 
 /// The uid/gid the unprivileged trial drops to when detection runs as root (`nobody`).
 pub const NOBODY: u32 = 65534;
@@ -139,10 +142,6 @@ pub fn errno_text(errno: i32) -> String {
 /// Symbolic name of an errno (the launcher's table, `sys::errno_name`).
 pub fn errno_name(errno: i32) -> Option<&'static str> {
     Some(crate::sys::errno_name(errno)).filter(|n| *n != "E?")
-}
-
-pub(super) fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 /// Everything detection found, with reasons. Serialized as-is in `agentcage doctor --json`.
@@ -278,17 +277,17 @@ fn c_chars_to_string(chars: &[libc::c_char]) -> String {
 }
 
 fn detect_kernel() -> KernelInfo {
-    // SAFETY: utsname is plain old data; all-zero is a valid value.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname for the duration of the call.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        let why = errno_text(last_errno());
-        return KernelInfo {
-            release: format!("unknown (uname failed: {why})"),
-            version: String::new(),
-            machine: String::new(),
-        };
-    }
+    let uts = match sys::uname() {
+        Ok(uts) => uts,
+        Err(e) => {
+            let why = errno_text(e.0);
+            return KernelInfo {
+                release: format!("unknown (uname failed: {why})"),
+                version: String::new(),
+                machine: String::new(),
+            };
+        }
+    };
     KernelInfo {
         release: c_chars_to_string(&uts.release),
         version: c_chars_to_string(&uts.version),
@@ -319,12 +318,9 @@ fn is_identity_uid_map(map: &str) -> bool {
 }
 
 pub(super) fn detect_caller() -> Caller {
-    // SAFETY: getuid/geteuid/getegid cannot fail and take no pointers.
-    let (uid, euid, egid) = unsafe { (libc::getuid(), libc::geteuid(), libc::getegid()) };
+    let (uid, euid, egid) = (sys::getuid(), sys::geteuid(), sys::getegid());
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    // SAFETY: PR_GET_SECCOMP takes no pointer arguments.
-    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    let seccomp_mode = if mode >= 0 { Some(mode) } else { None };
+    let seccomp_mode = sys::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0).ok();
     let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let initial_user_ns = is_identity_uid_map(&uid_map);
     let cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -514,8 +510,7 @@ pub(crate) mod tests {
         // Independent oracles.
         let osrelease = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         assert_eq!(f.kernel.release, osrelease.trim());
-        // SAFETY: geteuid cannot fail.
-        assert_eq!(f.caller.is_root, unsafe { libc::geteuid() } == 0);
+        assert_eq!(f.caller.is_root, sys::geteuid() == 0);
         assert_eq!(
             f.landlock.version,
             agentcage_landlock::detect_abi().unwrap_or(0)
@@ -539,10 +534,9 @@ pub(crate) mod tests {
         let pids = CHILDREN.with(|c| c.borrow().clone());
         assert!(!pids.is_empty());
         for pid in pids {
-            // SAFETY: signal 0 only checks for existence.
-            let rc = unsafe { libc::kill(pid, 0) };
+            // Signal 0 only checks for existence.
             assert!(
-                rc == -1 && last_errno() == libc::ESRCH,
+                sys::kill(pid, 0) == Err(sys::Errno(libc::ESRCH)),
                 "child {pid} still exists"
             );
         }

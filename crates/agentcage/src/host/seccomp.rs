@@ -6,7 +6,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::trial::{finish_child, signal_name, spawn_child, Child, Ended, Reporter};
-use super::{errno_text, last_errno, Support};
+use super::{errno_text, Support};
+use crate::sys;
 
 /// seccomp as detected.
 #[derive(Debug, Clone, Serialize)]
@@ -33,19 +34,7 @@ const SECCOMP_ACTIONS: [(u32, &str); 8] = [
 fn seccomp_actions() -> Vec<&'static str> {
     SECCOMP_ACTIONS
         .iter()
-        .filter(|(action, _)| {
-            let a: u32 = *action;
-            // SAFETY: GET_ACTION_AVAIL reads one u32 from a live local.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_seccomp,
-                    libc::SECCOMP_GET_ACTION_AVAIL,
-                    0u32,
-                    &a as *const u32,
-                )
-            };
-            rc == 0
-        })
+        .filter(|(action, _)| sys::seccomp_action_available(*action))
         .map(|(_, name)| *name)
         .collect()
 }
@@ -55,30 +44,18 @@ const SECCOMP_STEP_INSTALL: u32 = 2;
 const SECCOMP_STEP_VERIFY: u32 = 3;
 
 /// Runs in the trial child after fork: async-signal-safe only.
-fn seccomp_child(prog: &libc::sock_fprog, rep: &Reporter) -> i32 {
-    // SAFETY: integer-only prctl.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return rep.fail(SECCOMP_STEP_NNP, last_errno(), 0);
+fn seccomp_child(filter: &[libc::sock_filter], rep: &Reporter) -> i32 {
+    if let Err(e) = sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) {
+        return rep.fail(SECCOMP_STEP_NNP, e.0, 0);
     }
-    // SAFETY: `prog` points to a one-instruction program that outlives the call; the kernel
-    // copies it.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0u32,
-            prog as *const libc::sock_fprog,
-        )
-    };
-    if rc != 0 {
-        return rep.fail(SECCOMP_STEP_INSTALL, last_errno(), 0);
+    if let Err(e) = sys::seccomp_set_filter(filter) {
+        return rep.fail(SECCOMP_STEP_INSTALL, e.0, 0);
     }
-    // SAFETY: integer-only prctl.
-    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    if mode != 2 {
-        return rep.fail(SECCOMP_STEP_VERIFY, last_errno(), mode as u32);
+    match sys::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) {
+        Ok(2) => 0,
+        Ok(mode) => rep.fail(SECCOMP_STEP_VERIFY, 0, mode as u32),
+        Err(e) => rep.fail(SECCOMP_STEP_VERIFY, e.0, -1i32 as u32),
     }
-    0
 }
 
 pub(super) fn spawn_seccomp_trial() -> Result<Child, i32> {
@@ -88,11 +65,7 @@ pub(super) fn spawn_seccomp_trial() -> Result<Child, i32> {
         jf: 0,
         k: libc::SECCOMP_RET_ALLOW,
     }];
-    let prog = libc::sock_fprog {
-        len: 1,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    spawn_child(|rep| seccomp_child(&prog, rep))
+    spawn_child(|rep| seccomp_child(&filter, rep))
 }
 
 pub(super) fn finish_seccomp_trial(

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use super::{last_errno, Support};
+use super::Support;
+use crate::sys::{self, Probe};
 
 /// Newer syscalls, each called with arguments the kernel rejects before acting.
 #[derive(Debug, Clone, Serialize)]
@@ -34,55 +35,26 @@ fn classify_probe(rc: libc::c_long, errno: i32, name: &str) -> Support {
     }
 }
 
-fn probe_mount_setattr() -> (libc::c_long, i32) {
-    // SAFETY: a NULL attr with size 0 is rejected (EINVAL) before any memory is read.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            -1 as libc::c_int,
-            std::ptr::null::<libc::c_char>(),
-            0u32,
-            std::ptr::null::<u8>(),
-            0usize,
-        )
-    };
-    (rc, last_errno())
+/// Calls `probe` with arguments the kernel rejects and classifies the answer.
+fn probe(probe: Probe, name: &str) -> Support {
+    match sys::probe_invalid(probe) {
+        Ok(rc) => classify_probe(rc, 0, name),
+        Err(e) => classify_probe(-1, e.0, name),
+    }
 }
 
 /// Whether `mount_setattr(2)` exists (one syscall; fine on the hot path).
 pub fn mount_setattr_available() -> bool {
-    let (rc, errno) = probe_mount_setattr();
-    classify_probe(rc, errno, "mount_setattr").available
+    probe(Probe::MountSetattr, "mount_setattr").available
 }
 
 pub(super) fn detect_syscalls() -> Syscalls {
-    let (rc, e) = probe_mount_setattr();
-    let mount_setattr = classify_probe(rc, e, "mount_setattr");
-    // SAFETY: all-ones flags are rejected (EINVAL) before the NULL path is read.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            -1 as libc::c_int,
-            std::ptr::null::<libc::c_char>(),
-            u32::MAX,
-        )
-    };
-    let open_tree = classify_probe(rc, last_errno(), "open_tree");
-    // SAFETY: first > last is rejected with EINVAL; no fd is closed.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, u32::MAX, 0u32, 0u32) };
-    let close_range = classify_probe(rc, last_errno(), "close_range");
-    // SAFETY: pid 0 is rejected with EINVAL; no fd is created.
-    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, 0 as libc::pid_t, 0u32) };
-    let pidfd_open = classify_probe(rc, last_errno(), "pidfd_open");
-    // SAFETY: a NULL clone_args with size 0 is rejected (EINVAL) before anything is read.
-    let rc = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) };
-    let clone3 = classify_probe(rc, last_errno(), "clone3");
     Syscalls {
-        mount_setattr,
-        open_tree,
-        close_range,
-        pidfd_open,
-        clone3,
+        mount_setattr: probe(Probe::MountSetattr, "mount_setattr"),
+        open_tree: probe(Probe::OpenTree, "open_tree"),
+        close_range: probe(Probe::CloseRange, "close_range"),
+        pidfd_open: probe(Probe::PidfdOpen, "pidfd_open"),
+        clone3: probe(Probe::Clone3, "clone3"),
     }
 }
 

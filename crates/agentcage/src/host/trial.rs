@@ -3,10 +3,10 @@
 //! kills a child that hangs).
 
 use std::ffi::CStr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
-use super::last_errno;
+use crate::sys;
 
 /// What a failing child reports: the step that failed, its errno and a step-specific detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +54,7 @@ impl Reporter {
             detail: code as u32,
         }
         .to_bytes();
-        // SAFETY: as in `fail`.
-        unsafe { libc::write(self.0, bytes.as_ptr().cast(), bytes.len()) };
+        let _ = sys::write_once(self.0, &bytes);
     }
 
     /// Writes one record and returns the exit code to use. Async-signal-safe.
@@ -66,9 +65,9 @@ impl Reporter {
             detail,
         }
         .to_bytes();
-        // SAFETY: `bytes` is a live 12-byte buffer; the fd is the pipe's write end, kept open
-        // by this child. A short or failed write only loses the detail, not the exit code.
-        unsafe { libc::write(self.0, bytes.as_ptr().cast(), bytes.len()) };
+        // The fd is the pipe's write end, kept open by this child. A short or failed write
+        // only loses the detail, not the exit code.
+        let _ = sys::write_once(self.0, &bytes);
         1
     }
 }
@@ -93,50 +92,21 @@ pub(super) enum Ended {
     Lost,
 }
 
-/// fork(2) without glibc's atfork machinery (a raw `clone(SIGCHLD)`): safe to call from a
-/// child of a multi-threaded process, where glibc's `fork` could wait on a copied lock.
-pub(super) fn raw_fork() -> libc::pid_t {
-    // SAFETY: clone without CLONE_VM gives the child its own copy of memory and the current
-    // stack, exactly like fork; no pointer arguments are passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    libc::pid_t::try_from(rc).unwrap_or(-1)
-}
-
 /// Forks a child that runs `body` and `_exit`s with its return value.
 ///
 /// `body` runs after fork in a possibly multi-threaded process: it must be async-signal-safe
 /// (raw syscalls on data prepared by the caller; no allocation, no locks, no panics).
 pub(super) fn spawn_child(body: impl FnOnce(&Reporter) -> i32) -> Result<Child, i32> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` is a writable array of two fds, as pipe2 requires.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(last_errno());
-    }
-    // SAFETY: pipe2 just created both fds and nothing else owns them.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let pid = raw_fork();
-    if pid < 0 {
-        return Err(last_errno());
-    }
+    let (read_end, write_end) = sys::pipe_owned().map_err(|e| e.0)?;
+    let pid = sys::raw_fork().map_err(|e| e.0)?;
     if pid == 0 {
         let reporter = Reporter(write_end.as_raw_fd());
         // A panic must never unwind into the parent's copied stack frames.
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&reporter)))
             .unwrap_or(127);
         reporter.done(code);
-        // SAFETY: _exit ends the child without running the parent's destructors or atexit
-        // handlers, which must not run twice.
-        unsafe { libc::_exit(code) }
+        // _exit: the parent's destructors and atexit handlers must not run twice.
+        sys::exit(code)
     }
     drop(write_end);
     #[cfg(test)]
@@ -159,65 +129,34 @@ pub(super) fn finish_child(child: Child, deadline: Instant) -> (Ended, Option<Re
             timed_out = true;
             break;
         }
-        let mut pfd = libc::pollfd {
-            fd: child.report.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let ms = libc::c_int::try_from(left.as_millis().max(1)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `pfd` is one valid pollfd on an fd we own.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            if last_errno() == libc::EINTR {
-                continue;
+        match sys::poll_in(child.report.as_raw_fd(), ms) {
+            Err(_) => break,
+            Ok(false) => {
+                timed_out = true;
+                break;
             }
-            break;
+            Ok(true) => {}
         }
-        if rc == 0 {
-            timed_out = true;
-            break;
-        }
-        // SAFETY: reading into the unfilled tail of `buf`, which is `LEN - got` bytes long.
-        let n = unsafe {
-            libc::read(
-                child.report.as_raw_fd(),
-                buf[got..].as_mut_ptr().cast(),
-                Record::LEN - got,
-            )
+        let n = match sys::read_some(child.report.as_raw_fd(), &mut buf[got..]) {
+            Err(_) => break,
+            Ok(0) => break, // EOF: the child (and any grandchild) closed the pipe
+            Ok(n) => n,
         };
-        if n < 0 {
-            if last_errno() == libc::EINTR {
-                continue;
-            }
-            break;
-        }
-        if n == 0 {
-            break; // EOF: the child (and any grandchild) closed the pipe
-        }
-        got += usize::try_from(n).unwrap_or(0);
+        got += n;
         if got == Record::LEN {
             break;
         }
     }
     if timed_out {
-        // SAFETY: `pid` is our unreaped child, so the pid cannot have been reused.
-        unsafe { libc::kill(child.pid, libc::SIGKILL) };
+        // `pid` is our unreaped child, so the pid cannot have been reused.
+        let _ = sys::kill(child.pid, libc::SIGKILL);
     }
-    let mut status = 0;
-    let mut reaped = true;
-    loop {
-        // SAFETY: `status` is a valid out pointer; `pid` is our own child.
-        let rc = unsafe { libc::waitpid(child.pid, &mut status, 0) };
-        if rc == child.pid {
-            break;
-        }
-        if rc < 0 && last_errno() == libc::EINTR {
-            continue;
-        }
+    let (reaped, status) = match sys::waitpid(child.pid, 0) {
+        Ok((pid, status)) if pid == child.pid => (true, status),
         // ECHILD: auto-reaped because the program ignores SIGCHLD; rely on the pipe.
-        reaped = false;
-        break;
-    }
+        _ => (false, 0),
+    };
     let record = (got == Record::LEN).then(|| Record::from_bytes(&buf));
     if let Some(r) = record.filter(|r| r.step == DONE_STEP && !timed_out) {
         return (Ended::Code(r.detail as i32), None);
@@ -248,19 +187,12 @@ pub(super) fn signal_name(sig: i32) -> String {
 
 /// Writes `data` to `path` (open, one write, close). Async-signal-safe.
 pub(super) fn write_proc_file(path: &CStr, data: &[u8]) -> Result<(), i32> {
-    // SAFETY: `path` is a live NUL-terminated string.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(last_errno());
-    }
-    // SAFETY: `data` is a live buffer of `data.len()` bytes; `fd` was just opened.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    let err = if n < 0 { Some(last_errno()) } else { None };
-    // SAFETY: `fd` is ours and closed once.
-    unsafe { libc::close(fd) };
-    match err {
-        Some(e) => Err(e),
-        None if usize::try_from(n).ok() == Some(data.len()) => Ok(()),
-        None => Err(libc::EIO),
+    let fd = sys::open(path, libc::O_WRONLY, 0).map_err(|e| e.0)?;
+    let n = sys::write_once(fd, data);
+    sys::close(fd);
+    match n {
+        Err(e) => Err(e.0),
+        Ok(n) if n == data.len() => Ok(()),
+        Ok(_) => Err(libc::EIO),
     }
 }

@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use super::sysctl::read_sysctl_int;
 use super::trial::{
-    finish_child, raw_fork, signal_name, spawn_child, write_proc_file, Child, Ended, Reporter,
+    finish_child, signal_name, spawn_child, write_proc_file, Child, Ended, Reporter,
 };
-use super::{detect_caller, errno_text, last_errno, Caller, CHILD_DEADLINE};
+use super::{detect_caller, errno_text, Caller, CHILD_DEADLINE};
+use crate::sys::{self, Errno};
 
 /// User-namespace support, tried for real.
 #[derive(Debug, Clone, Serialize)]
@@ -164,38 +165,37 @@ impl UsernsPlan {
 
 /// Runs in the trial child after fork: async-signal-safe only.
 fn userns_child(plan: &UsernsPlan, rep: &Reporter) -> i32 {
-    let fail = |step: UsernsStep, detail: u32| rep.fail(step.code(), last_errno(), detail);
-    // SAFETY: integer-only prctl: kill this child if the detecting thread goes away.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let fail = |step: UsernsStep, e: Errno, detail: u32| rep.fail(step.code(), e.0, detail);
+    // Kill this child if the detecting thread goes away.
+    let _ = sys::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
     // We wait for pid 1 below: an inherited SIG_IGN would auto-reap it and hide its status.
-    // SAFETY: resetting a disposition to SIG_DFL is async-signal-safe and touches no memory.
-    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+    sys::signal_default(libc::SIGCHLD);
     if let Some((uid, gid)) = plan.drop_to {
         // Raw syscalls, not the libc wrappers: after a raw fork glibc still believes the
         // parent's other threads exist, and its set*id wrappers would signal them and wait
         // forever (the setxid broadcast). The kernel calls change just this (only) thread.
-        // SAFETY: setgroups with an empty list reads no memory.
-        if unsafe { libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) }
-            != 0
-        {
-            return fail(UsernsStep::DropPrivileges, 0);
+        if let Err(e) = sys::setgroups_empty() {
+            return fail(UsernsStep::DropPrivileges, e, 0);
         }
-        // SAFETY: integer-only credential syscalls.
-        if unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) } != 0 {
-            return fail(UsernsStep::DropPrivileges, 1);
+        if let Err(e) = sys::setresgid(gid) {
+            return fail(UsernsStep::DropPrivileges, e, 1);
         }
-        // SAFETY: as above. Dropping every uid to non-zero also clears our capabilities.
-        if unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) } != 0 {
-            return fail(UsernsStep::DropPrivileges, 2);
+        // Dropping every uid to non-zero also clears our capabilities.
+        if let Err(e) = sys::setresuid(uid) {
+            return fail(UsernsStep::DropPrivileges, e, 2);
         }
         // The uid change made us non-dumpable, which would make /proc/self/*_map root-owned.
-        // SAFETY: integer-only prctl.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
     }
-    // SAFETY: integer-only syscall; this child is single-threaded, as unshare(CLONE_NEWUSER)
-    // requires.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
-        return fail(UsernsStep::UnshareUser, 0);
+    // This child is single-threaded, as unshare(CLONE_NEWUSER) requires.
+    if let Err(e) = sys::unshare(libc::CLONE_NEWUSER) {
+        return fail(UsernsStep::UnshareUser, e, 0);
     }
     match write_proc_file(c"/proc/self/setgroups", b"deny") {
         Ok(()) | Err(libc::ENOENT) => {} // before 3.19 there is no setgroups file
@@ -208,91 +208,63 @@ fn userns_child(plan: &UsernsPlan, rep: &Reporter) -> i32 {
         return rep.fail(UsernsStep::WriteGidMap.code(), e, 0);
     }
     let all = OTHER_NAMESPACES.iter().fold(0, |acc, (flag, _)| acc | flag);
-    // SAFETY: integer-only syscall.
-    if unsafe { libc::unshare(all) } != 0 {
-        let errno = last_errno();
+    if let Err(errno) = sys::unshare(all) {
         // Name the culprit: try each namespace alone (we exit right after anyway).
         for (flag, _) in OTHER_NAMESPACES {
-            // SAFETY: integer-only syscall.
-            if unsafe { libc::unshare(flag) } != 0 {
-                return rep.fail(
-                    UsernsStep::UnshareNamespaces.code(),
-                    last_errno(),
-                    flag as u32,
-                );
+            if let Err(e) = sys::unshare(flag) {
+                return fail(UsernsStep::UnshareNamespaces, e, flag as u32);
             }
         }
-        return rep.fail(UsernsStep::UnshareNamespaces.code(), errno, 0);
+        return fail(UsernsStep::UnshareNamespaces, errno, 0);
     }
-    // SAFETY: NULL source/type/data are allowed for a propagation change; "/" is a literal.
-    let rc = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return fail(UsernsStep::MakeMountsPrivate, 0);
+    let private = libc::MS_REC | libc::MS_PRIVATE;
+    if let Err(e) = sys::mount(None, c"/", None, private, None) {
+        return fail(UsernsStep::MakeMountsPrivate, e, 0);
     }
-    // SAFETY: all strings are live NUL-terminated literals or prepared CStrings.
-    let rc = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            plan.tmpfs_target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            c"size=64k,mode=0755".as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return fail(UsernsStep::MountTmpfs, 0);
+    let tmpfs = sys::mount(
+        Some(c"tmpfs"),
+        &plan.tmpfs_target,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some(c"size=64k,mode=0755"),
+    );
+    if let Err(e) = tmpfs {
+        return fail(UsernsStep::MountTmpfs, e, 0);
     }
     // Our first child is pid 1 of the new pid namespace; proc must be mounted from inside it.
-    let pid = raw_fork();
-    if pid < 0 {
-        return fail(UsernsStep::ForkInit, 0);
-    }
+    let pid = match sys::raw_fork() {
+        Ok(pid) => pid,
+        Err(e) => return fail(UsernsStep::ForkInit, e, 0),
+    };
     if pid == 0 {
-        // SAFETY: integer-only prctl.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        // SAFETY: prepared CString; the directory is created in our private tmpfs.
-        if unsafe { libc::mkdir(plan.proc_target.as_ptr(), 0o755) } != 0 {
-            let code = fail(UsernsStep::MountProc, 1);
-            // SAFETY: leaves this grandchild without running inherited destructors.
-            unsafe { libc::_exit(code) }
+        let _ = sys::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        // The directory is created in our private tmpfs.
+        if let Err(e) = sys::mkdir(&plan.proc_target, 0o755) {
+            sys::exit(fail(UsernsStep::MountProc, e, 1));
         }
-        // SAFETY: live NUL-terminated strings; NULL data is allowed.
-        let rc = unsafe {
-            libc::mount(
-                c"proc".as_ptr(),
-                plan.proc_target.as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            )
-        };
-        let code = if rc != 0 {
-            fail(UsernsStep::MountProc, 2)
-        } else {
-            0
-        };
-        // SAFETY: as above.
-        unsafe { libc::_exit(code) }
+        let proc = sys::mount(
+            Some(c"proc"),
+            &plan.proc_target,
+            Some(c"proc"),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        );
+        // _exit: this grandchild must not run inherited destructors.
+        sys::exit(match proc {
+            Err(e) => fail(UsernsStep::MountProc, e, 2),
+            Ok(()) => 0,
+        });
     }
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out pointer; `pid` is our child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
-        }
-        if rc < 0 && last_errno() != libc::EINTR {
-            return fail(UsernsStep::ForkInit, 1);
-        }
-    }
+    let status = match sys::waitpid(pid, 0) {
+        Ok((_, status)) => status,
+        Err(e) => return fail(UsernsStep::ForkInit, e, 1),
+    };
     if libc::WIFSIGNALED(status) {
         return rep.fail(UsernsStep::Killed.code(), 0, libc::WTERMSIG(status) as u32);
     }
