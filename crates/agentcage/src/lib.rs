@@ -10,6 +10,8 @@
 //! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
 //!   the `agentcage-landlock` and `agentcage-seccomp` crates;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
+//! - `host`: what this machine supports (`Features::detect`, the only detector); `ladder`:
+//!   what each profile keeps here; `doctor`: the report the CLI renders;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
 pub mod caps;
