@@ -7,11 +7,11 @@
 //!
 //! Module map (one module per primitive, one sequencer):
 //! - `policy`: what to isolate (pure data); `error`: errors and the child's step report;
+//! - `host`: what this machine supports (`Features::detect`, the only detector); `ladder`:
+//!   what each profile keeps here; `doctor`: the report the CLI renders;
 //! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
 //!   the `agentcage-landlock` and `agentcage-seccomp` crates;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
-//! - `host`: what this machine supports (`Features::detect`, the only detector); `ladder`:
-//!   what each profile keeps here; `doctor`: the report the CLI renders;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
 pub mod caps;

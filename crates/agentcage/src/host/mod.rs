@@ -30,15 +30,15 @@
 //! reaped; a 2 s deadline kills a child that hangs. The whole detection takes a few
 //! milliseconds.
 //!
-//! From [`Features`] we derive the degradation ladder ([`Features::ladder`], in `crate::ladder`): for each
-//! profile, whether each of its layers can be enforced by this caller and, if not, which
-//! weaker set of layers remains and exactly which guarantees are lost. The same value feeds
-//! `agentcage doctor` (see `doctor.rs`), the launcher's fail-closed checks, the matrix header
-//! and the test gates.
+//! From [`Features`] we derive the degradation ladder ([`Features::ladder`], in
+//! `crate::ladder`): for each profile, whether each of its layers can be enforced by this
+//! caller and, if not, which weaker set of layers remains and exactly which guarantees are
+//! lost. The same value feeds `agentcage doctor` (`crate::doctor`), `agentcage policy show`
+//! and, through `doctor --json`, the matrix header.
 //!
-//! The launcher's hot path uses the cheap pieces separately:
-//! [`agentcage_landlock::detect_abi`], [`mount_setattr_available`] and, after a failed
-//! `clone(CLONE_NEWUSER)`, [`userns_failure_hint`].
+//! The launcher does not run this detection: it asks for the cheap pieces on its own path
+//! ([`agentcage_landlock::detect_abi`], `sys::mount_setattr_available`) and, after a failed
+//! `clone(CLONE_NEWUSER)`, calls [`userns_failure_hint`].
 //!
 //! Rooms: `trial` (the throwaway child), `userns`, `seccomp`, `compat` (ia32/x32), `syscalls`
 //! (ENOSYS probes), `landlock` (the report over `agentcage-landlock`), `procfs` (mountinfo and
