@@ -59,6 +59,9 @@ mod sysctl;
 mod trial;
 mod userns;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
 pub use cgroup::{CgroupLayout, CgroupV1, CgroupV2, Cgroups, LimitsBackend};
 pub use compat::CompatAbis;
 pub use landlock::{landlock_rights, LandlockInfo, LandlockRight};
@@ -67,9 +70,6 @@ pub use procfs::{parse_mountinfo, parse_proc_cgroup, MountInfo, ProcCgroup};
 pub use seccomp::SeccompInfo;
 pub use syscalls::{mount_setattr_available, Syscalls};
 pub use sysctl::{parse_sysctl_int, Sysctls};
-#[cfg(any(test, feature = "test-support"))]
-pub mod testing;
-
 pub use userns::{userns_failure_hint, UserNamespaces, UsernsKnobs, UsernsStep, UsernsTrial};
 
 use std::fs;
