@@ -9,7 +9,8 @@
 //! In TOML the enforcement part is written as comments, so the output stays a valid policy
 //! file; `--json` gives both as one object.
 
-use agentcage::kernel::{Features, LayerReport, LayerStatus};
+use agentcage::host::Features;
+use agentcage::ladder::{LayerReport, LayerStatus};
 use agentcage::{Command, Policy};
 use clap::{Args, Subcommand};
 

@@ -165,27 +165,15 @@ pub fn ids() -> (u32, u32) {
     unsafe { (libc::getuid(), libc::getgid()) }
 }
 
-/// The Landlock ABI version, or the errno name why there is none.
+/// The Landlock ABI version (`agentcage-landlock`'s detector, the launcher's), or why there
+/// is none.
 pub fn landlock_abi() -> Result<u32, String> {
-    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
-    // SAFETY: with a NULL attr, size 0 and the VERSION flag the kernel reads no memory.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            LANDLOCK_CREATE_RULESET_VERSION,
-        )
-    };
-    if rc < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::ENOSYS) => "not built into this kernel (ENOSYS)".to_string(),
-            Some(libc::EOPNOTSUPP) => "built in but disabled at boot (EOPNOTSUPP)".to_string(),
-            _ => err.to_string(),
-        });
-    }
-    u32::try_from(rc).map_err(|_| format!("unexpected Landlock ABI {rc}"))
+    use agentcage_landlock::Unavailable;
+    agentcage_landlock::detect_abi().map_err(|why| match why {
+        Unavailable::NotBuilt => "not built into this kernel (ENOSYS)".to_string(),
+        Unavailable::DisabledAtBoot => "built in but disabled at boot (EOPNOTSUPP)".to_string(),
+        Unavailable::Other { errno } => io::Error::from_raw_os_error(errno).to_string(),
+    })
 }
 
 /// A fresh pseudo-terminal pair (master, slave), both close-on-exec.

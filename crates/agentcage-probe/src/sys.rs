@@ -643,17 +643,19 @@ pub fn io_uring_setup() -> Result<OwnedFd, Errno> {
     owned(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) })
 }
 
-/// landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION): the ABI version.
+/// The Landlock ABI version, from `agentcage-landlock`'s detector (the launcher's), or the
+/// errno of the version query.
 pub fn landlock_abi() -> Result<libc::c_long, Errno> {
-    // SAFETY: with the VERSION flag the attr pointer must be NULL and size 0.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    })
+    use agentcage_landlock::Unavailable;
+    agentcage_landlock::detect_abi()
+        .map(libc::c_long::from)
+        .map_err(|why| {
+            Errno(match why {
+                Unavailable::NotBuilt => libc::ENOSYS,
+                Unavailable::DisabledAtBoot => libc::EOPNOTSUPP,
+                Unavailable::Other { errno } => errno,
+            })
+        })
 }
 
 /// A raw syscall through the x32 ABI (number | 0x40000000) with pointer arguments.

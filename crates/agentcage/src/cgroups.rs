@@ -257,7 +257,7 @@ struct Layout {
 
 /// Undoes mountinfo's octal escapes (`\040` for a space): the same decoder `kernel` uses.
 fn unescape_mountinfo(s: &str) -> String {
-    crate::kernel::unescape_mountinfo(s)
+    crate::host::unescape_mountinfo(s)
 }
 
 /// Parses `/proc/self/mountinfo` and `/proc/self/cgroup` text into a [`Layout`].

@@ -7,6 +7,8 @@
 //!
 //! Module map (one module per primitive, one sequencer):
 //! - `policy`: what to isolate (pure data); `error`: errors and the child's step report;
+//! - `host`: what this machine supports (`Features::detect`, the only detector); `ladder`:
+//!   what each profile keeps here; `doctor`: the report the CLI renders;
 //! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
 //!   the `agentcage-landlock` and `agentcage-seccomp` crates;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
@@ -18,8 +20,9 @@ pub mod caps;
 pub mod cgroups;
 pub mod doctor;
 pub mod error;
+pub mod host;
 pub mod hostfs;
-pub mod kernel;
+pub mod ladder;
 pub mod landlock;
 pub mod launch;
 pub mod policy;

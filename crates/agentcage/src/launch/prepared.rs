@@ -646,7 +646,7 @@ impl Prepared {
         if self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong == 0 {
             return None;
         }
-        crate::kernel::userns_failure_hint(e.0)
+        crate::host::userns_failure_hint(e.0)
     }
 
     /// Turns the child's report into a full error naming the step's objects.

@@ -103,6 +103,15 @@ pub fn errno_name(e: i32) -> &'static str {
     }
 }
 
+// Raw calls of host detection (`crate::host`), in their own file.
+mod host;
+pub use host::{
+    getpid, pipe_owned, probe_invalid, raw_fork, seccomp_action_available, seccomp_set_filter,
+    uname, writable_by_effective_ids, write_once, Probe,
+};
+#[cfg(target_arch = "x86_64")]
+pub use host::{int80_getpid, x32_getpid};
+
 fn check(rc: c_long) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }
