@@ -40,6 +40,17 @@ pub struct PolicyArgs {
     /// Extra host path visible read-write at the same path (repeatable).
     #[arg(long, value_name = "PATH")]
     pub rw: Vec<PathBuf>,
+    /// Make PATH read-only inside, on top of the default protected paths (repeatable):
+    /// relative to the workspace, or absolute inside the workspace or an --rw path; `*` and
+    /// `**` are patterns. It must exist.
+    #[arg(long, value_name = "PATH")]
+    pub protect: Vec<PathBuf>,
+    /// Leave a default protected path (or a --protect one) writable, e.g. `--unprotect
+    /// .vscode` (repeatable). The defaults, in the workspace and in every --rw git repository:
+    /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
+    /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
+    #[arg(long, value_name = "PATH")]
+    pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
     #[arg(long, short = 'e', value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -229,6 +240,19 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
             });
         }
     }
+    for (paths, out, flag) in [
+        (&a.protect, &mut s.protect, "--protect"),
+        (&a.unprotect, &mut s.unprotect, "--unprotect"),
+    ] {
+        for p in paths {
+            let path = p
+                .to_str()
+                .map(policy_file::protect_path)
+                .unwrap_or_else(|| Ok(p.clone()))
+                .map_err(|e| UsageError::new(format!("{flag}: {e}")))?;
+            out.push((path, flag.into()));
+        }
+    }
     Ok(s)
 }
 
@@ -272,6 +296,9 @@ pub fn main(a: RunArgs) -> i32 {
         policy,
         skipped,
         sources,
+        protected,
+        protect_missing,
+        ..
     } = match resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
@@ -356,6 +383,15 @@ pub fn main(a: RunArgs) -> i32 {
         ));
     }
     if a.verbose {
+        for p in &protected {
+            eprintln!("agentcage: protected (read-only): {}", p.display());
+        }
+        for p in &protect_missing {
+            eprintln!(
+                "agentcage: protected path {} does not exist: not protected (the sandbox can create it)",
+                p.display()
+            );
+        }
         for s in &skipped {
             eprintln!(
                 "agentcage: optional path {} skipped: {}",
