@@ -237,7 +237,7 @@ pub struct Resolved {
     /// The protected paths (read-only binds inside the workspace or an `rw` bind), defaults
     /// included, as bound.
     pub protected: Vec<PathBuf>,
-    /// The binds made for a default or `protect` entry (for `policy show`).
+    /// The binds made for a `protect` entry (for `policy show`; defaults apply anyway).
     pub protect: Vec<PathBuf>,
     /// Default or `protect` paths left unprotected because they do not exist (the sandbox
     /// can create them).
@@ -1447,7 +1447,7 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
         p.layers.has(Layer::MountNs),
     )?;
     let mut protect_missing = Vec::new();
-    // The binds made for a default or `protect` entry (and not said again by `ro`/`rw`).
+    // The binds made for a `protect` entry (and not said again by `ro`/`rw`).
     let mut from_protect: std::collections::BTreeSet<PathBuf> = Default::default();
     // Defaults first: a flag or a policy entry for the same path wins (`--rw .vscode`), and
     // `protect` last: it wins over both.
@@ -1475,11 +1475,12 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
             }
             Protected::No => b.path.canonicalize(),
             Protected::Yes(c) => {
-                if kind == Kind::Bind {
-                    from_protect.remove(&c);
-                } else {
-                    from_protect.insert(c.clone());
-                }
+                match kind {
+                    Kind::Bind => from_protect.remove(&c),
+                    Kind::Protect => from_protect.insert(c.clone()),
+                    // Applied again when the policy is read back.
+                    Kind::Default => false,
+                };
                 binds.insert(c, b.writable);
                 continue;
             }
@@ -1674,8 +1675,8 @@ pub fn to_table(
     let strs = |v: Vec<String>| V::Array(v.into_iter().map(V::String).collect());
     t.insert("profile".into(), V::String(p.profile.name().into()));
     t.insert("workspace".into(), V::String(path_str(&p.workspace)?));
-    // The binds of default or `protect` entries are written as `protect` (relative to the
-    // workspace when inside it), which reads back the same; `ro` entries stay `ro`.
+    // The binds of `protect` entries are written as `protect` (relative to the workspace when
+    // inside it), which reads back the same; `ro` entries stay `ro`, defaults are implied.
     let protected = |b: &ExtraBind| !b.writable && protect.contains(&b.path);
     let rel = |path: &Path| -> Result<String, UsageError> {
         path_str(path.strip_prefix(&p.workspace).unwrap_or(path))
