@@ -126,8 +126,8 @@ pub struct RunArgs {
     /// What to isolate.
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time) as
-    /// JSON to FILE. Its directory is opened before the run; the file is replaced, never
+    /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time, the
+    /// protected paths the sandbox created because they did not exist) as JSON to FILE. Its directory is opened before the run; the file is replaced, never
     /// written through a symlink (see docs/SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
@@ -400,6 +400,21 @@ pub fn main(a: RunArgs) -> i32 {
             );
         }
     }
+    // Protected paths that do not exist cannot be protected (docs/SECURITY.md): checked again
+    // after the run. So is `.git/commondir`, which makes git read its config and hooks from
+    // the directory it names (it does not exist in a normal repository).
+    let mut watch = protect_missing;
+    if policy.layers.has(Layer::MountNs) {
+        let roots = std::iter::once(&policy.workspace)
+            .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
+        for r in roots {
+            let commondir = r.join(".git/commondir");
+            let git_dir = std::fs::symlink_metadata(r.join(".git")).is_ok_and(|m| m.is_dir());
+            if git_dir && std::fs::symlink_metadata(&commondir).is_err() {
+                watch.push(commondir);
+            }
+        }
+    }
     let self_exe = std::env::current_exe()
         .ok()
         .and_then(|p| p.canonicalize().ok());
@@ -457,8 +472,40 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
+    // What could not be protected because it did not exist: say what the sandbox created.
+    let created: Vec<(PathBuf, Option<std::io::Error>)> = watch
+        .into_iter()
+        .filter_map(|p| match std::fs::symlink_metadata(&p) {
+            Ok(_) => Some((p, None)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                None
+            }
+            Err(e) => Some((p, Some(e))),
+        })
+        .collect();
+    if !a.quiet {
+        for (p, e) in &created {
+            match e {
+                None => ui::warning(&format!(
+                    "the sandbox created {}, a protected path that did not exist at start \
+                     (so it was writable): review it before git, direnv, an editor or an agent \
+                     runs it",
+                    p.display()
+                )),
+                Some(e) => ui::warning(&format!(
+                    "whether the sandbox created {} cannot be checked ({e}): review it and the \
+                     permissions of its parent before git, direnv, an editor or an agent runs it",
+                    p.display()
+                )),
+            }
+        }
+    }
     if let (Some(path), Some(report)) = (&a.json_report, &report) {
-        if let Err(e) = write_report(report, &policy, &result, wall) {
+        let created: Vec<&Path> = created.iter().map(|(p, _)| p.as_path()).collect();
+        if let Err(e) = write_report(report, &policy, &result, wall, &created) {
             ui::error(
                 &format!("write the JSON report {}: {}", path.display(), chain(&e)),
                 None,
@@ -547,8 +594,9 @@ fn write_report(
     policy: &Policy,
     result: &Result<agentcage::RunOutcome, Error>,
     wall: std::time::Duration,
+    created: &[&Path],
 ) -> Result<(), agentcage::hostfs::HostFsError> {
-    let v = match result {
+    let mut v = match result {
         Ok(o) => serde_json::json!({
             "profile": policy.profile.name(),
             "exit_code": match o.exit { agentcage::Exit::Code(c) => Some(c), _ => None },
@@ -576,6 +624,11 @@ fn write_report(
             "setup_error": e.to_string(),
         }),
     };
+    v["created_protected_paths"] = created
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .into();
     report.write(&serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 

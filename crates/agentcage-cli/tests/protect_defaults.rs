@@ -354,6 +354,44 @@ fn planted_symlink_in_default_refused(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A default protected path that does not exist at start cannot be protected: the run says
+/// which ones the sandbox created (and `.git/commondir`), on stderr and in the JSON report.
+fn created_paths_are_reported(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    git_repo(env, ws.path())?;
+    let out_dir = env.secret_dir()?;
+    let report = out_dir.path().join("r.json");
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--json-report",
+        report.to_str().ok_or("utf-8")?,
+        "--",
+        "sh",
+        "-c",
+        "echo '{}' > .mcp.json; echo /tmp/x > .git/commondir",
+    ])?;
+    out.expect_code(0, "run")?;
+    for p in [".mcp.json", ".git/commondir"] {
+        let want = format!("the sandbox created {}/{p}", ws.s());
+        if !out.stderr.contains(&want) {
+            return Err(format!("no warning for {p}: {}", out.stderr).into());
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&read(&report)).map_err(err)?;
+    let listed = v["created_protected_paths"].as_array().map_or(0, Vec::len);
+    if listed != 2 || out.stderr.matches("the sandbox created").count() != 2 {
+        return Err(format!("report {v}\nstderr {}", out.stderr).into());
+    }
+    // Nothing created, nothing said.
+    let out = env.run(&["run", "-w", ws.s(), "--", "true"])?;
+    if out.stderr.contains("the sandbox created") {
+        return Err(format!("spurious warning: {}", out.stderr).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -366,6 +404,7 @@ fn main() {
             "planted_symlink_in_default_refused",
             planted_symlink_in_default_refused,
         ),
+        ("created_paths_are_reported", created_paths_are_reported),
     ];
     let mut trials = Vec::new();
     for who in [Who::Root, Who::Nobody] {
