@@ -2122,6 +2122,15 @@ mod tests {
                 .unwrap_err();
             assert!(e.message.contains(msg), "{text}: {}", e.message);
         }
+        // An expanded path can be unprotected alone.
+        std::fs::write(
+            &f,
+            "workspace = \"ws\"\nunprotect = [\".git/modules/s/hooks\"]\n",
+        )
+        .unwrap();
+        let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+        assert!(!r.protected.contains(&ws.join(".git/modules/s/hooks")));
+        assert!(r.protected.contains(&ws.join(".git/hooks")));
         // No mount namespace: no defaults.
         std::fs::write(&f, "workspace = \"ws\"\nprofile = \"none\"\n").unwrap();
         let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();

@@ -49,6 +49,8 @@ pub struct PolicyArgs {
     /// .vscode` (repeatable). The defaults, in the workspace and in every --rw git repository:
     /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
     /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
+    /// One that does not exist at start is not protected: the run warns if the sandbox
+    /// created it.
     #[arg(long, value_name = "PATH")]
     pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
