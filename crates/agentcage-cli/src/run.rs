@@ -385,15 +385,6 @@ pub fn main(a: RunArgs) -> i32 {
         ));
     }
     if a.verbose {
-        for p in &protected {
-            eprintln!("agentcage: protected (read-only): {}", p.display());
-        }
-        for p in &protect_missing {
-            eprintln!(
-                "agentcage: protected path {} does not exist: not protected (the sandbox can create it)",
-                p.display()
-            );
-        }
         for s in &skipped {
             eprintln!(
                 "agentcage: optional path {} skipped: {}",
@@ -450,6 +441,31 @@ pub fn main(a: RunArgs) -> i32 {
         );
         for (what, how) in &prepared.enforcement {
             eprintln!("agentcage: {what}: {how}");
+        }
+        let names = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| {
+                    p.strip_prefix(&policy.workspace)
+                        .unwrap_or(p)
+                        .display()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !protected.is_empty() {
+            eprintln!(
+                "agentcage: protected (read-only; relative to {}): {}",
+                policy.workspace.display(),
+                names(&protected)
+            );
+        }
+        if !watch.is_empty() {
+            eprintln!(
+                "agentcage: not protected, they do not exist (the sandbox can create them; \
+                 checked after the run): {}",
+                names(&watch)
+            );
         }
     }
     let verbose = a.verbose;
