@@ -1266,6 +1266,60 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
     ".git/modules/**/info",
 ];
 
+/// The prefix of the default protected paths of every submodule (see [`submodule_gitdirs`]).
+const SUBMODULES: &str = ".git/modules/**/";
+
+/// The git directories of the submodules of the repository at `root`, nested ones included:
+/// the directories below `.git/modules` that have a `HEAD` (a submodule named `a/b` lives in
+/// `.git/modules/a/b`, a nested one in `.git/modules/a/modules/c`). Symlinks are not followed
+/// (a planted one is refused later, if it is a protected path), git's own bulky directories
+/// (`objects`, `refs`, `logs`, `lfs`) are not read, and the walk is bounded like a pattern's.
+/// An unreadable directory is an error: what it holds could not be protected.
+fn submodule_gitdirs(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    let mut budget = PATTERN_MAX_ENTRIES;
+    let mut stack = vec![(root.join(".git/modules"), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                continue
+            }
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        };
+        for e in rd {
+            let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+            if budget == 0 {
+                return Err(format!("more than {PATTERN_MAX_ENTRIES} entries"));
+            }
+            budget -= 1;
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name();
+            if matches!(
+                name.as_encoded_bytes(),
+                b"objects" | b"refs" | b"logs" | b"lfs"
+            ) {
+                continue;
+            }
+            if depth + 1 >= PATTERN_MAX_DEPTH {
+                return Err(format!("deeper than {PATTERN_MAX_DEPTH} directories"));
+            }
+            let p = e.path();
+            if std::fs::symlink_metadata(p.join("HEAD")).is_ok() {
+                out.push(p.clone());
+            }
+            stack.push((p, depth + 1));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Where a default protected path comes from, in messages.
 const DEFAULT_ORIGIN: &str = "default protected path";
 
@@ -1333,13 +1387,44 @@ fn protected_settings(
     }
     let mut defaults = Vec::new();
     for r in &roots {
+        let mut gitdirs = None;
         for d in DEFAULT_PROTECTED {
-            defaults.push(BindSetting {
-                path: r.join(d),
+            let origin = format!("{DEFAULT_ORIGIN} {d}");
+            let setting = |path| BindSetting {
+                path,
                 writable: false,
                 optional: true,
-                origin: format!("{DEFAULT_ORIGIN} {d}"),
-            });
+                origin: origin.clone(),
+            };
+            match d.strip_prefix(SUBMODULES) {
+                // The submodules' git directories are found by their HEAD, not by the generic
+                // `**` walk, which would read every object directory (and hit its bound in a
+                // big repository).
+                Some(leaf) => {
+                    if unprotect.contains(&r.join(d)) {
+                        defaults.push(setting(r.join(d)));
+                        continue;
+                    }
+                    if gitdirs.is_none() {
+                        gitdirs = Some(submodule_gitdirs(r).map_err(|why| {
+                            UsageError::new(format!(
+                                "{origin}: cannot list the submodules of {} ({why}): their \
+                                 hooks and config could not be protected",
+                                r.display()
+                            ))
+                            .hint(
+                                "the sandbox may have changed the permissions: restore them \
+                                 (e.g. chmod u+rwx) and run again, or leave them writable with \
+                                 --unprotect and the pattern as written",
+                            )
+                        })?);
+                    }
+                    for g in gitdirs.iter().flatten() {
+                        defaults.push(setting(g.join(leaf)));
+                    }
+                }
+                None => defaults.push(setting(r.join(d))),
+            }
         }
     }
     let mut protect: Vec<BindSetting> = s
@@ -2066,13 +2151,26 @@ mod tests {
         for x in [
             ".git/hooks",
             ".git/modules/s/hooks",
+            ".git/modules/s/objects/hooks",
+            ".git/modules/s/modules/n/info",
+            ".git/modules/a/b/hooks",
+            ".git/modules/a/hooks",
             ".vscode",
             "docs",
             "rw/.git/hooks",
         ] {
             std::fs::create_dir_all(ws.join(x)).unwrap();
         }
-        for f in [".git/config", ".envrc", "docs/x"] {
+        // Submodules s, s/modules/n (nested) and a/b (a name with a slash) have a HEAD; `a`
+        // is only a name component, and nothing below `objects` counts.
+        for f in [
+            ".git/config",
+            ".envrc",
+            "docs/x",
+            ".git/modules/s/HEAD",
+            ".git/modules/s/modules/n/HEAD",
+            ".git/modules/a/b/HEAD",
+        ] {
             std::fs::write(ws.join(f), "x").unwrap();
         }
         let f = d.join("p.toml");
@@ -2086,7 +2184,9 @@ mod tests {
             ".envrc",
             ".git/config",
             ".git/hooks",
+            ".git/modules/a/b/hooks",
             ".git/modules/s/hooks",
+            ".git/modules/s/modules/n/info",
             "docs/x",
             "rw/.git/hooks",
         ]

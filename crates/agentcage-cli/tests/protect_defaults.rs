@@ -21,15 +21,13 @@ fn err(e: impl std::fmt::Display) -> Failed {
 /// Runs host git in `dir` (as whoever runs the tests; the repo may belong to uid 65534).
 fn git(dir: &Path, args: &[&str]) -> Result<String, Failed> {
     let o = Command::new("git")
-        .args([
-            "-c",
-            "safe.directory=*",
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-        ])
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
         .args(args)
+        // Command-line scope, also seen by the git processes it starts (a local clone): the
+        // repositories may belong to the sandbox user.
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "safe.directory")
+        .env("GIT_CONFIG_VALUE_0", "*")
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", "/nonexistent")
@@ -392,6 +390,68 @@ fn created_paths_are_reported(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A real submodule (name with a slash: `.git/modules/libs/sub`): its hooks and config are
+/// protected by default, and git inside the submodule still works.
+fn submodule_protected_by_default(env: &Env) -> Result<(), Failed> {
+    // The source belongs to whoever runs the tests: a local clone checks its owner, and the
+    // upload-pack it starts does not see a command-line safe.directory.
+    let src = env.policy_dir()?;
+    git(src.path(), &["init", "-q", "."])?;
+    std::fs::write(src.path().join("s"), "s\n").map_err(err)?;
+    git(src.path(), &["add", "s"])?;
+    git(src.path(), &["commit", "-qm", "s"])?;
+    let ws = env.workspace()?;
+    git_repo(env, ws.path())?;
+    git(
+        ws.path(),
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            src.s(),
+            "libs/sub",
+        ],
+    )?;
+    git(ws.path(), &["commit", "-qm", "sub"])?;
+    chown_tree(env, ws.path())?;
+    let gitdir = ws.path().join(".git/modules/libs/sub");
+    let config = read(&gitdir.join("config"));
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--",
+        "sh",
+        "-c",
+        "echo x > .git/modules/libs/sub/hooks/pre-commit; \
+         echo '[core] fsmonitor = x' >> .git/modules/libs/sub/config; \
+         echo x > .gitmodules; cd libs/sub && git status --short && echo STATUS-OK",
+    ])?;
+    out.expect_code(0, "run")?;
+    if !out.stdout.contains("STATUS-OK") {
+        return Err(format!(
+            "git status in the submodule: {}\n{}",
+            out.stdout, out.stderr
+        )
+        .into());
+    }
+    for want in [
+        "sub/hooks/pre-commit: Read-only file system",
+        "sub/config: Read-only file system",
+        ".gitmodules: Read-only file system",
+    ] {
+        if !out.stderr.contains(want) {
+            return Err(format!("want {want:?}: {}", out.stderr).into());
+        }
+    }
+    if gitdir.join("hooks/pre-commit").exists() || read(&gitdir.join("config")) != config {
+        return Err("the submodule's hooks or config changed on the host".into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -405,6 +465,10 @@ fn main() {
             planted_symlink_in_default_refused,
         ),
         ("created_paths_are_reported", created_paths_are_reported),
+        (
+            "submodule_protected_by_default",
+            submodule_protected_by_default,
+        ),
     ];
     let mut trials = Vec::new();
     for who in [Who::Root, Who::Nobody] {
