@@ -129,8 +129,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time, the
-    /// protected paths the sandbox created because they did not exist) as JSON to FILE. Its directory is opened before the run; the file is replaced, never
-    /// written through a symlink (see docs/SECURITY.md).
+    /// protected paths the sandbox created because they did not exist) as JSON to FILE. Its
+    /// directory is opened before the run; the file is replaced, never written through a
+    /// symlink (see docs/SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
     /// Use a policy file (or `extends` target) even though the sandbox or another user could
@@ -508,9 +509,9 @@ pub fn main(a: RunArgs) -> i32 {
         for (p, e) in &created {
             match e {
                 None => ui::warning(&format!(
-                    "the sandbox created {}, a protected path that did not exist at start \
-                     (so it was writable): review it before git, direnv, an editor or an agent \
-                     runs it",
+                    "the sandbox created {}, which git, direnv, an editor or an agent may run \
+                     or follow, and which could not be protected (it did not exist at start): \
+                     review it before using this directory outside the sandbox",
                     p.display()
                 )),
                 Some(e) => ui::warning(&format!(
