@@ -128,6 +128,10 @@ fn show(a: &ShowArgs) -> i32 {
         policy,
         skipped,
         sources,
+        protected,
+        protect,
+        protect_missing,
+        unprotect,
     } = match run::resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return run::usage_error(&e),
@@ -139,7 +143,7 @@ fn show(a: &ShowArgs) -> i32 {
         &policy,
         cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
     );
-    let table = match policy_file::to_table(&policy) {
+    let table = match policy_file::to_table(&policy, &protect, &unprotect) {
         Ok(t) => t,
         Err(e) => return run::usage_error(&e),
     };
@@ -153,6 +157,8 @@ fn show(a: &ShowArgs) -> i32 {
         let v = serde_json::json!({
             "policy": table,
             "layers": policy.layers.iter().map(|l| l.name()).collect::<Vec<_>>(),
+            "protected": protected.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "protect_missing": protect_missing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "skipped_optional": skipped.iter().map(|s| serde_json::json!({
                 "path": s.path.display().to_string(),
                 "why": s.why,
@@ -179,7 +185,7 @@ fn show(a: &ShowArgs) -> i32 {
         );
         return code;
     }
-    let body = match policy_file::to_toml(&policy) {
+    let body = match policy_file::to_toml(&policy, &protect, &unprotect) {
         Ok(b) => b,
         Err(e) => return run::usage_error(&e),
     };
@@ -208,6 +214,15 @@ fn show(a: &ShowArgs) -> i32 {
             }
         }
         Err((m, _)) => out.push_str(&format!("#   NOT RUNNABLE HERE: {m}\n")),
+    }
+    for p in &protected {
+        out.push_str(&format!("#   protected (read-only): {}\n", p.display()));
+    }
+    for p in &protect_missing {
+        out.push_str(&format!(
+            "#   NOT PROTECTED (does not exist, the sandbox can create it): {}\n",
+            p.display()
+        ));
     }
     for s in &skipped {
         out.push_str(&format!(

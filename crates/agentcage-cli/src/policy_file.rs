@@ -152,6 +152,11 @@ pub struct Settings {
     pub tcp_bind: Vec<u16>,
     /// `[landlock] tcp_connect`.
     pub tcp_connect: Vec<u16>,
+    /// `protect`: paths made read-only inside the workspace or an `rw` dir, as said (`~`
+    /// expanded; a relative one is relative to the workspace), and where each was said.
+    pub protect: Vec<(PathBuf, String)>,
+    /// `unprotect`: protected paths (defaults included) left writable, same forms.
+    pub unprotect: Vec<(PathBuf, String)>,
     /// The policy files these settings were read from (the `extends` chain included).
     pub sources: Vec<PolicySource>,
 }
@@ -199,6 +204,8 @@ impl Settings {
             limits: self.limits.merge(over.limits),
             tcp_bind: cat(self.tcp_bind, over.tcp_bind),
             tcp_connect: cat(self.tcp_connect, over.tcp_connect),
+            protect: cat(self.protect, over.protect),
+            unprotect: cat(self.unprotect, over.unprotect),
             sources: cat(self.sources, over.sources),
         }
     }
@@ -227,6 +234,16 @@ pub struct Resolved {
     pub skipped: Vec<Skipped>,
     /// The policy files read (see [`untrusted`]).
     pub sources: Vec<PolicySource>,
+    /// The protected paths (read-only binds inside the workspace or an `rw` bind), defaults
+    /// included, as bound.
+    pub protected: Vec<PathBuf>,
+    /// The binds made for a `protect` entry (for `policy show`; defaults apply anyway).
+    pub protect: Vec<PathBuf>,
+    /// Default or `protect` paths left unprotected because they do not exist (the sandbox
+    /// can create them).
+    pub protect_missing: Vec<PathBuf>,
+    /// The `unprotect` paths, absolute (for `policy show`).
+    pub unprotect: Vec<PathBuf>,
 }
 
 /// The key table of docs/POLICY.md: (key, flag, default, effect). One source of truth: the
@@ -237,6 +254,8 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("workspace", "`--workspace`, `-w`", "the current directory", "Directory bound read-write at its own path; the command starts there."),
     ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing); `*` and `**` components are patterns."),
     ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
+    ("protect", "`--protect PATH`", "`[]` (the default protected paths always apply)", "Paths made read-only inside the workspace or an `rw` path, on top of the defaults (see \"Default protected paths\" above). Relative to the workspace (not to the file), or absolute inside the workspace or an `rw` path; `*` and `**` components are patterns. A literal path must exist."),
+    ("unprotect", "`--unprotect PATH`", "`[]`", "Protected paths (defaults or `protect`) left writable; same forms as `protect`, matched as written (`.vscode`, `.git/modules/**/hooks`) or as an expanded path."),
     ("env", "`--env K=V`, `-e`", "`{}`", "Table of variables set inside (`K = \"V\"`); a value starting with `~/` is expanded like a shell assignment."),
     ("pass_env", "`--pass-env K`", "`[]`", "Variables of the caller's environment passed through."),
     ("uid", "`--uid`", "`0`", "uid inside the sandbox (0 is root in the user namespace only)."),
@@ -295,6 +314,10 @@ struct FileDoc {
     seccomp_spec_mitigation: Option<bool>,
     #[serde(default)]
     without: Vec<Spanned<String>>,
+    #[serde(default)]
+    protect: Vec<Spanned<String>>,
+    #[serde(default)]
+    unprotect: Vec<Spanned<String>>,
     limits: Option<FileLimits>,
     landlock: Option<FileLandlock>,
 }
@@ -816,6 +839,16 @@ fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError
         s.without
             .push(parse_layer(l.get_ref()).map_err(|m| src.err(&l.span(), m))?);
     }
+    for (list, out) in [
+        (&doc.protect, &mut s.protect),
+        (&doc.unprotect, &mut s.unprotect),
+    ] {
+        for e in list {
+            let sp = e.span();
+            let p = protect_path(e.get_ref()).map_err(|m| src.err(&sp, m))?;
+            out.push((p, src.at(&sp)));
+        }
+    }
     if let Some(l) = &doc.limits {
         let units = |v: &Option<Spanned<Scalar>>,
                      f: fn(&str) -> Result<Option<u64>, agentcage::units::ParseError>|
@@ -945,11 +978,18 @@ fn expand_patterns(binds: &[BindSetting]) -> Result<Vec<BindSetting>, UsageError
         let mut budget = PATTERN_MAX_ENTRIES;
         if let Err(why) = walk_pattern(Path::new("/"), &comps, 0, &mut budget, &mut found) {
             return Err(UsageError::new(format!(
-                "{}: {}: cannot expand the pattern ({why}): what it names is unknown",
+                "{}: {}: cannot expand the pattern ({why}): what it names is unknown and could \
+                 not be protected",
                 b.origin,
                 b.path.display()
             ))
-            .hint("fix the permissions, or name the paths without a pattern"));
+            .hint(if b.origin.starts_with(DEFAULT_ORIGIN) {
+                "the sandbox may have changed the permissions: restore them (e.g. chmod u+rwx) \
+                 and run again, or leave these paths writable with --unprotect and the pattern \
+                 as written"
+            } else {
+                "fix the permissions, or name the paths without a pattern"
+            }));
         }
         if found.is_empty() && !b.optional {
             return Err(UsageError::new(format!(
@@ -1201,6 +1241,243 @@ fn resolve_protected(
     Protected::Yes(cur)
 }
 
+/// The default protected paths (issue #15), relative to the workspace and to every `rw`
+/// directory that is a git repository (has `.git`): what runs code later, outside the
+/// sandbox, when the user runs git, enters the directory (direnv) or opens it in an editor or
+/// an agent (tasks, hooks, MCP servers). Made read-only inside by the same machinery as any
+/// protected path (ancestors pinned, symlinks refused); what does not exist at start stays
+/// creatable (see docs/SECURITY.md, "Protected paths").
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    ".git/hooks",
+    ".git/config",
+    ".git/info",
+    ".gitmodules",
+    ".envrc",
+    ".vscode",
+    ".idea",
+    ".devcontainer",
+    ".claude",
+    ".codex",
+    ".cursor",
+    ".gemini",
+    ".mcp.json",
+    ".git/modules/**/hooks",
+    ".git/modules/**/config",
+    ".git/modules/**/info",
+];
+
+/// The prefix of the default protected paths of every submodule (see [`submodule_gitdirs`]).
+const SUBMODULES: &str = ".git/modules/**/";
+
+/// The git directories of the submodules of the repository at `root`, nested ones included:
+/// the directories below `.git/modules` that have a `HEAD` (a submodule named `a/b` lives in
+/// `.git/modules/a/b`, a nested one in `.git/modules/a/modules/c`). Symlinks are not followed
+/// (a planted one is refused later, if it is a protected path), git's own bulky directories
+/// (`objects`, `refs`, `logs`, `lfs`) are not read, and the walk is bounded like a pattern's.
+/// An unreadable directory is an error: what it holds could not be protected.
+fn submodule_gitdirs(root: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    let mut budget = PATTERN_MAX_ENTRIES;
+    let mut stack = vec![(root.join(".git/modules"), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                continue
+            }
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        };
+        for e in rd {
+            let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+            if budget == 0 {
+                return Err(format!("more than {PATTERN_MAX_ENTRIES} entries"));
+            }
+            budget -= 1;
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name();
+            if matches!(
+                name.as_encoded_bytes(),
+                b"objects" | b"refs" | b"logs" | b"lfs"
+            ) {
+                continue;
+            }
+            if depth + 1 >= PATTERN_MAX_DEPTH {
+                return Err(format!("deeper than {PATTERN_MAX_DEPTH} directories"));
+            }
+            let p = e.path();
+            if std::fs::symlink_metadata(p.join("HEAD")).is_ok() {
+                out.push(p.clone());
+            }
+            stack.push((p, depth + 1));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Where a default protected path comes from, in messages.
+const DEFAULT_ORIGIN: &str = "default protected path";
+
+/// A `protect`/`unprotect` path as said: `~` expanded, relative ones kept relative (to the
+/// workspace, resolved by [`build`]), no `..` (it must stay below the workspace).
+pub fn protect_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("empty path".into());
+    }
+    let p = expand_tilde(s)?;
+    if p.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(format!(
+            "{s}: `..` is not allowed in a protected path (name it from the workspace, or absolute)"
+        ));
+    }
+    Ok(p)
+}
+
+/// Which list a bind entry of [`build`] comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `ro` / `rw`.
+    Bind,
+    /// [`DEFAULT_PROTECTED`].
+    Default,
+    /// `protect`.
+    Protect,
+}
+
+fn is_pattern(p: &Path) -> bool {
+    p.components()
+        .any(|c| c.as_os_str().as_encoded_bytes().contains(&b'*'))
+}
+
+/// The default protected paths (in the workspace and every writable root with a `.git`) and
+/// the `protect` entries, patterns expanded, `unprotect` removed (matched as written or as
+/// expanded). An `unprotect` that matches nothing is an error (a typo would leave the path
+/// protected while the user believes otherwise, or the reverse). Without a mount namespace
+/// there is nothing to protect with: no defaults, and a `protect` entry is an error.
+fn protected_settings(
+    s: &Settings,
+    ws: &Path,
+    writable_roots: &[PathBuf],
+    unprotect: &[PathBuf],
+    mount_ns: bool,
+) -> Result<(Vec<BindSetting>, Vec<BindSetting>), UsageError> {
+    if !mount_ns {
+        if let Some((path, origin)) = s.protect.first() {
+            return Err(UsageError::new(format!(
+                "{origin}: protect {}: protected paths need a mount namespace (a read-only bind \
+                 is what protects them), and this policy has none",
+                path.display()
+            ))
+            .hint(
+                "use a profile with a mount namespace (ns-only, landlock, full), or drop the entry",
+            ));
+        }
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut roots = vec![ws.to_path_buf()];
+    for r in writable_roots {
+        if !roots.contains(r) && std::fs::symlink_metadata(r.join(".git")).is_ok() {
+            roots.push(r.clone());
+        }
+    }
+    let mut defaults = Vec::new();
+    for r in &roots {
+        let mut gitdirs = None;
+        for d in DEFAULT_PROTECTED {
+            let origin = format!("{DEFAULT_ORIGIN} {d}");
+            let setting = |path| BindSetting {
+                path,
+                writable: false,
+                optional: true,
+                origin: origin.clone(),
+            };
+            match d.strip_prefix(SUBMODULES) {
+                // The submodules' git directories are found by their HEAD, not by the generic
+                // `**` walk, which would read every object directory (and hit its bound in a
+                // big repository).
+                Some(leaf) => {
+                    if unprotect.contains(&r.join(d)) {
+                        defaults.push(setting(r.join(d)));
+                        continue;
+                    }
+                    if gitdirs.is_none() {
+                        gitdirs = Some(submodule_gitdirs(r).map_err(|why| {
+                            UsageError::new(format!(
+                                "{origin}: cannot list the submodules of {} ({why}): their \
+                                 hooks and config could not be protected",
+                                r.display()
+                            ))
+                            .hint(
+                                "the sandbox may have changed the permissions: restore them \
+                                 (e.g. chmod u+rwx) and run again, or leave them writable with \
+                                 --unprotect and the pattern as written",
+                            )
+                        })?);
+                    }
+                    for g in gitdirs.iter().flatten() {
+                        defaults.push(setting(g.join(leaf)));
+                    }
+                }
+                None => defaults.push(setting(r.join(d))),
+            }
+        }
+    }
+    let mut protect: Vec<BindSetting> = s
+        .protect
+        .iter()
+        .map(|(path, origin)| {
+            let path = absolute(path, ws);
+            if path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            {
+                return Err(UsageError::new(format!(
+                    "{origin}: protect {}: `..` is not allowed in a protected path",
+                    path.display()
+                )));
+            }
+            Ok(BindSetting {
+                optional: is_pattern(&path),
+                path,
+                writable: false,
+                origin: origin.clone(),
+            })
+        })
+        .collect::<Result<_, UsageError>>()?;
+    let mut used = vec![false; unprotect.len()];
+    let mut keep = |b: &BindSetting| match unprotect.iter().position(|u| *u == b.path) {
+        Some(i) => {
+            used[i] = true;
+            false
+        }
+        None => true,
+    };
+    defaults.retain(&mut keep);
+    protect.retain(&mut keep);
+    let mut defaults = expand_patterns(&defaults)?;
+    let mut protect = expand_patterns(&protect)?;
+    defaults.retain(&mut keep);
+    protect.retain(&mut keep);
+    if let Some(i) = used.iter().position(|u| !u) {
+        let (_, origin) = &s.unprotect[i];
+        return Err(UsageError::new(format!(
+            "{origin}: unprotect {}: not a protected path here",
+            unprotect[i].display()
+        ))
+        .hint(format!(
+            "unprotect takes a default protected path ({}) or a `protect` entry, as written or \
+             as a path it expands to, relative to the workspace",
+            DEFAULT_PROTECTED.join(", ")
+        )));
+    }
+    Ok((defaults, protect))
+}
+
 /// Builds the effective policy. `cwd` is the default workspace.
 pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     let profile = s.profile.unwrap_or(Profile::Full);
@@ -1242,16 +1519,80 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
             .filter(|b| b.writable)
             .filter_map(|b| b.path.canonicalize().ok()),
     );
-    for b in &expanded {
-        let what = if b.writable { "rw" } else { "ro" };
+    let unprotect: Vec<PathBuf> = s
+        .unprotect
+        .iter()
+        .map(|(u, _)| absolute(u, &p.workspace))
+        .collect();
+    let (defaults, protect) = protected_settings(
+        s,
+        &p.workspace,
+        &writable_roots,
+        &unprotect,
+        p.layers.has(Layer::MountNs),
+    )?;
+    let mut protect_missing = Vec::new();
+    // The binds made for a `protect` entry (and not said again by `ro`/`rw`).
+    let mut from_protect: std::collections::BTreeSet<PathBuf> = Default::default();
+    // Defaults first: a flag or a policy entry for the same path wins (`--rw .vscode`), and
+    // `protect` last: it wins over both.
+    let all = defaults
+        .iter()
+        .map(|b| (b, Kind::Default))
+        .chain(expanded.iter().map(|b| (b, Kind::Bind)))
+        .chain(protect.iter().map(|b| (b, Kind::Protect)));
+    for (b, kind) in all {
+        let what = match kind {
+            Kind::Bind if b.writable => "rw",
+            Kind::Bind => "ro",
+            Kind::Default | Kind::Protect => "protect",
+        };
         let resolved = match resolve_protected(&b.path, &writable_roots, sandbox_host_ids) {
+            Protected::No if kind != Kind::Bind => {
+                return Err(UsageError::new(format!(
+                    "{}: protect {}: not inside the workspace or an `rw` path",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint(
+                    "protect names paths inside what the sandbox can write; use --ro for others",
+                ));
+            }
             Protected::No => b.path.canonicalize(),
             Protected::Yes(c) => {
+                match kind {
+                    Kind::Bind => from_protect.remove(&c),
+                    Kind::Protect => from_protect.insert(c.clone()),
+                    // Applied again when the policy is read back.
+                    Kind::Default => false,
+                };
                 binds.insert(c, b.writable);
                 continue;
             }
+            Protected::Missing(_)
+                if kind == Kind::Default || (kind == Kind::Protect && b.optional) =>
+            {
+                protect_missing.push(b.path.clone());
+                continue;
+            }
+            Protected::Missing(e) if kind == Kind::Protect => {
+                return Err(UsageError::new(format!(
+                    "{}: protect {}: {e}: a path that does not exist at start cannot be protected",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint("create it first (mkdir -p or touch), or drop the entry; see docs/SECURITY.md, \"Protected paths\""));
+            }
             Protected::Missing(e) => Err(e),
             Protected::Refused(why, hint) => {
+                let hint = if kind == Kind::Default {
+                    format!(
+                        "{hint}; or leave it writable: --unprotect {}",
+                        b.path.display()
+                    )
+                } else {
+                    hint
+                };
                 return Err(UsageError::new(format!(
                     "{}: {what} {}: {why}",
                     b.origin,
@@ -1271,6 +1612,7 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
                 });
             }
             Ok(c) => {
+                from_protect.remove(&c);
                 binds.insert(c, b.writable);
             }
             Err(e) if b.optional => skipped.push(Skipped {
@@ -1282,6 +1624,17 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
             }
         }
     }
+    // The effective protected set: read-only binds below the workspace or a writable bind.
+    let protected: Vec<PathBuf> = binds
+        .iter()
+        .filter(|(path, w)| {
+            !**w && ((path.starts_with(&p.workspace) && **path != p.workspace)
+                || binds
+                    .iter()
+                    .any(|(r, rw)| *rw && path.starts_with(r) && *path != r))
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
     p.binds = binds
         .into_iter()
         .map(|(path, writable)| ExtraBind { path, writable })
@@ -1334,6 +1687,10 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
         policy: p,
         skipped,
         sources: s.sources.clone(),
+        protected,
+        protect: from_protect.into_iter().collect(),
+        protect_missing,
+        unprotect,
     })
 }
 
@@ -1393,21 +1750,43 @@ fn float_value(v: Option<f64>, parse: FloatParser) -> toml::Value {
 
 /// The policy as a TOML table with the keys of a policy file: every key explicit, so reading
 /// it back (on this host) gives the same policy.
-pub fn to_table(p: &Policy) -> Result<toml::Table, UsageError> {
+pub fn to_table(
+    p: &Policy,
+    protect: &[PathBuf],
+    unprotect: &[PathBuf],
+) -> Result<toml::Table, UsageError> {
     use toml::Value as V;
     let mut t = toml::Table::new();
     let strs = |v: Vec<String>| V::Array(v.into_iter().map(V::String).collect());
     t.insert("profile".into(), V::String(p.profile.name().into()));
     t.insert("workspace".into(), V::String(path_str(&p.workspace)?));
+    // The binds of `protect` entries are written as `protect` (relative to the workspace when
+    // inside it), which reads back the same; `ro` entries stay `ro`, defaults are implied.
+    let protected = |b: &ExtraBind| !b.writable && protect.contains(&b.path);
+    let rel = |path: &Path| -> Result<String, UsageError> {
+        path_str(path.strip_prefix(&p.workspace).unwrap_or(path))
+    };
     for writable in [false, true] {
         let list = p
             .binds
             .iter()
-            .filter(|b| b.writable == writable)
+            .filter(|b| b.writable == writable && !protected(b))
             .map(|b| path_str(&b.path))
             .collect::<Result<Vec<_>, _>>()?;
         t.insert(if writable { "rw" } else { "ro" }.into(), strs(list));
     }
+    let list = p
+        .binds
+        .iter()
+        .filter(|b| protected(b))
+        .map(|b| rel(&b.path))
+        .collect::<Result<Vec<_>, _>>()?;
+    t.insert("protect".into(), strs(list));
+    let list = unprotect
+        .iter()
+        .map(|u| rel(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    t.insert("unprotect".into(), strs(list));
     t.insert("pass_env".into(), strs(p.pass_env.clone()));
     for (k, v) in [
         ("uid", p.uid),
@@ -1481,8 +1860,13 @@ pub fn to_table(p: &Policy) -> Result<toml::Table, UsageError> {
 }
 
 /// The policy as the text of a policy file (see [`to_table`]).
-pub fn to_toml(p: &Policy) -> Result<String, UsageError> {
-    toml::to_string(&to_table(p)?).map_err(|e| UsageError::new(format!("write TOML: {e}")))
+pub fn to_toml(
+    p: &Policy,
+    protect: &[PathBuf],
+    unprotect: &[PathBuf],
+) -> Result<String, UsageError> {
+    toml::to_string(&to_table(p, protect, unprotect)?)
+        .map_err(|e| UsageError::new(format!("write TOML: {e}")))
 }
 
 #[cfg(test)]
@@ -1740,12 +2124,12 @@ mod tests {
             let f = d.join(format!("p{i}.toml"));
             std::fs::write(&f, text).unwrap();
             let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();
-            let out = to_toml(&r.policy).unwrap();
+            let out = to_toml(&r.policy, &r.protect, &r.unprotect).unwrap();
             let g = d.join(format!("q{i}.toml"));
             std::fs::write(&g, &out).unwrap();
             let back = build(&load(&g, Path::new("/")).unwrap(), Path::new("/")).unwrap();
             assert_eq!(r.policy, back.policy, "{text}\n---\n{out}");
-            assert_eq!(to_toml(&back.policy).unwrap(), out);
+            assert_eq!(to_toml(&back.policy, &back.protect, &back.unprotect).unwrap(), out);
         }
         // The optional entry was skipped, the nested ro sorts after its rw parent.
         let r = build(
@@ -1757,6 +2141,100 @@ mod tests {
         assert_eq!(r.policy.binds[0].path, d.join("a"));
         assert!(!r.policy.layers.has(Layer::Limits));
         assert!(!r.policy.layers.has(Layer::Seccomp));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn default_protected_paths() {
+        let d = tmpdir("prot");
+        let ws = d.join("ws");
+        for x in [
+            ".git/hooks",
+            ".git/modules/s/hooks",
+            ".git/modules/s/objects/hooks",
+            ".git/modules/s/modules/n/info",
+            ".git/modules/a/b/hooks",
+            ".git/modules/a/hooks",
+            ".vscode",
+            "docs",
+            "rw/.git/hooks",
+        ] {
+            std::fs::create_dir_all(ws.join(x)).unwrap();
+        }
+        // Submodules s, s/modules/n (nested) and a/b (a name with a slash) have a HEAD; `a`
+        // is only a name component, and nothing below `objects` counts.
+        for f in [
+            ".git/config",
+            ".envrc",
+            "docs/x",
+            ".git/modules/s/HEAD",
+            ".git/modules/s/modules/n/HEAD",
+            ".git/modules/a/b/HEAD",
+        ] {
+            std::fs::write(ws.join(f), "x").unwrap();
+        }
+        let f = d.join("p.toml");
+        std::fs::write(
+            &f,
+            "workspace = \"ws\"\nrw = [\"ws/rw\"]\nprotect = [\"docs/x\"]\nunprotect = [\".vscode\"]\n",
+        )
+        .unwrap();
+        let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+        let want: Vec<PathBuf> = [
+            ".envrc",
+            ".git/config",
+            ".git/hooks",
+            ".git/modules/a/b/hooks",
+            ".git/modules/s/hooks",
+            ".git/modules/s/modules/n/info",
+            "docs/x",
+            "rw/.git/hooks",
+        ]
+        .iter()
+        .map(|x| ws.join(x))
+        .collect();
+        assert_eq!(r.protected, want);
+        assert!(r.protect_missing.contains(&ws.join(".claude")));
+        assert!(r.protect_missing.contains(&ws.join("rw/.envrc")));
+        assert!(!r.protect_missing.contains(&ws.join(".vscode")));
+        // `policy show` writes them as `protect` and `unprotect`, which read back the same.
+        let out = to_toml(&r.policy, &r.protect, &r.unprotect).unwrap();
+        assert!(out.contains("\"docs/x\""), "{out}");
+        assert!(out.contains("unprotect = [\".vscode\"]"), "{out}");
+        let g = d.join("q.toml");
+        std::fs::write(&g, &out).unwrap();
+        let back = build(&load(&g, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+        assert_eq!(r.policy, back.policy, "{out}");
+        // Errors: `..`, an `unprotect` of nothing, a missing literal `protect`, and `protect`
+        // without a mount namespace.
+        for (text, msg) in [
+            ("protect = [\"../x\"]\n", "`..` is not allowed"),
+            ("unprotect = [\".vscod\"]\n", "not a protected path"),
+            ("protect = [\"docs/nope\"]\n", "cannot be protected"),
+            (
+                "profile = \"none\"\nprotect = [\"docs/x\"]\n",
+                "need a mount namespace",
+            ),
+        ] {
+            std::fs::write(&f, format!("workspace = \"ws\"\n{text}")).unwrap();
+            let e = load(&f, Path::new("/"))
+                .and_then(|s| build(&s, Path::new("/")))
+                .unwrap_err();
+            assert!(e.message.contains(msg), "{text}: {}", e.message);
+        }
+        // An expanded path can be unprotected alone.
+        std::fs::write(
+            &f,
+            "workspace = \"ws\"\nunprotect = [\".git/modules/s/hooks\"]\n",
+        )
+        .unwrap();
+        let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+        assert!(!r.protected.contains(&ws.join(".git/modules/s/hooks")));
+        assert!(r.protected.contains(&ws.join(".git/hooks")));
+        // No mount namespace: no defaults.
+        std::fs::write(&f, "workspace = \"ws\"\nprofile = \"none\"\n").unwrap();
+        let r = build(&load(&f, Path::new("/")).unwrap(), Path::new("/")).unwrap();
+        assert!(r.protected.is_empty() && r.policy.binds.is_empty());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -40,6 +40,19 @@ pub struct PolicyArgs {
     /// Extra host path visible read-write at the same path (repeatable).
     #[arg(long, value_name = "PATH")]
     pub rw: Vec<PathBuf>,
+    /// Make PATH read-only inside, on top of the default protected paths (repeatable):
+    /// relative to the workspace, or absolute inside the workspace or an --rw path; `*` and
+    /// `**` are patterns. It must exist.
+    #[arg(long, value_name = "PATH")]
+    pub protect: Vec<PathBuf>,
+    /// Leave a default protected path (or a --protect one) writable, e.g. `--unprotect
+    /// .vscode` (repeatable). The defaults, in the workspace and in every --rw git repository:
+    /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
+    /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
+    /// One that does not exist at start is not protected: the run warns if the sandbox
+    /// created it.
+    #[arg(long, value_name = "PATH")]
+    pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
     #[arg(long, short = 'e', value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -115,9 +128,10 @@ pub struct RunArgs {
     /// What to isolate.
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time) as
-    /// JSON to FILE. Its directory is opened before the run; the file is replaced, never
-    /// written through a symlink (see docs/SECURITY.md).
+    /// Write the outcome (exit, signal, timeout, oom, peak memory, wall and cpu time, the
+    /// protected paths the sandbox created because they did not exist) as JSON to FILE. Its
+    /// directory is opened before the run; the file is replaced, never written through a
+    /// symlink (see docs/SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
     /// Use a policy file (or `extends` target) even though the sandbox or another user could
@@ -229,6 +243,19 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
             });
         }
     }
+    for (paths, out, flag) in [
+        (&a.protect, &mut s.protect, "--protect"),
+        (&a.unprotect, &mut s.unprotect, "--unprotect"),
+    ] {
+        for p in paths {
+            let path = p
+                .to_str()
+                .map(policy_file::protect_path)
+                .unwrap_or_else(|| Ok(p.clone()))
+                .map_err(|e| UsageError::new(format!("{flag}: {e}")))?;
+            out.push((path, flag.into()));
+        }
+    }
     Ok(s)
 }
 
@@ -272,6 +299,9 @@ pub fn main(a: RunArgs) -> i32 {
         policy,
         skipped,
         sources,
+        protected,
+        protect_missing,
+        ..
     } = match resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
@@ -364,6 +394,21 @@ pub fn main(a: RunArgs) -> i32 {
             );
         }
     }
+    // Protected paths that do not exist cannot be protected (docs/SECURITY.md): checked again
+    // after the run. So is `.git/commondir`, which makes git read its config and hooks from
+    // the directory it names (it does not exist in a normal repository).
+    let mut watch = protect_missing;
+    if policy.layers.has(Layer::MountNs) {
+        let roots = std::iter::once(&policy.workspace)
+            .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
+        for r in roots {
+            let commondir = r.join(".git/commondir");
+            let git_dir = std::fs::symlink_metadata(r.join(".git")).is_ok_and(|m| m.is_dir());
+            if git_dir && std::fs::symlink_metadata(&commondir).is_err() {
+                watch.push(commondir);
+            }
+        }
+    }
     let self_exe = std::env::current_exe()
         .ok()
         .and_then(|p| p.canonicalize().ok());
@@ -398,6 +443,31 @@ pub fn main(a: RunArgs) -> i32 {
         for (what, how) in &prepared.enforcement {
             eprintln!("agentcage: {what}: {how}");
         }
+        let names = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| {
+                    p.strip_prefix(&policy.workspace)
+                        .unwrap_or(p)
+                        .display()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !protected.is_empty() {
+            eprintln!(
+                "agentcage: protected (read-only; relative to {}): {}",
+                policy.workspace.display(),
+                names(&protected)
+            );
+        }
+        if !watch.is_empty() {
+            eprintln!(
+                "agentcage: not protected, they do not exist (the sandbox can create them; \
+                 checked after the run): {}",
+                names(&watch)
+            );
+        }
     }
     let verbose = a.verbose;
     if !a.quiet && !verbose {
@@ -421,8 +491,40 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
+    // What could not be protected because it did not exist: say what the sandbox created.
+    let created: Vec<(PathBuf, Option<std::io::Error>)> = watch
+        .into_iter()
+        .filter_map(|p| match std::fs::symlink_metadata(&p) {
+            Ok(_) => Some((p, None)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                None
+            }
+            Err(e) => Some((p, Some(e))),
+        })
+        .collect();
+    if !a.quiet {
+        for (p, e) in &created {
+            match e {
+                None => ui::warning(&format!(
+                    "the sandbox created {}, which git, direnv, an editor or an agent may run \
+                     or follow, and which could not be protected (it did not exist at start): \
+                     review it before using this directory outside the sandbox",
+                    p.display()
+                )),
+                Some(e) => ui::warning(&format!(
+                    "whether the sandbox created {} cannot be checked ({e}): review it and the \
+                     permissions of its parent before git, direnv, an editor or an agent runs it",
+                    p.display()
+                )),
+            }
+        }
+    }
     if let (Some(path), Some(report)) = (&a.json_report, &report) {
-        if let Err(e) = write_report(report, &policy, &result, wall) {
+        let created: Vec<&Path> = created.iter().map(|(p, _)| p.as_path()).collect();
+        if let Err(e) = write_report(report, &policy, &result, wall, &created) {
             ui::error(
                 &format!("write the JSON report {}: {}", path.display(), chain(&e)),
                 None,
@@ -511,8 +613,9 @@ fn write_report(
     policy: &Policy,
     result: &Result<agentcage::RunOutcome, Error>,
     wall: std::time::Duration,
+    created: &[&Path],
 ) -> Result<(), agentcage::hostfs::HostFsError> {
-    let v = match result {
+    let mut v = match result {
         Ok(o) => serde_json::json!({
             "profile": policy.profile.name(),
             "exit_code": match o.exit { agentcage::Exit::Code(c) => Some(c), _ => None },
@@ -540,6 +643,11 @@ fn write_report(
             "setup_error": e.to_string(),
         }),
     };
+    v["created_protected_paths"] = created
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .into();
     report.write(&serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 
