@@ -118,8 +118,9 @@ pub struct RunArgs {
     /// JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
-    /// Do not give the command a pseudo-terminal even when stdin is a terminal (it then runs
-    /// in a new session without any terminal).
+    /// Do not give the command a pseudo-terminal: it runs without any terminal. Terminal
+    /// stdout/stderr become pipes relayed to yours; a terminal stdin becomes an empty pipe
+    /// (EOF). Your terminal never reaches the command, with or without this flag.
     #[arg(long)]
     pub no_pty: bool,
     /// Print what is enforced and the setup timings on stderr.
