@@ -16,6 +16,7 @@
 //!   to its end.
 //! - `relay_never_blocks_timeout`: the agent never reads its terminal while the caller types
 //!   megabytes: `--timeout 2` still fires (exit 124) and the caller's terminal mode is back.
+//!   `relay_frozen_terminal_timeout`: nor when the caller's terminal stops taking output.
 //! - `init_argv_hidden`: /proc/1/cmdline and /proc/1/comm inside carry no launcher flag.
 
 mod common;
@@ -562,6 +563,62 @@ fn relay_never_blocks_timeout(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Finding 13, the other direction: the caller's terminal stops taking output (a frozen
+/// terminal emulator: nobody reads our master) while the agent writes without end. The relay
+/// used to block writing to it, and `--timeout` never fired.
+fn relay_frozen_terminal_timeout(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let (master, slave) = openpty()?;
+    let s = slave.as_raw_fd();
+    let mut c = command(
+        env,
+        &[
+            "run",
+            "-p",
+            "full",
+            "-w",
+            ws.s(),
+            "--timeout",
+            "2",
+            "--",
+            "yes",
+            "agentcage",
+        ],
+    );
+    // stderr elsewhere: the launcher's own last words (the timeout message) would block on a
+    // frozen terminal like any program's.
+    // SAFETY: dup2 is async-signal-safe; s outlives the spawn.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::dup2(s, 0) < 0 || libc::dup2(s, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.stderr(Stdio::null());
+    let t = Instant::now();
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    drop(slave);
+    let st = wait_deadline(
+        &mut child,
+        Duration::from_secs(20),
+        "--timeout 2, frozen terminal",
+    );
+    drop(master);
+    let st = st?;
+    eprintln!(
+        "  [{}] frozen caller terminal, endless output: exit {} after {:.2} s",
+        env.who.name(),
+        code_of(st),
+        t.elapsed().as_secs_f64()
+    );
+    if code_of(st) != 124 {
+        return Err(format!("exit {} (want 124, the timeout)", code_of(st)).into());
+    }
+    Ok(())
+}
+
 /// Finding 14 (argv part): the init is a fork of the launcher.
 fn init_argv_hidden(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
@@ -609,6 +666,10 @@ fn main() {
         ),
         ("ptrace_traceme_does_not_hang", ptrace_traceme_does_not_hang),
         ("relay_never_blocks_timeout", relay_never_blocks_timeout),
+        (
+            "relay_frozen_terminal_timeout",
+            relay_frozen_terminal_timeout,
+        ),
         ("init_argv_hidden", init_argv_hidden),
     ];
     let mut trials = Vec::new();

@@ -500,6 +500,10 @@ impl Prepared {
     }
 }
 
+/// How long the relay waits for more of the sandbox's output once it exited (idle, and in all).
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+
 /// The launcher's wait for the sandbox: never blocks on the sandbox's terminal or its
 /// reports, and always ends it: on `--timeout` (SIGTERM, then SIGKILL after
 /// [`TIMEOUT_GRACE`]) and on a signal forwarded from the launcher (SIGKILL of the init after
@@ -525,6 +529,9 @@ impl Supervisor {
         let mut kill_at: Option<Instant> = None;
         let mut killed = false;
         let mut exited = false;
+        // After the sandbox exited: until when the relay still passes on what is left.
+        let mut drain_until = Instant::now();
+        let mut drain_cap = Instant::now();
         let mut status_open = true;
         let mut fds = Vec::with_capacity(16);
         loop {
@@ -569,7 +576,10 @@ impl Supervisor {
                 r.pollfds(&mut fds);
             }
             let timeout = if exited {
-                0
+                drain_until
+                    .saturating_duration_since(now)
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
             } else {
                 let mut wake = if self.timed_out { None } else { self.deadline };
                 if !killed {
@@ -617,10 +627,26 @@ impl Supervisor {
                 && (fds[0].revents != 0 || (self.pidfd.is_none() && sys::exited_nowait(self.pid)))
             {
                 exited = true;
+                if let Some(r) = relay.as_deref_mut() {
+                    r.close_input();
+                }
+                // The command's last output may still be on its way to the pty master (the
+                // tty layer pushes it from a work queue): the relay ends at EOF/EIO of
+                // every output, or when nothing moved for DRAIN_IDLE (a process outside a
+                // pid namespace may hold the terminal), at most DRAIN_MAX after the exit.
+                let now = Instant::now();
+                drain_until = now + DRAIN_IDLE;
+                drain_cap = now + DRAIN_MAX;
                 continue;
             }
-            if exited && (relay.as_deref().is_none_or(pty::Relay::finished) || !progress) {
-                break;
+            if exited {
+                let now = Instant::now();
+                if progress {
+                    drain_until = (now + DRAIN_IDLE).min(drain_cap);
+                }
+                if relay.as_deref().is_none_or(pty::Relay::finished) || now >= drain_until {
+                    break;
+                }
             }
         }
     }

@@ -17,8 +17,10 @@
 //! The relay never blocks the supervisor: the pty master and the pipes are non-blocking,
 //! buffers are bounded (a full buffer stops reading its source: backpressure), and the
 //! caller's fds (whose file descriptions are shared with the caller's shell, so they are
-//! never made non-blocking) are written only after poll says POLLOUT, at most PIPE_BUF bytes
-//! at a time. A command that stops reading its terminal cannot hold up `--timeout`, the
+//! never made non-blocking for longer than one write) are written only after poll says POLLOUT: a
+//! terminal through a non-blocking description of our own (reopened through /proc/self/fd;
+//! if that is refused, O_NONBLOCK is set around each single write and restored at once),
+//! anything else at most PIPE_BUF bytes at a time (which a pipe with room takes whole). A command that stops reading its terminal cannot hold up `--timeout`, the
 //! pidfd or the launcher's signals.
 //!
 //! Parent side only (allocation is fine here); the child just does setsid, TIOCSCTTY and
@@ -175,7 +177,7 @@ impl StdioPlan {
                     .into_iter()
                     .find(|fd| tty_fds & (1 << fd) != 0)
                     .unwrap_or(1);
-                relay.streams.push(Stream::new(master, out_fd, true));
+                relay.streams.push(Stream::to_caller(master, out_fd));
                 relay.term = Some(Term {
                     master,
                     term_fd,
@@ -188,7 +190,7 @@ impl StdioPlan {
                 for (fd, f) in parent.iter_mut().enumerate().skip(1) {
                     if *f >= 0 {
                         let _ = sys::set_nonblock(*f);
-                        relay.streams.push(Stream::new(*f, fd as i32, true));
+                        relay.streams.push(Stream::to_caller(*f, fd as i32));
                         *f = -1;
                     }
                 }
@@ -234,6 +236,13 @@ const CALLER_CHUNK: usize = libc::PIPE_BUF;
 struct Stream {
     src: i32,
     dst: i32,
+    /// `dst` is a non-blocking description of our own (closed on drop when it is an output's):
+    /// any length may be written. Otherwise a caller's fd, written at most [`CALLER_CHUNK`]
+    /// after POLLOUT.
+    own_dst: bool,
+    /// `dst` is the caller's terminal through the caller's own description (the reopen was
+    /// refused): each write sets O_NONBLOCK for that one call.
+    shared_tty: bool,
     /// Output of the sandbox (its end closes when the sandbox is gone) rather than the
     /// caller's input.
     from_sandbox: bool,
@@ -249,11 +258,34 @@ impl Stream {
         Stream {
             src,
             dst,
+            own_dst: !from_sandbox,
+            shared_tty: false,
             from_sandbox,
             buf: Vec::with_capacity(BUF_CAP),
             open: true,
             dead: false,
         }
+    }
+
+    /// Output of the sandbox to the caller's fd `dst`. A terminal is reopened (through
+    /// /proc/self/fd) as a non-blocking description of our own: a terminal that stops
+    /// taking output (a frozen emulator) could otherwise block even a write after POLLOUT.
+    /// When the reopen is refused (not the node's owner), each write sets O_NONBLOCK on the
+    /// shared description for that one call only.
+    fn to_caller(src: i32, dst: i32) -> Stream {
+        let mut s = Stream::new(src, dst, true);
+        if sys::isatty(dst) {
+            let path = format!("/proc/self/fd/{dst}\0");
+            let path = std::ffi::CStr::from_bytes_with_nul(path.as_bytes()).ok();
+            let flags = libc::O_WRONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+            if let Some(fd) = path.and_then(|p| sys::open(p, flags, 0).ok()) {
+                s.dst = fd;
+                s.own_dst = true;
+            } else {
+                s.shared_tty = true;
+            }
+        }
+        s
     }
 
     fn done(&self) -> bool {
@@ -379,12 +411,17 @@ impl Relay {
             if wr != 0 && !s.buf.is_empty() && !s.dead {
                 // The master is non-blocking (any length); a caller's fd gets at most what
                 // POLLOUT promises room for.
-                let n = if s.from_sandbox {
-                    s.buf.len().min(CALLER_CHUNK)
-                } else {
+                let n = if s.own_dst {
                     s.buf.len()
+                } else {
+                    s.buf.len().min(CALLER_CHUNK)
                 };
-                match sys::write_some(s.dst, &s.buf[..n]) {
+                let r = if s.shared_tty {
+                    sys::write_nonblocking_shared(s.dst, &s.buf[..n])
+                } else {
+                    sys::write_some(s.dst, &s.buf[..n])
+                };
+                match r {
                     Ok(k) => {
                         s.buf.drain(..k);
                         progress |= k > 0;
@@ -398,6 +435,15 @@ impl Relay {
             }
         }
         progress
+    }
+
+    /// The sandbox exited: stop reading the caller's input (what the user types next is for
+    /// the shell, not for a dead pty).
+    pub(crate) fn close_input(&mut self) {
+        for s in self.streams.iter_mut().filter(|s| !s.from_sandbox) {
+            s.open = false;
+            s.buf.clear();
+        }
     }
 
     /// Everything the sandbox wrote has been passed on (its ends are closed).
@@ -465,6 +511,11 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.stop();
+        for s in &self.streams {
+            if s.own_dst && s.from_sandbox {
+                sys::close(s.dst);
+            }
+        }
         if let Some(t) = &self.term {
             sys::close(t.master);
         } else {

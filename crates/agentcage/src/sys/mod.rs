@@ -933,3 +933,20 @@ pub fn isatty(fd: c_int) -> bool {
     // SAFETY: integer-only libc call.
     unsafe { libc::isatty(fd) == 1 }
 }
+
+/// One write(2) that does not block, on a file description shared with other processes (the
+/// caller's terminal): O_NONBLOCK is set for this one call and the previous flags restored
+/// right after it, on every path.
+pub fn write_nonblocking_shared(fd: c_int, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: integer-only fcntl.
+    let fl = check_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if fl & libc::O_NONBLOCK != 0 {
+        return write_some(fd, buf);
+    }
+    // SAFETY: as above.
+    check_int(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+    let r = write_some(fd, buf);
+    // SAFETY: as above; restores the flags read before.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, fl) };
+    r
+}
