@@ -367,6 +367,13 @@ pub fn main(a: RunArgs) -> i32 {
                 }
                 return exit::TIMEOUT;
             }
+            if let Some(sig) = out.killed_after_signal.filter(|_| !a.quiet) {
+                eprintln!(
+                    "agentcage: signal {sig} forwarded; the sandbox had not exited {} later and \
+                     was killed",
+                    agentcage::units::format_duration(agentcage::TIMEOUT_GRACE)
+                );
+            }
             if out.oom {
                 let limit = agentcage::units::format_size_limit(policy.limits.memory);
                 if out.exit == agentcage::Exit::Signal(libc::SIGKILL) {

@@ -385,7 +385,7 @@ fn signal_ends_sandbox_within_grace(env: &Env) -> Result<(), Failed> {
         );
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = c.spawn().map_err(|e| e.to_string())?;
         if common::settle(|| ready.exists()).is_err() {
             let _ = child.kill();
@@ -405,6 +405,15 @@ fn signal_ends_sandbox_within_grace(env: &Env) -> Result<(), Failed> {
         );
         if t.elapsed() < GRACE - Duration::from_millis(300) {
             return Err(format!("SIG{name}: ended before the grace period").into());
+        }
+        let mut err = String::new();
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+        if !err.contains(&format!(
+            "signal {sig} forwarded; the sandbox had not exited"
+        )) {
+            return Err(
+                format!("SIG{name}: no message saying the sandbox was killed: {err:?}").into(),
+            );
         }
     }
     Ok(())

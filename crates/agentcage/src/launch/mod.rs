@@ -82,6 +82,9 @@ pub struct RunOutcome {
     pub cpu: Duration,
     /// `--timeout` expired and the sandbox was killed.
     pub timed_out: bool,
+    /// This signal (SIGINT, SIGTERM, SIGHUP or SIGQUIT) reached the launcher, was forwarded,
+    /// and the sandbox had not exited [`TIMEOUT_GRACE`] later: it was killed.
+    pub killed_after_signal: Option<i32>,
     /// The memory limit's OOM killer killed a process of the sandbox (the command itself
     /// when `exit` is SIGKILL, else one of its children).
     pub oom: bool,
@@ -412,6 +415,8 @@ impl Prepared {
             deadline,
             exit_msg: None,
             timed_out: false,
+            signal: None,
+            killed: false,
         };
         if report.is_none() {
             sup.run(relay.as_mut(), guard.cgroup.as_ref());
@@ -420,6 +425,7 @@ impl Prepared {
             r.stop();
         }
         let timed_out = sup.timed_out;
+        let killed_after_signal = sup.signal.filter(|_| sup.killed && !timed_out);
 
         let (st, ru) = sys::wait4(pid)
             .map_err(|e| setup_err(format!("wait for the sandbox (pid {pid})"), e))?;
@@ -455,6 +461,7 @@ impl Prepared {
             max_rss_kib: ru.ru_maxrss,
             cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
             timed_out,
+            killed_after_signal,
             oom,
             peak_memory,
             limits: limit_lines,
@@ -517,6 +524,10 @@ struct Supervisor {
     /// The init's message with the command's raw wait status.
     exit_msg: Option<i32>,
     timed_out: bool,
+    /// The first forwarded signal the launcher received.
+    signal: Option<i32>,
+    /// The grace period ran out: the sandbox was SIGKILLed.
+    killed: bool,
 }
 
 impl Supervisor {
@@ -527,7 +538,6 @@ impl Supervisor {
             r.start();
         }
         let mut kill_at: Option<Instant> = None;
-        let mut killed = false;
         let mut exited = false;
         // After the sandbox exited: until when the relay still passes on what is left.
         let mut drain_until = Instant::now();
@@ -546,8 +556,8 @@ impl Supervisor {
                     kill_at =
                         Some(kill_at.map_or(now + TIMEOUT_GRACE, |k| k.min(now + TIMEOUT_GRACE)));
                 }
-                if kill_at.is_some_and(|k| now >= k) && !killed {
-                    killed = true;
+                if kill_at.is_some_and(|k| now >= k) && !self.killed {
+                    self.killed = true;
                     let _ = sys::kill(self.pid, libc::SIGKILL);
                     if let Some(cg) = cg {
                         cg.kill_all();
@@ -582,7 +592,7 @@ impl Supervisor {
                     .min(i32::MAX as u128) as i32
             } else {
                 let mut wake = if self.timed_out { None } else { self.deadline };
-                if !killed {
+                if !self.killed {
                     wake = match (wake, kill_at) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -613,7 +623,9 @@ impl Supervisor {
             }
             if fds[2].revents != 0 {
                 let mut b = [0u8; 64];
-                while matches!(sys::read_some(self.sig_r, &mut b), Ok(n) if n > 0) {}
+                while let Ok(1..) = sys::read_some(self.sig_r, &mut b) {
+                    self.signal.get_or_insert(i32::from(b[0]));
+                }
                 // The handler forwarded the signal; the sandbox gets the grace period.
                 if kill_at.is_none() && !exited {
                     kill_at = Some(Instant::now() + TIMEOUT_GRACE);
