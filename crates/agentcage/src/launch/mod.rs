@@ -649,6 +649,9 @@ impl Supervisor {
                 let now = Instant::now();
                 drain_until = now + DRAIN_IDLE;
                 drain_cap = now + DRAIN_MAX;
+                if relay.as_deref().is_none_or(pty::Relay::finished) {
+                    break;
+                }
                 continue;
             }
             if exited {
