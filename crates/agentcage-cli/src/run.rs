@@ -145,8 +145,9 @@ pub struct RunArgs {
     /// capability and no isolation. A policy file cannot say this; only this flag can.
     #[arg(long)]
     pub allow_unsandboxed_root: bool,
-    /// Do not give the command a pseudo-terminal even when stdin is a terminal (it then runs
-    /// in a new session without any terminal).
+    /// Do not give the command a pseudo-terminal: it runs without any terminal. Terminal
+    /// stdout/stderr become pipes relayed to yours; a terminal stdin becomes an empty pipe
+    /// (EOF). Your terminal never reaches the command, with or without this flag.
     #[arg(long)]
     pub no_pty: bool,
     /// Print what is enforced and the setup timings on stderr.
@@ -558,6 +559,13 @@ pub fn main(a: RunArgs) -> i32 {
                     );
                 }
                 return exit::TIMEOUT;
+            }
+            if let Some(sig) = out.killed_after_signal.filter(|_| !a.quiet) {
+                eprintln!(
+                    "agentcage: signal {sig} forwarded; the sandbox had not exited {} later and \
+                     was killed",
+                    agentcage::units::format_duration(agentcage::TIMEOUT_GRACE)
+                );
             }
             if out.oom {
                 let limit = agentcage::units::format_size_limit(policy.limits.memory);

@@ -403,6 +403,10 @@ fn job_control_through_the_pty(env: &Env) -> Result<(), Failed> {
         expect(&mut m, "Stopped")?;
         m.write_all(b"fg\n").map_err(|e| e.to_string())?;
         expect(&mut m, "finished")?;
+        // Type the next line only at the prompt: typed earlier, the relay (still running
+        // until the sandbox has exited) passes it to the finished command's pty, like any
+        // pty relay (script, ssh) does with typeahead.
+        expect(&mut m, "$ ")?;
         // The command's terminal is a pty of the sandbox's own devpts: ttyname works.
         let tty = format!(
             "{} run -p full -w {} -- sh -c 'echo T=$(tty)'\n",

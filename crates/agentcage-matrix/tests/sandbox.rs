@@ -299,6 +299,7 @@ fn check_matrix(run: &Run) -> Result<(), Failed> {
         // session + the launcher's own pty relay) keeps it out of reach.
         check(expect_blocked_by(m, "hygiene.tty.tiocsti", p, "hygiene"));
         check(expect_blocked_by(m, "hygiene.tty.open", p, "hygiene"));
+        check(expect_blocked_by(m, "hygiene.tty.stdio", p, "hygiene"));
     }
 
     // A BLOCKED that nothing explains means the op is broken.

@@ -34,6 +34,6 @@ pub mod units;
 
 pub use error::{Error, SetupError, Step};
 pub use launch::{
-    in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings,
+    in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };
 pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};

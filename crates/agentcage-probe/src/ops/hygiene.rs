@@ -41,6 +41,12 @@ pub const OPS: &[Op] = &[
         Hygiene,
         tiocsti,
     ),
+    Op::new(
+        "hygiene.tty.stdio",
+        "hold the caller's terminal on fd 0, 1 or 2",
+        Hygiene,
+        stdio_tty,
+    ),
 ];
 
 fn inherited_fd(ctx: &Ctx) -> Outcome {
@@ -215,4 +221,20 @@ fn tiocsti(ctx: &Ctx) -> Outcome {
             candidates.len() - 1
         ),
     )
+}
+
+/// Whether any of fds 0-2 is the caller's terminal. Not only stdin: a command run with
+/// stdin redirected (`</dev/null`, a pipe) used to get the caller's terminal, opened
+/// read-write, on fds 1 and 2, and could read the user's typing and change its mode and size.
+fn stdio_tty(ctx: &Ctx) -> Outcome {
+    if ctx.host_tty.is_none() {
+        return Outcome::skipped("no --host-tty given: the caller's terminal is unknown");
+    }
+    if let Some(fd) = (0..=2).find(|fd| is_callers_tty(ctx, *fd) == Some(true)) {
+        return Outcome::allowed(format!("fd {fd} is the caller's terminal (--host-tty)"));
+    }
+    Outcome::Blocked {
+        errno: Errno(libc::ENOTTY),
+        detail: "none of fds 0-2 is the caller's terminal (--host-tty)".into(),
+    }
 }

@@ -3,6 +3,7 @@
 //! [`SetupError`] to the report pipe and exits 125.
 
 use super::prepared::{Pipes, Prepared};
+use super::pty::ChildStdio;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
 use crate::{caps, landlock, rootfs, seccomp};
@@ -21,10 +22,34 @@ fn report_and_exit(fd: i32, e: SetupError) -> ! {
 /// Entry of the clone child. Never returns.
 ///
 /// Runs in the child after clone: async-signal-safe only.
-pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
+pub(super) fn main(
+    p: &Prepared,
+    pipes: &Pipes,
+    stdio: Option<ChildStdio>,
+    title: Option<[usize; 4]>,
+) -> ! {
     // This copy of the process is now in the pre-exec zone: a debug build's guard allocator
     // (see the CLI's main.rs) aborts on any allocation from here on.
     super::PRE_EXEC.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The init is a fork of the launcher: /proc/1/cmdline inside would show the launcher's
+    // argv (`--env SECRET=...`) and its comm "agentcage". Overwrite our copy-on-write copy
+    // of the argv and environment areas (the launcher keeps its own) and rename us.
+    if let Some([arg_start, arg_end, env_start, env_end]) = title {
+        // SAFETY: the areas come from our own /proc/self/stat, read just before clone; the
+        // pre-exec path reads neither std::env::args nor the environment (execve gets the
+        // prepared envp).
+        unsafe {
+            sys::overwrite_area(arg_start, arg_end, b"agentcage-init\0");
+            sys::overwrite_area(env_start, env_end, b"");
+        }
+    }
+    let _ = sys::prctl(
+        libc::PR_SET_NAME,
+        c"agentcage-init".as_ptr() as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
     sys::close(pipes.sync_w);
     sys::close(pipes.report_r);
     sys::close(pipes.status_r);
@@ -32,12 +57,26 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
         report_and_exit(pipes.report_w, e);
     }
     // The command's terminal: a pty of the sandbox's own devpts (its master goes to the
-    // launcher's relay), so ttyname and `tty` work inside.
-    let pty = match pty {
-        Some((sock, tty_fds)) => match super::pty::open_inside(sock) {
+    // launcher's relay), so ttyname and `tty` work inside. With --no-pty, pipes replace the
+    // caller's terminal fds here, before anything of the command runs.
+    let pty = match stdio {
+        Some(ChildStdio::Pty { sock, tty_fds }) => match super::pty::open_inside(sock) {
             Ok(slave) => Some((slave, tty_fds)),
             Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ControllingTty, 6, e)),
         },
+        Some(ChildStdio::Pipes(fds)) => {
+            for (i, &f) in fds.iter().enumerate() {
+                if f >= 0 {
+                    if let Err(e) = sys::dup2(f, i as i32) {
+                        report_and_exit(
+                            pipes.report_w,
+                            SetupError::new(Step::ControllingTty, 7 + i as u32, e),
+                        );
+                    }
+                }
+            }
+            None
+        }
         None => None,
     };
     if p.init {
@@ -180,12 +219,16 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     // The init keeps only the status pipe: the report pipe must reach EOF when the command
     // execs, and inherited fds are the command's business, not ours.
     sys::close_from_except(3, pipes.status_w);
+    // The status pipe is non-blocking (the launcher set it): a report that does not fit is
+    // dropped, never waited for. Stops are coalesced: one report until the next SIGCONT.
+    let mut stop_reported = false;
     loop {
         let sig = match sys::sigwait(&set) {
             Ok(s) => s,
             Err(_) => continue,
         };
         if sig == libc::SIGCONT {
+            stop_reported = false;
             // The launcher was resumed after a stop (job control): resume the command's
             // process group, which the terminal stopped.
             let _ = sys::kill(-cmd, libc::SIGCONT);
@@ -202,10 +245,22 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
         loop {
             match sys::waitpid(-1, libc::WNOHANG | libc::WUNTRACED) {
                 Ok((0, _)) | Err(_) => break,
-                Ok((pid, st)) if pid == cmd && libc::WIFSTOPPED(st) => {
+                Ok((pid, st)) if libc::WIFSTOPPED(st) => {
+                    // A ptrace-stop: the process made us its tracer (PTRACE_TRACEME, possible
+                    // without seccomp) and would wait for us forever. PTRACE_DETACH succeeds
+                    // only for our tracee; it resumes with the signal it stopped for (not
+                    // the SIGTRAP of an exec under ptrace, which would kill it).
+                    let sig = libc::WSTOPSIG(st);
+                    let pass = if sig == libc::SIGTRAP { 0 } else { sig };
+                    if sys::ptrace_detach(pid, pass).is_ok() || pid != cmd {
+                        continue;
+                    }
                     // Ctrl-Z on the command's pty: tell the launcher, which stops itself so
                     // the caller's shell gets its terminal back; `fg` resumes us both.
-                    let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_STOPPED, st));
+                    if !stop_reported {
+                        stop_reported = true;
+                        let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_STOPPED, st));
+                    }
                 }
                 Ok((pid, st)) if pid == cmd => {
                     let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_EXITED, st));

@@ -82,6 +82,9 @@ pub struct RunOutcome {
     pub cpu: Duration,
     /// `--timeout` expired and the sandbox was killed.
     pub timed_out: bool,
+    /// This signal (SIGINT, SIGTERM, SIGHUP or SIGQUIT) reached the launcher, was forwarded,
+    /// and the sandbox had not exited [`TIMEOUT_GRACE`] later: it was killed.
+    pub killed_after_signal: Option<i32>,
     /// The memory limit's OOM killer killed a process of the sandbox (the command itself
     /// when `exit` is SIGKILL, else one of its children).
     pub oom: bool,
@@ -100,9 +103,11 @@ pub struct SpawnOptions {
     /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT received by this process to the sandbox
     /// (installs process-wide handlers: for CLIs, not for libraries with their own).
     pub forward_signals: bool,
-    /// When stdin is a terminal (and the hygiene layer is on), give the command its own
-    /// pseudo-terminal and relay to the caller's: job control works, TIOCSTI cannot reach
-    /// the caller's terminal.
+    /// When any of fds 0-2 is a terminal (and the hygiene layer is on), give the command
+    /// its own pseudo-terminal on those fds and relay to the caller's: job control works,
+    /// TIOCSTI cannot reach the caller's terminal. When false, those fds become pipes (a
+    /// terminal stdin reads EOF): the command has no terminal at all. Either way no fd of
+    /// the caller's terminal reaches the sandbox.
     pub pty: bool,
     /// Called with (what, how) lines about run-time enforcement (the cgroup limits) before
     /// the command starts: `run -v` prints them.
@@ -122,6 +127,9 @@ pub struct Command {
 }
 
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// Write end of the run's signal self-pipe: the supervisor learns of a forwarded signal
+/// and gives the sandbox [`TIMEOUT_GRACE`] to exit before it kills it.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 
 /// Set in the child right after clone (in its own copy of memory): from then until execve
 /// nothing may allocate. Allocators can check it with [`in_pre_exec`].
@@ -139,11 +147,17 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     if pid > 0 {
         let _ = sys::kill(pid, sig);
     }
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // Non-blocking: a full pipe already says "a signal came".
+        let _ = sys::write_some(fd, &[sig as u8]);
+    }
 }
 
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
-/// How long a command gets between SIGTERM and SIGKILL when `--timeout` expires.
+/// How long a command gets between SIGTERM and SIGKILL when `--timeout` expires, and
+/// between a SIGINT/SIGTERM/SIGHUP/SIGQUIT forwarded from the launcher and SIGKILL.
 pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Parent-side resources of one run, released on every path out of `run`.
@@ -170,6 +184,7 @@ impl Drop for RunGuard {
             let _ = sys::waitpid(self.pid, 0);
         }
         FORWARD_TO.store(0, Ordering::Relaxed);
+        SIGNAL_PIPE.store(-1, Ordering::Relaxed);
         for fd in self.fds.drain(..) {
             sys::close(fd);
         }
@@ -210,6 +225,11 @@ impl Prepared {
             ],
             cgroup: None,
         };
+        // The init never blocks on a status report (see child.rs), and we never block
+        // reading one.
+        let _ = sys::set_nonblock(pipes.status_w);
+        let _ = sys::set_nonblock(pipes.status_r);
+        let mut sig_r = -1;
         let mut limit_lines = Vec::new();
         let mut degraded_limits: Vec<&str> = Vec::new();
         let mut data_floor = None;
@@ -279,30 +299,45 @@ impl Prepared {
                 }
             }
         }
-        // The sandbox opens the command's pty in its own devpts and sends us the master.
-        let pty_plan = if opts.pty && self.hygiene {
-            pty::PtyPlan::if_interactive().map_err(|e| Error::Setup {
-                step: "create the socket for the command's pseudo-terminal".into(),
+        // Which of fds 0-2 are the caller's terminal and what replaces them: the sandbox
+        // opens the command's pty in its own devpts and sends us the master, or pipes.
+        let mut stdio_plan = if self.hygiene {
+            pty::StdioPlan::new(opts.pty).map_err(|e| Error::Setup {
+                step: if opts.pty {
+                    "create the socket for the command's pseudo-terminal".into()
+                } else {
+                    "create the pipes that replace the caller's terminal".into()
+                },
                 errno: e,
-                hint: Some(
-                    "pass --no-pty to run without one (the command then has no terminal)".into(),
-                ),
+                hint: Some(if opts.pty {
+                    "pass --no-pty to run without one (the command then has no terminal)".into()
+                } else {
+                    "redirect the command's terminal fds (e.g. </dev/null >log 2>&1)".into()
+                }),
             })?
         } else {
             None
         };
-        let pty_fds = pty_plan.as_ref().map(|p| (p.child_sock, p.tty_fds));
+        let child_stdio = stdio_plan.as_ref().map(pty::StdioPlan::child);
+        // argv/environment areas the init overwrites in its copy of our memory.
+        let title = sys::proc_title_areas();
         if opts.forward_signals {
+            let (r, w) = sys::pipe().map_err(|e| setup_err("create the signal pipe", e))?;
+            guard.fds.extend([r, w]);
+            let _ = sys::set_nonblock(r);
+            let _ = sys::set_nonblock(w);
+            SIGNAL_PIPE.store(w, Ordering::Relaxed);
+            sig_r = r;
             for s in FORWARDED {
                 let _ = sys::signal_handler(s, forward_signal);
             }
         }
         // SAFETY: the child branch only runs child::main, which is async-signal-safe and
-        // only reads `self`, `pipes` and `pty_fds`, all built before this call.
+        // only reads `self`, `pipes`, `child_stdio` and `title`, all built before this call.
         // As root, the user namespace is created as the sandbox's host uid (see
         // `userns_owner`).
         let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
-            Ok(0) => child::main(self, &pipes, pty_fds),
+            Ok(0) => child::main(self, &pipes, child_stdio, title),
             Ok(pid) => pid,
             Err(e) => return Err(self.clone_error(e)),
         };
@@ -312,6 +347,9 @@ impl Prepared {
         guard.close(pipes.sync_r);
         guard.close(pipes.report_w);
         guard.close(pipes.status_w);
+        if let Some(p) = &mut stdio_plan {
+            p.after_clone();
+        }
 
         self.configure_from_parent(pid)?;
         if let Some(m) = data_floor {
@@ -345,7 +383,7 @@ impl Prepared {
         timings.released = t0.elapsed();
 
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
-        let pty = pty_plan.and_then(pty::PtyPlan::receive);
+        let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
 
         // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.
         let mut buf = [0u8; SetupError::WIRE];
@@ -364,28 +402,28 @@ impl Prepared {
             .filter(|_| self.policy.layers.has(Layer::Limits))
             .map(|t| t0 + Duration::from_secs_f64(t));
         let pidfd = sys::pidfd_open(pid).ok();
-        let mut exit_msg = None;
         if let Some(fd) = pidfd {
             guard.fds.push(fd);
         }
-        if let (Some(p), None) = (&pty, report) {
-            exit_msg = p.relay(pidfd.unwrap_or(-1), pipes.status_r, pid, deadline);
+        let mut sup = Supervisor {
+            pid,
+            pidfd,
+            status_r: pipes.status_r,
+            sig_r,
+            deadline,
+            exit_msg: None,
+            timed_out: false,
+            signal: None,
+            killed: false,
+        };
+        if report.is_none() {
+            sup.run(relay.as_mut(), guard.cgroup.as_ref());
         }
-        let mut timed_out = false;
-        if let Some(d) = deadline {
-            if !wait_until(pid, pidfd, Some(d)) {
-                // The init forwards SIGTERM to the command; after the grace period SIGKILL
-                // of the init takes the whole pid namespace down, the cgroup the rest.
-                timed_out = true;
-                let _ = sys::kill(pid, libc::SIGTERM);
-                if !wait_until(pid, pidfd, Some(Instant::now() + TIMEOUT_GRACE)) {
-                    let _ = sys::kill(pid, libc::SIGKILL);
-                    if let Some(cg) = &guard.cgroup {
-                        cg.kill_all();
-                    }
-                }
-            }
+        if let Some(r) = &mut relay {
+            r.stop();
         }
+        let timed_out = sup.timed_out;
+        let killed_after_signal = sup.signal.filter(|_| sup.killed && !timed_out);
 
         let (st, ru) = sys::wait4(pid)
             .map_err(|e| setup_err(format!("wait for the sandbox (pid {pid})"), e))?;
@@ -394,24 +432,17 @@ impl Prepared {
         timings.exit = t0.elapsed();
 
         // The init passes the command's raw wait status on the status pipe (after any stop
-        // notifications, which only the pty relay acts on).
-        let exit_status = exit_msg.or_else(|| loop {
-            let mut m = [0u8; child::STATUS_MSG];
-            match sys::read_full(pipes.status_r, &mut m) {
-                Ok(child::STATUS_MSG) if m[0] == child::STATUS_STOPPED => continue,
-                Ok(child::STATUS_MSG) if m[0] == child::STATUS_EXITED => {
-                    break Some(i32::from_ne_bytes([m[1], m[2], m[3], m[4]]))
-                }
-                _ => break None,
-            }
-        });
+        // notifications, which only the pty relay acts on). Lost only when the agent filled
+        // the pipe with stops: the init's own status (128+N for signal N) stands in.
+        sup.read_status(None);
+        let exit_status = sup.exit_msg;
 
         let (oom, peak_memory) = match &guard.cgroup {
             Some(cg) => (cg.oom_killed(), cg.peak_memory()),
             None => (false, None),
         };
         drop(guard); // closes the pipes, removes the cgroup
-        drop(pty);
+        drop(relay);
 
         if let Some(r) = report {
             return Err(self.describe_setup_error(r));
@@ -428,6 +459,7 @@ impl Prepared {
             max_rss_kib: ru.ru_maxrss,
             cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
             timed_out,
+            killed_after_signal,
             oom,
             peak_memory,
             limits: limit_lines,
@@ -473,27 +505,188 @@ impl Prepared {
     }
 }
 
-/// Waits until `pid` has exited (without reaping it) or `deadline` passes; true when it
-/// exited. Uses the pidfd when there is one, else polls waitid(WNOWAIT) every 5 ms.
-fn wait_until(pid: libc::pid_t, pidfd: Option<i32>, deadline: Option<Instant>) -> bool {
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if let Some(fd) = pidfd {
-            let ms = left.map_or(-1, |l| l.as_millis().min(i32::MAX as u128) as i32);
-            match sys::poll_in(fd, ms) {
-                Ok(true) => return true,
-                Ok(false) if left.is_some_and(|l| l.is_zero()) => return false,
-                Ok(false) => {}
-                Err(_) => return sys::exited_nowait(pid),
+/// How long the relay waits for more of the sandbox's output once it exited (idle, and in all).
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+const DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// The launcher's wait for the sandbox: never blocks on the sandbox's terminal or its
+/// reports, and always ends it: on `--timeout` (SIGTERM, then SIGKILL after
+/// [`TIMEOUT_GRACE`]) and on a signal forwarded from the launcher (SIGKILL of the init after
+/// the grace period, whatever the command does with the signal).
+struct Supervisor {
+    pid: libc::pid_t,
+    pidfd: Option<i32>,
+    status_r: i32,
+    sig_r: i32,
+    deadline: Option<Instant>,
+    /// The init's message with the command's raw wait status.
+    exit_msg: Option<i32>,
+    timed_out: bool,
+    /// The first forwarded signal the launcher received.
+    signal: Option<i32>,
+    /// The grace period ran out: the sandbox was SIGKILLed.
+    killed: bool,
+}
+
+impl Supervisor {
+    /// Runs until the sandbox's root process has exited (not reaped) and the relay passed
+    /// on what the sandbox wrote.
+    fn run(&mut self, mut relay: Option<&mut pty::Relay>, cg: Option<&cgroups::PreparedCgroup>) {
+        if let Some(r) = relay.as_deref_mut() {
+            r.start();
+        }
+        let mut kill_at: Option<Instant> = None;
+        let mut exited = false;
+        // After the sandbox exited: until when the relay still passes on what is left.
+        let mut drain_until = Instant::now();
+        let mut drain_cap = Instant::now();
+        let mut status_open = true;
+        let mut fds = Vec::with_capacity(16);
+        loop {
+            let now = Instant::now();
+            if !exited {
+                if self.deadline.is_some_and(|d| now >= d) && !self.timed_out {
+                    // The init forwards SIGTERM to the command; after the grace period
+                    // SIGKILL of the init takes the whole pid namespace down, the cgroup
+                    // the rest.
+                    self.timed_out = true;
+                    let _ = sys::kill(self.pid, libc::SIGTERM);
+                    kill_at =
+                        Some(kill_at.map_or(now + TIMEOUT_GRACE, |k| k.min(now + TIMEOUT_GRACE)));
+                }
+                if kill_at.is_some_and(|k| now >= k) && !self.killed {
+                    self.killed = true;
+                    let _ = sys::kill(self.pid, libc::SIGKILL);
+                    if let Some(cg) = cg {
+                        cg.kill_all();
+                    }
+                }
             }
-        } else {
-            if sys::exited_nowait(pid) {
-                return true;
+            fds.clear();
+            let pidfd = self.pidfd.filter(|_| !exited).unwrap_or(-1);
+            fds.push(libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            let st = if status_open { self.status_r } else { -1 };
+            fds.push(libc::pollfd {
+                fd: st,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            fds.push(libc::pollfd {
+                fd: self.sig_r,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            if let Some(r) = relay.as_deref() {
+                r.pollfds(&mut fds);
             }
-            if left.is_some_and(|l| l.is_zero()) {
-                return false;
+            let timeout = if exited {
+                drain_until
+                    .saturating_duration_since(now)
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+            } else {
+                let mut wake = if self.timed_out { None } else { self.deadline };
+                if !self.killed {
+                    wake = match (wake, kill_at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                let mut ms = wake.map_or(-1, |w| {
+                    // Round up: waking a little early would spin.
+                    let d = w.saturating_duration_since(now);
+                    d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                });
+                if self.pidfd.is_none() && !(0..=5).contains(&ms) {
+                    ms = 5; // no pidfd: poll waitid every 5 ms
+                }
+                ms
+            };
+            match sys::poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(e) if e.0 == libc::EINTR => continue,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    for f in fds.iter_mut() {
+                        f.revents = 0;
+                    }
+                }
             }
-            std::thread::sleep(Duration::from_millis(5));
+            if fds[1].revents != 0 {
+                status_open = self.read_status(relay.as_deref());
+            }
+            if fds[2].revents != 0 {
+                let mut b = [0u8; 64];
+                while let Ok(1..) = sys::read_some(self.sig_r, &mut b) {
+                    self.signal.get_or_insert(i32::from(b[0]));
+                }
+                // The handler forwarded the signal; the sandbox gets the grace period.
+                if kill_at.is_none() && !exited {
+                    kill_at = Some(Instant::now() + TIMEOUT_GRACE);
+                }
+            }
+            let progress = match relay.as_deref_mut() {
+                Some(r) => r.handle(&fds[3..]),
+                None => false,
+            };
+            if !exited
+                && (fds[0].revents != 0 || (self.pidfd.is_none() && sys::exited_nowait(self.pid)))
+            {
+                exited = true;
+                if let Some(r) = relay.as_deref_mut() {
+                    r.close_input();
+                }
+                // The command's last output may still be on its way to the pty master (the
+                // tty layer pushes it from a work queue): the relay ends at EOF/EIO of
+                // every output, or when nothing moved for DRAIN_IDLE (a process outside a
+                // pid namespace may hold the terminal), at most DRAIN_MAX after the exit.
+                let now = Instant::now();
+                drain_until = now + DRAIN_IDLE;
+                drain_cap = now + DRAIN_MAX;
+                if relay.as_deref().is_none_or(pty::Relay::finished) {
+                    break;
+                }
+                continue;
+            }
+            if exited {
+                let now = Instant::now();
+                if progress {
+                    drain_until = (now + DRAIN_IDLE).min(drain_cap);
+                }
+                if relay.as_deref().is_none_or(pty::Relay::finished) || now >= drain_until {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads the init's status messages that are there; false at EOF. Job-control stops
+    /// stop the launcher when the relay is interactive, and are dropped otherwise.
+    fn read_status(&mut self, relay: Option<&pty::Relay>) -> bool {
+        loop {
+            let mut m = [0u8; child::STATUS_MSG];
+            match sys::read_some(self.status_r, &mut m) {
+                Ok(child::STATUS_MSG) => {
+                    let st = i32::from_ne_bytes([m[1], m[2], m[3], m[4]]);
+                    match m[0] {
+                        child::STATUS_STOPPED => {
+                            if let Some(r) = relay.filter(|r| r.interactive()) {
+                                r.suspend(self.pid);
+                            }
+                        }
+                        child::STATUS_EXITED => self.exit_msg = Some(st),
+                        _ => {}
+                    }
+                }
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.0 == libc::EAGAIN => return true,
+                Err(_) => return false,
+            }
         }
     }
 }

@@ -507,6 +507,14 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             "--keep-fd {fd}: fd {fd} is not open in the caller"
         )));
     }
+    // No fd of the caller's terminal reaches the sandbox: 0-2 are replaced (see pty.rs),
+    // and a kept one is refused.
+    if let Some(fd) = keep_fds.iter().find(|&&fd| sys::isatty(fd)) {
+        return Err(Error::Policy(format!(
+            "--keep-fd {fd}: fd {fd} is a terminal, and no fd of the caller's terminal may \
+             reach the sandbox (the command's terminal is its own pty)"
+        )));
+    }
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
     // Without the caps layer the command keeps CAP_SYS_ADMIN over its mount namespace and

@@ -1054,6 +1054,109 @@ pub fn move_mount_fds(from: c_int, to: c_int) -> Result<(), Errno> {
     })
 }
 
+/// Sets O_NONBLOCK on `fd`'s open file description. Only for descriptions this process
+/// alone uses (its own pipe ends, a pty master it received): never the caller's terminal.
+pub fn set_nonblock(fd: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only fcntl calls.
+    unsafe {
+        let fl = check_int(libc::fcntl(fd, libc::F_GETFL))?;
+        check_int(libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK)).map(drop)
+    }
+}
+
+/// One write(2), retrying on EINTR; returns the byte count written.
+pub fn write_some(fd: c_int, buf: &[u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: buf is a live slice; the kernel reads at most buf.len() bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast::<c_void>(), buf.len()) };
+        if n < 0 {
+            let e = Errno::last();
+            if e.0 == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// poll(2) on `fds` (timeout in ms, -1: forever); EINTR is returned as an error.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: c_int) -> Result<usize, Errno> {
+    // SAFETY: fds is a live, exclusively borrowed array of pollfd of the given length.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    check_int(rc).map(|n| n as usize)
+}
+
+/// ptrace(PTRACE_DETACH, pid, 0, sig): succeeds only when the caller is `pid`'s tracer and
+/// `pid` is in a ptrace-stop; it then resumes with `sig` delivered (0: none).
+pub fn ptrace_detach(pid: libc::pid_t, sig: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall (addr is unused by PTRACE_DETACH, data is the signal).
+    check(unsafe {
+        libc::ptrace(
+            libc::PTRACE_DETACH,
+            pid,
+            ptr::null_mut::<c_void>(),
+            sig as usize as *mut c_void,
+        )
+    })
+}
+
+/// Overwrites this process's memory in `[start, end)` with `text` followed by zeros
+/// (truncated to the range). For the argv/environment area of a forked copy of the
+/// launcher, so its /proc/PID/cmdline shows `text` instead of the launcher's argv.
+///
+/// # Safety
+/// `[start, end)` must be writable memory of this process that no live Rust reference
+/// points into: the argv/env strings area from /proc/self/stat (fields 48-51), in a child
+/// that reads neither `std::env::args` nor the environment afterwards.
+pub unsafe fn overwrite_area(start: usize, end: usize, text: &[u8]) {
+    if start == 0 || end <= start {
+        return;
+    }
+    let len = end - start;
+    let p = start as *mut u8;
+    let n = text.len().min(len);
+    // SAFETY: the caller guarantees [start, end) is writable and unaliased; n <= len.
+    unsafe {
+        ptr::copy_nonoverlapping(text.as_ptr(), p, n);
+        ptr::write_bytes(p.add(n), 0, len - n);
+    }
+}
+
+/// This process's argv and environment areas `(arg_start, arg_end, env_start, env_end)`
+/// (fields 48-51 of /proc/self/stat, Linux 3.5+). Allocates: call before clone.
+pub fn proc_title_areas() -> Option<[usize; 4]> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised comm start at field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let at = |n: usize| f.get(n - 3).and_then(|v| v.parse::<usize>().ok());
+    Some([at(48)?, at(49)?, at(50)?, at(51)?])
+}
+
+/// isatty(3): whether `fd` is a terminal.
+pub fn isatty(fd: c_int) -> bool {
+    // SAFETY: integer-only libc call.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// One write(2) that does not block, on a file description shared with other processes (the
+/// caller's terminal): O_NONBLOCK is set for this one call and the previous flags restored
+/// right after it, on every path.
+pub fn write_nonblocking_shared(fd: c_int, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: integer-only fcntl.
+    let fl = check_int(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if fl & libc::O_NONBLOCK != 0 {
+        return write_some(fd, buf);
+    }
+    // SAFETY: as above.
+    check_int(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+    let r = write_some(fd, buf);
+    // SAFETY: as above; restores the flags read before.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, fl) };
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
