@@ -16,16 +16,13 @@
 //! Soft and hard limits are set to the same value so the sandbox cannot raise its soft limit
 //! back. Man pages: getrlimit(2), prlimit(1).
 //!
-//! [`default_limits`] also lives here: the defaults for coding agents (pids 1024, memory half of
-//! RAM, no CPU cap, no timeout, nofile 4096, core dumps off).
 
 use std::io;
 
 use serde::Serialize;
 
-use crate::cgroups::{Note, NoteKind};
-use crate::policy::LimitsSpec;
-use crate::units::format_size;
+use super::value::format_size;
+use super::{Enforcement, Limit, LimitRow, LimitsSpec, Note, NoteKind};
 
 /// A resource limited with setrlimit(2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,13 +71,13 @@ impl Resource {
         }
     }
 
-    /// The limit name used in notes and reports (`nofile`, `fsize`, `core`, `pids`).
-    pub fn limit(self) -> &'static str {
+    /// The limit it enforces (RLIMIT_NPROC stands in for pids).
+    pub fn limit(self) -> Limit {
         match self {
-            Resource::Nofile => "nofile",
-            Resource::Fsize => "fsize",
-            Resource::Core => "core",
-            Resource::Nproc => "pids",
+            Resource::Nofile => Limit::Nofile,
+            Resource::Fsize => Limit::Fsize,
+            Resource::Core => Limit::Core,
+            Resource::Nproc => Limit::Pids,
         }
     }
 }
@@ -151,15 +148,19 @@ impl PreparedRlimits {
         self.iter().find(|(res, _)| *res == r).map(|(_, v)| v)
     }
 
-    /// How each limit is enforced: `("nofile", "rlimit RLIMIT_NOFILE=4096")`.
-    pub fn enforcement(&self) -> Vec<(String, String)> {
+    /// How each limit is enforced: nofile by `rlimit RLIMIT_NOFILE=4096`.
+    pub fn enforcement(&self) -> Vec<LimitRow> {
         self.iter()
             .map(|(r, v)| {
                 let shown = match r {
                     Resource::Fsize | Resource::Core => format_size(v),
                     _ => v.to_string(),
                 };
-                (r.limit().to_owned(), format!("rlimit {}={shown}", r.name()))
+                LimitRow::new(
+                    r.limit(),
+                    Enforcement::Rlimit,
+                    format!("rlimit {}={shown}", r.name()),
+                )
             })
             .collect()
     }
@@ -240,7 +241,7 @@ pub fn prepare(
             NprocMode::OwnUserNs => {
                 wanted.push((Resource::Nproc, pids));
                 notes.push(Note::new(
-                    "pids",
+                    Limit::Pids,
                     NoteKind::Partial,
                     format!(
                         "no pids cgroup: RLIMIT_NPROC={pids} instead; it counts the sandbox's tasks \
@@ -253,7 +254,7 @@ pub fn prepare(
                 let v = pids.saturating_add(existing);
                 wanted.push((Resource::Nproc, v));
                 notes.push(Note::new(
-                    "pids",
+                    Limit::Pids,
                     NoteKind::Partial,
                     format!(
                         "no pids cgroup: RLIMIT_NPROC={v} instead ({pids} + the {existing} tasks host uid \
@@ -483,38 +484,6 @@ impl UserCaps {
     }
 }
 
-/// Total RAM in bytes from `/proc/meminfo` (`MemTotal`), if readable.
-pub fn host_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line
-        .trim_start_matches("MemTotal:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    kb.checked_mul(1024)
-}
-
-/// The default limits for coding agents: pids 1024 (a parallel build fits, a fork bomb does
-/// not), memory half of RAM rounded down to a MiB (the host keeps room to stay responsive;
-/// unlimited if `/proc/meminfo` is unreadable), no CPU cap, no timeout (agents run long builds),
-/// nofile 4096 (enough for language servers and bundlers), no file-size cap, core dumps off.
-pub fn default_limits() -> LimitsSpec {
-    LimitsSpec {
-        pids: Some(1024),
-        memory: host_memory()
-            .map(|m| (m / 2) & !((1 << 20) - 1))
-            .filter(|m| *m >= 1 << 20),
-        cpus: None,
-        timeout: None,
-        nofile: Some(4096),
-        fsize: None,
-        no_core: true,
-    }
-}
-
 /// Tasks (threads included) whose real uid is `uid`, from `/proc/*/status`. Bounded by the
 /// number of /proc entries; processes that exit while we scan are skipped.
 fn count_tasks_of_uid(uid: u32) -> u64 {
@@ -607,7 +576,7 @@ pub(crate) mod tests {
         );
         let hard = prlimit(0, Resource::Nofile, None).unwrap().rlim_max;
         assert_eq!(p.get(Resource::Nofile), Some(4096.min(hard)));
-        assert_eq!(notes.iter().any(|n| n.limit == "nofile"), hard < 4096);
+        assert_eq!(notes.iter().any(|n| n.limit == Limit::Nofile), hard < 4096);
 
         // Far above any hard limit: clamped and noted, never raised.
         let l = LimitsSpec {
@@ -631,7 +600,7 @@ pub(crate) mod tests {
         assert_eq!(p.get(Resource::Nproc), Some(64));
         assert_eq!(notes[0].kind, NoteKind::Partial);
         assert_eq!(
-            p.enforcement(),
+            crate::limits::tests::pairs(&p.enforcement()),
             vec![("pids".to_owned(), "rlimit RLIMIT_NPROC=64".to_owned())]
         );
     }
@@ -766,18 +735,18 @@ pub(crate) mod tests {
 
     #[test]
     fn defaults_are_sane() {
-        let d = default_limits();
+        let d = crate::limits::default_limits();
         assert_eq!(d.pids, Some(1024));
         assert_eq!(d.nofile, Some(4096));
         assert!(d.no_core);
         assert_eq!(d.cpus, None);
         assert_eq!(d.timeout, None);
         let mem = d.memory.expect("/proc/meminfo readable here");
-        let total = host_memory().unwrap();
+        let total = crate::limits::host_memory().unwrap();
         assert!(
             mem <= total / 2 && mem > total / 2 - (1 << 20),
             "{mem} vs {total}"
         );
-        assert_eq!(crate::units::validate_limits(&d), Ok(()));
+        assert_eq!(d.validate(), Ok(()));
     }
 }

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::policy::LimitsSpec;
+use super::LimitsSpec;
 
 /// A rejected value: which kind of value, the offending input and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -435,12 +435,8 @@ pub fn format_cpus(cpus: f64) -> String {
     format!("{cpus}")
 }
 
-/// Checks a [`LimitsSpec`] that did not come through the parsers (a policy file, a library
-/// caller) against the same bounds.
-///
-/// # Errors
-/// The first out-of-range value, as a [`ParseError`].
-pub fn validate_limits(l: &LimitsSpec) -> Result<(), ParseError> {
+/// [`LimitsSpec::validate`]: the same bounds as the parsers.
+pub(crate) fn validate(l: &LimitsSpec) -> Result<(), ParseError> {
     if let Some(m) = l.memory {
         if m < MIN_MEMORY {
             return Err(ParseError::new(
@@ -660,7 +656,7 @@ mod tests {
             no_core: true,
             ..Default::default()
         };
-        assert_eq!(validate_limits(&l), Ok(()));
+        assert_eq!(l.validate(), Ok(()));
         assert_eq!(
             format_limits(&l),
             "pids=1024 memory=1G cpus=max timeout=none nofile=4096 fsize=max core=0"
@@ -672,19 +668,20 @@ mod tests {
             "pids=1024 memory=1G cpus=1.5 timeout=90s nofile=4096 fsize=max core=0"
         );
         l.cpus = Some(f64::NAN);
-        assert!(validate_limits(&l).is_err());
+        assert!(l.validate().is_err());
         l.cpus = None;
         l.memory = Some(10);
-        assert!(validate_limits(&l)
+        assert!(l
+            .validate()
             .unwrap_err()
             .to_string()
             .contains("at least 1M"));
         l.memory = None;
         l.timeout = Some(-1.0);
-        assert!(validate_limits(&l).is_err());
+        assert!(l.validate().is_err());
         l.timeout = None;
         l.pids = Some(0);
-        assert!(validate_limits(&l).is_err());
+        assert!(l.validate().is_err());
     }
 
     /// xorshift64*: a tiny deterministic PRNG so the fuzz test needs no dependency.
