@@ -515,7 +515,7 @@ fn count_tasks_of_uid(uid: u32) -> u64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     /// Forks; runs `f` in the child and turns its result (or a panic) into the exit status.
@@ -538,7 +538,7 @@ pub(crate) mod tests {
     }
 
     /// Drops every group and switches real, effective and saved ids to `id` (as root).
-    pub(crate) fn become_uid(id: u32) -> bool {
+    fn become_uid(id: u32) -> bool {
         // SAFETY: setgroups with a null list of length 0, then plain integer id syscalls.
         unsafe {
             libc::setgroups(0, std::ptr::null()) == 0
@@ -669,65 +669,6 @@ pub(crate) mod tests {
             match apply(&p) {
                 Ok(()) => 0,
                 Err(_) => 6,
-            }
-        });
-        assert_eq!(code, 0);
-    }
-
-    #[test]
-    fn nproc_floor_stops_forks_for_a_shared_uid() {
-        // SAFETY: getuid has no preconditions.
-        if unsafe { libc::getuid() } != 0 {
-            eprintln!("skip nproc_floor_stops_forks_for_a_shared_uid: needs root to switch uids");
-            return;
-        }
-        // A uid no other test uses, so the count cannot move under us.
-        const UID: u32 = 64_999;
-        let code = in_child(|| {
-            if !become_uid(UID) {
-                return 2;
-            }
-            let l = LimitsSpec {
-                pids: Some(8),
-                ..Default::default()
-            };
-            let Ok((p, _)) = prepare(&l, NprocMode::SharedUid { host_uid: UID }) else {
-                return 3;
-            };
-            if apply(&p).is_err() {
-                return 4;
-            }
-            let mut children = [0 as libc::pid_t; 50];
-            let mut n = 0;
-            let mut eagain = false;
-            for slot in children.iter_mut() {
-                // SAFETY: the grandchild only pauses until killed.
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    // SAFETY: pause/_exit are async-signal-safe.
-                    unsafe {
-                        libc::pause();
-                        libc::_exit(0)
-                    }
-                }
-                if pid < 0 {
-                    eagain = io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
-                    break;
-                }
-                *slot = pid;
-                n += 1;
-            }
-            for &pid in &children[..n] {
-                // SAFETY: our own children; kill and reap each.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, std::ptr::null_mut(), 0);
-                }
-            }
-            if eagain && n <= 8 {
-                0
-            } else {
-                5
             }
         });
         assert_eq!(code, 0);
