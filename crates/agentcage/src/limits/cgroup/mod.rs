@@ -35,7 +35,6 @@
 //! The child itself never touches cgroupfs. Man pages: cgroups(7), cgroup_namespaces(7); kernel
 //! docs: admin-guide/cgroup-v2.rst, admin-guide/cgroup-v1/{memory,pids,freezer-subsystem}.rst.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::RawFd;
@@ -507,21 +506,8 @@ fn write_limits(
     }
     if let (true, Some(m)) = (leaf.has(Ctl::Memory), l.memory) {
         let swap_file = match leaf.version {
-            Version::V2 => {
-                write_file(&d.join("memory.max"), &m.to_string())?;
-                // No swap at all: a hog is OOM-killed promptly instead of thrashing the host.
-                ("memory.swap.max", "0".to_owned(), "memory.max")
-            }
-            Version::V1 => {
-                write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
-                // memsw counts memory + swap; equal to the limit means no swap (set after
-                // limit_in_bytes: the kernel requires memsw >= limit).
-                (
-                    "memory.memsw.limit_in_bytes",
-                    m.to_string(),
-                    "memory.limit_in_bytes",
-                )
-            }
+            Version::V2 => v2::write_memory(d, m)?,
+            Version::V1 => v1::write_memory(d, m)?,
         };
         let (file, value, main) = swap_file;
         let how = if d.join(file).exists() {
@@ -544,32 +530,15 @@ fn write_limits(
         rows.push(LimitRow::new(Limit::Memory, Enforcement::Cgroup, how));
     }
     if let (true, Some(c)) = (leaf.has(Ctl::Cpu), l.cpus) {
-        let quota = cpu_quota_us(c);
-        match leaf.version {
-            Version::V2 => {
-                write_file(&d.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
-                rows.push(LimitRow::new(
-                    Limit::Cpus,
-                    Enforcement::Cgroup,
-                    format!(
-                        "{v} cpu.max={quota} {CPU_PERIOD_US} ({} CPUs)",
-                        format_cpus(c)
-                    ),
-                ));
-            }
-            Version::V1 => {
-                write_file(&d.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
-                write_file(&d.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                rows.push(LimitRow::new(
-                    Limit::Cpus,
-                    Enforcement::Cgroup,
-                    format!(
-                        "{v} cpu.cfs_quota_us={quota}/{CPU_PERIOD_US} ({} CPUs)",
-                        format_cpus(c)
-                    ),
-                ));
-            }
-        }
+        let detail = match leaf.version {
+            Version::V2 => v2::write_cpu(d, c)?,
+            Version::V1 => v1::write_cpu(d, c)?,
+        };
+        rows.push(LimitRow::new(
+            Limit::Cpus,
+            Enforcement::Cgroup,
+            format!("{v} {detail}"),
+        ));
     }
     Ok(())
 }
@@ -670,23 +639,8 @@ impl PreparedCgroup {
             .iter()
             .filter(|l| l.has(Ctl::Memory))
             .any(|l| match l.version {
-                Version::V2 => {
-                    keyed(&l.dir.join("memory.events"), "oom_kill").is_some_and(|n| n > 0)
-                }
-                // v1 counts the kill in the victim's own memcg (`sandbox/`) and, depending on
-                // the kernel, in the limiting one: read both.
-                Version::V1 => match keyed(&l.dir.join("memory.oom_control"), "oom_kill")
-                    .into_iter()
-                    .chain(keyed(&l.inner().join("memory.oom_control"), "oom_kill"))
-                    .reduce(|a, b| a + b)
-                {
-                    Some(n) => n > 0,
-                    None => {
-                        let failcnt = read_u64(&l.dir.join("memory.failcnt")).unwrap_or(0);
-                        let peak = read_u64(&l.dir.join("memory.max_usage_in_bytes")).unwrap_or(0);
-                        failcnt > 0 && self.memory_limit.is_some_and(|m| peak + (1 << 20) >= m)
-                    }
-                },
+                Version::V2 => v2::oom_killed(l),
+                Version::V1 => v1::oom_killed(l, self.memory_limit),
             })
     }
 
@@ -697,8 +651,8 @@ impl PreparedCgroup {
             .iter()
             .filter(|l| l.has(Ctl::Memory))
             .find_map(|l| match l.version {
-                Version::V2 => read_u64(&l.dir.join("memory.peak")),
-                Version::V1 => read_u64(&l.dir.join("memory.max_usage_in_bytes")),
+                Version::V2 => v2::peak_memory(l),
+                Version::V1 => v1::peak_memory(l),
             })
     }
 

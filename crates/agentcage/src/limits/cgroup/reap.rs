@@ -1,6 +1,12 @@
 //! Stale leaves: cgroups left behind by launchers that died without cleaning up.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{detect_layout, teardown, CgroupError, Layout, Leaf, Version, LEAF_PREFIX, PARENT_DIR};
 
 // ---------------------------------------------------------------------------------------------
 // Stale leaves

@@ -1,6 +1,12 @@
-//! cgroup v2 (unified): choosing the base of the leaf.
+//! cgroup v2 (unified): where the leaf goes, how its limits are written, what it reports.
 
-use super::*;
+use std::fs;
+use std::path::Path;
+
+use super::{
+    cpu_quota_us, format_cpus, keyed, mkdir_writable, read_u64, short, words, write_file,
+    CgroupError, Choice, Ctl, Hierarchy, Leaf, CPU_PERIOD_US, PARENT_DIR,
+};
 
 /// Finds the v2 base: the nearest writable ancestor whose subtree_control has (or accepts) the
 /// controllers we want. Falls back to the best partial one.
@@ -63,4 +69,34 @@ pub(super) fn choose_v2(h: &Hierarchy, want: &[Ctl], why: &mut Vec<String>) -> O
         why.extend(first_err);
     }
     best
+}
+
+/// Writes `memory.max`; returns the swap file to cap, its value and the main file's name.
+pub(super) fn write_memory(
+    d: &Path,
+    m: u64,
+) -> Result<(&'static str, String, &'static str), CgroupError> {
+    write_file(&d.join("memory.max"), &m.to_string())?;
+    // No swap at all: a hog is OOM-killed promptly instead of thrashing the host.
+    Ok(("memory.swap.max", "0".to_owned(), "memory.max"))
+}
+
+/// Writes `cpu.max` for `cpus` CPUs; returns the row's detail.
+pub(super) fn write_cpu(d: &Path, cpus: f64) -> Result<String, CgroupError> {
+    let quota = cpu_quota_us(cpus);
+    write_file(&d.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+    Ok(format!(
+        "cpu.max={quota} {CPU_PERIOD_US} ({} CPUs)",
+        format_cpus(cpus)
+    ))
+}
+
+/// `memory.events` `oom_kill`.
+pub(super) fn oom_killed(l: &Leaf) -> bool {
+    keyed(&l.dir.join("memory.events"), "oom_kill").is_some_and(|n| n > 0)
+}
+
+/// `memory.peak` (5.19+).
+pub(super) fn peak_memory(l: &Leaf) -> Option<u64> {
+    read_u64(&l.dir.join("memory.peak"))
 }
