@@ -8,6 +8,8 @@
 //! Imports: `host` (the /proc parsers) and `sys`; nothing here imports `policy` (the policy
 //! holds a [`LimitsSpec`], not the other way round) or `launch` (which calls [`prepare_run`]).
 
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 pub(crate) mod cgroup;
 pub(crate) mod rlimit;
 #[doc(hidden)]

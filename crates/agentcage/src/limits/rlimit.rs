@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::value::format_size;
 use super::{Enforcement, Limit, LimitRow, LimitsSpec, Note, NoteKind};
+use crate::sys;
 
 /// A resource limited with setrlimit(2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,30 +186,7 @@ fn prlimit(
     r: Resource,
     new: Option<&libc::rlimit64>,
 ) -> Result<libc::rlimit64, i32> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let new_ptr = new.map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
-    // SAFETY: `new_ptr` is null or points to a live rlimit64 the kernel only reads; `old` is a
-    // live, writable rlimit64 on our stack. prlimit64 takes (pid, resource, new, old).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            pid,
-            r.raw(),
-            new_ptr,
-            &mut old as *mut libc::rlimit64,
-        )
-    };
-    if rc == 0 {
-        Ok(old)
-    } else {
-        // last_os_error only reads errno: no allocation, safe in the child.
-        Err(io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EINVAL))
-    }
+    crate::sys::prlimit64(pid, r.raw(), new).map_err(|e| e.0)
 }
 
 /// Builds the rlimits for `limits` in the parent, clamped to the caller's hard limits.
@@ -391,24 +369,14 @@ impl UserCaps {
                 }
             }
         }
-        let mut old = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: reads our own limit into a live local; no new value is passed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_prlimit64,
-                0,
-                libc::RLIMIT_SIGPENDING as libc::c_int,
-                std::ptr::null::<libc::rlimit64>(),
-                &mut old as *mut libc::rlimit64,
-            )
-        };
-        if rc != 0 {
-            missing.push("RLIMIT_SIGPENDING not capped: cannot read the caller's".to_string());
-        } else if old.rlim_cur != libc::RLIM64_INFINITY {
-            caps.sigpending = Some(half(old.rlim_cur));
+        match sys::prlimit64(0, libc::RLIMIT_SIGPENDING as libc::c_int, None) {
+            Err(_) => {
+                missing.push("RLIMIT_SIGPENDING not capped: cannot read the caller's".to_string())
+            }
+            Ok(old) if old.rlim_cur != libc::RLIM64_INFINITY => {
+                caps.sigpending = Some(half(old.rlim_cur));
+            }
+            Ok(_) => {}
         }
         (caps, missing)
     }
@@ -452,8 +420,7 @@ impl UserCaps {
     ///
     /// # Errors
     /// The index of the failing entry (`sysctls.len()` for RLIMIT_SIGPENDING) and the errno.
-    pub fn apply(&self) -> Result<(), (u32, crate::sys::Errno)> {
-        use crate::sys;
+    pub fn apply(&self) -> Result<(), (u32, sys::Errno)> {
         for (i, (path, value)) in self.sysctls.iter().enumerate() {
             let at = |e| (i as u32, e);
             let fd = sys::open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(at)?;
@@ -466,19 +433,8 @@ impl UserCaps {
                 rlim_cur: v,
                 rlim_max: v,
             };
-            // SAFETY: `new` is a live local the kernel only reads; no old value asked for.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_prlimit64,
-                    0,
-                    libc::RLIMIT_SIGPENDING as libc::c_int,
-                    &new as *const libc::rlimit64,
-                    std::ptr::null_mut::<libc::rlimit64>(),
-                )
-            };
-            if rc != 0 {
-                return Err((self.sysctls.len() as u32, sys::Errno::last()));
-            }
+            sys::prlimit64(0, libc::RLIMIT_SIGPENDING as libc::c_int, Some(&new))
+                .map_err(|e| (self.sysctls.len() as u32, e))?;
         }
         Ok(())
     }

@@ -37,10 +37,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::sys;
 
 use super::value::{format_cpus, format_size, ParseError};
 use super::{Enforcement, Limit, LimitRow, LimitsSpec, Note, NoteKind};
@@ -175,18 +176,7 @@ fn mkdir_writable(dir: &Path) -> io::Result<bool> {
     if !created {
         let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `c` is a live NUL-terminated path; faccessat only reads it.
-        let rc = unsafe {
-            libc::faccessat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                libc::W_OK | libc::X_OK,
-                libc::AT_EACCESS,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::dir_writable_by_effective_ids(&c).map_err(|e| io::Error::from_raw_os_error(e.0))?;
     }
     Ok(created)
 }
@@ -222,12 +212,10 @@ fn host_has_swap() -> bool {
 }
 
 pub fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    // SAFETY: `buf` is a live, writable 8-byte buffer; getrandom writes at most 8 bytes.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
-    if n == 8 {
+    if let Some(buf) = sys::random_8() {
         return u64::from_ne_bytes(buf);
     }
+    let buf = [0u8; 8];
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -713,35 +701,24 @@ fn members(leaves: &[Leaf]) -> Vec<i32> {
 
 /// Signals `pid` only if it is (still) a member of the leaf named `name`.
 fn signal_member(pid: i32, sig: i32, name: &str) {
-    // SAFETY: pidfd_open takes a pid and flags; it returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            // Before 5.3: no pidfd. Fall back to the checked plain kill (tiny reuse window).
-            if in_leaf(pid, name) {
-                // SAFETY: kill with plain integers.
-                unsafe { libc::kill(pid, sig) };
+    let fd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            if e.0 == libc::ENOSYS {
+                // Before 5.3: no pidfd. Fall back to the checked plain kill (tiny reuse window).
+                if in_leaf(pid, name) {
+                    let _ = sys::kill(pid, sig);
+                }
             }
+            return;
         }
-        return;
-    }
-    let fd = fd as RawFd;
+    };
     // The pidfd pins the process we opened. If /proc/<pid> still shows our leaf, it is that
     // process (or it died, and then the signal below goes nowhere).
     if in_leaf(pid, name) {
-        // SAFETY: `fd` is the pidfd we just opened; null siginfo and flags 0 as documented.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd,
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
+        let _ = sys::pidfd_send_signal(fd, sig);
     }
-    // SAFETY: we own `fd` and close it once.
-    unsafe { libc::close(fd) };
+    sys::close(fd);
 }
 
 pub fn in_leaf(pid: i32, name: &str) -> bool {

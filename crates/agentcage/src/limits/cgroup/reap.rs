@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::sys;
 
 use super::{detect_layout, teardown, CgroupError, Layout, Leaf, Version, LEAF_PREFIX, PARENT_DIR};
 
@@ -97,9 +98,11 @@ fn is_stale(name: &str, dir: &Path) -> bool {
     if pid <= 0 || rand.is_empty() || !rand.bytes().all(|b| b.is_ascii_hexdigit()) {
         return false;
     }
-    // SAFETY: kill with signal 0 only checks existence and permission.
-    let alive = unsafe { libc::kill(pid, 0) } == 0
-        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // Signal 0 only checks existence and permission.
+    let alive = match sys::kill(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.0 == libc::EPERM,
+    };
     // A zombie launcher (killed, not yet reaped by its parent) is dead too.
     if !alive || matches!(process_state(pid), Some('Z' | 'X')) {
         return true;
@@ -133,9 +136,7 @@ fn process_start(pid: i32) -> Option<SystemTime> {
         .trim()
         .parse()
         .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    let hz = sys::clock_ticks()?;
     Some(
         UNIX_EPOCH
             + Duration::from_secs(btime)
