@@ -1,12 +1,12 @@
 //! Resource limits: what a run may consume, and how each limit is enforced on this host.
 //!
 //! This room owns the limits data ([`LimitsSpec`], [`Limit`]), the flag grammar ([`value`]),
-//! the rlimits ([`rlimit`]: the floor on every host) and the per-run leaf cgroup ([`cgroup`]:
+//! the rlimits (`rlimit`: the floor on every host) and the per-run leaf cgroup (`cgroup`:
 //! layout, limits, teardown, reaping). It reports how each requested limit is enforced as typed
 //! rows ([`LimitRow`]) and facts ([`Note`]), never as text to match on.
 //!
 //! Imports: `host` (the /proc parsers) and `sys`; nothing here imports `policy` (the policy
-//! holds a [`LimitsSpec`], not the other way round) or `launch` (which calls [`prepare_run`]).
+//! holds a [`LimitsSpec`], not the other way round) or `launch` (which calls `prepare_run`).
 
 #![cfg_attr(not(test), forbid(unsafe_code))]
 

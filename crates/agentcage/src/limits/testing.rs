@@ -6,4 +6,6 @@ pub use super::cgroup::{
     CgroupError, Ctl, Hierarchy, Layout, PreparedCgroup, ReapReport, Teardown, Version,
     LEAF_PREFIX, PROCS_DIR,
 };
-pub use super::rlimit::{apply as apply_rlimits, prepare as prepare_rlimits, NprocMode};
+pub use super::rlimit::{
+    apply as apply_rlimits, prepare as prepare_rlimits, NprocMode, RlimitError,
+};

@@ -176,7 +176,7 @@ pub fn parse_size(s: &str) -> Result<u64, ParseError> {
 ///
 /// # Errors
 /// A [`ParseError`] naming `what`.
-pub fn parse_size_limit_as(what: &'static str, s: &str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_size_limit_as(what: &'static str, s: &str) -> Result<Option<u64>, ParseError> {
     if is_unlimited(s.trim()) {
         return Ok(None);
     }
@@ -184,7 +184,7 @@ pub fn parse_size_limit_as(what: &'static str, s: &str) -> Result<Option<u64>, P
 }
 
 /// The smallest memory limit accepted: below this the sandbox's own init cannot run.
-pub const MIN_MEMORY: u64 = 1 << 20;
+pub(crate) const MIN_MEMORY: u64 = 1 << 20;
 
 /// Parses `--memory`: a size of at least 1M, or `max`.
 ///
@@ -216,7 +216,11 @@ pub fn parse_fsize(s: &str) -> Result<Option<u64>, ParseError> {
 ///
 /// # Errors
 /// A [`ParseError`] naming `what` for anything but an integer in `1..=max`.
-pub fn parse_count_as(what: &'static str, s: &str, max: u64) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_count_as(
+    what: &'static str,
+    s: &str,
+    max: u64,
+) -> Result<Option<u64>, ParseError> {
     let t = s.trim();
     if is_unlimited(t) {
         return Ok(None);
@@ -241,9 +245,9 @@ pub fn parse_count_as(what: &'static str, s: &str, max: u64) -> Result<Option<u6
 }
 
 /// Kernel bound on pids (`PID_MAX_LIMIT` on 64-bit).
-pub const MAX_PIDS: u64 = 4_194_304;
+pub(crate) const MAX_PIDS: u64 = 4_194_304;
 /// Bound on open files: fs.nr_open cannot exceed this (`INT_MAX & ~63` rounded down).
-pub const MAX_NOFILE: u64 = 1 << 30;
+pub(crate) const MAX_NOFILE: u64 = 1 << 30;
 
 /// Parses `--pids`: 1..=4194304, or `max`.
 ///
@@ -262,9 +266,9 @@ pub fn parse_nofile(s: &str) -> Result<Option<u64>, ParseError> {
 }
 
 /// The smallest CPU fraction (the kernel's minimum quota is 1 ms per 100 ms period).
-pub const MIN_CPUS: f64 = 0.01;
+pub(crate) const MIN_CPUS: f64 = 0.01;
 /// The largest CPU count accepted.
-pub const MAX_CPUS: f64 = 65_536.0;
+pub(crate) const MAX_CPUS: f64 = 65_536.0;
 
 /// Parses `--cpus`: a decimal number of CPUs in `0.01..=65536`, or `max` (→ `None`).
 ///
@@ -324,7 +328,7 @@ fn check_cpus(v: f64) -> Result<(), &'static str> {
 }
 
 /// The longest duration accepted, in seconds.
-pub const MAX_DURATION_SECS: u64 = u32::MAX as u64;
+pub(crate) const MAX_DURATION_SECS: u64 = u32::MAX as u64;
 
 /// Parses a duration: `30`, `1.5s`, `500ms`, `2m`, `1h`, `1d` (bare numbers are seconds).
 ///
@@ -430,7 +434,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Formats a CPU count (`0.5`, `2`): the shortest decimal that parses back to the same value.
-pub fn format_cpus(cpus: f64) -> String {
+pub(crate) fn format_cpus(cpus: f64) -> String {
     // f64's Display never uses exponent notation and prints the shortest round-trip digits.
     format!("{cpus}")
 }

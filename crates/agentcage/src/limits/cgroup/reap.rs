@@ -12,7 +12,7 @@ use super::{detect_layout, teardown, CgroupError, Layout, Leaf, Version, LEAF_PR
 // ---------------------------------------------------------------------------------------------
 // Stale leaves
 
-/// What [`reap_stale`] did.
+/// What `reap_stale` did.
 #[derive(Debug, Default)]
 pub struct ReapReport {
     /// Leaf directories removed.
