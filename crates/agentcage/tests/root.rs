@@ -1,7 +1,8 @@
-//! Root-tier tests of the limits room: real cgroup leaves (OOM kill, pids.max, kill loops,
-//! reaping, concurrency) and RLIMIT_NPROC for a shared uid. They need root and a writable
-//! cgroup hierarchy; where a need is not met the trial is ignored with the reason printed,
-//! and fails instead when AGENTCAGE_TEST_EXPECT lists `cgroup` (or `cgroup2`).
+//! Kernel-tier tests of the limits room, in forked children of a single-threaded harness:
+//! real cgroup leaves (OOM kill, pids.max, kill loops, reaping, concurrency, an unprivileged
+//! caller's notes) and rlimits applied in a child (RLIMIT_NPROC for a shared uid needs root).
+//! Where a need is not met the trial is ignored with the reason printed, and fails instead
+//! when AGENTCAGE_TEST_EXPECT lists `cgroup` (or `cgroup2`); a missing root never fails.
 //!
 //! One fork helper ([`Held`]) runs every child: it waits on a pipe until released, runs its
 //! body and exits with the body's value (101 if it panicked).
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use agentcage::limits::testing::{
     apply_rlimits, detect_layout, in_leaf, prepare, prepare_in, prepare_rlimits, prepare_with,
-    process_state, random_u64, reap_in, CgroupError, Ctl, Layout, NprocMode, Teardown, LEAF_PREFIX,
-    PROCS_DIR,
+    process_state, random_u64, reap_in, CgroupError, Ctl, Layout, NprocMode, Resource, Teardown,
+    LEAF_PREFIX, PROCS_DIR,
 };
 use agentcage::limits::{Limit, NoteKind};
 use agentcage::LimitsSpec;
@@ -512,6 +513,84 @@ fn unprivileged_gets_notes_not_errors() {
 
 // ---- rlimit ---------------------------------------------------------------------------------
 
+fn proc_limit(name: &str) -> (String, String) {
+    let text = fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .expect("limit line");
+    let cols: Vec<&str> = line[25..].split_whitespace().collect();
+    (cols[0].to_owned(), cols[1].to_owned())
+}
+
+fn apply_in_child_shows_in_proc_self_limits() {
+    let l = LimitsSpec {
+        nofile: Some(100),
+        fsize: Some(1 << 20),
+        no_core: true,
+        ..Default::default()
+    };
+    let (p, _) = prepare_rlimits(&l, NprocMode::Off).unwrap();
+    let code = Held::run(|| {
+        if apply_rlimits(&p).is_err() {
+            return 2;
+        }
+        // Independent oracle: the kernel's own view.
+        let ok = proc_limit("Max open files") == ("100".into(), "100".into())
+            && proc_limit("Max file size") == ("1048576".into(), "1048576".into())
+            && proc_limit("Max core file size") == ("0".into(), "0".into());
+        if !ok {
+            return 3;
+        }
+        // And the limit bites: fd 100 cannot be opened.
+        // SAFETY: dup2 on fd 0 (always open in the test runner or /dev/null) to a plain int.
+        let r = unsafe { libc::dup2(0, 100) };
+        let errno = io::Error::last_os_error().raw_os_error();
+        if r == -1 && errno == Some(libc::EBADF) {
+            0
+        } else {
+            4
+        }
+    });
+    assert_eq!(code, 0);
+}
+
+fn apply_cannot_raise_a_lowered_hard_limit() {
+    let code = Held::run(|| {
+        let low = libc::rlimit {
+            rlim_cur: 50,
+            rlim_max: 50,
+        };
+        // SAFETY: `low` is a live rlimit the kernel only reads.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) } != 0 {
+            return 2;
+        }
+        // Drop CAP_SYS_RESOURCE as root so the kernel enforces the hard limit on us too.
+        // SAFETY: getuid has no preconditions.
+        if unsafe { libc::getuid() } == 0 && !become_uid(65534) {
+            return 3;
+        }
+        let (p, notes) = match prepare_rlimits(
+            &LimitsSpec {
+                nofile: Some(4096),
+                ..Default::default()
+            },
+            NprocMode::Off,
+        ) {
+            Ok(v) => v,
+            Err(_) => return 4,
+        };
+        if p.get(Resource::Nofile) != Some(50) || notes.len() != 1 {
+            return 5;
+        }
+        match apply_rlimits(&p) {
+            Ok(()) => 0,
+            Err(_) => 6,
+        }
+    });
+    assert_eq!(code, 0);
+}
+
 fn nproc_floor_stops_forks_for_a_shared_uid() {
     // A uid no other test uses, so the count cannot move under us.
     const UID: u32 = 64_999;
@@ -637,6 +716,16 @@ fn main() {
         trial(
             "cgroup::unprivileged_gets_notes_not_errors",
             unprivileged_gets_notes_not_errors,
+            None,
+        ),
+        trial(
+            "rlimit::apply_in_child_shows_in_proc_self_limits",
+            apply_in_child_shows_in_proc_self_limits,
+            None,
+        ),
+        trial(
+            "rlimit::apply_cannot_raise_a_lowered_hard_limit",
+            apply_cannot_raise_a_lowered_hard_limit,
             None,
         ),
         trial(

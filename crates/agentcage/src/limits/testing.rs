@@ -7,5 +7,5 @@ pub use super::cgroup::{
     LEAF_PREFIX, PROCS_DIR,
 };
 pub use super::rlimit::{
-    apply as apply_rlimits, prepare as prepare_rlimits, NprocMode, RlimitError,
+    apply as apply_rlimits, prepare as prepare_rlimits, NprocMode, Resource, RlimitError,
 };
