@@ -383,7 +383,7 @@ impl<'de> Deserialize<'de> for PathEntry {
     }
 }
 
-/// A limit value: a string or a number, kept as text for the `agentcage::units` parsers.
+/// A limit value: a string or a number, kept as text for the `agentcage::limits::value` parsers.
 #[derive(Debug)]
 struct Scalar(String);
 
@@ -851,20 +851,20 @@ fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings, UsageError
     }
     if let Some(l) = &doc.limits {
         let units = |v: &Option<Spanned<Scalar>>,
-                     f: fn(&str) -> Result<Option<u64>, agentcage::units::ParseError>|
+                     f: fn(&str) -> Result<Option<u64>, agentcage::limits::value::ParseError>|
          -> Result<LimitSetting<u64>, UsageError> {
             v.as_ref()
                 .map(|x| f(&x.get_ref().0).map_err(|e| src.err(&x.span(), e)))
                 .transpose()
         };
         let unitsf = |v: &Option<Spanned<Scalar>>,
-                      f: fn(&str) -> Result<Option<f64>, agentcage::units::ParseError>|
+                      f: fn(&str) -> Result<Option<f64>, agentcage::limits::value::ParseError>|
          -> Result<LimitSetting<f64>, UsageError> {
             v.as_ref()
                 .map(|x| f(&x.get_ref().0).map_err(|e| src.err(&x.span(), e)))
                 .transpose()
         };
-        use agentcage::units as u;
+        use agentcage::limits::value as u;
         s.limits = LimitSettings {
             pids: units(&l.pids, u::parse_pids)?,
             memory: units(&l.memory, u::parse_memory)?,
@@ -1682,7 +1682,9 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     if let Some(v) = l.fsize {
         p.limits.fsize = v;
     }
-    agentcage::units::validate_limits(&p.limits).map_err(|e| UsageError::new(e.to_string()))?;
+    p.limits
+        .validate()
+        .map_err(|e| UsageError::new(e.to_string()))?;
     Ok(Resolved {
         policy: p,
         skipped,
@@ -1708,12 +1710,12 @@ fn path_str(p: &Path) -> Result<String, UsageError> {
 
 fn size_value(
     v: Option<u64>,
-    parse: fn(&str) -> Result<Option<u64>, agentcage::units::ParseError>,
+    parse: fn(&str) -> Result<Option<u64>, agentcage::limits::value::ParseError>,
 ) -> toml::Value {
     match v {
         None => toml::Value::String("max".into()),
         Some(b) => {
-            let human = agentcage::units::format_size(b);
+            let human = agentcage::limits::value::format_size(b);
             if parse(&human).ok() == Some(Some(b)) {
                 toml::Value::String(human)
             } else {
@@ -1730,7 +1732,7 @@ fn count_value(v: Option<u64>) -> toml::Value {
     }
 }
 
-type FloatParser = fn(&str) -> Result<Option<f64>, agentcage::units::ParseError>;
+type FloatParser = fn(&str) -> Result<Option<f64>, agentcage::limits::value::ParseError>;
 
 /// A float limit written so that `parse` reads it back as exactly `v`: a TOML float when its
 /// shortest form parses back (the file reader hands floats to `parse` in that form), else the
@@ -1841,7 +1843,7 @@ pub fn to_table(
     }
     t.insert("env".into(), V::Table(env));
     if p.layers.has(Layer::Limits) || any {
-        use agentcage::units as u;
+        use agentcage::limits::value as u;
         let mut lt = toml::Table::new();
         lt.insert("pids".into(), count_value(l.pids));
         lt.insert("memory".into(), size_value(l.memory, u::parse_memory));
@@ -2240,7 +2242,7 @@ mod tests {
 
     #[test]
     fn float_limits_round_trip() {
-        use agentcage::units as u;
+        use agentcage::limits::value as u;
         let back = |v: &toml::Value, parse: FloatParser| match v {
             toml::Value::Float(f) => parse(&f.to_string()).unwrap(),
             toml::Value::String(s) => parse(s).unwrap(),

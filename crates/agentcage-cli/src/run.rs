@@ -168,7 +168,7 @@ pub struct Lim<T>(pub Option<T>);
 macro_rules! lim_parser {
     ($name:ident, $parse:ident, $t:ty) => {
         fn $name(s: &str) -> Result<Lim<$t>, String> {
-            agentcage::units::$parse(s)
+            agentcage::limits::value::$parse(s)
                 .map(Lim)
                 .map_err(|e| e.to_string())
         }
@@ -553,9 +553,11 @@ pub fn main(a: RunArgs) -> i32 {
                 if !a.quiet {
                     eprintln!(
                         "agentcage: timeout: the sandbox was killed after {}",
-                        agentcage::units::format_duration(std::time::Duration::from_secs_f64(
-                            policy.limits.timeout.unwrap_or(0.0)
-                        ))
+                        agentcage::limits::value::format_duration(
+                            std::time::Duration::from_secs_f64(
+                                policy.limits.timeout.unwrap_or(0.0)
+                            )
+                        )
                     );
                 }
                 return exit::TIMEOUT;
@@ -564,11 +566,11 @@ pub fn main(a: RunArgs) -> i32 {
                 eprintln!(
                     "agentcage: signal {sig} forwarded; the sandbox had not exited {} later and \
                      was killed",
-                    agentcage::units::format_duration(agentcage::TIMEOUT_GRACE)
+                    agentcage::limits::value::format_duration(agentcage::TIMEOUT_GRACE)
                 );
             }
             if out.oom {
-                let limit = agentcage::units::format_size_limit(policy.limits.memory);
+                let limit = agentcage::limits::value::format_size_limit(policy.limits.memory);
                 if out.exit == agentcage::Exit::Signal(libc::SIGKILL) {
                     eprintln!("agentcage: out of memory (limit {limit})");
                     return 137;

@@ -11,13 +11,14 @@
 //!   what each profile keeps here; `doctor`: the report the CLI renders;
 //! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
 //!   the `agentcage-landlock` and `agentcage-seccomp` crates;
+//! - `limits`: resource limits (spec, flag grammar, rlimits, the run's cgroup); calls `host`
+//!   (procfs parsers) and `sys`, never `policy` or `launch`;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
 //! - `hostfs`: the launcher's own host-side files (reports), written by fd, never through a
 //!   symlink the sandbox planted;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
 pub mod caps;
-pub mod cgroups;
 pub mod doctor;
 pub mod error;
 pub mod host;
@@ -25,15 +26,15 @@ pub mod hostfs;
 pub mod ladder;
 pub mod landlock;
 pub mod launch;
+pub mod limits;
 pub mod policy;
-pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;
-pub mod units;
 
 pub use error::{Error, SetupError, Step};
 pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };
+pub use limits::{Limit, LimitsSpec};
 pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::limits::LimitsSpec;
+
 /// The four cumulative profiles of the reference design.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -249,25 +251,6 @@ pub struct SeccompSpec {
     pub spec_mitigation: bool,
 }
 
-/// Resource limits. `None` leaves the host's value.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct LimitsSpec {
-    /// Maximum number of processes/threads in the sandbox (cgroup pids.max).
-    pub pids: Option<u64>,
-    /// Memory limit in bytes (cgroup memory.max, RLIMIT_AS never: it breaks runtimes).
-    pub memory: Option<u64>,
-    /// CPU quota in CPUs (cgroup cpu.max).
-    pub cpus: Option<f64>,
-    /// Wall-clock timeout in seconds.
-    pub timeout: Option<f64>,
-    /// RLIMIT_NOFILE.
-    pub nofile: Option<u64>,
-    /// RLIMIT_FSIZE in bytes.
-    pub fsize: Option<u64>,
-    /// RLIMIT_CORE = 0 when true.
-    pub no_core: bool,
-}
-
 /// An extra bind mount requested with `--ro`/`--rw`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraBind {
@@ -344,7 +327,7 @@ impl Policy {
             },
             seccomp: SeccompSpec::default(),
             limits: if full {
-                crate::rlimits::default_limits()
+                crate::limits::default_limits()
             } else {
                 LimitsSpec::default()
             },

@@ -65,7 +65,6 @@ pub mod testing;
 pub use cgroup::{CgroupLayout, CgroupV1, CgroupV2, Cgroups, LimitsBackend};
 pub use compat::CompatAbis;
 pub use landlock::{landlock_rights, LandlockInfo, LandlockRight};
-pub(crate) use procfs::unescape_mountinfo;
 pub use procfs::{parse_mountinfo, parse_proc_cgroup, MountInfo, ProcCgroup};
 pub use seccomp::SeccompInfo;
 pub use syscalls::{mount_setattr_available, Syscalls};

@@ -399,7 +399,7 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
             sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
         }
     }
-    crate::rlimits::apply(&p.rlimits)
+    crate::limits::rlimit::apply(&p.rlimits)
         .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
     sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
     if let Some(l) = &p.lock_mounts {

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
 
-use crate::cgroups;
 use crate::error::{Error, SetupError};
+use crate::limits::{self, cgroup::Teardown};
 use crate::policy::Layer;
 use crate::sys::{self, Errno};
 
@@ -164,7 +164,7 @@ pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 struct RunGuard {
     pid: libc::pid_t,
     fds: Vec<i32>,
-    cgroup: Option<cgroups::PreparedCgroup>,
+    cgroup: Option<limits::cgroup::PreparedCgroup>,
 }
 
 impl RunGuard {
@@ -230,19 +230,16 @@ impl Prepared {
         let _ = sys::set_nonblock(pipes.status_w);
         let _ = sys::set_nonblock(pipes.status_r);
         let mut sig_r = -1;
-        let mut limit_lines = Vec::new();
-        let mut degraded_limits: Vec<&str> = Vec::new();
-        let mut data_floor = None;
+        let mut run_limits = limits::RunLimits::default();
         if self.policy.layers.has(Layer::Limits) {
-            // A cgroup left behind by a SIGKILLed launcher is reaped by the next run.
-            let _ = cgroups::reap_stale();
-            let (cg, notes) = cgroups::prepare_with(
+            run_limits = limits::prepare_run(
                 &self.policy.limits,
+                &self.rlimits,
                 // With a pid namespace the init's death kills everything: no kill-only leaves.
                 if self.init {
-                    cgroups::Teardown::PidNamespace
+                    Teardown::PidNamespace
                 } else {
-                    cgroups::Teardown::Cgroup
+                    Teardown::Cgroup
                 },
             )
             .map_err(|e| Error::Setup {
@@ -250,41 +247,14 @@ impl Prepared {
                 errno: Errno(libc::EIO),
                 hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
             })?;
-            limit_lines = cgroups::enforcement_summary(
-                &self.policy.limits,
-                cg.as_ref(),
-                &notes,
-                &self.rlimits,
-            );
-            // Requested limits no cgroup enforces and no rlimit stands in for exactly (memory:
-            // RLIMIT_DATA below is per process only). pids has RLIMIT_NPROC, exact in the
-            // sandbox's own user namespace.
-            degraded_limits = notes
-                .iter()
-                .filter(|n| n.kind == cgroups::NoteKind::NotEnforced)
-                .map(|n| n.limit)
-                .filter(|l| !self.rlimits.iter().any(|(r, _)| r.limit() == *l))
-                .collect();
-            // Without a memory cgroup, RLIMIT_DATA (private writable memory per process) is
-            // the floor. Not RLIMIT_AS: runtimes reserve far more address space than they use.
-            if let Some(m) = self.policy.limits.memory {
-                if !cg.as_ref().is_some_and(|c| c.enforces("memory")) {
-                    data_floor = Some(m);
-                    for (what, how) in limit_lines.iter_mut() {
-                        if what == "memory" {
-                            let m = crate::units::format_size(m);
-                            *how = format!(
-                                "{m} per process only (RLIMIT_DATA), and one {m} budget shared by \
-                                 every tmpfs and SysV shared memory; memfds and shared anonymous \
-                                 memory are not bounded: no writable memory cgroup for this caller \
-                                 (`agentcage doctor` says why and how to delegate one)"
-                            );
-                        }
-                    }
-                }
-            }
-            guard.cgroup = cg;
+            guard.cgroup = run_limits.cgroup.take();
         }
+        let data_floor = run_limits.data_floor;
+        let limit_lines: Vec<(String, String)> = run_limits
+            .rows
+            .iter()
+            .map(|r| (r.limit.name().to_owned(), r.to_string()))
+            .collect();
         if let Some(f) = &opts.on_enforcement {
             for (what, how) in &limit_lines {
                 f(what, how);
@@ -293,8 +263,8 @@ impl Prepared {
         if let Some(f) = &opts.on_degraded {
             // A requested limit without a cgroup to enforce it (an unprivileged caller without
             // delegation): said on every run, not only with -v.
-            for (what, how) in &limit_lines {
-                if degraded_limits.contains(&what.as_str()) {
+            for (row, (what, how)) in run_limits.rows.iter().zip(&limit_lines) {
+                if run_limits.degraded.contains(&row.limit) {
                     f(what, how);
                 }
             }
@@ -531,7 +501,11 @@ struct Supervisor {
 impl Supervisor {
     /// Runs until the sandbox's root process has exited (not reaped) and the relay passed
     /// on what the sandbox wrote.
-    fn run(&mut self, mut relay: Option<&mut pty::Relay>, cg: Option<&cgroups::PreparedCgroup>) {
+    fn run(
+        &mut self,
+        mut relay: Option<&mut pty::Relay>,
+        cg: Option<&limits::cgroup::PreparedCgroup>,
+    ) {
         if let Some(r) = relay.as_deref_mut() {
             r.start();
         }

@@ -11,8 +11,9 @@ use super::Command;
 use crate::caps::{self, PreparedCaps};
 use crate::error::{Error, SetupError, Step};
 use crate::landlock::DescribeStep;
+use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
+use crate::limits::{Limit, NoteKind};
 use crate::policy::{Layer, NetMode, Policy};
-use crate::rlimits::{self, NprocMode, PreparedRlimits};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
 use crate::{landlock, seccomp};
@@ -70,7 +71,7 @@ pub struct Prepared {
     pub(crate) keep_fds: Vec<i32>,
     pub(crate) rlimits: PreparedRlimits,
     /// Per-user counts capped in the sandbox's user namespace (with a user namespace).
-    pub(crate) user_caps: Option<crate::rlimits::UserCaps>,
+    pub(crate) user_caps: Option<crate::limits::rlimit::UserCaps>,
     /// unshare(CLONE_NEWCGROUP) in the child once the launcher has attached the cgroup.
     pub(crate) cgroup_ns: bool,
     pub(crate) cwd: CString,
@@ -301,7 +302,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     });
     let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
     let user_caps = userns.then(|| {
-        let (caps, missing) = crate::rlimits::UserCaps::prepare();
+        let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
             degraded.push(("user-limits".into(), m));
         }
@@ -475,7 +476,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
                 host_uid: caller_uid,
             }
         };
-        rlimits::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
+        rlimit::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
             step: format!("read the current resource limits: {e}"),
             errno: Errno(libc::EINVAL),
             hint: None,
@@ -489,7 +490,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         .iter()
         // The RLIMIT_NPROC note ("no pids cgroup") is superseded by the run-time summary
         // once the cgroup is known; keep the other warnings (clamped limits).
-        .filter(|n| n.kind != crate::cgroups::NoteKind::Info && n.limit != "pids")
+        .filter(|n| n.kind != NoteKind::Info && n.limit != Limit::Pids)
     {
         enforcement.push(("limits".into(), n.to_string()));
     }
@@ -699,7 +700,7 @@ impl Prepared {
             Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd".into(),
             Step::Rlimits => format!(
                 "setrlimit ({})",
-                crate::rlimits::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
+                crate::limits::rlimit::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
             Step::LockMounts => match i {

@@ -112,6 +112,12 @@ pub use host::{
 #[cfg(target_arch = "x86_64")]
 pub use host::{int80_getpid, x32_getpid};
 
+// Raw calls of the limits room (`crate::limits`).
+mod limits;
+pub use limits::{
+    clock_ticks, dir_writable_by_effective_ids, pidfd_send_signal, prlimit64, random_8,
+};
+
 fn check(rc: c_long) -> Result<(), Errno> {
     Errno::result(rc).map(drop)
 }

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::policy::LimitsSpec;
+use super::LimitsSpec;
 
 /// A rejected value: which kind of value, the offending input and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,7 +176,7 @@ pub fn parse_size(s: &str) -> Result<u64, ParseError> {
 ///
 /// # Errors
 /// A [`ParseError`] naming `what`.
-pub fn parse_size_limit_as(what: &'static str, s: &str) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_size_limit_as(what: &'static str, s: &str) -> Result<Option<u64>, ParseError> {
     if is_unlimited(s.trim()) {
         return Ok(None);
     }
@@ -184,7 +184,7 @@ pub fn parse_size_limit_as(what: &'static str, s: &str) -> Result<Option<u64>, P
 }
 
 /// The smallest memory limit accepted: below this the sandbox's own init cannot run.
-pub const MIN_MEMORY: u64 = 1 << 20;
+pub(crate) const MIN_MEMORY: u64 = 1 << 20;
 
 /// Parses `--memory`: a size of at least 1M, or `max`.
 ///
@@ -216,7 +216,11 @@ pub fn parse_fsize(s: &str) -> Result<Option<u64>, ParseError> {
 ///
 /// # Errors
 /// A [`ParseError`] naming `what` for anything but an integer in `1..=max`.
-pub fn parse_count_as(what: &'static str, s: &str, max: u64) -> Result<Option<u64>, ParseError> {
+pub(crate) fn parse_count_as(
+    what: &'static str,
+    s: &str,
+    max: u64,
+) -> Result<Option<u64>, ParseError> {
     let t = s.trim();
     if is_unlimited(t) {
         return Ok(None);
@@ -241,9 +245,9 @@ pub fn parse_count_as(what: &'static str, s: &str, max: u64) -> Result<Option<u6
 }
 
 /// Kernel bound on pids (`PID_MAX_LIMIT` on 64-bit).
-pub const MAX_PIDS: u64 = 4_194_304;
+pub(crate) const MAX_PIDS: u64 = 4_194_304;
 /// Bound on open files: fs.nr_open cannot exceed this (`INT_MAX & ~63` rounded down).
-pub const MAX_NOFILE: u64 = 1 << 30;
+pub(crate) const MAX_NOFILE: u64 = 1 << 30;
 
 /// Parses `--pids`: 1..=4194304, or `max`.
 ///
@@ -262,9 +266,9 @@ pub fn parse_nofile(s: &str) -> Result<Option<u64>, ParseError> {
 }
 
 /// The smallest CPU fraction (the kernel's minimum quota is 1 ms per 100 ms period).
-pub const MIN_CPUS: f64 = 0.01;
+pub(crate) const MIN_CPUS: f64 = 0.01;
 /// The largest CPU count accepted.
-pub const MAX_CPUS: f64 = 65_536.0;
+pub(crate) const MAX_CPUS: f64 = 65_536.0;
 
 /// Parses `--cpus`: a decimal number of CPUs in `0.01..=65536`, or `max` (→ `None`).
 ///
@@ -324,7 +328,7 @@ fn check_cpus(v: f64) -> Result<(), &'static str> {
 }
 
 /// The longest duration accepted, in seconds.
-pub const MAX_DURATION_SECS: u64 = u32::MAX as u64;
+pub(crate) const MAX_DURATION_SECS: u64 = u32::MAX as u64;
 
 /// Parses a duration: `30`, `1.5s`, `500ms`, `2m`, `1h`, `1d` (bare numbers are seconds).
 ///
@@ -430,17 +434,13 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Formats a CPU count (`0.5`, `2`): the shortest decimal that parses back to the same value.
-pub fn format_cpus(cpus: f64) -> String {
+pub(crate) fn format_cpus(cpus: f64) -> String {
     // f64's Display never uses exponent notation and prints the shortest round-trip digits.
     format!("{cpus}")
 }
 
-/// Checks a [`LimitsSpec`] that did not come through the parsers (a policy file, a library
-/// caller) against the same bounds.
-///
-/// # Errors
-/// The first out-of-range value, as a [`ParseError`].
-pub fn validate_limits(l: &LimitsSpec) -> Result<(), ParseError> {
+/// [`LimitsSpec::validate`]: the same bounds as the parsers.
+pub(crate) fn validate(l: &LimitsSpec) -> Result<(), ParseError> {
     if let Some(m) = l.memory {
         if m < MIN_MEMORY {
             return Err(ParseError::new(
@@ -660,7 +660,7 @@ mod tests {
             no_core: true,
             ..Default::default()
         };
-        assert_eq!(validate_limits(&l), Ok(()));
+        assert_eq!(l.validate(), Ok(()));
         assert_eq!(
             format_limits(&l),
             "pids=1024 memory=1G cpus=max timeout=none nofile=4096 fsize=max core=0"
@@ -672,19 +672,20 @@ mod tests {
             "pids=1024 memory=1G cpus=1.5 timeout=90s nofile=4096 fsize=max core=0"
         );
         l.cpus = Some(f64::NAN);
-        assert!(validate_limits(&l).is_err());
+        assert!(l.validate().is_err());
         l.cpus = None;
         l.memory = Some(10);
-        assert!(validate_limits(&l)
+        assert!(l
+            .validate()
             .unwrap_err()
             .to_string()
             .contains("at least 1M"));
         l.memory = None;
         l.timeout = Some(-1.0);
-        assert!(validate_limits(&l).is_err());
+        assert!(l.validate().is_err());
         l.timeout = None;
         l.pids = Some(0);
-        assert!(validate_limits(&l).is_err());
+        assert!(l.validate().is_err());
     }
 
     /// xorshift64*: a tiny deterministic PRNG so the fuzz test needs no dependency.

@@ -16,16 +16,14 @@
 //! Soft and hard limits are set to the same value so the sandbox cannot raise its soft limit
 //! back. Man pages: getrlimit(2), prlimit(1).
 //!
-//! [`default_limits`] also lives here: the defaults for coding agents (pids 1024, memory half of
-//! RAM, no CPU cap, no timeout, nofile 4096, core dumps off).
 
 use std::io;
 
 use serde::Serialize;
 
-use crate::cgroups::{Note, NoteKind};
-use crate::policy::LimitsSpec;
-use crate::units::format_size;
+use super::value::format_size;
+use super::{Enforcement, Limit, LimitRow, LimitsSpec, Note, NoteKind};
+use crate::sys;
 
 /// A resource limited with setrlimit(2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,13 +72,13 @@ impl Resource {
         }
     }
 
-    /// The limit name used in notes and reports (`nofile`, `fsize`, `core`, `pids`).
-    pub fn limit(self) -> &'static str {
+    /// The limit it enforces (RLIMIT_NPROC stands in for pids).
+    pub fn limit(self) -> Limit {
         match self {
-            Resource::Nofile => "nofile",
-            Resource::Fsize => "fsize",
-            Resource::Core => "core",
-            Resource::Nproc => "pids",
+            Resource::Nofile => Limit::Nofile,
+            Resource::Fsize => Limit::Fsize,
+            Resource::Core => Limit::Core,
+            Resource::Nproc => Limit::Pids,
         }
     }
 }
@@ -151,15 +149,19 @@ impl PreparedRlimits {
         self.iter().find(|(res, _)| *res == r).map(|(_, v)| v)
     }
 
-    /// How each limit is enforced: `("nofile", "rlimit RLIMIT_NOFILE=4096")`.
-    pub fn enforcement(&self) -> Vec<(String, String)> {
+    /// How each limit is enforced: nofile by `rlimit RLIMIT_NOFILE=4096`.
+    pub fn enforcement(&self) -> Vec<LimitRow> {
         self.iter()
             .map(|(r, v)| {
                 let shown = match r {
                     Resource::Fsize | Resource::Core => format_size(v),
                     _ => v.to_string(),
                 };
-                (r.limit().to_owned(), format!("rlimit {}={shown}", r.name()))
+                LimitRow::new(
+                    r.limit(),
+                    Enforcement::Rlimit,
+                    format!("rlimit {}={shown}", r.name()),
+                )
             })
             .collect()
     }
@@ -184,30 +186,7 @@ fn prlimit(
     r: Resource,
     new: Option<&libc::rlimit64>,
 ) -> Result<libc::rlimit64, i32> {
-    let mut old = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let new_ptr = new.map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
-    // SAFETY: `new_ptr` is null or points to a live rlimit64 the kernel only reads; `old` is a
-    // live, writable rlimit64 on our stack. prlimit64 takes (pid, resource, new, old).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            pid,
-            r.raw(),
-            new_ptr,
-            &mut old as *mut libc::rlimit64,
-        )
-    };
-    if rc == 0 {
-        Ok(old)
-    } else {
-        // last_os_error only reads errno: no allocation, safe in the child.
-        Err(io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EINVAL))
-    }
+    crate::sys::prlimit64(pid, r.raw(), new).map_err(|e| e.0)
 }
 
 /// Builds the rlimits for `limits` in the parent, clamped to the caller's hard limits.
@@ -240,7 +219,7 @@ pub fn prepare(
             NprocMode::OwnUserNs => {
                 wanted.push((Resource::Nproc, pids));
                 notes.push(Note::new(
-                    "pids",
+                    Limit::Pids,
                     NoteKind::Partial,
                     format!(
                         "no pids cgroup: RLIMIT_NPROC={pids} instead; it counts the sandbox's tasks \
@@ -253,7 +232,7 @@ pub fn prepare(
                 let v = pids.saturating_add(existing);
                 wanted.push((Resource::Nproc, v));
                 notes.push(Note::new(
-                    "pids",
+                    Limit::Pids,
                     NoteKind::Partial,
                     format!(
                         "no pids cgroup: RLIMIT_NPROC={v} instead ({pids} + the {existing} tasks host uid \
@@ -390,24 +369,14 @@ impl UserCaps {
                 }
             }
         }
-        let mut old = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: reads our own limit into a live local; no new value is passed.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_prlimit64,
-                0,
-                libc::RLIMIT_SIGPENDING as libc::c_int,
-                std::ptr::null::<libc::rlimit64>(),
-                &mut old as *mut libc::rlimit64,
-            )
-        };
-        if rc != 0 {
-            missing.push("RLIMIT_SIGPENDING not capped: cannot read the caller's".to_string());
-        } else if old.rlim_cur != libc::RLIM64_INFINITY {
-            caps.sigpending = Some(half(old.rlim_cur));
+        match sys::prlimit64(0, libc::RLIMIT_SIGPENDING as libc::c_int, None) {
+            Err(_) => {
+                missing.push("RLIMIT_SIGPENDING not capped: cannot read the caller's".to_string())
+            }
+            Ok(old) if old.rlim_cur != libc::RLIM64_INFINITY => {
+                caps.sigpending = Some(half(old.rlim_cur));
+            }
+            Ok(_) => {}
         }
         (caps, missing)
     }
@@ -451,8 +420,7 @@ impl UserCaps {
     ///
     /// # Errors
     /// The index of the failing entry (`sysctls.len()` for RLIMIT_SIGPENDING) and the errno.
-    pub fn apply(&self) -> Result<(), (u32, crate::sys::Errno)> {
-        use crate::sys;
+    pub fn apply(&self) -> Result<(), (u32, sys::Errno)> {
         for (i, (path, value)) in self.sysctls.iter().enumerate() {
             let at = |e| (i as u32, e);
             let fd = sys::open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(at)?;
@@ -465,53 +433,10 @@ impl UserCaps {
                 rlim_cur: v,
                 rlim_max: v,
             };
-            // SAFETY: `new` is a live local the kernel only reads; no old value asked for.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_prlimit64,
-                    0,
-                    libc::RLIMIT_SIGPENDING as libc::c_int,
-                    &new as *const libc::rlimit64,
-                    std::ptr::null_mut::<libc::rlimit64>(),
-                )
-            };
-            if rc != 0 {
-                return Err((self.sysctls.len() as u32, sys::Errno::last()));
-            }
+            sys::prlimit64(0, libc::RLIMIT_SIGPENDING as libc::c_int, Some(&new))
+                .map_err(|e| (self.sysctls.len() as u32, e))?;
         }
         Ok(())
-    }
-}
-
-/// Total RAM in bytes from `/proc/meminfo` (`MemTotal`), if readable.
-pub fn host_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line
-        .trim_start_matches("MemTotal:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    kb.checked_mul(1024)
-}
-
-/// The default limits for coding agents: pids 1024 (a parallel build fits, a fork bomb does
-/// not), memory half of RAM rounded down to a MiB (the host keeps room to stay responsive;
-/// unlimited if `/proc/meminfo` is unreadable), no CPU cap, no timeout (agents run long builds),
-/// nofile 4096 (enough for language servers and bundlers), no file-size cap, core dumps off.
-pub fn default_limits() -> LimitsSpec {
-    LimitsSpec {
-        pids: Some(1024),
-        memory: host_memory()
-            .map(|m| (m / 2) & !((1 << 20) - 1))
-            .filter(|m| *m >= 1 << 20),
-        cpus: None,
-        timeout: None,
-        nofile: Some(4096),
-        fsize: None,
-        no_core: true,
     }
 }
 
@@ -546,47 +471,8 @@ fn count_tasks_of_uid(uid: u32) -> u64 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Forks; runs `f` in the child and turns its result (or a panic) into the exit status.
-    /// `f` must be async-signal-safe apart from what it checks after the limit is applied.
-    fn in_child(f: impl FnOnce() -> i32) -> i32 {
-        // SAFETY: fork has no memory-safety preconditions; the child only runs `f` and _exits.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
-            // SAFETY: _exit never returns and skips atexit handlers the parent owns.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: `status` is a live c_int; pid is our child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(r, pid);
-        assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
-        libc::WEXITSTATUS(status)
-    }
-
-    /// Drops every group and switches real, effective and saved ids to `id` (as root).
-    pub(crate) fn become_uid(id: u32) -> bool {
-        // SAFETY: setgroups with a null list of length 0, then plain integer id syscalls.
-        unsafe {
-            libc::setgroups(0, std::ptr::null()) == 0
-                && libc::setresgid(id, id, id) == 0
-                && libc::setresuid(id, id, id) == 0
-        }
-    }
-
-    fn proc_limit(name: &str) -> (String, String) {
-        let text = std::fs::read_to_string("/proc/self/limits").expect("read /proc/self/limits");
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .expect("limit line");
-        let cols: Vec<&str> = line[25..].split_whitespace().collect();
-        (cols[0].to_owned(), cols[1].to_owned())
-    }
 
     #[test]
     fn prepare_clamps_and_builds_entries() {
@@ -607,7 +493,7 @@ pub(crate) mod tests {
         );
         let hard = prlimit(0, Resource::Nofile, None).unwrap().rlim_max;
         assert_eq!(p.get(Resource::Nofile), Some(4096.min(hard)));
-        assert_eq!(notes.iter().any(|n| n.limit == "nofile"), hard < 4096);
+        assert_eq!(notes.iter().any(|n| n.limit == Limit::Nofile), hard < 4096);
 
         // Far above any hard limit: clamped and noted, never raised.
         let l = LimitsSpec {
@@ -631,153 +517,25 @@ pub(crate) mod tests {
         assert_eq!(p.get(Resource::Nproc), Some(64));
         assert_eq!(notes[0].kind, NoteKind::Partial);
         assert_eq!(
-            p.enforcement(),
+            crate::limits::tests::pairs(&p.enforcement()),
             vec![("pids".to_owned(), "rlimit RLIMIT_NPROC=64".to_owned())]
         );
     }
 
     #[test]
-    fn apply_in_child_shows_in_proc_self_limits() {
-        let l = LimitsSpec {
-            nofile: Some(100),
-            fsize: Some(1 << 20),
-            no_core: true,
-            ..Default::default()
-        };
-        let (p, _) = prepare(&l, NprocMode::Off).unwrap();
-        let code = in_child(|| {
-            if apply(&p).is_err() {
-                return 2;
-            }
-            // Independent oracle: the kernel's own view.
-            let ok = proc_limit("Max open files") == ("100".into(), "100".into())
-                && proc_limit("Max file size") == ("1048576".into(), "1048576".into())
-                && proc_limit("Max core file size") == ("0".into(), "0".into());
-            if !ok {
-                return 3;
-            }
-            // And the limit bites: fd 100 cannot be opened.
-            // SAFETY: dup2 on fd 0 (always open in the test runner or /dev/null) to a plain int.
-            let r = unsafe { libc::dup2(0, 100) };
-            let errno = io::Error::last_os_error().raw_os_error();
-            if r == -1 && errno == Some(libc::EBADF) {
-                0
-            } else {
-                4
-            }
-        });
-        assert_eq!(code, 0);
-    }
-
-    #[test]
-    fn apply_cannot_raise_a_lowered_hard_limit() {
-        let code = in_child(|| {
-            let low = libc::rlimit64 {
-                rlim_cur: 50,
-                rlim_max: 50,
-            };
-            if prlimit(0, Resource::Nofile, Some(&low)).is_err() {
-                return 2;
-            }
-            // Drop CAP_SYS_RESOURCE as root so the kernel enforces the hard limit on us too.
-            // SAFETY: getuid has no preconditions.
-            if unsafe { libc::getuid() } == 0 && !become_uid(65534) {
-                return 3;
-            }
-            let (p, notes) = match prepare(
-                &LimitsSpec {
-                    nofile: Some(4096),
-                    ..Default::default()
-                },
-                NprocMode::Off,
-            ) {
-                Ok(v) => v,
-                Err(_) => return 4,
-            };
-            if p.get(Resource::Nofile) != Some(50) || notes.len() != 1 {
-                return 5;
-            }
-            match apply(&p) {
-                Ok(()) => 0,
-                Err(_) => 6,
-            }
-        });
-        assert_eq!(code, 0);
-    }
-
-    #[test]
-    fn nproc_floor_stops_forks_for_a_shared_uid() {
-        // SAFETY: getuid has no preconditions.
-        if unsafe { libc::getuid() } != 0 {
-            eprintln!("skip nproc_floor_stops_forks_for_a_shared_uid: needs root to switch uids");
-            return;
-        }
-        // A uid no other test uses, so the count cannot move under us.
-        const UID: u32 = 64_999;
-        let code = in_child(|| {
-            if !become_uid(UID) {
-                return 2;
-            }
-            let l = LimitsSpec {
-                pids: Some(8),
-                ..Default::default()
-            };
-            let Ok((p, _)) = prepare(&l, NprocMode::SharedUid { host_uid: UID }) else {
-                return 3;
-            };
-            if apply(&p).is_err() {
-                return 4;
-            }
-            let mut children = [0 as libc::pid_t; 50];
-            let mut n = 0;
-            let mut eagain = false;
-            for slot in children.iter_mut() {
-                // SAFETY: the grandchild only pauses until killed.
-                let pid = unsafe { libc::fork() };
-                if pid == 0 {
-                    // SAFETY: pause/_exit are async-signal-safe.
-                    unsafe {
-                        libc::pause();
-                        libc::_exit(0)
-                    }
-                }
-                if pid < 0 {
-                    eagain = io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN);
-                    break;
-                }
-                *slot = pid;
-                n += 1;
-            }
-            for &pid in &children[..n] {
-                // SAFETY: our own children; kill and reap each.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, std::ptr::null_mut(), 0);
-                }
-            }
-            if eagain && n <= 8 {
-                0
-            } else {
-                5
-            }
-        });
-        assert_eq!(code, 0);
-    }
-
-    #[test]
     fn defaults_are_sane() {
-        let d = default_limits();
+        let d = crate::limits::default_limits();
         assert_eq!(d.pids, Some(1024));
         assert_eq!(d.nofile, Some(4096));
         assert!(d.no_core);
         assert_eq!(d.cpus, None);
         assert_eq!(d.timeout, None);
         let mem = d.memory.expect("/proc/meminfo readable here");
-        let total = host_memory().unwrap();
+        let total = crate::limits::host_memory().unwrap();
         assert!(
             mem <= total / 2 && mem > total / 2 - (1 << 20),
             "{mem} vs {total}"
         );
-        assert_eq!(crate::units::validate_limits(&d), Ok(()));
+        assert_eq!(d.validate(), Ok(()));
     }
 }
