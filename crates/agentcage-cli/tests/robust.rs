@@ -171,6 +171,9 @@ struct Snapshot {
     mounts: usize,
     fds: usize,
     tmp: BTreeSet<OsString>,
+    /// cgroup leaves that existed before the runs: a stale leaf of an earlier, killed launcher
+    /// whose pid one of ours reused is not ours.
+    leaves: BTreeSet<PathBuf>,
 }
 
 impl Snapshot {
@@ -180,6 +183,7 @@ impl Snapshot {
             mounts: line_count("/proc/mounts"),
             fds: fd_count(),
             tmp: tmp_entries(),
+            leaves: cgroup_leaves().into_iter().collect(),
         }
     }
 
@@ -241,7 +245,10 @@ impl Snapshot {
             if !marked.is_empty() {
                 v.push(format!("processes with the marker left: {marked:?}"));
             }
-            let leaves = leaves_of(launchers);
+            let leaves: Vec<_> = leaves_of(launchers)
+                .into_iter()
+                .filter(|l| !self.leaves.contains(l))
+                .collect();
             if !leaves.is_empty() {
                 v.push(format!("cgroup leaves of our launchers left: {leaves:?}"));
             }
