@@ -1020,7 +1020,7 @@ fn breakdowns(report: &Report, paths: &Paths) -> Vec<Breakdown> {
         })
         .map(|p| {
             let mut argv = plan::agentcage_run(paths, p);
-            argv.insert(2, "-v".into());
+            argv[2] = "-v".into(); // the breakdown wants the -v lines, not -q
             argv.push(truth.clone().into_os_string());
             // Three runs; the last is warm.
             let mut stderr = String::new();

@@ -150,11 +150,14 @@ pub fn argv(c: Contender, p: &Paths) -> Option<Vec<OsString>> {
     })
 }
 
-/// `agentcage run --profile P --workspace DIR --` (the command is appended by the caller).
+/// `agentcage run -q --profile P --workspace DIR --` (the command is appended by the caller).
+/// Quiet: a warning written on every timed launch would be measured too (and floods the
+/// terminal); the preflight run shows what a profile does not enforce.
 pub fn agentcage_run(p: &Paths, profile: Profile) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
         p.agentcage.clone().into_os_string(),
         "run".into(),
+        "-q".into(),
         "--profile".into(),
         profile.name().into(),
     ];
@@ -297,7 +300,7 @@ mod tests {
                 c(Launcher::Agentcage(Profile::Full), TrueKind::BinTrue),
                 &p
             )),
-            "/opt/agentcage run --profile full --workspace /tmp/b -- /bin/true"
+            "/opt/agentcage run -q --profile full --workspace /tmp/b -- /bin/true"
         );
         assert_eq!(argv(c(Launcher::Unshare, TrueKind::Static), &p), None);
         let mut p2 = p.clone();
@@ -342,7 +345,7 @@ mod tests {
         let inner: Vec<OsString> = vec!["getpid".into(), "100".into()];
         assert_eq!(
             shell_words(&inner_argv(&p, Profile::Landlock, &inner)),
-            "/opt/agentcage run --profile landlock --workspace /tmp/b -- /run/agentcage/agentcage bench-inner getpid 100"
+            "/opt/agentcage run -q --profile landlock --workspace /tmp/b -- /run/agentcage/agentcage bench-inner getpid 100"
         );
         assert!(shell_words(&inner_argv(&p, Profile::None, &inner))
             .contains("-- /opt/agentcage bench-inner"));

@@ -74,8 +74,9 @@ impl Reaped {
     }
 }
 
-/// Starts `argv[0]` (an absolute path) with `envp`, stdin/stdout on `devnull`, stderr
-/// inherited. Returns the child's pid.
+/// Starts `argv[0]` (an absolute path) with `envp`, stdin, stdout and stderr on `devnull`
+/// (the preflight run showed each contender's stderr once; a line written on every timed
+/// launch would be measured too, e.g. `none`'s host-root warning as root). Returns the pid.
 pub fn spawn(argv: &CArgs, envp: &CArgs, devnull: BorrowedFd<'_>) -> io::Result<libc::pid_t> {
     let path = argv
         .first()
@@ -88,7 +89,7 @@ pub fn spawn(argv: &CArgs, envp: &CArgs, devnull: BorrowedFd<'_>) -> io::Result<
     }
     let result = (|| {
         let fd = devnull.as_raw_fd();
-        for target in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
+        for target in [libc::STDIN_FILENO, libc::STDOUT_FILENO, libc::STDERR_FILENO] {
             // SAFETY: `actions` was initialised above; dup2 of an open fd (the borrow keeps it
             // open) onto 0/1 is recorded, not performed, here.
             let rc =
