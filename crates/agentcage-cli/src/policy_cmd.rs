@@ -14,6 +14,7 @@ use agentcage::ladder::{LayerReport, LayerStatus};
 use agentcage::{Command, Policy};
 use clap::{Args, Subcommand};
 
+use crate::exit;
 use crate::policy_file::{self, Resolved};
 use crate::run::{self, PolicyArgs};
 
@@ -89,7 +90,7 @@ fn host_view(p: &Policy) -> HostView {
                 msg.push_str(h);
                 msg.push(')');
             }
-            (msg, e.exit_code())
+            (msg, exit::process_exit_code(&e))
         });
     let features = Features::detect();
     let layers = p

@@ -426,7 +426,7 @@ pub fn main(a: RunArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             eprint_error(&e);
-            return e.exit_code();
+            return exit::process_exit_code(&e);
         }
     };
     let prep_time = t0.elapsed();
@@ -584,7 +584,7 @@ pub fn main(a: RunArgs) -> i32 {
         }
         Err(e) => {
             eprint_error(&e);
-            e.exit_code()
+            exit::process_exit_code(&e)
         }
     }
 }
@@ -644,7 +644,7 @@ fn write_report(
             "profile": policy.profile.name(),
             "exit_code": null,
             "signal": null,
-            "status": e.exit_code(),
+            "status": exit::process_exit_code(e),
             "timeout": false,
             "oom": false,
             "peak_memory_bytes": null,
