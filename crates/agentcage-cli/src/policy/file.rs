@@ -58,7 +58,7 @@ pub fn key_table_markdown() -> String {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FileDoc {
+struct FileDoc {
     extends: Option<Spanned<String>>,
     profile: Option<Spanned<String>>,
     workspace: Option<Spanned<String>>,
@@ -91,7 +91,7 @@ pub(super) struct FileDoc {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FileLimits {
+struct FileLimits {
     pids: Option<Spanned<Scalar>>,
     memory: Option<Spanned<Scalar>>,
     cpus: Option<Spanned<Scalar>>,
@@ -102,7 +102,7 @@ pub(super) struct FileLimits {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FileLandlock {
+struct FileLandlock {
     #[serde(default)]
     tcp_bind: Vec<u16>,
     #[serde(default)]
@@ -111,14 +111,14 @@ pub(super) struct FileLandlock {
 
 /// A path entry: `"PATH"` or `{ path = "PATH", optional = true }`.
 #[derive(Debug)]
-pub(super) struct PathEntry {
+struct PathEntry {
     path: String,
     optional: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct PathTable {
+struct PathTable {
     path: String,
     #[serde(default)]
     optional: bool,
@@ -152,7 +152,7 @@ impl<'de> Deserialize<'de> for PathEntry {
 
 /// A limit value: a string or a number, kept as text for the `agentcage::limits::value` parsers.
 #[derive(Debug)]
-pub(super) struct Scalar(String);
+struct Scalar(String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -181,7 +181,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// `[env]`: string values, in file order.
 #[derive(Debug, Default)]
-pub(super) struct EnvTable(Vec<(Spanned<String>, String)>);
+struct EnvTable(Vec<(Spanned<String>, String)>);
 
 impl<'de> Deserialize<'de> for EnvTable {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -242,7 +242,7 @@ impl Src<'_> {
     }
 }
 
-pub(super) const MAX_DEPTH: usize = 32;
+const MAX_DEPTH: usize = 32;
 
 /// Loads a policy file and its `extends` chain. `path` may be relative to `cwd`.
 pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
@@ -262,19 +262,19 @@ pub fn load(path: &Path, cwd: &Path) -> Result<Settings, UsageError> {
     })
 }
 
-pub(super) const KEYS_HINT: &str =
+const KEYS_HINT: &str =
     "the keys, their types and values: docs/POLICY.md or `agentcage policy keys`";
 
 /// Which directory a file's relative paths resolve against.
 #[derive(Clone, Copy)]
-pub(super) enum Base {
+enum Base {
     /// The directory of the path as named (`--policy`).
     Given,
     /// The directory of the real file (`extends` targets).
     Real,
 }
 
-pub(super) fn load_inner(
+fn load_inner(
     abs: &Path,
     name: &str,
     base: Base,
@@ -308,7 +308,7 @@ pub(super) fn load_inner(
 /// checked on that fd like sshd's StrictModes: the file and every directory above it must be
 /// owned by the caller or root and not writable by group or others (a directory may be if it
 /// is sticky, like /tmp), and the file must have a single link.
-pub(super) fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
+fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let traced = agentcage::hostfs::trace(abs)?;

@@ -6,8 +6,8 @@ use super::settings::{BindSetting, Settings};
 use super::{absolute, expand_tilde, UsageError};
 
 /// Bounds of the expansion of one path pattern.
-pub(super) const PATTERN_MAX_ENTRIES: usize = 100_000;
-pub(super) const PATTERN_MAX_DEPTH: usize = 32;
+const PATTERN_MAX_ENTRIES: usize = 100_000;
+const PATTERN_MAX_DEPTH: usize = 32;
 
 /// Expands the bind entries whose path has a `*` (any name) or `**` (any number of
 /// directories) component into one entry per existing match, in order, symlinks not
@@ -77,7 +77,7 @@ pub(super) fn name_matches(pat: &[u8], name: &[u8]) -> bool {
 
 /// Matches `comps` below `dir` into `found`. A missing directory is no match; an unreadable
 /// one, or a walk that hits its bound, is an error (a match there could not be protected).
-pub(super) fn walk_pattern(
+fn walk_pattern(
     dir: &Path,
     comps: &[&std::ffi::OsStr],
     depth: usize,
@@ -320,7 +320,7 @@ pub const DEFAULT_PROTECTED: &[&str] = &[
 ];
 
 /// The prefix of the default protected paths of every submodule (see [`submodule_gitdirs`]).
-pub(super) const SUBMODULES: &str = ".git/modules/**/";
+const SUBMODULES: &str = ".git/modules/**/";
 
 /// The git directories of the submodules of the repository at `root`, nested ones included:
 /// the directories below `.git/modules` that have a `HEAD` (a submodule named `a/b` lives in
@@ -328,7 +328,7 @@ pub(super) const SUBMODULES: &str = ".git/modules/**/";
 /// (a planted one is refused later, if it is a protected path), git's own bulky directories
 /// (`objects`, `refs`, `logs`, `lfs`) are not read, and the walk is bounded like a pattern's.
 /// An unreadable directory is an error: what it holds could not be protected.
-pub(super) fn submodule_gitdirs(root: &Path) -> Result<Vec<PathBuf>, String> {
+fn submodule_gitdirs(root: &Path) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     let mut budget = PATTERN_MAX_ENTRIES;
     let mut stack = vec![(root.join(".git/modules"), 0usize)];
@@ -374,7 +374,7 @@ pub(super) fn submodule_gitdirs(root: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Where a default protected path comes from, in messages.
-pub(super) const DEFAULT_ORIGIN: &str = "default protected path";
+const DEFAULT_ORIGIN: &str = "default protected path";
 
 /// A `protect`/`unprotect` path as said: `~` expanded, relative ones kept relative (to the
 /// workspace, resolved by [`build`]), no `..` (it must stay below the workspace).
@@ -402,7 +402,7 @@ pub(super) enum Kind {
     Protect,
 }
 
-pub(super) fn is_pattern(p: &Path) -> bool {
+fn is_pattern(p: &Path) -> bool {
     p.components()
         .any(|c| c.as_os_str().as_encoded_bytes().contains(&b'*'))
 }

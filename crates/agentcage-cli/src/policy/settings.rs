@@ -155,7 +155,7 @@ impl Settings {
     }
 }
 
-pub(super) fn cat<T>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+fn cat<T>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
     a.extend(b);
     a
 }

@@ -1,13 +1,13 @@
 //! Unit tests of the policy module.
 
-use agentcage::Profile;
+use std::path::{Path, PathBuf};
 
-use super::file::*;
-use super::protect::*;
-use super::resolve::*;
-use super::settings::*;
-use super::write::*;
-use super::*;
+use agentcage::{Layer, NetMode, Profile};
+
+use super::file::{line_of, parse_doc, Src};
+use super::protect::{expand_patterns, name_matches};
+use super::write::{float_value, FloatParser};
+use super::{build, load, to_toml, BindSetting, LimitSettings, Settings, UsageError};
 
 #[test]
 fn patterns_expand_without_following_symlinks() {

@@ -7,7 +7,7 @@ use agentcage::{ExtraBind, Layer, NetMode, Policy};
 
 use super::UsageError;
 
-pub(super) fn path_str(p: &Path) -> Result<String, UsageError> {
+fn path_str(p: &Path) -> Result<String, UsageError> {
     p.to_str().map(str::to_string).ok_or_else(|| {
         UsageError::new(format!(
             "{}: not UTF-8, cannot be written to a policy file",
@@ -16,7 +16,7 @@ pub(super) fn path_str(p: &Path) -> Result<String, UsageError> {
     })
 }
 
-pub(super) fn size_value(
+fn size_value(
     v: Option<u64>,
     parse: fn(&str) -> Result<Option<u64>, agentcage::limits::value::ParseError>,
 ) -> toml::Value {
@@ -33,7 +33,7 @@ pub(super) fn size_value(
     }
 }
 
-pub(super) fn count_value(v: Option<u64>) -> toml::Value {
+fn count_value(v: Option<u64>) -> toml::Value {
     match v.and_then(|n| i64::try_from(n).ok()) {
         Some(n) => toml::Value::Integer(n),
         None => toml::Value::String(v.map_or("max".into(), |n| n.to_string())),
