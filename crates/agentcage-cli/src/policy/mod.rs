@@ -20,10 +20,10 @@
 //! it does not exist (or cannot be reached), so one file serves machines with and without a
 //! given toolchain.
 //!
-//! Layout: [`settings`] (the [`Settings`] value and its merge), [`file`] (the TOML format with
-//! spans, `extends`, and the trust checks on the files read), [`protect`] (protected paths,
-//! path patterns, the defaults), [`resolve`] (settings -> [`Resolved`]), [`write`] (policy ->
-//! TOML).
+//! Layout: [`settings`] (the [`Settings`] value and its merge), [`file`](mod@file) (the TOML
+//! format with spans, `extends`, and the trust checks on the files read), [`protect`]
+//! (protected paths, path patterns, the defaults), [`resolve`] (settings -> [`Resolved`]),
+//! [`write`](mod@write) (policy -> TOML).
 
 use std::path::{Path, PathBuf};
 

@@ -377,7 +377,7 @@ fn submodule_gitdirs(root: &Path) -> Result<Vec<PathBuf>, String> {
 const DEFAULT_ORIGIN: &str = "default protected path";
 
 /// A `protect`/`unprotect` path as said: `~` expanded, relative ones kept relative (to the
-/// workspace, resolved by [`build`]), no `..` (it must stay below the workspace).
+/// workspace, resolved by [`build`](super::build)), no `..` (it must stay below the workspace).
 pub fn protect_path(s: &str) -> Result<PathBuf, String> {
     if s.is_empty() {
         return Err("empty path".into());
@@ -391,7 +391,7 @@ pub fn protect_path(s: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// Which list a bind entry of [`build`] comes from.
+/// Which list a bind entry of [`build`](super::build) comes from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     /// `ro` / `rw`.

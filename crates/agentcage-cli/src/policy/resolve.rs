@@ -28,7 +28,7 @@ pub struct Resolved {
     pub policy: Policy,
     /// Optional `ro`/`rw` entries that do not exist here.
     pub skipped: Vec<Skipped>,
-    /// The policy files read (see [`untrusted`]).
+    /// The policy files read (see [`untrusted`](super::untrusted)).
     pub sources: Vec<PolicySource>,
     /// The protected paths (read-only binds inside the workspace or an `rw` bind), defaults
     /// included, as bound.
