@@ -15,7 +15,8 @@
 //!
 //! `--compare` adds bwrap with the same namespaces and `unshare -Urnmpif`, interleaved in the
 //! same rounds. The output is the reference design's table plus the new columns, the baselines,
-//! and the issue-5 target checks ([`report`]); `--json` prints the same data as JSON.
+//! and the overhead target checks of [`report`] (start-up and syscall ratios, throughput, clean
+//! runs, peak RSS); `--json` prints the same data as JSON.
 //!
 //! The bench drives the `agentcage` binary as a black box (`--agentcage PATH`, default the
 //! running executable) rather than calling the library, so it measures exactly what users run,

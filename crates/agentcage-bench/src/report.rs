@@ -1,4 +1,4 @@
-//! The bench's result: serde types (the `--json` output), the issue-5 target checks, and the
+//! The bench's result: serde types (the `--json` output), the overhead target checks, and the
 //! text table.
 //!
 //! The table keeps the reference design's first columns (`profile startup_ms ns_per_syscall
@@ -33,7 +33,8 @@ pub struct Report {
     pub baselines: Vec<BaselineRow>,
     /// The throughput run's totals.
     pub throughput: ThroughputInfo,
-    /// The issue-5 targets.
+    /// The overhead targets: start-up and syscall ratios against the baselines, throughput,
+    /// clean runs (no failures, no leaks) and the launcher's peak RSS.
     pub targets: Vec<Target>,
     /// `agentcage run -v` output of profiles involved in a missed start-up target.
     pub breakdown: Vec<Breakdown>,
@@ -292,7 +293,7 @@ pub enum Status {
     NotMeasured,
 }
 
-/// One issue-5 target.
+/// One overhead target: a measured ratio, count or size against its limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     /// Stable id.
@@ -741,7 +742,7 @@ impl Report {
             }
         }
         let _ = writeln!(o);
-        let _ = writeln!(o, "targets (issue 5):");
+        let _ = writeln!(o, "overhead targets:");
         for t in &self.targets {
             let fmt_v = |v: f64| match t.unit.as_str() {
                 "x" => format!("{v:.3}x"),

@@ -370,7 +370,7 @@ fn quick_text(env: &Env) -> Result<(), Failed> {
         return Err(format!("rows {rows:?} do not match the header {cols:?}").into());
     }
     for want in [
-        "targets (issue 5):",
+        "overhead targets:",
         "exec (no sandbox)",
         "commands (static true):",
     ] {

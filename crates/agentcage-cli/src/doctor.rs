@@ -9,6 +9,8 @@ use agentcage::host::{LimitsBackend, Support, UsernsTrial};
 use agentcage::ladder::LayerStatus;
 use clap::Args;
 
+use crate::exit;
+
 /// Flags of `agentcage doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -26,7 +28,7 @@ pub fn main(a: &DoctorArgs) -> i32 {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         print!("{}", render_text(&r, color));
     }
-    r.exit_code()
+    exit::doctor_exit_code(&r)
 }
 
 /// The report as pretty-printed JSON (stable field names; see [`agentcage::doctor::DOCTOR_SCHEMA`]).

@@ -4,8 +4,8 @@
 mod completions;
 mod doctor;
 mod exit;
+mod policy;
 mod policy_cmd;
-mod policy_file;
 mod run;
 mod ui;
 

@@ -14,7 +14,8 @@ use agentcage::ladder::{LayerReport, LayerStatus};
 use agentcage::{Command, Policy};
 use clap::{Args, Subcommand};
 
-use crate::policy_file::{self, Resolved};
+use crate::exit;
+use crate::policy::{self, Resolved};
 use crate::run::{self, PolicyArgs};
 
 /// `agentcage policy ...`.
@@ -54,7 +55,7 @@ pub fn main(c: &PolicyCmd) -> i32 {
     match &c.cmd {
         PolicySub::Show(a) => show(a),
         PolicySub::Keys => {
-            print!("{}", policy_file::key_table_markdown());
+            print!("{}", policy::key_table_markdown());
             0
         }
     }
@@ -89,7 +90,7 @@ fn host_view(p: &Policy) -> HostView {
                 msg.push_str(h);
                 msg.push(')');
             }
-            (msg, e.exit_code())
+            (msg, exit::process_exit_code(&e))
         });
     let features = Features::detect();
     let layers = p
@@ -138,12 +139,12 @@ fn show(a: &ShowArgs) -> i32 {
     };
     // Shown, not enforced: `show` only prints (`run` refuses these files).
     let cwd = std::env::current_dir().ok();
-    let untrusted = policy_file::untrusted(
+    let untrusted = policy::untrusted(
         &sources,
         &policy,
         cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
     );
-    let table = match policy_file::to_table(&policy, &protect, &unprotect) {
+    let table = match policy::to_table(&policy, &protect, &unprotect) {
         Ok(t) => t,
         Err(e) => return run::usage_error(&e),
     };
@@ -185,7 +186,7 @@ fn show(a: &ShowArgs) -> i32 {
         );
         return code;
     }
-    let body = match policy_file::to_toml(&policy, &protect, &unprotect) {
+    let body = match policy::to_toml(&policy, &protect, &unprotect) {
         Ok(b) => b,
         Err(e) => return run::usage_error(&e),
     };

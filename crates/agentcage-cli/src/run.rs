@@ -3,7 +3,7 @@
 //! The flags that describe a policy live in [`PolicyArgs`], shared with `agentcage policy
 //! show`. They are all optional so that a flag given on the command line can override the
 //! policy file while a flag left out does not: [`resolve`] merges the file's settings under
-//! the flags' and fills in the profile's defaults (see `policy_file.rs`).
+//! the flags' and fills in the profile's defaults (see `policy/`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use agentcage::{Command, Error, Layer, NetMode, Policy, Profile, SpawnOptions};
 use clap::Args;
 
 use crate::exit;
-use crate::policy_file::{
+use crate::policy::{
     self, absolute, expand_tilde, parse_layer, parse_net, BindSetting, LimitSettings, Resolved,
     Settings, UsageError,
 };
@@ -21,7 +21,7 @@ use crate::ui;
 
 /// The flags that describe a policy, shared by `run` and `policy show`. Every flag is optional
 /// here so that a flag given on the command line can be told apart from one left out: left-out
-/// flags take the policy file's value, then the profile's default (see `policy_file.rs`).
+/// flags take the policy file's value, then the profile's default (see `policy/`).
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
     /// Policy file (TOML; keys mirror these flags, see docs/POLICY.md). Flags given on the
@@ -251,7 +251,7 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
         for p in paths {
             let path = p
                 .to_str()
-                .map(policy_file::protect_path)
+                .map(policy::protect_path)
                 .unwrap_or_else(|| Ok(p.clone()))
                 .map_err(|e| UsageError::new(format!("{flag}: {e}")))?;
             out.push((path, flag.into()));
@@ -265,11 +265,11 @@ pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
     let cwd =
         std::env::current_dir().map_err(|e| UsageError::new(format!("current directory: {e}")))?;
     let file = match &a.policy {
-        Some(f) => policy_file::load(f, &cwd)?,
+        Some(f) => policy::load(f, &cwd)?,
         None => Settings::default(),
     };
     let flags = settings_from_flags(a, &cwd)?;
-    policy_file::build(&file.merge(flags), &cwd)
+    policy::build(&file.merge(flags), &cwd)
 }
 
 /// An error and its causes on one line.
@@ -310,7 +310,7 @@ pub fn main(a: RunArgs) -> i32 {
     // A policy file the sandbox (or another user) could have written would let the last run
     // choose this run's isolation: refused unless the caller says they accept it.
     let cwd = std::env::current_dir().ok();
-    let untrusted = policy_file::untrusted(
+    let untrusted = policy::untrusted(
         &sources,
         &policy,
         cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
@@ -426,7 +426,7 @@ pub fn main(a: RunArgs) -> i32 {
         Ok(p) => p,
         Err(e) => {
             eprint_error(&e);
-            return e.exit_code();
+            return exit::process_exit_code(&e);
         }
     };
     let prep_time = t0.elapsed();
@@ -584,7 +584,7 @@ pub fn main(a: RunArgs) -> i32 {
         }
         Err(e) => {
             eprint_error(&e);
-            e.exit_code()
+            exit::process_exit_code(&e)
         }
     }
 }
@@ -644,7 +644,7 @@ fn write_report(
             "profile": policy.profile.name(),
             "exit_code": null,
             "signal": null,
-            "status": e.exit_code(),
+            "status": exit::process_exit_code(e),
             "timeout": false,
             "oom": false,
             "peak_memory_bytes": null,

@@ -68,18 +68,9 @@ impl DoctorReport {
         DoctorReport::from_features(Features::detect())
     }
 
-    /// Whether `full` can be enforced (doctor exits 0 then, 1 otherwise).
+    /// Whether `full` can be enforced here.
     pub fn full_enforceable(&self) -> bool {
         self.full_enforceable
-    }
-
-    /// The CLI exit status: 0 when `full` can be enforced, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        if self.full_enforceable {
-            0
-        } else {
-            1
-        }
     }
 }
 
@@ -170,14 +161,12 @@ mod tests {
     use crate::host::Support;
 
     #[test]
-    fn exit_code_follows_full() {
+    fn full_enforceable_follows_landlock() {
         let ok = DoctorReport::from_features(fake_features(false, true, 7, true));
         assert!(ok.full_enforceable());
-        assert_eq!(ok.exit_code(), 0);
         assert_eq!(ok.strongest_enforceable, Profile::Full);
         let no_ll = DoctorReport::from_features(fake_features(false, true, 0, true));
         assert!(!no_ll.full_enforceable());
-        assert_eq!(no_ll.exit_code(), 1);
         assert_eq!(no_ll.strongest_enforceable, Profile::NsOnly);
     }
 

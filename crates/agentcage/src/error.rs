@@ -194,21 +194,6 @@ impl Error {
             _ => None,
         }
     }
-
-    /// The exit code the CLI uses for this error: 2 usage, 125 setup, 126/127 exec.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Policy(_) => 2,
-            Error::Unenforceable { .. } | Error::Setup { .. } => 125,
-            Error::Exec { errno, .. } => {
-                if errno.0 == libc::ENOENT || errno.0 == libc::ENOTDIR {
-                    127
-                } else {
-                    126
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -222,17 +207,5 @@ mod tests {
         let mut bad = e.to_bytes();
         bad[0] = 0xff;
         assert_eq!(SetupError::from_bytes(&bad), None);
-    }
-
-    #[test]
-    fn exit_codes() {
-        let ex = |e| Error::Exec {
-            command: "x".into(),
-            errno: Errno(e),
-        };
-        assert_eq!(ex(libc::ENOENT).exit_code(), 127);
-        assert_eq!(ex(libc::EACCES).exit_code(), 126);
-        assert_eq!(ex(libc::ENOEXEC).exit_code(), 126);
-        assert_eq!(Error::Policy("x".into()).exit_code(), 2);
     }
 }

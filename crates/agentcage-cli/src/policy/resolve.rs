@@ -1,0 +1,278 @@
+//! Settings -> the effective policy ([`build`] -> [`Resolved`]).
+
+use std::path::{Path, PathBuf};
+
+use std::collections::BTreeMap;
+
+use agentcage::{ExtraBind, Layer, Policy, Profile};
+
+use super::protect::{
+    expand_patterns, protected_settings, reachable, resolve_protected, Kind, Protected,
+};
+use super::settings::{PolicySource, Settings};
+use super::{absolute, UsageError};
+
+/// An optional path the policy named that this machine does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path as resolved.
+    pub path: PathBuf,
+    /// Why (e.g. "No such file or directory").
+    pub why: String,
+}
+
+/// The effective policy, and the optional paths left out of it.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What the launcher gets.
+    pub policy: Policy,
+    /// Optional `ro`/`rw` entries that do not exist here.
+    pub skipped: Vec<Skipped>,
+    /// The policy files read (see [`untrusted`](super::untrusted)).
+    pub sources: Vec<PolicySource>,
+    /// The protected paths (read-only binds inside the workspace or an `rw` bind), defaults
+    /// included, as bound.
+    pub protected: Vec<PathBuf>,
+    /// The binds made for a `protect` entry (for `policy show`; defaults apply anyway).
+    pub protect: Vec<PathBuf>,
+    /// Default or `protect` paths left unprotected because they do not exist (the sandbox
+    /// can create them).
+    pub protect_missing: Vec<PathBuf>,
+    /// The `unprotect` paths, absolute (for `policy show`).
+    pub unprotect: Vec<PathBuf>,
+}
+
+pub(super) fn canonical(p: &Path, what: &str, origin: &str) -> Result<PathBuf, UsageError> {
+    p.canonicalize().map_err(|e| {
+        UsageError::new(format!("{origin}: {what} {}: {e}", p.display()))
+            .hint("create it, fix the path, or mark a policy file entry { path = \"...\", optional = true }")
+    })
+}
+
+pub(super) fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for x in v {
+        if !out.contains(x) {
+            out.push(x.clone());
+        }
+    }
+    out
+}
+
+/// Builds the effective policy. `cwd` is the default workspace.
+pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
+    let profile = s.profile.unwrap_or(Profile::Full);
+    let ws = match &s.workspace {
+        Some((w, origin)) => canonical(w, "workspace", origin)?,
+        None => canonical(cwd, "workspace", "the current directory")?,
+    };
+    if !ws.is_dir() {
+        return Err(UsageError::new(format!(
+            "workspace {} is not a directory",
+            ws.display()
+        )));
+    }
+    let mut p = Policy::for_profile(profile, ws);
+    for l in &s.without {
+        p.layers = p.layers.without(*l);
+    }
+    let mut skipped = Vec::new();
+    // As root with a user namespace, the binds are made by the sandbox's host uid (host_uid,
+    // 65534 by default), which may not reach a path root can (e.g. under /root, mode 700).
+    let as_root = agentcage::sys::geteuid() == 0;
+    let sandbox_host_ids = (as_root && p.layers.has(Layer::UserNs) && p.layers.has(Layer::MountNs))
+        .then(|| {
+            (
+                s.host_uid.unwrap_or(p.host_uid),
+                s.host_gid.unwrap_or(p.host_gid),
+            )
+        });
+    // Later entries win for the same path (a flag over the file, a file over its base);
+    // sorted by path so parents are mounted before what they contain.
+    let mut binds: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    let expanded = expand_patterns(&s.binds)?;
+    // What the sandbox can write: a bind below one of these is a protected path (see
+    // `resolve_protected`).
+    let mut writable_roots = vec![p.workspace.clone()];
+    writable_roots.extend(
+        expanded
+            .iter()
+            .filter(|b| b.writable)
+            .filter_map(|b| b.path.canonicalize().ok()),
+    );
+    let unprotect: Vec<PathBuf> = s
+        .unprotect
+        .iter()
+        .map(|(u, _)| absolute(u, &p.workspace))
+        .collect();
+    let (defaults, protect) = protected_settings(
+        s,
+        &p.workspace,
+        &writable_roots,
+        &unprotect,
+        p.layers.has(Layer::MountNs),
+    )?;
+    let mut protect_missing = Vec::new();
+    // The binds made for a `protect` entry (and not said again by `ro`/`rw`).
+    let mut from_protect: std::collections::BTreeSet<PathBuf> = Default::default();
+    // Defaults first: a flag or a policy entry for the same path wins (`--rw .vscode`), and
+    // `protect` last: it wins over both.
+    let all = defaults
+        .iter()
+        .map(|b| (b, Kind::Default))
+        .chain(expanded.iter().map(|b| (b, Kind::Bind)))
+        .chain(protect.iter().map(|b| (b, Kind::Protect)));
+    for (b, kind) in all {
+        let what = match kind {
+            Kind::Bind if b.writable => "rw",
+            Kind::Bind => "ro",
+            Kind::Default | Kind::Protect => "protect",
+        };
+        let resolved = match resolve_protected(&b.path, &writable_roots, sandbox_host_ids) {
+            Protected::No if kind != Kind::Bind => {
+                return Err(UsageError::new(format!(
+                    "{}: protect {}: not inside the workspace or an `rw` path",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint(
+                    "protect names paths inside what the sandbox can write; use --ro for others",
+                ));
+            }
+            Protected::No => b.path.canonicalize(),
+            Protected::Yes(c) => {
+                match kind {
+                    Kind::Bind => from_protect.remove(&c),
+                    Kind::Protect => from_protect.insert(c.clone()),
+                    // Applied again when the policy is read back.
+                    Kind::Default => false,
+                };
+                binds.insert(c, b.writable);
+                continue;
+            }
+            Protected::Missing(_)
+                if kind == Kind::Default || (kind == Kind::Protect && b.optional) =>
+            {
+                protect_missing.push(b.path.clone());
+                continue;
+            }
+            Protected::Missing(e) if kind == Kind::Protect => {
+                return Err(UsageError::new(format!(
+                    "{}: protect {}: {e}: a path that does not exist at start cannot be protected",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint("create it first (mkdir -p or touch), or drop the entry; see docs/SECURITY.md, \"Protected paths\""));
+            }
+            Protected::Missing(e) => Err(e),
+            Protected::Refused(why, hint) => {
+                let hint = if kind == Kind::Default {
+                    format!(
+                        "{hint}; or leave it writable: --unprotect {}",
+                        b.path.display()
+                    )
+                } else {
+                    hint
+                };
+                return Err(UsageError::new(format!(
+                    "{}: {what} {}: {why}",
+                    b.origin,
+                    b.path.display()
+                ))
+                .hint(hint));
+            }
+        };
+        match resolved {
+            Ok(c) if b.optional && sandbox_host_ids.is_some_and(|(u, g)| !reachable(&c, u, g)) => {
+                let (u, _) = sandbox_host_ids.unwrap_or_default();
+                skipped.push(Skipped {
+                    path: b.path.clone(),
+                    why: format!(
+                        "not reachable by host uid {u}, the sandbox's uid on the host (a parent directory denies it)"
+                    ),
+                });
+            }
+            Ok(c) => {
+                from_protect.remove(&c);
+                binds.insert(c, b.writable);
+            }
+            Err(e) if b.optional => skipped.push(Skipped {
+                path: b.path.clone(),
+                why: e.to_string(),
+            }),
+            Err(_) => {
+                canonical(&b.path, what, &b.origin)?;
+            }
+        }
+    }
+    // The effective protected set: read-only binds below the workspace or a writable bind.
+    let protected: Vec<PathBuf> = binds
+        .iter()
+        .filter(|(path, w)| {
+            !**w && ((path.starts_with(&p.workspace) && **path != p.workspace)
+                || binds
+                    .iter()
+                    .any(|(r, rw)| *rw && path.starts_with(r) && *path != r))
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    p.binds = binds
+        .into_iter()
+        .map(|(path, writable)| ExtraBind { path, writable })
+        .collect();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in &s.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    p.env = env;
+    p.pass_env = dedup(&s.pass_env);
+    p.uid = s.uid.unwrap_or(p.uid);
+    p.gid = s.gid.unwrap_or(p.gid);
+    p.host_uid = s.host_uid.unwrap_or(p.host_uid);
+    p.host_gid = s.host_gid.unwrap_or(p.host_gid);
+    p.keep_fds = dedup(&s.keep_fd);
+    p.best_effort = s.best_effort.unwrap_or(false);
+    p.net = s.net.unwrap_or_default();
+    p.seccomp.spec_mitigation = s.seccomp_spec_mitigation.unwrap_or(false);
+    p.landlock.tcp_bind = dedup(&s.tcp_bind);
+    p.landlock.tcp_connect = dedup(&s.tcp_connect);
+    // Limits apply under full by default and under any profile on request.
+    let l = &s.limits;
+    if l.any() && !s.without.contains(&Layer::Limits) {
+        p.layers = p.layers.with(Layer::Limits);
+        if profile != Profile::Full {
+            p.limits.no_core = true;
+        }
+    }
+    if let Some(v) = l.pids {
+        p.limits.pids = v;
+    }
+    if let Some(v) = l.memory {
+        p.limits.memory = v;
+    }
+    if let Some(v) = l.cpus {
+        p.limits.cpus = v;
+    }
+    if let Some(v) = l.timeout {
+        p.limits.timeout = v;
+    }
+    if let Some(v) = l.nofile {
+        p.limits.nofile = v;
+    }
+    if let Some(v) = l.fsize {
+        p.limits.fsize = v;
+    }
+    p.limits
+        .validate()
+        .map_err(|e| UsageError::new(e.to_string()))?;
+    Ok(Resolved {
+        policy: p,
+        skipped,
+        sources: s.sources.clone(),
+        protected,
+        protect: from_protect.into_iter().collect(),
+        protect_missing,
+        unprotect,
+    })
+}
