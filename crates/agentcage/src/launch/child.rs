@@ -6,7 +6,7 @@ use super::prepared::{Pipes, Prepared};
 use super::pty::ChildStdio;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
-use crate::{caps, landlock, rootfs, seccomp};
+use crate::{caps, landlock, namespaces, rootfs, seccomp};
 
 type R = Result<(), SetupError>;
 
@@ -96,18 +96,8 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
         Ok(_) => return Err(SetupError::new(Step::WaitParent, 0, Errno(libc::EPIPE))),
         Err(e) => return Err(SetupError::new(Step::WaitParent, 0, e)),
     }
-    if let Some((uid, gid, as_root)) = p.set_ids {
-        // As root the child still carries host uid 0 and root's groups: switch to the
-        // mapped inside ids (host 65534 by default) and drop every supplementary group.
-        sys::setresgid(gid).map_err(fail(Step::SetGid, 0))?;
-        if as_root {
-            sys::setgroups_empty().map_err(fail(Step::SetGroups, 0))?;
-        }
-        sys::setresuid(uid).map_err(fail(Step::SetUid, 0))?;
-        // The session keyring is not namespaced: the caller's (and every key in it) would
-        // stay readable and writable inside. A fresh anonymous one, owned by the sandbox
-        // user, replaces it; the user keyrings are per user namespace already.
-        sys::join_new_session_keyring().map_err(fail(Step::SessionKeyring, 0))?;
+    if let Some(ids) = &p.set_ids {
+        namespaces::apply_ids(ids)?;
     }
     if let Some(c) = &p.user_caps {
         // While we hold CAP_SYS_RESOURCE in our user namespace and still see the host's
@@ -140,12 +130,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     if let Some(r) = &p.rootfs {
         rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))?;
     }
-    if let Some(h) = p.hostname {
-        sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
-    }
-    if p.loopback {
-        sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
-    }
+    namespaces::apply_uts_net(p.hostname, p.loopback)?;
     if b[0] == b'2' {
         // The launcher attaches us to the run's cgroup while we composed the root (the
         // attach can take milliseconds: cgroup v1 waits for an RCU grace period); nothing
@@ -317,43 +302,6 @@ fn command(
     report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
 }
 
-/// Enters a nested user+mount namespace so every mount of the composed root is locked
-/// (a command that keeps its capabilities cannot remount, unmount or move them).
-fn lock_mounts(l: &super::prepared::LockMounts) -> R {
-    sys::unshare(l.unshare_flags).map_err(fail(Step::LockMounts, 0))?;
-    // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
-    // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs
-    // yet); execve decides dumpability afterwards anyway.
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-    // An unprivileged map of one's own ids needs setgroups denied first (user_namespaces(7)).
-    let r = write_proc(c"/proc/self/setgroups", b"deny")
-        .map_err(fail(Step::LockMounts, 1))
-        .and_then(|()| {
-            write_proc(c"/proc/self/uid_map", l.uid_map.as_bytes())
-                .map_err(fail(Step::LockMounts, 2))
-        })
-        .and_then(|()| {
-            write_proc(c"/proc/self/gid_map", l.gid_map.as_bytes())
-                .map_err(fail(Step::LockMounts, 3))
-        });
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    r?;
-    if let Some(h) = l.hostname {
-        sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
-    }
-    if l.loopback {
-        sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
-    }
-    Ok(())
-}
-
-fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> Result<(), Errno> {
-    let fd = sys::open(path, libc::O_WRONLY, 0)?;
-    let r = sys::write_all(fd, data);
-    sys::close(fd);
-    r
-}
-
 fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> R {
     if let Some(m) = old_mask {
         sys::sigprocmask(libc::SIG_SETMASK, m).map_err(fail(Step::InitSignals, 1))?;
@@ -403,7 +351,7 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
         .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
     sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
     if let Some(l) = &p.lock_mounts {
-        lock_mounts(l)?;
+        namespaces::lock_mounts(l)?;
     }
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;

@@ -321,7 +321,9 @@ impl Prepared {
             p.after_clone();
         }
 
-        self.configure_from_parent(pid)?;
+        if let Some(maps) = &self.id_maps {
+            crate::namespaces::write_id_maps_from_parent(maps, pid)?;
+        }
         if let Some(m) = data_floor {
             // Set on the waiting init; inherited by the command and everything it forks.
             sys::prlimit(pid, libc::RLIMIT_DATA as libc::c_int, m, m)
@@ -448,30 +450,6 @@ impl Prepared {
             }
             _ => fallback,
         }
-    }
-
-    /// Parent-side configuration while the child waits: uid/gid maps.
-    fn configure_from_parent(&self, pid: libc::pid_t) -> Result<(), Error> {
-        let Some(maps) = &self.id_maps else {
-            return Ok(());
-        };
-        let write = |file: &str, data: &[u8]| -> Result<(), Error> {
-            let path = format!("/proc/{pid}/{file}");
-            std::fs::write(&path, data).map_err(|e| Error::Setup {
-                step: format!("write {path} ({:?})", String::from_utf8_lossy(data).trim()),
-                errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-                hint: Some(
-                    "the user namespace id mapping was refused: check /etc/subuid is not needed \
-                     (a single mapping of your own uid) and that no LSM restricts user namespaces"
-                        .into(),
-                ),
-            })
-        };
-        write("uid_map", &maps.uid_map)?;
-        if let Some(sg) = &maps.setgroups {
-            write("setgroups", sg)?;
-        }
-        write("gid_map", &maps.gid_map)
     }
 }
 

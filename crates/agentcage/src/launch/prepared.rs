@@ -13,6 +13,7 @@ use crate::error::{Error, SetupError, Step};
 use crate::landlock::DescribeStep;
 use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
 use crate::limits::{Limit, NoteKind};
+use crate::namespaces::{self, IdMaps, LockMounts, SetIds};
 use crate::policy::{Layer, NetMode, Policy};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
@@ -23,14 +24,6 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Environment variables the hygiene layer lets through (plus `LC_*`).
 const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
-
-/// uid_map / setgroups / gid_map contents, written by the parent.
-#[derive(Debug)]
-pub(crate) struct IdMaps {
-    pub(crate) uid_map: Vec<u8>,
-    pub(crate) setgroups: Option<Vec<u8>>,
-    pub(crate) gid_map: Vec<u8>,
-}
 
 /// A null-terminated argv/envp array pointing into owned CStrings.
 #[derive(Debug)]
@@ -62,7 +55,7 @@ pub struct Prepared {
     pub(crate) clone_flags: libc::c_ulong,
     pub(crate) id_maps: Option<IdMaps>,
     /// setresgid/setgroups/setresuid in the child (inside ids), when in a user namespace.
-    pub(crate) set_ids: Option<(u32, u32, bool)>,
+    pub(crate) set_ids: Option<SetIds>,
     pub(crate) rootfs: Option<PreparedRootfs>,
     pub(crate) hostname: Option<&'static [u8]>,
     pub(crate) loopback: bool,
@@ -89,26 +82,6 @@ pub struct Prepared {
     /// What the profile asks for but this host does not enforce (only possible with
     /// `best_effort`): the CLI prints these even without `-v`.
     pub degraded: Vec<(String, String)>,
-}
-
-/// A nested user (and mount) namespace for a command that keeps its capabilities (ns-only,
-/// or an ablation without the caps layer): copying the mount tree into a namespace owned by
-/// a less privileged user namespace makes the kernel lock every mount (mount_namespaces(7)
-/// "locked mounts"): read-only binds cannot be remounted read-write, masks over /proc and
-/// nested binds cannot be unmounted, even by root in the nested namespace. The command maps
-/// only its own ids, so the nested namespace needs no help from the launcher.
-#[derive(Debug)]
-pub(crate) struct LockMounts {
-    /// "ID ID 1\n" for uid_map and gid_map (the command's ids, unchanged).
-    pub(crate) uid_map: CString,
-    pub(crate) gid_map: CString,
-    /// CLONE_NEWUSER|CLONE_NEWNS, plus CLONE_NEWNET/CLONE_NEWUTS when the sandbox has them
-    /// (created here instead of at clone, so the nested user namespace owns them).
-    pub(crate) unshare_flags: libc::c_int,
-    /// sethostname in the nested UTS namespace.
-    pub(crate) hostname: Option<&'static [u8]>,
-    /// Bring up lo in the nested network namespace.
-    pub(crate) loopback: bool,
 }
 
 /// The pipes between launcher and child (all O_CLOEXEC).
@@ -144,28 +117,6 @@ fn cstr(b: &[u8]) -> Result<CString, Error> {
             String::from_utf8_lossy(b)
         ))
     })
-}
-
-pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
-    let names = [
-        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
-        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
-        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
-        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
-        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
-        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-    ];
-    let v: Vec<&str> = names
-        .iter()
-        .filter(|(f, _)| flags & *f as libc::c_ulong != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if v.is_empty() {
-        "SIGCHLD".into()
-    } else {
-        v.join("|")
-    }
 }
 
 /// Validates the policy and builds every artifact (parent side).
@@ -251,21 +202,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     }
 
     // Namespaces.
-    let ns = [
-        (Layer::UserNs, libc::CLONE_NEWUSER),
-        (Layer::MountNs, libc::CLONE_NEWNS),
-        (Layer::PidNs, libc::CLONE_NEWPID),
-        (Layer::NetNs, libc::CLONE_NEWNET),
-        (Layer::IpcNs, libc::CLONE_NEWIPC),
-        (Layer::UtsNs, libc::CLONE_NEWUTS),
-    ];
-    let mut clone_flags: libc::c_ulong = 0;
-    for (l, f) in ns {
-        let on = layers.has(l) && !(l == Layer::NetNs && policy.net == NetMode::Host);
-        if on {
-            clone_flags |= f as libc::c_ulong;
-        }
-    }
+    let mut clone_flags = namespaces::clone_flags(layers, policy.net);
     if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
         enforcement.push((
             "net-ns".into(),
@@ -292,15 +229,13 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         } else {
             (caller_uid, caller_gid)
         };
-        IdMaps {
-            uid_map: format!("{} {} 1\n", policy.uid, hu).into_bytes(),
-            // Unprivileged callers must deny setgroups before writing gid_map; as root we
-            // keep it so the child can drop root's supplementary groups.
-            setgroups: (!as_root).then(|| b"deny".to_vec()),
-            gid_map: format!("{} {} 1\n", policy.gid, hg).into_bytes(),
-        }
+        namespaces::id_maps(policy.uid, policy.gid, (hu, hg), as_root)
     });
-    let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
+    let set_ids = userns.then_some(SetIds {
+        uid: policy.uid,
+        gid: policy.gid,
+        as_root,
+    });
     let user_caps = userns.then(|| {
         let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
@@ -526,16 +461,13 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let mut hostname = layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]);
     let mut loopback = clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0;
     let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| {
-        let own = libc::CLONE_NEWNET as libc::c_ulong | libc::CLONE_NEWUTS as libc::c_ulong;
-        let moved = clone_flags & own;
-        clone_flags &= !own;
-        LockMounts {
-            uid_map: cstr(format!("{0} {0} 1\n", policy.uid).as_bytes()).unwrap_or_default(),
-            gid_map: cstr(format!("{0} {0} 1\n", policy.gid).as_bytes()).unwrap_or_default(),
-            unshare_flags: (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) | moved as libc::c_int,
-            hostname: hostname.take(),
-            loopback: std::mem::take(&mut loopback),
-        }
+        LockMounts::prepare(
+            policy.uid,
+            policy.gid,
+            &mut clone_flags,
+            &mut hostname,
+            &mut loopback,
+        )
     });
     Ok(Prepared {
         policy: policy.clone(),
@@ -609,7 +541,9 @@ impl Prepared {
     pub(crate) fn userns_owner(&self) -> Option<(u32, u32)> {
         let userns = self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong != 0;
         match self.set_ids {
-            Some((_, _, true)) if userns => Some((self.policy.host_uid, self.policy.host_gid)),
+            Some(SetIds { as_root: true, .. }) if userns => {
+                Some((self.policy.host_uid, self.policy.host_gid))
+            }
             _ => None,
         }
     }
@@ -619,7 +553,7 @@ impl Prepared {
         let (uid, gid) = self.userns_owner().unwrap_or((0, 0));
         let (step, errno) = match e {
             sys::OwnedCloneError::Clone(errno) => {
-                let step = format!("clone({})", clone_flag_names(self.clone_flags));
+                let step = format!("clone({})", namespaces::clone_flag_names(self.clone_flags));
                 return Error::Setup {
                     step,
                     errno,
@@ -703,19 +637,9 @@ impl Prepared {
                 crate::limits::rlimit::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
-            Step::LockMounts => match i {
-                0 => format!(
-                    "unshare({}) to lock the mounts",
-                    clone_flag_names(
-                        self.lock_mounts
-                            .as_ref()
-                            .map_or(0, |l| l.unshare_flags as libc::c_ulong)
-                    )
-                ),
-                1 => "write /proc/self/setgroups (deny) in the nested user namespace".into(),
-                2 => "write /proc/self/uid_map of the nested user namespace".into(),
-                _ => "write /proc/self/gid_map of the nested user namespace".into(),
-            },
+            Step::LockMounts => {
+                namespaces::describe_lock_mounts(self.lock_mounts.as_ref(), r.index)
+            }
             Step::SessionKeyring => {
                 "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of \
                  the caller's)"
