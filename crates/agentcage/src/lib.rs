@@ -25,6 +25,7 @@ pub mod doctor;
 pub mod error;
 pub mod host;
 pub mod hostfs;
+pub(crate) mod hygiene;
 pub mod ladder;
 pub mod landlock;
 pub mod launch;

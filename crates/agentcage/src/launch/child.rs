@@ -6,7 +6,7 @@ use super::prepared::{Pipes, Prepared};
 use super::pty::ChildStdio;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
-use crate::{caps, landlock, namespaces, rootfs, seccomp};
+use crate::{caps, hygiene, landlock, namespaces, rootfs, seccomp};
 
 type R = Result<(), SetupError>;
 
@@ -62,21 +62,15 @@ pub(super) fn main(
     let pty = match stdio {
         Some(ChildStdio::Pty { sock, tty_fds }) => match super::pty::open_inside(sock) {
             Ok(slave) => Some((slave, tty_fds)),
-            Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ControllingTty, 6, e)),
+            Err(e) => report_and_exit(
+                pipes.report_w,
+                SetupError::new(Step::ControllingTty, hygiene::OPEN_PTY, e),
+            ),
         },
-        Some(ChildStdio::Pipes(fds)) => {
-            for (i, &f) in fds.iter().enumerate() {
-                if f >= 0 {
-                    if let Err(e) = sys::dup2(f, i as i32) {
-                        report_and_exit(
-                            pipes.report_w,
-                            SetupError::new(Step::ControllingTty, 7 + i as u32, e),
-                        );
-                    }
-                }
-            }
-            None
-        }
+        Some(ChildStdio::Pipes(fds)) => match hygiene::apply_stdio_pipes(&fds) {
+            Ok(()) => None,
+            Err(e) => report_and_exit(pipes.report_w, e),
+        },
         None => None,
     };
     if p.init {
@@ -181,15 +175,7 @@ fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
         Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
     };
     if p.hygiene {
-        // The terminal's SIGINT then reaches only the launcher, which forwards it once.
-        let _ = sys::setsid();
-        if let Some((slave, _)) = pty {
-            // The relay's pty is the terminal of the init's session, and the command runs
-            // in its own process group of that session: a group whose parent is in another
-            // session would be orphaned, and the kernel discards the terminal's SIGTSTP for
-            // orphaned groups (no Ctrl-Z).
-            let _ = sys::set_controlling_tty(slave);
-        }
+        hygiene::init_session(pty.map(|(slave, _)| slave));
     }
     // SAFETY: fork-like clone of this single-threaded process; the child runs `command`,
     // which is async-signal-safe.
@@ -309,43 +295,7 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
     // Rust's runtime ignores SIGPIPE; programs expect the default.
     sys::signal_default(libc::SIGPIPE);
     if p.hygiene {
-        let under_init = old_mask.is_some();
-        match pty {
-            // Under the init, whose session has the relay's pty: our own process group, in
-            // the foreground of that terminal (SIGTTOU blocked while we take it).
-            Some((slave, _)) if under_init => {
-                sys::setpgid_self().map_err(fail(Step::Setsid, 1))?;
-                let ttou = sys::sigset(&[libc::SIGTTOU]);
-                let prev = sys::sigprocmask(libc::SIG_BLOCK, &ttou)
-                    .map_err(fail(Step::ControllingTty, 4))?;
-                let r = sys::tcsetpgrp_self(slave);
-                let _ = sys::sigprocmask(libc::SIG_SETMASK, &prev);
-                r.map_err(fail(Step::ControllingTty, 5))?;
-            }
-            // A new session has no controlling terminal: TIOCSTI into the caller's terminal
-            // fails with EPERM, /dev/tty with ENXIO. With a relay (and no init, an ablation
-            // run), its pty becomes our terminal.
-            _ => {
-                sys::setsid().map_err(fail(Step::Setsid, 0))?;
-                if let Some((slave, _)) = pty {
-                    sys::set_controlling_tty(slave).map_err(fail(Step::ControllingTty, 0))?;
-                }
-            }
-        }
-        if let Some((slave, tty_fds)) = pty {
-            // The relay's pty replaces every stdio fd that was the caller's terminal; the
-            // slave fd itself is close-on-exec.
-            for fd in 0..3 {
-                if tty_fds & (1 << fd) != 0 {
-                    sys::dup2(slave, fd).map_err(fail(Step::ControllingTty, fd as u32))?;
-                }
-            }
-        }
-        // Everything but 0-2 is closed at execve; the report pipe stays usable until then.
-        sys::cloexec_from(3).map_err(fail(Step::Fds, 0))?;
-        for &fd in &p.keep_fds {
-            sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
-        }
+        hygiene::apply(&p.keep_fds, old_mask.is_some(), pty)?;
     }
     crate::limits::rlimit::apply(&p.rlimits)
         .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;

@@ -3,13 +3,14 @@
 //! Strings, pointer arrays, the mount plan, the Landlock rules, the BPF program and the id
 //! map bytes all live here, so the child never allocates (STYLE.md section 4).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::Command;
 use crate::caps::{self, PreparedCaps};
 use crate::error::{Error, SetupError, Step};
+use crate::hygiene;
 use crate::landlock::DescribeStep;
 use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
 use crate::limits::{Limit, NoteKind};
@@ -18,12 +19,6 @@ use crate::policy::{Layer, NetMode, Policy};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
 use crate::{landlock, seccomp};
-
-/// Default PATH inside when the caller has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Environment variables the hygiene layer lets through (plus `LC_*`).
-const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
 
 /// A null-terminated argv/envp array pointing into owned CStrings.
 #[derive(Debug)]
@@ -310,39 +305,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     // Environment.
     let hygiene = layers.has(Layer::Hygiene);
-    let mut env: Vec<(OsString, OsString)> = Vec::new();
-    if hygiene {
-        for (k, v) in std::env::vars_os() {
-            let kb = k.as_bytes();
-            if ENV_ALLOW.iter().any(|a| a.as_bytes() == kb) || kb.starts_with(b"LC_") {
-                env.push((k, v));
-            }
-        }
-        for k in &policy.pass_env {
-            if let Some(v) = std::env::var_os(k) {
-                env.retain(|(ek, _)| ek != OsStr::new(k));
-                env.push((k.into(), v));
-            }
-        }
-        if !env.iter().any(|(k, _)| k == "PATH") {
-            env.push(("PATH".into(), DEFAULT_PATH.into()));
-        }
-        let home_val: OsString = if mount_ns {
-            home.clone().into()
-        } else {
-            std::env::var_os("HOME").unwrap_or_else(|| "/".into())
-        };
-        env.push(("HOME".into(), home_val));
-        let user = if policy.uid == 0 { "root" } else { "agent" };
-        env.push(("USER".into(), user.into()));
-        env.push(("LOGNAME".into(), user.into()));
-    } else {
-        env.extend(std::env::vars_os());
-    }
-    for (k, v) in &policy.env {
-        env.retain(|(ek, _)| ek != OsStr::new(k));
-        env.push((k.into(), v.into()));
-    }
+    let env = hygiene::environment(policy, hygiene, &home, mount_ns);
     let envp: Vec<CString> = env
         .iter()
         .map(|(k, v)| {
@@ -362,7 +325,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| DEFAULT_PATH.into());
+            .unwrap_or_else(|| hygiene::DEFAULT_PATH.into());
         let mut c = Vec::new();
         for dir in path.as_bytes().split(|b| *b == b':') {
             let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
@@ -430,27 +393,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         enforcement.push(("limits".into(), n.to_string()));
     }
 
-    let mut keep_fds = policy.keep_fds.clone();
-    keep_fds.sort_unstable();
-    keep_fds.dedup();
-    if keep_fds.iter().any(|&fd| fd < 3) {
-        return Err(Error::Policy(
-            "--keep-fd takes fds >= 3 (0-2 are always kept)".into(),
-        ));
-    }
-    if let Some(fd) = keep_fds.iter().find(|&&fd| !sys::fd_is_open(fd)) {
-        return Err(Error::Policy(format!(
-            "--keep-fd {fd}: fd {fd} is not open in the caller"
-        )));
-    }
-    // No fd of the caller's terminal reaches the sandbox: 0-2 are replaced (see pty.rs),
-    // and a kept one is refused.
-    if let Some(fd) = keep_fds.iter().find(|&&fd| sys::isatty(fd)) {
-        return Err(Error::Policy(format!(
-            "--keep-fd {fd}: fd {fd} is a terminal, and no fd of the caller's terminal may \
-             reach the sandbox (the command's terminal is its own pty)"
-        )));
-    }
+    let keep_fds = hygiene::keep_fds(&policy.keep_fds)?;
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
     // Without the caps layer the command keeps CAP_SYS_ADMIN over its mount namespace and
