@@ -9,13 +9,15 @@
 //! ```
 //!
 //! Everything the child side touches is built in [`prepare`] ([`Prepared`]); the child side
-//! (`child.rs`) only makes raw syscalls on it. When the command exits, the init exits with
+//! (`child.rs`, `init.rs`) only makes raw syscalls on it. When the command exits, the init exits with
 //! its status and the kernel kills whatever is left in the pid namespace. The init has
 //! PR_SET_PDEATHSIG(SIGKILL), so the whole sandbox dies with the launcher, even on SIGKILL.
 
 mod child;
+mod init;
 mod prepared;
 mod pty;
+mod sync;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -154,6 +156,7 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     }
 }
 
+/// The signals the launcher forwards to the init, and the init to the command.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// How long a command gets between SIGTERM and SIGKILL when `--timeout` expires, and
@@ -225,7 +228,7 @@ impl Prepared {
             ],
             cgroup: None,
         };
-        // The init never blocks on a status report (see child.rs), and we never block
+        // The init never blocks on a status report (see init.rs), and we never block
         // reading one.
         let _ = sys::set_nonblock(pipes.status_w);
         let _ = sys::set_nonblock(pipes.status_r);
@@ -331,8 +334,12 @@ impl Prepared {
         }
         // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
         // sync_w stays open until the sandbox exits: the child checks it for a hang-up
-        // after arming PDEATHSIG (see child.rs).
-        let release: &[u8] = if guard.cgroup.is_some() { b"2" } else { b"1" };
+        // after arming PDEATHSIG (see child.rs, sync.rs).
+        let release = if guard.cgroup.is_some() {
+            sync::RELEASE_ATTACH_FOLLOWS
+        } else {
+            sync::RELEASE
+        };
         sys::write_all(pipes.sync_w, release)
             .map_err(|e| setup_err("release the sandbox init", e))?;
         if let Some(cg) = &guard.cgroup {
@@ -347,7 +354,7 @@ impl Prepared {
                     hint: None,
                 })
                 .and_then(|()| {
-                    sys::write_all(pipes.sync_w, b"a")
+                    sys::write_all(pipes.sync_w, sync::ATTACHED)
                         .map_err(|e| setup_err("release the sandbox init", e))
                 })
                 .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
@@ -620,17 +627,17 @@ impl Supervisor {
     /// stop the launcher when the relay is interactive, and are dropped otherwise.
     fn read_status(&mut self, relay: Option<&pty::Relay>) -> bool {
         loop {
-            let mut m = [0u8; child::STATUS_MSG];
+            let mut m = [0u8; sync::STATUS_MSG];
             match sys::read_some(self.status_r, &mut m) {
-                Ok(child::STATUS_MSG) => {
-                    let st = i32::from_ne_bytes([m[1], m[2], m[3], m[4]]);
-                    match m[0] {
-                        child::STATUS_STOPPED => {
+                Ok(sync::STATUS_MSG) => {
+                    let (tag, st) = sync::parse_status(&m);
+                    match tag {
+                        sync::STATUS_STOPPED => {
                             if let Some(r) = relay.filter(|r| r.interactive()) {
                                 r.suspend(self.pid);
                             }
                         }
-                        child::STATUS_EXITED => self.exit_msg = Some(st),
+                        sync::STATUS_EXITED => self.exit_msg = Some(st),
                         _ => {}
                     }
                 }
