@@ -188,42 +188,51 @@ pub(super) fn command(
     report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
 }
 
+/// The command's setup, one line per step (the order is the reason: see [`command`]).
 fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> R {
-    if let Some(m) = old_mask {
-        sys::sigprocmask(libc::SIG_SETMASK, m).map_err(fail(Step::InitSignals, 1))?;
-    }
-    // Rust's runtime ignores SIGPIPE; programs expect the default.
-    sys::signal_default(libc::SIGPIPE);
+    opt(old_mask, unblock_signals)?; // the init blocked them for sigwait
+    sys::signal_default(libc::SIGPIPE); // Rust's runtime ignores SIGPIPE; programs expect it
     if p.hygiene {
-        hygiene::apply(&p.keep_fds, old_mask.is_some(), pty)?;
+        hygiene::apply(&p.keep_fds, old_mask.is_some(), pty)?; // session, terminal, fds
     }
-    crate::limits::rlimit::apply(&p.rlimits)
-        .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
-    sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
-    if let Some(l) = &p.lock_mounts {
-        namespaces::lock_mounts(l)?;
-    }
+    rlimits(p)?; // needs nothing; before anything of the command runs
+    sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?; // inside the composed root
+    opt(p.lock_mounts.as_ref(), namespaces::lock_mounts)?; // keeps caps: lock the mounts
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;
     }
-    if let Some(l) = &p.landlock {
-        landlock::apply(l).map_err(|(i, e)| SetupError::new(Step::Landlock, i, e))?;
-    }
-    // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it while
-    // the capabilities are still there.
+    opt(p.landlock.as_ref(), landlock_apply)?; // needs no_new_privs or CAP_SYS_ADMIN
     if !p.nnp {
-        if let Some(s) = &p.seccomp {
-            seccomp::apply(s).map_err(fail(Step::Seccomp, 0))?;
-        }
+        // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it
+        // while the capabilities are still there.
+        opt(p.seccomp.as_ref(), seccomp_apply)?;
     }
-    if let Some(c) = &p.caps {
-        caps::apply(c).map_err(|(i, e)| SetupError::new(Step::Caps, i, e))?;
-    }
-    // Last thing before execve.
+    opt(p.caps.as_ref(), caps_apply)?; // after Landlock and mounts, which needed them
     if p.nnp {
-        if let Some(s) = &p.seccomp {
-            seccomp::apply(s).map_err(fail(Step::Seccomp, 0))?;
-        }
+        opt(p.seccomp.as_ref(), seccomp_apply)?; // last thing before execve
     }
     Ok(())
+}
+
+fn unblock_signals(m: &libc::sigset_t) -> R {
+    sys::sigprocmask(libc::SIG_SETMASK, m)
+        .map(drop)
+        .map_err(fail(Step::InitSignals, 1))
+}
+
+fn rlimits(p: &Prepared) -> R {
+    crate::limits::rlimit::apply(&p.rlimits)
+        .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))
+}
+
+fn landlock_apply(l: &landlock::Prepared) -> R {
+    landlock::apply(l).map_err(|(i, e)| SetupError::new(Step::Landlock, i, e))
+}
+
+fn seccomp_apply(s: &seccomp::Prepared) -> R {
+    seccomp::apply(s).map_err(fail(Step::Seccomp, 0))
+}
+
+fn caps_apply(c: &caps::PreparedCaps) -> R {
+    caps::apply(c).map_err(|(i, e)| SetupError::new(Step::Caps, i, e))
 }
