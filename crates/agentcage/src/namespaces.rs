@@ -175,7 +175,7 @@ impl LockMounts {
     }
 }
 
-/// [`Step::LockMounts`] sub-steps (the report's index).
+/// [`Step::LockMounts`] sub-steps.
 const LOCK_UNSHARE: u32 = 0;
 const LOCK_SETGROUPS: u32 = 1;
 const LOCK_UID_MAP: u32 = 2;
@@ -187,7 +187,7 @@ const LOCK_GID_MAP: u32 = 3;
 ///
 /// Runs in the child after clone: async-signal-safe only.
 pub(crate) fn lock_mounts(l: &LockMounts) -> Result<(), SetupError> {
-    let fail = |i| move |e| SetupError::new(Step::LockMounts, i, e);
+    let fail = |sub| move |e| SetupError::at(Step::LockMounts, sub, 0, e);
     sys::unshare(l.unshare_flags).map_err(fail(LOCK_UNSHARE))?;
     // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
     // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs

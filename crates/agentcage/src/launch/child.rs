@@ -4,6 +4,7 @@
 
 use super::prepared::{Pipes, Prepared};
 use super::pty::ChildStdio;
+use super::report::report_and_exit;
 use super::sync;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
@@ -13,11 +14,6 @@ type R = Result<(), SetupError>;
 
 fn fail(step: Step, index: u32) -> impl Fn(Errno) -> SetupError {
     move |e| SetupError::new(step, index, e)
-}
-
-pub(super) fn report_and_exit(fd: i32, e: SetupError) -> ! {
-    let _ = sys::write_all(fd, &e.to_bytes());
-    sys::exit(125)
 }
 
 /// Entry of the clone child. Never returns.
@@ -201,13 +197,13 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;
     }
-    opt(p.landlock.as_ref(), landlock_apply)?; // needs no_new_privs or CAP_SYS_ADMIN
+    opt(p.landlock.as_ref(), landlock::apply)?; // needs no_new_privs or CAP_SYS_ADMIN
     if !p.nnp {
         // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it
         // while the capabilities are still there.
         opt(p.seccomp.as_ref(), seccomp_apply)?;
     }
-    opt(p.caps.as_ref(), caps_apply)?; // after Landlock and mounts, which needed them
+    opt(p.caps.as_ref(), caps::apply)?; // after Landlock and mounts, which needed them
     if p.nnp {
         opt(p.seccomp.as_ref(), seccomp_apply)?; // last thing before execve
     }
@@ -225,14 +221,6 @@ fn rlimits(p: &Prepared) -> R {
         .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))
 }
 
-fn landlock_apply(l: &landlock::Prepared) -> R {
-    landlock::apply(l).map_err(|(i, e)| SetupError::new(Step::Landlock, i, e))
-}
-
 fn seccomp_apply(s: &seccomp::Prepared) -> R {
     seccomp::apply(s).map_err(fail(Step::Seccomp, 0))
-}
-
-fn caps_apply(c: &caps::PreparedCaps) -> R {
-    caps::apply(c).map_err(|(i, e)| SetupError::new(Step::Caps, i, e))
 }

@@ -4,6 +4,7 @@
 //! only `sys::` calls on data prepared before clone.
 
 use super::prepared::{Pipes, Prepared};
+use super::report::report_and_exit;
 use super::{child, sync};
 use crate::error::{SetupError, Step};
 use crate::hygiene;
@@ -23,7 +24,7 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     ]);
     let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
         Ok(m) => m,
-        Err(e) => child::report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
     };
     if p.hygiene {
         hygiene::init_session(pty.map(|(slave, _)| slave));
@@ -36,7 +37,7 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
             child::command(p, pipes.report_w, Some(&old_mask), pty)
         }
         Ok(pid) => pid,
-        Err(e) => child::report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
     };
     // The init keeps only the status pipe: the report pipe must reach EOF when the command
     // execs, and inherited fds are the command's business, not ours.

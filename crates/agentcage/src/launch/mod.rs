@@ -17,6 +17,7 @@ mod child;
 mod init;
 mod prepared;
 mod pty;
+mod report;
 mod sync;
 
 use std::ffi::OsString;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
 
-use crate::error::{Error, SetupError};
+use crate::error::Error;
 use crate::limits::{self, cgroup::Teardown};
 use crate::policy::Layer;
 use crate::sys::{self, Errno};
@@ -364,15 +365,9 @@ impl Prepared {
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
         let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
 
-        // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.
-        let mut buf = [0u8; SetupError::WIRE];
-        let n = sys::read_full(pipes.report_r, &mut buf).unwrap_or(0);
+        // EOF: the command was executed (the pipe is close-on-exec); a record: a setup error.
+        let report = report::read(pipes.report_r);
         timings.exec = t0.elapsed();
-        let report = if n == SetupError::WIRE {
-            SetupError::from_bytes(&buf)
-        } else {
-            None
-        };
 
         let deadline = self
             .policy
@@ -450,13 +445,7 @@ impl Prepared {
     /// otherwise `fallback`. Kills the child first so the read cannot block.
     fn child_report_or(&self, pid: libc::pid_t, report_r: i32, fallback: Error) -> Error {
         let _ = sys::kill(pid, libc::SIGKILL);
-        let mut buf = [0u8; SetupError::WIRE];
-        match sys::read_full(report_r, &mut buf) {
-            Ok(n) if n == SetupError::WIRE => {
-                SetupError::from_bytes(&buf).map_or(fallback, |r| self.describe_setup_error(r))
-            }
-            _ => fallback,
-        }
+        report::read(report_r).map_or(fallback, |r| self.describe_setup_error(r))
     }
 }
 

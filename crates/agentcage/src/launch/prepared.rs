@@ -11,7 +11,6 @@ use super::Command;
 use crate::caps::{self, PreparedCaps};
 use crate::error::{Error, SetupError, Step};
 use crate::hygiene;
-use crate::landlock::DescribeStep;
 use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
 use crate::limits::{Limit, NoteKind};
 use crate::namespaces::{self, IdMaps, LockMounts, SetIds};
@@ -580,9 +579,7 @@ impl Prepared {
                 crate::limits::rlimit::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
-            Step::LockMounts => {
-                namespaces::describe_lock_mounts(self.lock_mounts.as_ref(), r.index)
-            }
+            Step::LockMounts => namespaces::describe_lock_mounts(self.lock_mounts.as_ref(), r.sub),
             Step::SessionKeyring => {
                 "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of \
                  the caller's)"
@@ -594,16 +591,8 @@ impl Prepared {
             },
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
-            Step::Landlock => self
-                .landlock
-                .as_ref()
-                .map_or_else(|| "landlock".into(), |l| l.describe_step(r.index)),
-            Step::Caps => match i {
-                0 => "drop the bounding set (PR_CAPBSET_DROP)".into(),
-                1 => "lock the securebits (PR_SET_SECUREBITS 0xff)".into(),
-                2 => "clear the ambient set".into(),
-                _ => "clear the capability sets (capset)".into(),
-            },
+            Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
+            Step::Caps => caps::describe(r.sub),
             Step::Seccomp => "install the seccomp filter".into(),
         };
         let hint = match (r.step, r.errno.0) {

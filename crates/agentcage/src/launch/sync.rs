@@ -44,8 +44,8 @@ fn read_byte(sync_r: i32, sub: u32) -> Result<u8, SetupError> {
     let mut b = [0u8; 1];
     match sys::read_full(sync_r, &mut b) {
         Ok(1) => Ok(b[0]),
-        Ok(_) => Err(SetupError::new(Step::WaitParent, sub, Errno(libc::EPIPE))),
-        Err(e) => Err(SetupError::new(Step::WaitParent, sub, e)),
+        Ok(_) => Err(SetupError::at(Step::WaitParent, sub, 0, Errno(libc::EPIPE))),
+        Err(e) => Err(SetupError::at(Step::WaitParent, sub, 0, e)),
     }
 }
 
@@ -63,9 +63,10 @@ pub(super) fn wait_for_release(sync_r: i32) -> Result<bool, SetupError> {
 /// Runs in the child after clone: async-signal-safe only.
 pub(super) fn check_parent_alive(sync_r: i32) -> Result<(), SetupError> {
     if sys::hung_up(sync_r) {
-        return Err(SetupError::new(
+        return Err(SetupError::at(
             Step::WaitParent,
             PARENT_GONE,
+            0,
             Errno(libc::EPIPE),
         ));
     }
