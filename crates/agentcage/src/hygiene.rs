@@ -186,3 +186,12 @@ pub(crate) fn apply(
     }
     Ok(())
 }
+
+/// The step of a failed child-side step of this module.
+pub(crate) fn describe(step: Step) -> &'static str {
+    match step {
+        Step::Setsid => "setsid (new session)",
+        Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd",
+        _ => "set the controlling terminal",
+    }
+}

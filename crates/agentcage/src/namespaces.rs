@@ -207,8 +207,23 @@ pub(crate) fn lock_mounts(l: &LockMounts) -> Result<(), SetupError> {
     apply_uts_net(l.hostname, l.loopback)
 }
 
+/// The step of a failed child-side step of this module; `ids`: the inside uid and gid.
+pub(crate) fn describe(r: SetupError, ids: (u32, u32), l: Option<&LockMounts>) -> String {
+    match r.step {
+        Step::SetGid => format!("setresgid({})", ids.1),
+        Step::SetGroups => "setgroups(0, NULL) (drop the launcher's supplementary groups)".into(),
+        Step::SetUid => format!("setresuid({})", ids.0),
+        Step::SessionKeyring => "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session \
+                                 keyring instead of the caller's)"
+            .into(),
+        Step::Hostname => "sethostname(agentcage)".into(),
+        Step::Loopback => "bring up the loopback interface".into(),
+        _ => describe_lock_mounts(l, r.sub),
+    }
+}
+
 /// The step of a failed [`lock_mounts`], by its sub-step.
-pub(crate) fn describe_lock_mounts(l: Option<&LockMounts>, sub: u32) -> String {
+fn describe_lock_mounts(l: Option<&LockMounts>, sub: u32) -> String {
     match sub {
         LOCK_UNSHARE => format!(
             "unshare({}) to lock the mounts",
@@ -230,6 +245,28 @@ fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> Result<(), Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn describes_its_steps() {
+        let r = |step, sub| SetupError::at(step, sub, 0, Errno(libc::EPERM));
+        assert_eq!(
+            describe(r(Step::SessionKeyring, 0), (0, 0), None),
+            "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of the \
+             caller's)"
+        );
+        assert_eq!(
+            describe(r(Step::SetGid, 0), (1000, 1001), None),
+            "setresgid(1001)"
+        );
+        assert_eq!(
+            describe(r(Step::LockMounts, LOCK_UNSHARE), (0, 0), None),
+            "unshare(SIGCHLD) to lock the mounts"
+        );
+        assert_eq!(
+            describe(r(Step::LockMounts, LOCK_GID_MAP), (0, 0), None),
+            "write /proc/self/gid_map of the nested user namespace"
+        );
+    }
 
     #[test]
     fn flag_names_follow_the_table() {

@@ -546,45 +546,31 @@ impl Prepared {
                 };
             }
             Step::WaitParent => "wait for the launcher (it exited)".into(),
-            Step::SetGid => format!("setresgid({})", self.policy.gid),
-            Step::SetGroups => {
-                "setgroups(0, NULL) (drop the launcher's supplementary groups)".into()
-            }
-            Step::SetUid => format!("setresuid({})", self.policy.uid),
-            Step::MountPrivate => "make / a recursive private mount (MS_PRIVATE|MS_REC)".into(),
-            Step::StageTmpfs => {
-                if i == 0 {
-                    "mount the staging tmpfs".into()
-                } else {
-                    "mount the root tmpfs".into()
-                }
-            }
-            Step::PivotStage => "pivot_root into the staging tmpfs".into(),
-            Step::Mount => self
-                .rootfs
-                .as_ref()
-                .and_then(|r| r.ops.get(i))
-                .map_or_else(|| format!("mount plan entry {i}"), |op| op.describe()),
-            Step::PivotRoot => "pivot_root into the composed root".into(),
-            Step::DetachOldRoot => "detach the old root (umount2 MNT_DETACH)".into(),
-            Step::Hostname => "sethostname(agentcage)".into(),
-            Step::Loopback => "bring up the loopback interface".into(),
+            Step::SetGid
+            | Step::SetGroups
+            | Step::SetUid
+            | Step::SessionKeyring
+            | Step::Hostname
+            | Step::Loopback
+            | Step::LockMounts => namespaces::describe(
+                r,
+                (self.policy.uid, self.policy.gid),
+                self.lock_mounts.as_ref(),
+            ),
+            Step::MountPrivate
+            | Step::StageTmpfs
+            | Step::PivotStage
+            | Step::Mount
+            | Step::PivotRoot
+            | Step::DetachOldRoot => rootfs::describe(self.rootfs.as_ref(), r.step, r.index),
             Step::ForkCommand => "fork the command from the sandbox init".into(),
             Step::InitSignals => "set up the init's signal handling".into(),
-            Step::Setsid => "setsid (new session)".into(),
-            Step::ControllingTty => "set the controlling terminal".into(),
-            Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd".into(),
+            Step::Setsid | Step::ControllingTty | Step::Fds => hygiene::describe(r.step).into(),
             Step::Rlimits => format!(
                 "setrlimit ({})",
                 crate::limits::rlimit::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
-            Step::LockMounts => namespaces::describe_lock_mounts(self.lock_mounts.as_ref(), r.sub),
-            Step::SessionKeyring => {
-                "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of \
-                 the caller's)"
-                    .into()
-            }
             Step::UserLimits => match self.user_caps.as_ref().and_then(|c| c.sysctl_path(i)) {
                 Some(path) => format!("write {path} in the sandbox's user namespace"),
                 None => "setrlimit (RLIMIT_SIGPENDING)".into(),
