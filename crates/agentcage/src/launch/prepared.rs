@@ -120,44 +120,8 @@ fn cstr(b: &[u8]) -> Result<CString, Error> {
 /// profile cannot be enforced here and `best_effort` is off.
 pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let layers = policy.layers;
-    if command.argv.is_empty() || command.argv[0].is_empty() {
-        return Err(Error::Policy(
-            "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into(),
-        ));
-    }
+    validate(policy, command)?;
     let ws = &policy.workspace;
-    if !ws.is_absolute() {
-        return Err(Error::Policy(format!(
-            "workspace {} must be an absolute path",
-            ws.display()
-        )));
-    }
-    if !ws.is_dir() {
-        return Err(Error::Policy(format!(
-            "workspace {} does not exist or is not a directory",
-            ws.display()
-        )));
-    }
-    rootfs::check_workspace(ws).map_err(Error::Policy)?;
-    for b in &policy.binds {
-        if !b.path.is_absolute() {
-            return Err(Error::Policy(format!(
-                "{} must be an absolute path",
-                b.path.display()
-            )));
-        }
-        if std::fs::symlink_metadata(&b.path).is_err() {
-            return Err(Error::Policy(format!(
-                "{} does not exist",
-                b.path.display()
-            )));
-        }
-        if b.path == Path::new("/") {
-            return Err(Error::Policy(
-                "binding / would expose the whole host".into(),
-            ));
-        }
-    }
     let caller_uid = sys::geteuid();
     let caller_gid = sys::getegid();
     let as_root = caller_uid == 0;
@@ -169,32 +133,8 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let mut enforcement = Vec::new();
     let mut degraded = Vec::new();
     if as_root && layers.has(Layer::UserNs) {
-        // Run as root, the sandbox is host uid host_uid: a root-owned workspace is then
-        // read-only (or unreachable) inside. Say so before the command finds out.
-        if let Ok(md) = std::fs::metadata(ws) {
-            use std::os::unix::fs::MetadataExt;
-            let writable_by_other = md.mode() & 0o002 != 0;
-            if md.uid() != policy.host_uid && !writable_by_other {
-                degraded.push((
-                    "workspace".into(),
-                    format!(
-                        "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
-                         cannot write there (chown the workspace to {}, or pass --host-uid {})",
-                        ws.display(),
-                        md.uid(),
-                        policy.host_uid,
-                        policy.host_uid,
-                        if md.uid() == 0 {
-                            "a non-root owner".to_string()
-                        } else {
-                            md.uid().to_string()
-                        }
-                    ),
-                ));
-            }
-        }
+        degraded.extend(workspace_owner_note(policy));
     }
-
     // Namespaces.
     let mut clone_flags = namespaces::clone_flags(layers, policy.net);
     if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
@@ -305,41 +245,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     // Environment.
     let hygiene = layers.has(Layer::Hygiene);
     let env = hygiene::environment(policy, hygiene, &home, mount_ns);
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| {
-            let mut b = k.as_bytes().to_vec();
-            b.push(b'=');
-            b.extend_from_slice(v.as_bytes());
-            cstr(&b)
-        })
-        .collect::<Result<_, _>>()?;
-
-    // Command lookup: like execvp, but in the sandbox's PATH, tried in the child.
-    let arg0 = command.argv[0].as_bytes();
-    let candidates: Vec<CString> = if arg0.contains(&b'/') {
-        vec![cstr(arg0)?]
-    } else {
-        let path = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| hygiene::DEFAULT_PATH.into());
-        let mut c = Vec::new();
-        for dir in path.as_bytes().split(|b| *b == b':') {
-            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-            let mut full = dir.to_vec();
-            full.push(b'/');
-            full.extend_from_slice(arg0);
-            c.push(cstr(&full)?);
-        }
-        c
-    };
-    let argv: Vec<CString> = command
-        .argv
-        .iter()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<Result<_, _>>()?;
+    let (candidates, argv, envp) = exec_arrays(command, &env)?;
 
     // Landlock.
     let landlock = if layers.has(Layer::Landlock) {
@@ -433,11 +339,125 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         caps,
         seccomp,
         candidates,
-        argv: CArray::new(argv),
-        envp: CArray::new(envp),
+        argv,
+        envp,
         enforcement,
         degraded,
     })
+}
+
+/// The policy's paths and the command, checked before anything is built.
+fn validate(policy: &Policy, command: &Command) -> Result<(), Error> {
+    if command.argv.is_empty() || command.argv[0].is_empty() {
+        return Err(Error::Policy(
+            "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into(),
+        ));
+    }
+    let ws = &policy.workspace;
+    if !ws.is_absolute() {
+        return Err(Error::Policy(format!(
+            "workspace {} must be an absolute path",
+            ws.display()
+        )));
+    }
+    if !ws.is_dir() {
+        return Err(Error::Policy(format!(
+            "workspace {} does not exist or is not a directory",
+            ws.display()
+        )));
+    }
+    rootfs::check_workspace(ws).map_err(Error::Policy)?;
+    for b in &policy.binds {
+        if !b.path.is_absolute() {
+            return Err(Error::Policy(format!(
+                "{} must be an absolute path",
+                b.path.display()
+            )));
+        }
+        if std::fs::symlink_metadata(&b.path).is_err() {
+            return Err(Error::Policy(format!(
+                "{} does not exist",
+                b.path.display()
+            )));
+        }
+        if b.path == Path::new("/") {
+            return Err(Error::Policy(
+                "binding / would expose the whole host".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Run as root, the sandbox is host uid `host_uid`: a workspace it cannot write is said
+/// before the command finds out.
+fn workspace_owner_note(policy: &Policy) -> Option<(String, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let ws = &policy.workspace;
+    let md = std::fs::metadata(ws).ok()?;
+    let writable_by_other = md.mode() & 0o002 != 0;
+    (md.uid() != policy.host_uid && !writable_by_other).then(|| {
+        (
+            "workspace".into(),
+            format!(
+                "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
+                 cannot write there (chown the workspace to {}, or pass --host-uid {})",
+                ws.display(),
+                md.uid(),
+                policy.host_uid,
+                policy.host_uid,
+                if md.uid() == 0 {
+                    "a non-root owner".to_string()
+                } else {
+                    md.uid().to_string()
+                }
+            ),
+        )
+    })
+}
+
+/// What execve gets: the PATH candidates for argv[0] (like execvp, but in the sandbox's
+/// PATH, tried in the child), argv and envp.
+fn exec_arrays(
+    command: &Command,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<(Vec<CString>, CArray, CArray), Error> {
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            cstr(&b)
+        })
+        .collect::<Result<_, _>>()?;
+
+    let arg0 = command.argv[0].as_bytes();
+    let candidates: Vec<CString> = if arg0.contains(&b'/') {
+        vec![cstr(arg0)?]
+    } else {
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| hygiene::DEFAULT_PATH.into());
+        let mut c = Vec::new();
+        for dir in path.as_bytes().split(|b| *b == b':') {
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let mut full = dir.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(arg0);
+            c.push(cstr(&full)?);
+        }
+        c
+    };
+    let argv: Vec<CString> = command
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+
+    Ok((candidates, CArray::new(argv), CArray::new(envp)))
 }
 
 /// Says which sockets under read-only binds were masked, and what masking cannot cover.
