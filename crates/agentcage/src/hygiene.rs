@@ -4,7 +4,7 @@
 //!
 //! Parent: [`environment`], [`keep_fds`]. Child (pre-exec, no allocation): [`apply_stdio_pipes`],
 //! [`init_session`] (the init) and [`apply`] (the command). Failures are [`Step::Setsid`],
-//! [`Step::ControllingTty`] (sub-steps below) and [`Step::Fds`] (index: the fd).
+//! [`Step::ControllingTty`] (named sub-steps) and [`Step::Fds`] (index: the fd).
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -24,14 +24,14 @@ const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLO
 /// [`Step::Setsid`] sub-steps.
 const SETSID: u32 = 0;
 const SETPGID: u32 = 1;
-/// [`Step::ControllingTty`] sub-steps: 0-2 dup2 of the pty over that fd (0 is also
-/// TIOCSCTTY), then these, then 7-9 dup2 of the `--no-pty` pipes over fd 0-2.
-const SET_CTTY: u32 = 0;
-const BLOCK_TTOU: u32 = 4;
-const TCSETPGRP: u32 = 5;
+/// [`Step::ControllingTty`] sub-steps (the index: the stdio fd, for the dup2s).
+const DUP_PTY: u32 = 0;
+const SET_CTTY: u32 = 1;
+const BLOCK_TTOU: u32 = 2;
+const TCSETPGRP: u32 = 3;
 /// Receiving the pty from the launcher (see `launch/pty.rs`).
-pub(crate) const OPEN_PTY: u32 = 6;
-const DUP_PIPE: u32 = 7;
+pub(crate) const OPEN_PTY: u32 = 4;
+const DUP_PIPE: u32 = 5;
 
 /// The command's environment. With hygiene: the allow-list, `--pass-env`, a PATH, HOME
 /// (`home` with a mount namespace, else the caller's) and USER/LOGNAME; without, the
@@ -115,7 +115,7 @@ pub(crate) fn apply_stdio_pipes(fds: &[i32; 3]) -> Result<(), SetupError> {
     for (i, &f) in fds.iter().enumerate() {
         if f >= 0 {
             sys::dup2(f, i as i32)
-                .map_err(|e| SetupError::new(Step::ControllingTty, DUP_PIPE + i as u32, e))?;
+                .map_err(|e| SetupError::at(Step::ControllingTty, DUP_PIPE, i as u32, e))?;
         }
     }
     Ok(())
@@ -147,7 +147,7 @@ pub(crate) fn apply(
     under_init: bool,
     pty: Option<(i32, u8)>,
 ) -> Result<(), SetupError> {
-    let fail = |step, i| move |e| SetupError::new(step, i, e);
+    let fail = |step, sub| move |e| SetupError::at(step, sub, 0, e);
     match pty {
         // Under the init, whose session has the relay's pty: our own process group, in the
         // foreground of that terminal (SIGTTOU blocked while we take it).
@@ -175,14 +175,15 @@ pub(crate) fn apply(
         // fd itself is close-on-exec.
         for fd in 0..3 {
             if tty_fds & (1 << fd) != 0 {
-                sys::dup2(slave, fd).map_err(fail(Step::ControllingTty, fd as u32))?;
+                sys::dup2(slave, fd)
+                    .map_err(|e| SetupError::at(Step::ControllingTty, DUP_PTY, fd as u32, e))?;
             }
         }
     }
     // Everything but 0-2 is closed at execve; the report pipe stays usable until then.
-    sys::cloexec_from(3).map_err(fail(Step::Fds, 0))?;
+    sys::cloexec_from(3).map_err(|e| SetupError::new(Step::Fds, 0, e))?;
     for &fd in keep_fds {
-        sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
+        sys::set_cloexec(fd, false).map_err(|e| SetupError::new(Step::Fds, fd as u32, e))?;
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ pub(super) fn main(
             Ok(slave) => Some((slave, tty_fds)),
             Err(e) => report_and_exit(
                 pipes.report_w,
-                SetupError::new(Step::ControllingTty, hygiene::OPEN_PTY, e),
+                SetupError::at(Step::ControllingTty, hygiene::OPEN_PTY, 0, e),
             ),
         },
         Some(ChildStdio::Pipes(fds)) => match hygiene::apply_stdio_pipes(&fds) {
