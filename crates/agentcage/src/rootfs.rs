@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Step;
+use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
 
 /// Where the staging tmpfs may be mounted: the first existing directory of these (any
@@ -1012,8 +1012,8 @@ pub(crate) fn describe(p: Option<&PreparedRootfs>, step: Step, index: u32) -> St
 ///
 /// Runs in the child after clone: async-signal-safe only. Needs CAP_SYS_ADMIN in the
 /// mount namespace's user namespace.
-pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
-    let e = |step: Step, i: usize| move |err: Errno| (step, i as u32, err);
+pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
+    let e = |step: Step, i: usize| move |err: Errno| SetupError::new(step, i as u32, err);
     // Private, not slave: our mounts never propagate to the host, and the host's never
     // propagate in (a host mount under a bound tree would arrive without our ro/nosuid).
     sys::mount(None, c"/", None, libc::MS_PRIVATE | libc::MS_REC, None)

@@ -87,7 +87,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     if p.clone_flags != 0 {
         die_with_launcher(pipes.sync_r)?; // after the id switch, which clears PDEATHSIG
     }
-    opt(p.rootfs.as_ref(), rootfs_apply)?; // needs CAP_SYS_ADMIN in our userns
+    opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
     namespaces::apply_uts_net(p.hostname, p.loopback)?; // hostname, lo up
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the
@@ -114,10 +114,6 @@ fn user_caps(c: &crate::limits::rlimit::UserCaps) -> R {
     // (its /proc/sys/user shows the reader's namespace: ours).
     c.apply()
         .map_err(|(i, e)| SetupError::new(Step::UserLimits, i, e))
-}
-
-fn rootfs_apply(r: &rootfs::PreparedRootfs) -> R {
-    rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))
 }
 
 /// The init is a fork of the launcher: its memory holds the caller's whole environment and
@@ -201,11 +197,11 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
     if !p.nnp {
         // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it
         // while the capabilities are still there.
-        opt(p.seccomp.as_ref(), seccomp_apply)?;
+        opt(p.seccomp.as_ref(), seccomp::apply)?;
     }
     opt(p.caps.as_ref(), caps::apply)?; // after Landlock and mounts, which needed them
     if p.nnp {
-        opt(p.seccomp.as_ref(), seccomp_apply)?; // last thing before execve
+        opt(p.seccomp.as_ref(), seccomp::apply)?; // last thing before execve
     }
     Ok(())
 }
@@ -219,8 +215,4 @@ fn unblock_signals(m: &libc::sigset_t) -> R {
 fn rlimits(p: &Prepared) -> R {
     crate::limits::rlimit::apply(&p.rlimits)
         .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))
-}
-
-fn seccomp_apply(s: &seccomp::Prepared) -> R {
-    seccomp::apply(s).map_err(fail(Step::Seccomp, 0))
 }
