@@ -325,41 +325,7 @@ impl Prepared {
             p.after_clone();
         }
 
-        if let Some(maps) = &self.id_maps {
-            crate::namespaces::write_id_maps_from_parent(maps, pid)?;
-        }
-        if let Some(m) = data_floor {
-            // Set on the waiting init; inherited by the command and everything it forks.
-            sys::prlimit(pid, libc::RLIMIT_DATA as libc::c_int, m, m)
-                .map_err(|e| setup_err(format!("prlimit(pid {pid}, RLIMIT_DATA, {m})"), e))?;
-        }
-        // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
-        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
-        // after arming PDEATHSIG (see child.rs, sync.rs).
-        let release = if guard.cgroup.is_some() {
-            sync::RELEASE_ATTACH_FOLLOWS
-        } else {
-            sync::RELEASE
-        };
-        sys::write_all(pipes.sync_w, release)
-            .map_err(|e| setup_err("release the sandbox init", e))?;
-        if let Some(cg) = &guard.cgroup {
-            // The child composes the root meanwhile: if that fails, it reports and exits, and
-            // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
-            // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
-            // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
-            cg.attach_from_parent(pid)
-                .map_err(|e| Error::Setup {
-                    step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
-                    errno: Errno(libc::EIO),
-                    hint: None,
-                })
-                .and_then(|()| {
-                    sys::write_all(pipes.sync_w, sync::ATTACHED)
-                        .map_err(|e| setup_err("release the sandbox init", e))
-                })
-                .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
-        }
+        self.release(pid, &pipes, guard.cgroup.as_ref(), data_floor)?;
         timings.released = t0.elapsed();
 
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
@@ -438,6 +404,53 @@ impl Prepared {
             peak_memory,
             limits: limit_lines,
         })
+    }
+
+    /// The handshake with the waiting child: id maps, the RLIMIT_DATA floor, release, and
+    /// the cgroup attach (overlapping the child's mounts).
+    fn release(
+        &self,
+        pid: libc::pid_t,
+        pipes: &prepared::Pipes,
+        cgroup: Option<&limits::cgroup::PreparedCgroup>,
+        data_floor: Option<u64>,
+    ) -> Result<(), Error> {
+        if let Some(maps) = &self.id_maps {
+            crate::namespaces::write_id_maps_from_parent(maps, pid)?;
+        }
+        if let Some(m) = data_floor {
+            // Set on the waiting init; inherited by the command and everything it forks.
+            sys::prlimit(pid, libc::RLIMIT_DATA as libc::c_int, m, m)
+                .map_err(|e| setup_err(format!("prlimit(pid {pid}, RLIMIT_DATA, {m})"), e))?;
+        }
+        // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
+        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
+        // after arming PDEATHSIG (see child.rs, sync.rs).
+        let release = if cgroup.is_some() {
+            sync::RELEASE_ATTACH_FOLLOWS
+        } else {
+            sync::RELEASE
+        };
+        sys::write_all(pipes.sync_w, release)
+            .map_err(|e| setup_err("release the sandbox init", e))?;
+        if let Some(cg) = cgroup {
+            // The child composes the root meanwhile: if that fails, it reports and exits, and
+            // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
+            // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
+            // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
+            cg.attach_from_parent(pid)
+                .map_err(|e| Error::Setup {
+                    step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
+                    errno: Errno(libc::EIO),
+                    hint: None,
+                })
+                .and_then(|()| {
+                    sys::write_all(pipes.sync_w, sync::ATTACHED)
+                        .map_err(|e| setup_err("release the sandbox init", e))
+                })
+                .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
+        }
+        Ok(())
     }
 
     /// A parent-side step failed after the child was released: when the child failed first
