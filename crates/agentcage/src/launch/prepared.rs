@@ -269,34 +269,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     };
     let nnp = layers.has(Layer::NoNewPrivs);
 
-    // Resource limits: rlimits are the floor; cgroups, when available, are created by the
-    // launcher around each spawn (see `Prepared::run`).
-    let (rlimits, rl_notes) = if layers.has(Layer::Limits) {
-        let mode = if userns {
-            NprocMode::OwnUserNs
-        } else {
-            NprocMode::SharedUid {
-                host_uid: caller_uid,
-            }
-        };
-        rlimit::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
-            step: format!("read the current resource limits: {e}"),
-            errno: Errno(libc::EINVAL),
-            hint: None,
-        })?
+    let rlimits = if layers.has(Layer::Limits) {
+        rlimits(policy, userns, caller_uid, &mut enforcement)?
     } else {
-        (PreparedRlimits::NONE, Vec::new())
+        PreparedRlimits::NONE
     };
-    // Informational notes (e.g. RLIMIT_NPROC standing in for a pids cgroup) are superseded
-    // by the run-time summary once the cgroup is known; keep only the warnings.
-    for n in rl_notes
-        .iter()
-        // The RLIMIT_NPROC note ("no pids cgroup") is superseded by the run-time summary
-        // once the cgroup is known; keep the other warnings (clamped limits).
-        .filter(|n| n.kind != NoteKind::Info && n.limit != Limit::Pids)
-    {
-        enforcement.push(("limits".into(), n.to_string()));
-    }
 
     let keep_fds = hygiene::keep_fds(&policy.keep_fds)?;
 
@@ -414,6 +391,38 @@ fn workspace_owner_note(policy: &Policy) -> Option<(String, String)> {
             ),
         )
     })
+}
+
+/// Resource limits: rlimits are the floor; cgroups, when available, are created by the
+/// launcher around each spawn (see `Prepared::run`).
+fn rlimits(
+    policy: &Policy,
+    userns: bool,
+    caller_uid: u32,
+    enforcement: &mut Vec<(String, String)>,
+) -> Result<PreparedRlimits, Error> {
+    let mode = if userns {
+        NprocMode::OwnUserNs
+    } else {
+        NprocMode::SharedUid {
+            host_uid: caller_uid,
+        }
+    };
+    let (rlimits, notes) = rlimit::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
+        step: format!("read the current resource limits: {e}"),
+        errno: Errno(libc::EINVAL),
+        hint: None,
+    })?;
+    // The RLIMIT_NPROC note ("no pids cgroup") and other informational notes are superseded
+    // by the run-time summary once the cgroup is known; keep the other warnings (clamped
+    // limits).
+    for n in notes
+        .iter()
+        .filter(|n| n.kind != NoteKind::Info && n.limit != Limit::Pids)
+    {
+        enforcement.push(("limits".into(), n.to_string()));
+    }
+    Ok(rlimits)
 }
 
 /// What execve gets: the PATH candidates for argv[0] (like execvp, but in the sandbox's
