@@ -8,7 +8,7 @@
 use std::ffi::CString;
 
 use crate::error::{Error, SetupError, Step};
-use crate::policy::{Layer, LayerSet, NetMode};
+use crate::policy::{Layer, LayerSet, NetMode, Policy};
 use crate::sys::{self, Errno};
 
 /// Every namespace the launcher can create: its layer, its clone flag and the flag's name.
@@ -32,6 +32,64 @@ pub(crate) fn clone_flags(layers: LayerSet, net: NetMode) -> libc::c_ulong {
         .filter(|(l, _, _)| *l != Layer::CgroupNs && layers.has(*l))
         .filter(|(l, _, _)| !(*l == Layer::NetNs && net == NetMode::Host))
         .fold(0, |acc, (_, f, _)| acc | *f as libc::c_ulong)
+}
+
+/// The namespaces of a run, as the parent prepared them.
+pub(crate) struct PreparedNs {
+    pub(crate) clone_flags: libc::c_ulong,
+    /// With a user namespace: the maps the parent writes.
+    pub(crate) id_maps: Option<IdMaps>,
+    /// With a user namespace: the ids the child switches to.
+    pub(crate) set_ids: Option<SetIds>,
+}
+
+/// Parent side: the clone flags, id maps and inside ids of `policy` for a caller with
+/// effective ids `caller`.
+///
+/// # Errors
+/// [`Error::Unenforceable`] for namespaces without a user namespace (never as host root).
+pub(crate) fn prepare(
+    policy: &Policy,
+    caller: (u32, u32),
+    enforcement: &mut Vec<(String, String)>,
+) -> Result<PreparedNs, Error> {
+    let layers = policy.layers;
+    let as_root = caller.0 == 0;
+    let clone_flags = clone_flags(layers, policy.net);
+    if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
+        enforcement.push((
+            "net-ns".into(),
+            "OFF: --net host shares the host's network".into(),
+        ));
+    }
+    let userns = layers.has(Layer::UserNs);
+    if !userns && layers.any_namespace() {
+        // Unprivileged, the other namespaces need the user namespace's capabilities; as root
+        // they would not, but the command would then run as host root: never.
+        return Err(Error::Unenforceable {
+            profile: policy.profile.name().into(),
+            what: if as_root {
+                "without a user namespace the command would run as host root (refused)".into()
+            } else {
+                "namespaces without a user namespace need root".into()
+            },
+            hint: None,
+        });
+    }
+    let host = if as_root {
+        (policy.host_uid, policy.host_gid)
+    } else {
+        caller
+    };
+    Ok(PreparedNs {
+        clone_flags,
+        id_maps: userns.then(|| id_maps(policy.uid, policy.gid, host, as_root)),
+        set_ids: userns.then_some(SetIds {
+            uid: policy.uid,
+            gid: policy.gid,
+            as_root,
+        }),
+    })
 }
 
 /// `CLONE_NEWUSER|CLONE_NEWNS|...` for messages; `SIGCHLD` when none.

@@ -14,7 +14,7 @@ use crate::hygiene;
 use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
 use crate::limits::{Limit, NoteKind};
 use crate::namespaces::{self, IdMaps, LockMounts, SetIds};
-use crate::policy::{Layer, NetMode, Policy};
+use crate::policy::{Layer, Policy};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
 use crate::{landlock, seccomp};
@@ -135,41 +135,12 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     if as_root && layers.has(Layer::UserNs) {
         degraded.extend(workspace_owner_note(policy));
     }
-    // Namespaces.
-    let mut clone_flags = namespaces::clone_flags(layers, policy.net);
-    if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
-        enforcement.push((
-            "net-ns".into(),
-            "OFF: --net host shares the host's network".into(),
-        ));
-    }
-    let userns = layers.has(Layer::UserNs);
-    if !userns && layers.any_namespace() {
-        // Unprivileged, the other namespaces need the user namespace's capabilities; as root
-        // they would not, but the command would then run as host root: never.
-        return Err(Error::Unenforceable {
-            profile: policy.profile.name().into(),
-            what: if as_root {
-                "without a user namespace the command would run as host root (refused)".into()
-            } else {
-                "namespaces without a user namespace need root".into()
-            },
-            hint: None,
-        });
-    }
-    let id_maps = userns.then(|| {
-        let (hu, hg) = if as_root {
-            (policy.host_uid, policy.host_gid)
-        } else {
-            (caller_uid, caller_gid)
-        };
-        namespaces::id_maps(policy.uid, policy.gid, (hu, hg), as_root)
-    });
-    let set_ids = userns.then_some(SetIds {
-        uid: policy.uid,
-        gid: policy.gid,
-        as_root,
-    });
+    let namespaces::PreparedNs {
+        mut clone_flags,
+        id_maps,
+        set_ids,
+    } = namespaces::prepare(policy, (caller_uid, caller_gid), &mut enforcement)?;
+    let userns = set_ids.is_some();
     let user_caps = userns.then(|| {
         let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
