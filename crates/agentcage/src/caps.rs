@@ -5,7 +5,8 @@
 //! mounts and Landlock, which need CAP_SYS_ADMIN in the user namespace. Kernel:
 //! capabilities(7), prctl(2) PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_CAP_AMBIENT.
 
-use crate::sys::{self, Errno};
+use crate::error::{SetupError, Step};
+use crate::sys;
 
 /// SECBIT_NOROOT, NO_SETUID_FIXUP, KEEP_CAPS, NO_CAP_AMBIENT_RAISE and their locks.
 pub const SECUREBITS_LOCKED: libc::c_ulong = 0xff;
@@ -26,20 +27,27 @@ pub fn prepare() -> PreparedCaps {
     PreparedCaps { last_cap }
 }
 
-/// Drops every capability. Returns (sub-step, errno) on failure: 0 bounding, 1 securebits,
-/// 2 ambient, 3 capset.
+/// [`Step::Caps`] sub-steps (the drop order).
+const BOUNDING: u32 = 0;
+const SECUREBITS: u32 = 1;
+const AMBIENT: u32 = 2;
+const CAPSET: u32 = 3;
+
+/// Drops every capability: the bounding set (the report's index: the capability), the securebits, the
+/// ambient set, then capset.
 ///
 /// Runs in the child after clone: async-signal-safe only.
-pub(crate) fn apply(p: &PreparedCaps) -> Result<(), (u32, Errno)> {
+pub(crate) fn apply(p: &PreparedCaps) -> Result<(), SetupError> {
+    let fail = |sub, index| move |e| SetupError::at(Step::Caps, sub, index, e);
     for cap in 0..=p.last_cap {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) {
             Ok(_) => {}
             Err(e) if e.0 == libc::EINVAL => break, // beyond this kernel's last capability
-            Err(e) => return Err((0, e)),
+            Err(e) => return Err(fail(BOUNDING, cap)(e)),
         }
     }
     // Needs CAP_SETPCAP, so before capset clears it.
-    sys::prctl(libc::PR_SET_SECUREBITS, SECUREBITS_LOCKED, 0, 0, 0).map_err(|e| (1, e))?;
+    sys::prctl(libc::PR_SET_SECUREBITS, SECUREBITS_LOCKED, 0, 0, 0).map_err(fail(SECUREBITS, 0))?;
     sys::prctl(
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
@@ -47,6 +55,16 @@ pub(crate) fn apply(p: &PreparedCaps) -> Result<(), (u32, Errno)> {
         0,
         0,
     )
-    .map_err(|e| (2, e))?;
-    sys::capset_clear().map_err(|e| (3, e))
+    .map_err(fail(AMBIENT, 0))?;
+    sys::capset_clear().map_err(fail(CAPSET, 0))
+}
+
+/// The step of a failed [`apply`].
+pub(crate) fn describe(sub: u32) -> String {
+    match sub {
+        BOUNDING => "drop the bounding set (PR_CAPBSET_DROP)".into(),
+        SECUREBITS => "lock the securebits (PR_SET_SECUREBITS 0xff)".into(),
+        AMBIENT => "clear the ambient set".into(),
+        _ => "clear the capability sets (capset)".into(),
+    }
 }

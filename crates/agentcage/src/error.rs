@@ -104,44 +104,40 @@ impl Step {
     }
 }
 
-/// What the child writes to the report pipe before `_exit(125)`: a few bytes, no allocation.
+/// What the child reports before `_exit(125)`: the step, its named sub-step (0 when it has
+/// none), an index into the step's prepared table and the errno. Fixed size, no allocation;
+/// the wire codec is `launch/report.rs`. Each room describes its own sub-steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SetupError {
     /// The failing step.
     pub step: Step,
-    /// Index into the step's prepared table (mount entry, PATH candidate...).
+    /// The step's sub-step (e.g. Landlock's create/add-rule/restrict, the caps sets).
+    pub sub: u32,
+    /// Index into the step's prepared table (mount entry, PATH candidate, rule...).
     pub index: u32,
     /// The errno.
     pub errno: Errno,
 }
 
 impl SetupError {
-    /// Size of the wire form.
-    pub const WIRE: usize = 12;
-
-    /// A new report.
+    /// A report of a step without sub-steps.
     pub fn new(step: Step, index: u32, errno: Errno) -> SetupError {
-        SetupError { step, index, errno }
-    }
-
-    /// Wire form (native endian: both ends are the same process image).
-    pub fn to_bytes(self) -> [u8; Self::WIRE] {
-        let mut b = [0u8; Self::WIRE];
-        b[0..4].copy_from_slice(&(self.step as u32).to_ne_bytes());
-        b[4..8].copy_from_slice(&self.index.to_ne_bytes());
-        b[8..12].copy_from_slice(&self.errno.0.to_ne_bytes());
-        b
-    }
-
-    /// Parses the wire form.
-    pub fn from_bytes(b: &[u8; Self::WIRE]) -> Option<SetupError> {
-        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        let step = Step::from_u32(u32::from_ne_bytes(word(0)))?;
-        Some(SetupError {
+        SetupError {
             step,
-            index: u32::from_ne_bytes(word(4)),
-            errno: Errno(i32::from_ne_bytes(word(8))),
-        })
+            sub: 0,
+            index,
+            errno,
+        }
+    }
+
+    /// A report of one sub-step of `step`.
+    pub fn at(step: Step, sub: u32, index: u32, errno: Errno) -> SetupError {
+        SetupError {
+            step,
+            sub,
+            index,
+            errno,
+        }
     }
 }
 
@@ -193,19 +189,5 @@ impl Error {
             }
             _ => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wire_round_trip() {
-        let e = SetupError::new(Step::Mount, 7, Errno(libc::EPERM));
-        assert_eq!(SetupError::from_bytes(&e.to_bytes()), Some(e));
-        let mut bad = e.to_bytes();
-        bad[0] = 0xff;
-        assert_eq!(SetupError::from_bytes(&bad), None);
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use agentcage_landlock as ll;
 use agentcage_landlock::{Access, Rule};
 
-use crate::error::Error;
+use crate::error::{Error, SetupError, Step};
 use crate::policy::Policy;
 use crate::rootfs;
 use crate::sys::Errno;
@@ -148,41 +148,23 @@ pub(crate) fn prepare(
     Ok(Some(prepared))
 }
 
-/// Packs a landlock apply error into the launcher's (index, errno) report.
-fn pack(e: ll::ApplyError) -> (u32, Errno) {
-    (
-        (e.step as u32) << 24 | (e.index & 0x00ff_ffff),
-        Errno(e.errno),
-    )
-}
-
-/// Restricts the calling process.
+/// Restricts the calling process. The report's sub-step is the landlock crate's
+/// [`ll::ApplyStep`], its index the rule ([`ll::ApplyError::NO_INDEX`]: none).
 ///
 /// Runs in the child after clone: async-signal-safe only.
-pub(crate) fn apply(p: &Prepared) -> Result<(), (u32, Errno)> {
-    ll::apply(p).map(drop).map_err(pack)
+pub(crate) fn apply(p: &Prepared) -> Result<(), SetupError> {
+    ll::apply(p)
+        .map(drop)
+        .map_err(|e| SetupError::at(Step::Landlock, e.step as u32, e.index, Errno(e.errno)))
 }
 
-/// Parent side: explains a packed report.
-pub(crate) trait DescribeStep {
-    fn describe_step(&self, index: u32) -> String;
-}
-
-impl DescribeStep for Prepared {
-    fn describe_step(&self, index: u32) -> String {
-        let step = index >> 24;
-        let rule = index & 0x00ff_ffff;
-        let rule = if rule == 0x00ff_ffff {
-            ll::ApplyError::NO_INDEX
-        } else {
-            rule
-        };
-        let mut b = [0u8; ll::ApplyError::WIRE_SIZE];
-        b[0] = step as u8;
-        b[4..8].copy_from_slice(&rule.to_ne_bytes());
-        match ll::ApplyError::from_bytes(&b) {
-            Some(e) => format!("landlock: {}", self.explain(e)),
-            None => "landlock".into(),
-        }
+/// The step of a failed [`apply`].
+pub(crate) fn describe(p: Option<&Prepared>, sub: u32, index: u32) -> String {
+    let mut b = [0u8; ll::ApplyError::WIRE_SIZE];
+    b[0] = u8::try_from(sub).unwrap_or(u8::MAX);
+    b[4..8].copy_from_slice(&index.to_ne_bytes());
+    match (p, ll::ApplyError::from_bytes(&b)) {
+        (Some(p), Some(e)) => format!("landlock: {}", p.explain(e)),
+        _ => "landlock".into(),
     }
 }

@@ -9,6 +9,8 @@
 //! - `policy`: what to isolate (pure data); `error`: errors and the child's step report;
 //! - `host`: what this machine supports (`Features::detect`, the only detector); `ladder`:
 //!   what each profile keeps here; `doctor`: the report the CLI renders;
+//! - `namespaces`: the clone-flag table, id maps, inside ids, hostname, loopback and the
+//!   nested namespace that locks the mounts; `hygiene`: environment, session, terminal, fds;
 //! - `rootfs`: the composed root; `caps`: capability drop; `landlock`, `seccomp`: wiring of
 //!   the `agentcage-landlock` and `agentcage-seccomp` crates;
 //! - `limits`: resource limits (spec, flag grammar, rlimits, the run's cgroup); calls `host`
@@ -23,10 +25,12 @@ pub mod doctor;
 pub mod error;
 pub mod host;
 pub mod hostfs;
+pub(crate) mod hygiene;
 pub mod ladder;
 pub mod landlock;
 pub mod launch;
 pub mod limits;
+pub(crate) mod namespaces;
 pub mod policy;
 pub mod rootfs;
 pub mod seccomp;

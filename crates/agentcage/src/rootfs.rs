@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::Step;
+use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
 
 /// Where the staging tmpfs may be mounted: the first existing directory of these (any
@@ -992,12 +992,28 @@ fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<
     r
 }
 
+/// The step of a failed [`apply`]; `index`: the staging/root tmpfs (0/1) or the plan entry.
+pub(crate) fn describe(p: Option<&PreparedRootfs>, step: Step, index: u32) -> String {
+    let i = index as usize;
+    match step {
+        Step::MountPrivate => "make / a recursive private mount (MS_PRIVATE|MS_REC)".into(),
+        Step::StageTmpfs if i == 0 => "mount the staging tmpfs".into(),
+        Step::StageTmpfs => "mount the root tmpfs".into(),
+        Step::PivotStage => "pivot_root into the staging tmpfs".into(),
+        Step::Mount => p
+            .and_then(|r| r.ops.get(i))
+            .map_or_else(|| format!("mount plan entry {i}"), |op| op.describe()),
+        Step::PivotRoot => "pivot_root into the composed root".into(),
+        _ => "detach the old root (umount2 MNT_DETACH)".into(),
+    }
+}
+
 /// Composes the root and pivots into it.
 ///
 /// Runs in the child after clone: async-signal-safe only. Needs CAP_SYS_ADMIN in the
 /// mount namespace's user namespace.
-pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), (Step, u32, Errno)> {
-    let e = |step: Step, i: usize| move |err: Errno| (step, i as u32, err);
+pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
+    let e = |step: Step, i: usize| move |err: Errno| SetupError::new(step, i as u32, err);
     // Private, not slave: our mounts never propagate to the host, and the host's never
     // propagate in (a host mount under a bound tree would arrive without our ro/nosuid).
     sys::mount(None, c"/", None, libc::MS_PRIVATE | libc::MS_REC, None)

@@ -7,7 +7,7 @@
 
 use agentcage_seccomp as sc;
 
-use crate::error::Error;
+use crate::error::{Error, SetupError, Step};
 use crate::policy::{NetMode, Policy};
 use crate::sys::Errno;
 
@@ -45,6 +45,6 @@ pub(crate) fn prepare(
 /// Installs the filter on the calling thread.
 ///
 /// Runs in the child after clone: async-signal-safe only.
-pub(crate) fn apply(p: &Prepared) -> Result<(), Errno> {
-    sc::install(p).map_err(|e| Errno(e.0))
+pub(crate) fn apply(p: &Prepared) -> Result<(), SetupError> {
+    sc::install(p).map_err(|e| SetupError::new(Step::Seccomp, 0, Errno(e.0)))
 }

@@ -4,19 +4,16 @@
 
 use super::prepared::{Pipes, Prepared};
 use super::pty::ChildStdio;
+use super::report::report_and_exit;
+use super::sync;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
-use crate::{caps, landlock, rootfs, seccomp};
+use crate::{caps, hygiene, landlock, namespaces, rootfs, seccomp};
 
 type R = Result<(), SetupError>;
 
 fn fail(step: Step, index: u32) -> impl Fn(Errno) -> SetupError {
     move |e| SetupError::new(step, index, e)
-}
-
-fn report_and_exit(fd: i32, e: SetupError) -> ! {
-    let _ = sys::write_all(fd, &e.to_bytes());
-    sys::exit(125)
 }
 
 /// Entry of the clone child. Never returns.
@@ -62,99 +59,41 @@ pub(super) fn main(
     let pty = match stdio {
         Some(ChildStdio::Pty { sock, tty_fds }) => match super::pty::open_inside(sock) {
             Ok(slave) => Some((slave, tty_fds)),
-            Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ControllingTty, 6, e)),
+            Err(e) => report_and_exit(
+                pipes.report_w,
+                SetupError::at(Step::ControllingTty, hygiene::OPEN_PTY, 0, e),
+            ),
         },
-        Some(ChildStdio::Pipes(fds)) => {
-            for (i, &f) in fds.iter().enumerate() {
-                if f >= 0 {
-                    if let Err(e) = sys::dup2(f, i as i32) {
-                        report_and_exit(
-                            pipes.report_w,
-                            SetupError::new(Step::ControllingTty, 7 + i as u32, e),
-                        );
-                    }
-                }
-            }
-            None
-        }
+        Some(ChildStdio::Pipes(fds)) => match hygiene::apply_stdio_pipes(&fds) {
+            Ok(()) => None,
+            Err(e) => report_and_exit(pipes.report_w, e),
+        },
         None => None,
     };
     if p.init {
-        init(p, pipes, pty)
+        super::init::main(p, pipes, pty)
     } else {
         sys::close(pipes.status_w);
         command(p, pipes.report_w, None, pty)
     }
 }
 
-/// Namespaces-level setup, done once by the sandbox's first process.
+/// Namespaces-level setup, done once by the sandbox's first process: one line per step.
 fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
-    // Wait until the parent has written the id maps (and attached the cgroup).
-    let mut b = [0u8; 1];
-    match sys::read_full(pipes.sync_r, &mut b) {
-        Ok(1) => {}
-        Ok(_) => return Err(SetupError::new(Step::WaitParent, 0, Errno(libc::EPIPE))),
-        Err(e) => return Err(SetupError::new(Step::WaitParent, 0, e)),
-    }
-    if let Some((uid, gid, as_root)) = p.set_ids {
-        // As root the child still carries host uid 0 and root's groups: switch to the
-        // mapped inside ids (host 65534 by default) and drop every supplementary group.
-        sys::setresgid(gid).map_err(fail(Step::SetGid, 0))?;
-        if as_root {
-            sys::setgroups_empty().map_err(fail(Step::SetGroups, 0))?;
-        }
-        sys::setresuid(uid).map_err(fail(Step::SetUid, 0))?;
-        // The session keyring is not namespaced: the caller's (and every key in it) would
-        // stay readable and writable inside. A fresh anonymous one, owned by the sandbox
-        // user, replaces it; the user keyrings are per user namespace already.
-        sys::join_new_session_keyring().map_err(fail(Step::SessionKeyring, 0))?;
-    }
-    if let Some(c) = &p.user_caps {
-        // While we hold CAP_SYS_RESOURCE in our user namespace and still see the host's
-        // /proc (its /proc/sys/user shows the reader's namespace: ours).
-        c.apply()
-            .map_err(|(i, e)| SetupError::new(Step::UserLimits, i, e))?;
-    }
-    // The init is a fork of the launcher: its memory holds the caller's whole environment
-    // and /proc/1/exe is the host's agentcage binary. Non-dumpable, /proc/1/{environ,mem,
-    // exe,fd,...} and ptrace stay closed even to a root-in-namespace agent (ns-only): the
-    // check then needs CAP_SYS_PTRACE in the init's mm's user namespace, the host's. Only
-    // now: the launcher had to open our /proc/PID/uid_map, which non-dumpable forbids.
-    // (execve makes the command dumpable again.)
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    let attach_follows = sync::wait_for_release(pipes.sync_r)?; // parent wrote the id maps
+    opt(p.set_ids.as_ref(), namespaces::apply_ids)?; // mapped inside ids, no groups, own keyring
+    opt(p.user_caps.as_ref(), user_caps)?; // needs CAP_SYS_RESOURCE and the host's /proc
+    hide_init(); // non-dumpable: /proc/1 stays closed (after the parent wrote our maps)
     if p.clone_flags != 0 {
-        // Die with the launcher, even when it is SIGKILLed. Set after the id switch, which
-        // clears it. The launcher holds the sync pipe's write end until the sandbox exits:
-        // if it is already gone (hang-up), it died before PDEATHSIG was armed.
-        let _ = sys::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if sys::hung_up(pipes.sync_r) {
-            return Err(SetupError::new(Step::WaitParent, 1, Errno(libc::EPIPE)));
-        }
+        die_with_launcher(pipes.sync_r)?; // after the id switch, which clears PDEATHSIG
     }
-    if let Some(r) = &p.rootfs {
-        rootfs::apply(r).map_err(|(s, i, e)| SetupError::new(s, i, e))?;
-    }
-    if let Some(h) = p.hostname {
-        sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
-    }
-    if p.loopback {
-        sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
-    }
-    if b[0] == b'2' {
+    opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
+    namespaces::apply_uts_net(p.hostname, p.loopback)?; // hostname, lo up
+    if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the
         // attach can take milliseconds: cgroup v1 waits for an RCU grace period); nothing
         // of the command runs before it is done.
-        match sys::read_full(pipes.sync_r, &mut b) {
-            Ok(1) => {}
-            Ok(_) => return Err(SetupError::new(Step::WaitParent, 2, Errno(libc::EPIPE))),
-            Err(e) => return Err(SetupError::new(Step::WaitParent, 2, e)),
-        }
+        sync::wait_for_attach(pipes.sync_r)?;
     }
     sys::close(pipes.sync_r);
     if p.cgroup_ns {
@@ -165,123 +104,47 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     Ok(())
 }
 
-/// Status pipe messages from the init: a tag byte and a raw wait status.
-pub(super) const STATUS_EXITED: u8 = b'X';
-/// The command was stopped (job control).
-pub(super) const STATUS_STOPPED: u8 = b'S';
-/// Size of one status message.
-pub(super) const STATUS_MSG: usize = 5;
-
-fn status_msg(tag: u8, st: i32) -> [u8; STATUS_MSG] {
-    let b = st.to_ne_bytes();
-    [tag, b[0], b[1], b[2], b[3]]
+/// Runs `f` on the prepared value of an enabled step; a disabled step is a no-op.
+fn opt<T>(v: Option<&T>, f: impl FnOnce(&T) -> R) -> R {
+    v.map_or(Ok(()), f)
 }
 
-const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+fn user_caps(c: &crate::limits::rlimit::UserCaps) -> R {
+    // While we hold CAP_SYS_RESOURCE in our user namespace and still see the host's /proc
+    // (its /proc/sys/user shows the reader's namespace: ours).
+    c.apply()
+        .map_err(|(i, e)| SetupError::new(Step::UserLimits, i, e))
+}
 
-/// pid 1 of the sandbox: forks the command, forwards signals to it, reaps every zombie,
-/// and exits with the command's status (passed raw on the status pipe). When it exits the
-/// kernel kills everything left in the pid namespace.
-fn init(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
-    let set = sys::sigset(&[
-        libc::SIGCHLD,
-        libc::SIGINT,
-        libc::SIGTERM,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGCONT,
-    ]);
-    let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
-        Ok(m) => m,
-        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
-    };
-    if p.hygiene {
-        // The terminal's SIGINT then reaches only the launcher, which forwards it once.
-        let _ = sys::setsid();
-        if let Some((slave, _)) = pty {
-            // The relay's pty is the terminal of the init's session, and the command runs
-            // in its own process group of that session: a group whose parent is in another
-            // session would be orphaned, and the kernel discards the terminal's SIGTSTP for
-            // orphaned groups (no Ctrl-Z).
-            let _ = sys::set_controlling_tty(slave);
-        }
-    }
-    // SAFETY: fork-like clone of this single-threaded process; the child runs `command`,
-    // which is async-signal-safe.
-    let cmd = match unsafe { sys::clone_fork(0) } {
-        Ok(0) => {
-            sys::close(pipes.status_w);
-            command(p, pipes.report_w, Some(&old_mask), pty)
-        }
-        Ok(pid) => pid,
-        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
-    };
-    // The init keeps only the status pipe: the report pipe must reach EOF when the command
-    // execs, and inherited fds are the command's business, not ours.
-    sys::close_from_except(3, pipes.status_w);
-    // The status pipe is non-blocking (the launcher set it): a report that does not fit is
-    // dropped, never waited for. Stops are coalesced: one report until the next SIGCONT.
-    let mut stop_reported = false;
-    loop {
-        let sig = match sys::sigwait(&set) {
-            Ok(s) => s,
-            Err(_) => continue,
-        };
-        if sig == libc::SIGCONT {
-            stop_reported = false;
-            // The launcher was resumed after a stop (job control): resume the command's
-            // process group, which the terminal stopped.
-            let _ = sys::kill(-cmd, libc::SIGCONT);
-            let _ = sys::kill(cmd, libc::SIGCONT);
-            continue;
-        }
-        if sig != libc::SIGCHLD {
-            if FORWARDED.contains(&sig) {
-                let _ = sys::kill(cmd, sig);
-            }
-            continue;
-        }
-        // Reap everything that has exited: the command and orphans reparented to us.
-        loop {
-            match sys::waitpid(-1, libc::WNOHANG | libc::WUNTRACED) {
-                Ok((0, _)) | Err(_) => break,
-                Ok((pid, st)) if libc::WIFSTOPPED(st) => {
-                    // A ptrace-stop: the process made us its tracer (PTRACE_TRACEME, possible
-                    // without seccomp) and would wait for us forever. PTRACE_DETACH succeeds
-                    // only for our tracee; it resumes with the signal it stopped for (not
-                    // the SIGTRAP of an exec under ptrace, which would kill it).
-                    let sig = libc::WSTOPSIG(st);
-                    let pass = if sig == libc::SIGTRAP { 0 } else { sig };
-                    if sys::ptrace_detach(pid, pass).is_ok() || pid != cmd {
-                        continue;
-                    }
-                    // Ctrl-Z on the command's pty: tell the launcher, which stops itself so
-                    // the caller's shell gets its terminal back; `fg` resumes us both.
-                    if !stop_reported {
-                        stop_reported = true;
-                        let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_STOPPED, st));
-                    }
-                }
-                Ok((pid, st)) if pid == cmd => {
-                    let _ = sys::write_all(pipes.status_w, &status_msg(STATUS_EXITED, st));
-                    let code = if libc::WIFSIGNALED(st) {
-                        128 + libc::WTERMSIG(st)
-                    } else {
-                        libc::WEXITSTATUS(st)
-                    };
-                    sys::exit(code);
-                }
-                Ok(_) => {}
-            }
-        }
-    }
+/// The init is a fork of the launcher: its memory holds the caller's whole environment and
+/// /proc/1/exe is the host's agentcage binary. Non-dumpable, /proc/1/{environ,mem,exe,fd,...}
+/// and ptrace stay closed even to a root-in-namespace agent (ns-only): the check then needs
+/// CAP_SYS_PTRACE in the init's mm's user namespace, the host's. Only now: the launcher had
+/// to open our /proc/PID/uid_map, which non-dumpable forbids. (execve makes the command
+/// dumpable again.)
+fn hide_init() {
+    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+/// Die with the launcher, even when it is SIGKILLed. Set after the id switch, which clears
+/// it. The launcher holds the sync pipe's write end until the sandbox exits: if it is already
+/// gone (hang-up), it died before PDEATHSIG was armed.
+fn die_with_launcher(sync_r: i32) -> R {
+    let _ = sys::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    );
+    sync::check_parent_alive(sync_r)
 }
 
 /// The command's own setup, in its final process, then execve. Order matters:
 /// hygiene and limits first (they need nothing), then no_new_privs, Landlock (needs NNP or
 /// CAP_SYS_ADMIN), capabilities (after Landlock, which needed them), and seccomp last, as
 /// close to execve as possible, so the filter never has to allow setup syscalls.
-fn command(
+pub(super) fn command(
     p: &Prepared,
     report_w: i32,
     old_mask: Option<&libc::sigset_t>,
@@ -317,115 +180,39 @@ fn command(
     report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
 }
 
-/// Enters a nested user+mount namespace so every mount of the composed root is locked
-/// (a command that keeps its capabilities cannot remount, unmount or move them).
-fn lock_mounts(l: &super::prepared::LockMounts) -> R {
-    sys::unshare(l.unshare_flags).map_err(fail(Step::LockMounts, 0))?;
-    // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
-    // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs
-    // yet); execve decides dumpability afterwards anyway.
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
-    // An unprivileged map of one's own ids needs setgroups denied first (user_namespaces(7)).
-    let r = write_proc(c"/proc/self/setgroups", b"deny")
-        .map_err(fail(Step::LockMounts, 1))
-        .and_then(|()| {
-            write_proc(c"/proc/self/uid_map", l.uid_map.as_bytes())
-                .map_err(fail(Step::LockMounts, 2))
-        })
-        .and_then(|()| {
-            write_proc(c"/proc/self/gid_map", l.gid_map.as_bytes())
-                .map_err(fail(Step::LockMounts, 3))
-        });
-    let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    r?;
-    if let Some(h) = l.hostname {
-        sys::sethostname(h).map_err(fail(Step::Hostname, 0))?;
-    }
-    if l.loopback {
-        sys::loopback_up().map_err(fail(Step::Loopback, 0))?;
-    }
-    Ok(())
-}
-
-fn write_proc(path: &std::ffi::CStr, data: &[u8]) -> Result<(), Errno> {
-    let fd = sys::open(path, libc::O_WRONLY, 0)?;
-    let r = sys::write_all(fd, data);
-    sys::close(fd);
-    r
-}
-
+/// The command's setup, one line per step (the order is the reason: see [`command`]).
 fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i32, u8)>) -> R {
-    if let Some(m) = old_mask {
-        sys::sigprocmask(libc::SIG_SETMASK, m).map_err(fail(Step::InitSignals, 1))?;
-    }
-    // Rust's runtime ignores SIGPIPE; programs expect the default.
-    sys::signal_default(libc::SIGPIPE);
+    opt(old_mask, unblock_signals)?; // the init blocked them for sigwait
+    sys::signal_default(libc::SIGPIPE); // Rust's runtime ignores SIGPIPE; programs expect it
     if p.hygiene {
-        let under_init = old_mask.is_some();
-        match pty {
-            // Under the init, whose session has the relay's pty: our own process group, in
-            // the foreground of that terminal (SIGTTOU blocked while we take it).
-            Some((slave, _)) if under_init => {
-                sys::setpgid_self().map_err(fail(Step::Setsid, 1))?;
-                let ttou = sys::sigset(&[libc::SIGTTOU]);
-                let prev = sys::sigprocmask(libc::SIG_BLOCK, &ttou)
-                    .map_err(fail(Step::ControllingTty, 4))?;
-                let r = sys::tcsetpgrp_self(slave);
-                let _ = sys::sigprocmask(libc::SIG_SETMASK, &prev);
-                r.map_err(fail(Step::ControllingTty, 5))?;
-            }
-            // A new session has no controlling terminal: TIOCSTI into the caller's terminal
-            // fails with EPERM, /dev/tty with ENXIO. With a relay (and no init, an ablation
-            // run), its pty becomes our terminal.
-            _ => {
-                sys::setsid().map_err(fail(Step::Setsid, 0))?;
-                if let Some((slave, _)) = pty {
-                    sys::set_controlling_tty(slave).map_err(fail(Step::ControllingTty, 0))?;
-                }
-            }
-        }
-        if let Some((slave, tty_fds)) = pty {
-            // The relay's pty replaces every stdio fd that was the caller's terminal; the
-            // slave fd itself is close-on-exec.
-            for fd in 0..3 {
-                if tty_fds & (1 << fd) != 0 {
-                    sys::dup2(slave, fd).map_err(fail(Step::ControllingTty, fd as u32))?;
-                }
-            }
-        }
-        // Everything but 0-2 is closed at execve; the report pipe stays usable until then.
-        sys::cloexec_from(3).map_err(fail(Step::Fds, 0))?;
-        for &fd in &p.keep_fds {
-            sys::set_cloexec(fd, false).map_err(fail(Step::Fds, fd as u32))?;
-        }
+        hygiene::apply(&p.keep_fds, old_mask.is_some(), pty)?; // session, terminal, fds
     }
-    crate::limits::rlimit::apply(&p.rlimits)
-        .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))?;
-    sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?;
-    if let Some(l) = &p.lock_mounts {
-        lock_mounts(l)?;
-    }
+    rlimits(p)?; // needs nothing; before anything of the command runs
+    sys::chdir(&p.cwd).map_err(fail(Step::Chdir, 0))?; // inside the composed root
+    opt(p.lock_mounts.as_ref(), namespaces::lock_mounts)?; // keeps caps: lock the mounts
     if p.nnp {
         sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0).map_err(fail(Step::NoNewPrivs, 0))?;
     }
-    if let Some(l) = &p.landlock {
-        landlock::apply(l).map_err(|(i, e)| SetupError::new(Step::Landlock, i, e))?;
-    }
-    // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it while
-    // the capabilities are still there.
+    opt(p.landlock.as_ref(), landlock::apply)?; // needs no_new_privs or CAP_SYS_ADMIN
     if !p.nnp {
-        if let Some(s) = &p.seccomp {
-            seccomp::apply(s).map_err(fail(Step::Seccomp, 0))?;
-        }
+        // Without no_new_privs (an ablation run) seccomp needs CAP_SYS_ADMIN: install it
+        // while the capabilities are still there.
+        opt(p.seccomp.as_ref(), seccomp::apply)?;
     }
-    if let Some(c) = &p.caps {
-        caps::apply(c).map_err(|(i, e)| SetupError::new(Step::Caps, i, e))?;
-    }
-    // Last thing before execve.
+    opt(p.caps.as_ref(), caps::apply)?; // after Landlock and mounts, which needed them
     if p.nnp {
-        if let Some(s) = &p.seccomp {
-            seccomp::apply(s).map_err(fail(Step::Seccomp, 0))?;
-        }
+        opt(p.seccomp.as_ref(), seccomp::apply)?; // last thing before execve
     }
     Ok(())
+}
+
+fn unblock_signals(m: &libc::sigset_t) -> R {
+    sys::sigprocmask(libc::SIG_SETMASK, m)
+        .map(drop)
+        .map_err(fail(Step::InitSignals, 1))
+}
+
+fn rlimits(p: &Prepared) -> R {
+    crate::limits::rlimit::apply(&p.rlimits)
+        .map_err(|(r, e)| SetupError::new(Step::Rlimits, r.raw() as u32, Errno(e)))
 }

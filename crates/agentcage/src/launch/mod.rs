@@ -9,13 +9,16 @@
 //! ```
 //!
 //! Everything the child side touches is built in [`prepare`] ([`Prepared`]); the child side
-//! (`child.rs`) only makes raw syscalls on it. When the command exits, the init exits with
+//! (`child.rs`, `init.rs`) only makes raw syscalls on it. When the command exits, the init exits with
 //! its status and the kernel kills whatever is left in the pid namespace. The init has
 //! PR_SET_PDEATHSIG(SIGKILL), so the whole sandbox dies with the launcher, even on SIGKILL.
 
 mod child;
+mod init;
 mod prepared;
 mod pty;
+mod report;
+mod sync;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
 
-use crate::error::{Error, SetupError};
+use crate::error::Error;
 use crate::limits::{self, cgroup::Teardown};
 use crate::policy::Layer;
 use crate::sys::{self, Errno};
@@ -154,6 +157,7 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     }
 }
 
+/// The signals the launcher forwards to the init, and the init to the command.
 const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// How long a command gets between SIGTERM and SIGKILL when `--timeout` expires, and
@@ -225,7 +229,7 @@ impl Prepared {
             ],
             cgroup: None,
         };
-        // The init never blocks on a status report (see child.rs), and we never block
+        // The init never blocks on a status report (see init.rs), and we never block
         // reading one.
         let _ = sys::set_nonblock(pipes.status_w);
         let _ = sys::set_nonblock(pipes.status_r);
@@ -321,49 +325,15 @@ impl Prepared {
             p.after_clone();
         }
 
-        self.configure_from_parent(pid)?;
-        if let Some(m) = data_floor {
-            // Set on the waiting init; inherited by the command and everything it forks.
-            sys::prlimit(pid, libc::RLIMIT_DATA as libc::c_int, m, m)
-                .map_err(|e| setup_err(format!("prlimit(pid {pid}, RLIMIT_DATA, {m})"), e))?;
-        }
-        // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
-        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
-        // after arming PDEATHSIG (see child.rs).
-        let release: &[u8] = if guard.cgroup.is_some() { b"2" } else { b"1" };
-        sys::write_all(pipes.sync_w, release)
-            .map_err(|e| setup_err("release the sandbox init", e))?;
-        if let Some(cg) = &guard.cgroup {
-            // The child composes the root meanwhile: if that fails, it reports and exits, and
-            // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
-            // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
-            // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
-            cg.attach_from_parent(pid)
-                .map_err(|e| Error::Setup {
-                    step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
-                    errno: Errno(libc::EIO),
-                    hint: None,
-                })
-                .and_then(|()| {
-                    sys::write_all(pipes.sync_w, b"a")
-                        .map_err(|e| setup_err("release the sandbox init", e))
-                })
-                .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
-        }
+        self.release(pid, &pipes, guard.cgroup.as_ref(), data_floor)?;
         timings.released = t0.elapsed();
 
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
         let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
 
-        // EOF: the command was executed (the pipe is close-on-exec); 12 bytes: a setup error.
-        let mut buf = [0u8; SetupError::WIRE];
-        let n = sys::read_full(pipes.report_r, &mut buf).unwrap_or(0);
+        // EOF: the command was executed (the pipe is close-on-exec); a record: a setup error.
+        let report = report::read(pipes.report_r);
         timings.exec = t0.elapsed();
-        let report = if n == SetupError::WIRE {
-            SetupError::from_bytes(&buf)
-        } else {
-            None
-        };
 
         let deadline = self
             .policy
@@ -436,42 +406,59 @@ impl Prepared {
         })
     }
 
+    /// The handshake with the waiting child: id maps, the RLIMIT_DATA floor, release, and
+    /// the cgroup attach (overlapping the child's mounts).
+    fn release(
+        &self,
+        pid: libc::pid_t,
+        pipes: &prepared::Pipes,
+        cgroup: Option<&limits::cgroup::PreparedCgroup>,
+        data_floor: Option<u64>,
+    ) -> Result<(), Error> {
+        if let Some(maps) = &self.id_maps {
+            crate::namespaces::write_id_maps_from_parent(maps, pid)?;
+        }
+        if let Some(m) = data_floor {
+            // Set on the waiting init; inherited by the command and everything it forks.
+            sys::prlimit(pid, libc::RLIMIT_DATA as libc::c_int, m, m)
+                .map_err(|e| setup_err(format!("prlimit(pid {pid}, RLIMIT_DATA, {m})"), e))?;
+        }
+        // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
+        // sync_w stays open until the sandbox exits: the child checks it for a hang-up
+        // after arming PDEATHSIG (see child.rs, sync.rs).
+        let release = if cgroup.is_some() {
+            sync::RELEASE_ATTACH_FOLLOWS
+        } else {
+            sync::RELEASE
+        };
+        sys::write_all(pipes.sync_w, release)
+            .map_err(|e| setup_err("release the sandbox init", e))?;
+        if let Some(cg) = cgroup {
+            // The child composes the root meanwhile: if that fails, it reports and exits, and
+            // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
+            // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
+            // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
+            cg.attach_from_parent(pid)
+                .map_err(|e| Error::Setup {
+                    step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
+                    errno: Errno(libc::EIO),
+                    hint: None,
+                })
+                .and_then(|()| {
+                    sys::write_all(pipes.sync_w, sync::ATTACHED)
+                        .map_err(|e| setup_err("release the sandbox init", e))
+                })
+                .map_err(|e| self.child_report_or(pid, pipes.report_r, e))?;
+        }
+        Ok(())
+    }
+
     /// A parent-side step failed after the child was released: when the child failed first
     /// (and exited, which is what made the parent's step fail), its setup report says why;
     /// otherwise `fallback`. Kills the child first so the read cannot block.
     fn child_report_or(&self, pid: libc::pid_t, report_r: i32, fallback: Error) -> Error {
         let _ = sys::kill(pid, libc::SIGKILL);
-        let mut buf = [0u8; SetupError::WIRE];
-        match sys::read_full(report_r, &mut buf) {
-            Ok(n) if n == SetupError::WIRE => {
-                SetupError::from_bytes(&buf).map_or(fallback, |r| self.describe_setup_error(r))
-            }
-            _ => fallback,
-        }
-    }
-
-    /// Parent-side configuration while the child waits: uid/gid maps.
-    fn configure_from_parent(&self, pid: libc::pid_t) -> Result<(), Error> {
-        let Some(maps) = &self.id_maps else {
-            return Ok(());
-        };
-        let write = |file: &str, data: &[u8]| -> Result<(), Error> {
-            let path = format!("/proc/{pid}/{file}");
-            std::fs::write(&path, data).map_err(|e| Error::Setup {
-                step: format!("write {path} ({:?})", String::from_utf8_lossy(data).trim()),
-                errno: Errno(e.raw_os_error().unwrap_or(libc::EIO)),
-                hint: Some(
-                    "the user namespace id mapping was refused: check /etc/subuid is not needed \
-                     (a single mapping of your own uid) and that no LSM restricts user namespaces"
-                        .into(),
-                ),
-            })
-        };
-        write("uid_map", &maps.uid_map)?;
-        if let Some(sg) = &maps.setgroups {
-            write("setgroups", sg)?;
-        }
-        write("gid_map", &maps.gid_map)
+        report::read(report_r).map_or(fallback, |r| self.describe_setup_error(r))
     }
 }
 
@@ -642,17 +629,17 @@ impl Supervisor {
     /// stop the launcher when the relay is interactive, and are dropped otherwise.
     fn read_status(&mut self, relay: Option<&pty::Relay>) -> bool {
         loop {
-            let mut m = [0u8; child::STATUS_MSG];
+            let mut m = [0u8; sync::STATUS_MSG];
             match sys::read_some(self.status_r, &mut m) {
-                Ok(child::STATUS_MSG) => {
-                    let st = i32::from_ne_bytes([m[1], m[2], m[3], m[4]]);
-                    match m[0] {
-                        child::STATUS_STOPPED => {
+                Ok(sync::STATUS_MSG) => {
+                    let (tag, st) = sync::parse_status(&m);
+                    match tag {
+                        sync::STATUS_STOPPED => {
                             if let Some(r) = relay.filter(|r| r.interactive()) {
                                 r.suspend(self.pid);
                             }
                         }
-                        child::STATUS_EXITED => self.exit_msg = Some(st),
+                        sync::STATUS_EXITED => self.exit_msg = Some(st),
                         _ => {}
                     }
                 }

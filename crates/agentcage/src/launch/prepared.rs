@@ -3,34 +3,21 @@
 //! Strings, pointer arrays, the mount plan, the Landlock rules, the BPF program and the id
 //! map bytes all live here, so the child never allocates (STYLE.md section 4).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::Command;
 use crate::caps::{self, PreparedCaps};
 use crate::error::{Error, SetupError, Step};
-use crate::landlock::DescribeStep;
+use crate::hygiene;
 use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
 use crate::limits::{Limit, NoteKind};
-use crate::policy::{Layer, NetMode, Policy};
+use crate::namespaces::{self, IdMaps, LockMounts, SetIds};
+use crate::policy::{Layer, Policy};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
 use crate::{landlock, seccomp};
-
-/// Default PATH inside when the caller has none.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Environment variables the hygiene layer lets through (plus `LC_*`).
-const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
-
-/// uid_map / setgroups / gid_map contents, written by the parent.
-#[derive(Debug)]
-pub(crate) struct IdMaps {
-    pub(crate) uid_map: Vec<u8>,
-    pub(crate) setgroups: Option<Vec<u8>>,
-    pub(crate) gid_map: Vec<u8>,
-}
 
 /// A null-terminated argv/envp array pointing into owned CStrings.
 #[derive(Debug)]
@@ -62,7 +49,7 @@ pub struct Prepared {
     pub(crate) clone_flags: libc::c_ulong,
     pub(crate) id_maps: Option<IdMaps>,
     /// setresgid/setgroups/setresuid in the child (inside ids), when in a user namespace.
-    pub(crate) set_ids: Option<(u32, u32, bool)>,
+    pub(crate) set_ids: Option<SetIds>,
     pub(crate) rootfs: Option<PreparedRootfs>,
     pub(crate) hostname: Option<&'static [u8]>,
     pub(crate) loopback: bool,
@@ -89,26 +76,6 @@ pub struct Prepared {
     /// What the profile asks for but this host does not enforce (only possible with
     /// `best_effort`): the CLI prints these even without `-v`.
     pub degraded: Vec<(String, String)>,
-}
-
-/// A nested user (and mount) namespace for a command that keeps its capabilities (ns-only,
-/// or an ablation without the caps layer): copying the mount tree into a namespace owned by
-/// a less privileged user namespace makes the kernel lock every mount (mount_namespaces(7)
-/// "locked mounts"): read-only binds cannot be remounted read-write, masks over /proc and
-/// nested binds cannot be unmounted, even by root in the nested namespace. The command maps
-/// only its own ids, so the nested namespace needs no help from the launcher.
-#[derive(Debug)]
-pub(crate) struct LockMounts {
-    /// "ID ID 1\n" for uid_map and gid_map (the command's ids, unchanged).
-    pub(crate) uid_map: CString,
-    pub(crate) gid_map: CString,
-    /// CLONE_NEWUSER|CLONE_NEWNS, plus CLONE_NEWNET/CLONE_NEWUTS when the sandbox has them
-    /// (created here instead of at clone, so the nested user namespace owns them).
-    pub(crate) unshare_flags: libc::c_int,
-    /// sethostname in the nested UTS namespace.
-    pub(crate) hostname: Option<&'static [u8]>,
-    /// Bring up lo in the nested network namespace.
-    pub(crate) loopback: bool,
 }
 
 /// The pipes between launcher and child (all O_CLOEXEC).
@@ -146,28 +113,6 @@ fn cstr(b: &[u8]) -> Result<CString, Error> {
     })
 }
 
-pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
-    let names = [
-        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
-        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
-        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
-        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
-        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
-        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
-        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
-    ];
-    let v: Vec<&str> = names
-        .iter()
-        .filter(|(f, _)| flags & *f as libc::c_ulong != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if v.is_empty() {
-        "SIGCHLD".into()
-    } else {
-        v.join("|")
-    }
-}
-
 /// Validates the policy and builds every artifact (parent side).
 ///
 /// # Errors
@@ -175,44 +120,8 @@ pub(crate) fn clone_flag_names(flags: libc::c_ulong) -> String {
 /// profile cannot be enforced here and `best_effort` is off.
 pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let layers = policy.layers;
-    if command.argv.is_empty() || command.argv[0].is_empty() {
-        return Err(Error::Policy(
-            "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into(),
-        ));
-    }
+    validate(policy, command)?;
     let ws = &policy.workspace;
-    if !ws.is_absolute() {
-        return Err(Error::Policy(format!(
-            "workspace {} must be an absolute path",
-            ws.display()
-        )));
-    }
-    if !ws.is_dir() {
-        return Err(Error::Policy(format!(
-            "workspace {} does not exist or is not a directory",
-            ws.display()
-        )));
-    }
-    rootfs::check_workspace(ws).map_err(Error::Policy)?;
-    for b in &policy.binds {
-        if !b.path.is_absolute() {
-            return Err(Error::Policy(format!(
-                "{} must be an absolute path",
-                b.path.display()
-            )));
-        }
-        if std::fs::symlink_metadata(&b.path).is_err() {
-            return Err(Error::Policy(format!(
-                "{} does not exist",
-                b.path.display()
-            )));
-        }
-        if b.path == Path::new("/") {
-            return Err(Error::Policy(
-                "binding / would expose the whole host".into(),
-            ));
-        }
-    }
     let caller_uid = sys::geteuid();
     let caller_gid = sys::getegid();
     let as_root = caller_uid == 0;
@@ -224,83 +133,14 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let mut enforcement = Vec::new();
     let mut degraded = Vec::new();
     if as_root && layers.has(Layer::UserNs) {
-        // Run as root, the sandbox is host uid host_uid: a root-owned workspace is then
-        // read-only (or unreachable) inside. Say so before the command finds out.
-        if let Ok(md) = std::fs::metadata(ws) {
-            use std::os::unix::fs::MetadataExt;
-            let writable_by_other = md.mode() & 0o002 != 0;
-            if md.uid() != policy.host_uid && !writable_by_other {
-                degraded.push((
-                    "workspace".into(),
-                    format!(
-                        "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
-                         cannot write there (chown the workspace to {}, or pass --host-uid {})",
-                        ws.display(),
-                        md.uid(),
-                        policy.host_uid,
-                        policy.host_uid,
-                        if md.uid() == 0 {
-                            "a non-root owner".to_string()
-                        } else {
-                            md.uid().to_string()
-                        }
-                    ),
-                ));
-            }
-        }
+        degraded.extend(workspace_owner_note(policy));
     }
-
-    // Namespaces.
-    let ns = [
-        (Layer::UserNs, libc::CLONE_NEWUSER),
-        (Layer::MountNs, libc::CLONE_NEWNS),
-        (Layer::PidNs, libc::CLONE_NEWPID),
-        (Layer::NetNs, libc::CLONE_NEWNET),
-        (Layer::IpcNs, libc::CLONE_NEWIPC),
-        (Layer::UtsNs, libc::CLONE_NEWUTS),
-    ];
-    let mut clone_flags: libc::c_ulong = 0;
-    for (l, f) in ns {
-        let on = layers.has(l) && !(l == Layer::NetNs && policy.net == NetMode::Host);
-        if on {
-            clone_flags |= f as libc::c_ulong;
-        }
-    }
-    if layers.has(Layer::NetNs) && policy.net == NetMode::Host {
-        enforcement.push((
-            "net-ns".into(),
-            "OFF: --net host shares the host's network".into(),
-        ));
-    }
-    let userns = layers.has(Layer::UserNs);
-    if !userns && layers.any_namespace() {
-        // Unprivileged, the other namespaces need the user namespace's capabilities; as root
-        // they would not, but the command would then run as host root: never.
-        return Err(Error::Unenforceable {
-            profile: policy.profile.name().into(),
-            what: if as_root {
-                "without a user namespace the command would run as host root (refused)".into()
-            } else {
-                "namespaces without a user namespace need root".into()
-            },
-            hint: None,
-        });
-    }
-    let id_maps = userns.then(|| {
-        let (hu, hg) = if as_root {
-            (policy.host_uid, policy.host_gid)
-        } else {
-            (caller_uid, caller_gid)
-        };
-        IdMaps {
-            uid_map: format!("{} {} 1\n", policy.uid, hu).into_bytes(),
-            // Unprivileged callers must deny setgroups before writing gid_map; as root we
-            // keep it so the child can drop root's supplementary groups.
-            setgroups: (!as_root).then(|| b"deny".to_vec()),
-            gid_map: format!("{} {} 1\n", policy.gid, hg).into_bytes(),
-        }
-    });
-    let set_ids = userns.then_some((policy.uid, policy.gid, as_root));
+    let namespaces::PreparedNs {
+        mut clone_flags,
+        id_maps,
+        set_ids,
+    } = namespaces::prepare(policy, (caller_uid, caller_gid), &mut enforcement)?;
+    let userns = set_ids.is_some();
     let user_caps = userns.then(|| {
         let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
@@ -375,74 +215,8 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     // Environment.
     let hygiene = layers.has(Layer::Hygiene);
-    let mut env: Vec<(OsString, OsString)> = Vec::new();
-    if hygiene {
-        for (k, v) in std::env::vars_os() {
-            let kb = k.as_bytes();
-            if ENV_ALLOW.iter().any(|a| a.as_bytes() == kb) || kb.starts_with(b"LC_") {
-                env.push((k, v));
-            }
-        }
-        for k in &policy.pass_env {
-            if let Some(v) = std::env::var_os(k) {
-                env.retain(|(ek, _)| ek != OsStr::new(k));
-                env.push((k.into(), v));
-            }
-        }
-        if !env.iter().any(|(k, _)| k == "PATH") {
-            env.push(("PATH".into(), DEFAULT_PATH.into()));
-        }
-        let home_val: OsString = if mount_ns {
-            home.clone().into()
-        } else {
-            std::env::var_os("HOME").unwrap_or_else(|| "/".into())
-        };
-        env.push(("HOME".into(), home_val));
-        let user = if policy.uid == 0 { "root" } else { "agent" };
-        env.push(("USER".into(), user.into()));
-        env.push(("LOGNAME".into(), user.into()));
-    } else {
-        env.extend(std::env::vars_os());
-    }
-    for (k, v) in &policy.env {
-        env.retain(|(ek, _)| ek != OsStr::new(k));
-        env.push((k.into(), v.into()));
-    }
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| {
-            let mut b = k.as_bytes().to_vec();
-            b.push(b'=');
-            b.extend_from_slice(v.as_bytes());
-            cstr(&b)
-        })
-        .collect::<Result<_, _>>()?;
-
-    // Command lookup: like execvp, but in the sandbox's PATH, tried in the child.
-    let arg0 = command.argv[0].as_bytes();
-    let candidates: Vec<CString> = if arg0.contains(&b'/') {
-        vec![cstr(arg0)?]
-    } else {
-        let path = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| DEFAULT_PATH.into());
-        let mut c = Vec::new();
-        for dir in path.as_bytes().split(|b| *b == b':') {
-            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
-            let mut full = dir.to_vec();
-            full.push(b'/');
-            full.extend_from_slice(arg0);
-            c.push(cstr(&full)?);
-        }
-        c
-    };
-    let argv: Vec<CString> = command
-        .argv
-        .iter()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<Result<_, _>>()?;
+    let env = hygiene::environment(policy, hygiene, &home, mount_ns);
+    let (candidates, argv, envp) = exec_arrays(command, &env)?;
 
     // Landlock.
     let landlock = if layers.has(Layer::Landlock) {
@@ -466,56 +240,13 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     };
     let nnp = layers.has(Layer::NoNewPrivs);
 
-    // Resource limits: rlimits are the floor; cgroups, when available, are created by the
-    // launcher around each spawn (see `Prepared::run`).
-    let (rlimits, rl_notes) = if layers.has(Layer::Limits) {
-        let mode = if userns {
-            NprocMode::OwnUserNs
-        } else {
-            NprocMode::SharedUid {
-                host_uid: caller_uid,
-            }
-        };
-        rlimit::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
-            step: format!("read the current resource limits: {e}"),
-            errno: Errno(libc::EINVAL),
-            hint: None,
-        })?
+    let rlimits = if layers.has(Layer::Limits) {
+        rlimits(policy, userns, caller_uid, &mut enforcement)?
     } else {
-        (PreparedRlimits::NONE, Vec::new())
+        PreparedRlimits::NONE
     };
-    // Informational notes (e.g. RLIMIT_NPROC standing in for a pids cgroup) are superseded
-    // by the run-time summary once the cgroup is known; keep only the warnings.
-    for n in rl_notes
-        .iter()
-        // The RLIMIT_NPROC note ("no pids cgroup") is superseded by the run-time summary
-        // once the cgroup is known; keep the other warnings (clamped limits).
-        .filter(|n| n.kind != NoteKind::Info && n.limit != Limit::Pids)
-    {
-        enforcement.push(("limits".into(), n.to_string()));
-    }
 
-    let mut keep_fds = policy.keep_fds.clone();
-    keep_fds.sort_unstable();
-    keep_fds.dedup();
-    if keep_fds.iter().any(|&fd| fd < 3) {
-        return Err(Error::Policy(
-            "--keep-fd takes fds >= 3 (0-2 are always kept)".into(),
-        ));
-    }
-    if let Some(fd) = keep_fds.iter().find(|&&fd| !sys::fd_is_open(fd)) {
-        return Err(Error::Policy(format!(
-            "--keep-fd {fd}: fd {fd} is not open in the caller"
-        )));
-    }
-    // No fd of the caller's terminal reaches the sandbox: 0-2 are replaced (see pty.rs),
-    // and a kept one is refused.
-    if let Some(fd) = keep_fds.iter().find(|&&fd| sys::isatty(fd)) {
-        return Err(Error::Policy(format!(
-            "--keep-fd {fd}: fd {fd} is a terminal, and no fd of the caller's terminal may \
-             reach the sandbox (the command's terminal is its own pty)"
-        )));
-    }
+    let keep_fds = hygiene::keep_fds(&policy.keep_fds)?;
 
     let cwd = cstr(cwd.as_os_str().as_bytes())?;
     // Without the caps layer the command keeps CAP_SYS_ADMIN over its mount namespace and
@@ -526,16 +257,13 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let mut hostname = layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]);
     let mut loopback = clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0;
     let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| {
-        let own = libc::CLONE_NEWNET as libc::c_ulong | libc::CLONE_NEWUTS as libc::c_ulong;
-        let moved = clone_flags & own;
-        clone_flags &= !own;
-        LockMounts {
-            uid_map: cstr(format!("{0} {0} 1\n", policy.uid).as_bytes()).unwrap_or_default(),
-            gid_map: cstr(format!("{0} {0} 1\n", policy.gid).as_bytes()).unwrap_or_default(),
-            unshare_flags: (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) | moved as libc::c_int,
-            hostname: hostname.take(),
-            loopback: std::mem::take(&mut loopback),
-        }
+        LockMounts::prepare(
+            policy.uid,
+            policy.gid,
+            &mut clone_flags,
+            &mut hostname,
+            &mut loopback,
+        )
     });
     Ok(Prepared {
         policy: policy.clone(),
@@ -559,11 +287,157 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         caps,
         seccomp,
         candidates,
-        argv: CArray::new(argv),
-        envp: CArray::new(envp),
+        argv,
+        envp,
         enforcement,
         degraded,
     })
+}
+
+/// The policy's paths and the command, checked before anything is built.
+fn validate(policy: &Policy, command: &Command) -> Result<(), Error> {
+    if command.argv.is_empty() || command.argv[0].is_empty() {
+        return Err(Error::Policy(
+            "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into(),
+        ));
+    }
+    let ws = &policy.workspace;
+    if !ws.is_absolute() {
+        return Err(Error::Policy(format!(
+            "workspace {} must be an absolute path",
+            ws.display()
+        )));
+    }
+    if !ws.is_dir() {
+        return Err(Error::Policy(format!(
+            "workspace {} does not exist or is not a directory",
+            ws.display()
+        )));
+    }
+    rootfs::check_workspace(ws).map_err(Error::Policy)?;
+    for b in &policy.binds {
+        if !b.path.is_absolute() {
+            return Err(Error::Policy(format!(
+                "{} must be an absolute path",
+                b.path.display()
+            )));
+        }
+        if std::fs::symlink_metadata(&b.path).is_err() {
+            return Err(Error::Policy(format!(
+                "{} does not exist",
+                b.path.display()
+            )));
+        }
+        if b.path == Path::new("/") {
+            return Err(Error::Policy(
+                "binding / would expose the whole host".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Run as root, the sandbox is host uid `host_uid`: a workspace it cannot write is said
+/// before the command finds out.
+fn workspace_owner_note(policy: &Policy) -> Option<(String, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let ws = &policy.workspace;
+    let md = std::fs::metadata(ws).ok()?;
+    let writable_by_other = md.mode() & 0o002 != 0;
+    (md.uid() != policy.host_uid && !writable_by_other).then(|| {
+        (
+            "workspace".into(),
+            format!(
+                "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
+                 cannot write there (chown the workspace to {}, or pass --host-uid {})",
+                ws.display(),
+                md.uid(),
+                policy.host_uid,
+                policy.host_uid,
+                if md.uid() == 0 {
+                    "a non-root owner".to_string()
+                } else {
+                    md.uid().to_string()
+                }
+            ),
+        )
+    })
+}
+
+/// Resource limits: rlimits are the floor; cgroups, when available, are created by the
+/// launcher around each spawn (see `Prepared::run`).
+fn rlimits(
+    policy: &Policy,
+    userns: bool,
+    caller_uid: u32,
+    enforcement: &mut Vec<(String, String)>,
+) -> Result<PreparedRlimits, Error> {
+    let mode = if userns {
+        NprocMode::OwnUserNs
+    } else {
+        NprocMode::SharedUid {
+            host_uid: caller_uid,
+        }
+    };
+    let (rlimits, notes) = rlimit::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
+        step: format!("read the current resource limits: {e}"),
+        errno: Errno(libc::EINVAL),
+        hint: None,
+    })?;
+    // The RLIMIT_NPROC note ("no pids cgroup") and other informational notes are superseded
+    // by the run-time summary once the cgroup is known; keep the other warnings (clamped
+    // limits).
+    for n in notes
+        .iter()
+        .filter(|n| n.kind != NoteKind::Info && n.limit != Limit::Pids)
+    {
+        enforcement.push(("limits".into(), n.to_string()));
+    }
+    Ok(rlimits)
+}
+
+/// What execve gets: the PATH candidates for argv[0] (like execvp, but in the sandbox's
+/// PATH, tried in the child), argv and envp.
+fn exec_arrays(
+    command: &Command,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<(Vec<CString>, CArray, CArray), Error> {
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| {
+            let mut b = k.as_bytes().to_vec();
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            cstr(&b)
+        })
+        .collect::<Result<_, _>>()?;
+
+    let arg0 = command.argv[0].as_bytes();
+    let candidates: Vec<CString> = if arg0.contains(&b'/') {
+        vec![cstr(arg0)?]
+    } else {
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| hygiene::DEFAULT_PATH.into());
+        let mut c = Vec::new();
+        for dir in path.as_bytes().split(|b| *b == b':') {
+            let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+            let mut full = dir.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(arg0);
+            c.push(cstr(&full)?);
+        }
+        c
+    };
+    let argv: Vec<CString> = command
+        .argv
+        .iter()
+        .map(|a| cstr(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+
+    Ok((candidates, CArray::new(argv), CArray::new(envp)))
 }
 
 /// Says which sockets under read-only binds were masked, and what masking cannot cover.
@@ -609,7 +483,9 @@ impl Prepared {
     pub(crate) fn userns_owner(&self) -> Option<(u32, u32)> {
         let userns = self.clone_flags & libc::CLONE_NEWUSER as libc::c_ulong != 0;
         match self.set_ids {
-            Some((_, _, true)) if userns => Some((self.policy.host_uid, self.policy.host_gid)),
+            Some(SetIds { as_root: true, .. }) if userns => {
+                Some((self.policy.host_uid, self.policy.host_gid))
+            }
             _ => None,
         }
     }
@@ -619,7 +495,7 @@ impl Prepared {
         let (uid, gid) = self.userns_owner().unwrap_or((0, 0));
         let (step, errno) = match e {
             sys::OwnedCloneError::Clone(errno) => {
-                let step = format!("clone({})", clone_flag_names(self.clone_flags));
+                let step = format!("clone({})", namespaces::clone_flag_names(self.clone_flags));
                 return Error::Setup {
                     step,
                     errno,
@@ -670,73 +546,39 @@ impl Prepared {
                 };
             }
             Step::WaitParent => "wait for the launcher (it exited)".into(),
-            Step::SetGid => format!("setresgid({})", self.policy.gid),
-            Step::SetGroups => {
-                "setgroups(0, NULL) (drop the launcher's supplementary groups)".into()
-            }
-            Step::SetUid => format!("setresuid({})", self.policy.uid),
-            Step::MountPrivate => "make / a recursive private mount (MS_PRIVATE|MS_REC)".into(),
-            Step::StageTmpfs => {
-                if i == 0 {
-                    "mount the staging tmpfs".into()
-                } else {
-                    "mount the root tmpfs".into()
-                }
-            }
-            Step::PivotStage => "pivot_root into the staging tmpfs".into(),
-            Step::Mount => self
-                .rootfs
-                .as_ref()
-                .and_then(|r| r.ops.get(i))
-                .map_or_else(|| format!("mount plan entry {i}"), |op| op.describe()),
-            Step::PivotRoot => "pivot_root into the composed root".into(),
-            Step::DetachOldRoot => "detach the old root (umount2 MNT_DETACH)".into(),
-            Step::Hostname => "sethostname(agentcage)".into(),
-            Step::Loopback => "bring up the loopback interface".into(),
+            Step::SetGid
+            | Step::SetGroups
+            | Step::SetUid
+            | Step::SessionKeyring
+            | Step::Hostname
+            | Step::Loopback
+            | Step::LockMounts => namespaces::describe(
+                r,
+                (self.policy.uid, self.policy.gid),
+                self.lock_mounts.as_ref(),
+            ),
+            Step::MountPrivate
+            | Step::StageTmpfs
+            | Step::PivotStage
+            | Step::Mount
+            | Step::PivotRoot
+            | Step::DetachOldRoot => rootfs::describe(self.rootfs.as_ref(), r.step, r.index),
             Step::ForkCommand => "fork the command from the sandbox init".into(),
             Step::InitSignals => "set up the init's signal handling".into(),
-            Step::Setsid => "setsid (new session)".into(),
-            Step::ControllingTty => "set the controlling terminal".into(),
-            Step::Fds => "mark inherited fds close-on-exec / keep --keep-fd".into(),
+            Step::Setsid | Step::ControllingTty | Step::Fds => hygiene::describe(r.step).into(),
             Step::Rlimits => format!(
                 "setrlimit ({})",
                 crate::limits::rlimit::Resource::from_raw(r.index as i32).map_or("?", |r| r.name())
             ),
             Step::CgroupNs => "unshare(CLONE_NEWCGROUP)".into(),
-            Step::LockMounts => match i {
-                0 => format!(
-                    "unshare({}) to lock the mounts",
-                    clone_flag_names(
-                        self.lock_mounts
-                            .as_ref()
-                            .map_or(0, |l| l.unshare_flags as libc::c_ulong)
-                    )
-                ),
-                1 => "write /proc/self/setgroups (deny) in the nested user namespace".into(),
-                2 => "write /proc/self/uid_map of the nested user namespace".into(),
-                _ => "write /proc/self/gid_map of the nested user namespace".into(),
-            },
-            Step::SessionKeyring => {
-                "keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL) (a fresh session keyring instead of \
-                 the caller's)"
-                    .into()
-            }
             Step::UserLimits => match self.user_caps.as_ref().and_then(|c| c.sysctl_path(i)) {
                 Some(path) => format!("write {path} in the sandbox's user namespace"),
                 None => "setrlimit (RLIMIT_SIGPENDING)".into(),
             },
             Step::Chdir => format!("chdir {}", self.cwd.to_string_lossy()),
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
-            Step::Landlock => self
-                .landlock
-                .as_ref()
-                .map_or_else(|| "landlock".into(), |l| l.describe_step(r.index)),
-            Step::Caps => match i {
-                0 => "drop the bounding set (PR_CAPBSET_DROP)".into(),
-                1 => "lock the securebits (PR_SET_SECUREBITS 0xff)".into(),
-                2 => "clear the ambient set".into(),
-                _ => "clear the capability sets (capset)".into(),
-            },
+            Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
+            Step::Caps => caps::describe(r.sub),
             Step::Seccomp => "install the seccomp filter".into(),
         };
         let hint = match (r.step, r.errno.0) {

@@ -1,0 +1,105 @@
+//! The sandbox's pid 1 (with a pid namespace): forks the command, forwards signals to it,
+//! reaps every zombie (and detaches accidental tracees), reports the command's stops and exit
+//! on the status pipe, and exits with its status. Pre-exec rules apply (STYLE.md section 4):
+//! only `sys::` calls on data prepared before clone.
+
+use super::prepared::{Pipes, Prepared};
+use super::report::report_and_exit;
+use super::{child, sync};
+use crate::error::{SetupError, Step};
+use crate::hygiene;
+use crate::sys;
+
+/// pid 1 of the sandbox: forks the command, forwards signals to it, reaps every zombie,
+/// and exits with the command's status (passed raw on the status pipe). When it exits the
+/// kernel kills everything left in the pid namespace.
+pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
+    let set = sys::sigset(&[
+        libc::SIGCHLD,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGCONT,
+    ]);
+    let old_mask = match sys::sigprocmask(libc::SIG_BLOCK, &set) {
+        Ok(m) => m,
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::InitSignals, 0, e)),
+    };
+    if p.hygiene {
+        hygiene::init_session(pty.map(|(slave, _)| slave));
+    }
+    // SAFETY: fork-like clone of this single-threaded process; the child runs `command`,
+    // which is async-signal-safe.
+    let cmd = match unsafe { sys::clone_fork(0) } {
+        Ok(0) => {
+            sys::close(pipes.status_w);
+            child::command(p, pipes.report_w, Some(&old_mask), pty)
+        }
+        Ok(pid) => pid,
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
+    };
+    // The init keeps only the status pipe: the report pipe must reach EOF when the command
+    // execs, and inherited fds are the command's business, not ours.
+    sys::close_from_except(3, pipes.status_w);
+    // The status pipe is non-blocking (the launcher set it): a report that does not fit is
+    // dropped, never waited for. Stops are coalesced: one report until the next SIGCONT.
+    let mut stop_reported = false;
+    loop {
+        let sig = match sys::sigwait(&set) {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig == libc::SIGCONT {
+            stop_reported = false;
+            // The launcher was resumed after a stop (job control): resume the command's
+            // process group, which the terminal stopped.
+            let _ = sys::kill(-cmd, libc::SIGCONT);
+            let _ = sys::kill(cmd, libc::SIGCONT);
+            continue;
+        }
+        if sig != libc::SIGCHLD {
+            if super::FORWARDED.contains(&sig) {
+                let _ = sys::kill(cmd, sig);
+            }
+            continue;
+        }
+        // Reap everything that has exited: the command and orphans reparented to us.
+        loop {
+            match sys::waitpid(-1, libc::WNOHANG | libc::WUNTRACED) {
+                Ok((0, _)) | Err(_) => break,
+                Ok((pid, st)) if libc::WIFSTOPPED(st) => {
+                    // A ptrace-stop: the process made us its tracer (PTRACE_TRACEME, possible
+                    // without seccomp) and would wait for us forever. PTRACE_DETACH succeeds
+                    // only for our tracee; it resumes with the signal it stopped for (not
+                    // the SIGTRAP of an exec under ptrace, which would kill it).
+                    let sig = libc::WSTOPSIG(st);
+                    let pass = if sig == libc::SIGTRAP { 0 } else { sig };
+                    if sys::ptrace_detach(pid, pass).is_ok() || pid != cmd {
+                        continue;
+                    }
+                    // Ctrl-Z on the command's pty: tell the launcher, which stops itself so
+                    // the caller's shell gets its terminal back; `fg` resumes us both.
+                    if !stop_reported {
+                        stop_reported = true;
+                        let _ = sys::write_all(
+                            pipes.status_w,
+                            &sync::status_msg(sync::STATUS_STOPPED, st),
+                        );
+                    }
+                }
+                Ok((pid, st)) if pid == cmd => {
+                    let _ =
+                        sys::write_all(pipes.status_w, &sync::status_msg(sync::STATUS_EXITED, st));
+                    let code = if libc::WIFSIGNALED(st) {
+                        128 + libc::WTERMSIG(st)
+                    } else {
+                        libc::WEXITSTATUS(st)
+                    };
+                    sys::exit(code);
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
