@@ -57,7 +57,10 @@ mod tests {
         assert_eq!(process_exit_code(&ex(libc::ENOTDIR)), 127);
         assert_eq!(process_exit_code(&ex(libc::EACCES)), 126);
         assert_eq!(process_exit_code(&ex(libc::ENOEXEC)), 126);
-        assert_eq!(process_exit_code(&Error::Policy("x".into())), 2);
+        assert_eq!(
+            process_exit_code(&Error::Policy(agentcage::PolicyError::NoCommand)),
+            2
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Errors: the child's fixed-size `(Step, index, errno)` report and the parent's full error.
 
+use std::path::PathBuf;
+
 use crate::sys::Errno;
 
 /// A pre-exec setup step. The child reports the step (plus an index into a prepared table)
@@ -141,12 +143,85 @@ impl SetupError {
     }
 }
 
+/// Why a policy cannot be run as given (a usage error: the CLI exits 2). The Display
+/// text is the whole message the CLI prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The command line is empty, or its first word is.
+    #[error("no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)")]
+    NoCommand,
+    /// The workspace is a relative path.
+    #[error("workspace {} must be an absolute path", .path.display())]
+    WorkspaceNotAbsolute {
+        /// The workspace as given.
+        path: PathBuf,
+    },
+    /// The workspace is missing or not a directory.
+    #[error("workspace {} does not exist or is not a directory", .path.display())]
+    WorkspaceMissing {
+        /// The workspace as given.
+        path: PathBuf,
+    },
+    /// The workspace is `/`.
+    #[error("the workspace cannot be / (the whole host would be writable)")]
+    WorkspaceRoot,
+    /// The workspace is a system directory.
+    #[error("the workspace cannot be {} (a system directory)", .path.display())]
+    WorkspaceSystemDir {
+        /// The system directory.
+        path: PathBuf,
+    },
+    /// A `--ro`/`--rw` path is relative.
+    #[error("{} must be an absolute path", .path.display())]
+    BindNotAbsolute {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A `--ro`/`--rw` path does not exist.
+    #[error("{} does not exist", .path.display())]
+    BindMissing {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A `--ro`/`--rw` path is `/`.
+    #[error("binding / would expose the whole host")]
+    BindRoot,
+    /// Run as root with `--host-uid`/`--host-gid` 0.
+    #[error("--host-uid/--host-gid 0 would give the agent host root: refused")]
+    HostRoot,
+    /// A `--keep-fd` below 3.
+    #[error("--keep-fd takes fds >= 3 (0-2 are always kept)")]
+    KeepFdLow,
+    /// A `--keep-fd` fd that is not open.
+    #[error("--keep-fd {fd}: fd {fd} is not open in the caller")]
+    KeepFdNotOpen {
+        /// The fd.
+        fd: i32,
+    },
+    /// A `--keep-fd` fd that is a terminal.
+    #[error(
+        "--keep-fd {fd}: fd {fd} is a terminal, and no fd of the caller's terminal may \
+         reach the sandbox (the command's terminal is its own pty)"
+    )]
+    KeepFdTerminal {
+        /// The fd.
+        fd: i32,
+    },
+    /// A string handed to the kernel (argv, env, path) contains a NUL byte.
+    #[error("{text:?} contains a NUL byte")]
+    NulByte {
+        /// The string, lossily decoded.
+        text: String,
+    },
+}
+
 /// The library's error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The policy cannot be run as given (bad path, bad value): a usage error.
-    #[error("{0}")]
-    Policy(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// A primitive the profile needs cannot be enforced on this host (fail closed).
     #[error("cannot enforce the {profile} profile: {what}")]
     Unenforceable {
@@ -188,6 +263,78 @@ impl Error {
                 Some("the command must exist inside the sandbox (system dirs, the workspace or a --ro/--rw path)")
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI prints these texts as they are: they must not drift with the types.
+    #[test]
+    fn policy_error_texts() {
+        let p = |s: &str| PathBuf::from(s);
+        let cases: Vec<(PolicyError, &str)> = vec![
+            (
+                PolicyError::NoCommand,
+                "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)",
+            ),
+            (
+                PolicyError::WorkspaceNotAbsolute { path: p("w") },
+                "workspace w must be an absolute path",
+            ),
+            (
+                PolicyError::WorkspaceMissing { path: p("/nx") },
+                "workspace /nx does not exist or is not a directory",
+            ),
+            (
+                PolicyError::WorkspaceRoot,
+                "the workspace cannot be / (the whole host would be writable)",
+            ),
+            (
+                PolicyError::WorkspaceSystemDir { path: p("/usr") },
+                "the workspace cannot be /usr (a system directory)",
+            ),
+            (
+                PolicyError::BindNotAbsolute { path: p("rel") },
+                "rel must be an absolute path",
+            ),
+            (
+                PolicyError::BindMissing { path: p("/nx") },
+                "/nx does not exist",
+            ),
+            (
+                PolicyError::BindRoot,
+                "binding / would expose the whole host",
+            ),
+            (
+                PolicyError::HostRoot,
+                "--host-uid/--host-gid 0 would give the agent host root: refused",
+            ),
+            (
+                PolicyError::KeepFdLow,
+                "--keep-fd takes fds >= 3 (0-2 are always kept)",
+            ),
+            (
+                PolicyError::KeepFdNotOpen { fd: 9 },
+                "--keep-fd 9: fd 9 is not open in the caller",
+            ),
+            (
+                PolicyError::KeepFdTerminal { fd: 9 },
+                "--keep-fd 9: fd 9 is a terminal, and no fd of the caller's terminal may \
+                 reach the sandbox (the command's terminal is its own pty)",
+            ),
+            (
+                PolicyError::NulByte {
+                    text: "a\0b".into(),
+                },
+                "\"a\\0b\" contains a NUL byte",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(Error::Policy(e.clone()).to_string(), want, "{e:?}");
+            assert_eq!(e.to_string(), want);
         }
     }
 }

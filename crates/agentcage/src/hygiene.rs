@@ -10,7 +10,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::error::{Error, SetupError, Step};
+use crate::error::{Error, PolicyError, SetupError, Step};
 use crate::policy::Policy;
 use crate::sys;
 
@@ -87,22 +87,15 @@ pub(crate) fn keep_fds(requested: &[i32]) -> Result<Vec<i32>, Error> {
     keep_fds.sort_unstable();
     keep_fds.dedup();
     if keep_fds.iter().any(|&fd| fd < 3) {
-        return Err(Error::Policy(
-            "--keep-fd takes fds >= 3 (0-2 are always kept)".into(),
-        ));
+        return Err(PolicyError::KeepFdLow.into());
     }
     if let Some(fd) = keep_fds.iter().find(|&&fd| !sys::fd_is_open(fd)) {
-        return Err(Error::Policy(format!(
-            "--keep-fd {fd}: fd {fd} is not open in the caller"
-        )));
+        return Err(PolicyError::KeepFdNotOpen { fd: *fd }.into());
     }
     // No fd of the caller's terminal reaches the sandbox: 0-2 are replaced (see pty.rs),
     // and a kept one is refused.
     if let Some(fd) = keep_fds.iter().find(|&&fd| sys::isatty(fd)) {
-        return Err(Error::Policy(format!(
-            "--keep-fd {fd}: fd {fd} is a terminal, and no fd of the caller's terminal may \
-             reach the sandbox (the command's terminal is its own pty)"
-        )));
+        return Err(PolicyError::KeepFdTerminal { fd: *fd }.into());
     }
     Ok(keep_fds)
 }

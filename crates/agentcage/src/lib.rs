@@ -36,7 +36,7 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod sys;
 
-pub use error::{Error, SetupError, Step};
+pub use error::{Error, PolicyError, SetupError, Step};
 pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{SetupError, Step};
+use crate::error::{PolicyError, SetupError, Step};
 use crate::sys::{self, Errno};
 
 /// Where the staging tmpfs may be mounted: the first existing directory of these (any
@@ -1056,16 +1056,18 @@ pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
 }
 
 /// Whether `path` (canonical) may be the workspace: not `/` and not a system dir itself.
-pub fn check_workspace(path: &Path) -> Result<(), String> {
+pub fn check_workspace(path: &Path) -> Result<(), PolicyError> {
     if path == Path::new("/") {
-        return Err("the workspace cannot be / (the whole host would be writable)".into());
+        return Err(PolicyError::WorkspaceRoot);
     }
     for d in SYSTEM_DIRS
         .iter()
         .chain(["/proc", "/dev", "/etc", "/sys"].iter())
     {
         if path == Path::new(d) {
-            return Err(format!("the workspace cannot be {d} (a system directory)"));
+            return Err(PolicyError::WorkspaceSystemDir {
+                path: PathBuf::from(d),
+            });
         }
     }
     Ok(())

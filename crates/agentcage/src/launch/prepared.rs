@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::Command;
 use crate::caps::{self, PreparedCaps};
-use crate::error::{Error, SetupError, Step};
+use crate::error::{Error, PolicyError, SetupError, Step};
 use crate::hygiene;
 use crate::limits::rlimit::{self, NprocMode, PreparedRlimits};
 use crate::limits::{Limit, NoteKind};
@@ -106,10 +106,9 @@ impl Pipes {
 
 fn cstr(b: &[u8]) -> Result<CString, Error> {
     CString::new(b).map_err(|_| {
-        Error::Policy(format!(
-            "{:?} contains a NUL byte",
-            String::from_utf8_lossy(b)
-        ))
+        Error::Policy(PolicyError::NulByte {
+            text: String::from_utf8_lossy(b).into_owned(),
+        })
     })
 }
 
@@ -126,9 +125,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let caller_gid = sys::getegid();
     let as_root = caller_uid == 0;
     if as_root && layers.has(Layer::UserNs) && (policy.host_uid == 0 || policy.host_gid == 0) {
-        return Err(Error::Policy(
-            "--host-uid/--host-gid 0 would give the agent host root: refused".into(),
-        ));
+        return Err(PolicyError::HostRoot.into());
     }
     let mut enforcement = Vec::new();
     let mut degraded = Vec::new();
@@ -297,41 +294,31 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 /// The policy's paths and the command, checked before anything is built.
 fn validate(policy: &Policy, command: &Command) -> Result<(), Error> {
     if command.argv.is_empty() || command.argv[0].is_empty() {
-        return Err(Error::Policy(
-            "no command given (usage: agentcage run [OPTIONS] -- CMD [ARGS]...)".into(),
-        ));
+        return Err(PolicyError::NoCommand.into());
     }
     let ws = &policy.workspace;
     if !ws.is_absolute() {
-        return Err(Error::Policy(format!(
-            "workspace {} must be an absolute path",
-            ws.display()
-        )));
+        return Err(PolicyError::WorkspaceNotAbsolute { path: ws.clone() }.into());
     }
     if !ws.is_dir() {
-        return Err(Error::Policy(format!(
-            "workspace {} does not exist or is not a directory",
-            ws.display()
-        )));
+        return Err(PolicyError::WorkspaceMissing { path: ws.clone() }.into());
     }
-    rootfs::check_workspace(ws).map_err(Error::Policy)?;
+    rootfs::check_workspace(ws)?;
     for b in &policy.binds {
         if !b.path.is_absolute() {
-            return Err(Error::Policy(format!(
-                "{} must be an absolute path",
-                b.path.display()
-            )));
+            return Err(PolicyError::BindNotAbsolute {
+                path: b.path.clone(),
+            }
+            .into());
         }
         if std::fs::symlink_metadata(&b.path).is_err() {
-            return Err(Error::Policy(format!(
-                "{} does not exist",
-                b.path.display()
-            )));
+            return Err(PolicyError::BindMissing {
+                path: b.path.clone(),
+            }
+            .into());
         }
         if b.path == Path::new("/") {
-            return Err(Error::Policy(
-                "binding / would expose the whole host".into(),
-            ));
+            return Err(PolicyError::BindRoot.into());
         }
     }
     Ok(())
