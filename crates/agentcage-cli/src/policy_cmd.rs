@@ -78,13 +78,7 @@ fn host_view(p: &Policy) -> HostView {
     let prepared = agentcage::prepare(p, &cmd)
         .map(|pr| pr.enforcement.clone())
         .map_err(|e| {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
+            let mut msg = crate::run::chain(&e);
             if let Some(h) = e.hint() {
                 msg.push_str(" (hint: ");
                 msg.push_str(h);

@@ -272,13 +272,20 @@ pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
     policy::build(&file.merge(flags), &cwd)
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line. An OS error is written as the library writes an
+/// errno (`EACCES (Permission denied)`), not as std does (`... (os error 13)`).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+        {
+            Some(n) => msg.push_str(&agentcage::sys::Errno(n).to_string()),
+            None => msg.push_str(&s.to_string()),
+        }
         src = s.source();
     }
     msg
@@ -670,6 +677,28 @@ mod tests {
         assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
         assert!(parse_env("=x").is_err());
         assert!(parse_env("novalue").is_err());
+    }
+
+    /// A cgroup failure prints its real cause and errno (it once printed a made-up EIO),
+    /// and exits 125.
+    #[test]
+    fn cgroup_error_prints_the_real_errno() {
+        use agentcage::CgroupError;
+        let e = Error::Cgroup {
+            step: "create the run's cgroup".into(),
+            source: CgroupError::Write {
+                path: "/sys/fs/cgroup/agentcage/x/pids.max".into(),
+                value: "64".into(),
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            },
+            hint: None,
+        };
+        assert_eq!(
+            chain(&e),
+            "create the run's cgroup: write \"64\" to /sys/fs/cgroup/agentcage/x/pids.max: \
+             EACCES (Permission denied)"
+        );
+        assert_eq!(crate::exit::process_exit_code(&e), crate::exit::SETUP);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::limits::CgroupError;
 use crate::sys::Errno;
 
 /// A pre-exec setup step. The child reports the step (plus an index into a prepared table)
@@ -243,6 +244,18 @@ pub enum Error {
         /// A hint, where one helps.
         hint: Option<String>,
     },
+    /// A cgroup step of the run failed (creating the run's leaf, attaching the sandbox):
+    /// the cause, with the real errno, is the source.
+    #[error("{step}")]
+    Cgroup {
+        /// The step and its objects.
+        step: String,
+        /// The cgroup operation that failed.
+        #[source]
+        source: CgroupError,
+        /// A hint, where one helps.
+        hint: Option<String>,
+    },
     /// The command could not be executed.
     #[error("cannot execute {command}")]
     Exec {
@@ -258,7 +271,9 @@ impl Error {
     /// The hint to print after the error, if any.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            Error::Setup { hint, .. } | Error::Unenforceable { hint, .. } => hint.as_deref(),
+            Error::Setup { hint, .. }
+            | Error::Unenforceable { hint, .. }
+            | Error::Cgroup { hint, .. } => hint.as_deref(),
             Error::Exec { errno, .. } if errno.0 == libc::ENOENT => {
                 Some("the command must exist inside the sandbox (system dirs, the workspace or a --ro/--rw path)")
             }

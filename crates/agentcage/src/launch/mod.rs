@@ -246,9 +246,9 @@ impl Prepared {
                     Teardown::Cgroup
                 },
             )
-            .map_err(|e| Error::Setup {
-                step: format!("create the run's cgroup: {e}"),
-                errno: Errno(libc::EIO),
+            .map_err(|source| Error::Cgroup {
+                step: "create the run's cgroup".into(),
+                source,
                 hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
             })?;
             guard.cgroup = run_limits.cgroup.take();
@@ -439,9 +439,9 @@ impl Prepared {
             // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
             // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
             cg.attach_from_parent(pid)
-                .map_err(|e| Error::Setup {
-                    step: format!("attach the sandbox (pid {pid}) to its cgroup: {e}"),
-                    errno: Errno(libc::EIO),
+                .map_err(|source| Error::Cgroup {
+                    step: format!("attach the sandbox (pid {pid}) to its cgroup"),
+                    source,
                     hint: None,
                 })
                 .and_then(|()| {

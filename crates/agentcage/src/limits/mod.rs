@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 pub use value::ParseError;
 
-use self::cgroup::{CgroupError, PreparedCgroup, Teardown};
+pub use self::cgroup::CgroupError;
+use self::cgroup::{PreparedCgroup, Teardown};
 use self::rlimit::PreparedRlimits;
 use self::value::{format_duration, format_size};
 
