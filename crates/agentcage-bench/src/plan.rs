@@ -26,7 +26,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 /// The launcher's profiles (one definition for the whole workspace).
-pub use agentcage::policy::Profile;
+pub use agentcage::Profile;
 
 /// clap value parser for [`Profile`] (`ns_only` is accepted as an alias).
 pub fn parse_profile(s: &str) -> Result<Profile, String> {

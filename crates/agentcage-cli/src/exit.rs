@@ -51,7 +51,7 @@ mod tests {
     fn exit_codes() {
         let ex = |e| Error::Exec {
             command: "x".into(),
-            errno: agentcage::sys::Errno(e),
+            errno: agentcage::Errno(e),
         };
         assert_eq!(process_exit_code(&ex(libc::ENOENT)), 127);
         assert_eq!(process_exit_code(&ex(libc::ENOTDIR)), 127);

@@ -140,7 +140,8 @@ fn main() -> ExitCode {
         // Reporting commands die quietly on a closed pipe (`agentcage matrix | head`), like
         // other CLI tools, instead of panicking in println!. `run` keeps Rust's SIG_IGN: its
         // own pipes to the sandbox must fail with EPIPE, not kill the launcher.
-        agentcage::sys::signal_default(libc::SIGPIPE);
+        // SAFETY: SIG_DFL is a valid disposition, and no other thread runs yet.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let code = match cli.cmd {
         Cmd::Run(args) => run::main(args),

@@ -283,7 +283,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.raw_os_error())
         {
-            Some(n) => msg.push_str(&agentcage::sys::Errno(n).to_string()),
+            Some(n) => msg.push_str(&agentcage::Errno(n).to_string()),
             None => msg.push_str(&s.to_string()),
         }
         src = s.source();
@@ -347,7 +347,7 @@ pub fn main(a: RunArgs) -> i32 {
             }
         }
     }
-    let as_root = agentcage::sys::geteuid() == 0;
+    let as_root = agentcage::geteuid() == 0;
     if as_root && !policy.layers.any_namespace() {
         // No namespace at all (other namespaces without a user namespace are refused by the
         // library): the command is host root with every capability.

@@ -5,5 +5,5 @@
 //!   the matrix removes layers with `agentcage run --without LAYER`.
 //! - [`OpResult`], [`Verdict`], [`Category`]: one probe output row (`agentcage_probe::schema`).
 
-pub use agentcage::policy::{Layer, LayerSet, Profile};
+pub use agentcage::{Layer, LayerSet, Profile};
 pub use agentcage_probe::schema::{parse_jsonl, Category, OpResult, Verdict};

@@ -20,21 +20,21 @@
 //!   symlink the sandbox planted;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
-pub mod caps;
+pub(crate) mod caps;
 pub mod doctor;
-pub mod error;
+pub(crate) mod error;
 pub mod host;
 pub mod hostfs;
 pub(crate) mod hygiene;
 pub mod ladder;
-pub mod landlock;
-pub mod launch;
+pub(crate) mod landlock;
+pub(crate) mod launch;
 pub mod limits;
 pub(crate) mod namespaces;
-pub mod policy;
-pub mod rootfs;
-pub mod seccomp;
-pub mod sys;
+pub(crate) mod policy;
+pub(crate) mod rootfs;
+pub(crate) mod seccomp;
+pub(crate) mod sys;
 
 pub use error::{Error, PolicyError, SetupError, Step};
 pub use launch::{
@@ -42,3 +42,10 @@ pub use launch::{
 };
 pub use limits::{CgroupError, Limit, LimitsSpec};
 pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};
+pub use sys::{geteuid, Errno};
+
+/// What the test suites need of the internals; not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::sys::mount_setattr_available;
+}

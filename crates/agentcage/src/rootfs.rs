@@ -15,7 +15,6 @@
 use std::collections::BTreeSet;
 use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{PolicyError, SetupError, Step};
@@ -1071,11 +1070,6 @@ pub fn check_workspace(path: &Path) -> Result<(), PolicyError> {
         }
     }
     Ok(())
-}
-
-/// Owner uid of `path`, for the root-caller warning.
-pub fn owner_uid(path: &Path) -> Option<u32> {
-    std::fs::metadata(path).ok().map(|m| m.uid())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ fn is_root() -> bool {
 
 /// The scenario in `dir` (which the sandbox user can use): Ok(None) passed, Ok(Some) skipped.
 fn scenario(dir: &Path) -> Result<Option<String>, String> {
-    if !agentcage::sys::mount_setattr_available() {
+    if !agentcage::testing::mount_setattr_available() {
         return Ok(Some(
             "no mount_setattr (Linux < 5.12): binds are made by path".into(),
         ));

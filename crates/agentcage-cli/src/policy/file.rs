@@ -324,7 +324,7 @@ fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
     }
     let mut text = String::new();
     f.read_to_string(&mut text)?;
-    let euid = agentcage::sys::geteuid();
+    let euid = agentcage::geteuid();
     let who = || {
         if euid == 0 {
             "root".to_string()
@@ -415,7 +415,7 @@ pub fn untrusted(sources: &[PolicySource], p: &Policy, cwd: Option<&Path>) -> Ve
     // Without a mount namespace and Landlock, the sandbox writes wherever the caller can.
     let fs_confined = p.layers.has(Layer::MountNs) || p.layers.has(Layer::Landlock);
     let sandboxed = p.layers.has(Layer::UserNs);
-    let euid = agentcage::sys::geteuid();
+    let euid = agentcage::geteuid();
     let mut out = Vec::new();
     for s in sources {
         let name = s.given.display();

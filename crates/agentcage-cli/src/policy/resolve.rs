@@ -79,7 +79,7 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     let mut skipped = Vec::new();
     // As root with a user namespace, the binds are made by the sandbox's host uid (host_uid,
     // 65534 by default), which may not reach a path root can (e.g. under /root, mode 700).
-    let as_root = agentcage::sys::geteuid() == 0;
+    let as_root = agentcage::geteuid() == 0;
     let sandbox_host_ids = (as_root && p.layers.has(Layer::UserNs) && p.layers.has(Layer::MountNs))
         .then(|| {
             (

@@ -123,9 +123,9 @@ pub struct SpawnOptions {
 /// What the launcher was asked to run (kept for error messages).
 #[derive(Debug, Clone)]
 pub struct Command {
-    /// argv (argv[0] is looked up in the sandbox's PATH when it has no slash).
+    /// argv (`argv[0]` is looked up in the sandbox's PATH when it has no slash).
     pub argv: Vec<OsString>,
-    /// The agentcage binary to expose inside at [`crate::rootfs::SELF_EXE`].
+    /// The agentcage binary to expose inside at `/run/agentcage/agentcage` (`rootfs::SELF_EXE`).
     pub self_exe: Option<PathBuf>,
 }
 

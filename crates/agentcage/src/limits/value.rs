@@ -117,7 +117,7 @@ fn parse_fixed(num: &str, what: &'static str, input: &str) -> Result<u128, Parse
 ///
 /// # Errors
 /// A [`ParseError`] naming `what` for anything else than a non-negative size that fits in u64.
-pub fn parse_size_as(what: &'static str, s: &str) -> Result<u64, ParseError> {
+pub(crate) fn parse_size_as(what: &'static str, s: &str) -> Result<u64, ParseError> {
     const EXPECTED: &str = "expected a size such as 4096, 100k, 512M, 1.5G or 2T";
     let t = s.trim();
     if t.is_empty() {
@@ -168,7 +168,8 @@ pub fn parse_size_as(what: &'static str, s: &str) -> Result<u64, ParseError> {
 ///
 /// # Errors
 /// A [`ParseError`] for anything that is not a size.
-pub fn parse_size(s: &str) -> Result<u64, ParseError> {
+#[cfg(test)]
+pub(crate) fn parse_size(s: &str) -> Result<u64, ParseError> {
     parse_size_as("size", s)
 }
 
@@ -334,7 +335,7 @@ pub(crate) const MAX_DURATION_SECS: u64 = u32::MAX as u64;
 ///
 /// # Errors
 /// A [`ParseError`] naming `what` for anything else or a duration above `u32::MAX` seconds.
-pub fn parse_duration_as(what: &'static str, s: &str) -> Result<Duration, ParseError> {
+pub(crate) fn parse_duration_as(what: &'static str, s: &str) -> Result<Duration, ParseError> {
     const EXPECTED: &str = "expected a duration such as 30, 1.5s, 500ms, 2m, 1h or 1d";
     let t = s.trim();
     if t.starts_with('-') {
@@ -374,7 +375,8 @@ pub fn parse_duration_as(what: &'static str, s: &str) -> Result<Duration, ParseE
 ///
 /// # Errors
 /// A [`ParseError`] for anything that is not a duration.
-pub fn parse_duration(s: &str) -> Result<Duration, ParseError> {
+#[cfg(test)]
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, ParseError> {
     parse_duration_as("duration", s)
 }
 
@@ -392,7 +394,7 @@ pub fn parse_timeout(s: &str) -> Result<Option<f64>, ParseError> {
 }
 
 /// Formats bytes with the largest binary unit that divides them exactly (`512M`, `1536k`,
-/// `4097`): [`parse_size`] maps the result back to the same value.
+/// `4097`): the size parser maps the result back to the same value.
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 5] = [
         (1 << 50, "P"),
@@ -416,7 +418,7 @@ pub fn format_size_limit(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "max".to_owned(), format_size)
 }
 
-/// Formats a duration exactly (`2m`, `1h`, `1.5s`, `0.000000001s`): [`parse_duration`] maps the
+/// Formats a duration exactly (`2m`, `1h`, `1.5s`, `0.000000001s`): the duration parser maps the
 /// result back to the same value.
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
@@ -483,9 +485,10 @@ pub(crate) fn validate(l: &LimitsSpec) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Formats every limit on one line, for `run -v` and reports:
+/// Formats every limit on one line (only the tests use it, for the round trip):
 /// `pids=1024 memory=12G cpus=max timeout=none nofile=4096 fsize=max core=0`.
-pub fn format_limits(l: &LimitsSpec) -> String {
+#[cfg(test)]
+pub(crate) fn format_limits(l: &LimitsSpec) -> String {
     let count = |v: Option<u64>| v.map_or_else(|| "max".to_owned(), |n| n.to_string());
     let timeout = l.timeout.map_or_else(
         || "none".to_owned(),

@@ -711,12 +711,6 @@ pub fn getuid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// getgid(2).
-pub fn getgid() -> u32 {
-    // SAFETY: no arguments, cannot fail.
-    unsafe { libc::getgid() }
-}
-
 /// geteuid(2).
 pub fn geteuid() -> u32 {
     // SAFETY: no arguments, cannot fail.
@@ -727,16 +721,6 @@ pub fn geteuid() -> u32 {
 pub fn getegid() -> u32 {
     // SAFETY: no arguments, cannot fail.
     unsafe { libc::getegid() }
-}
-
-/// setrlimit(2).
-pub fn setrlimit(resource: c_int, cur: u64, max: u64) -> Result<(), Errno> {
-    let rl = libc::rlimit {
-        rlim_cur: cur,
-        rlim_max: max,
-    };
-    // SAFETY: rl is a live struct.
-    check_int(unsafe { libc::setrlimit(resource as _, &rl) }).map(drop)
 }
 
 /// ioctl(fd, TIOCSCTTY, 0): make `fd` the controlling terminal of this new session.
