@@ -31,7 +31,10 @@ pub fn process_exit_code(e: &agentcage::Error) -> i32 {
     use agentcage::Error;
     match e {
         Error::Policy(_) => USAGE,
-        Error::Unenforceable { .. } | Error::Setup { .. } | Error::Cgroup { .. } => SETUP,
+        Error::Unenforceable { .. }
+        | Error::Setup { .. }
+        | Error::Cgroup { .. }
+        | Error::Rlimit(_) => SETUP,
         Error::Exec { errno, .. } => {
             if errno.0 == libc::ENOENT || errno.0 == libc::ENOTDIR {
                 NOT_FOUND

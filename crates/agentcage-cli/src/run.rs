@@ -701,6 +701,22 @@ mod tests {
         assert_eq!(crate::exit::process_exit_code(&e), crate::exit::SETUP);
     }
 
+    /// A failed read of the caller's rlimits prints the real errno (it once printed a made-up
+    /// EINVAL), and exits 125.
+    #[test]
+    fn rlimit_error_prints_the_real_errno() {
+        use agentcage::limits::testing::Resource;
+        let e = Error::from(agentcage::RlimitError::GetLimit {
+            resource: Resource::Nofile,
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        });
+        assert_eq!(
+            chain(&e),
+            "read the current RLIMIT_NOFILE: EPERM (Operation not permitted)"
+        );
+        assert_eq!(crate::exit::process_exit_code(&e), crate::exit::SETUP);
+    }
+
     #[test]
     fn profile_aliases() {
         assert_eq!(parse_profile("ns_only"), Ok(Profile::NsOnly));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::limits::CgroupError;
+use crate::limits::{CgroupError, RlimitError};
 use crate::sys::Errno;
 
 /// A pre-exec setup step. The child reports the step (plus an index into a prepared table)
@@ -256,6 +256,9 @@ pub enum Error {
         /// A hint, where one helps.
         hint: Option<String>,
     },
+    /// Reading the caller's resource limits failed (prepare): the real cause is the source.
+    #[error(transparent)]
+    Rlimit(#[from] RlimitError),
     /// The command could not be executed.
     #[error("cannot execute {command}")]
     Exec {

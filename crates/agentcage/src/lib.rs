@@ -40,7 +40,7 @@ pub use error::{Error, PolicyError, SetupError, Step};
 pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };
-pub use limits::{CgroupError, Limit, LimitsSpec};
+pub use limits::{CgroupError, Limit, LimitsSpec, RlimitError};
 pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};
 pub use sys::{geteuid, Errno};
 

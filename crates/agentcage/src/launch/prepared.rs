@@ -366,11 +366,7 @@ fn rlimits(
             host_uid: caller_uid,
         }
     };
-    let (rlimits, notes) = rlimit::prepare(&policy.limits, mode).map_err(|e| Error::Setup {
-        step: format!("read the current resource limits: {e}"),
-        errno: Errno(libc::EINVAL),
-        hint: None,
-    })?;
+    let (rlimits, notes) = rlimit::prepare(&policy.limits, mode)?;
     // The RLIMIT_NPROC note ("no pids cgroup") and other informational notes are superseded
     // by the run-time summary once the cgroup is known; keep the other warnings (clamped
     // limits).

@@ -26,6 +26,7 @@ pub use value::ParseError;
 pub use self::cgroup::CgroupError;
 use self::cgroup::{PreparedCgroup, Teardown};
 use self::rlimit::PreparedRlimits;
+pub use self::rlimit::RlimitError;
 use self::value::{format_duration, format_size};
 
 /// Resource limits. `None` leaves the host's value.
