@@ -78,7 +78,7 @@ fn host_view(p: &Policy) -> HostView {
     let prepared = agentcage::prepare(p, &cmd)
         .map(|pr| pr.enforcement.clone())
         .map_err(|e| {
-            let mut msg = crate::run::chain(&e);
+            let mut msg = crate::run::error_chain(&e);
             if let Some(h) = e.hint() {
                 msg.push_str(" (hint: ");
                 msg.push_str(h);

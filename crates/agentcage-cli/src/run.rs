@@ -272,17 +272,27 @@ pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
     policy::build(&file.merge(flags), &cwd)
 }
 
-/// An error and its causes on one line. An OS error is written as the library writes an
-/// errno (`EACCES (Permission denied)`), not as std does (`... (os error 13)`).
-pub fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line (std's words for an OS error).
+fn chain(e: &dyn std::error::Error) -> String {
+    join_causes(e, false)
+}
+
+/// A library error and its causes on one line. An OS cause (of a cgroup or rlimit step) is
+/// written as the library writes an errno (`EACCES (Permission denied)`), not as std does
+/// (`Permission denied (os error 13)`).
+pub fn error_chain(e: &Error) -> String {
+    join_causes(e, true)
+}
+
+fn join_causes(e: &dyn std::error::Error, errno_style: bool) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
         msg.push_str(": ");
-        match s
+        let os = s
             .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.raw_os_error())
-        {
+            .and_then(|io| io.raw_os_error());
+        match os.filter(|_| errno_style) {
             Some(n) => msg.push_str(&agentcage::Errno(n).to_string()),
             None => msg.push_str(&s.to_string()),
         }
@@ -292,7 +302,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn eprint_error(e: &Error) {
-    ui::error(&chain(e), e.hint());
+    ui::error(&error_chain(e), e.hint());
 }
 
 /// Prints a usage error and returns exit status 2.
@@ -694,7 +704,7 @@ mod tests {
             hint: None,
         };
         assert_eq!(
-            chain(&e),
+            error_chain(&e),
             "create the run's cgroup: write \"64\" to /sys/fs/cgroup/agentcage/x/pids.max: \
              EACCES (Permission denied)"
         );
@@ -711,7 +721,7 @@ mod tests {
             source: std::io::Error::from_raw_os_error(libc::EPERM),
         });
         assert_eq!(
-            chain(&e),
+            error_chain(&e),
             "read the current RLIMIT_NOFILE: EPERM (Operation not permitted)"
         );
         assert_eq!(crate::exit::process_exit_code(&e), crate::exit::SETUP);
