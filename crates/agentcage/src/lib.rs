@@ -36,7 +36,9 @@ pub(crate) mod rootfs;
 pub(crate) mod seccomp;
 pub(crate) mod sys;
 
+pub use doctor::DoctorReport;
 pub use error::{Error, PolicyError, SetupError, Step};
+pub use host::Features;
 pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };
