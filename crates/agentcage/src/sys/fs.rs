@@ -1,7 +1,10 @@
 //! Files and descriptors: open, mkdir, chmod, symlink, read/write, pipes, fd passing, poll.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::ffi::CStr;
+
+use libc::{c_int, c_long, c_void};
+
+use super::{check, check_int, Errno};
 
 /// mkdir(2). `EEXIST` is returned as an error; callers decide.
 pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {

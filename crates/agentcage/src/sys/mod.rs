@@ -7,7 +7,7 @@ use std::ffi::CStr;
 use std::fmt;
 use std::ptr;
 
-use libc::{c_int, c_long, c_ulong, c_void};
+use libc::{c_int, c_long};
 
 pub mod at;
 
@@ -146,6 +146,7 @@ pub use tty::*;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libc::c_ulong;
 
     fn status_field(name: &str) -> String {
         let text = std::fs::read_to_string("/proc/thread-self/status").expect("read status");

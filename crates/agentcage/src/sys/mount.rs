@@ -1,7 +1,11 @@
 //! Mounts and namespaces: mount, umount, pivot_root, mount_setattr, open_tree, move_mount.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::ffi::CStr;
+use std::ptr;
+
+use libc::{c_int, c_ulong, c_void};
+
+use super::{check, check_int, close, opt_ptr, Errno};
 
 /// mount(2).
 pub fn mount(

@@ -1,7 +1,11 @@
 //! Processes: clone, exec, wait, kill, signals, prctl, ids, capabilities, keyrings, limits.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use std::ffi::CStr;
+use std::ptr;
+
+use libc::{c_int, c_long, c_ulong, c_void};
+
+use super::{check, check_int, Errno};
 
 /// prctl(2) with integer arguments.
 pub fn prctl(

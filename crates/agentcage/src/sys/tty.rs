@@ -1,7 +1,8 @@
 //! Terminals: pty, isatty, controlling tty, process groups, non-blocking writes.
 
-#[allow(clippy::wildcard_imports)]
-use super::*;
+use libc::c_int;
+
+use super::{check_int, write_some, Errno};
 
 /// ioctl(fd, TIOCSCTTY, 0): make `fd` the controlling terminal of this new session.
 pub fn set_controlling_tty(fd: c_int) -> Result<(), Errno> {
