@@ -1,0 +1,234 @@
+//! Executing the plan in the child: [`apply`] and its raw-syscall steps.
+
+use std::ffi::CStr;
+
+use crate::error::{SetupError, Step};
+use crate::sys::{self, Errno};
+
+use super::{Op, PreparedRootfs, RO, ST_RELATIME};
+
+/// Sets mount attributes on `path`: mount_setattr when available, else a bind remount that
+/// keeps the flags the kernel locked (atime, nosuid, nodev, noexec of the source).
+fn set_attrs(path: &CStr, attrs: u64, use_setattr: bool) -> Result<(), Errno> {
+    if use_setattr {
+        return sys::mount_setattr_recursive(path, attrs);
+    }
+    let st = sys::statvfs_flags(path)?;
+    let mut flags = libc::MS_BIND | libc::MS_REMOUNT;
+    if attrs & sys::MOUNT_ATTR_RDONLY != 0 || st & libc::ST_RDONLY != 0 {
+        flags |= libc::MS_RDONLY;
+    }
+    if attrs & sys::MOUNT_ATTR_NOSUID != 0 || st & libc::ST_NOSUID != 0 {
+        flags |= libc::MS_NOSUID;
+    }
+    if attrs & sys::MOUNT_ATTR_NODEV != 0 || st & libc::ST_NODEV != 0 {
+        flags |= libc::MS_NODEV;
+    }
+    if attrs & sys::MOUNT_ATTR_NOEXEC != 0 || st & libc::ST_NOEXEC != 0 {
+        flags |= libc::MS_NOEXEC;
+    }
+    for (st_flag, ms_flag) in [
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if st & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    sys::mount(None, path, None, flags, None)
+}
+
+fn ok_exists(r: Result<(), Errno>) -> Result<(), Errno> {
+    match r {
+        Err(e) if e.0 == libc::EEXIST => Ok(()),
+        other => other,
+    }
+}
+
+fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
+    match op {
+        Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
+        Op::Touch { path } => {
+            let fd = sys::open(
+                path,
+                libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW,
+                0o644,
+            )?;
+            sys::close(fd);
+            Ok(())
+        }
+        Op::Symlink { target, link } => ok_exists(sys::symlink(target, link)),
+        Op::Tmpfs {
+            target,
+            flags,
+            data,
+            readonly,
+            optional,
+        } => {
+            match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), *flags, Some(data)) {
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => {
+                    return Ok(())
+                }
+                r => r?,
+            }
+            if *readonly {
+                sys::mount(
+                    None,
+                    target,
+                    None,
+                    libc::MS_REMOUNT | libc::MS_RDONLY | flags,
+                    Some(data),
+                )?;
+            }
+            Ok(())
+        }
+        Op::Bind {
+            src,
+            dst,
+            attrs,
+            optional,
+        } => {
+            match sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None) {
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => {
+                    return Ok(())
+                }
+                r => r?,
+            }
+            set_attrs(dst, *attrs, use_setattr)
+        }
+        Op::PinnedBind { src, dst, attrs } => pinned_bind(src, dst, *attrs, use_setattr),
+        Op::MaskSocket { dst } => {
+            let src = c"/oldroot/dev/null";
+            match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
+                Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
+                    return Ok(())
+                }
+                r => r?,
+            }
+            set_attrs(dst, RO | sys::MOUNT_ATTR_NOEXEC, use_setattr)
+        }
+        Op::Proc { target, fresh } => {
+            if *fresh {
+                sys::mount(
+                    Some(c"proc"),
+                    target,
+                    Some(c"proc"),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    None,
+                )
+            } else {
+                sys::mount(
+                    Some(c"/oldroot/proc"),
+                    target,
+                    None,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+            }
+        }
+        Op::Devpts { target } => sys::mount(
+            Some(c"devpts"),
+            target,
+            Some(c"devpts"),
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some(c"newinstance,ptmxmode=0666,mode=0620"),
+        ),
+        Op::WriteFile { path, contents } => {
+            let fd = sys::open(
+                path,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW,
+                0o644,
+            )?;
+            let r = sys::write_all(fd, contents);
+            sys::close(fd);
+            r
+        }
+        Op::RemountRo {
+            target,
+            flags,
+            data,
+        } => sys::remount(target, *flags, Some(data)),
+        Op::Chmod { path, mode } => sys::chmod(path, *mode),
+        Op::Sysctl { path, value } => {
+            let fd = match sys::open(path, libc::O_WRONLY | libc::O_NOFOLLOW, 0) {
+                // Kernels before 5.17 keep IPC sysctls root-owned in every namespace.
+                Err(e) if matches!(e.0, libc::EACCES | libc::EPERM | libc::ENOENT) => return Ok(()),
+                r => r?,
+            };
+            let r = sys::write_all(fd, value.as_bytes());
+            sys::close(fd);
+            r
+        }
+    }
+}
+
+/// [`Op::PinnedBind`]: source and target opened with no symlink in their paths (ELOOP
+/// otherwise), the source's tree cloned, its attributes set while detached, then attached on
+/// the target, so nothing is resolved twice. Without mount_setattr (Linux < 5.12, which also
+/// lacks nothing else used here but comes last), a plain bind by path: the launcher says so.
+fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<(), Errno> {
+    if !use_setattr {
+        sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None)?;
+        return set_attrs(dst, attrs, false);
+    }
+    let s = sys::open_path_nofollow(src)?;
+    let tree = sys::open_tree_clone(s);
+    sys::close(s);
+    let tree = tree?;
+    let r = sys::mount_setattr_fd(tree, attrs).and_then(|()| {
+        let d = sys::open_path_nofollow(dst)?;
+        let r = sys::move_mount_fds(tree, d);
+        sys::close(d);
+        r
+    });
+    sys::close(tree);
+    r
+}
+
+/// Composes the root and pivots into it.
+///
+/// Runs in the child after clone: async-signal-safe only. Needs CAP_SYS_ADMIN in the
+/// mount namespace's user namespace.
+pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
+    let e = |step: Step, i: usize| move |err: Errno| SetupError::new(step, i as u32, err);
+    // Private, not slave: our mounts never propagate to the host, and the host's never
+    // propagate in (a host mount under a bound tree would arrive without our ro/nosuid).
+    sys::mount(None, c"/", None, libc::MS_PRIVATE | libc::MS_REC, None)
+        .map_err(e(Step::MountPrivate, 0))?;
+    // Staging tmpfs: after the first pivot the host root is at /oldroot, so every source,
+    // even one under the host's /tmp, stays reachable while /newroot is composed.
+    sys::mount(
+        Some(c"tmpfs"),
+        &p.stage,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(c"mode=0755"),
+    )
+    .map_err(e(Step::StageTmpfs, 0))?;
+    sys::chdir(&p.stage).map_err(e(Step::PivotStage, 0))?;
+    ok_exists(sys::mkdir(c"newroot", 0o755)).map_err(e(Step::PivotStage, 0))?;
+    ok_exists(sys::mkdir(&p.oldroot_rel, 0o755)).map_err(e(Step::PivotStage, 0))?;
+    sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
+    sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
+    sys::mount(
+        Some(c"tmpfs"),
+        &p.newroot,
+        Some(c"tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&p.root_data),
+    )
+    .map_err(e(Step::StageTmpfs, 1))?;
+
+    for (i, op) in p.ops.iter().enumerate() {
+        run_op(op, p.mount_setattr).map_err(e(Step::Mount, i))?;
+    }
+
+    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
+    // removes the staging tmpfs and the whole host tree from this namespace.
+    sys::chdir(&p.newroot).map_err(e(Step::PivotRoot, 0))?;
+    sys::pivot_root(c".", c".").map_err(e(Step::PivotRoot, 0))?;
+    sys::umount2(c".", libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
+    sys::chdir(c"/").map_err(e(Step::DetachOldRoot, 0))?;
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The mount plan: [`prepare`] (parent side) and the pins of binds nested in writable ones.
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::sys;
+
+use super::{
+    Op, PreparedRootfs, RootSpec, SocketMasks, DEV_NODES, ETC_FROM_HOST, NEWROOT, OLDROOT,
+    PROC_MASKED_DIRS, PROC_MASKED_FILES, PROC_READONLY, RO, RW, SELF_EXE, SOCKET_SCAN_MAX_DEPTH,
+    SOCKET_SCAN_MAX_ENTRIES, STAGE_CANDIDATES, SYSTEM_DIRS,
+};
+
+struct Planner {
+    ops: Vec<Op>,
+    /// ",size=N" for every tmpfs, or empty.
+    size_opt: String,
+    /// Inside dirs known to exist in the composed tree (created or covered by a bind).
+    dirs: BTreeSet<PathBuf>,
+}
+
+fn cpath(prefix: &str, p: &Path) -> CString {
+    let mut v = prefix.as_bytes().to_vec();
+    v.extend_from_slice(p.as_os_str().as_bytes());
+    // Paths come from the OS or from our constants: an interior NUL is impossible, but map
+    // it to a harmless name rather than panicking.
+    CString::new(v).unwrap_or_else(|_| c"/nonexistent".to_owned())
+}
+
+impl Planner {
+    fn new() -> Planner {
+        let mut dirs = BTreeSet::new();
+        dirs.insert(PathBuf::from("/"));
+        Planner {
+            ops: Vec::new(),
+            size_opt: String::new(),
+            dirs,
+        }
+    }
+
+    /// Creates every missing ancestor of `p` (inside path), not `p` itself.
+    fn parents(&mut self, p: &Path) {
+        if let Some(parent) = p.parent() {
+            self.mkdir(parent, 0o755);
+        }
+    }
+
+    fn mkdir(&mut self, p: &Path, mode: u32) {
+        if self.dirs.contains(p) {
+            return;
+        }
+        self.parents(p);
+        self.ops.push(Op::Mkdir {
+            path: cpath(NEWROOT, p),
+            mode,
+        });
+        self.dirs.insert(p.to_path_buf());
+    }
+
+    fn tmpfs(&mut self, p: &Path, mode: &str, readonly: bool) {
+        self.mkdir(p, 0o755);
+        self.forget_below(p);
+        self.ops.push(Op::Tmpfs {
+            target: cpath(NEWROOT, p),
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
+            data: CString::new(format!("mode={mode}{}", self.size_opt)).unwrap_or_default(),
+            readonly,
+            optional: false,
+        });
+    }
+
+    /// A mount on `p` hides whatever we created below it.
+    fn forget_below(&mut self, p: &Path) {
+        let below: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.starts_with(p) && *d != p)
+            .cloned()
+            .collect();
+        for d in below {
+            self.dirs.remove(&d);
+        }
+    }
+
+    /// Bind host `src` at inside `dst` with `attrs`; dirs get a dir mount point, others a file.
+    fn bind(&mut self, src: &Path, dst: &Path, is_dir: bool, attrs: u64, optional: bool) {
+        if is_dir {
+            self.mkdir(dst, 0o755);
+            self.forget_below(dst);
+            // Everything below a bound dir exists as the host has it.
+            self.dirs.insert(dst.to_path_buf());
+        } else {
+            self.parents(dst);
+            self.ops.push(Op::Touch {
+                path: cpath(NEWROOT, dst),
+            });
+        }
+        self.ops.push(Op::Bind {
+            src: cpath(OLDROOT, src),
+            dst: cpath(NEWROOT, dst),
+            attrs,
+            optional,
+        });
+    }
+
+    /// A world-writable sticky directory (1777) on the tree we compose.
+    fn sticky_dir(&mut self, p: &Path) {
+        self.mkdir(p, 0o755);
+        self.ops.push(Op::Chmod {
+            path: cpath(NEWROOT, p),
+            mode: 0o1777,
+        });
+    }
+
+    fn symlink(&mut self, target: &Path, link: &Path) {
+        self.parents(link);
+        self.ops.push(Op::Symlink {
+            target: CString::new(target.as_os_str().as_bytes()).unwrap_or_default(),
+            link: cpath(NEWROOT, link),
+        });
+    }
+
+    fn write(&mut self, p: &Path, contents: String) {
+        self.parents(p);
+        self.ops.push(Op::WriteFile {
+            path: cpath(NEWROOT, p),
+            contents: contents.into_bytes(),
+        });
+    }
+
+    /// Host path as it is: a symlink stays a symlink, a dir or file is bound.
+    fn host_entry(&mut self, p: &Path, attrs: u64) {
+        let Ok(md) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        if md.file_type().is_symlink() {
+            if let Ok(t) = std::fs::read_link(p) {
+                self.symlink(&t, p);
+            }
+        } else {
+            self.bind(p, p, md.is_dir(), attrs, false);
+        }
+    }
+}
+
+// Binds inside writable binds (issue #10, finding 3). The kernel lets a directory that
+// contains mount points be renamed or replaced (the mounts move along), but not a mount point
+// itself (EBUSY in the namespace that has the mount). So a read-only bind nested in the
+// writable workspace (`.git/hooks`) only protects its path if every directory between the
+// writable bind and it is a mount point too: each one is bound onto itself ("pinned").
+impl Planner {
+    /// The workspace and the extra binds, sorted shallowest first. A bind nested in a
+    /// writable one is protected: its ancestors up to that bind are pinned and it is mounted
+    /// with [`Op::PinnedBind`].
+    fn user_binds(&mut self, binds: &[(PathBuf, bool, bool)]) {
+        let mut done: Vec<(PathBuf, bool)> = Vec::new();
+        for (p, writable, is_dir) in binds {
+            let attrs = if *writable { RW } else { RO };
+            // The deepest bind already made that contains this one.
+            let parent = done
+                .iter()
+                .filter(|(d, _)| p.starts_with(d) && d != p)
+                .max_by_key(|(d, _)| d.components().count())
+                .cloned();
+            match parent {
+                Some((root, true)) => self.protect(&root, p, *is_dir, attrs, &mut done),
+                _ => self.bind(p, p, *is_dir, attrs, false),
+            }
+            done.push((p.clone(), *writable));
+        }
+    }
+
+    /// Protects `path` (bound with `attrs`) below the writable bind `root`: pins every
+    /// directory strictly between them (writable, like `root`), then binds `path` itself, all
+    /// by fd without following symlinks. `done` lists the mounts already made (path,
+    /// writable): a pin already there is not repeated. Generic on purpose: default protected
+    /// paths (issue #15) go through here too.
+    fn protect(
+        &mut self,
+        root: &Path,
+        path: &Path,
+        is_dir: bool,
+        attrs: u64,
+        done: &mut Vec<(PathBuf, bool)>,
+    ) {
+        for d in pins(root, path) {
+            if done.iter().any(|(m, _)| *m == d) {
+                continue;
+            }
+            self.pinned(&d, true, RW);
+            done.push((d, true));
+        }
+        self.pinned(path, is_dir, attrs);
+    }
+
+    fn pinned(&mut self, p: &Path, is_dir: bool, attrs: u64) {
+        if is_dir {
+            self.forget_below(p);
+            self.dirs.insert(p.to_path_buf());
+        }
+        self.ops.push(Op::PinnedBind {
+            src: cpath(OLDROOT, p),
+            dst: cpath(NEWROOT, p),
+            attrs,
+        });
+    }
+}
+
+impl Planner {
+    /// Masks every unix socket under the read-only directory binds with /dev/null (read-only,
+    /// nodev: connect(2) gets ECONNREFUSED, open(2) EACCES). A socket below a deeper writable
+    /// bind is left alone (the caller asked for it writable). Each bind's scan is bounded.
+    fn mask_sockets(&mut self, binds: &[(PathBuf, bool, bool)]) -> SocketMasks {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = SocketMasks::default();
+        for (root, writable, is_dir) in binds {
+            if *writable || !is_dir {
+                continue;
+            }
+            let mut entries = 0;
+            let mut stack: Vec<(PathBuf, usize)> = vec![(root.clone(), 0)];
+            let mut truncated = false;
+            while let Some((dir, depth)) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    entries += 1;
+                    if entries > SOCKET_SCAN_MAX_ENTRIES {
+                        truncated = true;
+                        break;
+                    }
+                    let Ok(ft) = e.file_type() else { continue };
+                    if ft.is_dir() {
+                        if depth + 1 >= SOCKET_SCAN_MAX_DEPTH {
+                            truncated = true;
+                        } else {
+                            stack.push((e.path(), depth + 1));
+                        }
+                    } else if ft.is_socket() {
+                        let p = e.path();
+                        let under_ro = binds
+                            .iter()
+                            .filter(|(b, _, _)| p.starts_with(b))
+                            .max_by_key(|(b, _, _)| b.components().count())
+                            .is_some_and(|(_, w, _)| !w);
+                        if under_ro && !out.masked.contains(&p) {
+                            self.ops.push(Op::MaskSocket {
+                                dst: cpath(NEWROOT, &p),
+                            });
+                            out.masked.push(p);
+                        }
+                    }
+                }
+                if entries > SOCKET_SCAN_MAX_ENTRIES {
+                    break;
+                }
+            }
+            if truncated {
+                out.truncated.push(root.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The directories strictly between `root` and `path` (a path below it), shallowest first:
+/// the ones that must be mount points for `path` to stay where it is.
+pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = path
+        .ancestors()
+        .skip(1)
+        .take_while(|a| a.starts_with(root) && *a != root)
+        .map(Path::to_path_buf)
+        .collect();
+    v.reverse();
+    v
+}
+
+/// Builds the mount plan (parent side; allocates freely).
+pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
+    let mut pl = Planner::new();
+    if let Some(n) = spec.tmpfs_size {
+        pl.size_opt = format!(",size={n}");
+    }
+    // Sorted mount targets: a parent always comes before its children, so nothing we
+    // mount later hides a mount point we made earlier.
+    for d in SYSTEM_DIRS {
+        pl.host_entry(Path::new(d), RO);
+    }
+
+    // /dev: a tmpfs with the host's harmless nodes bound in (no mknod in a user namespace).
+    let dev = Path::new("/dev");
+    pl.tmpfs(dev, "0755", false);
+    for n in DEV_NODES {
+        let p = dev.join(n);
+        if p.exists() {
+            // nodev must stay off: these are device nodes. Read-only: a device stays
+            // readable and writable on a read-only mount (only regular files, dirs and
+            // symlinks are refused), but the host's inode cannot be changed (utimensat on
+            // /dev/null set the host's mtime; chmod and chown are refused anyway).
+            pl.bind(
+                &p,
+                &p,
+                false,
+                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+                true,
+            );
+        }
+    }
+    pl.mkdir(&dev.join("pts"), 0o755);
+    pl.ops.push(Op::Devpts {
+        target: cpath(NEWROOT, &dev.join("pts")),
+    });
+    pl.symlink(Path::new("pts/ptmx"), &dev.join("ptmx"));
+    // /dev/shm: bound from /run/shm on the root tmpfs below (one budget), /dev itself is
+    // remounted read-only at the end.
+    pl.mkdir(&dev.join("shm"), 0o755);
+    pl.symlink(Path::new("/proc/self/fd"), &dev.join("fd"));
+    for (i, n) in ["stdin", "stdout", "stderr"].iter().enumerate() {
+        pl.symlink(&PathBuf::from(format!("/proc/self/fd/{i}")), &dev.join(n));
+    }
+
+    // /etc: synthesized identity and name service files, plus host files programs need.
+    let etc = Path::new("/etc");
+    // Its own tmpfs, remounted read-only at the end of the plan.
+    pl.tmpfs(etc, "0755", false);
+    let user = if spec.uid == 0 { "root" } else { "agent" };
+    let group = if spec.gid == 0 { "root" } else { "agent" };
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+    if spec.uid != 0 {
+        passwd += &format!(
+            "{user}:x:{}:{}:agentcage:{}:/bin/sh\n",
+            spec.uid,
+            spec.gid,
+            spec.home.display()
+        );
+    }
+    passwd += "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+    let mut groups = String::from("root:x:0:\n");
+    if spec.gid != 0 {
+        groups += &format!("{group}:x:{}:\n", spec.gid);
+    }
+    groups += "nogroup:x:65534:\n";
+    pl.write(&etc.join("passwd"), passwd);
+    pl.write(&etc.join("group"), groups);
+    pl.write(&etc.join("hostname"), "agentcage\n".into());
+    pl.write(
+        &etc.join("nsswitch.conf"),
+        "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"
+            .into(),
+    );
+    if spec.own_net {
+        pl.write(
+            &etc.join("hosts"),
+            "127.0.0.1\tlocalhost\n127.0.1.1\tagentcage\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+        );
+        pl.write(
+            &etc.join("resolv.conf"),
+            "# agentcage: no network (loopback only)\n".into(),
+        );
+    } else {
+        for f in ["/etc/hosts", "/etc/resolv.conf"] {
+            // Follow symlinks (resolv.conf often points into /run): bind the file itself.
+            if let Ok(md) = std::fs::metadata(f) {
+                pl.bind(Path::new(f), Path::new(f), md.is_dir(), RO, true);
+            }
+        }
+    }
+    let mut etc_entries: Vec<PathBuf> = ETC_FROM_HOST.iter().map(PathBuf::from).collect();
+    // Distribution Python keeps its site configuration in /etc/python3.X.
+    if let Ok(rd) = std::fs::read_dir(etc) {
+        for e in rd.flatten() {
+            if e.file_name().as_bytes().starts_with(b"python") {
+                etc_entries.push(e.path());
+            }
+        }
+    }
+    etc_entries.sort();
+    for p in &etc_entries {
+        pl.host_entry(p, RO);
+    }
+
+    // Home directory on the root tmpfs (owned by the inside user, who runs the init).
+    pl.mkdir(&spec.home, 0o755);
+
+    // /run with the agentcage binary (the probe and bench run it inside), and /run/shm,
+    // the directory bound onto /dev/shm.
+    pl.mkdir(Path::new("/run"), 0o755);
+    let run_shm = Path::new("/run/shm");
+    pl.sticky_dir(run_shm);
+    pl.ops.push(Op::Bind {
+        src: cpath(NEWROOT, run_shm),
+        dst: cpath(NEWROOT, &dev.join("shm")),
+        attrs: RW,
+        optional: false,
+    });
+    if let Some(exe) = &spec.self_exe {
+        let dst = Path::new(SELF_EXE);
+        pl.parents(dst);
+        pl.ops.push(Op::Touch {
+            path: cpath(NEWROOT, dst),
+        });
+        pl.ops.push(Op::Bind {
+            src: cpath(OLDROOT, exe),
+            dst: cpath(NEWROOT, dst),
+            attrs: sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+            optional: false,
+        });
+    }
+
+    // /tmp is a directory of the root tmpfs, not a tmpfs of its own: every writable
+    // memory-backed place shares the root's size budget (a tmpfs per place would multiply
+    // the limit by their number).
+    pl.sticky_dir(Path::new("/tmp"));
+
+    // The workspace and extras, shallowest first so nested ones land on top.
+    let mut binds: Vec<(PathBuf, bool, bool)> = spec
+        .binds
+        .iter()
+        .map(|(p, w)| (p.clone(), *w, p.is_dir()))
+        .collect();
+    binds.push((spec.workspace.clone(), true, true));
+    binds.sort_by_key(|(p, _, _)| p.components().count());
+    pl.user_binds(&binds);
+    let sockets = pl.mask_sockets(&binds);
+
+    // /proc last among the top-level mounts so its masks can use our /dev/null.
+    let proc_ = Path::new("/proc");
+    pl.mkdir(proc_, 0o555);
+    pl.ops.push(Op::Proc {
+        target: cpath(NEWROOT, proc_),
+        fresh: spec.fresh_proc,
+    });
+    if spec.fresh_proc {
+        for f in PROC_MASKED_FILES {
+            pl.ops.push(Op::Bind {
+                src: cpath(OLDROOT, Path::new("/dev/null")),
+                dst: cpath(NEWROOT, Path::new(f)),
+                attrs: RO | sys::MOUNT_ATTR_NOEXEC,
+                optional: true,
+            });
+        }
+        for d in PROC_MASKED_DIRS {
+            pl.ops.push(Op::Tmpfs {
+                target: cpath(NEWROOT, Path::new(d)),
+                flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                data: c"mode=0555,size=0".to_owned(),
+                readonly: true,
+                optional: true,
+            });
+        }
+        if let (Some(budget), true) = (spec.tmpfs_size, spec.own_ipc) {
+            // SysV shared memory of the sandbox's own IPC namespace: without a memory cgroup
+            // nothing else bounds it (shm pages are not RLIMIT_DATA). Before /proc/sys is made
+            // read-only; these files show the IPC namespace of the writer, ours.
+            let pages = budget.div_ceil(4096).max(1);
+            for (f, v) in [
+                ("/proc/sys/kernel/shmmax", budget),
+                ("/proc/sys/kernel/shmall", pages),
+            ] {
+                pl.ops.push(Op::Sysctl {
+                    path: cpath(NEWROOT, Path::new(f)),
+                    value: CString::new(v.to_string()).unwrap_or_default(),
+                });
+            }
+        }
+        for d in PROC_READONLY {
+            pl.ops.push(Op::Bind {
+                src: cpath(NEWROOT, Path::new(d)),
+                dst: cpath(NEWROOT, Path::new(d)),
+                attrs: RO | sys::MOUNT_ATTR_NOEXEC,
+                optional: true,
+            });
+        }
+    }
+
+    // Unless the caller bound something over /etc itself (`--ro /etc`): then that bind
+    // is what /etc is, with the access the caller asked for.
+    let etc_overridden = binds.iter().any(|(p, _, _)| p == etc);
+    if !etc_overridden {
+        pl.ops.push(Op::RemountRo {
+            target: cpath(NEWROOT, etc),
+            flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+            data: c"mode=0755".to_owned(),
+        });
+    }
+    // /dev is complete: read-only, so the agent cannot add files or fill it (its writable
+    // /dev/shm is a bind from the root tmpfs). The same exception as /etc.
+    if !binds.iter().any(|(p, _, _)| p == dev) {
+        pl.ops.push(Op::RemountRo {
+            target: cpath(NEWROOT, dev),
+            flags: libc::MS_RDONLY | libc::MS_NOSUID,
+            data: c"mode=0755".to_owned(),
+        });
+    }
+
+    PreparedRootfs {
+        ops: pl.ops,
+        newroot: CString::new(NEWROOT).unwrap_or_default(),
+        oldroot_rel: c"oldroot".to_owned(),
+        mount_setattr: spec.mount_setattr,
+        sockets,
+        root_data: CString::new(format!("mode=0755{}", pl.size_opt)).unwrap_or_default(),
+        stage: STAGE_CANDIDATES
+            .iter()
+            .find(|d| Path::new(d).is_dir())
+            .and_then(|d| CString::new(*d).ok())
+            .unwrap_or_else(|| c"/".to_owned()),
+    }
+}

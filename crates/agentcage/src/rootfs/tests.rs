@@ -1,0 +1,259 @@
+use super::plan::pins;
+use super::*;
+
+fn spec(ws: &str) -> RootSpec {
+    RootSpec {
+        workspace: PathBuf::from(ws),
+        binds: vec![],
+        self_exe: None,
+        uid: 0,
+        gid: 0,
+        home: PathBuf::from("/root"),
+        fresh_proc: true,
+        own_net: true,
+        mount_setattr: true,
+        tmpfs_size: None,
+        own_ipc: true,
+    }
+}
+
+fn idx(p: &PreparedRootfs, pred: impl Fn(&Op) -> bool) -> usize {
+    p.ops.iter().position(pred).expect("op present")
+}
+
+#[test]
+fn workspace_under_tmp_is_bound_after_tmp_is_made() {
+    let p = prepare(&spec("/tmp/ws/proj"));
+    let tmp = idx(
+        &p,
+        |o| matches!(o, Op::Chmod { path, .. } if path.as_bytes() == b"/newroot/tmp"),
+    );
+    let mk = idx(
+        &p,
+        |o| matches!(o, Op::Mkdir { path, .. } if path.as_bytes() == b"/newroot/tmp/ws/proj"),
+    );
+    let bind = idx(
+        &p,
+        |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/tmp/ws/proj"),
+    );
+    assert!(tmp < mk && mk < bind, "{tmp} {mk} {bind}");
+    match &p.ops[bind] {
+        Op::Bind { src, attrs, .. } => {
+            assert_eq!(src.as_bytes(), b"/oldroot/tmp/ws/proj");
+            assert_eq!(attrs & sys::MOUNT_ATTR_RDONLY, 0);
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn system_dirs_are_readonly_or_symlinks() {
+    let p = prepare(&spec("/tmp/ws"));
+    for d in SYSTEM_DIRS {
+        let Ok(md) = std::fs::symlink_metadata(d) else {
+            continue;
+        };
+        let target = format!("/newroot{d}");
+        let found = p.ops.iter().any(|o| match o {
+            Op::Bind { dst, attrs, .. } => {
+                dst.as_bytes() == target.as_bytes() && attrs & sys::MOUNT_ATTR_RDONLY != 0
+            }
+            Op::Symlink { link, .. } => {
+                md.file_type().is_symlink() && link.as_bytes() == target.as_bytes()
+            }
+            _ => false,
+        });
+        assert!(found, "{d} missing from the plan");
+    }
+}
+
+#[test]
+fn nothing_is_created_under_a_later_mount() {
+    // Every Mkdir/Touch/Write under a tmpfs or bind target must come after that mount.
+    let p = prepare(&spec("/tmp/a/b"));
+    let mounts: Vec<(usize, String)> = p
+        .ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| match o {
+            Op::Tmpfs { target, .. } => Some((i, target.to_string_lossy().into_owned())),
+            Op::Bind { dst, .. } => Some((i, dst.to_string_lossy().into_owned())),
+            _ => None,
+        })
+        .collect();
+    for (i, o) in p.ops.iter().enumerate() {
+        let path = match o {
+            Op::Mkdir { path, .. } | Op::Touch { path } | Op::WriteFile { path, .. } => path,
+            _ => continue,
+        };
+        let path = path.to_string_lossy();
+        for (mi, m) in &mounts {
+            if path.starts_with(&format!("{m}/")) {
+                assert!(i > *mi, "{path} created before mount {m}");
+            }
+        }
+    }
+}
+
+#[test]
+fn one_tmpfs_budget_for_every_writable_place() {
+    let mut sp = spec("/tmp/ws");
+    sp.tmpfs_size = Some(1 << 20);
+    let p = prepare(&sp);
+    assert!(p.root_data.to_bytes().ends_with(b",size=1048576"));
+    // /tmp is a sticky dir of the root tmpfs, /dev/shm a bind of another one: no
+    // writable tmpfs of their own (each would get the whole budget again).
+    for o in &p.ops {
+        if let Op::Tmpfs { target, .. } = o {
+            let t = target.to_bytes();
+            assert!(
+                t == b"/newroot/dev" || t == b"/newroot/etc" || t.starts_with(b"/newroot/proc/"),
+                "unexpected tmpfs {target:?}"
+            );
+        }
+    }
+    for d in ["/newroot/tmp", "/newroot/run/shm"] {
+        assert!(
+            p.ops.iter().any(
+                |o| matches!(o, Op::Chmod { path, mode: 0o1777 } if path.to_bytes() == d.as_bytes())
+            ),
+            "{d} is not a sticky dir"
+        );
+    }
+    assert!(p.ops.iter().any(|o| matches!(o,
+        Op::Bind { src, dst, .. } if src.to_bytes() == b"/newroot/run/shm" && dst.to_bytes() == b"/newroot/dev/shm")));
+    // /dev and /etc end read-only.
+    for d in ["/newroot/dev", "/newroot/etc"] {
+        assert!(
+            p.ops.iter().any(|o| matches!(o, Op::RemountRo { target, flags, .. } if target.to_bytes() == d.as_bytes() && flags & libc::MS_RDONLY != 0)),
+            "{d} not remounted read-only"
+        );
+    }
+    // SysV shm of the own IPC namespace gets the same budget, never the host's.
+    let shm: Vec<_> = p
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Sysctl { path, value } => {
+                Some((path.to_bytes().to_vec(), value.to_bytes().to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        shm.contains(&(b"/newroot/proc/sys/kernel/shmall".to_vec(), b"256".to_vec())),
+        "{shm:?}"
+    );
+    sp.own_ipc = false;
+    assert!(!prepare(&sp)
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::Sysctl { .. })));
+    let unlimited = prepare(&spec("/tmp/ws"));
+    assert_eq!(unlimited.root_data.to_bytes(), b"mode=0755");
+    assert!(!unlimited.ops.iter().any(|o| matches!(o, Op::Sysctl { .. })));
+}
+
+#[test]
+fn device_nodes_are_read_only_binds() {
+    let p = prepare(&spec("/tmp/ws"));
+    let mut n = 0;
+    for o in &p.ops {
+        if let Op::Bind { dst, attrs, .. } = o {
+            if dst.to_bytes().starts_with(b"/newroot/dev/") && !dst.to_bytes().ends_with(b"/shm") {
+                assert_ne!(attrs & sys::MOUNT_ATTR_RDONLY, 0, "{dst:?} writable");
+                assert_eq!(attrs & sys::MOUNT_ATTR_NODEV, 0, "{dst:?} nodev");
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 3, "{n} device binds");
+}
+
+#[test]
+fn pins_are_the_dirs_between() {
+    let v = pins(Path::new("/w"), Path::new("/w/.git/modules/a/hooks"));
+    let want: Vec<PathBuf> = ["/w/.git", "/w/.git/modules", "/w/.git/modules/a"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(v, want);
+    assert!(pins(Path::new("/w"), Path::new("/w/x")).is_empty());
+}
+
+#[test]
+fn nested_binds_pin_their_ancestors() {
+    // A read-only bind two levels below the workspace: its parent is pinned (once, even
+    // for two protected paths), then it is bound by fd; a bind outside stays plain.
+    let mut sp = spec("/w");
+    sp.binds = vec![
+        (PathBuf::from("/w/.git/hooks"), false),
+        (PathBuf::from("/w/.git/config"), false),
+        (PathBuf::from("/opt/x"), false),
+    ];
+    let p = prepare(&sp);
+    let pinned: Vec<(String, u64)> = p
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::PinnedBind { dst, attrs, .. } => Some((dst.to_string_lossy().into_owned(), *attrs)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        pinned,
+        vec![
+            ("/newroot/w/.git".to_string(), RW),
+            ("/newroot/w/.git/hooks".to_string(), RO),
+            ("/newroot/w/.git/config".to_string(), RO),
+        ]
+    );
+    let ws = idx(
+        &p,
+        |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/w"),
+    );
+    let pin = idx(
+        &p,
+        |o| matches!(o, Op::PinnedBind { dst, .. } if dst.as_bytes() == b"/newroot/w/.git"),
+    );
+    assert!(ws < pin);
+    // Nothing is created below the workspace (it would land on the host).
+    assert!(!p.ops.iter().any(|o| matches!(o,
+        Op::Mkdir { path, .. } | Op::Touch { path } if path.to_bytes().starts_with(b"/newroot/w/"))));
+    assert!(p
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/opt/x")));
+}
+
+#[test]
+fn sockets_under_ro_binds_are_masked() {
+    let d = std::env::temp_dir().join(format!("agentcage-rootfs-sock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("a/rw")).expect("mkdir");
+    let _l1 = std::os::unix::net::UnixListener::bind(d.join("a/S")).expect("bind");
+    let _l2 = std::os::unix::net::UnixListener::bind(d.join("a/rw/S")).expect("bind");
+    let mut sp = spec("/w");
+    sp.binds = vec![(d.join("a"), false), (d.join("a/rw"), true)];
+    let p = prepare(&sp);
+    let masked: Vec<String> = p
+        .ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::MaskSocket { dst } => Some(dst.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&d);
+    // The one below the writable bind stays: the caller asked for it writable.
+    assert_eq!(masked, vec![format!("/newroot{}", d.join("a/S").display())]);
+    assert_eq!(p.sockets.masked, vec![d.join("a/S")]);
+    assert!(p.sockets.truncated.is_empty());
+}
+
+#[test]
+fn workspace_checks() {
+    assert!(check_workspace(Path::new("/")).is_err());
+    assert!(check_workspace(Path::new("/usr")).is_err());
+    assert!(check_workspace(Path::new("/home/u/p")).is_ok());
+}
