@@ -269,11 +269,5 @@ fn main() {
             report_path_not_regular_refused,
         ),
     ];
-    let mut trials = Vec::new();
-    for who in [Who::Root, Who::Nobody] {
-        for &(name, f) in tests {
-            trials.push(common::trial(who, name, f, common::skip_reason(who)));
-        }
-    }
-    common::run(&args, trials)
+    common::run(&args, common::trials_for_both(tests))
 }

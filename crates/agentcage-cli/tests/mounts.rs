@@ -8,7 +8,7 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 
-use common::{Env, TestFn, Who};
+use common::{Env, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 fn is_root() -> bool {
@@ -241,13 +241,5 @@ fn main() {
             true,
         ),
     ];
-    let mut trials = Vec::new();
-    for who in [Who::Root, Who::Nobody] {
-        for &(name, f, root_only) in tests {
-            if !root_only || who == Who::Root {
-                trials.push(common::trial(who, name, f, common::skip_reason(who)));
-            }
-        }
-    }
-    common::run(&args, trials)
+    common::run(&args, common::trials_by_user(tests))
 }

@@ -8,15 +8,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Env, TestFn, Who};
+use common::{err, Env, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 /// Every profile with a mount namespace.
 const PROFILES: [&str; 3] = ["ns-only", "landlock", "full"];
-
-fn err(e: impl std::fmt::Display) -> Failed {
-    e.to_string().into()
-}
 
 /// Runs host git in `dir` (as whoever runs the tests; the repo may belong to uid 65534).
 fn git(dir: &Path, args: &[&str]) -> Result<String, Failed> {
@@ -55,17 +51,7 @@ fn git_repo(env: &Env, dir: &Path) -> Result<(), Failed> {
     std::fs::write(dir.join("docs/x"), "x\n").map_err(err)?;
     git(dir, &["add", "-A"])?;
     git(dir, &["commit", "-qm", "files"])?;
-    chown_tree(env, dir)
-}
-
-fn chown_tree(env: &Env, p: &Path) -> Result<(), Failed> {
-    env.chown_to_sandbox(p)?;
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).map_err(err)? {
-            chown_tree(env, &e.map_err(err)?.path())?;
-        }
-    }
-    Ok(())
+    env.chown_tree(dir)
 }
 
 fn read(p: &Path) -> String {
@@ -415,7 +401,7 @@ fn submodule_protected_by_default(env: &Env) -> Result<(), Failed> {
         ],
     )?;
     git(ws.path(), &["commit", "-qm", "sub"])?;
-    chown_tree(env, ws.path())?;
+    env.chown_tree(ws.path())?;
     let gitdir = ws.path().join(".git/modules/libs/sub");
     let config = read(&gitdir.join("config"));
     let out = env.run(&[
@@ -470,11 +456,5 @@ fn main() {
             submodule_protected_by_default,
         ),
     ];
-    let mut trials = Vec::new();
-    for who in [Who::Root, Who::Nobody] {
-        for &(name, f) in tests {
-            trials.push(common::trial(who, name, f, common::skip_reason(who)));
-        }
-    }
-    common::run(&args, trials)
+    common::run(&args, common::trials_for_both(tests))
 }

@@ -4,16 +4,10 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{Env, TestFn, Who};
+use common::{err, Env, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 const PROFILES: [&str; 3] = ["ns-only", "landlock", "full"];
-
-fn err(e: impl std::fmt::Display) -> Failed {
-    e.to_string().into()
-}
 
 /// A workspace with a git-like `.git` (hooks/, config, modules/sub/{hooks,config}) and a
 /// sibling dir `other`, all owned by the sandbox user (so only the mounts can refuse).
@@ -26,18 +20,8 @@ fn git_workspace(env: &Env) -> Result<common::Scratch, Failed> {
     for f in [".git/config", ".git/HEAD", ".git/modules/sub/config"] {
         std::fs::write(w.join(f), "[core]\n").map_err(err)?;
     }
-    chown_tree(env, w)?;
+    env.chown_tree(w)?;
     Ok(ws)
-}
-
-fn chown_tree(env: &Env, p: &Path) -> Result<(), Failed> {
-    env.chown_to_sandbox(p)?;
-    if p.is_dir() && !p.is_symlink() {
-        for e in std::fs::read_dir(p).map_err(err)? {
-            chown_tree(env, &e.map_err(err)?.path())?;
-        }
-    }
-    Ok(())
 }
 
 /// Renames, removals and swaps of a protected path or any of its ancestors all fail inside,
@@ -210,7 +194,7 @@ fn submodule_paths_protected_by_pattern(env: &Env) -> Result<(), Failed> {
     let nested = ws.path().join(".git/modules/sub/modules/deep");
     std::fs::create_dir_all(nested.join("hooks")).map_err(err)?;
     std::fs::write(nested.join("config"), "[core]\n").map_err(err)?;
-    chown_tree(env, ws.path())?;
+    env.chown_tree(ws.path())?;
     let dir = env.policy_dir()?;
     let pol = dir.path().join("p.toml");
     std::fs::write(
@@ -308,11 +292,5 @@ fn main() {
             unreadable_protected_path_fails_closed,
         ),
     ];
-    let mut trials = Vec::new();
-    for who in [Who::Root, Who::Nobody] {
-        for &(name, f) in tests {
-            trials.push(common::trial(who, name, f, common::skip_reason(who)));
-        }
-    }
-    common::run(&args, trials)
+    common::run(&args, common::trials_for_both(tests))
 }

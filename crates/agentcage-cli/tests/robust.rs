@@ -41,12 +41,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Env, Out, TestFn, Who};
+use common::{code_of, err, wait_deadline, Env, Out, TestFn, Who};
 use libtest_mimic::{Arguments, Failed};
-
-fn err(e: impl std::fmt::Display) -> Failed {
-    e.to_string().into()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Host observation: processes, cgroup leaves, mounts, fds, temp dirs
@@ -304,26 +300,6 @@ fn marker(tag: &str) -> String {
 fn command(env: &Env, args: &[&str]) -> Command {
     // The harness's builder (it confirms `-p none` as root, see common).
     env.command(args)
-}
-
-/// Waits for `child` up to `limit`; on expiry kills it and fails.
-fn wait_deadline(child: &mut Child, limit: Duration, what: &str) -> Result<ExitStatus, Failed> {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().map_err(err)? {
-            return Ok(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{what}: still running after {limit:?} (killed)").into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn code_of(st: ExitStatus) -> i32 {
-    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
 }
 
 /// Runs with stdout/stderr captured and a deadline; also returns the pid it had.

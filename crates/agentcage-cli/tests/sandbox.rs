@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Env, TestFn, Who};
+use common::{Env, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 const PROFILES: [&str; 4] = ["none", "ns-only", "landlock", "full"];
@@ -606,13 +606,5 @@ fn main() {
         ),
         ("root_files_not_host_root", root_files_not_host_root, true),
     ];
-    let mut trials = Vec::new();
-    for who in [Who::Root, Who::Nobody] {
-        for &(name, f, root_only) in tests {
-            if !root_only || who == Who::Root {
-                trials.push(common::trial(who, name, f, common::skip_reason(who)));
-            }
-        }
-    }
-    common::run(&args, trials)
+    common::run(&args, common::trials_by_user(tests))
 }

@@ -23,13 +23,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Env, TestFn, Who};
+use common::{code_of, wait_deadline, Env, TestFn, Who};
 use libtest_mimic::{Arguments, Failed};
 
 /// agentcage::TIMEOUT_GRACE.
@@ -47,26 +47,6 @@ fn command(env: &Env, args: &[&str]) -> Command {
         c.uid(65534).gid(65534);
     }
     c
-}
-
-/// Waits for `child` up to `limit`; on expiry kills it and fails.
-fn wait_deadline(child: &mut Child, limit: Duration, what: &str) -> Result<ExitStatus, Failed> {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(st);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{what}: still running after {limit:?} (killed)").into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn code_of(st: ExitStatus) -> i32 {
-    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
 }
 
 /// A pty pair the test owns: (master, slave), with a known size.
@@ -681,11 +661,5 @@ fn main() {
         ),
         ("init_argv_hidden", init_argv_hidden),
     ];
-    let mut trials = Vec::new();
-    for who in [Who::Root, Who::Nobody] {
-        for &(name, f) in tests {
-            trials.push(common::trial(who, name, f, common::skip_reason(who)));
-        }
-    }
-    common::run(&args, trials)
+    common::run(&args, common::trials_for_both(tests))
 }

@@ -56,6 +56,56 @@ pub fn binary() -> &'static Path {
     })
 }
 
+/// Every test of `tests` as root and as nobody; `true` in the third place: root only.
+pub fn trials_by_user(tests: &[(&str, TestFn, bool)]) -> Vec<Trial> {
+    let mut trials = Vec::new();
+    for who in [Who::Root, Who::Nobody] {
+        for &(name, f, root_only) in tests {
+            if !root_only || who == Who::Root {
+                trials.push(trial(who, name, f, skip_reason(who)));
+            }
+        }
+    }
+    trials
+}
+
+/// Every test of `tests` as root and as nobody.
+pub fn trials_for_both(tests: &[(&str, TestFn)]) -> Vec<Trial> {
+    let all: Vec<(&str, TestFn, bool)> = tests.iter().map(|&(n, f)| (n, f, false)).collect();
+    trials_by_user(&all)
+}
+
+/// Waits for `child` up to `limit`; on expiry kills it and fails.
+pub fn wait_deadline(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> Result<std::process::ExitStatus, Failed> {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().map_err(err)? {
+            return Ok(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{what}: still running after {limit:?} (killed)").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Shell convention: the exit code, or 128+N for signal N.
+pub fn code_of(st: std::process::ExitStatus) -> i32 {
+    st.code()
+        .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0))
+}
+
+/// A test failure from any displayable error.
+pub fn err(e: impl std::fmt::Display) -> Failed {
+    e.to_string().into()
+}
+
 /// Removes the binary's copy (call once, after every trial ran).
 pub fn cleanup() {
     let dir = std::env::temp_dir().join(format!("agentcage-test-bin-{}", std::process::id()));
@@ -185,6 +235,17 @@ impl Env {
         std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(|e| e.to_string())?;
         Ok(s)
+    }
+
+    /// [`Env::chown_to_sandbox`] of `p` and everything below it (symlinks not followed).
+    pub fn chown_tree(&self, p: &Path) -> Result<(), Failed> {
+        self.chown_to_sandbox(p)?;
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(p).map_err(err)? {
+                self.chown_tree(&e.map_err(err)?.path())?;
+            }
+        }
+        Ok(())
     }
 
     pub fn chown_to_sandbox(&self, p: &Path) -> Result<(), Failed> {

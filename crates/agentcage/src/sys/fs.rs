@@ -39,19 +39,10 @@ pub fn close(fd: c_int) {
 /// write(2) of the whole buffer (retries on EINTR and short writes).
 pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
-        // SAFETY: buf is a live slice; the kernel reads at most buf.len() bytes.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast::<c_void>(), buf.len()) };
-        if n < 0 {
-            let e = Errno::last();
-            if e.0 == libc::EINTR {
-                continue;
-            }
-            return Err(e);
+        match write_some(fd, buf)? {
+            0 => return Err(Errno(libc::EIO)),
+            n => buf = &buf[n..],
         }
-        if n == 0 {
-            return Err(Errno(libc::EIO));
-        }
-        buf = &buf[n as usize..];
     }
     Ok(())
 }
@@ -60,25 +51,10 @@ pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), Errno> {
 pub fn read_full(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut got = 0;
     while got < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of a live buffer.
-        let n = unsafe {
-            libc::read(
-                fd,
-                buf[got..].as_mut_ptr().cast::<c_void>(),
-                buf.len() - got,
-            )
-        };
-        if n < 0 {
-            let e = Errno::last();
-            if e.0 == libc::EINTR {
-                continue;
-            }
-            return Err(e);
+        match read_some(fd, &mut buf[got..])? {
+            0 => break,
+            n => got += n,
         }
-        if n == 0 {
-            break;
-        }
-        got += n as usize;
     }
     Ok(got)
 }
