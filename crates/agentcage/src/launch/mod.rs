@@ -306,10 +306,15 @@ impl Prepared {
                 let _ = sys::signal_handler(s, forward_signal);
             }
         }
-        // SAFETY: the child branch only runs child::main, which is async-signal-safe and
-        // only reads `self`, `pipes`, `child_stdio` and `title`, all built before this call.
-        // As root, the user namespace is created as the sandbox's host uid (see
-        // `userns_owner`).
+        let _idmapped = self
+            .rootfs
+            .as_ref()
+            .map(|r| r.idmap.open_trees())
+            .transpose()?; // rootfs/idmap.rs
+                           // SAFETY: the child branch only runs child::main, which is async-signal-safe and
+                           // only reads `self`, `pipes`, `child_stdio` and `title`, all built before this call.
+                           // As root, the user namespace is created as the sandbox's host uid (see
+                           // `userns_owner`).
         let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
             Ok(0) => child::main(self, &pipes, child_stdio, title),
             Ok(pid) => pid,

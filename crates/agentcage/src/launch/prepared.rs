@@ -129,9 +129,6 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     }
     let mut enforcement = Vec::new();
     let mut degraded = Vec::new();
-    if as_root && layers.has(Layer::UserNs) {
-        degraded.extend(workspace_owner_note(policy));
-    }
     let namespaces::PreparedNs {
         mut clone_flags,
         id_maps,
@@ -178,8 +175,12 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             mount_setattr: sys::mount_setattr_available(),
             tmpfs_size: policy.limits.memory.filter(|_| layers.has(Layer::Limits)),
             own_ipc: layers.has(Layer::IpcNs),
+            idmap: as_root.then(|| rootfs::idmap_spec(policy)),
         })
     });
+    if as_root && layers.has(Layer::UserNs) {
+        owner_notes(policy, rootfs.as_ref(), &mut enforcement, &mut degraded);
+    }
 
     if let Some(r) = &rootfs {
         for note in socket_notes(&r.sockets) {
@@ -324,31 +325,63 @@ fn validate(policy: &Policy, command: &Command) -> Result<(), Error> {
     Ok(())
 }
 
-/// Run as root, the sandbox is host uid `host_uid`: a workspace it cannot write is said
-/// before the command finds out.
-fn workspace_owner_note(policy: &Policy) -> Option<(String, String)> {
+/// Run as root, the sandbox is host uid `host_uid`: a writable path owned by someone else is
+/// bound idmapped (said with -v), or, where it cannot be, said before the command finds out.
+fn owner_notes(
+    policy: &Policy,
+    rootfs: Option<&PreparedRootfs>,
+    enforcement: &mut Vec<(String, String)>,
+    degraded: &mut Vec<(String, String)>,
+) {
     use std::os::unix::fs::MetadataExt;
-    let ws = &policy.workspace;
-    let md = std::fs::metadata(ws).ok()?;
-    let writable_by_other = md.mode() & 0o002 != 0;
-    (md.uid() != policy.host_uid && !writable_by_other).then(|| {
-        (
-            "workspace".into(),
-            format!(
-                "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
-                 cannot write there (chown the workspace to {}, or pass --host-uid {})",
-                ws.display(),
-                md.uid(),
-                policy.host_uid,
-                policy.host_uid,
-                if md.uid() == 0 {
-                    "a non-root owner".to_string()
-                } else {
-                    md.uid().to_string()
+    let decisions: Vec<(PathBuf, rootfs::Decision)> = match rootfs {
+        Some(r) => r.idmap_decisions.clone(),
+        // No mount namespace: the workspace is the host's path, as host uid `host_uid`.
+        None => vec![(
+            policy.workspace.clone(),
+            rootfs::Decision::Refused("no mount namespace".into()),
+        )],
+    };
+    for (path, d) in decisions {
+        match d {
+            rootfs::Decision::Idmapped(i) => {
+                if let Some(r) = rootfs {
+                    enforcement.push(("idmap".into(), r.idmap.describe(i)));
                 }
-            ),
-        )
-    })
+            }
+            rootfs::Decision::NotNeeded => {}
+            rootfs::Decision::Refused(why) => {
+                let Ok(md) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if md.uid() == policy.host_uid || md.mode() & 0o002 != 0 {
+                    continue;
+                }
+                let what = if path == policy.workspace {
+                    "workspace"
+                } else {
+                    "rw"
+                };
+                degraded.push((
+                    what.into(),
+                    format!(
+                        "{} is owned by uid {}, but as root the sandbox runs as host uid {}: it \
+                         cannot write there, and no idmapped bind is possible ({why}) (chown it \
+                         to {}, or pass --host-uid {})",
+                        path.display(),
+                        md.uid(),
+                        policy.host_uid,
+                        policy.host_uid,
+                        if md.uid() == 0 {
+                            "a non-root owner".to_string()
+                        } else {
+                            md.uid().to_string()
+                        }
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// Resource limits: rlimits are the floor; cgroups, when available, are created by the
@@ -565,6 +598,16 @@ impl Prepared {
             Step::Seccomp => "install the seccomp filter".into(),
         };
         let hint = match (r.step, r.errno.0) {
+            (Step::Mount, libc::EACCES)
+                if self.set_ids.is_some_and(|s| s.as_root) && self.rootfs.is_some() =>
+            {
+                self.rootfs.as_ref().and_then(|p| {
+                    rootfs::traverse_hint(p, r.index, (self.policy.host_uid, self.policy.host_gid))
+                })
+            }
+            _ => None,
+        }
+        .or(match (r.step, r.errno.0) {
             (Step::Mount, libc::EPERM) | (Step::Mount, libc::EACCES) => Some(
                 "the kernel refused a mount in the sandbox's user namespace; inside a container, \
                  the outer runtime may forbid it (see `agentcage doctor`)"
@@ -593,7 +636,7 @@ impl Prepared {
                     .into(),
             ),
             _ => None,
-        };
+        });
         Error::Setup {
             step,
             errno: r.errno,

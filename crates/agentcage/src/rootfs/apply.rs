@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
 
-use super::{Op, PreparedRootfs, RO, ST_RELATIME};
+use super::{idmap, Op, PreparedRootfs, RO, ST_RELATIME};
 
 /// Sets mount attributes on `path`: mount_setattr when available, else a bind remount that
 /// keeps the flags the kernel locked (atime, nosuid, nodev, noexec of the source).
@@ -46,7 +46,7 @@ fn ok_exists(r: Result<(), Errno>) -> Result<(), Errno> {
     }
 }
 
-fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
+fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<(), Errno> {
     match op {
         Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
         Op::Touch { path } => {
@@ -98,6 +98,10 @@ fn run_op(op: &Op, use_setattr: bool) -> Result<(), Errno> {
             set_attrs(dst, *attrs, use_setattr)
         }
         Op::PinnedBind { src, dst, attrs } => pinned_bind(src, dst, *attrs, use_setattr),
+        Op::IdmappedBind { dst, tree } => match idmap.trees.get(*tree) {
+            Some(t) => idmap::attach(t, dst),
+            None => Err(Errno(libc::EINVAL)),
+        },
         Op::MaskSocket { dst } => {
             let src = c"/oldroot/dev/null";
             match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
@@ -221,7 +225,7 @@ pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
     .map_err(e(Step::StageTmpfs, 1))?;
 
     for (i, op) in p.ops.iter().enumerate() {
-        run_op(op, p.mount_setattr).map_err(e(Step::Mount, i))?;
+        run_op(op, p.mount_setattr, &p.idmap).map_err(e(Step::Mount, i))?;
     }
 
     // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then

@@ -135,6 +135,8 @@ pub(crate) enum Op {
         flags: libc::c_ulong,
         data: CString,
     },
+    /// Attach this run's idmapped copy of a writable host path (see `idmap.rs`) on `dst`.
+    IdmappedBind { dst: CString, tree: usize },
     /// chmod (mkdir's mode is cut by the umask; a sticky 1777 dir must be exact).
     Chmod { path: CString, mode: u32 },
     /// Write a value to a sysctl of the sandbox's own namespaces (an existing file);
@@ -179,6 +181,9 @@ impl Op {
             ),
             Op::MaskSocket { dst } => {
                 format!("mask the unix socket {} (bind /dev/null over it)", s(dst))
+            }
+            Op::IdmappedBind { dst, .. } => {
+                format!("attach the idmapped copy of {} (move_mount)", s(dst))
             }
             Op::Proc { target, fresh } => {
                 if *fresh {
@@ -266,6 +271,8 @@ pub struct RootSpec {
     pub tmpfs_size: Option<u64>,
     /// Own IPC namespace: its SysV shared memory limits may be set (never the host's).
     pub own_ipc: bool,
+    /// As root: writable paths owned by someone else get idmapped binds (`idmap.rs`).
+    pub idmap: Option<IdmapSpec>,
 }
 
 /// The prepared mount plan.
@@ -279,6 +286,11 @@ pub struct PreparedRootfs {
     stage: CString,
     /// What [`Planner::mask_sockets`] did.
     pub sockets: SocketMasks,
+    /// The idmapped binds (`idmap.rs`).
+    pub idmap: PreparedIdmap,
+    /// Writable paths owned by another uid than the sandbox's host uid, and what was done
+    /// about each (`run -v`, and a warning when it stays unwritable).
+    pub idmap_decisions: Vec<(PathBuf, Decision)>,
 }
 
 /// Unix sockets found under the read-only binds at prepare time and masked (issue #10,
@@ -346,9 +358,12 @@ pub fn check_workspace(path: &Path) -> Result<(), PolicyError> {
 }
 
 mod apply;
+mod idmap;
 mod plan;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use apply::apply;
+pub(crate) use idmap::traverse_hint;
+pub use idmap::{idmap_spec, Decision, IdmapSpec, PreparedIdmap};
 pub use plan::prepare;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::sys;
 
+use super::idmap::{Decision, IdmapSpec, PreparedIdmap};
 use super::{
     Op, PreparedRootfs, RootSpec, SocketMasks, DEV_NODES, ETC_FROM_HOST, NEWROOT, OLDROOT,
     PROC_MASKED_DIRS, PROC_MASKED_FILES, PROC_READONLY, RO, RW, SELF_EXE, SOCKET_SCAN_MAX_DEPTH,
@@ -19,6 +20,14 @@ struct Planner {
     size_opt: String,
     /// Inside dirs known to exist in the composed tree (created or covered by a bind).
     dirs: BTreeSet<PathBuf>,
+    /// Idmapped binds (root launcher, writable paths owned by someone else).
+    idmap_spec: Option<IdmapSpec>,
+    idmap: PreparedIdmap,
+    idmap_decisions: Vec<(PathBuf, Decision)>,
+    /// Writable binds made idmapped: pins and protected paths below them are cloned from the
+    /// idmapped mount in the new root (same ids; and no host path walk, which a mode-700
+    /// parent such as /root would refuse to the sandbox's host uid).
+    idmapped: Vec<PathBuf>,
 }
 
 fn cpath(prefix: &str, p: &Path) -> CString {
@@ -37,6 +46,10 @@ impl Planner {
             ops: Vec::new(),
             size_opt: String::new(),
             dirs,
+            idmap_spec: None,
+            idmap: PreparedIdmap::default(),
+            idmap_decisions: Vec::new(),
+            idmapped: Vec::new(),
         }
     }
 
@@ -166,6 +179,7 @@ impl Planner {
                 .cloned();
             match parent {
                 Some((root, true)) => self.protect(&root, p, *is_dir, attrs, &mut done),
+                _ if *writable && *is_dir => self.writable_bind(p),
                 _ => self.bind(p, p, *is_dir, attrs, false),
             }
             done.push((p.clone(), *writable));
@@ -195,13 +209,39 @@ impl Planner {
         self.pinned(path, is_dir, attrs);
     }
 
+    /// A writable directory bind at its own path: idmapped when it belongs to someone else
+    /// and the policy allows it (`idmap.rs`), else a plain bind.
+    fn writable_bind(&mut self, p: &Path) {
+        let decision = match &self.idmap_spec {
+            Some(spec) => self.idmap.plan(spec, p),
+            None => Decision::NotNeeded,
+        };
+        match decision {
+            Decision::Idmapped(tree) => {
+                self.mkdir(p, 0o755);
+                self.forget_below(p);
+                self.dirs.insert(p.to_path_buf());
+                self.ops.push(Op::IdmappedBind {
+                    dst: cpath(NEWROOT, p),
+                    tree,
+                });
+                self.idmapped.push(p.to_path_buf());
+            }
+            _ => self.bind(p, p, true, RW, false),
+        }
+        if decision != Decision::NotNeeded {
+            self.idmap_decisions.push((p.to_path_buf(), decision));
+        }
+    }
+
     fn pinned(&mut self, p: &Path, is_dir: bool, attrs: u64) {
         if is_dir {
             self.forget_below(p);
             self.dirs.insert(p.to_path_buf());
         }
+        let below_idmapped = self.idmapped.iter().any(|r| p.starts_with(r));
         self.ops.push(Op::PinnedBind {
-            src: cpath(OLDROOT, p),
+            src: cpath(if below_idmapped { NEWROOT } else { OLDROOT }, p),
             dst: cpath(NEWROOT, p),
             attrs,
         });
@@ -282,6 +322,7 @@ pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
 /// Builds the mount plan (parent side; allocates freely).
 pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     let mut pl = Planner::new();
+    pl.idmap_spec = spec.idmap.clone();
     if let Some(n) = spec.tmpfs_size {
         pl.size_opt = format!(",size={n}");
     }
@@ -503,6 +544,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         oldroot_rel: c"oldroot".to_owned(),
         mount_setattr: spec.mount_setattr,
         sockets,
+        idmap: pl.idmap,
+        idmap_decisions: pl.idmap_decisions,
         root_data: CString::new(format!("mode=0755{}", pl.size_opt)).unwrap_or_default(),
         stage: STAGE_CANDIDATES
             .iter()

@@ -3,6 +3,7 @@ use super::*;
 
 fn spec(ws: &str) -> RootSpec {
     RootSpec {
+        idmap: None,
         workspace: PathBuf::from(ws),
         binds: vec![],
         self_exe: None,

@@ -238,3 +238,53 @@ pub fn move_mount_fds(from: c_int, to: c_int) -> Result<(), Errno> {
         )
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Idmapped mounts (Linux 5.12+; `rootfs/idmap.rs`): a detached copy of a host tree whose ids
+// are mapped through a user namespace, made by the launcher (root) and attached by the child.
+
+/// MOUNT_ATTR_IDMAP (mount_setattr(2)).
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// open_tree(AT_FDCWD, path, OPEN_TREE_CLONE|O_CLOEXEC[|AT_RECURSIVE]): a detached copy of the
+/// mount at `path` (with its submounts when `recursive`). The fd must be closed by the caller.
+pub fn open_tree_clone_path(path: &CStr, recursive: bool) -> Result<c_int, Errno> {
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as c_ulong;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as c_ulong;
+    }
+    // SAFETY: path is a live &CStr; the other arguments are integers.
+    let rc = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    Errno::result(rc).map(|fd| fd as c_int)
+}
+
+/// mount_setattr(fd, "", AT_EMPTY_PATH[|AT_RECURSIVE], {attr_set | MOUNT_ATTR_IDMAP,
+/// userns_fd}): maps the ids of the detached tree `fd` through the user namespace `userns`.
+pub fn mount_setattr_idmap(
+    fd: c_int,
+    attr_set: u64,
+    userns: c_int,
+    recursive: bool,
+) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: attr_set | MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    let mut flags = libc::AT_EMPTY_PATH as c_ulong;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as c_ulong;
+    }
+    // SAFETY: a static empty C string; attr is a live, correctly sized struct on our stack.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+}
