@@ -4,6 +4,7 @@
 mod completions;
 mod doctor;
 mod exit;
+mod nested;
 mod policy;
 mod policy_cmd;
 mod run;

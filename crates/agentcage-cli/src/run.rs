@@ -28,7 +28,8 @@ pub struct PolicyArgs {
     /// command line override it.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Profile: none, ns-only (alias ns_only), landlock, full [default: full].
+    /// Profile: none, ns-only (alias ns_only), landlock, full [default: full], or nested (no
+    /// namespaces: for containers and hosts without user namespaces; see docs/CONTAINERS.md).
     #[arg(long, short = 'p', value_parser = parse_profile)]
     pub profile: Option<Profile>,
     /// Workspace directory, bound read-write at its own path (default: the current directory).
@@ -145,6 +146,13 @@ pub struct RunArgs {
     /// capability and no isolation. A policy file cannot say this; only this flag can.
     #[arg(long)]
     pub allow_unsandboxed_root: bool,
+    /// Nested rung, as root, with a root-owned workspace nothing can remap: run the command as
+    /// uid 0 with no capabilities (empty bounding set, locked securebits, no_new_privs;
+    /// Landlock confines writes to the workspace and /tmp, set-id creation stays refused).
+    /// It still owns every root-owned file the allow-list reaches. A policy file cannot say
+    /// this; only this flag can.
+    #[arg(long)]
+    pub allow_nested_root: bool,
     /// Do not give the command a pseudo-terminal: it runs without any terminal. Terminal
     /// stdout/stderr become pipes relayed to yours; a terminal stdin becomes an empty pipe
     /// (EOF). Your terminal never reaches the command, with or without this flag.
@@ -182,8 +190,9 @@ lim_parser!(lim_nofile, parse_nofile, u64);
 lim_parser!(lim_fsize, parse_fsize, u64);
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
-    Profile::from_name(s)
-        .ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
+    Profile::from_name(s).ok_or_else(|| {
+        format!("unknown profile {s:?} (expected none, ns-only, landlock, full or nested)")
+    })
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -358,7 +367,12 @@ pub fn main(a: RunArgs) -> i32 {
         }
     }
     let as_root = agentcage::geteuid() == 0;
-    if as_root && !policy.layers.any_namespace() {
+    let mut policy = policy;
+    policy.nested_root = a.allow_nested_root;
+    crate::nested::choose_rung(&mut policy, a.quiet);
+    // The nested rung has no namespace but switches a root caller to an unprivileged uid (or,
+    // with --allow-nested-root, to uid 0 without capabilities): not host root.
+    if as_root && !policy.layers.any_namespace() && policy.profile != Profile::Nested {
         // No namespace at all (other namespaces without a user namespace are refused by the
         // library): the command is host root with every capability.
         if !a.allow_unsandboxed_root {
@@ -432,7 +446,7 @@ pub fn main(a: RunArgs) -> i32 {
         .and_then(|p| p.canonicalize().ok());
     let cmd = Command {
         argv: a.command.clone(),
-        self_exe: if policy.layers.has(Layer::MountNs) {
+        self_exe: if policy.layers.has(Layer::MountNs) || policy.profile == Profile::Nested {
             self_exe
         } else {
             None
@@ -460,6 +474,9 @@ pub fn main(a: RunArgs) -> i32 {
         );
         for (what, how) in &prepared.enforcement {
             eprintln!("agentcage: {what}: {how}");
+        }
+        for l in crate::nested::verbose_lines(&policy) {
+            eprintln!("agentcage: {l}");
         }
         let names = |v: &[PathBuf]| {
             v.iter()

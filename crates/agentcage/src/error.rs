@@ -67,13 +67,15 @@ pub enum Step {
     SessionKeyring,
     /// Capping the sandbox's per-user counts in its user namespace (index: which).
     UserLimits,
+    /// The nested rung's switch to an unprivileged uid (sub-step: see `launch/nested.rs`).
+    NestedIds,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 28] = [
+        const ALL: [Step; 29] = [
             WaitParent,
             SetGid,
             SetGroups,
@@ -102,6 +104,7 @@ impl Step {
             LockMounts,
             SessionKeyring,
             UserLimits,
+            NestedIds,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

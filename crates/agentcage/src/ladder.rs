@@ -139,7 +139,86 @@ fn lost_without(layer: Layer, f: &Features) -> String {
     }
 }
 
+/// What the nested rung (`--profile nested`, or `--best-effort` without user namespaces)
+/// keeps of `full`, one sentence each.
+pub fn nested_kept() -> Vec<String> {
+    [
+        "Landlock filesystem allow-list on the host's paths: /usr, /bin, /sbin, /lib* read and \
+         execute; the world-readable entries of /etc, /proc and /dev read; /dev/null, zero, \
+         full, random, urandom and tty read/write; writes only to the workspace, /tmp, /dev/shm \
+         and --rw paths; the rest of the host (homes, /root, /var, /opt, /srv, /mnt, /run, \
+         ...) neither readable nor writable",
+        "Landlock TCP rules (no bind or connect but --tcp-bind/--tcp-connect ports; ABI 4) and \
+         scopes (no abstract unix socket or signal outside the sandbox; ABI 6); Landlock also \
+         denies ptrace and /proc/PID/{environ,mem,fd} of processes outside",
+        "the full seccomp filter, stacked on the caller's (a container's own filter still \
+         applies)",
+        "no capabilities (empty bounding set, locked securebits), no_new_privs",
+        "as root, an unprivileged uid: the workspace owner's, else --host-uid (65534) if it \
+         can write the workspace; uid 0 only with --allow-nested-root",
+        "rlimits (and a cgroup where this one is delegated), the environment allow-list, fds \
+         closed, the pty relay (no TIOCSTI into your terminal; the host's other terminals \
+         are outside the allow-list)",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+/// What the nested rung loses compared to `full`, one sentence each.
+pub fn nested_lost() -> Vec<String> {
+    [
+        "user-ns: the command runs as a real uid of this host (or container), not a mapped \
+         one: it may read whatever that uid may read inside the allow-list, and its per-user \
+         counts (processes, inotify, keys) are that uid's",
+        "mount-ns: no composed root: the host's own tree behind the allow-list; /tmp and \
+         /dev/shm are the host's, shared with its other users; protected paths (.git/hooks, \
+         .git/config, .envrc, ...) stay writable (Landlock cannot take write access away \
+         below the writable workspace); pathname unix sockets the uid may open stay \
+         connectable (Landlock controls them only from ABI 9)",
+        "pid-ns: it sees every process of the host (or container) and their command lines \
+         (not their environment or memory: Landlock denies that, and signals outside with \
+         ABI 6)",
+        "net-ns: it shares the network: UDP, ICMP and other non-TCP traffic is not \
+         restricted (TCP is, by Landlock)",
+        "ipc-ns, uts-ns, cgroup-ns: it shares SysV IPC and POSIX message queues, sees the \
+         hostname and the cgroup paths",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
 impl Features {
+    /// The rung `run` takes here: `full` when it can be enforced, else `nested` with
+    /// `--best-effort` (or `--profile nested`) when only the namespaces are missing.
+    pub fn rung_to_run(&self) -> (Profile, String) {
+        let full = self
+            .ladder()
+            .into_iter()
+            .any(|r| r.profile == Profile::Full && r.enforceable);
+        if full {
+            return (Profile::Full, "every layer of full is enforceable".into());
+        }
+        let nested_ok = Profile::Nested
+            .layers()
+            .iter()
+            .all(|l| self.layer_status(l).enforceable());
+        if nested_ok {
+            (
+                Profile::Nested,
+                "full cannot be enforced here (no user namespace); `run --best-effort` and \
+                 `--profile nested` run the nested rung, plain `run` refuses"
+                    .into(),
+            )
+        } else {
+            (
+                Profile::None,
+                "neither full nor nested can be enforced here (see the layers above)".into(),
+            )
+        }
+    }
+
     /// Whether this caller can enforce `layer`, and if not, why and what is lost.
     pub fn layer_status(&self, layer: Layer) -> LayerStatus {
         let unavailable = |reason: String| LayerStatus::Unavailable {

@@ -11,7 +11,7 @@ use agentcage_landlock as ll;
 use agentcage_landlock::{Access, Rule};
 
 use crate::error::{Error, SetupError, Step};
-use crate::policy::Policy;
+use crate::policy::{Policy, Profile};
 use crate::rootfs;
 use crate::sys::Errno;
 
@@ -22,7 +22,8 @@ pub type Prepared = ll::Prepared;
 /// composed root (so on /etc, /proc and /dev; without a mount namespace on those three only),
 /// everything on the workspace, /tmp, /dev/shm, the home and `--rw` paths, read/write on the
 /// /dev nodes, nothing else.
-pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Vec<Rule> {
+pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: Option<&Path>) -> Vec<Rule> {
+    let nested = policy.profile == Profile::Nested;
     // A system dir that is a symlink into /usr (merged-/usr hosts: /bin -> usr/bin) is
     // covered by the /usr rule: one rule fewer to open and add per run.
     let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS
@@ -39,6 +40,12 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Ve
         // put there, and covers /etc, /proc and /dev (rules are hierarchical). Without a
         // mount namespace "/" is the host's root: then only those three are readable.
         r.push(Rule::new("/", Access::ReadOnly));
+    } else if nested {
+        // The host's /etc: only what every user may read (as uid 0 without capabilities the
+        // sandbox would otherwise read root's 0600/0640 files: shadow, ssh host keys).
+        r.extend(world_readable_rules(Path::new("/etc"), 0, &mut 0));
+        r.push(Rule::new("/proc", Access::ReadOnly));
+        r.push(Rule::new("/dev", Access::ReadOnly));
     } else {
         r.push(Rule::new("/etc", Access::ReadOnly));
         r.push(Rule::new("/proc", Access::ReadOnly));
@@ -53,16 +60,23 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Ve
         for n in rootfs::DEV_NODES {
             r.push(Rule::new(format!("/dev/{n}"), Access::DevRw));
         }
-        r.push(Rule::new("/dev/pts", Access::DevRw));
+        if !nested {
+            // Nested: the command's pty is opened before Landlock applies; the host's other
+            // terminals (the caller's among them) stay closed to it.
+            r.push(Rule::new("/dev/pts", Access::DevRw));
+        }
     }
     r.push(Rule::new("/dev/shm", Access::ReadWrite));
     r.push(Rule::new("/tmp", Access::ReadWrite));
     if mount_ns {
         // The home exists only in the composed root (without it, this would be the host's).
         r.push(Rule::new(home, Access::ReadWrite));
-        if self_exe {
+        if self_exe.is_some() {
             r.push(Rule::new("/run/agentcage", Access::ReadExec));
         }
+    } else if let (true, Some(exe)) = (nested, self_exe) {
+        // The agentcage binary itself (`agentcage probe` inside), where it is.
+        r.push(Rule::new(exe, Access::ReadExec));
     }
     r.push(Rule::new(&policy.workspace, Access::ReadWrite));
     for b in &policy.binds {
@@ -78,13 +92,75 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: bool) -> Ve
     r
 }
 
+/// Rules for the world-readable entries of `dir` (a host directory): a directory whose
+/// every entry (recursively, up to a bound) is world-readable gets one rule, else its
+/// readable entries get their own. Bounded: 3 levels, 1000 rules (beyond: left out).
+fn world_readable_rules(dir: &Path, depth: usize, count: &mut usize) -> Vec<Rule> {
+    use std::os::unix::fs::MetadataExt;
+    let readable = |m: &std::fs::Metadata| {
+        let need = if m.is_dir() { 0o005 } else { 0o004 };
+        m.mode() & need == need
+    };
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        if *count >= 1000 {
+            break;
+        }
+        let p = e.path();
+        // Rules follow the target of a symlink: judge what it points to.
+        let Ok(md) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if !readable(&md) {
+            continue;
+        }
+        // A directory symlink out of /etc and /usr is not followed (it could name "/").
+        let linked_out = md.is_dir()
+            && e.file_type().is_ok_and(|t| t.is_symlink())
+            && !std::fs::canonicalize(&p)
+                .is_ok_and(|t| t.starts_with("/etc") || t.starts_with("/usr"));
+        if linked_out {
+            continue;
+        }
+        if md.is_dir() && !all_world_readable(&p, 4) {
+            if depth < 2 {
+                out.extend(world_readable_rules(&p, depth + 1, count));
+            }
+            continue;
+        }
+        *count += 1;
+        out.push(Rule::new(p, Access::ReadOnly));
+    }
+    out
+}
+
+/// Whether everything below `dir` is world-readable (to `depth` levels; deeper: no).
+fn all_world_readable(dir: &Path, depth: usize) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().all(|e| {
+        let Ok(md) = e.metadata() else { return false };
+        if md.file_type().is_symlink() {
+            return true; // judged where it points, by its own rule or none
+        }
+        let need = if md.is_dir() { 0o005 } else { 0o004 };
+        md.mode() & need == need
+            && (!md.is_dir() || (depth > 0 && all_world_readable(&e.path(), depth - 1)))
+    })
+}
+
 /// Builds the ruleset data; fails closed when the kernel cannot enforce it, unless the
 /// policy says best effort (then the gap is reported in `enforcement`).
 pub(crate) fn prepare(
     policy: &Policy,
     home: &Path,
     mount_ns: bool,
-    self_exe: bool,
+    self_exe: Option<&Path>,
     enforcement: &mut Vec<(String, String)>,
     degraded: &mut Vec<(String, String)>,
 ) -> Result<Option<Prepared>, Error> {

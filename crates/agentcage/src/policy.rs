@@ -23,6 +23,12 @@ pub enum Profile {
     Landlock,
     /// `landlock` plus capability drop, no_new_privs and seccomp.
     Full,
+    /// `full` without any namespace, for hosts where no user namespace can be created (a
+    /// container's default seccomp profile, an AppArmor restriction, max_user_namespaces=0):
+    /// Landlock, caps, no_new_privs, seccomp, limits and hygiene on host paths, and as root a
+    /// switch to an unprivileged uid (`launch/nested.rs`). Not part of the cumulative chain
+    /// ([`Profile::ALL`]); chosen only with consent.
+    Nested,
 }
 
 impl Profile {
@@ -41,6 +47,7 @@ impl Profile {
             Profile::NsOnly => "ns-only",
             Profile::Landlock => "landlock",
             Profile::Full => "full",
+            Profile::Nested => "nested",
         }
     }
 
@@ -51,6 +58,7 @@ impl Profile {
             "ns-only" | "ns_only" | "nsonly" => Some(Profile::NsOnly),
             "landlock" => Some(Profile::Landlock),
             "full" => Some(Profile::Full),
+            "nested" => Some(Profile::Nested),
             _ => None,
         }
     }
@@ -71,6 +79,9 @@ impl Profile {
                 .with(NoNewPrivs)
                 .with(Seccomp)
                 .with(Limits),
+            Profile::Nested => {
+                LayerSet::of(&[Hygiene, Landlock, Caps, NoNewPrivs, Seccomp, Limits])
+            }
         }
     }
 }
@@ -298,6 +309,10 @@ pub struct Policy {
     pub limits: LimitsSpec,
     /// Working directory inside (defaults to the caller's when inside the workspace).
     pub cwd: Option<PathBuf>,
+    /// Nested rung, as root, with a root-owned workspace: run as uid 0 with no capabilities
+    /// (explicit consent; see `launch/nested.rs`).
+    #[serde(default)]
+    pub nested_root: bool,
 }
 
 impl Policy {
@@ -305,7 +320,7 @@ impl Policy {
     /// inside uid/gid 0, host uid/gid 65534 (used only when the launcher runs as root),
     /// own network namespace, and, in `full`, Landlock network and scope restrictions.
     pub fn for_profile(profile: Profile, workspace: PathBuf) -> Policy {
-        let full = profile == Profile::Full;
+        let full = matches!(profile, Profile::Full | Profile::Nested);
         Policy {
             profile,
             layers: profile.layers(),
@@ -332,6 +347,7 @@ impl Policy {
                 LimitsSpec::default()
             },
             cwd: None,
+            nested_root: false,
         }
     }
 }

@@ -266,6 +266,16 @@ impl Features {
     }
 }
 
+/// The caller's user-namespace trial alone (what the launcher does, up to a fresh /proc):
+/// `run --best-effort` asks it before falling back to the nested rung. A few ms.
+pub fn userns_trial() -> UsernsTrial {
+    let caller = detect_caller();
+    let plan = UsernsPlan::new(caller.euid, caller.egid, None);
+    let child = spawn_userns_trial(&plan);
+    let knobs = UsernsKnobs::read(&caller);
+    finish_userns_trial(child, &plan, &knobs, Instant::now() + CHILD_DEADLINE)
+}
+
 fn c_chars_to_string(chars: &[libc::c_char]) -> String {
     let bytes: Vec<u8> = chars
         .iter()

@@ -199,6 +199,7 @@ fn command_setup(p: &Prepared, old_mask: Option<&libc::sigset_t>, pty: Option<(i
         // while the capabilities are still there.
         opt(p.seccomp.as_ref(), seccomp::apply)?;
     }
+    opt(p.nested.as_ref(), super::nested::apply)?; // nested rung: unprivileged uid, caps kept
     opt(p.caps.as_ref(), caps::apply)?; // after Landlock and mounts, which needed them
     if p.nnp {
         opt(p.seccomp.as_ref(), seccomp::apply)?; // last thing before execve

@@ -15,6 +15,7 @@
 
 mod child;
 mod init;
+mod nested;
 mod prepared;
 mod pty;
 mod report;

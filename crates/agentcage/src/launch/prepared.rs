@@ -64,6 +64,8 @@ pub struct Prepared {
     pub(crate) cwd: CString,
     /// Lock the composed mounts before the command runs (see [`LockMounts`]).
     pub(crate) lock_mounts: Option<LockMounts>,
+    /// The nested rung's id switch (`launch/nested.rs`).
+    pub(crate) nested: Option<super::nested::NestedIds>,
     pub(crate) nnp: bool,
     pub(crate) landlock: Option<landlock::Prepared>,
     pub(crate) caps: Option<PreparedCaps>,
@@ -152,7 +154,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         caps
     });
 
-    let home: PathBuf = if policy.uid == 0 {
+    let nested = super::nested::prepare(policy, caller_uid, &mut enforcement)?;
+    let home: PathBuf = if nested.is_some() {
+        // The host's home is outside the allow-list: tools get a writable one.
+        "/tmp".into()
+    } else if policy.uid == 0 {
         "/root".into()
     } else {
         "/home/agent".into()
@@ -213,7 +219,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     // Environment.
     let hygiene = layers.has(Layer::Hygiene);
-    let env = hygiene::environment(policy, hygiene, &home, mount_ns);
+    let env = hygiene::environment(policy, hygiene, &home, mount_ns || nested.is_some());
     let (candidates, argv, envp) = exec_arrays(command, &env)?;
 
     // Landlock.
@@ -222,7 +228,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             policy,
             &home,
             mount_ns,
-            command.self_exe.is_some(),
+            command.self_exe.as_deref(),
             &mut enforcement,
             &mut degraded,
         )?
@@ -239,7 +245,8 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     let nnp = layers.has(Layer::NoNewPrivs);
 
     let rlimits = if layers.has(Layer::Limits) {
-        rlimits(policy, userns, caller_uid, &mut enforcement)?
+        let uid = nested.and_then(|n| n.switch).map_or(caller_uid, |(u, _)| u);
+        rlimits(policy, userns, uid, &mut enforcement)?
     } else {
         PreparedRlimits::NONE
     };
@@ -280,6 +287,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         cgroup_ns: layers.has(Layer::CgroupNs),
         cwd,
         lock_mounts,
+        nested,
         nnp,
         landlock,
         caps,
@@ -596,6 +604,7 @@ impl Prepared {
             Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
             Step::Caps => caps::describe(r.sub),
             Step::Seccomp => "install the seccomp filter".into(),
+            Step::NestedIds => super::nested::describe(self.nested.as_ref(), r.sub),
         };
         let hint = match (r.step, r.errno.0) {
             (Step::Mount, libc::EACCES)
@@ -625,6 +634,7 @@ impl Prepared {
                     .into(),
             ),
             (Step::Chdir, _) => Some("the working directory must be inside the workspace".into()),
+            (Step::NestedIds, e) => super::nested::hint(Errno(e)),
             (Step::SessionKeyring, libc::EDQUOT) => Some(
                 "the sandbox user's key quota is used up (/proc/sys/kernel/keys/maxkeys, \
                  maxbytes; root_maxkeys for uid 0)"
