@@ -15,6 +15,10 @@ pub const SECUREBITS_LOCKED: libc::c_ulong = 0xff;
 #[derive(Debug, Clone, Copy)]
 pub struct PreparedCaps {
     last_cap: u32,
+    /// The caller has no CAP_SETPCAP (an unprivileged caller of the nested rung, which has no
+    /// user namespace to get one in): the bounding set and the securebits cannot be changed;
+    /// no_new_privs already stops every execve from gaining a capability.
+    no_setpcap: bool,
 }
 
 /// Reads /proc/sys/kernel/cap_last_cap (parent side); 63 when unreadable (the drop loop
@@ -24,7 +28,28 @@ pub fn prepare() -> PreparedCaps {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(63);
-    PreparedCaps { last_cap }
+    PreparedCaps {
+        last_cap,
+        no_setpcap: false,
+    }
+}
+
+/// [`prepare`] for a process that stays in the caller's user namespace (the nested rung):
+/// without CAP_SETPCAP in the effective set, only the ambient, inheritable, permitted and
+/// effective sets are cleared.
+pub fn prepare_in_place() -> PreparedCaps {
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    PreparedCaps {
+        no_setpcap: eff & (1 << 8) == 0, // CAP_SETPCAP
+        ..prepare()
+    }
 }
 
 /// [`Step::Caps`] sub-steps (the drop order).
@@ -39,6 +64,18 @@ const CAPSET: u32 = 3;
 /// Runs in the child after clone: async-signal-safe only.
 pub(crate) fn apply(p: &PreparedCaps) -> Result<(), SetupError> {
     let fail = |sub, index| move |e| SetupError::at(Step::Caps, sub, index, e);
+    if p.no_setpcap {
+        return sys::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+        .map(drop)
+        .map_err(fail(AMBIENT, 0))
+        .and_then(|()| sys::capset_clear().map_err(fail(CAPSET, 0)));
+    }
     for cap in 0..=p.last_cap {
         match sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) {
             Ok(_) => {}

@@ -236,7 +236,10 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         None
     };
     // Capabilities and seccomp.
-    let caps = layers.has(Layer::Caps).then(caps::prepare);
+    let caps = layers.has(Layer::Caps).then(|| match nested {
+        Some(_) => caps::prepare_in_place(),
+        None => caps::prepare(),
+    });
     let seccomp = if layers.has(Layer::Seccomp) {
         Some(seccomp::prepare(policy, &mut enforcement)?)
     } else {
