@@ -344,7 +344,8 @@ pub(super) fn userns_trial_from(
             "the kernel only lets a user namespace mount proc when a fully visible /proc exists \
              in its mount namespace; container runtimes mask parts of /proc (e.g. Docker's \
              /proc/kcore, /proc/sys): run with an unmasked /proc (docker run \
-             --security-opt systempaths=unconfined) or use a landlock-only fallback"
+             --security-opt systempaths=unconfined) or run the nested rung (--best-effort or \
+             --profile nested)"
                 .to_string(),
         ),
         UsernsStep::UnshareNamespaces | UsernsStep::MountTmpfs | UsernsStep::MakeMountsPrivate
@@ -418,6 +419,13 @@ pub fn userns_failure_hint(errno: i32) -> Option<String> {
     userns_hint_from(errno, &UsernsKnobs::read(&detect_caller()))
 }
 
+/// Whether we run in the initial user namespace (its uid_map maps every id).
+fn initial_user_ns() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true)
+}
+
 /// [`userns_failure_hint`] on given knob values (pure; unit-tested).
 fn userns_hint_from(errno: i32, k: &UsernsKnobs) -> Option<String> {
     let in_container = k
@@ -449,16 +457,16 @@ fn userns_hint_from(errno: i32, k: &UsernsKnobs) -> Option<String> {
                     "the caller runs under a seccomp filter that denies unshare/clone with \
                      CLONE_NEWUSER{in_container}; Docker's and Podman's default profiles do: run \
                      the container with a seccomp profile that allows them (e.g. \
-                     `--security-opt seccomp=unconfined`), or use a landlock-only fallback \
-                     (--best-effort)"
+                     `--security-opt seccomp=unconfined`), or run the nested rung (--best-effort \
+                     or --profile nested: no namespaces, see docs/CONTAINERS.md)"
                 ));
             }
             if k.container.is_some() {
                 return Some(format!(
                     "user namespace creation is denied{in_container}; the runtime's seccomp \
                      profile, LSM policy or a chroot may forbid it: allow nested user namespaces \
-                     in the container configuration, or use a landlock-only fallback \
-                     (--best-effort)"
+                     in the container configuration, or run the nested rung (--best-effort or \
+                     --profile nested)"
                 ));
             }
             Some(
@@ -468,6 +476,11 @@ fn userns_hint_from(errno: i32, k: &UsernsKnobs) -> Option<String> {
             )
         }
         libc::ENOSPC | libc::EUSERS => Some(match k.max_user_namespaces {
+            Some(0) if !initial_user_ns() => "user namespaces are disabled in the user \
+                namespace we run in (its user.max_user_namespaces is 0, as `bwrap \
+                --disable-userns` or an outer sandbox sets): only whoever created it can raise \
+                it; run the nested rung (--best-effort or --profile nested)"
+                .to_string(),
             Some(0) => "user namespaces are disabled by user.max_user_namespaces=0; enable them \
                         with `sysctl -w user.max_user_namespaces=15000`"
                 .to_string(),
