@@ -385,6 +385,19 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
 
     let _ = writeln!(
         out,
+        "\n{} `run` takes {} here ({})",
+        st.head("Rung:"),
+        report.rung,
+        report.rung_why
+    );
+    if report.rung == agentcage::Profile::Nested {
+        for l in &report.nested_lost {
+            let _ = writeln!(out, "  {} nested loses vs full: {l}", st.warn("!"));
+        }
+    }
+
+    let _ = writeln!(
+        out,
         "\n{}",
         if report.full_enforceable {
             st.ok("full can be enforced here (exit 0)")

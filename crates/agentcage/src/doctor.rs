@@ -37,6 +37,12 @@ pub struct DoctorReport {
     pub strongest_enforceable: Profile,
     /// Host settings that widen the attack surface, each with its consequence and fix.
     pub warnings: Vec<String>,
+    /// The rung `run` takes here (`full`, `nested` with consent, or `none`: neither) and why.
+    pub rung: Profile,
+    /// Why that rung.
+    pub rung_why: String,
+    /// What the nested rung loses compared to `full` (said whenever `rung` is nested).
+    pub nested_lost: Vec<String>,
 }
 
 impl DoctorReport {
@@ -53,7 +59,11 @@ impl DoctorReport {
             .next_back()
             .unwrap_or(Profile::None);
         let warnings = warnings(&features);
+        let (rung, rung_why) = features.rung_to_run();
         DoctorReport {
+            rung,
+            rung_why,
+            nested_lost: crate::ladder::nested_lost(),
             schema: DOCTOR_SCHEMA,
             features,
             ladder,
