@@ -144,7 +144,9 @@ fn lost_without(layer: Layer, f: &Features) -> String {
 pub fn nested_kept() -> Vec<String> {
     [
         "Landlock filesystem allow-list on the host's paths: /usr, /bin, /sbin, /lib* read and \
-         execute; the world-readable entries of /etc, /proc and /dev read; /dev/null, zero, \
+         execute; /etc (only its world-readable entries when the command keeps uid 0 or \
+         supplementary groups; otherwise file permissions keep root's files closed), /proc \
+         and /dev read; /dev/null, zero, \
          full, random, urandom and tty read/write; writes only to the workspace, /tmp, /dev/shm \
          and --rw paths; the rest of the host (homes, /root, /var, /opt, /srv, /mnt, /run, \
          ...) neither readable nor writable",

@@ -22,7 +22,17 @@ pub type Prepared = ll::Prepared;
 /// composed root (so on /etc, /proc and /dev; without a mount namespace on those three only),
 /// everything on the workspace, /tmp, /dev/shm, the home and `--rw` paths, read/write on the
 /// /dev nodes, nothing else.
-pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: Option<&Path>) -> Vec<Rule> {
+///
+/// `etc`: without a mount namespace, whether /etc is read whole or only its world-readable
+/// entries (the nested rung, when the command keeps uid 0 or supplementary groups: no DAC
+/// check would keep root's or a group's files closed then).
+pub fn rules(
+    policy: &Policy,
+    home: &Path,
+    mount_ns: bool,
+    self_exe: Option<&Path>,
+    etc: EtcAccess,
+) -> Vec<Rule> {
     let nested = policy.profile == Profile::Nested;
     // A system dir that is a symlink into /usr (merged-/usr hosts: /bin -> usr/bin) is
     // covered by the /usr rule: one rule fewer to open and add per run.
@@ -40,10 +50,10 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: Option<&Pat
         // put there, and covers /etc, /proc and /dev (rules are hierarchical). Without a
         // mount namespace "/" is the host's root: then only those three are readable.
         r.push(Rule::new("/", Access::ReadOnly));
-    } else if nested {
+    } else if etc == EtcAccess::WorldReadable {
         // The host's /etc: only what every user may read (as uid 0 without capabilities the
         // sandbox would otherwise read root's 0600/0640 files: shadow, ssh host keys).
-        r.extend(world_readable_rules(Path::new("/etc"), 0, &mut 0));
+        r.extend(world_readable_rules(Path::new("/etc")));
         r.push(Rule::new("/proc", Access::ReadOnly));
         r.push(Rule::new("/dev", Access::ReadOnly));
     } else {
@@ -92,66 +102,96 @@ pub fn rules(policy: &Policy, home: &Path, mount_ns: bool, self_exe: Option<&Pat
     r
 }
 
-/// Rules for the world-readable entries of `dir` (a host directory): a directory whose
-/// every entry (recursively, up to a bound) is world-readable gets one rule, else its
-/// readable entries get their own. Bounded: 3 levels, 1000 rules (beyond: left out).
-fn world_readable_rules(dir: &Path, depth: usize, count: &mut usize) -> Vec<Rule> {
+/// How much of the host's /etc a run without a mount namespace may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcAccess {
+    /// All of it (file permissions decide).
+    Whole,
+    /// Only the world-readable entries (one walk of /etc per run, about 1 ms per 1000
+    /// entries).
+    WorldReadable,
+}
+
+/// Rules for the world-readable entries of `dir` (a host directory, /etc), in one walk: a
+/// directory whose whole tree is world-readable gets one rule, else its world-readable parts
+/// get theirs. A symlink below the top is not followed: Landlock rules follow inodes, so its
+/// target is readable only where a rule covers it anyway. At the top, a symlink gets a rule
+/// on its target when that is world-readable (a directory target only inside /etc or /usr:
+/// it could name "/"). Bounded: 8 levels, 20000 entries; a deeper or further part gets no
+/// rule.
+fn world_readable_rules(dir: &Path) -> Vec<Rule> {
+    let mut budget = 20_000;
+    match readable_tree(dir, 0, &mut budget) {
+        (true, _) => vec![Rule::new(dir, Access::ReadOnly)],
+        (false, rules) => rules,
+    }
+}
+
+/// Whether `m` is readable (and, for a directory, searchable) by every user.
+fn world_readable(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let readable = |m: &std::fs::Metadata| {
-        let need = if m.is_dir() { 0o005 } else { 0o004 };
-        m.mode() & need == need
-    };
-    let mut out = Vec::new();
+    let need = if m.is_dir() { 0o005 } else { 0o004 };
+    m.mode() & need == need
+}
+
+/// One directory of [`world_readable_rules`]: (its whole tree is world-readable, the rules
+/// of its readable parts when it is not).
+fn readable_tree(dir: &Path, depth: usize, budget: &mut usize) -> (bool, Vec<Rule>) {
+    let mut rules = Vec::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
+        return (false, rules);
     };
+    let mut clean = true;
     for e in rd.flatten() {
-        if *count >= 1000 {
+        if *budget == 0 {
+            clean = false;
             break;
         }
-        let p = e.path();
-        // Rules follow the target of a symlink: judge what it points to.
-        let Ok(md) = std::fs::metadata(&p) else {
+        *budget -= 1;
+        let Ok(ft) = e.file_type() else {
+            clean = false;
             continue;
         };
-        if !readable(&md) {
-            continue;
-        }
-        // A directory symlink out of /etc and /usr is not followed (it could name "/").
-        let linked_out = md.is_dir()
-            && e.file_type().is_ok_and(|t| t.is_symlink())
-            && !std::fs::canonicalize(&p)
-                .is_ok_and(|t| t.starts_with("/etc") || t.starts_with("/usr"));
-        if linked_out {
-            continue;
-        }
-        if md.is_dir() && !all_world_readable(&p, 4) {
-            if depth < 2 {
-                out.extend(world_readable_rules(&p, depth + 1, count));
+        let p = e.path();
+        if ft.is_symlink() {
+            if depth == 0 {
+                let target_ok = std::fs::metadata(&p).is_ok_and(|m| {
+                    world_readable(&m)
+                        && (!m.is_dir()
+                            || std::fs::canonicalize(&p)
+                                .is_ok_and(|t| t.starts_with("/etc") || t.starts_with("/usr")))
+                });
+                if target_ok {
+                    rules.push(Rule::new(p, Access::ReadOnly));
+                }
             }
             continue;
         }
-        *count += 1;
-        out.push(Rule::new(p, Access::ReadOnly));
-    }
-    out
-}
-
-/// Whether everything below `dir` is world-readable (to `depth` levels; deeper: no).
-fn all_world_readable(dir: &Path, depth: usize) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    rd.flatten().all(|e| {
-        let Ok(md) = e.metadata() else { return false };
-        if md.file_type().is_symlink() {
-            return true; // judged where it points, by its own rule or none
+        let Ok(md) = e.metadata() else {
+            clean = false;
+            continue;
+        };
+        if !world_readable(&md) {
+            clean = false;
+            continue;
         }
-        let need = if md.is_dir() { 0o005 } else { 0o004 };
-        md.mode() & need == need
-            && (!md.is_dir() || (depth > 0 && all_world_readable(&e.path(), depth - 1)))
-    })
+        if md.is_dir() {
+            if depth >= 8 {
+                clean = false;
+                continue;
+            }
+            match readable_tree(&p, depth + 1, budget) {
+                (true, _) => rules.push(Rule::new(p, Access::ReadOnly)),
+                (false, r) => {
+                    clean = false;
+                    rules.extend(r);
+                }
+            }
+        } else {
+            rules.push(Rule::new(p, Access::ReadOnly));
+        }
+    }
+    (clean, rules)
 }
 
 /// Builds the ruleset data; fails closed when the kernel cannot enforce it, unless the
@@ -161,11 +201,12 @@ pub(crate) fn prepare(
     home: &Path,
     mount_ns: bool,
     self_exe: Option<&Path>,
+    etc: EtcAccess,
     enforcement: &mut Vec<(String, String)>,
     degraded: &mut Vec<(String, String)>,
 ) -> Result<Option<Prepared>, Error> {
     let spec = ll::Spec {
-        rules: rules(policy, home, mount_ns, self_exe),
+        rules: rules(policy, home, mount_ns, self_exe, etc),
         restrict_tcp: policy.landlock.restrict_net,
         tcp_bind: policy.landlock.tcp_bind.clone(),
         tcp_connect: policy.landlock.tcp_connect.clone(),

@@ -35,6 +35,29 @@ pub(crate) struct NestedIds {
     pub(crate) as_root: bool,
 }
 
+impl NestedIds {
+    /// Whether the command keeps ids for which file permissions protect less than for
+    /// "other": uid 0 (with consent), or an unprivileged caller's supplementary groups. Then
+    /// Landlock reads only the world-readable entries of /etc.
+    pub(crate) fn keeps_privileged_ids(&self) -> bool {
+        match (self.switch, self.as_root) {
+            (Some(_), _) => false,
+            (None, true) => true,
+            (None, false) => has_supplementary_groups(),
+        }
+    }
+}
+
+/// Whether this process has a supplementary group other than its effective gid.
+fn has_supplementary_groups() -> bool {
+    let egid = sys::getegid().to_string();
+    std::fs::read_to_string("/proc/self/status").map_or(true, |s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .is_some_and(|g| g.split_whitespace().any(|x| x != egid))
+    })
+}
+
 /// [`Step::NestedIds`] sub-steps.
 const KEEP_CAPS: u32 = 0;
 const SETGID: u32 = 1;

@@ -229,6 +229,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             &home,
             mount_ns,
             command.self_exe.as_deref(),
+            if nested.is_some_and(|n| n.keeps_privileged_ids()) {
+                landlock::EtcAccess::WorldReadable
+            } else {
+                landlock::EtcAccess::Whole
+            },
             &mut enforcement,
             &mut degraded,
         )?
