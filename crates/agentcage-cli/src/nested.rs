@@ -49,8 +49,10 @@ pub fn choose_rung(policy: &mut Policy, quiet: bool) {
     if policy.profile == Profile::Nested && !quiet {
         ui::warning(
             "profile nested: no namespaces: the agent shares this host's pids, network (all \
-             but TCP), IPC and /tmp, and sees its real tree through Landlock's allow-list \
-             (`agentcage doctor` and `run -v` list what is kept and lost)",
+             but TCP), IPC and /tmp, sees its real tree through Landlock's allow-list, and can \
+             write the workspace's protected paths (.git/hooks, .git/config, .envrc, ...): \
+             review them before git or an editor runs them (`agentcage doctor` and `run -v` \
+             list what is kept and lost)",
         );
     }
 }

@@ -242,6 +242,54 @@ fn no_idmap_where_setid_is_possible(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A filesystem that cannot be idmapped (ramfs): the run says so and keeps the plain bind
+/// (unwritable to the sandbox's host uid), it does not fail.
+fn unidmappable_filesystem_said(env: &Env) -> Result<(), Failed> {
+    let ws = root_dir(env)?;
+    let dir = root_dir(env)?;
+    let target = CString::new(dir.s()).map_err(err)?;
+    // SAFETY: live C strings; a fresh ramfs on our scratch dir, unmounted below.
+    let rc = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            target.as_ptr(),
+            c"ramfs".as_ptr(),
+            0,
+            c"mode=0755".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!("mount ramfs: {}", std::io::Error::last_os_error()).into());
+    }
+    let script = format!("echo x > {}/f 2>/dev/null; echo done", dir.s());
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--rw",
+        dir.s(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let planted = dir.path().join("f").exists();
+    // SAFETY: target is a live C string.
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    let out = out?;
+    out.expect_code(0, "--rw on ramfs")?;
+    if planted {
+        return Err("the sandbox wrote root's ramfs without an idmapped bind".into());
+    }
+    if !out
+        .stderr
+        .contains("its filesystem cannot be idmapped here")
+    {
+        return Err(format!("the warning should say why: {}", out.stderr).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -264,6 +312,11 @@ fn main() {
         (
             "no_idmap_where_setid_is_possible",
             no_idmap_where_setid_is_possible,
+            true,
+        ),
+        (
+            "unidmappable_filesystem_said",
+            unidmappable_filesystem_said,
             true,
         ),
     ];

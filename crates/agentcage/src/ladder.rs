@@ -490,6 +490,41 @@ pub(crate) mod tests {
         }
     }
 
+    /// Issue #14: doctor names the rung `run` takes: full, nested (no user namespace, but
+    /// Landlock and seccomp), or none.
+    #[test]
+    fn rung_to_run_follows_the_host() {
+        assert_eq!(
+            fake_features(false, true, 7, true).rung_to_run().0,
+            Profile::Full
+        );
+        let (p, why) = fake_features(true, false, 7, true).rung_to_run();
+        assert_eq!(p, Profile::Nested);
+        assert!(why.contains("--best-effort"), "{why}");
+        assert_eq!(
+            fake_features(false, false, 0, true).rung_to_run().0,
+            Profile::None
+        );
+        assert_eq!(
+            fake_features(false, false, 7, false).rung_to_run().0,
+            Profile::None
+        );
+        // Every namespace is named among the guarantees nested loses.
+        let lost = nested_lost().join(" ");
+        for ns in [
+            "user-ns",
+            "mount-ns",
+            "pid-ns",
+            "net-ns",
+            "ipc-ns",
+            "uts-ns",
+            "cgroup-ns",
+        ] {
+            assert!(lost.contains(ns), "{ns}");
+        }
+        assert!(lost.contains("protected paths"));
+    }
+
     #[test]
     fn ladder_without_landlock_or_seccomp() {
         let f = fake_features(false, true, 0, false);

@@ -285,3 +285,44 @@ pub(crate) fn describe(p: Option<&Prepared>, sub: u32, index: u32) -> String {
         _ => "landlock".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The nested rung's /etc rules: a fully readable directory is one rule, a directory
+    /// holding a root-only file is split into its readable entries, and the root-only file,
+    /// a root-only directory and a symlink out of the tree get none.
+    #[test]
+    fn world_readable_rules_leave_private_files_out() {
+        let d = std::env::temp_dir().join(format!("agentcage-ll-etc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let mk = |p: &str, mode: u32, dir: bool| {
+            let p = d.join(p);
+            if dir {
+                std::fs::create_dir_all(&p).unwrap();
+            } else {
+                std::fs::write(&p, "x").unwrap();
+            }
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        mk("", 0o755, true);
+        mk("clean", 0o755, true);
+        mk("clean/a", 0o644, false);
+        mk("mixed", 0o755, true);
+        mk("mixed/pub", 0o644, false);
+        mk("mixed/key", 0o600, false);
+        mk("private", 0o700, true);
+        mk("shadow", 0o640, false);
+        mk("passwd", 0o644, false);
+        std::os::unix::fs::symlink("/", d.join("mixed/root-link")).unwrap();
+        let mut got: Vec<String> = world_readable_rules(&d)
+            .iter()
+            .map(|r| r.path.strip_prefix(&d).unwrap().display().to_string())
+            .collect();
+        got.sort();
+        let _ = std::fs::remove_dir_all(&d);
+        assert_eq!(got, ["clean", "mixed/pub", "passwd"]);
+    }
+}
