@@ -180,7 +180,8 @@ pub fn nested_lost() -> Vec<String> {
          connectable (Landlock controls them only from ABI 9)",
         "pid-ns: it sees every process of the host (or container) and their command lines \
          (not their environment or memory: Landlock denies that, and signals outside with \
-         ABI 6)",
+         ABI 6); without a delegated cgroup, a process it detaches (setsid, double fork) \
+         outlives the run, still confined",
         "net-ns: it shares the network: UDP, ICMP and other non-TCP traffic is not \
          restricted (TCP is, by Landlock)",
         "ipc-ns, uts-ns, cgroup-ns: it shares SysV IPC and POSIX message queues, sees the \
