@@ -199,17 +199,7 @@ fn docker_run(
 
 const AC: &str = "/opt/agentcage/agentcage";
 
-fn battery(env: &Env) -> Result<(), Failed> {
-    let daemon = match Daemon::start() {
-        Ok(d) => d,
-        Err(why) if common::expected("docker") => {
-            return Err(format!("AGENTCAGE_TEST_EXPECT lists docker but: {why}").into())
-        }
-        Err(why) => {
-            eprintln!("skip docker::root::nested_battery: {why}");
-            return Ok(());
-        }
-    };
+fn battery(daemon: Daemon, env: &Env) -> Result<(), Failed> {
     let tag = format!("agentcage-nested-test:{}", std::process::id());
     let mut imp = daemon
         .docker()
@@ -353,13 +343,28 @@ fn battery(env: &Env) -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    let skip = (!is_root()).then(|| "needs root (docker)".to_string());
-    if let Some(why) = &skip {
-        eprintln!("skip docker::root::nested_battery: {why}");
-    }
-    let trial = Trial::test("docker::root::nested_battery", || {
-        battery(&Env::new(Who::Root)?)
-    })
-    .with_ignored_flag(skip.is_some());
+    let name = "docker::root::nested_battery";
+    // The daemon is found (or started) before the trial, so a missing one marks the trial
+    // ignored with the reason; the trial owns it and stops a private one when done.
+    let daemon = if is_root() {
+        Daemon::start()
+    } else {
+        Err("needs root (docker)".to_string())
+    };
+    let trial = match daemon {
+        Ok(d) => Trial::test(name, move || battery(d, &Env::new(Who::Root)?)),
+        // A missing root never fails (like the cgroup tier).
+        Err(why) if !is_root() => {
+            eprintln!("skip {name}: {why}");
+            Trial::test(name, || Ok(())).with_ignored_flag(true)
+        }
+        Err(why) if common::expected("docker") => Trial::test(name, move || {
+            Err(format!("AGENTCAGE_TEST_EXPECT lists docker but: {why}").into())
+        }),
+        Err(why) => {
+            eprintln!("skip {name}: {why}");
+            Trial::test(name, || Ok(())).with_ignored_flag(true)
+        }
+    };
     common::run(&args, vec![trial])
 }
