@@ -58,6 +58,19 @@ fn has_supplementary_groups() -> bool {
     })
 }
 
+impl NestedIds {
+    /// USER and LOGNAME of the command: the host's name of the uid it runs as (its
+    /// /etc/passwd is the one the command sees), or `None` when unknown.
+    pub(crate) fn user_name(&self, caller_uid: u32) -> Option<String> {
+        let uid = self.switch.map_or(caller_uid, |(u, _)| u).to_string();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+        })
+    }
+}
+
 /// [`Step::NestedIds`] sub-steps.
 const KEEP_CAPS: u32 = 0;
 const SETGID: u32 = 1;

@@ -219,7 +219,15 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     // Environment.
     let hygiene = layers.has(Layer::Hygiene);
-    let env = hygiene::environment(policy, hygiene, &home, mount_ns || nested.is_some());
+    let mut env = hygiene::environment(policy, hygiene, &home, mount_ns || nested.is_some());
+    if let Some(name) = nested.as_ref().and_then(|n| n.user_name(caller_uid)) {
+        // No user namespace: the command is that host uid, not the inside uid's name.
+        for (k, v) in env.iter_mut() {
+            if hygiene && (k == "USER" || k == "LOGNAME") {
+                *v = name.clone().into();
+            }
+        }
+    }
     let (candidates, argv, envp) = exec_arrays(command, &env)?;
 
     // Landlock.
