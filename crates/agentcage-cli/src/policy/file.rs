@@ -17,7 +17,7 @@ use super::{absolute, check_env_name, expand_tilde, parse_layer, parse_net, Usag
 /// docs embed [`key_table_markdown`] and a test checks they agree.
 pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("extends", "-", "-", "Start from a profile (`\"full\"`, `\"ns-only\"`, ...) or from another policy file (path relative to this file). Cycles are refused."),
-    ("profile", "`--profile`, `-p`", "`\"full\"`", "`none`, `ns-only`, `landlock` or `full`: the layers composed, and the defaults of the keys below."),
+    ("profile", "`--profile`, `-p`", "`\"full\"`", "`none`, `ns-only`, `landlock`, `full` or `nested` (no namespaces, for containers: see docs/CONTAINERS.md): the layers composed, and the defaults of the keys below. `--allow-nested-root` has no key."),
     ("workspace", "`--workspace`, `-w`", "the current directory", "Directory bound read-write at its own path; the command starts there."),
     ("ro", "`--ro`", "`[]`", "Host paths visible read-only at the same path. Entries: `\"PATH\"` or `{ path = \"PATH\", optional = true }` (skipped when missing); `*` and `**` components are patterns."),
     ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
@@ -498,7 +498,7 @@ pub(super) fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings,
                     .err(
                         &sp,
                         format!(
-                            "extends {v:?}: neither a profile (none, ns-only, landlock, full) nor an existing file ({})",
+                            "extends {v:?}: neither a profile (none, ns-only, landlock, full, nested) nor an existing file ({})",
                             target.display()
                         ),
                     )
@@ -513,7 +513,7 @@ pub(super) fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings,
             src.err(
                 &p.span(),
                 format!(
-                    "unknown profile {:?} (expected none, ns-only, landlock or full)",
+                    "unknown profile {:?} (expected none, ns-only, landlock, full or nested)",
                     p.get_ref()
                 ),
             )
