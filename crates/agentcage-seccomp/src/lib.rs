@@ -38,6 +38,7 @@ pub mod bpf;
 pub mod compile;
 pub mod doc;
 pub mod emulate;
+pub mod export;
 pub mod install;
 pub mod table;
 

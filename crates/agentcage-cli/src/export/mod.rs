@@ -1,0 +1,145 @@
+//! `agentcage export`: one policy, enforced elsewhere. The `full` seccomp filter as a JSON
+//! profile (`seccomp`), an OCI runtime bundle's `config.json` (`oci`), and Kubernetes
+//! manifests that run agentcage as the entrypoint (`k8s`). See docs/FLEET.md for which
+//! guarantee each deployment keeps.
+//!
+//! Everything here is rendered from the same data the launcher uses: the seccomp profile
+//! from `agentcage-seccomp`'s table (`agentcage_seccomp::export`), the policy from the same
+//! flags and policy files as `run` (`run::resolve`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use agentcage::{Layer, NetMode, Policy};
+use agentcage_seccomp::export::{self as sx, ExportOptions, ProfileFormat};
+use agentcage_seccomp::Arch;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::exit;
+use crate::policy::{Resolved, UsageError};
+use crate::run::{self, PolicyArgs};
+
+/// `agentcage export ...`.
+#[derive(Debug, Args)]
+pub struct ExportCmd {
+    #[command(subcommand)]
+    pub cmd: ExportSub,
+}
+
+/// Subcommands of `agentcage export`.
+#[derive(Debug, Subcommand)]
+pub enum ExportSub {
+    /// The policy's seccomp filter as a JSON profile for runc, crun, Docker, Podman and the
+    /// kubelet (Localhost profiles).
+    #[command(after_help = SECCOMP_HELP)]
+    Seccomp(Box<SeccompArgs>),
+}
+
+const SECCOMP_HELP: &str = "Examples:\n  agentcage export seccomp > agentcage.json\n  docker run --security-opt seccomp=agentcage.json IMAGE\n  agentcage export seccomp --format oci --policy ci.toml -o /var/lib/kubelet/seccomp/agentcage.json\n\nThe profile is derived from the table agentcage's own BPF filter is compiled from; where a JSON\nprofile cannot say the same thing, it says the stricter thing (listed in its comment and in\ndocs/FLEET.md).";
+
+/// Profile flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// runtime-spec `linux.seccomp` fields only.
+    Oci,
+    /// The same plus Docker's `comment` fields.
+    Docker,
+}
+
+/// Flags of `agentcage export seccomp`.
+#[derive(Debug, Args)]
+pub struct SeccompArgs {
+    /// The policy, as for `run`.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Profile flavour.
+    #[arg(long, value_enum, default_value = "docker")]
+    pub format: FormatArg,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `agentcage export ...`; returns the exit code.
+pub fn main(c: &ExportCmd) -> i32 {
+    let r = match &c.cmd {
+        ExportSub::Seccomp(a) => seccomp(a),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(Failure::Usage(e)) => run::usage_error(&e),
+        Err(Failure::Io(what, e)) => {
+            crate::ui::error(&format!("{what}: {e}"), None);
+            exit::SETUP
+        }
+    }
+}
+
+/// Why an export failed.
+pub(crate) enum Failure {
+    /// Bad flags or policy (exit 2).
+    Usage(UsageError),
+    /// Writing the result (exit 125): what, and the OS error.
+    Io(String, std::io::Error),
+}
+
+impl From<UsageError> for Failure {
+    fn from(e: UsageError) -> Failure {
+        Failure::Usage(e)
+    }
+}
+
+/// The effective policy of the flags (as `run` builds it).
+pub(crate) fn policy_of(a: &PolicyArgs) -> Result<Policy, UsageError> {
+    let Resolved { policy, .. } = run::resolve(a)?;
+    Ok(policy)
+}
+
+/// The exported profile of `policy`'s filter, for this host's architecture.
+pub(crate) fn seccomp_profile(policy: &Policy) -> Result<sx::SeccompProfile, UsageError> {
+    if !policy.layers.has(Layer::Seccomp) {
+        return Err(UsageError::new(format!(
+            "the policy has no seccomp layer (profile {}): nothing to export",
+            policy.profile
+        ))
+        .hint("export the full profile (the default), without --without seccomp"));
+    }
+    let arch = Arch::native().ok_or_else(|| {
+        UsageError::new("no seccomp table for this architecture (supported: x86_64, aarch64)")
+    })?;
+    Ok(sx::export(&ExportOptions {
+        arches: vec![arch],
+        // As the launcher decides (agentcage::seccomp::prepare).
+        tcp_guards: policy.landlock.restrict_net && policy.net == NetMode::Host,
+    }))
+}
+
+fn seccomp(a: &SeccompArgs) -> Result<(), Failure> {
+    let policy = policy_of(&a.policy)?;
+    let profile = seccomp_profile(&policy)?;
+    let format = match a.format {
+        FormatArg::Oci => ProfileFormat::Oci,
+        FormatArg::Docker => ProfileFormat::Docker,
+    };
+    write_json(a.output.as_deref(), &profile.to_json(format))
+}
+
+/// Writes pretty JSON and a newline to `out` (created or truncated) or stdout.
+pub(crate) fn write_json(out: Option<&Path>, v: &serde_json::Value) -> Result<(), Failure> {
+    let mut text = serde_json::to_string_pretty(v).unwrap_or_default();
+    text.push('\n');
+    write_text(out, &text)
+}
+
+/// Writes `text` to `out` (created or truncated) or stdout.
+pub(crate) fn write_text(out: Option<&Path>, text: &str) -> Result<(), Failure> {
+    match out {
+        Some(p) => {
+            std::fs::write(p, text).map_err(|e| Failure::Io(format!("write {}", p.display()), e))
+        }
+        None => std::io::stdout()
+            .lock()
+            .write_all(text.as_bytes())
+            .map_err(|e| Failure::Io("write to stdout".into(), e)),
+    }
+}
