@@ -427,6 +427,168 @@ fn battery(docker: &Docker, ws: &str, image: &str, profile: &Path) -> Result<(),
     Ok(())
 }
 
+/// The battery in a container, as a shell script: the probe (built by gcc inside), python,
+/// git, a write into the workspace, and `extra` (a limit check).
+fn battery_script(ws: &str, extra: &str) -> String {
+    format!(
+        "set -e; gcc -O0 -o /tmp/probe {ws}/probe.c; /tmp/probe {ops}; \
+         python3 -c 'import json, os; print(\"python\", json.dumps([os.getpid() > 0]))'; \
+         git init -q /tmp/r && git -C /tmp/r -c user.name=t -c user.email=t@t commit -q \
+         --allow-empty -m x && echo git $(git -C /tmp/r rev-list --count HEAD); \
+         echo written > {ws}/out-oci; {extra}; echo sh ok",
+        ops = OPS.join(" ")
+    )
+}
+
+/// Checks a battery's output: every operation as `full` answers it, the tools worked.
+fn check_battery(label: &str, out: &str) -> Result<BTreeMap<String, String>, Failed> {
+    let seen = parse_probe(out);
+    for want in ["python", "git", "sh"] {
+        if !seen.contains_key(want) {
+            return Err(format!("{label}: {want} did not run\n{out}").into());
+        }
+    }
+    for op in OPS {
+        let want = expected_under_profile(op);
+        let got = seen.get(op).cloned().unwrap_or_default();
+        if got != want {
+            return Err(format!("{label}: {op}: {got:?}, want {want:?}\n{out}").into());
+        }
+    }
+    Ok(seen)
+}
+
+/// Fork until refused (children sleep): how many a pids limit lets through.
+const FORKS: &str = "python3 -c 'import os, time\nn = []\nfor i in range(200):\n    try:\n        p = os.fork()\n    except OSError:\n        break\n    if p == 0:\n        time.sleep(2)\n        os._exit(0)\n    n.append(p)\nprint(\"forks\", len(n))\nfor p in n:\n    os.waitpid(p, 0)'";
+
+/// crun 1.8 refuses a hybrid cgroup layout whose v2 side has controllers (this machine
+/// kind: hugetlb). Root hides the v2 mount in a private mount namespace of its own for the
+/// run; a rootless caller cannot.
+fn hybrid_cgroup_with_controllers() -> bool {
+    std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .is_ok_and(|c| !c.trim().is_empty())
+}
+
+fn oci_run(env: &Env, runtime: &str) -> Result<(), Failed> {
+    let hybrid = hybrid_cgroup_with_controllers();
+    let dir = env.policy_dir()?;
+    let ws = env.workspace()?;
+    let rootfs = dir.path().join("rootfs");
+    let bundle = dir.path().join("bundle");
+    let state = dir.path().join("state");
+    for d in [&rootfs, &bundle, &state] {
+        std::fs::create_dir_all(d).map_err(err)?;
+        env.chown_to_sandbox(d)?;
+    }
+    std::fs::write(ws.path().join("probe.c"), PROBE_C).map_err(err)?;
+    env.chown_tree(ws.path())?;
+    // Root: a pids limit in the runtime's cgroup. Rootless (no cgroup of our own on this
+    // machine kind): an rlimit, and no cgroup resources (runc refuses them).
+    let (limits, extra): (&[&str], &str) = if env.who == Who::Root {
+        (&["--pids", "64"], FORKS)
+    } else {
+        (
+            &["--memory", "max", "--pids", "max", "--nofile", "100"],
+            "echo nofile $(ulimit -n)",
+        )
+    };
+    let script = battery_script(ws.s(), extra);
+    let mut args = vec![
+        "export",
+        "oci",
+        "--workspace",
+        ws.s(),
+        "--rootfs",
+        rootfs.to_str().unwrap_or_default(),
+        "-o",
+        bundle.to_str().unwrap_or_default(),
+    ];
+    args.extend_from_slice(limits);
+    args.extend(["--", "/bin/sh", "-c", &script]);
+    env.run(&args)?.expect_code(0, "export oci")?;
+    let config = json(
+        &std::fs::read_to_string(bundle.join("config.json")).map_err(err)?,
+        "config.json",
+    )?;
+    if config["process"]["capabilities"]["bounding"] != serde_json::json!([])
+        || config["process"]["noNewPrivileges"] != true
+        || config["root"]["readonly"] != true
+    {
+        return Err(format!("config.json is not locked down: {}", config["process"]).into());
+    }
+    let id = format!(
+        "agentcage-t-{runtime}-{}-{}",
+        env.who.name(),
+        std::process::id()
+    );
+    let rt_root = state.join(runtime);
+    let mut c = if runtime == "crun" && hybrid {
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "umount -l /sys/fs/cgroup/unified && exec crun --root {} run -b {} {id}",
+                rt_root.display(),
+                bundle.display()
+            ));
+        c
+    } else {
+        let mut c = Command::new(runtime);
+        c.arg("--root")
+            .arg(&rt_root)
+            .args(["run", "-b"])
+            .arg(&bundle)
+            .arg(&id);
+        c
+    };
+    c.current_dir(dir.path())
+        .env("XDG_RUNTIME_DIR", &state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if env.who == Who::Nobody && agentcage::geteuid() == 0 {
+        std::os::unix::process::CommandExt::uid(&mut c, 65534);
+        std::os::unix::process::CommandExt::gid(&mut c, 65534);
+    }
+    let child = c.spawn().map_err(|e| format!("spawn {runtime}: {e}"))?;
+    let o = child.wait_with_output().map_err(err)?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    let label = format!("{runtime} as {}", env.who.name());
+    if !o.status.success() {
+        return Err(format!(
+            "{label}: exit {}\n{out}\n{}",
+            common::code_of(o.status),
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    let seen = check_battery(&label, &out)?;
+    let written = std::fs::read_to_string(ws.path().join("out-oci")).map_err(err)?;
+    if written.trim() != "written" {
+        return Err(format!("{label}: the workspace write did not land").into());
+    }
+    if env.who == Who::Root {
+        let forks: u32 = seen
+            .get("forks")
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(999);
+        if forks >= 64 {
+            return Err(format!("{label}: {forks} forks under pids 64").into());
+        }
+        eprintln!("  {label}: {forks} forks under pids 64");
+    } else if seen.get("nofile").map(String::as_str) != Some("100") {
+        return Err(format!("{label}: RLIMIT_NOFILE not 100: {:?}", seen.get("nofile")).into());
+    }
+    Ok(())
+}
+
+fn oci_runc(env: &Env) -> Result<(), Failed> {
+    oci_run(env, "runc")
+}
+
+fn oci_crun(env: &Env) -> Result<(), Failed> {
+    oci_run(env, "crun")
+}
+
 fn main() {
     let args = Arguments::from_args();
     let both: &[(&str, TestFn)] = &[("export_seccomp_shape", export_seccomp_shape)];
@@ -450,5 +612,35 @@ fn main() {
         docker_seccomp,
         missing,
     ));
+    for (name, runtime, f) in [
+        ("oci_runc", "runc", oci_runc as TestFn),
+        ("oci_crun", "crun", oci_crun as TestFn),
+    ] {
+        let missing = match Command::new(runtime).arg("--version").output() {
+            Ok(_) => None,
+            Err(_) => Some(format!("{runtime} is not installed (.ci/run installs it)")),
+        };
+        if let (Some(why), true) = (&missing, expected(runtime)) {
+            panic!("AGENTCAGE_TEST_EXPECT lists {runtime} but: {why}");
+        }
+        for who in [Who::Root, Who::Nobody] {
+            let hybrid = (runtime == "crun"
+                && who == Who::Nobody
+                && hybrid_cgroup_with_controllers())
+            .then(|| {
+                "crun 1.8 refuses this host's hybrid cgroup layout (controllers on the v2 \
+                     side), and only root can hide it"
+                    .to_string()
+            });
+            if let (Some(why), true) = (&hybrid, expected("crun-rootless")) {
+                panic!("AGENTCAGE_TEST_EXPECT lists crun-rootless but: {why}");
+            }
+            let skip = missing
+                .clone()
+                .or(hybrid)
+                .or_else(|| common::skip_reason(who));
+            trials.push(common::trial(who, name, f, skip));
+        }
+    }
     common::run(&args, trials)
 }

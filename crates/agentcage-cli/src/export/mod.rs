@@ -19,6 +19,8 @@ use crate::exit;
 use crate::policy::{Resolved, UsageError};
 use crate::run::{self, PolicyArgs};
 
+mod oci;
+
 /// `agentcage export ...`.
 #[derive(Debug, Args)]
 pub struct ExportCmd {
@@ -33,7 +35,13 @@ pub enum ExportSub {
     /// kubelet (Localhost profiles).
     #[command(after_help = SECCOMP_HELP)]
     Seccomp(Box<SeccompArgs>),
+    /// An OCI runtime bundle (config.json) for runc and crun: the layers a runtime enforces
+    /// from config, with the policy's mounts, limits and seccomp profile.
+    #[command(after_help = OCI_HELP)]
+    Oci(Box<oci::OciArgs>),
 }
+
+const OCI_HELP: &str = "Examples:\n  agentcage export oci --rootfs ./rootfs -o ./bundle -- python3 agent.py\n  runc run -b ./bundle agent1\n  crun run -b ./bundle agent1\n\nLandlock, protected paths, the pty relay and the egress rules are not in the OCI spec: put\nagentcage inside (`-- agentcage run ...`) to keep them (docs/FLEET.md).";
 
 const SECCOMP_HELP: &str = "Examples:\n  agentcage export seccomp > agentcage.json\n  docker run --security-opt seccomp=agentcage.json IMAGE\n  agentcage export seccomp --format oci --policy ci.toml -o /var/lib/kubelet/seccomp/agentcage.json\n\nThe profile is derived from the table agentcage's own BPF filter is compiled from; where a JSON\nprofile cannot say the same thing, it says the stricter thing (listed in its comment and in\ndocs/FLEET.md).";
 
@@ -64,6 +72,7 @@ pub struct SeccompArgs {
 pub fn main(c: &ExportCmd) -> i32 {
     let r = match &c.cmd {
         ExportSub::Seccomp(a) => seccomp(a),
+        ExportSub::Oci(a) => oci::main(a),
     };
     match r {
         Ok(()) => 0,
