@@ -589,9 +589,167 @@ fn oci_crun(env: &Env) -> Result<(), Failed> {
     oci_run(env, "crun")
 }
 
+/// The manifests of a fixed policy (explicit limits: the defaults depend on the host's RAM).
+const K8S_ARGS: &[&str] = &[
+    "export",
+    "k8s",
+    "--image",
+    "registry.example/agent:1",
+    "--memory",
+    "2G",
+    "--pids",
+    "256",
+    "--cpus",
+    "1.5",
+    "--net",
+    "host",
+    "--tcp-connect",
+    "443",
+];
+
+fn snapshot(name: &str, got: &str) -> Result<(), Failed> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("AGENTCAGE_BLESS").is_some() {
+        std::fs::write(&path, got).map_err(err)?;
+        return Ok(());
+    }
+    let want = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (AGENTCAGE_BLESS=1 writes it)", path.display()))?;
+    if want != got {
+        return Err(format!(
+            "{} differs from the output (review, then AGENTCAGE_BLESS=1):\n{got}",
+            path.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Splits the YAML stream (`---` then one JSON document each).
+fn documents(text: &str) -> Result<Vec<Value>, Failed> {
+    text.split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| json(d, "manifest document"))
+        .collect()
+}
+
+/// `kubernetes-validate` against the 1.36 schemas, strict (unknown fields fail).
+fn validate(file: &Path) -> Result<Option<String>, Failed> {
+    let o = match Command::new("kubernetes-validate")
+        .args(["-k", "1.36.0", "--strict"])
+        .arg(file)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return Ok(Some(format!("kubernetes-validate not runnable: {e}"))),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    if !o.status.success() || text.contains("ERROR") || text.contains("failed") {
+        return Err(format!("kubernetes-validate {}:\n{text}", file.display()).into());
+    }
+    Ok(None)
+}
+
+fn export_k8s(env: &Env) -> Result<(), Failed> {
+    let dir = env.policy_dir()?;
+    let mut checked = Vec::new();
+    for (template, snap) in [
+        (false, "export_k8s_pod.yaml"),
+        (true, "export_k8s_template.yaml"),
+    ] {
+        let mut args = K8S_ARGS.to_vec();
+        if template {
+            args.push("--template");
+        }
+        args.extend(["--", "python3", "agent.py"]);
+        let out = env.run(&args)?;
+        out.expect_code(0, "export k8s")?;
+        snapshot(snap, &out.stdout)?;
+        let docs = documents(&out.stdout)?;
+        let workload = docs.last().ok_or("no documents")?;
+        let spec = if template {
+            if workload["kind"] != "SandboxTemplate" {
+                return Err(format!("--template gave {}", workload["kind"]).into());
+            }
+            workload["spec"]["podTemplate"]["spec"].clone()
+        } else {
+            workload["spec"].clone()
+        };
+        // What the issue asks of the pod.
+        let c = &spec["containers"][0];
+        let sc = &c["securityContext"];
+        let ok = spec["hostUsers"] == false
+            && spec["automountServiceAccountToken"] == false
+            && spec["securityContext"]["seccompProfile"]["type"] == "Localhost"
+            && sc["allowPrivilegeEscalation"] == false
+            && sc["readOnlyRootFilesystem"] == true
+            && sc["capabilities"]["drop"] == serde_json::json!(["ALL"])
+            && c["resources"]["limits"]["memory"] == "2147483648"
+            && c["command"] == serde_json::json!(["agentcage"])
+            && c["args"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "--policy"));
+        if !ok {
+            return Err(format!("pod spec misses a required setting:\n{spec:#}").into());
+        }
+        // Validate every document the schemas know; a SandboxTemplate's pod spec as a Pod.
+        let mut known: Vec<Value> = docs
+            .iter()
+            .filter(|d| d["kind"] != "SandboxTemplate")
+            .cloned()
+            .collect();
+        if template {
+            known.push(serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "from-template"}, "spec": spec,
+            }));
+        }
+        let file = dir.path().join(snap);
+        let text: String = known.iter().map(|d| format!("---\n{d:#}\n")).collect();
+        std::fs::write(&file, text).map_err(err)?;
+        checked.push(file);
+    }
+    // The validator must be able to say no: a pod with an unknown field.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec: {containers: [{name: a, image: b}], hostUsersTypo: false}\n",
+    )
+    .map_err(err)?;
+    match validate(&bad) {
+        // Refused, as it must be.
+        Err(_) => {}
+        Ok(None) => return Err("kubernetes-validate accepted a pod with an unknown field".into()),
+        Ok(Some(why)) if expected("kubernetes-validate") => {
+            return Err(
+                format!("AGENTCAGE_TEST_EXPECT lists kubernetes-validate but: {why}").into(),
+            )
+        }
+        Ok(Some(why)) => {
+            eprintln!("skip {}::export_k8s validation: {why}", env.who.name());
+            return Ok(());
+        }
+    }
+    for f in checked {
+        if let Some(why) = validate(&f)? {
+            return Err(why.into());
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
-    let both: &[(&str, TestFn)] = &[("export_seccomp_shape", export_seccomp_shape)];
+    let both: &[(&str, TestFn)] = &[
+        ("export_seccomp_shape", export_seccomp_shape),
+        ("export_k8s", export_k8s),
+    ];
     let mut trials: Vec<Trial> = common::trials_for_both(both);
     let root = agentcage::geteuid() == 0;
     let missing = if !root {

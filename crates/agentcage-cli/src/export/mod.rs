@@ -19,6 +19,7 @@ use crate::exit;
 use crate::policy::{Resolved, UsageError};
 use crate::run::{self, PolicyArgs};
 
+mod k8s;
 mod oci;
 
 /// `agentcage export ...`.
@@ -39,7 +40,13 @@ pub enum ExportSub {
     /// from config, with the policy's mounts, limits and seccomp profile.
     #[command(after_help = OCI_HELP)]
     Oci(Box<oci::OciArgs>),
+    /// Kubernetes manifests: the policy in a ConfigMap, a NetworkPolicy, and a Pod (or an
+    /// agent-sandbox SandboxTemplate) running agentcage as the entrypoint.
+    #[command(after_help = K8S_HELP)]
+    K8s(Box<k8s::K8sArgs>),
 }
+
+const K8S_HELP: &str = "Examples:\n  agentcage export k8s --policy agent.toml --image registry.example/agent:1 -- python3 agent.py > agent.yaml\n  agentcage export k8s --template --image registry.example/agent:1 --name coder > template.yaml\n  agentcage export seccomp --format oci -o /var/lib/kubelet/seccomp/agentcage/full.json   # on every node\n\nThe output is a YAML stream whose documents are JSON. See docs/FLEET.md for what the pod\nenforces and what agentcage inside adds.";
 
 const OCI_HELP: &str = "Examples:\n  agentcage export oci --rootfs ./rootfs -o ./bundle -- python3 agent.py\n  runc run -b ./bundle agent1\n  crun run -b ./bundle agent1\n\nLandlock, protected paths, the pty relay and the egress rules are not in the OCI spec: put\nagentcage inside (`-- agentcage run ...`) to keep them (docs/FLEET.md).";
 
@@ -73,6 +80,7 @@ pub fn main(c: &ExportCmd) -> i32 {
     let r = match &c.cmd {
         ExportSub::Seccomp(a) => seccomp(a),
         ExportSub::Oci(a) => oci::main(a),
+        ExportSub::K8s(a) => k8s::main(a),
     };
     match r {
         Ok(()) => 0,
