@@ -244,18 +244,34 @@ struct Pair<'a> {
     rt: Runtime,
     prog: Vec<libc::sock_filter>,
     arch: Arch,
+    /// The profile compiled by the real libseccomp (then it decides instead of `rt`), and
+    /// the names that libseccomp does not know (skipped, as runc and crun skip them).
+    libseccomp: Option<(Vec<libc::sock_filter>, Vec<String>)>,
 }
 
 impl Pair<'_> {
     fn compare(&self, nr: u32, args: [u64; 6], seen: &mut Seen) {
         let audit = self.arch.audit_arch();
         let want = bpf(&self.prog, audit, nr, args);
-        let got = self.rt.eval(audit, nr, args);
+        let got = match &self.libseccomp {
+            Some((prog, _)) => bpf(prog, audit, nr, args),
+            None => self.rt.eval(audit, nr, args),
+        };
         seen.calls += 1;
         if want == got {
             return;
         }
         let name = by_nr(self.arch, nr).map_or("?", |r| r.name);
+        let unknown = self
+            .libseccomp
+            .as_ref()
+            .is_some_and(|(_, u)| u.iter().any(|n| n == name));
+        if unknown {
+            // Falls to the default action: stricter (or the same denial), never weaker.
+            assert!(got.denies(), "{name}: unknown to libseccomp yet allowed");
+            seen.differences.push("(unknown to libseccomp)");
+            return;
+        }
         let Some(dev) = self.p.deviations.iter().find(|d| d.syscall == name) else {
             panic!(
                 "{:?} {name} ({nr}) {args:x?}: filter {want:?}, profile {got:?}",
@@ -275,12 +291,22 @@ impl Pair<'_> {
 }
 
 fn agreement(p: &SeccompProfile, arch: Arch, tcp_guards: bool) -> Seen {
+    agreement_with(p, arch, tcp_guards, None)
+}
+
+fn agreement_with(
+    p: &SeccompProfile,
+    arch: Arch,
+    tcp_guards: bool,
+    libseccomp: Option<(Vec<libc::sock_filter>, Vec<String>)>,
+) -> Seen {
     let json = json_of(p, ProfileFormat::Oci);
     let pair = Pair {
         p,
         rt: Runtime::new(&json),
         prog: crate::compile::compile_with(arch, tcp_guards).expect("compiles"),
         arch,
+        libseccomp,
     };
     let mut seen = Seen {
         differences: Vec::new(),
@@ -481,5 +507,262 @@ fn every_allowed_and_denied_row_is_named_once_per_action() {
         for n in &e.names {
             assert!(crate::table::by_name(n).is_some(), "{n}");
         }
+    }
+}
+
+/// The system's libseccomp (what runc and crun link), loaded at run time: no build
+/// dependency, and a machine without it skips the check.
+mod libseccomp {
+    use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+
+    use serde_json::Value;
+
+    type Ctx = *mut c_void;
+
+    #[repr(C)]
+    struct ArgCmp {
+        arg: c_uint,
+        op: c_int,
+        datum_a: u64,
+        datum_b: u64,
+    }
+
+    /// `SCMP_CMP_MASKED_EQ`.
+    const MASKED_EQ: c_int = 7;
+    const ACT_ALLOW: u32 = 0x7fff_0000;
+    const fn act_errno(e: i64) -> u32 {
+        0x0005_0000 | (e as u32 & 0xffff)
+    }
+
+    type InitFn = unsafe extern "C" fn(u32) -> Ctx;
+    type ArchFn = unsafe extern "C" fn(Ctx, u32) -> c_int;
+    type ResolveFn = unsafe extern "C" fn(u32, *const c_char) -> c_int;
+    type RuleFn = unsafe extern "C" fn(Ctx, u32, c_int, c_uint, *const ArgCmp) -> c_int;
+    type ExportFn = unsafe extern "C" fn(Ctx, c_int) -> c_int;
+    type ReleaseFn = unsafe extern "C" fn(Ctx);
+
+    pub struct Lib {
+        init: InitFn,
+        arch_add: ArchFn,
+        arch_remove: ArchFn,
+        resolve: ResolveFn,
+        rule_add_array: RuleFn,
+        export_bpf: ExportFn,
+        release: ReleaseFn,
+    }
+
+    fn sym(h: *mut c_void, name: &str) -> Result<*mut c_void, String> {
+        let c = CString::new(name).map_err(|e| e.to_string())?;
+        // SAFETY: `h` is a live handle from dlopen; `c` is a NUL-terminated string.
+        let p = unsafe { libc::dlsym(h, c.as_ptr()) };
+        if p.is_null() {
+            Err(format!("libseccomp has no {name}"))
+        } else {
+            Ok(p)
+        }
+    }
+
+    impl Lib {
+        pub fn load() -> Result<Lib, String> {
+            // SAFETY: dlopen of a library by name; the handle is never closed (the symbols
+            // stay valid for the process).
+            let h = unsafe { libc::dlopen(c"libseccomp.so.2".as_ptr(), libc::RTLD_NOW) };
+            if h.is_null() {
+                return Err("libseccomp.so.2 not found (Debian: libseccomp2)".into());
+            }
+            let syms = [
+                sym(h, "seccomp_init")?,
+                sym(h, "seccomp_arch_add")?,
+                sym(h, "seccomp_arch_remove")?,
+                sym(h, "seccomp_syscall_resolve_name_arch")?,
+                sym(h, "seccomp_rule_add_array")?,
+                sym(h, "seccomp_export_bpf")?,
+                sym(h, "seccomp_release")?,
+            ];
+            // SAFETY: each symbol is libseccomp's public function of that name, whose C
+            // prototype (seccomp.h, 2.4 and later) is exactly the function type it becomes.
+            let lib = unsafe {
+                Lib {
+                    init: std::mem::transmute::<*mut c_void, InitFn>(syms[0]),
+                    arch_add: std::mem::transmute::<*mut c_void, ArchFn>(syms[1]),
+                    arch_remove: std::mem::transmute::<*mut c_void, ArchFn>(syms[2]),
+                    resolve: std::mem::transmute::<*mut c_void, ResolveFn>(syms[3]),
+                    rule_add_array: std::mem::transmute::<*mut c_void, RuleFn>(syms[4]),
+                    export_bpf: std::mem::transmute::<*mut c_void, ExportFn>(syms[5]),
+                    release: std::mem::transmute::<*mut c_void, ReleaseFn>(syms[6]),
+                }
+            };
+            Ok(lib)
+        }
+
+        /// Compiles the JSON profile as runc does (names resolved for `audit`, unknown
+        /// names skipped, rules equal to the default skipped), with libseccomp's defaults
+        /// otherwise. Returns the program and the skipped names.
+        pub fn compile(
+            &self,
+            p: &Value,
+            audit: u32,
+        ) -> Result<(Vec<libc::sock_filter>, Vec<String>), String> {
+            let default = act_errno(p["defaultErrnoRet"].as_i64().unwrap_or(1));
+            // SAFETY: plain C calls on a context we own until release below; every pointer
+            // passed points into live Rust values for the duration of the call.
+            unsafe {
+                let ctx = (self.init)(default);
+                if ctx.is_null() {
+                    return Err("seccomp_init failed".into());
+                }
+                let result = self.fill(ctx, p, audit, default);
+                (self.release)(ctx);
+                result
+            }
+        }
+
+        /// # Safety
+        /// `ctx` is a live context from `seccomp_init`.
+        unsafe fn fill(
+            &self,
+            ctx: Ctx,
+            p: &Value,
+            audit: u32,
+            default: u32,
+        ) -> Result<(Vec<libc::sock_filter>, Vec<String>), String> {
+            // SAFETY: the caller's contract; arch tokens are AUDIT_ARCH values.
+            unsafe {
+                if (self.arch_add)(ctx, audit) != 0 && audit != native() {
+                    return Err(format!("seccomp_arch_add({audit:#x}) failed"));
+                }
+                if audit != native() && (self.arch_remove)(ctx, native()) != 0 {
+                    return Err("seccomp_arch_remove(native) failed".into());
+                }
+            }
+            let mut unknown = Vec::new();
+            for e in p["syscalls"].as_array().into_iter().flatten() {
+                let action = match e["action"].as_str() {
+                    Some("SCMP_ACT_ALLOW") => ACT_ALLOW,
+                    Some("SCMP_ACT_ERRNO") => act_errno(e["errnoRet"].as_i64().unwrap_or(1)),
+                    other => return Err(format!("action {other:?}")),
+                };
+                if action == default {
+                    continue; // runc and crun skip these (libseccomp: EACCES)
+                }
+                let args: Vec<ArgCmp> = e["args"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| ArgCmp {
+                        arg: c["index"].as_u64().unwrap_or(9) as c_uint,
+                        op: MASKED_EQ,
+                        datum_a: c["value"].as_u64().unwrap_or(0),
+                        datum_b: c["valueTwo"].as_u64().unwrap_or(0),
+                    })
+                    .collect();
+                for n in e["names"].as_array().into_iter().flatten() {
+                    let name = n.as_str().unwrap_or_default();
+                    let c = CString::new(name).map_err(|e| e.to_string())?;
+                    // Rule numbers are the native architecture's (seccomp_rule_add(3));
+                    // libseccomp translates them for the filter's architecture, as it does
+                    // for runc on any host.
+                    // SAFETY: `c` is NUL-terminated and outlives the call.
+                    let nr = unsafe { (self.resolve)(native(), c.as_ptr()) };
+                    if nr < 0 {
+                        unknown.push(name.to_string());
+                        continue;
+                    }
+                    // SAFETY: `args` outlives the call; its length is passed.
+                    let rc = unsafe {
+                        (self.rule_add_array)(ctx, action, nr, args.len() as c_uint, args.as_ptr())
+                    };
+                    if rc != 0 {
+                        return Err(format!("seccomp_rule_add {name}: {rc}"));
+                    }
+                }
+            }
+            // SAFETY: memfd_create with a static name; the fd is closed below.
+            let fd = unsafe { libc::memfd_create(c"agentcage-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+            if fd < 0 {
+                return Err("memfd_create failed".into());
+            }
+            // SAFETY: `ctx` is live (caller) and `fd` is ours.
+            let rc = unsafe { (self.export_bpf)(ctx, fd) };
+            let mut bytes = Vec::new();
+            if rc == 0 {
+                use std::io::{Read, Seek};
+                use std::os::fd::FromRawFd;
+                // SAFETY: `fd` is an open memfd owned here; File takes it over and closes it.
+                let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+                f.rewind().map_err(|e| e.to_string())?;
+                f.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+            } else {
+                // SAFETY: `fd` is ours and still open.
+                unsafe { libc::close(fd) };
+                return Err(format!("seccomp_export_bpf: {rc}"));
+            }
+            let prog = bytes
+                .chunks_exact(8)
+                .map(|c| libc::sock_filter {
+                    code: u16::from_ne_bytes([c[0], c[1]]),
+                    jt: c[2],
+                    jf: c[3],
+                    k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+                })
+                .collect();
+            Ok((prog, unknown))
+        }
+    }
+
+    fn native() -> u32 {
+        crate::table::Arch::native().map_or(0, |a| a.audit_arch())
+    }
+}
+
+/// The real libseccomp (the compiler runc and crun use) turns the JSON into a program that
+/// decides as agentcage's BPF does, for every number and the argument grid, on both
+/// architectures; foreign ABIs and x32 numbers die there too.
+#[test]
+fn libseccomp_compiles_the_profile_to_the_same_decisions() {
+    let lib = match libseccomp::Lib::load() {
+        Ok(l) => l,
+        Err(why) => {
+            let expected = std::env::var("AGENTCAGE_TEST_EXPECT")
+                .is_ok_and(|v| v.split(',').any(|f| f.trim() == "libseccomp"));
+            assert!(
+                !expected,
+                "AGENTCAGE_TEST_EXPECT lists libseccomp but: {why}"
+            );
+            eprintln!("skip libseccomp_compiles_the_profile_to_the_same_decisions: {why}");
+            return;
+        }
+    };
+    for arch in Arch::ALL {
+        let p = export(&ExportOptions {
+            arches: vec![arch],
+            tcp_guards: false,
+        });
+        let json = json_of(&p, ProfileFormat::Oci);
+        let (prog, unknown) = lib
+            .compile(&json, arch.audit_arch())
+            .expect("libseccomp compiles");
+        eprintln!(
+            "{arch:?}: libseccomp program {} instructions; names it does not know: {unknown:?}",
+            prog.len()
+        );
+        let foreign = match arch {
+            Arch::X86_64 => AUDIT_ARCH_I386,
+            Arch::Aarch64 => AUDIT_ARCH_ARM,
+        };
+        for nr in [0, 11, 21, 26, 102] {
+            assert_eq!(
+                bpf(&prog, foreign, nr, [0; 6]),
+                Decision::Kill,
+                "{arch:?} foreign {nr}"
+            );
+        }
+        if arch == Arch::X86_64 {
+            for nr in [X32_SYSCALL_BIT + 39, X32_SYSCALL_BIT + 165] {
+                assert_eq!(bpf(&prog, arch.audit_arch(), nr, [0; 6]), Decision::Kill);
+            }
+        }
+        let seen = agreement_with(&p, arch, false, Some((prog, unknown)));
+        assert!(seen.calls > 10_000);
     }
 }
