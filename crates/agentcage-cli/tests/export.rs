@@ -74,6 +74,30 @@ fn export_seccomp_shape(env: &Env) -> Result<(), Failed> {
     {
         return Err("the docker format's comment does not list the deviations".into());
     }
+    // Bad input is a usage error with a message, never a panic.
+    for (args, says) in [
+        (
+            &["export", "k8s", "--image", "x", "--name", "Bad_Name"][..],
+            "Kubernetes name",
+        ),
+        (
+            &[
+                "export",
+                "oci",
+                "--rootfs",
+                "/nonexistent/agentcage",
+                "-o",
+                "/nonexistent/b",
+            ][..],
+            "not a directory",
+        ),
+    ] {
+        let out = env.run(args)?;
+        out.expect_code(2, &args.join(" "))?;
+        if !out.stderr.contains(says) {
+            return Err(format!("{args:?}: unclear refusal: {}", out.stderr).into());
+        }
+    }
     // A profile without seccomp has nothing to export: a usage error, not an empty profile.
     let none = env.run(&["export", "seccomp", "-p", "ns-only"])?;
     none.expect_code(2, "export seccomp -p ns-only")?;

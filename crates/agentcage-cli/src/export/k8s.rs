@@ -169,7 +169,7 @@ fn manifests(
     if let Some(s) = &tmp_size {
         tmp["sizeLimit"] = json!(s);
     }
-    let pod_spec = json!({
+    let mut pod_spec = json!({
         "hostUsers": false,
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,
@@ -203,6 +203,10 @@ fn manifests(
         ],
     });
 
+    if let Some(t) = p.limits.timeout {
+        // A backstop behind agentcage's own --timeout (SIGTERM, then SIGKILL 2 s later).
+        pod_spec["activeDeadlineSeconds"] = json!(t.ceil() as u64 + 30);
+    }
     let egress = egress_rules(p);
     let network_policy = json!({
         "apiVersion": "networking.k8s.io/v1",

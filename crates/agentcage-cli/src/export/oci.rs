@@ -279,6 +279,14 @@ fn config(
         format!("USER={}", if p.uid == 0 { "root" } else { "agent" }),
         format!("LOGNAME={}", if p.uid == 0 { "root" } else { "agent" }),
     ];
+    // The hygiene allow-list, from the environment of whoever exports (as `run` copies it
+    // from its caller); never `pass_env`: a bundle on disk must not freeze a secret.
+    for (k, v) in std::env::vars() {
+        let listed = layout::ENV_ALLOW.contains(&k.as_str()) || k.starts_with("LC_");
+        if listed && k != "PATH" {
+            env.push(format!("{k}={v}"));
+        }
+    }
     for (k, v) in &p.env {
         env.retain(|e| !e.starts_with(&format!("{k}=")));
         env.push(format!("{k}={v}"));
