@@ -508,6 +508,8 @@ impl SeccompProfile {
                 .map(|&a| scmp_arch(a))
                 .collect::<Vec<_>>()),
         );
+        // A reason is written once, on the first entry that carries it.
+        let mut said = std::collections::BTreeSet::new();
         let syscalls: Vec<Value> = self
             .entries
             .iter()
@@ -544,7 +546,7 @@ impl SeccompProfile {
                         Action::Allow => format!("allowed case of: {}", e.comment),
                         Action::Errno(n) => format!("{}: {}", errno_name(n), e.comment),
                     };
-                    if !c.is_empty() {
+                    if !c.is_empty() && said.insert(c.clone()) {
                         m.insert("comment".into(), Value::String(c));
                     }
                 }
