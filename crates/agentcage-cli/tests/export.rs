@@ -65,6 +65,12 @@ fn export_seccomp_shape(env: &Env) -> Result<(), Failed> {
             return Err(format!("{n} not denied").into());
         }
     }
+    let all = env.run(&["export", "seccomp", "--format", "oci", "--arch", "all"])?;
+    all.expect_code(0, "export seccomp --arch all")?;
+    let all = json(&all.stdout, "multi-arch profile")?;
+    if all["architectures"] != serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]) {
+        return Err(format!("--arch all: {}", all["architectures"]).into());
+    }
     let docker = env.run(&["export", "seccomp"])?;
     docker.expect_code(0, "export seccomp")?;
     let d = json(&docker.stdout, "docker profile")?;

@@ -70,9 +70,28 @@ pub struct SeccompArgs {
     /// Profile flavour.
     #[arg(long, value_enum, default_value = "docker")]
     pub format: FormatArg,
+    /// Architectures to list: this host's (native), one of x86_64 and aarch64, or all (a
+    /// mixed fleet; each name is resolved per architecture). Their compat ABIs (i386, x32,
+    /// AArch32) are never listed: the runtime kills them.
+    #[arg(long, value_enum, default_value = "native")]
+    pub arch: ArchArg,
     /// Write to FILE instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `--arch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    /// This host's architecture.
+    Native,
+    /// x86_64.
+    #[value(name = "x86_64")]
+    X86_64,
+    /// aarch64.
+    Aarch64,
+    /// Both.
+    All,
 }
 
 /// Runs `agentcage export ...`; returns the exit code.
@@ -114,6 +133,11 @@ pub(crate) fn policy_of(a: &PolicyArgs) -> Result<Policy, UsageError> {
 
 /// The exported profile of `policy`'s filter, for this host's architecture.
 pub(crate) fn seccomp_profile(policy: &Policy) -> Result<sx::SeccompProfile, UsageError> {
+    seccomp_profile_for(policy, ArchArg::Native)
+}
+
+/// The exported profile of `policy`'s filter, for `arch`.
+fn seccomp_profile_for(policy: &Policy, arch: ArchArg) -> Result<sx::SeccompProfile, UsageError> {
     if !policy.layers.has(Layer::Seccomp) {
         return Err(UsageError::new(format!(
             "the policy has no seccomp layer (profile {}): nothing to export",
@@ -121,11 +145,17 @@ pub(crate) fn seccomp_profile(policy: &Policy) -> Result<sx::SeccompProfile, Usa
         ))
         .hint("export the full profile (the default), without --without seccomp"));
     }
-    let arch = Arch::native().ok_or_else(|| {
-        UsageError::new("no seccomp table for this architecture (supported: x86_64, aarch64)")
-    })?;
+    let arches = match arch {
+        ArchArg::Native => vec![Arch::native().ok_or_else(|| {
+            UsageError::new("no seccomp table for this architecture (supported: x86_64, aarch64)")
+                .hint("pass --arch x86_64, aarch64 or all")
+        })?],
+        ArchArg::X86_64 => vec![Arch::X86_64],
+        ArchArg::Aarch64 => vec![Arch::Aarch64],
+        ArchArg::All => Arch::ALL.to_vec(),
+    };
     Ok(sx::export(&ExportOptions {
-        arches: vec![arch],
+        arches,
         // As the launcher decides (agentcage::seccomp::prepare).
         tcp_guards: policy.landlock.restrict_net && policy.net == NetMode::Host,
     }))
@@ -133,7 +163,7 @@ pub(crate) fn seccomp_profile(policy: &Policy) -> Result<sx::SeccompProfile, Usa
 
 fn seccomp(a: &SeccompArgs) -> Result<(), Failure> {
     let policy = policy_of(&a.policy)?;
-    let profile = seccomp_profile(&policy)?;
+    let profile = seccomp_profile_for(&policy, a.arch)?;
     let format = match a.format {
         FormatArg::Oci => ProfileFormat::Oci,
         FormatArg::Docker => ProfileFormat::Docker,

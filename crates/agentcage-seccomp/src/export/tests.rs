@@ -595,13 +595,13 @@ mod libseccomp {
             Ok(lib)
         }
 
-        /// Compiles the JSON profile as runc does (names resolved for `audit`, unknown
-        /// names skipped, rules equal to the default skipped), with libseccomp's defaults
-        /// otherwise. Returns the program and the skipped names.
+        /// Compiles the JSON profile as runc does (names resolved, unknown names skipped,
+        /// rules equal to the default skipped) for the architectures `audits`, with
+        /// libseccomp's defaults otherwise. Returns the program and the skipped names.
         pub fn compile(
             &self,
             p: &Value,
-            audit: u32,
+            audits: &[u32],
         ) -> Result<(Vec<libc::sock_filter>, Vec<String>), String> {
             let default = act_errno(p["defaultErrnoRet"].as_i64().unwrap_or(1));
             // SAFETY: plain C calls on a context we own until release below; every pointer
@@ -611,7 +611,7 @@ mod libseccomp {
                 if ctx.is_null() {
                     return Err("seccomp_init failed".into());
                 }
-                let result = self.fill(ctx, p, audit, default);
+                let result = self.fill(ctx, p, audits, default);
                 (self.release)(ctx);
                 result
             }
@@ -623,15 +623,18 @@ mod libseccomp {
             &self,
             ctx: Ctx,
             p: &Value,
-            audit: u32,
+            audits: &[u32],
             default: u32,
         ) -> Result<(Vec<libc::sock_filter>, Vec<String>), String> {
             // SAFETY: the caller's contract; arch tokens are AUDIT_ARCH values.
             unsafe {
-                if (self.arch_add)(ctx, audit) != 0 && audit != native() {
-                    return Err(format!("seccomp_arch_add({audit:#x}) failed"));
+                for &audit in audits {
+                    // The native architecture is already there (EEXIST).
+                    if audit != native() && (self.arch_add)(ctx, audit) != 0 {
+                        return Err(format!("seccomp_arch_add({audit:#x}) failed"));
+                    }
                 }
-                if audit != native() && (self.arch_remove)(ctx, native()) != 0 {
+                if !audits.contains(&native()) && (self.arch_remove)(ctx, native()) != 0 {
                     return Err("seccomp_arch_remove(native) failed".into());
                 }
             }
@@ -715,13 +718,11 @@ mod libseccomp {
     }
 }
 
-/// The real libseccomp (the compiler runc and crun use) turns the JSON into a program that
-/// decides as agentcage's BPF does, for every number and the argument grid, on both
-/// architectures; foreign ABIs and x32 numbers die there too.
-#[test]
-fn libseccomp_compiles_the_profile_to_the_same_decisions() {
-    let lib = match libseccomp::Lib::load() {
-        Ok(l) => l,
+/// The system's libseccomp, or `None` after printing why the test is skipped; a failure when
+/// `AGENTCAGE_TEST_EXPECT` lists `libseccomp`.
+fn libseccomp_or_skip(test: &str) -> Option<libseccomp::Lib> {
+    match libseccomp::Lib::load() {
+        Ok(l) => Some(l),
         Err(why) => {
             let expected = std::env::var("AGENTCAGE_TEST_EXPECT")
                 .is_ok_and(|v| v.split(',').any(|f| f.trim() == "libseccomp"));
@@ -729,9 +730,20 @@ fn libseccomp_compiles_the_profile_to_the_same_decisions() {
                 !expected,
                 "AGENTCAGE_TEST_EXPECT lists libseccomp but: {why}"
             );
-            eprintln!("skip libseccomp_compiles_the_profile_to_the_same_decisions: {why}");
-            return;
+            eprintln!("skip {test}: {why}");
+            None
         }
+    }
+}
+
+/// The real libseccomp (the compiler runc and crun use) turns the JSON into a program that
+/// decides as agentcage's BPF does, for every number and the argument grid, on both
+/// architectures; foreign ABIs and x32 numbers die there too.
+#[test]
+fn libseccomp_compiles_the_profile_to_the_same_decisions() {
+    let Some(lib) = libseccomp_or_skip("libseccomp_compiles_the_profile_to_the_same_decisions")
+    else {
+        return;
     };
     for arch in Arch::ALL {
         let p = export(&ExportOptions {
@@ -740,7 +752,7 @@ fn libseccomp_compiles_the_profile_to_the_same_decisions() {
         });
         let json = json_of(&p, ProfileFormat::Oci);
         let (prog, unknown) = lib
-            .compile(&json, arch.audit_arch())
+            .compile(&json, &[arch.audit_arch()])
             .expect("libseccomp compiles");
         eprintln!(
             "{arch:?}: libseccomp program {} instructions; names it does not know: {unknown:?}",
@@ -765,4 +777,26 @@ fn libseccomp_compiles_the_profile_to_the_same_decisions() {
         let seen = agreement_with(&p, arch, false, Some((prog, unknown)));
         assert!(seen.calls > 10_000);
     }
+}
+
+/// A profile for a mixed fleet (both architectures listed) means, on each architecture, what
+/// that architecture's BPF means (libseccomp resolves each name per architecture).
+#[test]
+fn libseccomp_multi_arch_profile_agrees_on_each_arch() {
+    let Some(lib) = libseccomp_or_skip("libseccomp_multi_arch_profile_agrees_on_each_arch") else {
+        return;
+    };
+    let p = export(&ExportOptions {
+        arches: Arch::ALL.to_vec(),
+        tcp_guards: false,
+    });
+    let json = json_of(&p, ProfileFormat::Oci);
+    let audits: Vec<u32> = Arch::ALL.iter().map(|a| a.audit_arch()).collect();
+    let (prog, unknown) = lib.compile(&json, &audits).expect("libseccomp compiles");
+    for arch in Arch::ALL {
+        let seen = agreement_with(&p, arch, false, Some((prog.clone(), unknown.clone())));
+        assert!(seen.calls > 10_000);
+    }
+    // i386 is listed on neither: still killed.
+    assert_eq!(bpf(&prog, AUDIT_ARCH_I386, 21, [0; 6]), Decision::Kill);
 }
