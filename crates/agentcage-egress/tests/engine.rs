@@ -337,6 +337,7 @@ fn proxy_ambiguous_requests_refused() -> TestResult {
     let requests = [
         format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\nHost: evil.test:{p}\r\n\r\n"),
         format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: evil.test:{p}\r\n\r\n"),
+        format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: evil.test:{p}\r\nHost: allowed.test:{p}\r\n\r\n"),
         format!("GET http://evil.test\0.allowed.test:{p}/ HTTP/1.1\r\n\r\n"),
         format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n"),
         format!("POST http://allowed.test:{p}/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -457,14 +458,9 @@ fn capture_sni_mismatch_refused() -> TestResult {
         None,
         Some(b"allowed.test.evil"),
     ] {
-        let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-        s.write_all(&agentcage_egress::client_hello(sni))
-            .map_err(err)?;
-        let got = read_all(&mut s);
-        ensure(
-            got.is_empty(),
-            format!("{sni:?}: got {} bytes back", got.len()),
-        )?;
+        let hello = agentcage_egress::client_hello(sni);
+        let addr = SocketAddr::new(FAKE1.into(), port);
+        ensure(refused(addr, &hello), format!("{sni:?}: relayed"))?;
     }
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let reasons = f.denied_reasons();
@@ -492,9 +488,11 @@ fn capture_http_host_checked() -> TestResult {
         "GET http://evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n".to_owned(),
         "GET / HTTP/1.1\r\nHost: allowed.test\r\nX: a\r\n b\r\n\r\n".to_owned(),
     ] {
-        let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-        s.write_all(bad.as_bytes()).map_err(err)?;
-        ensure(read_all(&mut s).is_empty(), format!("{bad:?} was relayed"))?;
+        let addr = SocketAddr::new(FAKE1.into(), port);
+        ensure(
+            refused(addr, bad.as_bytes()),
+            format!("{bad:?} was relayed"),
+        )?;
     }
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let mut s = connect(SocketAddr::new(FAKE1.into(), port));
@@ -529,13 +527,9 @@ fn capture_opaque_needs_explicit_port() -> TestResult {
     )?;
     echo_roundtrip(&mut s, b"late bytes")?;
     // A TLS hello with another SNI is still refused on an explicit port.
-    let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-    s.write_all(&agentcage_egress::client_hello(Some(b"evil.test")))
-        .map_err(err)?;
-    ensure(
-        read_all(&mut s).is_empty() && up.accepts() == 2,
-        "SNI checked on explicit ports",
-    )
+    let hello = agentcage_egress::client_hello(Some(b"evil.test"));
+    let no = refused(SocketAddr::new(FAKE1.into(), port), &hello);
+    ensure(no && up.accepts() == 2, "SNI checked on explicit ports")
 }
 
 fn capture_literal_ip_needs_ip_rule() -> TestResult {
@@ -549,9 +543,8 @@ fn capture_literal_ip_needs_ip_rule() -> TestResult {
         None,
         vec![cap],
     );
-    let mut s = connect(SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), port));
-    let _ = s.write_all(b"SSH-2.0-x\r\n");
-    ensure(read_all(&mut s).is_empty(), "literal IP relayed")?;
+    let addr = SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), port);
+    ensure(refused(addr, b"SSH-2.0-x\r\n"), "literal IP relayed")?;
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let reasons = f.denied_reasons();
     ensure(
@@ -578,10 +571,11 @@ fn rebinding_to_loopback_refused() -> TestResult {
     ensure(head.starts_with("HTTP/1.1 403"), head.clone())?;
     ensure(head.contains("loopback"), head)?;
     ensure(f.resolve("rebind.test.")? == FAKE1, "fake")?;
-    let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-    s.write_all(&agentcage_egress::client_hello(Some(b"rebind.test")))
-        .map_err(err)?;
-    ensure(read_all(&mut s).is_empty(), "relayed")?;
+    let hello = agentcage_egress::client_hello(Some(b"rebind.test"));
+    ensure(
+        refused(SocketAddr::new(FAKE1.into(), port), &hello),
+        "relayed",
+    )?;
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let asked = dns.queries.lock().map_err(err)?.clone();
     ensure(

@@ -328,6 +328,18 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Connects, sends `bytes` and reads: true when nothing came back (refused by a reset at
+/// any point, or EOF). The engine may reset before the connect call has returned.
+pub fn refused(addr: SocketAddr, bytes: &[u8]) -> bool {
+    let mut s = match TcpStream::connect_timeout(&addr, T) {
+        Ok(s) => s,
+        Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    let _ = s.set_read_timeout(Some(T));
+    let _ = s.write_all(bytes);
+    read_all(&mut s).is_empty()
+}
+
 /// Reads until EOF, a reset or the timeout; returns what arrived.
 pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
