@@ -218,18 +218,24 @@ where
 }
 
 /// Relays both ways (first sending `initial` upstream) until both sides have closed, or
-/// either fails (then both are dropped).
+/// either fails (then both are dropped). splice(2) when pipes are available, else a copy loop.
 async fn relay(shared: &Shared, client: TcpStream, upstream: TcpStream, initial: &[u8]) {
-    let (cr, cw) = client.into_split();
-    let (ur, mut uw) = upstream.into_split();
     let sink = &shared.sink;
-    let up = async {
-        if !initial.is_empty() {
-            uw.write_all(initial).await?;
-            sink.bytes_up.fetch_add(initial.len() as u64, Relaxed);
+    if !initial.is_empty() {
+        if crate::splice::write_all(&upstream, initial).await.is_err() {
+            return;
         }
-        pump(cr, uw, &sink.bytes_up).await
-    };
+        sink.bytes_up.fetch_add(initial.len() as u64, Relaxed);
+    }
+    if crate::splice::relay(&client, &upstream, &sink.bytes_up, &sink.bytes_down)
+        .await
+        .is_some()
+    {
+        return;
+    }
+    let (cr, cw) = client.into_split();
+    let (ur, uw) = upstream.into_split();
+    let up = pump(cr, uw, &sink.bytes_up);
     let down = pump(ur, cw, &sink.bytes_down);
     tokio::pin!(up, down);
     tokio::select! {

@@ -51,6 +51,7 @@ fn main() {
         ),
         ("concurrent_200", concurrent_200),
         ("events_logged", events_logged),
+        ("relay_bulk_and_half_close", relay_bulk_and_half_close),
     ];
     libtest_mimic::run(&args, trials(tests)).exit();
 }
@@ -658,4 +659,45 @@ fn events_logged() -> TestResult {
     ensure(find("dns", "deny").is_some(), "dns denial logged")?;
     let denials = f.denials.lock().map_err(err)?.len();
     ensure(denials == 2, format!("on_deny called {denials} times"))
+}
+
+/// 8 MiB of varied bytes through the capture come back identical, and a client that shuts
+/// down its write side still gets everything the server sends afterwards (half-close is
+/// passed on both ways).
+fn relay_bulk_and_half_close() -> TestResult {
+    let (cap, up) = capture_pair(FAKE1);
+    let port = up.addr.port();
+    let f = Fixture::start(
+        &[&format!("bulk.test:{port}")],
+        &[("bulk.test", LO)],
+        None,
+        vec![cap],
+    );
+    ensure(f.resolve("bulk.test.")? == FAKE1, "fake")?;
+    let mut s = connect(SocketAddr::new(FAKE1.into(), port));
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut w = s.try_clone().map_err(err)?;
+    let sent = data.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(b"SSH-2.0-bulk\r\n")
+            .and_then(|_| w.write_all(&sent))
+            .and_then(|_| w.shutdown(std::net::Shutdown::Write))
+    });
+    let got = read_all(&mut s);
+    writer
+        .join()
+        .map_err(|_| err("writer panicked"))?
+        .map_err(err)?;
+    ensure(
+        got.len() == data.len() + 14,
+        format!("got {} bytes", got.len()),
+    )?;
+    ensure(got[14..] == data[..], "bytes differ")?;
+    let st = f.engine().stats();
+    ensure(
+        st.bytes_up == st.bytes_down && st.bytes_up == got.len() as u64,
+        format!("{st:?}"),
+    )
 }
