@@ -52,6 +52,10 @@ fn main() {
         ("concurrent_200", concurrent_200),
         ("events_logged", events_logged),
         ("relay_bulk_and_half_close", relay_bulk_and_half_close),
+        (
+            "upstream_resolution_and_ip_rules",
+            upstream_resolution_and_ip_rules,
+        ),
     ];
     libtest_mimic::run(&args, trials(tests)).exit();
 }
@@ -700,4 +704,30 @@ fn relay_bulk_and_half_close() -> TestResult {
         st.bytes_up == st.bytes_down && st.bytes_up == got.len() as u64,
         format!("{st:?}"),
     )
+}
+
+/// Without a pin the engine resolves through `upstream_dns` (TCP after a truncated UDP
+/// answer); the loopback answer is then dialled only because an IP rule inside the loopback
+/// range names it. The same IP rule lets a literal-IP connect through.
+fn upstream_resolution_and_ip_rules() -> TestResult {
+    let up = upstream();
+    let port = up.addr.port();
+    let dns = UpstreamDns::start();
+    let rules = [format!("tc-name.test:{port}"), format!("127.0.0.1:{port}")];
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    let f = Fixture::start(&rules, &[], Some(dns.addr), vec![]);
+    let (mut s, head) = connect_via_proxy(&f, &format!("tc-name.test:{port}"));
+    ensure(head.starts_with("HTTP/1.1 200"), head)?;
+    echo_roundtrip(&mut s, b"resolved upstream")?;
+    ensure(
+        dns.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "TCP fallback used",
+    )?;
+    let (mut s, head) = connect_via_proxy(&f, &format!("127.0.0.1:{port}"));
+    ensure(head.starts_with("HTTP/1.1 200"), head)?;
+    echo_roundtrip(&mut s, b"literal")?;
+    // 127.0.0.2 is loopback too, but no rule names it.
+    let (_, head) = connect_via_proxy(&f, &format!("127.0.0.2:{port}"));
+    ensure(head.starts_with("HTTP/1.1 403"), head)?;
+    ensure(up.accepts() == 2, format!("accepts {}", up.accepts()))
 }
