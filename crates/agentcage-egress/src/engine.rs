@@ -38,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) fake: Mutex<FakeMap>,
     pub(crate) sink: Sink,
     pub(crate) upstream: Vec<SocketAddr>,
+    pub(crate) cache: Mutex<crate::dns::Cache>,
     pub(crate) host_own: Vec<IpAddr>,
     pub(crate) limit: Arc<Semaphore>,
 }
@@ -668,6 +669,7 @@ mod tests {
             fake: Mutex::new(FakeMap::new(crate::FAKE_V4, crate::FAKE_V6)),
             sink: Sink::new(None, None),
             upstream: Vec::new(),
+            cache: Mutex::new(Default::default()),
             host_own: own.iter().map(|a| a.parse().unwrap()).collect(),
             limit: Arc::new(Semaphore::new(1)),
         }

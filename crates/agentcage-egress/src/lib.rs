@@ -201,6 +201,7 @@ pub fn start_with_fake_range(
         fake: Mutex::new(names::FakeMap::new(fake_v4, FAKE_V6)),
         sink: event::Sink::new(config.log, config.on_deny),
         upstream,
+        cache: Mutex::new(Default::default()),
         host_own: classify::host_addrs(),
         limit: Arc::new(tokio::sync::Semaphore::new(fd_budget())),
     });

@@ -723,11 +723,17 @@ fn upstream_resolution_and_ip_rules() -> TestResult {
         dns.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "TCP fallback used",
     )?;
+    // A second connection within the answer's TTL (5 s) is served from the cache.
+    let asked = dns.count();
+    let (mut s, head) = connect_via_proxy(&f, &format!("tc-name.test:{port}"));
+    ensure(head.starts_with("HTTP/1.1 200"), head)?;
+    echo_roundtrip(&mut s, b"cached")?;
+    ensure(dns.count() == asked, "answer cached for its TTL")?;
     let (mut s, head) = connect_via_proxy(&f, &format!("127.0.0.1:{port}"));
     ensure(head.starts_with("HTTP/1.1 200"), head)?;
     echo_roundtrip(&mut s, b"literal")?;
     // 127.0.0.2 is loopback too, but no rule names it.
     let (_, head) = connect_via_proxy(&f, &format!("127.0.0.2:{port}"));
     ensure(head.starts_with("HTTP/1.1 403"), head)?;
-    ensure(up.accepts() == 2, format!("accepts {}", up.accepts()))
+    ensure(up.accepts() == 3, format!("accepts {}", up.accepts()))
 }
