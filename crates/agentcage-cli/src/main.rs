@@ -131,6 +131,9 @@ enum Cmd {
     Man(completions::ManArgs),
     /// Export the policy to other enforcers: a seccomp profile, an OCI runtime bundle,
     /// Kubernetes manifests (see docs/FLEET.md).
+    #[command(
+        after_help = "Examples:\n  agentcage export seccomp > agentcage-full.json\n  agentcage export oci --policy agent.toml --rootfs ./rootfs -o ./bundle -- /bin/sh -l\n  agentcage export k8s --policy agent.toml --image registry.example/agent:1 --template"
+    )]
     Export(export::ExportCmd),
 }
 
