@@ -17,7 +17,7 @@ use crate::namespaces::{self, IdMaps, LockMounts, SetIds};
 use crate::policy::{Layer, Policy};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
-use crate::{landlock, seccomp};
+use crate::{egress, landlock, seccomp};
 
 /// A null-terminated argv/envp array pointing into owned CStrings.
 #[derive(Debug)]
@@ -68,6 +68,8 @@ pub struct Prepared {
     pub(crate) landlock: Option<landlock::Prepared>,
     pub(crate) caps: Option<PreparedCaps>,
     pub(crate) seccomp: Option<seccomp::Prepared>,
+    /// `--net allow`: routes and listeners (child), the engine's configuration (parent).
+    pub(crate) egress: Option<egress::Prepared>,
     pub(crate) candidates: Vec<CString>,
     pub(crate) argv: CArray,
     pub(crate) envp: CArray,
@@ -86,13 +88,17 @@ pub(crate) struct Pipes {
     pub(crate) report_w: i32,
     pub(crate) status_r: i32,
     pub(crate) status_w: i32,
+    /// `--net allow`: the socket pair the sandbox sends its listeners on (-1 without).
+    pub(crate) net_parent: i32,
+    pub(crate) net_child: i32,
 }
 
 impl Pipes {
-    pub(crate) fn new() -> Result<Pipes, Errno> {
+    pub(crate) fn new(egress: bool) -> Result<Pipes, Errno> {
         let (sync_r, sync_w) = sys::pipe()?;
         let (report_r, report_w) = sys::pipe()?;
         let (status_r, status_w) = sys::pipe()?;
+        let (net_parent, net_child) = if egress { sys::socketpair()? } else { (-1, -1) };
         Ok(Pipes {
             sync_r,
             sync_w,
@@ -100,6 +106,8 @@ impl Pipes {
             report_w,
             status_r,
             status_w,
+            net_parent,
+            net_child,
         })
     }
 }
@@ -138,6 +146,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         set_ids,
     } = namespaces::prepare(policy, (caller_uid, caller_gid), &mut enforcement)?;
     let userns = set_ids.is_some();
+    let egress = egress::prepare(policy, &mut enforcement)?;
     let user_caps = userns.then(|| {
         let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
@@ -178,6 +187,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             mount_setattr: sys::mount_setattr_available(),
             tmpfs_size: policy.limits.memory.filter(|_| layers.has(Layer::Limits)),
             own_ipc: layers.has(Layer::IpcNs),
+            resolver: egress.is_some(),
         })
     });
 
@@ -212,7 +222,16 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     // Environment.
     let hygiene = layers.has(Layer::Hygiene);
-    let env = hygiene::environment(policy, hygiene, &home, mount_ns);
+    let mut env = hygiene::environment(policy, hygiene, &home, mount_ns);
+    if egress.is_some() {
+        // The proxy the launcher serves, never the caller's; `--env` still has the last word.
+        for (k, v) in egress::proxy_env() {
+            if !policy.env.iter().any(|(ek, _)| ek == k) {
+                env.retain(|(ek, _)| ek != k);
+                env.push((k.into(), v.into()));
+            }
+        }
+    }
     let (candidates, argv, envp) = exec_arrays(command, &env)?;
 
     // Landlock.
@@ -222,6 +241,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             &home,
             mount_ns,
             command.self_exe.is_some(),
+            &egress::connect_ports(egress.as_ref()),
             &mut enforcement,
             &mut degraded,
         )?
@@ -257,6 +277,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         LockMounts::prepare(
             policy.uid,
             policy.gid,
+            egress.is_some(),
             &mut clone_flags,
             &mut hostname,
             &mut loopback,
@@ -283,6 +304,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         landlock,
         caps,
         seccomp,
+        egress,
         candidates,
         argv,
         envp,
@@ -563,6 +585,7 @@ impl Prepared {
             Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
             Step::Caps => caps::describe(r.sub),
             Step::Seccomp => "install the seccomp filter".into(),
+            Step::Egress => egress::describe(self.egress.as_ref(), r.sub, r.index),
         };
         let hint = match (r.step, r.errno.0) {
             (Step::Mount, libc::EPERM) | (Step::Mount, libc::EACCES) => Some(
@@ -587,6 +610,7 @@ impl Prepared {
                  maxbytes; root_maxkeys for uid 0)"
                     .into(),
             ),
+            (Step::Egress, _) => egress::hint(r.sub, r.errno),
             (Step::UserLimits, _) => Some(
                 "the sandbox writes its own namespace's /proc/sys/user limits through the \
                  host's /proc; a /proc mounted read-only or masked for the launcher prevents it"

@@ -266,6 +266,8 @@ pub struct RootSpec {
     pub tmpfs_size: Option<u64>,
     /// Own IPC namespace: its SysV shared memory limits may be set (never the host's).
     pub own_ipc: bool,
+    /// `--net allow`: /etc/resolv.conf names the egress engine's DNS stub (127.0.0.1).
+    pub resolver: bool,
 }
 
 /// The prepared mount plan.
