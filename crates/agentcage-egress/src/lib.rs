@@ -10,10 +10,22 @@
 //!
 //! Nothing here runs inside the sandbox, and nothing depends on the `agentcage` crate.
 
+mod classify;
+mod dns;
+mod engine;
+mod event;
+mod http;
+mod names;
+mod peek;
 mod rules;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[doc(hidden)]
+pub use peek::client_hello;
 
 pub use rules::{capture_ports, Rule, RuleError};
 
@@ -87,29 +99,157 @@ pub struct Event {
 
 /// A running engine; [`Engine::stop`] ends it.
 pub struct Engine {
-    _private: (),
+    rt: Option<tokio::runtime::Runtime>,
+    shared: Arc<engine::Shared>,
 }
 
-/// Starts the engine on its own thread(s) and returns at once.
+/// The most connections (capture + proxy + DNS over TCP) handled at once; further ones wait
+/// in the listen backlog.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// Starts the engine on its own threads (a tokio runtime) and returns at once.
 ///
 /// # Errors
-/// A listener that is not a socket of the expected kind, or the runtime cannot start.
+/// A pin whose name is not a valid host name, a listener that is not a socket of the
+/// expected kind, or the runtime cannot start.
 pub fn start(config: Config, listeners: Listeners) -> std::io::Result<Engine> {
-    let _ = (config, listeners);
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "agentcage-egress: engine not implemented yet",
-    ))
+    start_with_fake_range(config, listeners, FAKE_V4)
+}
+
+fn invalid(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
+/// Checks that `fd` is a socket of `kind` (listening when a stream socket) and makes it
+/// non-blocking.
+fn check_socket(fd: &OwnedFd, kind: socket2::Type, what: &str) -> std::io::Result<()> {
+    let s = socket2::SockRef::from(fd);
+    let ty = s
+        .r#type()
+        .map_err(|e| invalid(format!("{what}: not a socket ({e})")))?;
+    if ty != kind {
+        return Err(invalid(format!("{what}: wrong socket type {ty:?}")));
+    }
+    if kind == socket2::Type::STREAM && !s.is_listener()? {
+        return Err(invalid(format!("{what}: TCP socket is not listening")));
+    }
+    s.set_nonblocking(true)
+}
+
+/// Raises the soft open-file limit towards the hard one (each relayed connection holds two
+/// fds) and returns the connection cap that fits.
+fn fd_budget() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for getrlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 256;
+    }
+    let want = lim.rlim_max.min(65_536);
+    if lim.rlim_cur < want {
+        let new = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `new` is a valid rlimit; raising the soft limit up to the hard one is allowed.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            lim.rlim_cur = want;
+        }
+    }
+    let fds = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    (fds.saturating_sub(128) / 2).clamp(64, MAX_CONNECTIONS)
+}
+
+/// [`start`] with another fake IPv4 range (tests use a loopback block, which a test can
+/// connect to without a network namespace).
+#[doc(hidden)]
+pub fn start_with_fake_range(
+    config: Config,
+    listeners: Listeners,
+    fake_v4: (Ipv4Addr, u8),
+) -> std::io::Result<Engine> {
+    let mut pins = Vec::with_capacity(config.pins.len());
+    for (name, ip) in config.pins {
+        let canon = rules::canonical_name(name.as_bytes())
+            .map_err(|e| invalid(format!("--net-resolve {name}={ip}: {e}")))?;
+        pins.push((canon, ip));
+    }
+    for (port, fd) in &listeners.tcp {
+        check_socket(
+            fd,
+            socket2::Type::STREAM,
+            &format!("capture listener for port {port}"),
+        )?;
+    }
+    check_socket(&listeners.proxy, socket2::Type::STREAM, "proxy listener")?;
+    check_socket(
+        &listeners.dns_tcp,
+        socket2::Type::STREAM,
+        "DNS tcp listener",
+    )?;
+    check_socket(&listeners.dns_udp, socket2::Type::DGRAM, "DNS udp socket")?;
+    let upstream = match config.upstream_dns {
+        Some(a) => vec![a],
+        None => dns::host_resolvers(),
+    };
+    let shared = Arc::new(engine::Shared {
+        rules: config.rules,
+        pins,
+        fake: Mutex::new(names::FakeMap::new(fake_v4, FAKE_V6)),
+        sink: event::Sink::new(config.log, config.on_deny),
+        upstream,
+        host_own: classify::host_addrs(),
+        limit: Arc::new(tokio::sync::Semaphore::new(fd_budget())),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("agentcage-egress")
+        .enable_all()
+        .build()?;
+    {
+        let _guard = rt.enter();
+        for (_, fd) in listeners.tcp {
+            let l = tokio::net::TcpListener::from_std(std::net::TcpListener::from(fd))?;
+            rt.spawn(engine::serve_capture(shared.clone(), l));
+        }
+        let proxy =
+            tokio::net::TcpListener::from_std(std::net::TcpListener::from(listeners.proxy))?;
+        rt.spawn(engine::serve_proxy(shared.clone(), proxy));
+        let dns_tcp =
+            tokio::net::TcpListener::from_std(std::net::TcpListener::from(listeners.dns_tcp))?;
+        rt.spawn(dns::serve_tcp(shared.clone(), dns_tcp));
+        let dns_udp =
+            tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(listeners.dns_udp))?;
+        rt.spawn(dns::serve_udp(shared.clone(), dns_udp));
+    }
+    Ok(Engine {
+        rt: Some(rt),
+        shared,
+    })
 }
 
 impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        Stats::default()
+        self.shared.sink.stats()
     }
 
     /// Closes every listener and connection, joins the threads, returns the final counters.
-    pub fn stop(self) -> Stats {
-        Stats::default()
+    pub fn stop(mut self) -> Stats {
+        if let Some(rt) = self.rt.take() {
+            // Dropping the tasks closes every socket they own.
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        self.shared.sink.stats()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
     }
 }
