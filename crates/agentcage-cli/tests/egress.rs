@@ -35,8 +35,18 @@ use std::time::Duration;
 use common::{err, Env, Out, TestFn};
 use libtest_mimic::{Arguments, Failed, Trial};
 
-/// A TCP server on 127.0.0.1 that counts connections and answers each request with a fixed
-/// body (`hello-agentcage-TAG`), or serves the files of a directory (dumb HTTP).
+/// What an [`Upstream`] does with a connection.
+#[derive(Clone)]
+enum Mode {
+    /// Answer each HTTP request with `hello-agentcage-TAG`.
+    Body,
+    /// Serve the files of this directory (dumb HTTP).
+    Files(PathBuf),
+    /// Close after the first bytes (a stand-in TLS server: only the count matters).
+    Close,
+}
+
+/// A TCP server on 127.0.0.1 that counts connections and serves them as its [`Mode`] says.
 struct Upstream {
     port: u16,
     hits: Arc<AtomicUsize>,
@@ -45,7 +55,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn start(tag: &str, root: Option<PathBuf>) -> Result<Upstream, Failed> {
+    fn start(tag: &str, mode: Mode) -> Result<Upstream, Failed> {
         let l = TcpListener::bind("127.0.0.1:0").map_err(err)?;
         l.set_nonblocking(true).map_err(err)?;
         let port = l.local_addr().map_err(err)?.port();
@@ -59,8 +69,8 @@ impl Upstream {
                     Ok((c, _)) => {
                         h.fetch_add(1, Ordering::Relaxed);
                         let body = body.clone();
-                        let root = root.clone();
-                        std::thread::spawn(move || serve(c, &body, root.as_deref()));
+                        let mode = mode.clone();
+                        std::thread::spawn(move || serve(c, &body, &mode));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -90,11 +100,19 @@ impl Drop for Upstream {
 
 /// One connection: HTTP/1.x requests until EOF (keep-alive for git), each answered with
 /// `body` or a file under `root`.
-fn serve(mut c: TcpStream, body: &str, root: Option<&Path>) {
+fn serve(mut c: TcpStream, body: &str, mode: &Mode) {
     let _ = c.set_nonblocking(false);
     let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    if let Mode::Close = mode {
+        let _ = c.read(&mut chunk);
+        return;
+    }
+    let root = match mode {
+        Mode::Files(p) => Some(p.as_path()),
+        _ => None,
+    };
     loop {
         let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
             match c.read(&mut chunk) {
@@ -345,7 +363,7 @@ fn curl_allowed_name(env: &Env) -> Result<(), Failed> {
         return Ok(());
     }
     let ws = env.workspace()?;
-    let up = Upstream::start("web", None)?;
+    let up = Upstream::start("web", Mode::Body)?;
     let dns = TestDns::start(&[])?;
     let rule = format!("web.test:{}", up.port);
     let dns_arg = format!("127.0.0.1:{}", dns.port);
@@ -434,7 +452,7 @@ fn git_clone_dumb_http(env: &Env) -> Result<(), Failed> {
         srv.path(),
     )?;
     git(&["update-server-info"], &bare)?;
-    let up = Upstream::start("git", Some(srv.path().to_path_buf()))?;
+    let up = Upstream::start("git", Mode::Files(srv.path().to_path_buf()))?;
     let dns = TestDns::start(&[])?;
     let rule = format!("git.test:{}", up.port);
     let dns_arg = format!("127.0.0.1:{}", dns.port);
@@ -479,20 +497,23 @@ import socket, ssl, sys
 P = {ports}
 def out(name, ok, detail=""):
     print(name, "reached" if ok else "refused", repr(detail)[:200], flush=True)
+CTX = ssl.create_default_context(); CTX.check_hostname = False; CTX.verify_mode = ssl.CERT_NONE
 def tcp(host, port, send=b"", fam=socket.AF_INET, tls=None):
     s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(5)
     data = b""
     try:
         s.connect((host, port))
         if tls is not None:
-            ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-            s = ctx.wrap_socket(s, server_hostname=tls)
+            # The ClientHello goes out at once (the context is ready).
+            s = CTX.wrap_socket(s, server_hostname=tls)
         if send: s.sendall(send)
         while True:
             d = s.recv(4096)
             if not d: break
             data += d
-            if b"hello-agentcage" in data or b"\r\n\r\n" in data and not data.startswith(b"HTTP/1.1 200 Connection"): break
+            if b"hello-agentcage" in data: break
+            # A refusal's head is complete: nothing else comes (200s are read to the body).
+            if b"\r\n\r\n" in data and not data.startswith(b"HTTP/1.1 200"): break
     except Exception as e:
         return data, e
     return data, None
@@ -553,16 +574,16 @@ if tls:
 rb = resolve("rebind.test")
 out("control.dns.rebind_name_allowed", rb is not None, rb)
 if rb:
-    d, e = tcp(rb, P["forbidden"], b"GET / HTTP/1.0\r\n\r\n"); out("tcp.rebind", b"hello-agentcage" in d, (d[:60], e))
+    d, e = tcp(rb, P["forbidden"], b"GET / HTTP/1.1\r\nHost: rebind.test\r\n\r\n"); out("tcp.rebind", b"hello-agentcage" in d, (d[:60], e))
 "#;
 
 fn denials_battery(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let logdir = env.secret_dir()?;
     let log = logdir.path().join("net.jsonl");
-    let web = Upstream::start("web", None)?;
-    let forbidden = Upstream::start("forbidden", None)?;
-    let tls = Upstream::start("tls", None)?;
+    let web = Upstream::start("web", Mode::Body)?;
+    let forbidden = Upstream::start("forbidden", Mode::Body)?;
+    let tls = Upstream::start("tls", Mode::Close)?;
     let udp = UdpCounter::start()?;
     let dns = TestDns::start(&[("rebind.test", [127, 0, 0, 1])])?;
     let ports = format!(
@@ -665,7 +686,14 @@ fn denials_battery(env: &Env) -> Result<(), Failed> {
             "the CONNECT to a denied name",
             vec!["denied.test", fport.as_str()],
         ),
-        ("the rebound name", vec!["rebind.test"]),
+        (
+            "the rebound name (proxy)",
+            vec!["rebind.test", "\"connect\"", "loopback"],
+        ),
+        (
+            "the rebound name (capture)",
+            vec!["rebind.test", "\"http\"", "loopback"],
+        ),
         ("the SNI mismatch", vec!["denied.test", "\"tls\""]),
     ] {
         if !denied_in_log(&lines, &tokens) {
@@ -695,7 +723,7 @@ fn sandbox_side(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let repdir = env.secret_dir()?;
     let report = repdir.path().join("r.json");
-    let up = Upstream::start("web", None)?;
+    let up = Upstream::start("web", Mode::Body)?;
     let dns = TestDns::start(&[])?;
     let rule = format!("web.test:{}", up.port);
     let dns_arg = format!("127.0.0.1:{}", dns.port);
