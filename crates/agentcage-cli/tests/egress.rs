@@ -19,6 +19,8 @@
 //!   connections and that `--net-log` has a deny line for each.
 //! - `sandbox_side`: what the launcher sets up inside (resolv.conf, proxy environment, the
 //!   local default routes, no listener left in the command, the JSON report's counters).
+//! - `probe_ops_refused`: the probe's `net.egress.*` ops are BLOCKED under `--net allow`
+//!   without rules (full and ns-only), and reach the bait without a sandbox (the control).
 //! - `usage_errors`: `--net allow` without a network namespace, egress flags with `--net
 //!   host`, a bad rule, a `--net-log` inside the workspace: exit 2 with a clear message.
 
@@ -783,6 +785,88 @@ fn sandbox_side(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The probe's egress ops (what `agentcage matrix` shows): every one BLOCKED under `--net
+/// allow` without rules (the engine resets or nothing listens, the DNS stub answers
+/// NXDOMAIN), while the same ops reach the bait without a sandbox (the control).
+fn probe_ops_refused(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let tcp = TcpListener::bind("127.0.0.1:0").map_err(err)?;
+    let tcp_port = tcp.local_addr().map_err(err)?.port().to_string();
+    tcp.set_nonblocking(true).map_err(err)?;
+    let udp = UdpSocket::bind("127.0.0.1:0").map_err(err)?;
+    udp.set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(err)?;
+    let udp_port = udp.local_addr().map_err(err)?.port().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let bait = std::thread::spawn(move || {
+        let mut b = [0u8; 512];
+        while !st.load(Ordering::Relaxed) {
+            if let Ok((c, _)) = tcp.accept() {
+                drop(c);
+            }
+            if let Ok((n, from)) = udp.recv_from(&mut b) {
+                let _ = udp.send_to(&b[..n], from);
+            }
+        }
+    });
+    let ids = [
+        "net.egress.literal_ip",
+        "net.egress.ipv6_literal",
+        "net.egress.udp_datagram",
+        "net.egress.dns_denied",
+    ];
+    let results = |profile: &str, net: &[&str]| -> Result<HashMap<String, String>, Failed> {
+        let exe = common::binary().to_str().unwrap_or_default().to_string();
+        let probe = if profile == "none" {
+            exe.as_str()
+        } else {
+            "/run/agentcage/agentcage"
+        };
+        let mut args = vec!["run", "-p", profile, "-w", ws.s()];
+        args.extend(net);
+        args.extend(["--", probe, "probe", "--format", "jsonl"]);
+        args.extend(["--tcp-port", &tcp_port, "--udp-port", &udp_port]);
+        for id in ids {
+            args.extend(["--only", id]);
+        }
+        let out = run(env, &args)?;
+        out.expect_code(0, &format!("probe under {profile} {net:?}"))?;
+        let mut m = HashMap::new();
+        for l in out.stdout.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).map_err(err)?;
+            m.insert(
+                v["id"].as_str().unwrap_or_default().to_string(),
+                format!("{} {}", v["result"].as_str().unwrap_or("?"), v["detail"]),
+            );
+        }
+        Ok(m)
+    };
+    let check = || -> Result<(), Failed> {
+        for profile in ["full", "ns-only"] {
+            let m = results(profile, &["--net", "allow"])?;
+            for id in ids {
+                let r = m.get(id).map(String::as_str).unwrap_or("missing");
+                if !r.starts_with("BLOCKED") {
+                    return Err(format!("{profile} --net allow: {id}: {r}").into());
+                }
+            }
+        }
+        let m = results("none", &[])?;
+        for id in &ids[..3] {
+            let r = m.get(*id).map(String::as_str).unwrap_or("missing");
+            if !r.starts_with("ALLOWED") {
+                return Err(format!("control (-p none): {id}: {r}").into());
+            }
+        }
+        Ok(())
+    };
+    let r = check();
+    stop.store(true, Ordering::Relaxed);
+    let _ = bait.join();
+    r
+}
+
 fn usage_errors(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let inside = ws.path().join("net.log");
@@ -842,6 +926,7 @@ fn main() {
         ("git_clone_dumb_http", git_clone_dumb_http),
         ("denials_battery", denials_battery),
         ("sandbox_side", sandbox_side),
+        ("probe_ops_refused", probe_ops_refused),
     ];
     let mut trials: Vec<Trial> = Vec::new();
     for who in [common::Who::Root, common::Who::Nobody] {
