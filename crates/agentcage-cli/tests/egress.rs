@@ -21,6 +21,8 @@
 //!   local default routes, no listener left in the command, the JSON report's counters).
 //! - `probe_ops_refused`: the probe's `net.egress.*` ops are BLOCKED under `--net allow`
 //!   without rules (full and ns-only), and reach the bait without a sandbox (the control).
+//! - `policy_file_keys`: `[network]` in a policy file, `policy show` and its round trip, a bad
+//!   rule refused with FILE:LINE.
 //! - `usage_errors`: `--net allow` without a network namespace, egress flags with `--net
 //!   host`, a bad rule, a `--net-log` inside the workspace: exit 2 with a clear message.
 
@@ -867,6 +869,61 @@ fn probe_ops_refused(env: &Env) -> Result<(), Failed> {
     r
 }
 
+/// `[network]` in a policy file: `policy show` prints the canonical allow list and the other
+/// keys (and its output loads again); a bad rule is refused with FILE:LINE.
+fn policy_file_keys(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let dir = env.policy_dir()?;
+    let f = dir.path().join("p.toml");
+    std::fs::write(
+        &f,
+        "extends = \"full\"\n[network]\nallow = [\"API.Example.TEST.\", \"*.pypi.test:443\"]\n\
+         resolve = [\"mirror.test=127.0.0.1\"]\ndns = \"127.0.0.1:5353\"\n",
+    )
+    .map_err(err)?;
+    let f_s = f.to_str().unwrap_or_default();
+    let out = run(env, &["policy", "show", "--policy", f_s, "-w", ws.s()])?;
+    out.expect_code(0, "policy show")?;
+    for want in [
+        "net = \"allow\"",
+        "allow = [\"api.example.test\", \"*.pypi.test:443\"]",
+        "resolve = [\"mirror.test=127.0.0.1\"]",
+        "dns = \"127.0.0.1:5353\"",
+    ] {
+        if !out.stdout.contains(want) {
+            return Err(format!("policy show: no {want:?} in\n{}", out.stdout).into());
+        }
+    }
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, &out.stdout).map_err(err)?;
+    let out2 = run(
+        env,
+        &[
+            "policy",
+            "show",
+            "--policy",
+            again.to_str().unwrap_or_default(),
+            "-w",
+            ws.s(),
+        ],
+    )?;
+    out2.expect_code(0, "policy show of policy show's output")?;
+    if out2.stdout != out.stdout {
+        return Err(format!("not a round trip:\n{}\n---\n{}", out.stdout, out2.stdout).into());
+    }
+    std::fs::write(
+        &f,
+        "[network]\nallow = [\"ok.test\",\n  \"bad name.test\"]\n",
+    )
+    .map_err(err)?;
+    let out = run(env, &["policy", "show", "--policy", f_s, "-w", ws.s()])?;
+    out.expect_code(2, "a bad rule in a policy file")?;
+    if !out.stderr.contains("p.toml:3") || !out.stderr.contains("bad name.test") {
+        return Err(format!("a bad rule's error: {}", out.stderr).into());
+    }
+    Ok(())
+}
+
 fn usage_errors(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let inside = ws.path().join("net.log");
@@ -941,7 +998,18 @@ fn main() {
             });
             trials.push(common::trial(who, name, f, skip));
         }
-        trials.push(common::trial(who, "usage_errors", usage_errors, base));
+        trials.push(common::trial(
+            who,
+            "usage_errors",
+            usage_errors,
+            base.clone(),
+        ));
+        trials.push(common::trial(
+            who,
+            "policy_file_keys",
+            policy_file_keys,
+            base,
+        ));
     }
     common::run(&args, trials)
 }
