@@ -817,6 +817,9 @@ fn probe_ops_refused(env: &Env) -> Result<(), Failed> {
         "net.egress.ipv6_literal",
         "net.egress.udp_datagram",
         "net.egress.dns_denied",
+        // Raw and packet sockets stay refused under --net allow (caps and seccomp).
+        "net.socket.raw_icmp",
+        "net.socket.packet",
     ];
     let results = |profile: &str, net: &[&str]| -> Result<HashMap<String, String>, Failed> {
         let exe = common::binary().to_str().unwrap_or_default().to_string();
@@ -847,8 +850,11 @@ fn probe_ops_refused(env: &Env) -> Result<(), Failed> {
     let check = || -> Result<(), Failed> {
         for profile in ["full", "ns-only"] {
             let m = results(profile, &["--net", "allow"])?;
-            for id in ids {
-                let r = m.get(id).map(String::as_str).unwrap_or("missing");
+            // ns-only keeps every capability: raw sockets are its documented gap (on a
+            // network namespace with only lo, whose routes it cannot change).
+            let n = if profile == "full" { ids.len() } else { 4 };
+            for id in &ids[..n] {
+                let r = m.get(*id).map(String::as_str).unwrap_or("missing");
                 if !r.starts_with("BLOCKED") {
                     return Err(format!("{profile} --net allow: {id}: {r}").into());
                 }
@@ -950,6 +956,14 @@ fn usage_errors(env: &Env) -> Result<(), Failed> {
         ),
         (vec!["--allow-host", "exa mple.test"], "--allow-host"),
         (vec!["--net-resolve", "x.test"], "NAME=IP"),
+        (
+            vec!["--net-resolve", "*.x.test=127.0.0.1"],
+            "NAME must be a host name",
+        ),
+        (
+            vec!["--net-resolve", "a\u{1}b.test=127.0.0.1"],
+            "--net-resolve",
+        ),
         (
             vec![
                 "--net",

@@ -136,11 +136,13 @@ pub fn parse_net_resolve(s: &str) -> Result<(String, std::net::IpAddr), String> 
     let (name, ip) = s
         .split_once('=')
         .ok_or_else(|| format!("expected NAME=IP, got {s:?}"))?;
-    if name.is_empty() || name.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err(format!(
-            "{s:?}: the name must be non-empty, without spaces or control bytes"
-        ));
+    // A plain host name, checked by the engine's own parser (LDH labels, no NUL or control
+    // bytes).
+    if name.starts_with('*') || name.contains(':') || name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("{s:?}: NAME must be a host name"));
     }
+    name.parse::<agentcage_egress::Rule>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
     let ip = ip
         .trim_start_matches('[')
         .trim_end_matches(']')
