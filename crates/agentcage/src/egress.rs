@@ -89,6 +89,7 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(
     policy: &Policy,
     enforcement: &mut Vec<(String, String)>,
+    degraded: &mut Vec<(String, String)>,
 ) -> Result<Option<Prepared>, Error> {
     if policy.net != NetMode::Allow {
         return Ok(None);
@@ -97,6 +98,16 @@ pub(crate) fn prepare(
         return Err(PolicyError::NetAllowWithoutNetns { why }.into());
     }
     let rules = parse_rules(&policy.egress.allow)?;
+    if !policy.layers.has(Layer::MountNs) {
+        // Still fail closed (the host's resolver address routes to nothing inside), but names
+        // then resolve only through the proxy: said, not silent.
+        degraded.push((
+            "egress".into(),
+            "without a mount namespace /etc/resolv.conf is the host's, not the egress DNS \
+             stub: names resolve only through the proxy (HTTP_PROXY), other lookups fail"
+                .into(),
+        ));
+    }
     let ports = ports(&rules);
     enforcement.push((
         "egress".into(),

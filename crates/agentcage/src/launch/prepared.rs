@@ -146,7 +146,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         set_ids,
     } = namespaces::prepare(policy, (caller_uid, caller_gid), &mut enforcement)?;
     let userns = set_ids.is_some();
-    let egress = egress::prepare(policy, &mut enforcement)?;
+    let egress = egress::prepare(policy, &mut enforcement, &mut degraded)?;
     let user_caps = userns.then(|| {
         let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
