@@ -17,12 +17,14 @@
 //!   address stands for, and a name the test's DNS server rebinds to 127.0.0.1), next to
 //!   positive controls; then the host side checks that the forbidden listeners saw zero
 //!   connections and that `--net-log` has a deny line for each.
-//! - `sandbox_side`: what the launcher sets up inside (resolv.conf, proxy environment, the
-//!   local default routes, no listener left in the command, the JSON report's counters).
+//! - `sandbox_side`: what the launcher sets up inside (resolv.conf, proxy environment that
+//!   `--env` may override, no listener left in the command), `-v` printing a denial as it
+//!   happens, and the JSON report's counters.
 //! - `probe_ops_refused`: the probe's `net.egress.*` ops are BLOCKED under `--net allow`
 //!   without rules (full and ns-only), and reach the bait without a sandbox (the control).
 //! - `policy_file_keys`: `[network]` in a policy file, `policy show` and its round trip, a bad
 //!   rule refused with FILE:LINE.
+//! - `net_host_warns`: `--net host` still works and says what it leaves open.
 //! - `usage_errors`: `--net allow` without a network namespace, egress flags with `--net
 //!   host`, a bad rule, a `--net-log` inside the workspace: exit 2 with a clear message.
 
@@ -733,8 +735,9 @@ fn sandbox_side(env: &Env) -> Result<(), Failed> {
     let dns_arg = format!("127.0.0.1:{}", dns.port);
     let script = format!(
         "cat /etc/resolv.conf; env | sort | grep -i proxy; ls -l /proc/self/fd | grep -c socket; \
-         python3 -c 'import urllib.request; urllib.request.urlopen(\"http://web.test:{}/\", timeout=10).read()' && echo fetched",
-        up.port
+         python3 -c 'import urllib.request; urllib.request.urlopen(\"http://web.test:{}/\", timeout=10).read()' && echo fetched; \
+         python3 -c 'import urllib.request; urllib.request.urlopen(\"http://denied.test:{}/\", timeout=10).read()' 2>/dev/null || echo denied-fetch-failed",
+        up.port, up.port
     );
     let out = run(
         env,
@@ -751,7 +754,8 @@ fn sandbox_side(env: &Env) -> Result<(), Failed> {
             "--json-report",
             report.to_str().unwrap_or_default(),
             "--env",
-            "HTTP_PROXY=http://wrong:1",
+            "HTTPS_PROXY=http://wrong:1",
+            "-v",
             "--",
             "sh",
             "-c",
@@ -761,18 +765,26 @@ fn sandbox_side(env: &Env) -> Result<(), Failed> {
     out.expect_code(0, "sandbox side")?;
     for want in [
         "nameserver 127.0.0.1",
-        "HTTPS_PROXY=http://127.0.0.1:3128",
+        "HTTP_PROXY=http://127.0.0.1:3128",
         "https_proxy=http://127.0.0.1:3128",
         "ALL_PROXY=http://127.0.0.1:3128",
         "NO_PROXY=\n",
         "NODE_USE_ENV_PROXY=1",
         // --env has the last word.
-        "HTTP_PROXY=http://wrong:1",
+        "HTTPS_PROXY=http://wrong:1",
         "fetched",
+        "denied-fetch-failed",
     ] {
         if !out.stdout.contains(want) {
             return Err(format!("inside: no {want:?} in\n{}", out.stdout).into());
         }
+    }
+    // -v: the denial, live, on stderr.
+    if !out
+        .stderr
+        .contains("agentcage: net: denied http denied.test")
+    {
+        return Err(format!("-v printed no denial:\n{}", out.stderr).into());
     }
     // No listener reached the command: `ls /proc/self/fd` of the shell shows no socket.
     if !out.stdout.lines().any(|l| l.trim() == "0") {
@@ -930,6 +942,23 @@ fn policy_file_keys(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// `--net host` keeps its meaning and says what it leaves open.
+fn net_host_warns(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let out = run(env, &["run", "-w", ws.s(), "--net", "host", "--", "true"])?;
+    out.expect_code(0, "--net host")?;
+    for want in [
+        "network isolation is OFF",
+        "UDP and DNS to any address",
+        "--allow-host",
+    ] {
+        if !out.stderr.contains(want) {
+            return Err(format!("--net host: no {want:?} in {}", out.stderr).into());
+        }
+    }
+    Ok(())
+}
+
 fn usage_errors(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let inside = ws.path().join("net.log");
@@ -1022,8 +1051,9 @@ fn main() {
             who,
             "policy_file_keys",
             policy_file_keys,
-            base,
+            base.clone(),
         ));
+        trials.push(common::trial(who, "net_host_warns", net_host_warns, base));
     }
     common::run(&args, trials)
 }
