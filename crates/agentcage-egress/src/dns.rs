@@ -5,9 +5,10 @@
 //! NXDOMAIN. So no query for a name the policy does not allow ever leaves the host (no DNS
 //! exfiltration); only the engine's own resolution of allowed names, at connect time, does.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
@@ -27,6 +28,39 @@ const UPSTREAM_UDP_TIMEOUT: Duration = Duration::from_secs(2);
 const UPSTREAM_TCP_TIMEOUT: Duration = Duration::from_secs(4);
 /// Queries per stub TCP connection.
 const TCP_MAX_QUERIES: usize = 64;
+/// Upstream answers are kept for their TTL, at most this long, in at most this many entries.
+const MAX_CACHE_TTL: u32 = 60;
+const CACHE_ENTRIES: usize = 1024;
+
+/// The engine's cache of upstream answers (name -> addresses, expiry). A burst of connections
+/// to one name costs one resolution; every connection still classifies the addresses, and a
+/// TTL of 0 is never cached (a rebinding resolver gains nothing).
+pub(crate) type Cache = HashMap<String, (Vec<IpAddr>, Instant)>;
+
+fn cache_get(shared: &Shared, name: &str) -> Option<Vec<IpAddr>> {
+    let cache = shared.cache.lock().ok()?;
+    let (addrs, expiry) = cache.get(name)?;
+    (Instant::now() < *expiry).then(|| addrs.clone())
+}
+
+fn cache_put(shared: &Shared, name: &str, addrs: &[IpAddr], ttl: u32) {
+    let ttl = ttl.min(MAX_CACHE_TTL);
+    if ttl == 0 {
+        return;
+    }
+    let Ok(mut cache) = shared.cache.lock() else {
+        return;
+    };
+    let now = Instant::now();
+    if cache.len() >= CACHE_ENTRIES {
+        cache.retain(|_, (_, expiry)| *expiry > now);
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+    }
+    let expiry = now + Duration::from_secs(u64::from(ttl));
+    cache.insert(name.to_owned(), (addrs.to_vec(), expiry));
+}
 
 /// The canonical name of a DNS question name (labels as raw bytes, checked one by one so
 /// that a label holding a '.' byte cannot pass for two labels).
@@ -206,7 +240,8 @@ pub(crate) fn host_resolvers() -> Vec<SocketAddr> {
 }
 
 /// Resolves an allowed, canonical `name` for the engine's own dial: the pins for that name if
-/// any, else A and AAAA from the upstream resolver(s). Never called for a name no rule allows.
+/// any, else a cached answer, else A and AAAA from the upstream resolver(s). Never called for a
+/// name no rule allows.
 pub(crate) async fn resolve(shared: &Shared, name: &str) -> Result<Vec<IpAddr>, String> {
     let pinned: Vec<IpAddr> = shared
         .pins
@@ -216,6 +251,9 @@ pub(crate) async fn resolve(shared: &Shared, name: &str) -> Result<Vec<IpAddr>, 
         .collect();
     if !pinned.is_empty() {
         return Ok(pinned);
+    }
+    if let Some(addrs) = cache_get(shared, name) {
+        return Ok(addrs);
     }
     if shared.upstream.is_empty() {
         return Err(
@@ -230,30 +268,39 @@ pub(crate) async fn resolve(shared: &Shared, name: &str) -> Result<Vec<IpAddr>, 
             query(server, &qname, RecordType::A),
             query(server, &qname, RecordType::AAAA)
         );
-        match (a, aaaa) {
-            (Ok(mut v4), Ok(v6)) => {
+        let (addrs, ttl) = match (a, aaaa) {
+            (Ok((mut v4, t4)), Ok((v6, t6))) => {
                 v4.extend(v6);
-                return if v4.is_empty() {
-                    Err(format!("{name} has no address"))
-                } else {
-                    Ok(v4)
-                };
-            }
-            (Ok(v), Err(e)) | (Err(e), Ok(v)) => {
-                if !v.is_empty() {
-                    return Ok(v);
+                if v4.is_empty() {
+                    return Err(format!("{name} has no address"));
                 }
-                last = e;
+                (v4, t4.min(t6))
             }
-            (Err(e), Err(_)) => last = e,
-        }
+            (Ok((v, t)), Err(e)) | (Err(e), Ok((v, t))) => {
+                if v.is_empty() {
+                    last = e;
+                    continue;
+                }
+                (v, t)
+            }
+            (Err(e), Err(_)) => {
+                last = e;
+                continue;
+            }
+        };
+        cache_put(shared, name, &addrs, ttl);
+        return Ok(addrs);
     }
     Err(format!("resolving {name}: {last}"))
 }
 
 /// One question to one server: UDP from a fresh ephemeral port (connected, so only that
 /// server's address and port are accepted) with a random id, TCP when truncated.
-async fn query(server: SocketAddr, qname: &Name, qtype: RecordType) -> Result<Vec<IpAddr>, String> {
+async fn query(
+    server: SocketAddr,
+    qname: &Name,
+    qtype: RecordType,
+) -> Result<(Vec<IpAddr>, u32), String> {
     let id: u16 = rand::random();
     let mut msg = Message::new();
     msg.set_id(id)
@@ -358,8 +405,13 @@ async fn query_tcp(
         .map_err(|_| format!("no answer from {server} over tcp"))?
 }
 
-/// The addresses for `qname` in an answer, following CNAMEs from `qname` only.
-fn addresses(resp: &Message, qname: &Name, qtype: RecordType) -> Result<Vec<IpAddr>, String> {
+/// The addresses for `qname` in an answer, following CNAMEs from `qname` only, and the
+/// smallest TTL among the records used (0 when there are none).
+fn addresses(
+    resp: &Message,
+    qname: &Name,
+    qtype: RecordType,
+) -> Result<(Vec<IpAddr>, u32), String> {
     match resp.response_code() {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return Err("no such name (NXDOMAIN)".into()),
@@ -383,17 +435,19 @@ fn addresses(resp: &Message, qname: &Name, qtype: RecordType) -> Result<Vec<IpAd
         }
     }
     let mut out = Vec::new();
+    let mut ttl = u32::MAX;
     for r in resp.answers() {
         if !names.iter().any(|n| n == r.name()) {
             continue;
         }
+        ttl = ttl.min(r.ttl());
         match (r.data(), qtype) {
             (RData::A(a), RecordType::A) => out.push(IpAddr::V4(a.0)),
             (RData::AAAA(a), RecordType::AAAA) => out.push(IpAddr::V6(a.0)),
             _ => {}
         }
     }
-    Ok(out)
+    Ok((out, if ttl == u32::MAX { 0 } else { ttl }))
 }
 
 #[cfg(test)]

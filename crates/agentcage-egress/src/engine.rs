@@ -38,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) fake: Mutex<FakeMap>,
     pub(crate) sink: Sink,
     pub(crate) upstream: Vec<SocketAddr>,
+    pub(crate) cache: Mutex<crate::dns::Cache>,
     pub(crate) host_own: Vec<IpAddr>,
     pub(crate) limit: Arc<Semaphore>,
 }
@@ -218,18 +219,24 @@ where
 }
 
 /// Relays both ways (first sending `initial` upstream) until both sides have closed, or
-/// either fails (then both are dropped).
+/// either fails (then both are dropped). splice(2) when pipes are available, else a copy loop.
 async fn relay(shared: &Shared, client: TcpStream, upstream: TcpStream, initial: &[u8]) {
-    let (cr, cw) = client.into_split();
-    let (ur, mut uw) = upstream.into_split();
     let sink = &shared.sink;
-    let up = async {
-        if !initial.is_empty() {
-            uw.write_all(initial).await?;
-            sink.bytes_up.fetch_add(initial.len() as u64, Relaxed);
+    if !initial.is_empty() {
+        if crate::splice::write_all(&upstream, initial).await.is_err() {
+            return;
         }
-        pump(cr, uw, &sink.bytes_up).await
-    };
+        sink.bytes_up.fetch_add(initial.len() as u64, Relaxed);
+    }
+    if crate::splice::relay(&client, &upstream, &sink.bytes_up, &sink.bytes_down)
+        .await
+        .is_some()
+    {
+        return;
+    }
+    let (cr, cw) = client.into_split();
+    let (ur, uw) = upstream.into_split();
+    let up = pump(cr, uw, &sink.bytes_up);
     let down = pump(ur, cw, &sink.bytes_down);
     tokio::pin!(up, down);
     tokio::select! {
@@ -650,6 +657,94 @@ mod tests {
 
     fn http(s: &str) -> Hello {
         Hello::Http(parse_head(s.as_bytes()).unwrap().unwrap())
+    }
+
+    fn shared(rules: &[&str], pins: &[(&str, &str)], own: &[&str]) -> Shared {
+        Shared {
+            rules: rules.iter().map(|r| r.parse().unwrap()).collect(),
+            pins: pins
+                .iter()
+                .map(|(n, ip)| (n.to_string(), ip.parse().unwrap()))
+                .collect(),
+            fake: Mutex::new(FakeMap::new(crate::FAKE_V4, crate::FAKE_V6)),
+            sink: Sink::new(None, None),
+            upstream: Vec::new(),
+            cache: Mutex::new(Default::default()),
+            host_own: own.iter().map(|a| a.parse().unwrap()).collect(),
+            limit: Arc::new(Semaphore::new(1)),
+        }
+    }
+
+    #[test]
+    fn special_addresses_need_a_rule_inside_the_range_or_a_pin() {
+        let name = Dest::Name("a.test".into());
+        let ok = |s: &Shared, d: &Dest, ip: &str| s.permitted(d, ip.parse().unwrap()).is_ok();
+        let none = shared(&["a.test"], &[], &["93.184.215.14"]);
+        assert!(ok(&none, &name, "8.8.8.8"));
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+            "100.64.1.1",
+            "93.184.215.14",
+        ] {
+            assert!(!ok(&none, &name, ip), "{ip}");
+        }
+        let wide = shared(&["0.0.0.0/0", "::/0"], &[], &["93.184.215.14"]);
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "93.184.215.14",
+        ] {
+            assert!(
+                !ok(&wide, &Dest::Ip(ip.parse().unwrap()), ip),
+                "{ip} via a /0 rule"
+            );
+        }
+        let inside = shared(
+            &["10.0.0.0/8:5432", "93.184.215.14"],
+            &[],
+            &["93.184.215.14"],
+        );
+        assert!(ok(&inside, &name, "10.1.2.3"));
+        assert!(ok(&inside, &name, "::ffff:10.1.2.3"));
+        assert!(ok(&inside, &name, "93.184.215.14"));
+        assert!(!ok(&inside, &name, "127.0.0.1"));
+        let pinned = shared(&["a.test"], &[("a.test", "127.0.0.1")], &[]);
+        assert!(ok(&pinned, &name, "127.0.0.1"));
+        assert!(
+            !ok(&pinned, &name, "127.0.0.2"),
+            "the pin permits that address only"
+        );
+        assert!(
+            !ok(&pinned, &Dest::Name("b.test".into()), "127.0.0.1"),
+            "and for that name only"
+        );
+    }
+
+    #[test]
+    fn fake_addresses_map_back_to_names() {
+        let s = shared(&["a.test"], &[], &[]);
+        let (v4, v6) = s.fake.lock().unwrap().get_or_alloc("a.test").unwrap();
+        assert_eq!(s.dest_of_ip(v4.into()), Ok(Dest::Name("a.test".into())));
+        assert_eq!(s.dest_of_ip(v6.into()), Ok(Dest::Name("a.test".into())));
+        assert_eq!(
+            s.dest_of_ip(IpAddr::V6(v4.to_ipv6_mapped())),
+            Ok(Dest::Name("a.test".into()))
+        );
+        assert!(
+            s.dest_of_ip("198.18.0.77".parse().unwrap()).is_err(),
+            "never handed out"
+        );
+        assert_eq!(
+            s.dest_of_ip("8.8.8.8".parse().unwrap()),
+            Ok(Dest::Ip("8.8.8.8".parse().unwrap()))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod http;
 mod names;
 mod peek;
 mod rules;
+mod splice;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
@@ -136,8 +137,8 @@ fn check_socket(fd: &OwnedFd, kind: socket2::Type, what: &str) -> std::io::Resul
     s.set_nonblocking(true)
 }
 
-/// Raises the soft open-file limit towards the hard one (each relayed connection holds two
-/// fds) and returns the connection cap that fits.
+/// Raises the soft open-file limit towards the hard one (a relayed connection holds two
+/// sockets and two pipes: six fds) and returns the connection cap that fits.
 fn fd_budget() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -159,7 +160,7 @@ fn fd_budget() -> usize {
         }
     }
     let fds = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
-    (fds.saturating_sub(128) / 2).clamp(64, MAX_CONNECTIONS)
+    (fds.saturating_sub(128) / 6).clamp(64, MAX_CONNECTIONS)
 }
 
 /// [`start`] with another fake IPv4 range (tests use a loopback block, which a test can
@@ -200,6 +201,7 @@ pub fn start_with_fake_range(
         fake: Mutex::new(names::FakeMap::new(fake_v4, FAKE_V6)),
         sink: event::Sink::new(config.log, config.on_deny),
         upstream,
+        cache: Mutex::new(Default::default()),
         host_own: classify::host_addrs(),
         limit: Arc::new(tokio::sync::Semaphore::new(fd_budget())),
     });

@@ -51,6 +51,11 @@ fn main() {
         ),
         ("concurrent_200", concurrent_200),
         ("events_logged", events_logged),
+        ("relay_bulk_and_half_close", relay_bulk_and_half_close),
+        (
+            "upstream_resolution_and_ip_rules",
+            upstream_resolution_and_ip_rules,
+        ),
     ];
     libtest_mimic::run(&args, trials(tests)).exit();
 }
@@ -337,6 +342,7 @@ fn proxy_ambiguous_requests_refused() -> TestResult {
     let requests = [
         format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\nHost: evil.test:{p}\r\n\r\n"),
         format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: evil.test:{p}\r\n\r\n"),
+        format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: evil.test:{p}\r\nHost: allowed.test:{p}\r\n\r\n"),
         format!("GET http://evil.test\0.allowed.test:{p}/ HTTP/1.1\r\n\r\n"),
         format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nX: a\r\n b\r\n\r\n"),
         format!("POST http://allowed.test:{p}/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -457,14 +463,9 @@ fn capture_sni_mismatch_refused() -> TestResult {
         None,
         Some(b"allowed.test.evil"),
     ] {
-        let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-        s.write_all(&agentcage_egress::client_hello(sni))
-            .map_err(err)?;
-        let got = read_all(&mut s);
-        ensure(
-            got.is_empty(),
-            format!("{sni:?}: got {} bytes back", got.len()),
-        )?;
+        let hello = agentcage_egress::client_hello(sni);
+        let addr = SocketAddr::new(FAKE1.into(), port);
+        ensure(refused(addr, &hello), format!("{sni:?}: relayed"))?;
     }
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let reasons = f.denied_reasons();
@@ -492,9 +493,11 @@ fn capture_http_host_checked() -> TestResult {
         "GET http://evil.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n".to_owned(),
         "GET / HTTP/1.1\r\nHost: allowed.test\r\nX: a\r\n b\r\n\r\n".to_owned(),
     ] {
-        let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-        s.write_all(bad.as_bytes()).map_err(err)?;
-        ensure(read_all(&mut s).is_empty(), format!("{bad:?} was relayed"))?;
+        let addr = SocketAddr::new(FAKE1.into(), port);
+        ensure(
+            refused(addr, bad.as_bytes()),
+            format!("{bad:?} was relayed"),
+        )?;
     }
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let mut s = connect(SocketAddr::new(FAKE1.into(), port));
@@ -529,13 +532,9 @@ fn capture_opaque_needs_explicit_port() -> TestResult {
     )?;
     echo_roundtrip(&mut s, b"late bytes")?;
     // A TLS hello with another SNI is still refused on an explicit port.
-    let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-    s.write_all(&agentcage_egress::client_hello(Some(b"evil.test")))
-        .map_err(err)?;
-    ensure(
-        read_all(&mut s).is_empty() && up.accepts() == 2,
-        "SNI checked on explicit ports",
-    )
+    let hello = agentcage_egress::client_hello(Some(b"evil.test"));
+    let no = refused(SocketAddr::new(FAKE1.into(), port), &hello);
+    ensure(no && up.accepts() == 2, "SNI checked on explicit ports")
 }
 
 fn capture_literal_ip_needs_ip_rule() -> TestResult {
@@ -549,9 +548,8 @@ fn capture_literal_ip_needs_ip_rule() -> TestResult {
         None,
         vec![cap],
     );
-    let mut s = connect(SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), port));
-    let _ = s.write_all(b"SSH-2.0-x\r\n");
-    ensure(read_all(&mut s).is_empty(), "literal IP relayed")?;
+    let addr = SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), port);
+    ensure(refused(addr, b"SSH-2.0-x\r\n"), "literal IP relayed")?;
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let reasons = f.denied_reasons();
     ensure(
@@ -578,10 +576,11 @@ fn rebinding_to_loopback_refused() -> TestResult {
     ensure(head.starts_with("HTTP/1.1 403"), head.clone())?;
     ensure(head.contains("loopback"), head)?;
     ensure(f.resolve("rebind.test.")? == FAKE1, "fake")?;
-    let mut s = connect(SocketAddr::new(FAKE1.into(), port));
-    s.write_all(&agentcage_egress::client_hello(Some(b"rebind.test")))
-        .map_err(err)?;
-    ensure(read_all(&mut s).is_empty(), "relayed")?;
+    let hello = agentcage_egress::client_hello(Some(b"rebind.test"));
+    ensure(
+        refused(SocketAddr::new(FAKE1.into(), port), &hello),
+        "relayed",
+    )?;
     ensure(up.accepts() == 0, "upstream saw no connection")?;
     let asked = dns.queries.lock().map_err(err)?.clone();
     ensure(
@@ -664,4 +663,77 @@ fn events_logged() -> TestResult {
     ensure(find("dns", "deny").is_some(), "dns denial logged")?;
     let denials = f.denials.lock().map_err(err)?.len();
     ensure(denials == 2, format!("on_deny called {denials} times"))
+}
+
+/// 8 MiB of varied bytes through the capture come back identical, and a client that shuts
+/// down its write side still gets everything the server sends afterwards (half-close is
+/// passed on both ways).
+fn relay_bulk_and_half_close() -> TestResult {
+    let (cap, up) = capture_pair(FAKE1);
+    let port = up.addr.port();
+    let f = Fixture::start(
+        &[&format!("bulk.test:{port}")],
+        &[("bulk.test", LO)],
+        None,
+        vec![cap],
+    );
+    ensure(f.resolve("bulk.test.")? == FAKE1, "fake")?;
+    let mut s = connect(SocketAddr::new(FAKE1.into(), port));
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut w = s.try_clone().map_err(err)?;
+    let sent = data.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(b"SSH-2.0-bulk\r\n")
+            .and_then(|_| w.write_all(&sent))
+            .and_then(|_| w.shutdown(std::net::Shutdown::Write))
+    });
+    let got = read_all(&mut s);
+    writer
+        .join()
+        .map_err(|_| err("writer panicked"))?
+        .map_err(err)?;
+    ensure(
+        got.len() == data.len() + 14,
+        format!("got {} bytes", got.len()),
+    )?;
+    ensure(got[14..] == data[..], "bytes differ")?;
+    let st = f.engine().stats();
+    ensure(
+        st.bytes_up == st.bytes_down && st.bytes_up == got.len() as u64,
+        format!("{st:?}"),
+    )
+}
+
+/// Without a pin the engine resolves through `upstream_dns` (TCP after a truncated UDP
+/// answer); the loopback answer is then dialled only because an IP rule inside the loopback
+/// range names it. The same IP rule lets a literal-IP connect through.
+fn upstream_resolution_and_ip_rules() -> TestResult {
+    let up = upstream();
+    let port = up.addr.port();
+    let dns = UpstreamDns::start();
+    let rules = [format!("tc-name.test:{port}"), format!("127.0.0.1:{port}")];
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    let f = Fixture::start(&rules, &[], Some(dns.addr), vec![]);
+    let (mut s, head) = connect_via_proxy(&f, &format!("tc-name.test:{port}"));
+    ensure(head.starts_with("HTTP/1.1 200"), head)?;
+    echo_roundtrip(&mut s, b"resolved upstream")?;
+    ensure(
+        dns.tcp_queries.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "TCP fallback used",
+    )?;
+    // A second connection within the answer's TTL (5 s) is served from the cache.
+    let asked = dns.count();
+    let (mut s, head) = connect_via_proxy(&f, &format!("tc-name.test:{port}"));
+    ensure(head.starts_with("HTTP/1.1 200"), head)?;
+    echo_roundtrip(&mut s, b"cached")?;
+    ensure(dns.count() == asked, "answer cached for its TTL")?;
+    let (mut s, head) = connect_via_proxy(&f, &format!("127.0.0.1:{port}"));
+    ensure(head.starts_with("HTTP/1.1 200"), head)?;
+    echo_roundtrip(&mut s, b"literal")?;
+    // 127.0.0.2 is loopback too, but no rule names it.
+    let (_, head) = connect_via_proxy(&f, &format!("127.0.0.2:{port}"));
+    ensure(head.starts_with("HTTP/1.1 403"), head)?;
+    ensure(up.accepts() == 3, format!("accepts {}", up.accepts()))
 }

@@ -110,17 +110,51 @@ pub fn capture_pair(ip: Ipv4Addr) -> (TcpListener, Upstream) {
 }
 
 /// A fake upstream DNS server: answers every A with 127.0.0.1 and every AAAA with ::1, and
-/// counts the questions it saw.
+/// counts the questions it saw (udp and tcp). Names starting with `tc-` get a truncated UDP
+/// answer, so the client must retry over TCP.
 pub struct UpstreamDns {
     pub addr: SocketAddr,
     pub queries: Arc<Mutex<Vec<String>>>,
+    pub tcp_queries: Arc<AtomicUsize>,
+}
+
+fn dns_answer(req: &Message, q: &Mutex<Vec<String>>, udp: bool) -> Message {
+    let mut resp = Message::new();
+    resp.set_id(req.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(OpCode::Query)
+        .set_recursion_available(true);
+    for query in req.queries() {
+        let name = query.name().to_ascii();
+        q.lock().expect("lock").push(name.clone());
+        resp.add_query(query.clone());
+        if udp && name.starts_with("tc-") {
+            resp.set_truncated(true);
+            continue;
+        }
+        let rdata = match query.query_type() {
+            RecordType::A => Some(RData::A(A(Ipv4Addr::LOCALHOST))),
+            RecordType::AAAA => Some(RData::AAAA(AAAA("::1".parse().expect("v6")))),
+            _ => None,
+        };
+        if let Some(r) = rdata {
+            resp.add_answer(Record::from_rdata(query.name().clone(), 5, r));
+        }
+    }
+    resp
 }
 
 impl UpstreamDns {
     pub fn start() -> UpstreamDns {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind dns");
+        let (sock, tcp) = loop {
+            let u = UdpSocket::bind("127.0.0.1:0").expect("bind dns");
+            if let Ok(t) = TcpListener::bind(u.local_addr().expect("addr")) {
+                break (u, t);
+            }
+        };
         let addr = sock.local_addr().expect("addr");
         let queries = Arc::new(Mutex::new(Vec::new()));
+        let tcp_queries = Arc::new(AtomicUsize::new(0));
         let q = queries.clone();
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
@@ -128,29 +162,39 @@ impl UpstreamDns {
                 let Ok(req) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                let mut resp = Message::new();
-                resp.set_id(req.id())
-                    .set_message_type(MessageType::Response)
-                    .set_op_code(OpCode::Query)
-                    .set_recursion_available(true);
-                for query in req.queries() {
-                    q.lock().expect("lock").push(query.name().to_ascii());
-                    resp.add_query(query.clone());
-                    let rdata = match query.query_type() {
-                        RecordType::A => Some(RData::A(A(Ipv4Addr::LOCALHOST))),
-                        RecordType::AAAA => Some(RData::AAAA(AAAA("::1".parse().expect("v6")))),
-                        _ => None,
-                    };
-                    if let Some(r) = rdata {
-                        resp.add_answer(Record::from_rdata(query.name().clone(), 5, r));
-                    }
-                }
-                if let Ok(wire) = resp.to_vec() {
+                if let Ok(wire) = dns_answer(&req, &q, true).to_vec() {
                     let _ = sock.send_to(&wire, peer);
                 }
             }
         });
-        UpstreamDns { addr, queries }
+        let (q, tq) = (queries.clone(), tcp_queries.clone());
+        thread::spawn(move || {
+            for conn in tcp.incoming() {
+                let Ok(mut s) = conn else { continue };
+                let mut len = [0u8; 2];
+                if s.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if s.read_exact(&mut buf).is_err() {
+                    continue;
+                }
+                let Ok(req) = Message::from_vec(&buf) else {
+                    continue;
+                };
+                tq.fetch_add(1, SeqCst);
+                if let Ok(wire) = dns_answer(&req, &q, false).to_vec() {
+                    let mut out = (wire.len() as u16).to_be_bytes().to_vec();
+                    out.extend_from_slice(&wire);
+                    let _ = s.write_all(&out);
+                }
+            }
+        });
+        UpstreamDns {
+            addr,
+            queries,
+            tcp_queries,
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -326,6 +370,18 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, T).expect("connect");
     s.set_read_timeout(Some(T)).expect("timeout");
     s
+}
+
+/// Connects, sends `bytes` and reads: true when nothing came back (refused by a reset at
+/// any point, or EOF). The engine may reset before the connect call has returned.
+pub fn refused(addr: SocketAddr, bytes: &[u8]) -> bool {
+    let mut s = match TcpStream::connect_timeout(&addr, T) {
+        Ok(s) => s,
+        Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    let _ = s.set_read_timeout(Some(T));
+    let _ = s.write_all(bytes);
+    read_all(&mut s).is_empty()
 }
 
 /// Reads until EOF, a reset or the timeout; returns what arrived.
