@@ -380,6 +380,10 @@ fn curl_allowed_name(env: &Env) -> Result<(), Failed> {
             ("proxy env", format!("curl -sS --max-time 10 {url}")),
             ("capture", format!("curl -sS --max-time 10 --noproxy '*' {url}")),
             (
+                "capture over IPv4",
+                format!("curl -sS --max-time 10 -4 --noproxy '*' {url}"),
+            ),
+            (
                 "python urllib",
                 format!(
                     "python3 -c 'import urllib.request,sys; \
