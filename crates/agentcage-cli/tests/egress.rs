@@ -577,6 +577,12 @@ if web:
     d, e = tcp(web, P["web"], b"\x05\x01\x00"); out("socks5.capture", d[:2] == b"\x05\x00", (d[:20], e))
     d, e = tcp(web, P["web"], b"GET / HTTP/1.1\r\nHost: denied.test\r\n\r\n"); out("http.capture_host_mismatch", b"hello-agentcage" in d, (d[:80], e))
     d, e = tcp(web, P["web"], b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n"); out("control.http.capture", b"hello-agentcage-web" in d, (d[:80], e))
+import os
+if os.path.exists("/proc/net/if_inet6"):
+    try: web6 = socket.getaddrinfo("web.test", 80, socket.AF_INET6, socket.SOCK_STREAM)[0][4][0]
+    except Exception as e: web6 = None
+    d, e = tcp(web6 or "::", P["web"], b"GET / HTTP/1.1\r\nHost: web.test\r\n\r\n", socket.AF_INET6)
+    out("control.http.capture_v6", web6 is not None and b"hello-agentcage-web" in d, (web6, d[:60], e))
 tls = resolve("tls.test")
 if tls:
     d, e = tcp(tls, P["tls"], tls="denied.test"); out("tls.sni_mismatch", False, e)
