@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) cache: Mutex<crate::dns::Cache>,
     pub(crate) host_own: Vec<IpAddr>,
     pub(crate) limit: Arc<Semaphore>,
+    /// Pipe pairs the splice relay may hold (see `fd_budget`).
+    pub(crate) pipes: Semaphore,
 }
 
 /// A destination as decided on: a canonical name (from a fake address or a proxy request)
@@ -219,7 +221,8 @@ where
 }
 
 /// Relays both ways (first sending `initial` upstream) until both sides have closed, or
-/// either fails (then both are dropped). splice(2) when pipes are available, else a copy loop.
+/// either fails (then both are dropped). splice(2) while the fd budget has pipe pairs left and
+/// pipes can be made, else a copy loop.
 async fn relay(shared: &Shared, client: TcpStream, upstream: TcpStream, initial: &[u8]) {
     let sink = &shared.sink;
     if !initial.is_empty() {
@@ -228,11 +231,13 @@ async fn relay(shared: &Shared, client: TcpStream, upstream: TcpStream, initial:
         }
         sink.bytes_up.fetch_add(initial.len() as u64, Relaxed);
     }
-    if crate::splice::relay(&client, &upstream, &sink.bytes_up, &sink.bytes_down)
-        .await
-        .is_some()
-    {
-        return;
+    if let Ok(_pipes) = shared.pipes.try_acquire() {
+        if crate::splice::relay(&client, &upstream, &sink.bytes_up, &sink.bytes_down)
+            .await
+            .is_some()
+        {
+            return;
+        }
     }
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
@@ -672,6 +677,7 @@ mod tests {
             cache: Mutex::new(Default::default()),
             host_own: own.iter().map(|a| a.parse().unwrap()).collect(),
             limit: Arc::new(Semaphore::new(1)),
+            pipes: Semaphore::new(0),
         }
     }
 
@@ -745,6 +751,43 @@ mod tests {
             s.dest_of_ip("8.8.8.8".parse().unwrap()),
             Ok(Dest::Ip("8.8.8.8".parse().unwrap()))
         );
+    }
+
+    /// Both relay paths (splice with a pipe pair available, the copy loop without) carry the
+    /// first flight and both directions, and pass on each half-close.
+    #[test]
+    fn relay_paths_move_bytes_and_half_close() {
+        for pipes in [0, 1] {
+            let mut s = shared(&[], &[], &[]);
+            s.pipes = Semaphore::new(pipes);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let l1 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let l2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let mut outside = TcpStream::connect(l1.local_addr().unwrap()).await.unwrap();
+                let (client, _) = l1.accept().await.unwrap();
+                let upstream = TcpStream::connect(l2.local_addr().unwrap()).await.unwrap();
+                let (mut server, _) = l2.accept().await.unwrap();
+                let check = async {
+                    outside.write_all(b" there").await.unwrap();
+                    outside.shutdown().await.unwrap();
+                    let mut got = Vec::new();
+                    server.read_to_end(&mut got).await.unwrap();
+                    assert_eq!(got, b"hi there", "pipes {pipes}");
+                    server.write_all(b"back").await.unwrap();
+                    server.shutdown().await.unwrap();
+                    let mut back = Vec::new();
+                    outside.read_to_end(&mut back).await.unwrap();
+                    assert_eq!(back, b"back", "pipes {pipes}");
+                };
+                tokio::join!(relay(&s, client, upstream, b"hi"), check);
+            });
+            let st = s.sink.stats();
+            assert_eq!((st.bytes_up, st.bytes_down), (8, 4), "pipes {pipes}");
+        }
     }
 
     #[test]

@@ -137,16 +137,18 @@ fn check_socket(fd: &OwnedFd, kind: socket2::Type, what: &str) -> std::io::Resul
     s.set_nonblocking(true)
 }
 
-/// Raises the soft open-file limit towards the hard one (a relayed connection holds two
-/// sockets and two pipes: six fds) and returns the connection cap that fits.
-fn fd_budget() -> usize {
+/// Raises the soft open-file limit towards the hard one and splits it: (connection cap, pipe
+/// pairs). Every connection holds two sockets; a spliced one also a pipe per direction (four
+/// more fds), taken only while pipe pairs are left (else the relay copies). 128 fds are kept
+/// for everything else.
+fn fd_budget() -> (usize, usize) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `lim` is a valid out-pointer for getrlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 256;
+        return (64, 0);
     }
     let want = lim.rlim_max.min(65_536);
     if lim.rlim_cur < want {
@@ -159,8 +161,12 @@ fn fd_budget() -> usize {
             lim.rlim_cur = want;
         }
     }
-    let fds = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
-    (fds.saturating_sub(128) / 6).clamp(64, MAX_CONNECTIONS)
+    let spare = usize::try_from(lim.rlim_cur)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(128);
+    let connections = (spare / 2).clamp(64, MAX_CONNECTIONS);
+    let pipes = spare.saturating_sub(2 * connections) / 4;
+    (connections, pipes)
 }
 
 /// [`start`] with another fake IPv4 range (tests use a loopback block, which a test can
@@ -195,6 +201,7 @@ pub fn start_with_fake_range(
         Some(a) => vec![a],
         None => dns::host_resolvers(),
     };
+    let (connections, pipes) = fd_budget();
     let shared = Arc::new(engine::Shared {
         rules: config.rules,
         pins,
@@ -203,7 +210,8 @@ pub fn start_with_fake_range(
         upstream,
         cache: Mutex::new(Default::default()),
         host_own: classify::host_addrs(),
-        limit: Arc::new(tokio::sync::Semaphore::new(fd_budget())),
+        limit: Arc::new(tokio::sync::Semaphore::new(connections)),
+        pipes: tokio::sync::Semaphore::new(pipes),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

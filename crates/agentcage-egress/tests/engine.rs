@@ -56,6 +56,8 @@ fn main() {
             "upstream_resolution_and_ip_rules",
             upstream_resolution_and_ip_rules,
         ),
+        ("start_checks_its_inputs", start_checks_its_inputs),
+        ("stop_closes_everything", stop_closes_everything),
     ];
     libtest_mimic::run(&args, trials(tests)).exit();
 }
@@ -736,4 +738,107 @@ fn upstream_resolution_and_ip_rules() -> TestResult {
     let (_, head) = connect_via_proxy(&f, &format!("127.0.0.2:{port}"));
     ensure(head.starts_with("HTTP/1.1 403"), head)?;
     ensure(up.accepts() == 3, format!("accepts {}", up.accepts()))
+}
+
+fn config(pins: Vec<(String, IpAddr)>) -> agentcage_egress::Config {
+    agentcage_egress::Config {
+        rules: vec![],
+        pins,
+        upstream_dns: None,
+        log: None,
+        on_deny: None,
+    }
+}
+
+/// Wrong sockets and bad pins are clear errors, never a panic.
+fn start_checks_its_inputs() -> TestResult {
+    use std::net::{TcpListener, UdpSocket};
+    use std::os::fd::OwnedFd;
+    let listeners = |proxy: OwnedFd, dns_udp: OwnedFd| agentcage_egress::Listeners {
+        tcp: vec![],
+        proxy,
+        dns_udp,
+        dns_tcp: TcpListener::bind("127.0.0.1:0").expect("bind").into(),
+    };
+    let tcp = || -> OwnedFd { TcpListener::bind("127.0.0.1:0").expect("bind").into() };
+    let udp = || -> OwnedFd { UdpSocket::bind("127.0.0.1:0").expect("bind").into() };
+    type Case = (
+        agentcage_egress::Listeners,
+        Vec<(String, IpAddr)>,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            listeners(udp(), udp()),
+            vec![],
+            "proxy listener: wrong socket type",
+        ),
+        (
+            listeners(tcp(), tcp()),
+            vec![],
+            "DNS udp socket: wrong socket type",
+        ),
+        (
+            listeners(
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .expect("socket")
+                    .into(),
+                udp(),
+            ),
+            vec![],
+            "proxy listener: TCP socket is not listening",
+        ),
+        (
+            listeners(
+                std::fs::File::open("/dev/null").expect("open").into(),
+                udp(),
+            ),
+            vec![],
+            "proxy listener: not a socket",
+        ),
+        (
+            listeners(tcp(), udp()),
+            vec![("bad name".into(), LO)],
+            "--net-resolve bad name=",
+        ),
+        (
+            listeners(tcp(), udp()),
+            vec![("a.test\0.evil".into(), LO)],
+            "NUL",
+        ),
+    ];
+    for (l, pins, want) in cases {
+        match agentcage_egress::start(config(pins), l) {
+            Ok(e) => {
+                e.stop();
+                return Err(err(format!("started despite {want:?}")));
+            }
+            Err(e) => ensure(e.to_string().contains(want), format!("{e} lacks {want:?}"))?,
+        }
+    }
+    Ok(())
+}
+
+/// `stop` returns the final counters and closes every listener.
+fn stop_closes_everything() -> TestResult {
+    let up = upstream();
+    let port = up.addr.port();
+    let mut f = Fixture::start(
+        &[&format!("allowed.test:{port}")],
+        &[("allowed.test", LO)],
+        None,
+        vec![],
+    );
+    let (mut s, _) = connect_via_proxy(&f, &format!("allowed.test:{port}"));
+    echo_roundtrip(&mut s, b"x")?;
+    let stats = f.engine.take().ok_or_else(|| err("no engine"))?.stop();
+    ensure(
+        stats.allowed == 1 && stats.bytes_up == 1 && stats.bytes_down == 1,
+        format!("{stats:?}"),
+    )?;
+    ensure(
+        TcpStream::connect(f.proxy).is_err(),
+        "proxy still listening after stop",
+    )?;
+    ensure(read_all(&mut s).is_empty(), "tunnel closed by stop")
 }
