@@ -164,6 +164,30 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
         )),
     );
 
+    let _ = writeln!(out, "\n{}", st.head("Network egress (--net allow)"));
+    let ipv6 = std::path::Path::new("/proc/net/if_inet6").exists();
+    if f.userns.as_caller.works {
+        row(
+            &mut out,
+            "allow-list (--allow-host)",
+            &st.ok("supported"),
+            Some(if ipv6 {
+                "own network namespace, local default routes for IPv4 and IPv6, listeners \
+                 passed to the launcher's engine (no capability on the host needed)"
+            } else {
+                "own network namespace, local default route for IPv4 (this kernel has no \
+                 IPv6: nothing to capture there), listeners passed to the launcher's engine"
+            }),
+        );
+    } else {
+        row(
+            &mut out,
+            "allow-list (--allow-host)",
+            &st.bad("unsupported"),
+            Some("needs the sandbox's own network namespace, which needs a user namespace (above)"),
+        );
+    }
+
     let _ = writeln!(out, "\n{}", st.head("Landlock"));
     let ll = &f.landlock;
     if ll.support.available {

@@ -88,7 +88,7 @@ enum Cmd {
     #[command(
         after_help = RUN_AFTER_HELP.to_string() + exit::EXIT_CODES_HELP
     )]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Try forbidden operations from inside a sandbox and report what is blocked (one JSON
     /// object per line). Safe to run anywhere: every operation is non-destructive.
     #[command(
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let code = match cli.cmd {
-        Cmd::Run(args) => run::main(args),
+        Cmd::Run(args) => run::main(*args),
         Cmd::Probe(args) => report(agentcage_probe::run(&args)),
         Cmd::Matrix(args) => report(agentcage_matrix::run(&args)),
         Cmd::Bench(args) => report(agentcage_bench::run(&args)),

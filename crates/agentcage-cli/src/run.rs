@@ -81,10 +81,29 @@ pub struct PolicyArgs {
     /// printed).
     #[arg(long)]
     pub best_effort: bool,
-    /// Network: none (own namespace, loopback only) or host (no network isolation) [default:
-    /// none].
+    /// Network: none (own namespace, loopback only), allow (own namespace; only the hosts of
+    /// --allow-host, through the launcher's egress engine) or host (no network isolation)
+    /// [default: none; allow with --allow-host].
     #[arg(long, value_parser = parse_net)]
     pub net: Option<NetMode>,
+    /// Let the sandbox reach RULE (implies --net allow; repeatable): host, host:port,
+    /// *.domain (subdomains only), *.domain:port, IP, IP:port, CIDR, [v6]:port; without a
+    /// port, 443 and 80. Everything else (other names, literal IPs, UDP, other ports) is
+    /// refused and logged.
+    #[arg(long, value_name = "RULE", value_parser = policy::parse_allow_host)]
+    pub allow_host: Vec<String>,
+    /// --net allow: append one JSON line per egress decision to FILE (opened before the run;
+    /// not inside the workspace or an --rw path).
+    #[arg(long, value_name = "FILE")]
+    pub net_log: Option<PathBuf>,
+    /// --net allow, for tests and air-gapped mirrors: resolve NAME to IP and permit that
+    /// address for that name, even loopback or private (repeatable).
+    #[arg(long, value_name = "NAME=IP", value_parser = policy::parse_net_resolve)]
+    pub net_resolve: Vec<(String, std::net::IpAddr)>,
+    /// --net allow: the upstream DNS resolver the egress engine asks for allowed names
+    /// [default: the host's].
+    #[arg(long, value_name = "IP:PORT", value_parser = policy::parse_net_dns)]
+    pub net_dns: Option<std::net::SocketAddr>,
     /// Keep the speculative-store-bypass mitigation for the sandbox (slower; see
     /// docs/SECURITY.md).
     #[arg(long)]
@@ -230,6 +249,13 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
         without: a.without.clone(),
         tcp_bind: a.tcp_bind.clone(),
         tcp_connect: a.tcp_connect.clone(),
+        allow_host: a
+            .allow_host
+            .iter()
+            .map(|r| (r.clone(), "--allow-host".to_string()))
+            .collect(),
+        net_resolve: a.net_resolve.clone(),
+        net_dns: a.net_dns,
         limits: LimitSettings {
             pids: a.pids.map(|l| l.0),
             memory: a.memory.map(|l| l.0),
@@ -242,6 +268,9 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
     };
     if let Some(w) = &a.workspace {
         s.workspace = Some((flag_path(w, "--workspace", cwd)?, "--workspace".into()));
+    }
+    if let Some(l) = &a.net_log {
+        s.net_log = Some((flag_path(l, "--net-log", cwd)?, "--net-log".into()));
     }
     for (paths, writable, flag) in [(&a.ro, false, "--ro"), (&a.rw, true, "--rw")] {
         for p in paths {
@@ -407,6 +436,14 @@ pub fn main(a: RunArgs) -> i32 {
         },
         None => None,
     };
+    // --net-log: opened now, by fd, like the report's directory (see agentcage::hostfs).
+    let net_log = match &policy.egress.log {
+        Some(path) if policy.net == NetMode::Allow => match open_net_log(path, &policy) {
+            Ok(f) => Some(f),
+            Err(e) => return usage_error(&e),
+        },
+        _ => None,
+    };
     if policy.net == NetMode::Host && !a.quiet {
         let from = if a.policy.net.is_some() {
             "--net host"
@@ -414,7 +451,8 @@ pub fn main(a: RunArgs) -> i32 {
             "net = \"host\" (policy file)"
         };
         ui::warning(&format!(
-            "{from}: the sandbox shares the host's network (network isolation is OFF)"
+            "{from}: the sandbox shares the host's network (network isolation is OFF): {}",
+            net_host_open(&policy)
         ));
     }
     if a.verbose {
@@ -522,6 +560,13 @@ pub fn main(a: RunArgs) -> i32 {
             Box::new(|what: &str, how: &str| ui::warning(&format!("{what}: {how}")))
                 as Box<dyn Fn(&str, &str)>
         }),
+        egress: agentcage::EgressHooks {
+            log: net_log,
+            on_deny: verbose.then(|| {
+                std::sync::Arc::new(|e: &agentcage_egress::Event| eprintln!("{}", deny_line(e)))
+                    as agentcage::SharedDenyHook
+            }),
+        },
     };
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
@@ -623,6 +668,85 @@ pub fn main(a: RunArgs) -> i32 {
     }
 }
 
+/// What `--net host` leaves open, for its warning.
+fn net_host_open(policy: &Policy) -> String {
+    let tcp = if policy.layers.has(Layer::Landlock) && policy.landlock.restrict_net {
+        if policy.landlock.tcp_connect.is_empty() {
+            "TCP connects refused by Landlock (where the kernel has Landlock ABI 4+), but".into()
+        } else {
+            format!(
+                "TCP to ANY host on ports {:?} (Landlock restricts ports, not hosts; ABI 4+),",
+                policy.landlock.tcp_connect
+            )
+        }
+    } else {
+        "TCP to every host and port,".to_string()
+    };
+    format!(
+        "{tcp} UDP and DNS to any address, the host's loopback services and its abstract unix \
+         sockets{} stay reachable; use --allow-host RULE (--net allow) for an allow-list",
+        if policy.landlock.scope && policy.layers.has(Layer::Landlock) {
+            " (unless Landlock scopes them, ABI 6+)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// One `-v` line for an egress denial.
+fn deny_line(e: &agentcage_egress::Event) -> String {
+    let target = match (&e.name, e.ip) {
+        (Some(n), _) => n.clone(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "?".into(),
+    };
+    let mut s = format!("agentcage: net: denied {} {target}", e.proto);
+    if let Some(p) = e.port {
+        s.push_str(&format!(":{p}"));
+    }
+    if let Some(r) = &e.reason {
+        s.push_str(&format!(": {r}"));
+    }
+    if let Some(exe) = &e.exe {
+        s.push_str(&format!(" ({exe}"));
+        if let Some(pid) = e.pid {
+            s.push_str(&format!(", pid {pid}"));
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Opens `--net-log` for appending, by fd, before the run: never inside a tree the sandbox
+/// can write (a previous run could have planted anything there), never through a symlink.
+fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
+    let mut writable = vec![policy.workspace.clone()];
+    writable.extend(
+        policy
+            .binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.path.clone()),
+    );
+    let hint = "give --net-log a path outside the workspace and the --rw paths, whose \
+                directories exist";
+    let hf = HostFile::prepare(path, &writable)
+        .map_err(|e| UsageError::new(format!("--net-log: {}", chain(&e))).hint(hint))?;
+    if let Some(root) = writable.iter().find(|r| {
+        hf.dir_path()
+            .starts_with(r.canonicalize().as_deref().unwrap_or(r))
+    }) {
+        return Err(UsageError::new(format!(
+            "--net-log {}: inside {}, which the sandbox can write: refused",
+            path.display(),
+            root.display()
+        ))
+        .hint(hint));
+    }
+    hf.open_append()
+        .map_err(|e| UsageError::new(format!("--net-log: {}", chain(&e))).hint(hint))
+}
+
 /// Opens the directory of the `--json-report` file (see [`agentcage::hostfs::HostFile`]).
 fn prepare_report(path: &Path, policy: &Policy) -> Result<HostFile, UsageError> {
     let cwd =
@@ -672,6 +796,7 @@ fn write_report(
             "wall_seconds": wall.as_secs_f64(),
             "cpu_seconds": o.cpu.as_secs_f64(),
             "limits": o.limits.iter().map(|(k, v)| serde_json::json!({"limit": k, "enforced_by": v})).collect::<Vec<_>>(),
+            "egress": o.egress,
             "setup_error": null,
         }),
         Err(e) => serde_json::json!({

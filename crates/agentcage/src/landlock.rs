@@ -202,14 +202,23 @@ pub(crate) fn prepare(
     mount_ns: bool,
     self_exe: Option<&Path>,
     etc: EtcAccess,
+    egress_ports: &[u16],
     enforcement: &mut Vec<(String, String)>,
     degraded: &mut Vec<(String, String)>,
 ) -> Result<Option<Prepared>, Error> {
+    // `--net allow`: the command reaches the egress engine's listeners in its own network
+    // namespace (the engine decides; Landlock keeps every other port refused).
+    let mut tcp_connect = policy.landlock.tcp_connect.clone();
+    if policy.landlock.restrict_net {
+        tcp_connect.extend_from_slice(egress_ports);
+    }
+    tcp_connect.sort_unstable();
+    tcp_connect.dedup();
     let spec = ll::Spec {
         rules: rules(policy, home, mount_ns, self_exe, etc),
         restrict_tcp: policy.landlock.restrict_net,
         tcp_bind: policy.landlock.tcp_bind.clone(),
-        tcp_connect: policy.landlock.tcp_connect.clone(),
+        tcp_connect,
         scope_abstract_unix: policy.landlock.scope,
         scope_signal: policy.landlock.scope,
         log_denials: false,

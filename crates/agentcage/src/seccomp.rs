@@ -19,6 +19,12 @@ pub(crate) fn prepare(
     policy: &Policy,
     enforcement: &mut Vec<(String, String)>,
 ) -> Result<Prepared, Error> {
+    // Socket families are the same in every network mode, and consistent with `--net
+    // allow`: the table allows AF_INET/AF_INET6 (stream and datagram: the egress listeners
+    // and the DNS stub answer there, UDP elsewhere routes nowhere), refuses SOCK_PACKET,
+    // AF_PACKET and every other family, and SCTP/MPTCP (IPPROTO_SCTP, IPPROTO_MPTCP);
+    // SOCK_RAW needs CAP_NET_RAW, which `full` drops. With `--net allow` a Fast Open connect
+    // lands on the same captured listeners as connect(2), so no TCP guard is needed there.
     let opts = sc::FilterOptions {
         spec_mitigation: policy.seccomp.spec_mitigation,
         // Landlock's TCP rules guard the host's network only with --net host; in the

@@ -8,7 +8,7 @@ use super::report::report_and_exit;
 use super::sync;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
-use crate::{caps, hygiene, landlock, namespaces, rootfs, seccomp};
+use crate::{caps, egress, hygiene, landlock, namespaces, rootfs, seccomp};
 
 type R = Result<(), SetupError>;
 
@@ -50,6 +50,9 @@ pub(super) fn main(
     sys::close(pipes.sync_w);
     sys::close(pipes.report_r);
     sys::close(pipes.status_r);
+    if pipes.net_parent >= 0 {
+        sys::close(pipes.net_parent);
+    }
     if let Err(e) = setup_sandbox(p, pipes) {
         report_and_exit(pipes.report_w, e);
     }
@@ -89,6 +92,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
     namespaces::apply_uts_net(p.hostname, p.loopback)?; // hostname, lo up
+    opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the
         // attach can take milliseconds: cgroup v1 waits for an RCU grace period); nothing

@@ -96,6 +96,8 @@ pub struct RunOutcome {
     pub peak_memory: Option<u64>,
     /// How each requested limit was enforced (limit, mechanism).
     pub limits: Vec<(String, String)>,
+    /// `--net allow`: the egress engine's final counters.
+    pub egress: Option<agentcage_egress::Stats>,
 }
 
 /// Receives (what, how) enforcement lines.
@@ -119,6 +121,8 @@ pub struct SpawnOptions {
     /// Called with (what, how) for every requested limit this host cannot enforce as asked
     /// (the CLI prints them as warnings unless `-q`).
     pub on_degraded: Option<EnforcementHook>,
+    /// `--net allow`: the engine's log file and denial hook.
+    pub egress: crate::egress::EgressHooks,
 }
 
 /// What the launcher was asked to run (kept for error messages).
@@ -216,8 +220,8 @@ impl Prepared {
     pub fn run(&self, opts: &SpawnOptions) -> Result<RunOutcome, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
-        let pipes =
-            prepared::Pipes::new().map_err(|e| setup_err("create the launcher's pipes", e))?;
+        let pipes = prepared::Pipes::new(self.egress.is_some())
+            .map_err(|e| setup_err("create the launcher's pipes", e))?;
         let mut guard = RunGuard {
             pid: 0,
             fds: vec![
@@ -230,6 +234,11 @@ impl Prepared {
             ],
             cgroup: None,
         };
+        guard.fds.extend(
+            [pipes.net_parent, pipes.net_child]
+                .into_iter()
+                .filter(|f| *f >= 0),
+        );
         // The init never blocks on a status report (see init.rs), and we never block
         // reading one.
         let _ = sys::set_nonblock(pipes.status_w);
@@ -327,12 +336,21 @@ impl Prepared {
         guard.close(pipes.sync_r);
         guard.close(pipes.report_w);
         guard.close(pipes.status_w);
+        guard.close(pipes.net_child);
         if let Some(p) = &mut stdio_plan {
             p.after_clone();
         }
 
         self.release(pid, &pipes, guard.cgroup.as_ref(), data_floor)?;
         timings.released = t0.elapsed();
+
+        // --net allow: the listeners the sandbox made in its network namespace, then the
+        // engine (its threads start only now: the launcher was single-threaded at clone).
+        let engine = match &self.egress {
+            Some(e) => Some(self.start_egress(e, pid, &pipes, &opts.egress)?),
+            None => None,
+        };
+        guard.close(pipes.net_parent);
 
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
         let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
@@ -383,6 +401,7 @@ impl Prepared {
         sup.read_status(None);
         let exit_status = sup.exit_msg;
 
+        let egress = engine.map(agentcage_egress::Engine::stop);
         let (oom, peak_memory) = match &guard.cgroup {
             Some(cg) => (cg.oom_killed(), cg.peak_memory()),
             None => (false, None),
@@ -409,7 +428,24 @@ impl Prepared {
             oom,
             peak_memory,
             limits: limit_lines,
+            egress,
         })
+    }
+
+    /// Receives the sandbox's egress listeners and starts the engine on them. When the
+    /// sandbox failed before sending them all, its own report is the error.
+    fn start_egress(
+        &self,
+        e: &crate::egress::Prepared,
+        pid: libc::pid_t,
+        pipes: &prepared::Pipes,
+        hooks: &crate::egress::EgressHooks,
+    ) -> Result<agentcage_egress::Engine, Error> {
+        let listeners = crate::egress::receive(e, pipes.net_parent).map_err(|errno| {
+            let fallback = setup_err("receive the sandbox's egress listeners", errno);
+            self.child_report_or(pid, pipes.report_r, fallback)
+        })?;
+        crate::egress::start(e, listeners, hooks)
     }
 
     /// The handshake with the waiting child: id maps, the RLIMIT_DATA floor, release, and

@@ -273,6 +273,8 @@ pub struct RootSpec {
     pub own_ipc: bool,
     /// As root: writable paths owned by someone else get idmapped binds (`idmap.rs`).
     pub idmap: Option<IdmapSpec>,
+    /// `--net allow`: /etc/resolv.conf names the egress engine's DNS stub (127.0.0.1).
+    pub resolver: bool,
 }
 
 /// The prepared mount plan.

@@ -136,10 +136,12 @@ fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
 
 mod fs;
 mod mount;
+mod net;
 mod process;
 mod tty;
 pub use fs::*;
 pub use mount::*;
+pub use net::*;
 pub use process::*;
 pub use tty::*;
 
