@@ -206,6 +206,28 @@ fn setup_err(step: impl Into<String>, errno: Errno) -> Error {
     }
 }
 
+/// What the sandbox's first process becomes once the sandbox is set up.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    /// `run`: the init, which forks the command (or, without a pid namespace, the command).
+    Run,
+}
+
+/// A sandbox after clone, release and the setup report: what [`Prepared::run`] supervises
+/// and a session keeps (its guard kills the sandbox and removes its cgroup when dropped).
+pub(crate) struct Spawned {
+    t0: Instant,
+    pub(crate) timings: Timings,
+    guard: RunGuard,
+    status_r: i32,
+    sig_r: i32,
+    relay: Option<pty::Relay>,
+    /// The setup report: a step failed and the sandbox exits 125. `None`: the command was
+    /// executed (`Role::Run`) or the zygote is ready (`Role::Zygote`).
+    pub(crate) report: Option<crate::error::SetupError>,
+    limit_lines: Vec<(String, String)>,
+}
+
 impl Prepared {
     /// Spawns the sandbox and waits for it.
     ///
@@ -213,6 +235,13 @@ impl Prepared {
     /// [`Error::Setup`] when a setup step fails (exit 125), [`Error::Exec`] when the command
     /// cannot be executed (126/127).
     pub fn run(&self, opts: &SpawnOptions) -> Result<RunOutcome, Error> {
+        let spawned = self.spawn(opts, Role::Run)?;
+        self.supervise(spawned)
+    }
+
+    /// Prepares the run's limits and terminal, clones the sandbox (its first process takes
+    /// `role`), releases it and reads its setup report.
+    pub(crate) fn spawn(&self, opts: &SpawnOptions, role: Role) -> Result<Spawned, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
         let pipes =
@@ -311,7 +340,7 @@ impl Prepared {
         // As root, the user namespace is created as the sandbox's host uid (see
         // `userns_owner`).
         let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
-            Ok(0) => child::main(self, &pipes, child_stdio, title),
+            Ok(0) => child::main(self, &pipes, child_stdio, title, role),
             Ok(pid) => pid,
             Err(e) => return Err(self.clone_error(e)),
         };
@@ -329,12 +358,37 @@ impl Prepared {
         timings.released = t0.elapsed();
 
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
-        let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
+        let relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
 
         // EOF: the command was executed (the pipe is close-on-exec); a record: a setup error.
         let report = report::read(pipes.report_r);
         timings.exec = t0.elapsed();
 
+        Ok(Spawned {
+            t0,
+            timings,
+            guard,
+            status_r: pipes.status_r,
+            sig_r,
+            relay,
+            report,
+            limit_lines,
+        })
+    }
+
+    /// Waits for a spawned run: the supervisor loop, the exit status, the cgroup's verdicts.
+    fn supervise(&self, spawned: Spawned) -> Result<RunOutcome, Error> {
+        let Spawned {
+            t0,
+            mut timings,
+            mut guard,
+            status_r,
+            sig_r,
+            mut relay,
+            report,
+            limit_lines,
+        } = spawned;
+        let pid = guard.pid;
         let deadline = self
             .policy
             .limits
@@ -348,7 +402,7 @@ impl Prepared {
         let mut sup = Supervisor {
             pid,
             pidfd,
-            status_r: pipes.status_r,
+            status_r,
             sig_r,
             deadline,
             exit_msg: None,
