@@ -16,6 +16,8 @@
 //! - `limits`: resource limits (spec, flag grammar, rlimits, the run's cgroup); calls `host`
 //!   (procfs parsers) and `sys`, never `policy` or `launch`;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
+//! - `session`: one sandbox, many execs (the supervisor, the protocol, the client);
+//!   `launch::zygote` is its pid 1;
 //! - `hostfs`: the launcher's own host-side files (reports), written by fd, never through a
 //!   symlink the sandbox planted;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
@@ -34,6 +36,7 @@ pub(crate) mod namespaces;
 pub(crate) mod policy;
 pub(crate) mod rootfs;
 pub(crate) mod seccomp;
+pub mod session;
 pub(crate) mod sys;
 
 pub use doctor::DoctorReport;

@@ -72,8 +72,9 @@ pub(super) fn main(
         },
         None => None,
     };
-    match role {
-        Role::Run => {}
+    if let Role::Zygote { chan } = role {
+        // A session: pid 1 restricts itself and forks each exec (see zygote.rs).
+        super::zygote::main(p, pipes, chan)
     }
     if p.init {
         super::init::main(p, pipes, pty)

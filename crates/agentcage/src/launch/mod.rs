@@ -19,6 +19,7 @@ mod prepared;
 mod pty;
 mod report;
 mod sync;
+pub(crate) mod zygote;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -26,6 +27,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
+pub(crate) use pty::Relay;
+
+/// A setup report's record from a report pipe (`None`: EOF, the exec happened).
+pub(crate) fn read_report(fd: i32) -> Option<crate::error::SetupError> {
+    report::read(fd)
+}
 
 use crate::error::Error;
 use crate::limits::{self, cgroup::Teardown};
@@ -211,6 +218,9 @@ fn setup_err(step: impl Into<String>, errno: Errno) -> Error {
 pub(crate) enum Role {
     /// `run`: the init, which forks the command (or, without a pid namespace, the command).
     Run,
+    /// A session's zygote (`zygote.rs`): restricts itself once and forks each exec on the
+    /// supervisor's request, received on `chan` (its end of a socketpair).
+    Zygote { chan: i32 },
 }
 
 /// A sandbox after clone, release and the setup report: what [`Prepared::run`] supervises
@@ -226,6 +236,23 @@ pub(crate) struct Spawned {
     /// executed (`Role::Run`) or the zygote is ready (`Role::Zygote`).
     pub(crate) report: Option<crate::error::SetupError>,
     limit_lines: Vec<(String, String)>,
+}
+
+impl Spawned {
+    /// The sandbox's first process (host pid).
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.guard.pid
+    }
+
+    /// The run's cgroup leaf, when the limits layer made one.
+    pub(crate) fn cgroup(&self) -> Option<&limits::cgroup::PreparedCgroup> {
+        self.guard.cgroup.as_ref()
+    }
+
+    /// How each requested limit is enforced (limit, mechanism).
+    pub(crate) fn limit_lines(&self) -> &[(String, String)] {
+        &self.limit_lines
+    }
 }
 
 impl Prepared {

@@ -172,6 +172,21 @@ impl StdioPlan {
 }
 
 impl Relay {
+    /// A relay of output pipes only: each `(src, dst)` copies our read end `src` (made
+    /// non-blocking) to the caller's `dst` (a session exec's `--no-tty` terminal outputs).
+    pub(crate) fn from_outputs(outs: &[(i32, i32)]) -> Relay {
+        let mut relay = Relay {
+            streams: Vec::new(),
+            term: None,
+            winch: None,
+        };
+        for &(src, dst) in outs {
+            let _ = sys::set_nonblock(src);
+            relay.streams.push(Stream::to_caller(src, dst));
+        }
+        relay
+    }
+
     /// The relay of a pty master the sandbox sent (ours alone: the sandbox closed its
     /// copy), for the caller's terminal fds `tty_fds` (bit i: fd i), started in the caller's
     /// terminal mode and size. Also a session exec's (`session::client`).
