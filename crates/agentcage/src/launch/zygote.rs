@@ -14,8 +14,10 @@
 //!
 //! Allocation: the zygote is a fork of the single-threaded supervisor that never execs, so
 //! it may allocate (it decodes requests into pointer arrays); it clears the pre-exec guard
-//! once set up. Between its fork of an exec and that exec's execve nothing allocates: the
-//! argv/envp arrays are built before the fork (`exec_child` only makes `sys::` calls).
+//! once set up. Between its clone of an exec and that exec's execve nothing allocates: the
+//! argv/envp arrays are built before (`exec_child` only makes `sys::` calls). That clone is
+//! vfork-like (CLONE_VM|CLONE_VFORK, as posix_spawn): no page table is copied and the zygote
+//! resumes once the exec's execve succeeded or it exited.
 //!
 //! The wire format of `chan` (both ends live here, like `sync.rs`; native endian, one binary):
 //!
@@ -153,6 +155,9 @@ fn reply(tag: u8, id: u32, a: i32, b: i32) -> [u8; 13] {
     m
 }
 
+/// The stack of an exec child between its clone and its execve (see `spawn`).
+const EXEC_STACK: usize = 256 * 1024;
+
 /// pid 1 of a session. Never returns.
 ///
 /// Runs in the child after clone: until it is set up, async-signal-safe only.
@@ -225,6 +230,8 @@ fn send(chan: i32, m: &[u8], fds: &[i32]) {
 /// The zygote's loop: requests from the supervisor, SIGCHLD from the signalfd.
 fn serve(chan: i32, sfd: i32) -> ! {
     let mut buf = vec![0u8; MAX_REQUEST + 64];
+    // The exec children's stack (see `spawn`).
+    let mut stack = vec![0u8; EXEC_STACK];
     // (pid, exec id) of the execs still running.
     let mut execs: Vec<(i32, u32)> = Vec::new();
     loop {
@@ -256,7 +263,7 @@ fn serve(chan: i32, sfd: i32) -> ! {
                     sys::exit(0)
                 }
                 Ok(0) => sys::exit(0),
-                Ok(n) => handle(chan, &buf[..n], &got[..nfds], &mut execs),
+                Ok(n) => handle(chan, &buf[..n], &got[..nfds], &mut execs, &mut stack),
                 Err(_) => {}
             }
             got[..nfds].iter().for_each(|&fd| sys::close(fd));
@@ -351,7 +358,7 @@ fn decode_exec(b: &[u8]) -> Option<Exec<'_>> {
     })
 }
 
-fn handle(chan: i32, m: &[u8], fds: &[i32], execs: &mut Vec<(i32, u32)>) {
+fn handle(chan: i32, m: &[u8], fds: &[i32], execs: &mut Vec<(i32, u32)>, stack: &mut [u8]) {
     match m.first() {
         Some(&KILL) if m.len() >= 13 => {
             let pid = i32::from_ne_bytes([m[5], m[6], m[7], m[8]]);
@@ -373,14 +380,14 @@ fn handle(chan: i32, m: &[u8], fds: &[i32], execs: &mut Vec<(i32, u32)>) {
                 );
                 return;
             };
-            spawn(chan, &x, fds, execs);
+            spawn(chan, &x, fds, execs, stack);
         }
         _ => {}
     }
 }
 
 /// Forks one exec: its report pipe, its pty when asked, then the child.
-fn spawn(chan: i32, x: &Exec<'_>, fds: &[i32], execs: &mut Vec<(i32, u32)>) {
+fn spawn(chan: i32, x: &Exec<'_>, fds: &[i32], execs: &mut Vec<(i32, u32)>, stack: &mut [u8]) {
     let fail = |what: u32, e: Errno| send(chan, &reply(FAILED, x.id, what as i32, e.0), &[]);
     let (report_r, report_w) = match sys::pipe() {
         Ok(p) => p,
@@ -407,10 +414,16 @@ fn spawn(chan: i32, x: &Exec<'_>, fds: &[i32], execs: &mut Vec<(i32, u32)>) {
             *t = slave;
         }
     }
-    // SAFETY: fork of this single-threaded process; the child runs `exec_child`, which only
-    // makes `sys::` calls on data built above.
-    let pid = match unsafe { sys::clone_fork(0) } {
-        Ok(0) => exec_child(x, targets, pty.map(|(_, s)| s), report_w),
+    // A vfork-like clone (CLONE_VM|CLONE_VFORK, as posix_spawn): the zygote's page tables
+    // are not copied, and we resume once the exec's execve succeeded or it exited.
+    let slave = pty.map(|(_, s)| s);
+    let mut child = || exec_child(x, targets, slave, report_w);
+    // SAFETY: `exec_child` only makes `sys::` calls on data built above (no allocation, no
+    // unwinding) and ends in execve or `_exit`; the one shared write it makes (the pre-exec
+    // flag) is undone below.
+    let r = unsafe { sys::clone_vfork(stack, &mut child) };
+    super::PRE_EXEC.store(false, std::sync::atomic::Ordering::Relaxed);
+    let pid = match r {
         Ok(pid) => pid,
         Err(e) => {
             sys::close(report_r);
@@ -456,7 +469,7 @@ fn open_pty(rows: u16, cols: u16) -> Result<(i32, i32), Errno> {
 /// One exec, after the fork: its own session (and process group; with a pty, that pty is
 /// its controlling terminal), its fds, its directory, execve.
 ///
-/// Runs in the child after fork: async-signal-safe only.
+/// Runs in the child after clone (on the zygote's memory: see `spawn`): async-signal-safe only.
 fn exec_child(x: &Exec<'_>, targets: [i32; 3], slave: Option<i32>, report_w: i32) -> ! {
     super::PRE_EXEC.store(true, std::sync::atomic::Ordering::Relaxed);
     let r = (|| -> Result<(), SetupError> {

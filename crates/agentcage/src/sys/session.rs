@@ -269,3 +269,36 @@ pub fn kill_group_or_pid(pid: libc::pid_t, sig: c_int) -> Result<(), Errno> {
         r => r,
     }
 }
+
+/// clone(CLONE_VM | CLONE_VFORK): runs `f` in a child process that shares our memory, on
+/// `stack`, and returns (its pid) once the child has exec'd or exited, like posix_spawn. No
+/// page table is copied, which is most of what a fork of a large process costs.
+///
+/// # Safety
+/// `f` runs in the child on our memory while we are suspended: it must be async-signal-safe
+/// (no allocation, no locks), must not unwind, and must end in execve or `_exit`; whatever
+/// it writes to memory the parent sees afterwards.
+pub unsafe fn clone_vfork<F: FnMut() -> c_int>(
+    stack: &mut [u8],
+    f: &mut F,
+) -> Result<libc::pid_t, Errno> {
+    extern "C" fn trampoline<F: FnMut() -> c_int>(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the `&mut F` below, live until the child execs or exits (the
+        // parent is suspended until then: CLONE_VFORK).
+        let f = unsafe { &mut *arg.cast::<F>() };
+        f()
+    }
+    // The stack grows down: its top, 16-byte aligned.
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    // SAFETY: the stack is live and ours for the child's whole life (we are suspended until it
+    // execs or exits); the caller upholds the contract of `f`.
+    let rc = unsafe {
+        libc::clone(
+            trampoline::<F>,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (f as *mut F).cast::<c_void>(),
+        )
+    };
+    check_int(rc)
+}
