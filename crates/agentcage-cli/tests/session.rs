@@ -15,6 +15,8 @@
 //! - `stop_leaves_nothing`, `sigkill_leaves_nothing`: no process, socket, state file or
 //!   cgroup leaf stays (after a SIGKILL of the supervisor, the next `session list` reaps).
 //! - `fork_bomb_bounded`: a fork bomb in one exec is bounded by --pids; the next exec works.
+//! - `bad_frames`: garbage, unknown ops and fields, bad fds (a directory, O_PATH) and an
+//!   oversized length get error frames; the session keeps working.
 
 mod common;
 
@@ -603,6 +605,58 @@ fn fork_bomb_bounded(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Bad frames, bad requests and bad fds get error frames (never a crash); the session works
+/// after them.
+fn bad_frames(env: &Env) -> Result<(), Failed> {
+    let s = Session::start(env, &[])?;
+    let sock = s.dir().join(format!("{}.sock", s.name));
+    let py = format!(
+        r#"import socket, struct, json, array, os
+s = socket.socket(socket.AF_UNIX); s.connect({sock:?})
+def rd():
+    h = s.recv(4, socket.MSG_WAITALL)
+    if len(h) < 4: return None
+    return json.loads(s.recv(struct.unpack(">I", h)[0], socket.MSG_WAITALL))
+def fr(b): return struct.pack(">I", len(b)) + b
+kinds = []
+for b in [b"not json", b'{{"op":"nope"}}', b'{{"op":"exec"}}', b'{{"op":"exec","argv":[]}}',
+          b'{{"op":"exec","argv":["true"],"fds":[0]}}', b'{{"op":"exec","argv":["true"],"bogus":1}}',
+          b'{{"op":"signal","exec_id":1,"sig":999}}', b'{{"op":"hello","version":7}}']:
+    s.sendall(fr(b)); kinds.append(rd()["error"]["kind"])
+b = json.dumps({{"op": "exec", "argv": ["true"], "fds": [0]}}).encode()
+for fd in [os.open("/", os.O_RDONLY | os.O_DIRECTORY), os.open("/", os.O_PATH)]:
+    s.sendmsg([fr(b)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+    kinds.append(rd()["error"]["kind"])
+s.sendall(struct.pack(">I", 1 << 30)); kinds.append(rd()["error"]["kind"]); kinds.append(rd())
+print(" ".join(map(str, kinds)))
+"#,
+        sock = sock.to_str().ok_or("utf-8")?
+    );
+    let mut c = Command::new("python3");
+    c.args(["-c", &py]).current_dir("/");
+    if env.who == Who::Nobody && is_root() {
+        c.uid(65534).gid(65534);
+    }
+    let o = c.output().map_err(err)?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    let want = "bad_frame bad_frame bad_frame bad_request bad_request bad_frame bad_request \
+                version bad_fd bad_fd bad_frame None\n";
+    if out != want {
+        return Err(format!(
+            "error kinds: {out:?}, want {want:?} ({})",
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+    expect(
+        &s.exec(&[], &["/bin/echo", "ok"])?,
+        0,
+        "ok\n",
+        "after bad frames",
+    )?;
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -625,6 +679,7 @@ fn main() {
         ("stop_leaves_nothing", stop_leaves_nothing, false),
         ("sigkill_leaves_nothing", sigkill_leaves_nothing, false),
         ("fork_bomb_bounded", fork_bomb_bounded, false),
+        ("bad_frames", bad_frames, false),
     ];
     common::run(&args, common::trials_by_user(tests));
 }

@@ -940,10 +940,23 @@ impl Supervisor<'_> {
                 .collect();
             match zygote::decode_reply(&buf[..n]) {
                 Some(Reply::Started { id, pid }) => {
+                    let mut ready = false;
                     if let Some(x) = self.execs.iter_mut().find(|x| x.id == u64::from(id)) {
                         x.pid = pid;
                         x.report = fds.pop_front();
                         x.master = fds.pop_front();
+                        // The zygote resumes once the exec's execve succeeded (or it failed):
+                        // its report is usually there already, no need for another poll.
+                        let fd = x.report.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+                        let mut p = [libc::pollfd {
+                            fd,
+                            events: libc::POLLIN,
+                            revents: 0,
+                        }];
+                        ready = fd >= 0 && matches!(sys::poll(&mut p, 0), Ok(1..));
+                    }
+                    if ready {
+                        self.report(u64::from(id));
                     }
                 }
                 Some(Reply::Failed { id, what, errno }) => {
@@ -981,10 +994,11 @@ impl Supervisor<'_> {
         let Some(i) = self.execs.iter().position(|x| x.id == id) else {
             return;
         };
-        let fd = self.execs[i].report.take();
-        let r = fd
-            .as_ref()
-            .and_then(|f| crate::launch::read_report(f.as_raw_fd()));
+        // Read once: a report already handled is never handled again.
+        let Some(fd) = self.execs[i].report.take() else {
+            return;
+        };
+        let r = crate::launch::read_report(fd.as_raw_fd());
         drop(fd);
         let x = &self.execs[i];
         match r {
