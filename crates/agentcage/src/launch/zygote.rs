@@ -497,3 +497,57 @@ fn exec_child(x: &Exec<'_>, targets: [i32; 3], slave: Option<i32>, report_w: i32
     }
     report_and_exit(report_w, execve_candidates(&x.candidates, &x.argv, &x.envp))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_request_round_trip() {
+        let argv = vec![b"sh".to_vec(), b"-c".to_vec(), b"echo hi".to_vec()];
+        let envp = vec![b"PATH=/bin".to_vec(), b"A=".to_vec()];
+        let cands = vec![b"/bin/sh".to_vec()];
+        let m = ExecRequest {
+            id: 7,
+            tty: Some((24, 80)),
+            fdmask: 0b101,
+            cwd: b"/tmp",
+            argv: &argv,
+            envp: &envp,
+            candidates: &cands,
+        }
+        .encode();
+        let x = decode_exec(&m).expect("decodes");
+        assert_eq!((x.id, x.tty, x.fdmask), (7, Some((24, 80)), 0b101));
+        assert_eq!(x.cwd.to_bytes(), b"/tmp");
+        assert_eq!((x.argv.len(), x.envp.len()), (4, 3)); // null-terminated
+        assert!(x.argv[3].is_null() && x.envp[2].is_null());
+        assert_eq!(x.candidates[0].to_bytes(), b"/bin/sh");
+        // Truncated or lying counts are refused, never read past the message.
+        for cut in [1, 10, 23, m.len() - 1] {
+            assert!(decode_exec(&m[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut lying = m.clone();
+        lying[11..15].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(decode_exec(&lying).is_none());
+    }
+
+    #[test]
+    fn replies_decode() {
+        let m = reply(EXITED, 3, 42, 9);
+        assert_eq!(
+            decode_reply(&m),
+            Some(Reply::Exited {
+                id: 3,
+                pid: 42,
+                status: 9
+            })
+        );
+        assert_eq!(
+            decode_reply(&reply(STARTED, 1, 5, 0)),
+            Some(Reply::Started { id: 1, pid: 5 })
+        );
+        assert_eq!(decode_reply(b"Z123456789012"), None);
+        assert_eq!(decode_reply(b"X1"), None);
+    }
+}
