@@ -21,10 +21,17 @@ use crate::ui;
 pub enum SessionCmd {
     /// Create a sandbox that stays up for many `agentcage exec`s; prints its name once it is
     /// ready. Takes run's policy flags.
+    #[command(
+        after_help = "Examples:\n  S=$(agentcage session start)\n  agentcage session start --name build --memory 4G --idle-timeout 30m --rw ~/.cache/pip\n  agentcage session start --policy ~/.config/agentcage/coding-agent.toml --json-report s.json"
+    )]
     Start(Box<StartArgs>),
     /// The sessions of this user (dead ones' state is removed).
+    #[command(after_help = "Examples:\n  agentcage session list\n  agentcage session list --json")]
     List(ListArgs),
     /// Stop a session: everything inside is killed; its mounts, cgroup, socket and state go.
+    #[command(
+        after_help = "Examples:\n  agentcage session stop build\n  agentcage session stop --all"
+    )]
     Stop(StopArgs),
 }
 
