@@ -119,8 +119,8 @@ fn census(c: &mut Client, sup: i32) -> anyhow::Result<(usize, usize, usize)> {
     let fds = std::fs::read_dir(format!("/proc/{sup}/fd"))
         .map(Iterator::count)
         .context("count the supervisor's fds")?;
-    // Inside: the processes of the pid namespace and the mounts (the exec itself is one of
-    // the processes and sees the session's mount namespace).
+    // Inside: the processes of the pid namespace (counted by the shell's own glob, before it
+    // forks anything: the zygote and this shell when nothing is left over) and the mounts.
     let dir = TempDir::new("census").context("temp dir")?;
     let out = dir.path().join("out");
     let f = std::fs::File::create(&out)?;
@@ -130,7 +130,7 @@ fn census(c: &mut Client, sup: i32) -> anyhow::Result<(usize, usize, usize)> {
             argv: vec![
                 "sh".into(),
                 "-c".into(),
-                "ls -d /proc/[0-9]* | wc -l; wc -l < /proc/self/mountinfo".into(),
+                "set -- /proc/[0-9]*; echo $#; wc -l < /proc/self/mountinfo".into(),
             ],
             env: BTreeMap::new(),
             cwd: None,
