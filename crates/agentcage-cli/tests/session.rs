@@ -425,7 +425,7 @@ fn other_uid_refused(env: &Env) -> Result<(), Failed> {
     std::fs::set_permissions(s.dir(), std::fs::Permissions::from_mode(0o711)).map_err(err)?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).map_err(err)?;
     let py = format!(
-        "import socket\ns=socket.socket(socket.AF_UNIX)\ns.connect({:?})\n\
+        "import socket\ns=socket.socket(socket.AF_UNIX)\ns.settimeout(10)\ns.connect({:?})\n\
          d=b''\nwhile True:\n  x=s.recv(4096)\n  if not x: break\n  d+=x\nprint(d[4:].decode())",
         sock.to_str().ok_or("utf-8")?
     );
