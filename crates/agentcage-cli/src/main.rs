@@ -4,6 +4,7 @@
 mod completions;
 mod doctor;
 mod exit;
+mod export;
 mod policy;
 mod policy_cmd;
 mod run;
@@ -149,6 +150,9 @@ enum Cmd {
         after_help = "Examples:\n  agentcage man | man -l -\n  agentcage man --out-dir /usr/local/share/man/man1"
     )]
     Man(completions::ManArgs),
+    /// Export the policy to other enforcers: a seccomp profile, an OCI runtime bundle,
+    /// Kubernetes manifests (see docs/FLEET.md).
+    Export(export::ExportCmd),
 }
 
 fn main() -> ExitCode {
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
         Cmd::Policy(args) => policy_cmd::main(&args),
         Cmd::Completions(args) => completions::completions::<Cli>(&args),
         Cmd::Man(args) => completions::man::<Cli>(&args),
+        Cmd::Export(args) => export::main(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -33,11 +33,15 @@
 //!
 //! The full list, with reasons, is `SYSCALLS.md`, generated from the table and checked
 //! by a test.
+//!
+//! [`export`](mod@export) renders the same table as an OCI/Docker JSON profile for runtimes
+//! (docs/FLEET.md); its tests prove the profile and the BPF agree.
 
 pub mod bpf;
 pub mod compile;
 pub mod doc;
 pub mod emulate;
+pub mod export;
 pub mod install;
 pub mod table;
 

@@ -15,11 +15,10 @@ use crate::policy::Policy;
 use crate::sys;
 
 /// Default PATH inside when the caller has none.
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Environment variables the hygiene layer lets through (plus `LC_*`).
-const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
+pub const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
 
 /// [`Step::Setsid`] sub-steps.
 pub(crate) const SETSID: u32 = 0;

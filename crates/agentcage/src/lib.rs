@@ -49,6 +49,26 @@ pub use limits::{CgroupError, Limit, LimitsSpec, RlimitError};
 pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile};
 pub use sys::{geteuid, Errno};
 
+/// The composed root's fixed parts and the environment allow-list, read-only, for exporters
+/// (`agentcage export oci` mirrors the root in an OCI bundle from these, not from a copy).
+pub mod layout {
+    pub use crate::hygiene::{DEFAULT_PATH, ENV_ALLOW};
+    pub use crate::rootfs::{
+        DEV_NODES, ETC_FROM_HOST, PROC_MASKED_DIRS, PROC_MASKED_FILES, PROC_READONLY, SELF_EXE,
+        SYSTEM_DIRS,
+    };
+    /// The hostname of a sandbox with its own UTS namespace.
+    pub const HOSTNAME: &str = "agentcage";
+    /// The home directory inside for `uid` (on the root tmpfs).
+    pub fn home(uid: u32) -> &'static str {
+        if uid == 0 {
+            "/root"
+        } else {
+            "/home/agent"
+        }
+    }
+}
+
 /// What the test suites need of the internals; not part of the API.
 #[doc(hidden)]
 pub mod testing {

@@ -36,7 +36,7 @@ pub const SYSTEM_DIRS: &[&str] = &[
 
 /// Host files and dirs under /etc that real programs need (certificates, loader cache,
 /// time zone, alternatives, service tables). Bound read-only when present.
-const ETC_FROM_HOST: &[&str] = &[
+pub const ETC_FROM_HOST: &[&str] = &[
     "/etc/ssl",
     "/etc/ca-certificates",
     "/etc/ca-certificates.conf",
@@ -66,7 +66,7 @@ pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "t
 /// /proc files hidden behind /dev/null: container runtimes' masked paths, plus what tells
 /// an agent about the host and nothing it needs (the host's boot command line, its
 /// interrupt and module lists, kernel symbol names).
-const PROC_MASKED_FILES: &[&str] = &[
+pub const PROC_MASKED_FILES: &[&str] = &[
     "/proc/cmdline",
     "/proc/interrupts",
     "/proc/kallsyms",
@@ -81,9 +81,9 @@ const PROC_MASKED_FILES: &[&str] = &[
     "/proc/config.gz",
 ];
 /// /proc dirs hidden behind an empty read-only tmpfs.
-const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/scsi", "/proc/asound"];
+pub const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/scsi", "/proc/asound"];
 /// /proc dirs bound read-only onto themselves.
-const PROC_READONLY: &[&str] = &["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"];
+pub const PROC_READONLY: &[&str] = &["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"];
 
 /// One step of the mount plan. Paths are absolute and already prefixed (`/oldroot` for
 /// sources on the host, `/newroot` for targets).
