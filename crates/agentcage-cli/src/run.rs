@@ -349,33 +349,44 @@ pub fn usage_error(e: &UsageError) -> i32 {
     exit::USAGE
 }
 
-/// Runs `agentcage run`; returns the exit code.
-pub fn main(a: RunArgs) -> i32 {
-    let Resolved {
-        policy,
-        skipped,
-        sources,
-        protected,
-        protect_missing,
-        ..
-    } = match resolve(&a.policy) {
+/// The launch-time policy checks of `run` and `session start`.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyChecks {
+    /// `--trust-writable-policy`.
+    pub trust_writable_policy: bool,
+    /// `--allow-unsandboxed-root`.
+    pub allow_unsandboxed_root: bool,
+    /// `--allow-nested-root` (run only).
+    pub allow_nested_root: bool,
+    /// `-q`.
+    pub quiet: bool,
+}
+
+/// Resolves the policy and applies the checks every launch makes: a policy file the sandbox
+/// or another user could have written, and an unsandboxed root. `Err`: the exit code (the
+/// message is printed).
+pub fn resolve_checked(a: &PolicyArgs, checks: PolicyChecks) -> Result<Resolved, i32> {
+    let mut resolved = match resolve(a) {
         Ok(r) => r,
-        Err(e) => return usage_error(&e),
+        Err(e) => return Err(usage_error(&e)),
     };
+    resolved.policy.nested_root = checks.allow_nested_root;
+    crate::nested::choose_rung(&mut resolved.policy, checks.quiet);
+    let (policy, sources) = (&resolved.policy, &resolved.sources);
     // A policy file the sandbox (or another user) could have written would let the last run
     // choose this run's isolation: refused unless the caller says they accept it.
     let cwd = std::env::current_dir().ok();
     let untrusted = policy::untrusted(
-        &sources,
-        &policy,
-        cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
+        sources,
+        policy,
+        cwd.as_deref().filter(|_| a.workspace.is_none()),
     );
     if !untrusted.is_empty() {
-        if !a.trust_writable_policy {
+        if !checks.trust_writable_policy {
             for line in &untrusted[..untrusted.len() - 1] {
                 ui::error(&format!("untrusted policy file: {line}"), None);
             }
-            return usage_error(
+            return Err(usage_error(
                 &UsageError::new(format!(
                     "untrusted policy file: {}",
                     untrusted[untrusted.len() - 1]
@@ -385,9 +396,9 @@ pub fn main(a: RunArgs) -> i32 {
                      cannot, e.g. ~/.config/agentcage/ (root: /etc/agentcage/), mode 0644 or \
                      0600; or pass --trust-writable-policy to accept it",
                 ),
-            );
+            ));
         }
-        if !a.quiet {
+        if !checks.quiet {
             for line in &untrusted {
                 ui::warning(&format!(
                     "--trust-writable-policy: using an untrusted policy file: {line}"
@@ -396,16 +407,13 @@ pub fn main(a: RunArgs) -> i32 {
         }
     }
     let as_root = agentcage::geteuid() == 0;
-    let mut policy = policy;
-    policy.nested_root = a.allow_nested_root;
-    crate::nested::choose_rung(&mut policy, a.quiet);
     // The nested rung has no namespace but switches a root caller to an unprivileged uid (or,
     // with --allow-nested-root, to uid 0 without capabilities): not host root.
     if as_root && !policy.layers.any_namespace() && policy.profile != Profile::Nested {
         // No namespace at all (other namespaces without a user namespace are refused by the
         // library): the command is host root with every capability.
-        if !a.allow_unsandboxed_root {
-            return usage_error(
+        if !checks.allow_unsandboxed_root {
+            return Err(usage_error(
                 &UsageError::new(format!(
                     "profile {}{} as root runs the command as host root with every capability \
                      and no isolation: refused",
@@ -420,13 +428,34 @@ pub fn main(a: RunArgs) -> i32 {
                     "use a sandboxing profile (ns-only, landlock, full), or pass \
                      --allow-unsandboxed-root if that is really what you want",
                 ),
-            );
+            ));
         }
         ui::warning(
             "--allow-unsandboxed-root: the command runs as HOST ROOT with every capability and \
              NO ISOLATION",
         );
     }
+    Ok(resolved)
+}
+
+/// Runs `agentcage run`; returns the exit code.
+pub fn main(a: RunArgs) -> i32 {
+    let checks = PolicyChecks {
+        trust_writable_policy: a.trust_writable_policy,
+        allow_unsandboxed_root: a.allow_unsandboxed_root,
+        allow_nested_root: a.allow_nested_root,
+        quiet: a.quiet,
+    };
+    let Resolved {
+        policy,
+        skipped,
+        protected,
+        protect_missing,
+        ..
+    } = match resolve_checked(&a.policy, checks) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // The report's directory is opened now, before the sandbox can touch anything, so that
     // nothing it plants changes where the report lands (see agentcage::hostfs).
     let report = match &a.json_report {

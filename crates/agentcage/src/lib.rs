@@ -18,6 +18,8 @@
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
 //! - `egress`: `--net allow`: the routes and listeners the sandbox creates in its network
 //!   namespace, passed to the launcher, which runs the `agentcage-egress` engine on them;
+//! - `session`: one sandbox, many execs (the supervisor, the protocol, the client);
+//!   `launch::zygote` is its pid 1;
 //! - `hostfs`: the launcher's own host-side files (reports), written by fd, never through a
 //!   symlink the sandbox planted;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
@@ -37,6 +39,7 @@ pub(crate) mod namespaces;
 pub(crate) mod policy;
 pub(crate) mod rootfs;
 pub(crate) mod seccomp;
+pub mod session;
 pub(crate) mod sys;
 
 pub use doctor::DoctorReport;

@@ -20,6 +20,7 @@ mod prepared;
 mod pty;
 mod report;
 mod sync;
+pub(crate) mod zygote;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,6 +28,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
+pub(crate) use pty::Relay;
+
+/// A setup report's record from a report pipe (`None`: EOF, the exec happened).
+pub(crate) fn read_report(fd: i32) -> Option<crate::error::SetupError> {
+    report::read(fd)
+}
 
 use crate::error::Error;
 use crate::limits::{self, cgroup::Teardown};
@@ -211,6 +218,51 @@ fn setup_err(step: impl Into<String>, errno: Errno) -> Error {
     }
 }
 
+/// What the sandbox's first process becomes once the sandbox is set up.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    /// `run`: the init, which forks the command (or, without a pid namespace, the command).
+    Run,
+    /// A session's zygote (`zygote.rs`): restricts itself once and forks each exec on the
+    /// supervisor's request, received on `chan` (its end of a socketpair).
+    Zygote { chan: i32 },
+}
+
+/// A sandbox after clone, release and the setup report: what [`Prepared::run`] supervises
+/// and a session keeps (its guard kills the sandbox and removes its cgroup when dropped).
+pub(crate) struct Spawned {
+    t0: Instant,
+    pub(crate) timings: Timings,
+    guard: RunGuard,
+    status_r: i32,
+    sig_r: i32,
+    relay: Option<pty::Relay>,
+    /// The setup report: a step failed and the sandbox exits 125. `None`: the command was
+    /// executed (`Role::Run`) or the zygote is ready (`Role::Zygote`).
+    pub(crate) report: Option<crate::error::SetupError>,
+    limit_lines: Vec<(String, String)>,
+    /// `--net allow`: the egress engine serving the sandbox's listeners (its threads run
+    /// until it is stopped; dropping it stops it too).
+    pub(crate) engine: Option<agentcage_egress::Engine>,
+}
+
+impl Spawned {
+    /// The sandbox's first process (host pid).
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.guard.pid
+    }
+
+    /// The run's cgroup leaf, when the limits layer made one.
+    pub(crate) fn cgroup(&self) -> Option<&limits::cgroup::PreparedCgroup> {
+        self.guard.cgroup.as_ref()
+    }
+
+    /// How each requested limit is enforced (limit, mechanism).
+    pub(crate) fn limit_lines(&self) -> &[(String, String)] {
+        &self.limit_lines
+    }
+}
+
 impl Prepared {
     /// Spawns the sandbox and waits for it.
     ///
@@ -218,6 +270,13 @@ impl Prepared {
     /// [`Error::Setup`] when a setup step fails (exit 125), [`Error::Exec`] when the command
     /// cannot be executed (126/127).
     pub fn run(&self, opts: &SpawnOptions) -> Result<RunOutcome, Error> {
+        let spawned = self.spawn(opts, Role::Run)?;
+        self.supervise(spawned)
+    }
+
+    /// Prepares the run's limits and terminal, clones the sandbox (its first process takes
+    /// `role`), releases it and reads its setup report.
+    pub(crate) fn spawn(&self, opts: &SpawnOptions, role: Role) -> Result<Spawned, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
         let pipes = prepared::Pipes::new(self.egress.is_some())
@@ -326,7 +385,7 @@ impl Prepared {
                            // As root, the user namespace is created as the sandbox's host uid (see
                            // `userns_owner`).
         let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
-            Ok(0) => child::main(self, &pipes, child_stdio, title),
+            Ok(0) => child::main(self, &pipes, child_stdio, title, role),
             Ok(pid) => pid,
             Err(e) => return Err(self.clone_error(e)),
         };
@@ -353,12 +412,39 @@ impl Prepared {
         guard.close(pipes.net_parent);
 
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
-        let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
+        let relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
 
         // EOF: the command was executed (the pipe is close-on-exec); a record: a setup error.
         let report = report::read(pipes.report_r);
         timings.exec = t0.elapsed();
 
+        Ok(Spawned {
+            t0,
+            timings,
+            guard,
+            status_r: pipes.status_r,
+            sig_r,
+            relay,
+            report,
+            limit_lines,
+            engine,
+        })
+    }
+
+    /// Waits for a spawned run: the supervisor loop, the exit status, the cgroup's verdicts.
+    fn supervise(&self, spawned: Spawned) -> Result<RunOutcome, Error> {
+        let Spawned {
+            t0,
+            mut timings,
+            mut guard,
+            status_r,
+            sig_r,
+            mut relay,
+            report,
+            limit_lines,
+            engine,
+        } = spawned;
+        let pid = guard.pid;
         let deadline = self
             .policy
             .limits
@@ -372,7 +458,7 @@ impl Prepared {
         let mut sup = Supervisor {
             pid,
             pidfd,
-            status_r: pipes.status_r,
+            status_r,
             sig_r,
             deadline,
             exit_msg: None,

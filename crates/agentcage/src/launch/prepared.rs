@@ -39,6 +39,11 @@ impl CArray {
     pub(crate) fn ptrs(&self) -> &[*const libc::c_char] {
         &self.ptrs
     }
+
+    /// The strings (a session's base environment).
+    pub(crate) fn items(&self) -> &[CString] {
+        &self._owned
+    }
 }
 
 /// Everything the child side needs.

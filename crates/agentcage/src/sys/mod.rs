@@ -134,6 +134,10 @@ fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
     s.map_or(ptr::null(), CStr::as_ptr)
 }
 
+// Raw calls of sessions (`crate::session`, `launch/zygote.rs`).
+mod session;
+pub use session::*;
+
 mod fs;
 mod mount;
 mod net;
