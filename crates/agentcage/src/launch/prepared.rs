@@ -256,16 +256,19 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 
     // Landlock.
     let landlock = if layers.has(Layer::Landlock) {
-        landlock::prepare(
-            policy,
-            &home,
+        let view = landlock::View {
+            home: &home,
             mount_ns,
-            command.self_exe.as_deref(),
-            if nested.is_some_and(|n| n.keeps_privileged_ids()) {
+            self_exe: command.self_exe.as_deref(),
+            etc: if nested.is_some_and(|n| n.keeps_privileged_ids()) {
                 landlock::EtcAccess::WorldReadable
             } else {
                 landlock::EtcAccess::Whole
             },
+        };
+        landlock::prepare(
+            policy,
+            view,
             &egress::connect_ports(egress.as_ref()),
             &mut enforcement,
             &mut degraded,
