@@ -649,7 +649,7 @@ impl Prepared {
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
             Step::Caps => caps::describe(r.sub),
-            Step::Seccomp => "install the seccomp filter".into(),
+            Step::Seccomp => crate::events::seccomp::describe(r.sub).into(),
             Step::NestedIds => super::nested::describe(self.nested.as_ref(), r.sub),
             Step::Egress => egress::describe(self.egress.as_ref(), r.sub, r.index),
         };
