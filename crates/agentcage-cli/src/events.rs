@@ -30,6 +30,14 @@ impl EventsOut {
         )
     }
 
+    /// The fd of the events file (a session's supervisor must keep it open).
+    pub fn raw_fd(&self) -> Option<i32> {
+        use std::os::fd::AsRawFd;
+        self.file
+            .as_ref()
+            .and_then(|f| f.lock().ok().map(|f| f.as_raw_fd()))
+    }
+
     fn record(&self, e: &Event) {
         match e.layer.as_str() {
             "seccomp" => &self.seccomp,

@@ -769,7 +769,7 @@ fn deny_line(e: &agentcage_egress::Event) -> String {
 
 /// Opens `--net-log` for appending, by fd, before the run: never inside a tree the sandbox
 /// can write (a previous run could have planted anything there), never through a symlink.
-fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
+pub(crate) fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
     let mut writable = vec![policy.workspace.clone()];
     writable.extend(
         policy

@@ -14,6 +14,9 @@
 //! - `landlock_write` (root): a write outside the workspace is refused; its event exists only
 //!   where the kernel emits Landlock audit records and we read them; elsewhere the events
 //!   header says filesystem denials are not observable (printed as a skip reason).
+//! - `session_denials`: `session start --events FILE`; two execs each get exactly their own
+//!   two denials in their exit frame (attributed by session id), nothing is unattributed,
+//!   the file has all four with their exec ids.
 //! - `header_and_usage`: the header line; `--events` inside the workspace is refused (exit 2).
 
 mod common;
@@ -351,6 +354,100 @@ fn header_and_usage(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// One frame of the session protocol (docs/SESSIONS.md): u32 big-endian length + JSON.
+fn send_frame(s: &mut std::os::unix::net::UnixStream, v: &serde_json::Value) -> Result<(), Failed> {
+    use std::io::Write;
+    let b = serde_json::to_vec(v).map_err(err)?;
+    s.write_all(&(b.len() as u32).to_be_bytes()).map_err(err)?;
+    s.write_all(&b).map_err(err)
+}
+
+fn recv_frame(s: &mut std::os::unix::net::UnixStream) -> Result<serde_json::Value, Failed> {
+    use std::io::Read;
+    let mut n = [0u8; 4];
+    s.read_exact(&mut n).map_err(err)?;
+    let mut b = vec![0u8; u32::from_be_bytes(n) as usize];
+    s.read_exact(&mut b).map_err(err)?;
+    serde_json::from_slice(&b).map_err(err)
+}
+
+fn session_denials(env: &Env) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = env.workspace()?;
+    let out_dir = env.secret_dir()?;
+    let events = out_dir.path().join("events.jsonl");
+    let xdg = env.secret_dir()?;
+    std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    let name = format!("ev{}", std::process::id());
+    let start = |extra: &[&str]| -> Result<Out, Failed> {
+        let mut args = vec!["session", "start", "--name", &name, "-q", "-w", ws.s()];
+        args.extend(extra);
+        let mut c = env.command_as_is(&args);
+        c.env("XDG_RUNTIME_DIR", xdg.path());
+        let o = c.stdin(std::process::Stdio::null()).output().map_err(err)?;
+        Ok(Out {
+            code: common::code_of(o.status),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        })
+    };
+    let stop = || {
+        let mut c = env.command_as_is(&["session", "stop", &name]);
+        c.env("XDG_RUNTIME_DIR", xdg.path());
+        let _ = c.output();
+    };
+    start(&["--events", events.to_str().unwrap_or_default()])?.expect_code(0, "session start")?;
+    let result = (|| -> Result<(), Failed> {
+        let sock = xdg.path().join("agentcage").join(format!("{name}.sock"));
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(err)?;
+        let code = "import ctypes; l = ctypes.CDLL(None); l.mount(b'n', b'/tmp', b'tmpfs', 0, None); l.unshare(0x10000000)";
+        for id in [1, 2] {
+            send_frame(
+                &mut s,
+                &serde_json::json!({"op": "exec", "argv": ["python3", "-c", code], "wait": true}),
+            )?;
+            let started = recv_frame(&mut s)?;
+            if started["exec_id"] != id {
+                return Err(format!("exec reply: {started}").into());
+            }
+            let exit = recv_frame(&mut s)?;
+            let d = exit["denials"]
+                .as_array()
+                .ok_or(format!("exit frame without denials: {exit}"))?;
+            let objects: Vec<&str> = d.iter().filter_map(|e| e["object"].as_str()).collect();
+            if objects != ["mount()", "unshare(CLONE_NEWUSER)"]
+                || d.iter()
+                    .any(|e| e["exec_id"] != id || e["layer"] != "seccomp")
+                || exit["denials_dropped"] != 0
+            {
+                return Err(format!("exec {id}: exit frame {exit:#}").into());
+            }
+        }
+        send_frame(&mut s, &serde_json::json!({"op": "denials"}))?;
+        let un = recv_frame(&mut s)?;
+        if un["ok"] != true || un["denials"].as_array().is_none_or(|d| !d.is_empty()) {
+            return Err(format!("unattributed: {un}").into());
+        }
+        send_frame(&mut s, &serde_json::json!({"op": "denials", "exec_id": 1}))?;
+        let gone = recv_frame(&mut s)?;
+        if gone["error"]["kind"] != "no_exec" {
+            return Err(format!("denials of a forgotten exec: {gone}").into());
+        }
+        Ok(())
+    })();
+    stop();
+    result?;
+    let (_, evs) = events_of(&events)?;
+    if evs.len() != 4 || evs.iter().filter(|e| e["exec_id"] == 2).count() != 2 {
+        return Err(format!("events file: {evs:#?}").into());
+    }
+    // Without --events: no denials in the exit frame, the request says why.
+    let _ = std::fs::remove_file(&events);
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -359,6 +456,7 @@ fn main() {
         ("listener_gone", listener_gone, false),
         ("landlock_write", landlock_write, true),
         ("header_and_usage", header_and_usage, false),
+        ("session_denials", session_denials, false),
     ];
     common::run(&args, common::trials_by_user(tests));
 }

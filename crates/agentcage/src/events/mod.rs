@@ -10,6 +10,7 @@
 //!   docs/EVENTS.md); never guessed from an errno.
 
 pub(crate) mod seccomp;
+pub(crate) mod session;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,10 @@ pub struct Event {
     /// The same process as the sandbox sees it (its own pid namespace), when known.
     #[serde(default)]
     pub ns_pid: Option<u32>,
+    /// Its session id in the sandbox's pid namespace (`NSsid`): sessions attribute an
+    /// event to the exec whose pid this is (each exec is a session of its own).
+    #[serde(default)]
+    pub ns_sid: Option<u32>,
     /// `/proc/PID/exe` read from the host while the process was still waiting, when
     /// readable (a path inside the sandbox's root).
     pub exe: Option<String>,
@@ -110,6 +115,7 @@ pub fn from_egress(e: &agentcage_egress::Event) -> Event {
         layer: "network".into(),
         pid: e.pid,
         ns_pid: None,
+        ns_sid: None,
         exe: e.exe.clone(),
         object: format!("{} {target}", e.proto),
         key: match (host, e.port) {

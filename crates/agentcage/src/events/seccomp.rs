@@ -191,9 +191,8 @@ fn serve(
     loop {
         let (readable, hup) = wait(fd);
         if readable {
-            if let Some(ev) = answer(fd, filter, exec_id) {
+            if answer(fd, filter, exec_id, sink) {
                 count.fetch_add(1, Ordering::Relaxed);
-                sink(&ev);
             }
             continue;
         }
@@ -204,13 +203,19 @@ fn serve(
     sys::close(fd);
 }
 
-/// Receives one notification, answers it, returns its event.
-fn answer(fd: i32, filter: &sc::PreparedFilter, exec_id: Option<u64>) -> Option<Event> {
+/// Receives one notification, records its event, then answers it (in that order: when the
+/// process goes on, its event is already recorded, so a session's exit frame has it).
+fn answer(
+    fd: i32,
+    filter: &sc::PreparedFilter,
+    exec_id: Option<u64>,
+    sink: &(dyn Fn(&Event) + Send + Sync),
+) -> bool {
     // SAFETY: the kernel requires a zeroed seccomp_notif; plain C struct.
     let mut n: Notif = unsafe { std::mem::zeroed() };
     // SAFETY: `n` is a live seccomp_notif of the size encoded in the request.
     if unsafe { libc::ioctl(fd, NOTIF_RECV, &mut n as *mut Notif) } < 0 {
-        return None; // ENOENT: the caller died (or was signalled) before we received it
+        return false; // ENOENT: the caller died (or was signalled) before we received it
     }
     let errno = filter
         .denial_errno(n.data.nr, n.data.arch, n.data.args)
@@ -218,10 +223,25 @@ fn answer(fd: i32, filter: &sc::PreparedFilter, exec_id: Option<u64>) -> Option<
     let exe = std::fs::read_link(format!("/proc/{}/exe", n.pid))
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
-    let ns_pid = ns_pid(n.pid);
+    let (ns_pid, ns_sid) = ns_ids(n.pid);
     let mut id = n.id;
     // SAFETY: `id` is a live u64.
     let valid = unsafe { libc::ioctl(fd, NOTIF_ID_VALID, &mut id as *mut u64) } == 0;
+    let arch = filter.arch();
+    let (name, object, reason) = describe_syscall(arch, n.data.nr, n.data.args);
+    sink(&Event {
+        time: agentcage_egress::rfc3339_now(),
+        layer: "seccomp".into(),
+        pid: Some(n.pid),
+        ns_pid: ns_pid.filter(|_| valid),
+        ns_sid: ns_sid.filter(|_| valid),
+        exe: exe.filter(|_| valid),
+        object,
+        key: format!("no key: {name} is always denied under the full profile's seccomp filter"),
+        reason,
+        errno: Some(errno_name(errno)),
+        exec_id,
+    });
     let resp = Resp {
         id: n.id,
         val: 0,
@@ -230,27 +250,22 @@ fn answer(fd: i32, filter: &sc::PreparedFilter, exec_id: Option<u64>) -> Option<
     };
     // SAFETY: `resp` is a live seccomp_notif_resp. ENOENT: the caller is gone.
     unsafe { libc::ioctl(fd, NOTIF_SEND, &resp as *const Resp) };
-    let arch = filter.arch();
-    let (name, object, reason) = describe_syscall(arch, n.data.nr, n.data.args);
-    Some(Event {
-        time: agentcage_egress::rfc3339_now(),
-        layer: "seccomp".into(),
-        pid: Some(n.pid),
-        ns_pid: if valid { ns_pid } else { None },
-        exe: if valid { exe } else { None },
-        object,
-        key: format!("no key: {name} is always denied under the full profile's seccomp filter"),
-        reason,
-        errno: Some(errno_name(errno)),
-        exec_id,
-    })
+    true
 }
 
-/// The last `NSpid:` field of /proc/PID/status: the pid in the sandbox's namespace.
-fn ns_pid(pid: u32) -> Option<u32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("NSpid:"))?;
-    line.split_whitespace().last()?.parse().ok()
+/// The last `NSpid:` and `NSsid:` fields of /proc/PID/status: the pid and session id in
+/// the sandbox's namespace.
+fn ns_ids(pid: u32) -> (Option<u32>, Option<u32>) {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return (None, None);
+    };
+    let last = |key: &str| {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+    };
+    (last("NSpid:"), last("NSsid:"))
 }
 
 fn errno_name(e: i32) -> String {

@@ -382,9 +382,9 @@ impl Prepared {
                 let _ = sys::signal_handler(s, forward_signal);
             }
         }
-        // --events (run): the socket the command sends its seccomp listener on.
+        // --events: the socket the command (a session's zygote) sends its seccomp listener on.
         let mut notif_sock = None;
-        if let (Some(sink), Some(filter), Role::Run) = (&opts.events, &self.seccomp, role) {
+        if let (Some(sink), Some(filter)) = (&opts.events, &self.seccomp) {
             let (parent, child) = sys::socketpair()
                 .map_err(|e| setup_err("create the socket for the seccomp listener", e))?;
             guard.fds.extend([parent, child]);
