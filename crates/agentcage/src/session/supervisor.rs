@@ -244,6 +244,8 @@ fn supervise(
     }
     let mut keep = vec![0, 1, 2, listener.as_raw_fd(), ready_w];
     keep.extend(&opts.keep_fds);
+    // The prepared plan's own fds (the idmapped workspace's user namespaces).
+    keep.extend(prepared.held_fds());
     keep.sort_unstable();
     keep.dedup();
     sys::close_all_except(&keep);
