@@ -13,6 +13,11 @@ use clap::Args;
 
 use crate::policy::UsageError;
 
+/// The most denial lines one `--events` stream (and `-v`) gets: an agent looping on a
+/// denied call must not fill the disk. After it, one `{"agentcage_events_truncated":N}` line;
+/// the counts (`--json-report`) stay exact.
+pub const MAX_LINES: u64 = 10_000;
+
 /// Where `--events` writes, and the counters of `--json-report`.
 pub struct EventsOut {
     file: Option<Mutex<std::fs::File>>,
@@ -44,6 +49,15 @@ impl EventsOut {
             _ => &self.network,
         }
         .fetch_add(1, Ordering::Relaxed);
+        let (s, n) = self.counts();
+        if s + n > MAX_LINES {
+            if s + n == MAX_LINES + 1 {
+                if let Some(Ok(mut f)) = self.file.as_ref().map(Mutex::lock) {
+                    let _ = writeln!(f, "{{\"agentcage_events_truncated\":{MAX_LINES}}}");
+                }
+            }
+            return;
+        }
         if let Some(f) = &self.file {
             if let Ok(line) = serde_json::to_string(e) {
                 if let Ok(mut f) = f.lock() {

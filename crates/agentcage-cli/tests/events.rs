@@ -16,7 +16,9 @@
 //!   header says filesystem denials are not observable (printed as a skip reason).
 //! - `session_denials`: `session start --events FILE`; two execs each get exactly their own
 //!   two denials in their exit frame (attributed by session id), nothing is unattributed,
-//!   the file has all four with their exec ids.
+//!   the file has all four with their exec ids. Then with `--allow-host` and `--net-log`: a
+//!   denied connect from an exec is one network event (unattributed: the engine does not know
+//!   the pid) and a deny line in the session's net log.
 //! - `header_and_usage`: the header line; `--events` inside the workspace is refused (exit 2).
 
 mod common;
@@ -443,8 +445,67 @@ fn session_denials(env: &Env) -> Result<(), Failed> {
     if evs.len() != 4 || evs.iter().filter(|e| e["exec_id"] == 2).count() != 2 {
         return Err(format!("events file: {evs:#?}").into());
     }
-    // Without --events: no denials in the exit frame, the request says why.
     let _ = std::fs::remove_file(&events);
+
+    // Egress in a session: --net-log written by the supervisor's engine, the denial in the
+    // stream. The engine does not know the connecting pid: unattributed, in `denials`.
+    let netlog = out_dir.path().join("net.jsonl");
+    start(&[
+        "--events",
+        events.to_str().unwrap_or_default(),
+        "--net-log",
+        netlog.to_str().unwrap_or_default(),
+        "--allow-host",
+        "allowed.test:9",
+        "--net-resolve",
+        "allowed.test=127.0.0.1",
+    ])?
+    .expect_code(0, "session start --allow-host")?;
+    let result = (|| -> Result<(), Failed> {
+        let sock = xdg.path().join("agentcage").join(format!("{name}.sock"));
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(err)?;
+        let code = "import socket\ns = socket.socket(); s.settimeout(10)\ntry:\n s.connect(('127.0.0.1', 9)); s.send(b'x'); s.recv(1)\nexcept OSError: pass\n";
+        send_frame(
+            &mut s,
+            &serde_json::json!({"op": "exec", "argv": ["python3", "-c", code], "wait": true}),
+        )?;
+        let _started = recv_frame(&mut s)?;
+        let exit = recv_frame(&mut s)?;
+        if exit["status"] != 0 {
+            return Err(format!("connect exec: {exit}").into());
+        }
+        // The engine decides on its own threads: wait for the event.
+        let mut last = serde_json::Value::Null;
+        for _ in 0..50 {
+            send_frame(&mut s, &serde_json::json!({"op": "denials"}))?;
+            last = recv_frame(&mut s)?;
+            if last["denials"].as_array().is_some_and(|d| !d.is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let d = last["denials"]
+            .as_array()
+            .ok_or(format!("denials: {last}"))?;
+        let net: Vec<_> = d.iter().filter(|e| e["layer"] == "network").collect();
+        let attributed = exit["denials"].as_array().map_or(0, Vec::len);
+        if net.len() + attributed != 1
+            || net
+                .first()
+                .is_some_and(|e| e["key"] != "--allow-host 127.0.0.1:9")
+        {
+            return Err(format!("session egress denials: {last:#} exit: {exit:#}").into());
+        }
+        Ok(())
+    })();
+    stop();
+    result?;
+    let log = std::fs::read_to_string(&netlog).map_err(err)?;
+    if !log.contains("\"deny\"") {
+        return Err(format!("--net-log of the session: {log:?}").into());
+    }
     Ok(())
 }
 
