@@ -450,7 +450,7 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
         &mut out,
         "filesystem (Landlock) denials",
         &st.warn("not observable"),
-        Some(agentcage::events::LANDLOCK_NOT_OBSERVABLE),
+        Some(&agentcage::events::landlock_not_observable()),
     );
 
     let _ = writeln!(

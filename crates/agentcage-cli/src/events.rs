@@ -163,7 +163,7 @@ pub fn header(policy: &Policy) -> serde_json::Value {
         NetMode::Host => "not observable: --net host, no egress engine",
     };
     let landlock = if policy.layers.has(Layer::Landlock) {
-        agentcage::events::LANDLOCK_NOT_OBSERVABLE
+        &agentcage::events::landlock_not_observable()
     } else {
         "off: the profile has no Landlock layer"
     };

@@ -9,6 +9,7 @@
 //! - `landlock`: not observable on hosts where the audit log is not readable (see
 //!   docs/EVENTS.md); never guessed from an errno.
 
+pub mod landlock;
 pub(crate) mod seccomp;
 pub(crate) mod session;
 
@@ -132,6 +133,8 @@ pub fn from_egress(e: &agentcage_egress::Event) -> Event {
     }
 }
 
-/// The events header's line for the filesystem layer (Landlock denials): whether they are
-/// observable on this host. Today: never (see docs/EVENTS.md).
-pub const LANDLOCK_NOT_OBSERVABLE: &str = "landlock denials are not observable here: this build does not read the kernel audit log (ABI 7 audit records); a refused file access shows only as the errno the command got";
+/// The events header's line for the filesystem layer (Landlock denials): why they are not
+/// observable on this host (see [`landlock`]).
+pub fn landlock_not_observable() -> String {
+    landlock::not_observable_reason()
+}
