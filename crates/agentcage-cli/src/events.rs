@@ -98,6 +98,12 @@ pub fn open(spec: &Path, policy: &Policy, verbose: bool) -> Result<Arc<EventsOut
                 ))
                 .hint(hint)
             })?;
+            if policy.keep_fds.contains(&fd) {
+                return Err(UsageError::new(format!(
+                    "--events fd:{fd} and --keep-fd {fd}: the sandbox could write the events"
+                ))
+                .hint("give the events their own fd"));
+            }
             // SAFETY: integer-only fcntl; F_DUPFD_CLOEXEC makes a new fd this File owns.
             let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
             if dup < 0 {

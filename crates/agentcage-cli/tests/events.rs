@@ -353,6 +353,69 @@ fn header_and_usage(env: &Env) -> Result<(), Failed> {
         &["run", "-w", ws.s(), "--events", "fd:1", "--", "true"],
     )?;
     bad.expect_code(2, "--events fd:1")?;
+    let closed = run(
+        env,
+        &["run", "-w", ws.s(), "--events", "fd:9", "--", "true"],
+    )?;
+    closed.expect_code(2, "--events fd:9 (not open)")?;
+    let mut c = env.command(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--keep-fd",
+        "7",
+        "--events",
+        "fd:7",
+        "--",
+        "true",
+    ]);
+    common::inherit_fd(&mut c, 7);
+    let o = c.stdin(std::process::Stdio::null()).output().map_err(err)?;
+    if o.status.code() != Some(2)
+        || !String::from_utf8_lossy(&o.stderr).contains("the sandbox could write the events")
+    {
+        return Err(format!(
+            "--keep-fd 7 --events fd:7: {:?} {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    }
+
+    // fd:N: the stream goes to an inherited fd (here a file the caller opened as fd 5).
+    let out_dir = env.secret_dir()?;
+    let path = out_dir.path().join("fd.jsonl");
+    let file = std::fs::File::create(&path).map_err(err)?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let mut c = env.command(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--events",
+        "fd:5",
+        "--",
+        "python3",
+        "-c",
+        "import ctypes; ctypes.CDLL(None).mount(b'n', b'/tmp', b'tmpfs', 0, None)",
+    ]);
+    // SAFETY: dup2 in the forked child, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+            if libc::dup2(raw, 5) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let st = c.stdin(std::process::Stdio::null()).status().map_err(err)?;
+    if !st.success() {
+        return Err(format!("--events fd:5: {st}").into());
+    }
+    drop(file);
+    let (header, evs) = events_of(&path)?;
+    if header["agentcage_events"] != 1 || evs.len() != 1 || evs[0]["object"] != "mount()" {
+        return Err(format!("fd:5 stream: {header} {evs:#?}").into());
+    }
     Ok(())
 }
 
