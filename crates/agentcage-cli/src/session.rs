@@ -52,6 +52,10 @@ pub struct StartArgs {
     /// time) as JSON to FILE when it ends (see run's --json-report).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
+    /// The overlay workspace (docs/OVERLAY.md): one overlay per session; `agentcage diff`
+    /// and `commit` work while it runs.
+    #[command(flatten)]
+    pub overlay: crate::overlay::OverlayArgs,
     /// As for run.
     #[arg(long)]
     pub trust_writable_policy: bool,
@@ -165,10 +169,18 @@ fn start(a: StartArgs) -> i32 {
         allow_nested_root: false,
         quiet: a.quiet,
     };
-    let Resolved { policy, .. } = match run::resolve_checked(&a.policy, checks) {
+    let Resolved {
+        mut policy,
+        protected,
+        ..
+    } = match run::resolve_checked(&a.policy, checks) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if let Err(e) = crate::overlay::prepare(&a.overlay, &mut policy, &protected, a.name.as_deref())
+    {
+        return run::usage_error(&e);
+    }
     if !policy.keep_fds.is_empty() {
         return run::usage_error(&UsageError::new(
             "--keep-fd: a session has no command of its own to pass fds to (exec passes \
