@@ -37,13 +37,14 @@ fn root_or_err() -> Result<PathBuf, UsageError> {
 /// Sets up the overlay of a launch: the directory (created 0700; its upper layer owned by
 /// the sandbox's host uid as root), the policy's `overlay`; the protected paths below the
 /// workspace are dropped from the binds (the overlay holds every write for review, and a
-/// bind there would bypass it). `fallback_name`: a session's name.
+/// bind there would bypass it). `fallback_name`: a session's name. The fd holds the
+/// overlay's lock: keep it open as long as the sandbox runs.
 pub fn prepare(
     a: &OverlayArgs,
     policy: &mut Policy,
     protected: &[PathBuf],
     fallback_name: Option<&str>,
-) -> Result<Option<Overlay>, UsageError> {
+) -> Result<Option<(Overlay, std::os::fd::OwnedFd)>, UsageError> {
     let Some(name) = &a.overlay else {
         return Ok(None);
     };
@@ -78,8 +79,11 @@ pub fn prepare(
     policy
         .binds
         .retain(|b| !(protected.contains(&b.path) && b.path.starts_with(&policy.workspace)));
+    let lock = ov
+        .take()
+        .map_err(|e| UsageError::new(format!("--overlay: {e}")))?;
     policy.overlay = Some(dir);
-    Ok(Some(ov))
+    Ok(Some((ov, lock)))
 }
 
 /// After a run: records the workspace entries of the new changes (the conflict check of

@@ -613,7 +613,7 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
-    if let Some(o) = &overlay {
+    if let Some((o, _lock)) = &overlay {
         crate::overlay::after_run(o, a.quiet);
     }
     // What could not be protected because it did not exist: say what the sandbox created.

@@ -177,10 +177,12 @@ fn start(a: StartArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    if let Err(e) = crate::overlay::prepare(&a.overlay, &mut policy, &protected, a.name.as_deref())
-    {
-        return run::usage_error(&e);
-    }
+    // The overlay's lock goes to the supervisor (keep_fds below): held for the session.
+    let overlay_lock =
+        match crate::overlay::prepare(&a.overlay, &mut policy, &protected, a.name.as_deref()) {
+            Ok(o) => o.map(|(_, lock)| lock),
+            Err(e) => return run::usage_error(&e),
+        };
     if !policy.keep_fds.is_empty() {
         return run::usage_error(&UsageError::new(
             "--keep-fd: a session has no command of its own to pass fds to (exec passes \
@@ -220,6 +222,9 @@ fn start(a: StartArgs) -> i32 {
         idle_timeout: a.idle_timeout.map(Duration::from_secs_f64),
         ..StartOptions::default()
     };
+    if let Some(l) = &overlay_lock {
+        opts.keep_fds.push(std::os::fd::AsRawFd::as_raw_fd(l));
+    }
     if let Some(hf) = report {
         opts.keep_fds.push(hf.dir_fd());
         let profile = policy.profile.name();

@@ -5,7 +5,8 @@
 //! partial commit, discard, a conflicting workspace change refused (then `--force`), a
 //! symlink planted in the upper layer committed as a symlink and never written through, the
 //! same with the upper layer swapped behind commit's back; a session's overlay diffed and
-//! committed while it runs.
+//! committed while it runs (and a run on it refused); the `volatile` mount's marker of
+//! another boot refuses the overlay.
 
 mod common;
 
@@ -510,6 +511,12 @@ fn session_overlay(env: &Env) -> Result<(), Failed> {
         ])?
         .expect_code(0, "exec")?;
         has(&o.changes()?, "a", "modified")?;
+        // One sandbox per overlay: a run on the session's overlay is refused.
+        let out = o.run("true")?;
+        out.expect_code(2, "a run on a session's overlay")?;
+        if !out.stderr.contains("in use") {
+            return Err(format!("message: {}", out.stderr).into());
+        }
         if o.read("a").as_deref() != Some("a\n") {
             return Err::<(), Failed>("the session wrote the workspace".into());
         }

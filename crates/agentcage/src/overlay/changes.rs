@@ -677,8 +677,10 @@ fn apply_one(
                     fsx::chown_at(out.as_fd(), OsStr::new(""), uid, gid)?;
                 }
                 fsx::fchmod(out.as_fd(), strip_setid(mode, c.entry))?;
+                // No fsync (like git's default): the rename is atomic for readers; a crash
+                // right after a commit may leave the old file, never a torn one... on
+                // filesystems that order data before the rename (ext4's auto_da_alloc).
                 out.flush()?;
-                out.sync_data()?;
                 fsx::rename_at(pd.as_fd(), &tmp, name)
             })();
             if r.is_err() {

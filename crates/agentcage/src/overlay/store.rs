@@ -310,8 +310,89 @@ impl Overlay {
         fsx::open_dir_path(&self.meta.workspace).map_err(io_err("open", &self.meta.workspace))
     }
 
+    /// Takes the overlay for one mount: an exclusive lock on `DIR/lock` (held by the
+    /// returned fd: a run keeps it for the run, a session's supervisor for the session), so
+    /// two sandboxes never share an upper layer; then readies the work directory for a
+    /// `volatile` mount (see [`Overlay::ready_volatile`]).
+    pub fn take(&self) -> Result<OwnedFd, OverlayError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.dir.join("lock");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&p)
+            .map_err(io_err("open", &p))?;
+        // SAFETY: a valid fd.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                OverlayError::Dir {
+                    dir: self.dir.clone(),
+                    why: "in use by another run or session (one sandbox per overlay)".into(),
+                }
+            } else {
+                io_err("flock", p)(e)
+            });
+        }
+        self.ready_volatile()?;
+        Ok(f.into())
+    }
+
+    /// The overlay is mounted `volatile` (no sync of the upper layer's filesystem when the
+    /// sandbox ends: that sync is most of what an overlay would add to a run). The kernel
+    /// leaves `work/work/incompat/volatile` behind and refuses the next mount while it is
+    /// there: a crash of the host could have lost writes of the upper layer. The boot id of
+    /// the last mount is kept in `DIR/boot_id`: same boot (no crash since), the marker is
+    /// removed; another boot, the mount is refused with what to do.
+    fn ready_volatile(&self) -> Result<(), OverlayError> {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let ww = self.dir.join("work/work");
+        let marker = ww.join("incompat");
+        let recorded = std::fs::read_to_string(self.dir.join("boot_id")).ok();
+        // overlayfs makes work/work mode 0: the caller (its owner, or root) opens it up to
+        // look inside.
+        if std::fs::symlink_metadata(&ww).is_ok() {
+            std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod 0700", &ww))?;
+        }
+        if std::fs::symlink_metadata(&marker).is_ok() {
+            if recorded.as_deref() != Some(boot.as_str()) {
+                return Err(OverlayError::Dir {
+                    dir: self.dir.clone(),
+                    why: format!(
+                        "the host restarted while this overlay was mounted: writes of that \
+                         run may be missing from its upper layer (overlayfs' volatile mode). \
+                         Review it with `agentcage diff`, then remove {} to use it again",
+                        marker.display()
+                    ),
+                });
+            }
+            for d in [&marker, &marker.join("volatile")] {
+                let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+            }
+            std::fs::remove_dir_all(&marker).map_err(io_err("remove", &marker))?;
+        }
+        if recorded.as_deref() != Some(boot.as_str()) {
+            write_private(&self.dir.join("boot_id"), boot.as_bytes())?;
+        }
+        Ok(())
+    }
+
     /// Removes the overlay entirely (its directory and layers).
     pub fn remove(self) -> Result<(), OverlayError> {
+        // overlayfs leaves mode-0 directories in work/: made removable first.
+        let ww = self.dir.join("work/work");
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("work")) {
+            drop(rd);
+        }
+        let _ = std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o700));
+        for e in std::fs::read_dir(&ww).into_iter().flatten().flatten() {
+            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o700));
+        }
         std::fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir))
     }
 }

@@ -350,7 +350,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     pl.overlay = spec.overlay.as_ref().map(|dir| {
         // The launcher refused paths with the option syntax's , : \ (overlay::check_path).
         let data = format!(
-            "lowerdir={},upperdir={}/upper,workdir={}/work,userxattr",
+            "lowerdir={},upperdir={}/upper,workdir={}/work,userxattr,volatile",
             cpath(NEWROOT, &spec.workspace).to_string_lossy(),
             cpath(OLDROOT, dir).to_string_lossy(),
             cpath(OLDROOT, dir).to_string_lossy(),
