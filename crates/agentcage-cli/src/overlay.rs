@@ -317,11 +317,12 @@ pub fn diff(a: &DiffArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&e, exit::USAGE),
     };
-    if let Err(e) = overlay::record_base(&ov) {
-        return fail(&UsageError::new(e.to_string()), exit::SETUP);
-    }
-    let changes = match ov.changes(&only) {
-        Ok(c) => c,
+    // One walk of the upper layer: the record of new changes, then the listing.
+    let changes: Vec<Change> = match overlay::record_base(&ov) {
+        Ok(c) => c
+            .into_iter()
+            .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
+            .collect(),
         Err(e) => return fail(&UsageError::new(e.to_string()), exit::SETUP),
     };
     let flagged: Vec<&Change> = changes

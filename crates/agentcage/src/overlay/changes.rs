@@ -422,9 +422,8 @@ pub struct CommitReport {
 /// upper layer. Nothing is resolved through a symlink, in either tree. Set-id bits are not
 /// committed. `force`: apply paths whose workspace entry changed since the overlay saw it.
 pub fn commit(ov: &Overlay, only: &[PathBuf], force: bool) -> Result<CommitReport, OverlayError> {
-    record_base(ov)?;
+    let all = record_base(ov)?;
     let base = load_base(ov);
-    let all = ov.changes(&[])?;
     let sel: Vec<&Change> = all
         .iter()
         .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
