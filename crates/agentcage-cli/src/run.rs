@@ -464,6 +464,11 @@ pub fn main(a: RunArgs) -> i32 {
         Ok(o) => o,
         Err(e) => return usage_error(&e),
     };
+    // With an overlay the protected paths below the workspace are not bound (-v says so).
+    let protected: Vec<PathBuf> = protected
+        .into_iter()
+        .filter(|p| overlay.is_none() || !p.starts_with(&policy.workspace))
+        .collect();
     // The report's directory is opened now, before the sandbox can touch anything, so that
     // nothing it plants changes where the report lands (see agentcage::hostfs).
     let report = match &a.json_report {
