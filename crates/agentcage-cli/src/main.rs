@@ -7,6 +7,7 @@ mod events;
 mod exit;
 mod export;
 mod nested;
+mod overlay;
 mod policy;
 mod policy_cmd;
 mod run;
@@ -164,6 +165,25 @@ enum Cmd {
         after_help = "Examples:\n  agentcage export seccomp > agentcage-full.json\n  agentcage export oci --policy agent.toml --rootfs ./rootfs -o ./bundle -- /bin/sh -l\n  agentcage export k8s --policy agent.toml --image registry.example/agent:1 --template"
     )]
     Export(export::ExportCmd),
+    /// What the agent changed in an overlay (`--overlay`): added, modified, deleted, mode,
+    /// symlinks; sensitive paths flagged first.
+    #[command(
+        after_help = "Examples:\n  agentcage diff\n  agentcage diff myproj-1a2b3c4d --patch src/\n  agentcage diff --json"
+    )]
+    Diff(overlay::DiffArgs),
+    /// Apply an overlay's changes to the workspace (per file: temp file and rename).
+    #[command(
+        after_help = "Examples:\n  agentcage commit --all\n  agentcage commit myproj-1a2b3c4d src/main.rs docs/"
+    )]
+    Commit(overlay::CommitArgs),
+    /// Drop an overlay's changes.
+    #[command(
+        after_help = "Examples:\n  agentcage discard .envrc\n  agentcage discard --all --remove"
+    )]
+    Discard(overlay::DiscardArgs),
+    /// List the overlays.
+    #[command(after_help = "Examples:\n  agentcage overlays\n  agentcage overlays --json")]
+    Overlays(overlay::ListArgs),
 }
 
 fn main() -> ExitCode {
@@ -199,6 +219,10 @@ fn main() -> ExitCode {
         Cmd::Completions(args) => completions::completions::<Cli>(&args),
         Cmd::Man(args) => completions::man::<Cli>(&args),
         Cmd::Export(args) => export::main(&args),
+        Cmd::Diff(args) => overlay::diff(&args),
+        Cmd::Commit(args) => overlay::commit(&args),
+        Cmd::Discard(args) => overlay::discard(&args),
+        Cmd::Overlays(args) => overlay::list(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

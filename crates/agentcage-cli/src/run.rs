@@ -160,6 +160,9 @@ pub struct RunArgs {
     /// one line on stderr. See docs/EVENTS.md and `agentcage why`.
     #[arg(long, value_name = "FILE|fd:N")]
     pub events: Option<PathBuf>,
+    /// The overlay workspace (docs/OVERLAY.md).
+    #[command(flatten)]
+    pub overlay: crate::overlay::OverlayArgs,
     /// Use a policy file (or `extends` target) even though the sandbox or another user could
     /// have written it: inside the workspace or an `rw` path, owned by someone else,
     /// group/world-writable, or hard-linked (see docs/POLICY.md, "Where to keep policy
@@ -462,6 +465,16 @@ pub fn main(a: RunArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let mut policy = policy;
+    let overlay = match crate::overlay::prepare(&a.overlay, &mut policy, &protected, None) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    // With an overlay the protected paths below the workspace are not bound (-v says so).
+    let protected: Vec<PathBuf> = protected
+        .into_iter()
+        .filter(|p| overlay.is_none() || !p.starts_with(&policy.workspace))
+        .collect();
     // The report's directory is opened now, before the sandbox can touch anything, so that
     // nothing it plants changes where the report lands (see agentcage::hostfs).
     let report = match &a.json_report {
@@ -509,8 +522,13 @@ pub fn main(a: RunArgs) -> i32 {
     // Protected paths that do not exist cannot be protected (docs/SECURITY.md): checked again
     // after the run. So is `.git/commondir`, which makes git read its config and hooks from
     // the directory it names (it does not exist in a normal repository).
-    let mut watch = protect_missing;
-    if policy.layers.has(Layer::MountNs) {
+    // With an overlay the sandbox writes nothing of the workspace: nothing to watch there.
+    let mut watch = if overlay.is_some() {
+        Vec::new()
+    } else {
+        protect_missing
+    };
+    if policy.layers.has(Layer::MountNs) && overlay.is_none() {
         let roots = std::iter::once(&policy.workspace)
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
         for r in roots {
@@ -617,6 +635,9 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
+    if let Some((o, _lock)) = &overlay {
+        crate::overlay::after_run(o, a.quiet);
+    }
     // What could not be protected because it did not exist: say what the sandbox created.
     let created: Vec<(PathBuf, Option<std::io::Error>)> = watch
         .into_iter()

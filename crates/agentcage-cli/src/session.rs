@@ -57,6 +57,10 @@ pub struct StartArgs {
     /// the stream there, as run's --events (docs/EVENTS.md).
     #[arg(long, value_name = "FILE|fd:N", num_args = 0..=1, default_missing_value = "")]
     pub events: Option<OsString>,
+    /// The overlay workspace (docs/OVERLAY.md): one overlay per session; `agentcage diff`
+    /// and `commit` work while it runs.
+    #[command(flatten)]
+    pub overlay: crate::overlay::OverlayArgs,
     /// As for run.
     #[arg(long)]
     pub trust_writable_policy: bool,
@@ -170,10 +174,20 @@ fn start(a: StartArgs) -> i32 {
         allow_nested_root: false,
         quiet: a.quiet,
     };
-    let Resolved { policy, .. } = match run::resolve_checked(&a.policy, checks) {
+    let Resolved {
+        mut policy,
+        protected,
+        ..
+    } = match run::resolve_checked(&a.policy, checks) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    // The overlay's lock goes to the supervisor (keep_fds below): held for the session.
+    let overlay_lock =
+        match crate::overlay::prepare(&a.overlay, &mut policy, &protected, a.name.as_deref()) {
+            Ok(o) => o.map(|(_, lock)| lock),
+            Err(e) => return run::usage_error(&e),
+        };
     if !policy.keep_fds.is_empty() {
         return run::usage_error(&UsageError::new(
             "--keep-fd: a session has no command of its own to pass fds to (exec passes \
@@ -238,6 +252,9 @@ fn start(a: StartArgs) -> i32 {
             }
             Err(e) => return run::usage_error(&e),
         }
+    }
+    if let Some(l) = &overlay_lock {
+        opts.keep_fds.push(std::os::fd::AsRawFd::as_raw_fd(l));
     }
     if let Some(hf) = report {
         opts.keep_fds.push(hf.dir_fd());

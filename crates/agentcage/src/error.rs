@@ -198,6 +198,13 @@ pub enum PolicyError {
     /// Run as root with `--host-uid`/`--host-gid` 0.
     #[error("--host-uid/--host-gid 0 would give the agent host root: refused")]
     HostRoot,
+    /// `--overlay` with what it cannot serve: no mount namespace, or a bind below the
+    /// workspace (it would show the host's tree, not the overlay's, at its path).
+    #[error("--overlay: {reason}")]
+    Overlay {
+        /// Why.
+        reason: String,
+    },
     /// A `--keep-fd` below 3.
     #[error("--keep-fd takes fds >= 3 (0-2 are always kept)")]
     KeepFdLow,

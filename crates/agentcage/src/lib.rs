@@ -37,6 +37,7 @@ pub(crate) mod landlock;
 pub(crate) mod launch;
 pub mod limits;
 pub(crate) mod namespaces;
+pub mod overlay;
 pub(crate) mod policy;
 pub(crate) mod rootfs;
 pub(crate) mod seccomp;

@@ -344,6 +344,10 @@ pub struct Policy {
     /// (explicit consent; see `launch/nested.rs`).
     #[serde(default)]
     pub nested_root: bool,
+    /// `--overlay`: the overlay directory (`upper/`, `work/`) whose overlayfs is mounted on
+    /// the workspace (see `overlay/`); the workspace itself is then the read-only lower layer.
+    #[serde(skip)]
+    pub overlay: Option<PathBuf>,
 }
 
 impl Policy {
@@ -380,6 +384,7 @@ impl Policy {
             },
             cwd: None,
             nested_root: false,
+            overlay: None,
         }
     }
 }

@@ -38,7 +38,7 @@ mod tests;
 mod write;
 
 pub use file::{key_table_markdown, load, untrusted};
-pub use protect::protect_path;
+pub use protect::{protect_path, DEFAULT_PROTECTED};
 pub use resolve::{build, Resolved};
 pub use settings::{BindSetting, LimitSettings, Settings};
 pub use write::{to_table, to_toml};

@@ -178,6 +178,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         "/home/agent".into()
     };
     let mount_ns = layers.has(Layer::MountNs);
+    let overlay = overlay_layers(policy, mount_ns && layers.has(Layer::UserNs))?;
     let rootfs = mount_ns.then(|| {
         rootfs::prepare(&RootSpec {
             workspace: ws.clone(),
@@ -197,6 +198,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             own_ipc: layers.has(Layer::IpcNs),
             idmap: as_root.then(|| rootfs::idmap_spec(policy)),
             resolver: egress.is_some(),
+            overlay,
         })
     });
     if as_root && layers.has(Layer::UserNs) {
@@ -347,6 +349,48 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
 }
 
 /// The policy's paths and the command, checked before anything is built.
+/// `--overlay`: checks it can be served and opens its layers (see `overlay/`).
+fn overlay_layers(policy: &Policy, namespaced: bool) -> Result<Option<PathBuf>, Error> {
+    let Some(dir) = &policy.overlay else {
+        return Ok(None);
+    };
+    if !namespaced {
+        return Err(PolicyError::Overlay {
+            reason: format!(
+                "the {} profile has no user and mount namespace to mount an overlay in",
+                policy.profile
+            ),
+        }
+        .into());
+    }
+    if let Some(b) = policy
+        .binds
+        .iter()
+        .find(|b| b.path.starts_with(&policy.workspace))
+    {
+        return Err(PolicyError::Overlay {
+            reason: format!(
+                "{} lies inside the workspace: a bind there would bypass the overlay",
+                b.path.display()
+            ),
+        }
+        .into());
+    }
+    let unenforceable = |what: String| Error::Unenforceable {
+        profile: policy.profile.to_string(),
+        what,
+        hint: Some("run without --overlay (the agent then writes the workspace directly)".into()),
+    };
+    crate::overlay::check_available().map_err(|e| unenforceable(e.to_string()))?;
+    crate::overlay::check_layers(dir).map_err(|e| unenforceable(format!("overlay: {e}")))?;
+    for p in [dir, &policy.workspace] {
+        crate::overlay::check_path(p).map_err(|e| PolicyError::Overlay {
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(Some(dir.clone()))
+}
+
 fn validate(policy: &Policy, command: &Command) -> Result<(), Error> {
     if command.argv.is_empty() || command.argv[0].is_empty() {
         return Err(PolicyError::NoCommand.into());

@@ -154,6 +154,13 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             data,
         } => sys::remount(target, *flags, Some(data)),
         Op::Chmod { path, mode } => sys::chmod(path, *mode),
+        Op::Overlay { target, data } => sys::mount(
+            Some(c"overlay"),
+            target,
+            Some(c"overlay"),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            Some(data),
+        ),
         Op::Sysctl { path, value } => {
             let fd = match sys::open(path, libc::O_WRONLY | libc::O_NOFOLLOW, 0) {
                 // Kernels before 5.17 keep IPC sysctls root-owned in every namespace.

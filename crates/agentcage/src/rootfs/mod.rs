@@ -139,6 +139,11 @@ pub(crate) enum Op {
     IdmappedBind { dst: CString, tree: usize },
     /// chmod (mkdir's mode is cut by the umask; a sticky 1777 dir must be exact).
     Chmod { path: CString, mode: u32 },
+    /// Mount the overlayfs of `--overlay` on `target` (the workspace, already bound
+    /// read-only there: its lower layer); `data` names the upper and work layers by their
+    /// host paths under `/oldroot` (overlayfs clones the upper layer's mount, which must be
+    /// one of the mount namespace doing the mount: an fd opened by the launcher is not).
+    Overlay { target: CString, data: CString },
     /// Write a value to a sysctl of the sandbox's own namespaces (an existing file);
     /// skipped when the kernel does not let a user namespace set it.
     Sysctl { path: CString, value: CString },
@@ -196,6 +201,12 @@ impl Op {
             Op::WriteFile { path, .. } => format!("write {}", s(path)),
             Op::RemountRo { target, .. } => format!("remount {} read-only", s(target)),
             Op::Chmod { path, mode } => format!("chmod {mode:o} {}", s(path)),
+            Op::Overlay { target, data } => format!(
+                "mount overlayfs on {} ({}; rootless overlayfs needs Linux >= 5.11 and an upper \
+                 layer on a filesystem with user xattrs; run without --overlay otherwise)",
+                s(target),
+                data.to_string_lossy()
+            ),
             Op::Sysctl { path, value } => {
                 format!("write {} to {}", value.to_string_lossy(), s(path))
             }
@@ -275,6 +286,9 @@ pub struct RootSpec {
     pub idmap: Option<IdmapSpec>,
     /// `--net allow`: /etc/resolv.conf names the egress engine's DNS stub (127.0.0.1).
     pub resolver: bool,
+    /// `--overlay`: the overlay directory (holds `upper/` and `work/`); the workspace is
+    /// mounted read-only and an overlayfs on top of it.
+    pub overlay: Option<PathBuf>,
 }
 
 /// The prepared mount plan.

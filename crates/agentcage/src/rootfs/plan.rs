@@ -28,6 +28,8 @@ struct Planner {
     /// idmapped mount in the new root (same ids; and no host path walk, which a mode-700
     /// parent such as /root would refuse to the sandbox's host uid).
     idmapped: Vec<PathBuf>,
+    /// `--overlay`: the workspace and the overlay mount's options.
+    overlay: Option<(PathBuf, CString)>,
 }
 
 fn cpath(prefix: &str, p: &Path) -> CString {
@@ -50,6 +52,7 @@ impl Planner {
             idmap: PreparedIdmap::default(),
             idmap_decisions: Vec::new(),
             idmapped: Vec::new(),
+            overlay: None,
         }
     }
 
@@ -179,6 +182,7 @@ impl Planner {
                 .cloned();
             match parent {
                 Some((root, true)) => self.protect(&root, p, *is_dir, attrs, &mut done),
+                _ if self.overlay.as_ref().is_some_and(|(w, _)| w == p) => self.overlay_bind(p),
                 _ if *writable && *is_dir => self.writable_bind(p),
                 _ => self.bind(p, p, *is_dir, attrs, false),
             }
@@ -232,6 +236,26 @@ impl Planner {
         if decision != Decision::NotNeeded {
             self.idmap_decisions.push((p.to_path_buf(), decision));
         }
+    }
+
+    /// `--overlay`: the workspace bound read-only (idmapped when a writable bind would be:
+    /// copy-up keeps the owner the sandbox sees), then the overlayfs on top of it, which
+    /// takes that bind as its lower layer.
+    fn overlay_bind(&mut self, p: &Path) {
+        let Some((_, data)) = self.overlay.clone() else {
+            return;
+        };
+        self.writable_bind(p);
+        let dst = cpath(NEWROOT, p);
+        if !self.idmapped.iter().any(|r| r == p) {
+            self.ops.push(Op::Bind {
+                src: dst.clone(),
+                dst: dst.clone(),
+                attrs: RO,
+                optional: false,
+            });
+        }
+        self.ops.push(Op::Overlay { target: dst, data });
     }
 
     fn pinned(&mut self, p: &Path, is_dir: bool, attrs: u64) {
@@ -323,6 +347,19 @@ pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
 pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     let mut pl = Planner::new();
     pl.idmap_spec = spec.idmap.clone();
+    pl.overlay = spec.overlay.as_ref().map(|dir| {
+        // The launcher refused paths with the option syntax's , : \ (overlay::check_path).
+        let data = format!(
+            "lowerdir={},upperdir={}/upper,workdir={}/work,userxattr,volatile",
+            cpath(NEWROOT, &spec.workspace).to_string_lossy(),
+            cpath(OLDROOT, dir).to_string_lossy(),
+            cpath(OLDROOT, dir).to_string_lossy(),
+        );
+        (
+            spec.workspace.clone(),
+            CString::new(data).unwrap_or_default(),
+        )
+    });
     if let Some(n) = spec.tmpfs_size {
         pl.size_opt = format!(",size={n}");
     }
