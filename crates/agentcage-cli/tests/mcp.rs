@@ -10,6 +10,10 @@
 //! - `stdin_close_stops_session`, `sigterm_stops_session` (raw JSON-RPC, no Python): the
 //!   server exits 0 and the session (socket, state, a background process of an exec) is gone.
 //!
+//! - `python_package`: the Python package's unit and end-to-end tests (`python/tests`: exec,
+//!   files, timeout, refusals, close leaves nothing) run as the trial's user against this
+//!   binary, from a copy of `python/` that uid 65534 can read.
+//!
 //! Without the Python `mcp` package the first two are skipped with the reason (a failure
 //! when AGENTCAGE_TEST_EXPECT lists `mcp`).
 
@@ -253,6 +257,68 @@ fn sigterm_stops_session(env: &Env) -> Result<(), Failed> {
     end_stops_session(env, "SIGTERM")
 }
 
+fn copy_tree(from: &Path, to: &Path) -> Result<(), Failed> {
+    std::fs::create_dir_all(to).map_err(err)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    for e in std::fs::read_dir(from).map_err(err)? {
+        let e = e.map_err(err)?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_name() == "__pycache__" {
+            continue;
+        }
+        if e.file_type().map_err(err)?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst).map_err(err)?;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+fn python_package(env: &Env) -> Result<(), Failed> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let dir = std::env::temp_dir().join(format!(
+        "agentcage-t-py-{}-{}",
+        env.who.name(),
+        std::process::id()
+    ));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    for sub in ["src", "tests", "_build"] {
+        copy_tree(&src.join(sub), &dir.join(sub))?;
+    }
+    std::fs::copy(src.join("pyproject.toml"), dir.join("pyproject.toml")).map_err(err)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+    let mut c = Command::new("python3");
+    c.args(["-B", "-m", "unittest", "discover", "-s", "tests"])
+        .current_dir(&dir)
+        .env("PYTHONPATH", dir.join("src"))
+        .env("AGENTCAGE", binary())
+        .env("AGENTCAGE_TEST_EXPECT", "python")
+        .env("TMPDIR", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if env.who == Who::Nobody && is_root() {
+        use std::os::unix::process::CommandExt;
+        c.uid(65534).gid(65534).env("HOME", "/");
+    }
+    let mut child = c.spawn().map_err(|e| format!("spawn python3: {e}"))?;
+    let st = wait_deadline(&mut child, Duration::from_secs(180), "python -m unittest")?;
+    let o = child.wait_with_output().map_err(err)?;
+    let errs = String::from_utf8_lossy(&o.stderr);
+    if !st.success() || errs.contains("skipped") {
+        return Err(format!("python tests: exit {}\n{errs}", code_of(st)).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let py = python_mcp_missing();
@@ -270,6 +336,12 @@ fn main() {
         for &(name, f) in python {
             trials.push(common::trial(who, name, f, skip.clone().or(py.clone())));
         }
+        trials.push(common::trial(
+            who,
+            "python_package",
+            python_package,
+            skip.clone(),
+        ));
         for &(name, f) in raw {
             trials.push(common::trial(who, name, f, skip.clone()));
         }

@@ -139,6 +139,9 @@ pub struct Captured {
     pub output_open: bool,
     /// From the request to the exit frame.
     pub wall: Duration,
+    /// The exit frame's `denials` list, when the session reports denials (issue #17's
+    /// events); `None` when it does not.
+    pub denials: Option<Vec<Value>>,
 }
 
 /// Runs `req` in session `name` and waits for its end.
@@ -215,10 +218,13 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
         let (v, _) = client.recv()?;
         check_ok(&v)?;
         if v["exit"] == Value::Bool(true) {
-            break serde_json::from_value::<ExitInfo>(v)
+            let denials = v.get("denials").and_then(Value::as_array).cloned();
+            let info = serde_json::from_value::<ExitInfo>(v)
                 .map_err(|e| SessionError::Protocol(format!("an exit frame: {e}")))?;
+            break (info, denials);
         }
     };
+    let (exit, denials) = exit;
     let wall = start.elapsed();
     let deadline = Instant::now() + DRAIN_AFTER_EXIT;
     let mut ended = 0;
@@ -237,6 +243,7 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
         stderr: take(&stderr),
         output_open: ended < 2,
         wall,
+        denials,
     })
 }
 

@@ -34,8 +34,9 @@ const LIST_LIMIT: usize = 10_000;
 /// Timeout of the file tools' execs.
 const FILE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why `denials` is empty today (docs/AGENT-API.md, "Denials").
-pub const DENIALS_NOTE: &str = "denial events are not collected for sessions yet (issue #17, \
+/// Why `denials` is empty while the session's exit frames carry no `denials` list
+/// (docs/AGENT-API.md, "Denials").
+pub const DENIALS_NOTE: &str = "this session does not report denial events (issue #17, \
     --events): a blocked operation shows only as the command's own error here";
 
 /// The server: its configuration and the session (started at the first tool call).
@@ -436,7 +437,7 @@ fn exec_request(args: &JsonObject) -> Result<ExecRequest, ToolError> {
 
 /// The JSON of an exec result (the MCP result's structured content, and its text).
 pub fn exec_json(c: &Captured) -> Value {
-    json!({
+    let mut v = json!({
         "exit_code": c.exit.status,
         "signal": c.exit.signal,
         "timed_out": c.exit.timed_out,
@@ -448,9 +449,15 @@ pub fn exec_json(c: &Captured) -> Value {
         "stderr_bytes": c.stderr.total(),
         "output_open": c.output_open,
         "wall_ms": c.wall.as_millis() as u64,
-        "denials": [],
-        "denials_note": DENIALS_NOTE,
-    })
+    });
+    match &c.denials {
+        Some(d) => v["denials"] = Value::Array(d.clone()),
+        None => {
+            v["denials"] = json!([]);
+            v["denials_note"] = DENIALS_NOTE.into();
+        }
+    }
+    v
 }
 
 fn success(v: Value) -> CallToolResult {
@@ -491,9 +498,11 @@ fn file_exec(
         } else {
             format!("exit {}", c.exit.status)
         };
+        let mut details = exec_json(&c);
+        details["error"] = json!({"kind": "command", "message": err, "exit_code": c.exit.status});
         return Err(ToolError {
             message: format!("{what}: {err} ({why})"),
-            details: json!({"error": {"kind": "command", "message": err, "exit_code": c.exit.status}, "denials": [], "denials_note": DENIALS_NOTE}),
+            details,
         });
     }
     Ok(c)
