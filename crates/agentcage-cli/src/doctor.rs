@@ -423,6 +423,39 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
     let _ = writeln!(
         out,
         "\n{}",
+        st.head("denial events (--events, docs/EVENTS.md)")
+    );
+    let notif = f.seccomp.actions.contains(&"user_notif");
+    row(
+        &mut out,
+        "seccomp denials",
+        &if notif {
+            st.ok("observable")
+        } else {
+            st.bad("not observable")
+        },
+        Some(if notif {
+            "SECCOMP_RET_USER_NOTIF, answered by the launcher with the filter's errno"
+        } else {
+            "no SECCOMP_RET_USER_NOTIF (Linux 5.0): --events fails the run (exit 125)"
+        }),
+    );
+    row(
+        &mut out,
+        "network denials",
+        &st.ok("observable"),
+        Some("with --allow-host (the egress engine decides)"),
+    );
+    row(
+        &mut out,
+        "filesystem (Landlock) denials",
+        &st.warn("not observable"),
+        Some(&agentcage::events::landlock_not_observable()),
+    );
+
+    let _ = writeln!(
+        out,
+        "\n{}",
         if report.full_enforceable {
             st.ok("full can be enforced here (exit 0)")
         } else {

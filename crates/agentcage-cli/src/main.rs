@@ -3,6 +3,7 @@
 
 mod completions;
 mod doctor;
+mod events;
 mod exit;
 mod export;
 mod mcp;
@@ -147,6 +148,12 @@ enum Cmd {
     /// The in-sandbox half of `bench` (timed loops).
     #[command(hide = true)]
     BenchInner(agentcage_bench::inner::InnerArgs),
+    /// Explain a denial recorded by --events: what was refused, by which layer, and the
+    /// flag or policy key that would allow it.
+    #[command(
+        after_help = "Examples:\n  agentcage why --events events.jsonl\n  agentcage why \"$(tail -n1 events.jsonl)\""
+    )]
+    Why(events::WhyArgs),
     /// What this kernel supports, which profiles can be enforced here, and what each
     /// fallback loses. Exit 0 when `full` can be enforced, 1 otherwise.
     #[command(after_help = "Examples:\n  agentcage doctor\n  agentcage doctor --json")]
@@ -211,6 +218,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => report(agentcage_bench::run(&args)),
         Cmd::BenchInner(args) => report(agentcage_bench::inner::inner(&args)),
         Cmd::Doctor(args) => doctor::main(&args),
+        Cmd::Why(args) => events::why(&args),
         Cmd::Policy(args) => policy_cmd::main(&args),
         Cmd::Completions(args) => completions::completions::<Cli>(&args),
         Cmd::Man(args) => completions::man::<Cli>(&args),

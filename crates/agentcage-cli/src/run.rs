@@ -154,6 +154,12 @@ pub struct RunArgs {
     /// symlink (see docs/SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
+    /// Write one JSON line per denial (seccomp, network; Landlock where observable) to FILE
+    /// (appended; not inside the workspace or an --rw path) or to inherited fd N (`fd:N`).
+    /// The first line says which layers are observable here. With -v, each denial is also
+    /// one line on stderr. See docs/EVENTS.md and `agentcage why`.
+    #[arg(long, value_name = "FILE|fd:N")]
+    pub events: Option<PathBuf>,
     /// Use a policy file (or `extends` target) even though the sandbox or another user could
     /// have written it: inside the workspace or an `rw` path, owned by someone else,
     /// group/world-writable, or hard-linked (see docs/POLICY.md, "Where to keep policy
@@ -473,6 +479,13 @@ pub fn main(a: RunArgs) -> i32 {
         },
         _ => None,
     };
+    let events = match &a.events {
+        Some(spec) => match crate::events::open(spec, &policy, a.verbose) {
+            Ok(e) => Some(e),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
     if policy.net == NetMode::Host && !a.quiet {
         let from = if a.policy.net.is_some() {
             "--net host"
@@ -591,11 +604,15 @@ pub fn main(a: RunArgs) -> i32 {
         }),
         egress: agentcage::EgressHooks {
             log: net_log,
-            on_deny: verbose.then(|| {
-                std::sync::Arc::new(|e: &agentcage_egress::Event| eprintln!("{}", deny_line(e)))
-                    as agentcage::SharedDenyHook
-            }),
+            on_deny: match &events {
+                Some(ev) => Some(crate::events::egress_hook(ev)),
+                None => verbose.then(|| {
+                    std::sync::Arc::new(|e: &agentcage_egress::Event| eprintln!("{}", deny_line(e)))
+                        as agentcage::SharedDenyHook
+                }),
+            },
         },
+        events: events.as_ref().map(crate::events::sink),
     };
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
@@ -633,7 +650,11 @@ pub fn main(a: RunArgs) -> i32 {
     }
     if let (Some(path), Some(report)) = (&a.json_report, &report) {
         let created: Vec<&Path> = created.iter().map(|(p, _)| p.as_path()).collect();
-        if let Err(e) = write_report(report, &policy, &result, wall, &created) {
+        let denials = events.as_ref().map(|e| {
+            let (seccomp, network) = e.counts();
+            serde_json::json!({ "seccomp": seccomp, "network": network, "landlock": null })
+        });
+        if let Err(e) = write_report(report, &policy, &result, wall, &created, denials) {
             ui::error(
                 &format!("write the JSON report {}: {}", path.display(), chain(&e)),
                 None,
@@ -748,7 +769,7 @@ fn deny_line(e: &agentcage_egress::Event) -> String {
 
 /// Opens `--net-log` for appending, by fd, before the run: never inside a tree the sandbox
 /// can write (a previous run could have planted anything there), never through a symlink.
-fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
+pub(crate) fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
     let mut writable = vec![policy.workspace.clone()];
     writable.extend(
         policy
@@ -811,6 +832,7 @@ fn write_report(
     result: &Result<agentcage::RunOutcome, Error>,
     wall: std::time::Duration,
     created: &[&Path],
+    denials: Option<serde_json::Value>,
 ) -> Result<(), agentcage::hostfs::HostFsError> {
     let mut v = match result {
         Ok(o) => serde_json::json!({
@@ -846,6 +868,8 @@ fn write_report(
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .into();
+    // --events: denials per layer (null: not observable here, or --events was not given).
+    v["denials"] = denials.unwrap_or(serde_json::Value::Null);
     report.write(&serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 

@@ -52,6 +52,11 @@ pub struct StartArgs {
     /// time) as JSON to FILE when it ends (see run's --json-report).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
+    /// Record each exec's denials (seccomp, network; Landlock where observable): in its exit
+    /// frame and for the `denials` request (docs/SESSIONS.md). With FILE or fd:N, also write
+    /// the stream there, as run's --events (docs/EVENTS.md).
+    #[arg(long, value_name = "FILE|fd:N", num_args = 0..=1, default_missing_value = "")]
+    pub events: Option<OsString>,
     /// As for run.
     #[arg(long)]
     pub trust_writable_policy: bool,
@@ -208,6 +213,32 @@ fn start(a: StartArgs) -> i32 {
         idle_timeout: a.idle_timeout.map(Duration::from_secs_f64),
         ..StartOptions::default()
     };
+    match &a.events {
+        Some(spec) if spec.is_empty() => opts.events = Some(None),
+        Some(spec) => match crate::events::open(Path::new(spec), &policy, false) {
+            Ok(out) => {
+                opts.keep_fds.extend(out.raw_fd());
+                opts.events = Some(Some(crate::events::sink(&out)));
+            }
+            Err(e) => return run::usage_error(&e),
+        },
+        None => {}
+    }
+    // --net-log: as run's, written by the session's egress engine.
+    if let Some(path) = policy
+        .egress
+        .log
+        .as_ref()
+        .filter(|_| policy.net == agentcage::NetMode::Allow)
+    {
+        match run::open_net_log(path, &policy) {
+            Ok(f) => {
+                opts.keep_fds.push(std::os::fd::AsRawFd::as_raw_fd(&f));
+                opts.net_log = Some(f);
+            }
+            Err(e) => return run::usage_error(&e),
+        }
+    }
     if let Some(hf) = report {
         opts.keep_fds.push(hf.dir_fd());
         let profile = policy.profile.name();

@@ -28,6 +28,7 @@ pub(crate) mod caps;
 pub mod doctor;
 pub(crate) mod egress;
 pub(crate) mod error;
+pub mod events;
 pub mod host;
 pub mod hostfs;
 pub(crate) mod hygiene;

@@ -7,9 +7,8 @@
 
 use agentcage_seccomp as sc;
 
-use crate::error::{Error, SetupError, Step};
+use crate::error::{Error, SetupError};
 use crate::policy::{NetMode, Policy};
-use crate::sys::Errno;
 
 /// The compiled filter.
 pub type Prepared = sc::PreparedFilter;
@@ -51,6 +50,7 @@ pub(crate) fn prepare(
 /// Installs the filter on the calling thread.
 ///
 /// Runs in the child after clone: async-signal-safe only.
+/// With `--events` (a `run`), the events variant and its listener: `events::seccomp`.
 pub(crate) fn apply(p: &Prepared) -> Result<(), SetupError> {
-    sc::install(p).map_err(|e| SetupError::new(Step::Seccomp, 0, Errno(e.0)))
+    crate::events::seccomp::install(p)
 }

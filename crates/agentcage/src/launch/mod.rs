@@ -105,6 +105,8 @@ pub struct RunOutcome {
     pub limits: Vec<(String, String)>,
     /// `--net allow`: the egress engine's final counters.
     pub egress: Option<agentcage_egress::Stats>,
+    /// `--events`: how many syscalls the seccomp filter refused (reported as events).
+    pub seccomp_denials: Option<u64>,
 }
 
 /// Receives (what, how) enforcement lines.
@@ -130,6 +132,9 @@ pub struct SpawnOptions {
     pub on_degraded: Option<EnforcementHook>,
     /// `--net allow`: the engine's log file and denial hook.
     pub egress: crate::egress::EgressHooks,
+    /// `--events`: where seccomp denials go (docs/EVENTS.md). Network denials come through
+    /// `egress.on_deny`.
+    pub events: Option<crate::events::EventSink>,
 }
 
 /// What the launcher was asked to run (kept for error messages).
@@ -244,6 +249,8 @@ pub(crate) struct Spawned {
     /// `--net allow`: the egress engine serving the sandbox's listeners (its threads run
     /// until it is stopped; dropping it stops it too).
     pub(crate) engine: Option<agentcage_egress::Engine>,
+    /// `--events`: the seccomp listener thread (events/seccomp.rs).
+    pub(crate) seccomp_events: Option<crate::events::seccomp::Listener>,
 }
 
 impl Spawned {
@@ -375,6 +382,15 @@ impl Prepared {
                 let _ = sys::signal_handler(s, forward_signal);
             }
         }
+        // --events: the socket the command (a session's zygote) sends its seccomp listener on.
+        let mut notif_sock = None;
+        if let (Some(sink), Some(filter)) = (&opts.events, &self.seccomp) {
+            let (parent, child) = sys::socketpair()
+                .map_err(|e| setup_err("create the socket for the seccomp listener", e))?;
+            guard.fds.extend([parent, child]);
+            crate::events::seccomp::NOTIF_SOCK.store(child, Ordering::Relaxed);
+            notif_sock = Some((parent, child, filter.clone(), sink.clone()));
+        }
         let _idmapped = self
             .rootfs
             .as_ref()
@@ -387,11 +403,20 @@ impl Prepared {
         let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
             Ok(0) => child::main(self, &pipes, child_stdio, title, role),
             Ok(pid) => pid,
-            Err(e) => return Err(self.clone_error(e)),
+            Err(e) => {
+                crate::events::seccomp::NOTIF_SOCK.store(-1, Ordering::Relaxed);
+                return Err(self.clone_error(e));
+            }
         };
         guard.pid = pid;
         FORWARD_TO.store(pid, Ordering::Relaxed);
         timings.clone = t0.elapsed();
+        crate::events::seccomp::NOTIF_SOCK.store(-1, Ordering::Relaxed);
+        let seccomp_events = notif_sock.map(|(parent, child, filter, sink)| {
+            guard.close(child);
+            guard.fds.retain(|&f| f != parent); // the thread owns it now
+            crate::events::seccomp::Listener::start(parent, filter, sink, None)
+        });
         guard.close(pipes.sync_r);
         guard.close(pipes.report_w);
         guard.close(pipes.status_w);
@@ -428,6 +453,7 @@ impl Prepared {
             report,
             limit_lines,
             engine,
+            seccomp_events,
         })
     }
 
@@ -443,6 +469,7 @@ impl Prepared {
             report,
             limit_lines,
             engine,
+            seccomp_events,
         } = spawned;
         let pid = guard.pid;
         let deadline = self
@@ -488,6 +515,7 @@ impl Prepared {
         let exit_status = sup.exit_msg;
 
         let egress = engine.map(agentcage_egress::Engine::stop);
+        let seccomp_denials = seccomp_events.map(crate::events::seccomp::Listener::stop);
         let (oom, peak_memory) = match &guard.cgroup {
             Some(cg) => (cg.oom_killed(), cg.peak_memory()),
             None => (false, None),
@@ -515,6 +543,7 @@ impl Prepared {
             peak_memory,
             limits: limit_lines,
             egress,
+            seccomp_denials,
         })
     }
 

@@ -546,6 +546,14 @@ fn socket_notes(m: &rootfs::SocketMasks) -> Vec<(String, String)> {
 }
 
 impl Prepared {
+    /// The fds `self` holds and needs at every spawn (see `PreparedIdmap::held_fds`).
+    pub(crate) fn held_fds(&self) -> Vec<i32> {
+        self.rootfs
+            .as_ref()
+            .map(|r| r.idmap.held_fds().collect())
+            .unwrap_or_default()
+    }
+
     /// The host ids a root launcher creates the user namespace as: the sandbox's host
     /// uid/gid, so the namespace is theirs and the kernel charges the sandbox's per-user
     /// counts (inotify, queued signals, namespaces) to them, not to host root. `None` for
@@ -649,7 +657,7 @@ impl Prepared {
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
             Step::Caps => caps::describe(r.sub),
-            Step::Seccomp => "install the seccomp filter".into(),
+            Step::Seccomp => crate::events::seccomp::describe(r.sub).into(),
             Step::NestedIds => super::nested::describe(self.nested.as_ref(), r.sub),
             Step::Egress => egress::describe(self.egress.as_ref(), r.sub, r.index),
         };

@@ -81,6 +81,13 @@ pub enum Request {
         /// The exec.
         exec_id: u64,
     },
+    /// `--events` sessions: an exec's denials (`exec_id`), or those no exec could be found
+    /// for (no `exec_id`). docs/SESSIONS.md, "Denials".
+    Denials {
+        /// The exec.
+        #[serde(default)]
+        exec_id: Option<u64>,
+    },
     /// The session and its running execs.
     List,
     /// End the session: everything inside is killed, mounts, cgroup, socket and state go;

@@ -45,6 +45,11 @@ pub struct StartOptions {
     pub keep_fds: Vec<i32>,
     /// Called in the supervisor when the session ends (the per-session report).
     pub on_end: Option<OnEnd>,
+    /// `--events`: record each exec's denials (exit frames, `denials` requests) and pass
+    /// every event to this sink too, when given (docs/EVENTS.md).
+    pub events: Option<Option<crate::events::EventSink>>,
+    /// `--net-log` (its fd must be in `keep_fds`).
+    pub net_log: Option<std::fs::File>,
 }
 
 /// A session that is ready to exec.
@@ -239,6 +244,8 @@ fn supervise(
     }
     let mut keep = vec![0, 1, 2, listener.as_raw_fd(), ready_w];
     keep.extend(&opts.keep_fds);
+    // The prepared plan's own fds (the idmapped workspace's user namespaces).
+    keep.extend(prepared.held_fds());
     keep.sort_unstable();
     keep.dedup();
     sys::close_all_except(&keep);
@@ -260,7 +267,26 @@ fn supervise(
     };
     // Egress (issue #12): the launch outcome's extra fds would be received here, next to
     // the zygote's channel, and the egress engine would run in this loop.
-    let spawned = prepared.spawn(&SpawnOptions::default(), Role::Zygote { chan: zchild });
+    let denials = opts
+        .events
+        .is_some()
+        .then(crate::events::session::ExecDenials::default);
+    let sink = denials
+        .as_ref()
+        .map(|d| d.sink(opts.events.take().flatten()));
+    let spawn_opts = SpawnOptions {
+        egress: crate::egress::EgressHooks {
+            log: opts.net_log.take(),
+            on_deny: sink.clone().map(|s| {
+                std::sync::Arc::new(move |e: &agentcage_egress::Event| {
+                    s(&crate::events::from_egress(e));
+                }) as crate::egress::SharedDenyHook
+            }),
+        },
+        events: sink,
+        ..SpawnOptions::default()
+    };
+    let spawned = prepared.spawn(&spawn_opts, Role::Zygote { chan: zchild });
     sys::close(zchild);
     let spawned = match spawned {
         Ok(s) => s,
@@ -325,6 +351,7 @@ fn supervise(
         reason: "stop",
         started: 0,
         timeouts: 0,
+        denials,
     };
     sup.serve();
     let summary = Summary {
@@ -417,6 +444,8 @@ struct Supervisor<'a> {
     /// The connection that asked to stop: answered once everything is gone.
     stop_conn: Option<UnixStream>,
     reason: &'static str,
+    /// `--events`: each exec's denials.
+    denials: Option<crate::events::session::ExecDenials>,
     started: u64,
     timeouts: u64,
 }
@@ -558,8 +587,15 @@ impl Supervisor<'_> {
             }
         }
         // Finished execs nobody can wait for any more.
-        self.execs
-            .retain(|x| !(x.owner == 0 && x.status.is_some() && x.report.is_none()));
+        let gone: Vec<u64> = self
+            .execs
+            .iter()
+            .filter(|x| x.owner == 0 && x.status.is_some() && x.report.is_none())
+            .map(|x| x.id)
+            .collect();
+        for id in gone {
+            self.forget(id);
+        }
         self.last_activity = Instant::now();
     }
 
@@ -677,10 +713,12 @@ impl Supervisor<'_> {
             Request::Wait { exec_id } => match self.execs.iter_mut().find(|x| x.id == exec_id) {
                 Some(x) if x.status.is_some() && x.report.is_none() => {
                     let info = x.exit_info(x.status.unwrap_or(0));
-                    if x.owner == conn || x.owner == 0 {
-                        self.execs.retain(|x| x.id != exec_id);
+                    let owned = x.owner == conn || x.owner == 0;
+                    let frame = self.exit_frame(&info);
+                    if owned {
+                        self.forget(exec_id);
                     }
-                    self.send(conn, &exit_frame(&info), &[]);
+                    self.send(conn, &frame, &[]);
                 }
                 Some(x) => x.waiters.push(conn),
                 None => {
@@ -688,6 +726,10 @@ impl Supervisor<'_> {
                     self.send(conn, &v, &[]);
                 }
             },
+            Request::Denials { exec_id } => {
+                let v = self.denials_frame(exec_id);
+                self.send(conn, &v, &[]);
+            }
             Request::List => {
                 let execs: Vec<Value> = self
                     .execs
@@ -943,6 +985,9 @@ impl Supervisor<'_> {
                     let mut ready = false;
                     if let Some(x) = self.execs.iter_mut().find(|x| x.id == u64::from(id)) {
                         x.pid = pid;
+                        if let Some(d) = &self.denials {
+                            d.register(pid, x.id);
+                        }
                         x.report = fds.pop_front();
                         x.master = fds.pop_front();
                         // The zygote resumes once the exec's execve succeeded (or it failed):
@@ -985,6 +1030,9 @@ impl Supervisor<'_> {
             return;
         };
         let x = self.execs.swap_remove(i);
+        if let Some(d) = &self.denials {
+            d.forget(id);
+        }
         self.send(x.owner, &v, &[]);
     }
 
@@ -1073,13 +1121,51 @@ impl Supervisor<'_> {
         };
         let info = x.exit_info(status);
         let owner = x.owner;
+        let frame = self.exit_frame(&info);
         for &w in waiters {
-            self.send(w, &exit_frame(&info), &[]);
+            self.send(w, &frame, &[]);
         }
         if owner == 0 || waiters.contains(&owner) {
-            self.execs.retain(|x| x.id != id);
+            self.forget(id);
         } else if let Some(x) = self.execs.iter_mut().find(|x| x.id == id) {
             x.waiters.clear();
+        }
+    }
+
+    /// The exit frame, with the exec's denials when the session records them.
+    fn exit_frame(&self, info: &ExitInfo) -> Value {
+        let mut v = exit_frame(info);
+        if let Some(d) = &self.denials {
+            let (list, dropped) = d.of(info.exec_id);
+            v["denials"] = serde_json::to_value(list).unwrap_or_default();
+            v["denials_dropped"] = json!(dropped);
+        }
+        v
+    }
+
+    /// Forgets an exec (and its denials).
+    fn forget(&mut self, id: u64) {
+        self.execs.retain(|x| x.id != id);
+        if let Some(d) = &self.denials {
+            d.forget(id);
+        }
+    }
+
+    /// `{"op":"denials"}`: an exec's denials, or the unattributed ones.
+    fn denials_frame(&self, exec_id: Option<u64>) -> Value {
+        let Some(d) = &self.denials else {
+            return err_frame("bad_request", "the session was started without --events");
+        };
+        match exec_id {
+            Some(id) if self.execs.iter().any(|x| x.id == id) => {
+                let (list, dropped) = d.of(id);
+                json!({"ok": true, "exec_id": id, "denials": list, "dropped": dropped})
+            }
+            Some(id) => err_frame("no_exec", format!("no exec {id}")),
+            None => {
+                let (list, dropped) = d.unattributed();
+                json!({"ok": true, "exec_id": null, "denials": list, "dropped": dropped})
+            }
         }
     }
 
