@@ -4,9 +4,11 @@
 //! - `python_client`: the official MCP Python client (PyPI `mcp`, pinned in .ci/run;
 //!   `tests/mcp_client.py`) initializes, lists the tools (annotations checked), runs execs
 //!   (exit codes, 128+N, timeout 124, truncation marker, stdin/env/cwd, 127/125 as tool
-//!   errors), round-trips text and binary files, lists a directory, and sees denials with
-//!   their reason; afterwards no session is left.
-//! - `open_world_hint`: with `--allow-host`, `exec` (only) says openWorldHint.
+//!   errors), round-trips text and binary files, lists a directory, gets a denied syscall
+//!   (`unshare`) in the exec's `denials` and sees refusals with their reason; afterwards no
+//!   session is left.
+//! - `open_world_hint`: with `--allow-host`, `exec` (only) says openWorldHint, and a denied
+//!   HTTP request (the proxy's 403) is in the exec's `denials` (and not in the next exec's).
 //! - `stdin_close_stops_session`, `sigterm_stops_session` (raw JSON-RPC, no Python): the
 //!   server exits 0 and the session (socket, state, a background process of an exec) is gone.
 //!

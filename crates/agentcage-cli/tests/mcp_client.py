@@ -37,7 +37,13 @@ async def full(s):
     r, v = await call(s, "exec", {"command": "echo out; echo err >&2; exit 3"})
     check(not r.isError, "exec exit 3 is a result, not a tool error", r)
     check(v["exit_code"] == 3 and v["stdout"] == "out\n" and v["stderr"] == "err\n", "exit code and outputs", v)
-    check(v["timed_out"] is False and v["denials"] == [], "timed_out/denials", v)
+    check(v["timed_out"] is False and v["denials"] == [] and "denials_note" not in v, "timed_out/denials", v)
+
+    # A denied syscall is in the exec's denials, with the layer and the key.
+    r, v = await call(s, "exec", {"command": "unshare -U true"})
+    check(v["exit_code"] != 0, "unshare refused", v)
+    d = [e for e in v["denials"] if e["layer"] == "seccomp" and e["object"] == "unshare(CLONE_NEWUSER)"]
+    check(len(d) == 1 and d[0]["key"] and d[0]["exe"].endswith("unshare"), "seccomp denial in the result", v["denials"])
 
     r, v = await call(s, "exec", {"command": ["sh", "-c", 'kill -9 $$']})
     check(v["exit_code"] == 137 and v["signal"] == 9, "signal -> 128+N", v)
@@ -101,6 +107,13 @@ async def open_world(s):
     check(tools["exec"].annotations.openWorldHint is True, "exec openWorldHint with --allow-host", tools["exec"].annotations)
     check(tools["read_file"].annotations.openWorldHint is False, "read_file stays closed-world", tools["read_file"].annotations)
     check("allowed.test" in tools["exec"].description, "exec description names the allow-list", tools["exec"].description)
+    # A denied connection (through the egress proxy: a 403) is in the exec's denials.
+    r, v = await call(s, "exec", {"command": "curl -sS -m 10 -o /dev/null -w '%{http_code}' http://denied.test/"})
+    check(v["stdout"] == "403", "denied host gets the proxy's 403", v)
+    d = [e for e in v["denials"] if e["layer"] == "network" and "denied.test" in e["object"]]
+    check(len(d) >= 1 and d[0]["key"].startswith("--allow-host denied.test"), "network denial in the result", v["denials"])
+    r, v = await call(s, "exec", {"command": "true"})
+    check(v["denials"] == [], "a later exec does not get them", v["denials"])
 
 
 async def main():

@@ -139,9 +139,13 @@ pub struct Captured {
     pub output_open: bool,
     /// From the request to the exit frame.
     pub wall: Duration,
-    /// The exit frame's `denials` list, when the session reports denials (issue #17's
-    /// events); `None` when it does not.
+    /// The exec's denials when the session reports them (`session start --events`):
+    /// the exit frame's list (attributed by session id), then the session's unattributed
+    /// denials (egress events carry no pid) whose time falls in the exec's window, each
+    /// marked `"attributed_by":"time"`. `None` when the session reports no denials.
     pub denials: Option<Vec<Value>>,
+    /// Denials beyond the exit frame's limit (its `denials_dropped`).
+    pub denials_dropped: u64,
 }
 
 /// Runs `req` in session `name` and waits for its end.
@@ -168,6 +172,7 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
     which.extend([1u8, 2]);
     fds.extend([out_w.as_raw_fd(), err_w.as_raw_fd()]);
     let start = Instant::now();
+    let window_start = agentcage_egress::rfc3339_now();
     client.send(
         &Request::Exec {
             argv: req.argv.clone(),
@@ -214,18 +219,25 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
             let _ = w.write_all(&data);
         });
     }
+    let denials_dropped;
     let exit = loop {
         let (v, _) = client.recv()?;
         check_ok(&v)?;
         if v["exit"] == Value::Bool(true) {
             let denials = v.get("denials").and_then(Value::as_array).cloned();
+            denials_dropped = v["denials_dropped"].as_u64().unwrap_or(0);
             let info = serde_json::from_value::<ExitInfo>(v)
                 .map_err(|e| SessionError::Protocol(format!("an exit frame: {e}")))?;
             break (info, denials);
         }
     };
-    let (exit, denials) = exit;
+    let (exit, mut denials) = exit;
     let wall = start.elapsed();
+    let window_end = agentcage_egress::rfc3339_now();
+    let dropped = denials_dropped;
+    if let Some(d) = &mut denials {
+        d.extend(unattributed_in(&mut client, &window_start, &window_end)?);
+    }
     let deadline = Instant::now() + DRAIN_AFTER_EXIT;
     let mut ended = 0;
     while ended < 2 {
@@ -244,7 +256,27 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
         output_open: ended < 2,
         wall,
         denials,
+        denials_dropped: dropped,
     })
+}
+
+/// The session's denials that no exec could be found for (egress events carry no pid) with
+/// a time in `[from, to]`, marked `"attributed_by":"time"`: an exec running at the same
+/// time may have caused them instead (docs/AGENT-API.md). Times are the events' fixed
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` form, so they compare as strings.
+fn unattributed_in(client: &mut Client, from: &str, to: &str) -> Result<Vec<Value>, SessionError> {
+    client.send(&Request::Denials { exec_id: None }, &[])?;
+    let (v, _) = client.recv()?;
+    check_ok(&v)?;
+    let all = v["denials"].as_array().cloned().unwrap_or_default();
+    Ok(all
+        .into_iter()
+        .filter(|e| e["time"].as_str().is_some_and(|t| t >= from && t <= to))
+        .map(|mut e| {
+            e["attributed_by"] = "time".into();
+            e
+        })
+        .collect())
 }
 
 /// An error frame as [`SessionError::Refused`].

@@ -300,10 +300,12 @@ impl From<SessionError> for ToolError {
     }
 }
 
-/// `agentcage session start --name N -q <this command's flags>`; its name, or its message.
+/// `agentcage session start --name N -q --events <this command's flags>`; its name, or its
+/// message.
 fn start_session(cfg: &Config) -> Result<String, String> {
     let out = std::process::Command::new(&cfg.exe)
-        .args(["session", "start", "--name", &cfg.name, "-q"])
+        // --events: every exec's denials come back in its exit frame (docs/SESSIONS.md).
+        .args(["session", "start", "--name", &cfg.name, "-q", "--events"])
         .args(&cfg.forward)
         .stdin(std::process::Stdio::null())
         .output()
@@ -451,7 +453,10 @@ pub fn exec_json(c: &Captured) -> Value {
         "wall_ms": c.wall.as_millis() as u64,
     });
     match &c.denials {
-        Some(d) => v["denials"] = Value::Array(d.clone()),
+        Some(d) => {
+            v["denials"] = Value::Array(d.clone());
+            v["denials_dropped"] = c.denials_dropped.into();
+        }
         None => {
             v["denials"] = json!([]);
             v["denials_note"] = DENIALS_NOTE.into();
