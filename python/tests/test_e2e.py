@@ -66,7 +66,15 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual((r.exit_code, r.signal), (137, 9))
         r = self.s.exec("cat; echo $FOO; pwd", stdin="abc\n", env={"FOO": "bar"}, cwd="/tmp")
         self.assertEqual(r.stdout, "abc\nbar\n/tmp\n")
-        self.assertFalse(r.denials_reported)
+        self.assertTrue(r.denials_reported)
+        self.assertEqual(r.denials, [])
+
+    def test_denied_syscall_in_result(self):
+        r = self.s.exec("unshare -U true")
+        self.assertNotEqual(r.exit_code, 0)
+        d = [e for e in r.denials if e["layer"] == "seccomp" and e["object"] == "unshare(CLONE_NEWUSER)"]
+        self.assertEqual(len(d), 1, r.denials)
+        self.assertTrue(d[0]["key"])
 
     def test_big_output_and_cap(self):
         r = self.s.exec("head -c 3000000 /dev/zero", max_output=None)
@@ -113,6 +121,14 @@ class EndToEnd(unittest.TestCase):
         with self.assertRaises(agentcage.FileOpError) as cm:
             self.s.write_file("/usr/agentcage-py-test", "x")
         self.assertTrue("Read-only" in cm.exception.message or "denied" in cm.exception.message, cm.exception.message)
+
+    def test_denied_connect_in_result(self):
+        with agentcage.Session(agentcage=BIN, workspace=self.ws, allow_host=["allowed.test"]) as s:
+            r = s.exec("curl -sS -m 10 -o /dev/null -w '%{http_code}' http://denied.test/")
+            self.assertEqual(r.stdout, "403")
+            d = [e for e in r.denials if e["layer"] == "network" and "denied.test" in e["object"]]
+            self.assertTrue(d and d[0]["key"].startswith("--allow-host denied.test"), r.denials)
+            self.assertEqual(s.exec("true").denials, [])
 
     def test_diff_needs_overlay(self):
         with self.assertRaises(agentcage.NotSupported):

@@ -62,7 +62,9 @@ class Flags(unittest.TestCase):
 
     def test_start_args(self):
         s = agentcage.Session("p.toml", agentcage="/bin/agentcage", name="n1", rw=["/x"])
-        self.assertEqual(s.start_args(), ["/bin/agentcage", "session", "start", "--name", "n1", "-q", "--policy", "p.toml", "--rw", "/x"])
+        self.assertEqual(s.start_args(), ["/bin/agentcage", "session", "start", "--name", "n1", "-q", "--policy", "p.toml", "--rw", "/x", "--events"])
+        s = agentcage.Session(agentcage="a", name="n", events=False)
+        self.assertNotIn("--events", s.start_args())
 
     def test_cli_error(self):
         self.assertEqual(
@@ -131,6 +133,16 @@ class FakeSupervisor(unittest.TestCase):
             exit_frame = {"ok": True, "exit": True, "exec_id": 1, "exit_code": 3, "signal": None, "timed_out": False, "status": 3}
             exit_frame.update(exit_extra)
             b.sendall(_protocol.encode(exit_frame))
+            if "denials" in exit_extra:
+                req = b""
+                while len(req) < 4 or len(req) < 4 + struct.unpack(">I", req[:4])[0]:
+                    req += b.recv(4096)
+                assert b'"op":"denials"' in req, req
+                now = agentcage.session._now_rfc3339()
+                b.sendall(_protocol.encode({"ok": True, "denials": [
+                    {"layer": "network", "object": "http x:80", "time": now},
+                    {"layer": "network", "object": "old", "time": "2000-01-01T00:00:00.000Z"},
+                ], "dropped": 0}))
 
         t = threading.Thread(target=server)
         t.start()
@@ -149,9 +161,12 @@ class FakeSupervisor(unittest.TestCase):
 
     def test_denials_from_exit_frame(self):
         d = {"layer": "network", "object": "evil.test:443", "key": "--allow-host evil.test"}
-        r = self.run_fake({"denials": [d]})
-        self.assertEqual(r.denials, [d])
+        r = self.run_fake({"denials": [d], "denials_dropped": 2})
+        self.assertEqual(r.denials[0], d)
+        self.assertEqual([e["object"] for e in r.denials[1:]], ["http x:80"])
+        self.assertEqual(r.denials[1]["attributed_by"], "time")
         self.assertTrue(r.denials_reported)
+        self.assertEqual(r.denials_dropped, 2)
 
 
 class Adapters(unittest.TestCase):

@@ -33,13 +33,19 @@ DRAIN_AFTER_EXIT = 0.5
 #: Default bytes kept of each of stdout and stderr (first half + last half, marker between).
 DEFAULT_MAX_OUTPUT = 16 << 20
 
-#: Why `denials` may be empty: the supervisor reports an exec's denials in its exit frame
-#: once denial events are wired into sessions (issue #17, `--events`); until then it sends
-#: none and `ExecResult.denials_reported` is False.
+#: Why `denials` may be empty by construction: a session started without `--events`
+#: (`Session(..., events=False)`, or an agentcage without it) reports no denials, and
+#: `ExecResult.denials_reported` is False.
 DENIALS_NOTE = (
-    "this session does not report denial events (issue #17, --events): a blocked operation "
-    "shows only as the command's own error"
+    "this session does not report denial events (started without --events): a blocked "
+    "operation shows only as the command's own error"
 )
+
+
+def _now_rfc3339() -> str:
+    """The events' time format, `YYYY-MM-DDTHH:MM:SS.mmmZ` (compares as a string)."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%03dZ" % int((t % 1) * 1000)
 
 
 @dataclass
@@ -75,6 +81,8 @@ class ExecResult:
     #: Whether the session reports denials at all (if not, `denials` is empty by
     #: construction, see DENIALS_NOTE).
     denials_reported: bool = False
+    #: Denials beyond the exit frame's limit (100).
+    denials_dropped: int = 0
     exec_id: Optional[int] = None
 
     @property
@@ -167,7 +175,8 @@ class Session:
     """One agentcage session.
 
     ``Session(policy="~/.config/agentcage/agent.toml", memory="4G", allow_host=["pypi.org"])``
-    takes `session start`'s flags as keyword arguments (see `flags_to_args`). Use it as a
+    takes `session start`'s flags as keyword arguments (see `flags_to_args`); `events`
+    defaults to True (`--events`: each exec's denials come back in its result). Use it as a
     context manager, or call `start()` and `close()`. Methods are thread-safe (execs run one
     at a time per Session object).
     """
@@ -186,6 +195,7 @@ class Session:
         self.max_output = max_output
         self.policy = policy
         self.flags = dict(flags)
+        self.flags.setdefault("events", True)
         self.socket_path: Optional[str] = None
         self._conn: Optional[_protocol.Connection] = None
         self._lock = threading.RLock()
@@ -374,6 +384,7 @@ def _exec_on(
         in_r, in_w = os.pipe()
     fds = ([in_r] if stdin is not None else []) + [out_w, err_w]
     t0 = time.monotonic()
+    window_start = _now_rfc3339()
     try:
         conn.send(req, fds)
     except BaseException:
@@ -460,7 +471,11 @@ def _exec_on(
                 except OSError:
                     pass
     assert exit_frame is not None
+    duration = time.monotonic() - t0
+    window_end = _now_rfc3339()
     denials = exit_frame.get("denials")
+    if isinstance(denials, list):
+        denials = list(denials) + _unattributed_in(conn, window_start, window_end)
     return ExecResult(
         exit_code=int(exit_frame.get("status", -1)),
         stdout=out.text(),
@@ -474,8 +489,28 @@ def _exec_on(
         stdout_total=out.total,
         stderr_total=err.total,
         output_open=output_open,
-        duration=time.monotonic() - t0,
-        denials=list(denials) if isinstance(denials, list) else [],
+        duration=duration,
+        denials=denials if isinstance(denials, list) else [],
         denials_reported=isinstance(denials, list),
+        denials_dropped=int(exit_frame.get("denials_dropped") or 0),
         exec_id=exit_frame.get("exec_id"),
     )
+
+
+def _unattributed_in(conn: _protocol.Connection, start: str, end: str) -> List[Dict[str, Any]]:
+    """The session's denials no exec could be found for (egress events carry no pid) whose
+    time lies in [start, end], marked `attributed_by: "time"`: another exec running at the
+    same time may have caused them (docs/AGENT-API.md)."""
+    conn.send({"op": "denials"})
+    f = conn.recv()
+    e = _protocol.error_of(f)
+    if e is not None:
+        raise ExecError(e.get("message", ""), kind=e.get("kind", "error"), hint=e.get("hint"))
+    out = []
+    for ev in f.get("denials") or []:
+        t = ev.get("time") if isinstance(ev, dict) else None
+        if isinstance(t, str) and start <= t <= end:
+            ev = dict(ev)
+            ev["attributed_by"] = "time"
+            out.append(ev)
+    return out
