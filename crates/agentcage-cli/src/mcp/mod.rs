@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentcage::session::Client;
+use agentcage::session::{Client, SessionError};
 use agentcage::NetMode;
 use clap::Args;
 
@@ -93,17 +93,24 @@ pub fn main(args: &McpArgs, forward: Vec<OsString>) -> i32 {
             return crate::exit::SETUP;
         }
     };
+    let name = config.name.clone();
     let server = tools::Server::new(Arc::new(config));
-    let session = server.session_handle();
     let code = rt.block_on(async move { serve(server).await });
-    // The session dies with us: stop it whatever ended the server.
-    if let Some(name) = session.blocking_lock().take() {
-        if let Err(e) = Client::connect(&name).and_then(|mut c| c.stop()) {
-            crate::ui::error(&format!("stop session {name}: {e}"), e.hint());
-        }
-    }
     // tokio's stdin reader is a blocking read that cannot be interrupted: do not wait for it.
     rt.shutdown_timeout(Duration::from_millis(100));
+    // The session dies with us, whatever ended the server. A start still in flight (a
+    // signal during the first call) is waited for, so that it cannot outlive us.
+    let t = std::time::Instant::now();
+    while tools::start_in_flight() && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if tools::started() {
+        match Client::connect(&name).and_then(|mut c| c.stop()) {
+            // Its start failed (the client was told why): nothing to stop.
+            Ok(()) | Err(SessionError::Gone { .. }) => {}
+            Err(e) => crate::ui::error(&format!("stop session {name}: {e}"), e.hint()),
+        }
+    }
     code
 }
 

@@ -2,6 +2,7 @@
 //! runs execs in the session (see `capture.rs`) on tokio's blocking pool.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,23 +40,33 @@ const FILE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DENIALS_NOTE: &str = "this session does not report denial events (issue #17, \
     --events): a blocked operation shows only as the command's own error here";
 
+/// Where the session's start is: 0 not asked, 1 `session start` running, 2 it returned (the
+/// session may exist: `main` stops it by name at the end). A static, not the server's state:
+/// `main` reads it after the runtime (and with it the server) is gone.
+static START: AtomicU8 = AtomicU8::new(0);
+
+/// A `session start` is running.
+pub fn start_in_flight() -> bool {
+    START.load(Ordering::SeqCst) == 1
+}
+
+/// A `session start` was run (it may have failed: stopping then finds no session).
+pub fn started() -> bool {
+    START.load(Ordering::SeqCst) == 2
+}
+
 /// The server: its configuration and the session (started at the first tool call).
 pub struct Server {
     cfg: Arc<Config>,
-    session: Arc<Mutex<Option<String>>>,
+    session: Mutex<Option<String>>,
 }
 
 impl Server {
     pub fn new(cfg: Arc<Config>) -> Server {
         Server {
             cfg,
-            session: Arc::new(Mutex::new(None)),
+            session: Mutex::new(None),
         }
-    }
-
-    /// The started session's name, shared with `main`, which stops it at exit.
-    pub fn session_handle(&self) -> Arc<Mutex<Option<String>>> {
-        self.session.clone()
     }
 
     /// The session's name; starts it when this is the first call.
@@ -65,9 +76,14 @@ impl Server {
             return Ok(name.clone());
         }
         let cfg = self.cfg.clone();
-        let name = tokio::task::spawn_blocking(move || start_session(&cfg))
-            .await
-            .map_err(|e| format!("start the session: {e}"))??;
+        START.store(1, Ordering::SeqCst);
+        let name = tokio::task::spawn_blocking(move || {
+            let r = start_session(&cfg);
+            START.store(2, Ordering::SeqCst);
+            r
+        })
+        .await
+        .map_err(|e| format!("start the session: {e}"))??;
         *s = Some(name.clone());
         Ok(name)
     }
