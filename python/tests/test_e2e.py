@@ -114,6 +114,7 @@ class EndToEnd(unittest.TestCase):
         blob = bytes(range(256)) * 1000
         self.s.write_file("blob", blob)
         self.assertEqual(self.s.read_file("blob"), blob)
+        self.assertEqual(self.s.read_file("blob", max_bytes=10), blob[:10])
         self.assertEqual(self.s.exec("wc -c < blob").stdout.strip(), str(len(blob)))
         with self.assertRaises(agentcage.FileOpError) as cm:
             self.s.read_file("/root/.bash_history")

@@ -104,12 +104,14 @@ class ExecResult:
 class _Stream:
     """The first `head` and last `tail` bytes of a stream, and its total."""
 
-    def __init__(self, limit: Optional[int]) -> None:
+    def __init__(self, limit: Optional[int], head_only: bool = False) -> None:
         self.head = bytearray()
         self.tail = bytearray()
         self.total = 0
         if limit is None:
             self.keep_head, self.keep_tail = None, 0
+        elif head_only:
+            self.keep_head, self.keep_tail = limit, 0
         else:
             self.keep_head, self.keep_tail = limit - limit // 2, limit // 2
 
@@ -309,6 +311,7 @@ class Session:
         timeout: Optional[float] = None,
         stdin: Optional[Union[bytes, str]] = None,
         limit: Optional[int] = None,
+        head_only: bool = False,
     ) -> ExecResult:
         if self._conn is None:
             self.start()
@@ -328,17 +331,18 @@ class Session:
             conn = self._conn
             if conn is None:
                 raise SessionGone("the session is closed", kind="gone")
-            return _exec_on(conn, req, stdin, limit)
+            return _exec_on(conn, req, stdin, limit, head_only)
 
     # -- files ------------------------------------------------------------------------
 
-    def read_file(self, path: str, *, max_bytes: Optional[int] = None) -> bytes:
+    def read_file(self, path: str, *, max_bytes: Optional[int] = 64 << 20) -> bytes:
         """The file's bytes as the sandbox sees it (read by `cat` inside, subject to the
-        policy). Raises FileOpError with cat's message."""
-        r = self._run(["cat", "--", path], timeout=60, limit=None)
+        policy): at most `max_bytes` (the first ones; None: no bound, the sandbox decides how
+        much this process holds). Raises FileOpError with cat's message."""
+        r = self._run(["cat", "--", path], timeout=60, limit=max_bytes, head_only=True)
         if r.exit_code != 0:
             raise FileOpError(r.stderr.strip() or "cat exited %d" % r.exit_code, kind="command", exit_code=r.exit_code)
-        return r.stdout_bytes if max_bytes is None else r.stdout_bytes[:max_bytes]
+        return r.stdout_bytes
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
         return self.read_file(path).decode(encoding)
@@ -375,7 +379,11 @@ class Session:
 
 
 def _exec_on(
-    conn: _protocol.Connection, req: Dict[str, Any], stdin: Optional[bytes], limit: Optional[int]
+    conn: _protocol.Connection,
+    req: Dict[str, Any],
+    stdin: Optional[bytes],
+    limit: Optional[int],
+    head_only: bool = False,
 ) -> ExecResult:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -396,7 +404,7 @@ def _exec_on(
     for fd in (out_w, err_w, in_r):
         if fd >= 0:
             os.close(fd)
-    streams = {out_r: _Stream(limit), err_r: _Stream(limit)}
+    streams = {out_r: _Stream(limit, head_only), err_r: _Stream(limit)}
     open_fds = set(streams)
     sel = selectors.DefaultSelector()
     try:
