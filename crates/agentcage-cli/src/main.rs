@@ -6,6 +6,7 @@ mod doctor;
 mod events;
 mod exit;
 mod export;
+mod mcp;
 mod nested;
 mod overlay;
 mod policy;
@@ -93,6 +94,16 @@ struct ExecCli {
     args: session::ExecArgs,
 }
 
+/// `agentcage mcp` parsed on its own (its raw flags are passed on to `session start`).
+#[derive(Debug, Parser)]
+#[command(name = "agentcage mcp", version = env!("AGENTCAGE_VERSION"), about = "An MCP server on stdio giving an agent one sandbox as tools.", after_help = MCP_AFTER_HELP)]
+struct McpCli {
+    #[command(flatten)]
+    args: mcp::McpArgs,
+}
+
+const MCP_AFTER_HELP: &str = "Examples:\n  agentcage mcp\n  agentcage mcp --policy ~/.config/agentcage/coding-agent.toml --allow-host pypi.org\n  claude mcp add agentcage -- agentcage mcp --memory 4G\n\nAn MCP server on stdin/stdout owning one session (started at the first tool call, stopped\nwhen stdin closes or on SIGTERM): tools exec, read_file, write_file, list_dir. See\ndocs/AGENT-API.md.\n";
+
 const EXEC_AFTER_HELP: &str = "Examples:\n  S=$(agentcage session start)\n  agentcage exec $S -- make test\n  agentcage exec $S --cwd sub --env CI=1 --timeout 5m -- ./run.sh\n  agentcage session stop $S\n\nExit status: as run; 125 also when the session is gone.\n";
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +124,10 @@ enum Cmd {
     /// gets a pty of the sandbox's own, relayed).
     #[command(after_help = EXEC_AFTER_HELP.to_string() + exit::EXIT_CODES_HELP)]
     Exec(session::ExecArgs),
+    /// An MCP server on stdio that gives an agent one sandbox (a session) as tools: exec,
+    /// read_file, write_file, list_dir. Takes run's policy flags.
+    #[command(after_help = MCP_AFTER_HELP)]
+    Mcp(Box<mcp::McpArgs>),
     /// Try forbidden operations from inside a sandbox and report what is blocked (one JSON
     /// object per line). Safe to run anywhere: every operation is non-destructive.
     #[command(
@@ -197,6 +212,14 @@ fn main() -> ExitCode {
         let code = session::exec(ExecCli::parse_from::<_, std::ffi::OsString>(argv).args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "mcp") {
+        // The raw flags are passed on to `session start` when the session starts.
+        let forward: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        let argv = std::iter::once("agentcage mcp".into()).chain(forward.clone());
+        let args = McpCli::parse_from::<_, std::ffi::OsString>(argv).args;
+        let code = mcp::main(&args, forward);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     if !matches!(cli.cmd, Cmd::Run(_) | Cmd::Exec(_) | Cmd::Session(_)) {
         // Reporting commands die quietly on a closed pipe (`agentcage matrix | head`), like
@@ -209,6 +232,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run::main(*args),
         Cmd::Session(cmd) => session::main(cmd),
         Cmd::Exec(args) => session::exec(args),
+        Cmd::Mcp(args) => mcp::main(&args, std::env::args_os().skip(2).collect()),
         Cmd::Probe(args) => report(agentcage_probe::run(&args)),
         Cmd::Matrix(args) => report(agentcage_matrix::run(&args)),
         Cmd::Bench(args) => report(agentcage_bench::run(&args)),
