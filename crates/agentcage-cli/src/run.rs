@@ -50,8 +50,8 @@ pub struct PolicyArgs {
     /// .vscode` (repeatable). The defaults, in the workspace and in every --rw git repository:
     /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
     /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
-    /// One that does not exist at start is not protected: the run warns if the sandbox
-    /// created it.
+    /// One that does not exist at start gets a read-only placeholder (an empty directory,
+    /// removed after the run): no `git init` at the workspace root while `.git` is missing.
     #[arg(long, value_name = "PATH")]
     pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
@@ -429,7 +429,35 @@ pub fn main(a: RunArgs) -> i32 {
     // Protected paths that do not exist cannot be protected (docs/SECURITY.md): checked again
     // after the run. So is `.git/commondir`, which makes git read its config and hooks from
     // the directory it names (it does not exist in a normal repository).
-    let mut watch = protect_missing;
+    // The default ones get a read-only placeholder instead (policy/placeholder.rs).
+    let mut placeholders = Vec::new();
+    let mut watch = Vec::new();
+    if policy.layers.has(Layer::MountNs) {
+        let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
+            .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
+            .cloned()
+            .collect();
+        let (made, left) = policy::placeholder::create_all(&roots, &protect_missing);
+        for (p, why) in left {
+            if let (Some(why), false) = (why, a.quiet) {
+                ui::warning(&format!(
+                    "cannot make a read-only placeholder for {} ({why}): the sandbox can \
+                     create it",
+                    p.display()
+                ));
+            }
+            watch.push(p);
+        }
+        for p in &made {
+            policy.binds.push(agentcage::ExtraBind {
+                path: p.path.clone(),
+                writable: false,
+            });
+        }
+        placeholders = made;
+    } else {
+        watch = protect_missing;
+    }
     if policy.layers.has(Layer::MountNs) {
         let roots = std::iter::once(&policy.workspace)
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
@@ -456,6 +484,9 @@ pub fn main(a: RunArgs) -> i32 {
     let prepared = match agentcage::prepare(&policy, &cmd) {
         Ok(p) => p,
         Err(e) => {
+            for p in &placeholders {
+                let _ = p.remove();
+            }
             eprint_error(&e);
             return exit::process_exit_code(&e);
         }
@@ -496,6 +527,14 @@ pub fn main(a: RunArgs) -> i32 {
                 names(&protected)
             );
         }
+        if !placeholders.is_empty() {
+            let v: Vec<PathBuf> = placeholders.iter().map(|p| p.path.clone()).collect();
+            eprintln!(
+                "agentcage: read-only placeholders for missing protected paths (removed after \
+                 the run): {}",
+                names(&v)
+            );
+        }
         if !watch.is_empty() {
             eprintln!(
                 "agentcage: not protected, they do not exist (the sandbox can create them; \
@@ -526,6 +565,14 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
+    for p in &placeholders {
+        if let (Err(why), false) = (p.remove(), a.quiet) {
+            ui::warning(&format!(
+                "the read-only placeholder {} stays ({why}): remove it if you do not want it",
+                p.path.display()
+            ));
+        }
+    }
     // What could not be protected because it did not exist: say what the sandbox created.
     let created: Vec<(PathBuf, Option<std::io::Error>)> = watch
         .into_iter()

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use agentcage::{Layer, NetMode};
 
 mod file;
+pub mod placeholder;
 mod protect;
 mod resolve;
 mod settings;

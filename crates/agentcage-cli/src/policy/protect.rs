@@ -298,8 +298,8 @@ pub(super) fn resolve_protected(
 /// directory that is a git repository (has `.git`): what runs code later, outside the
 /// sandbox, when the user runs git, enters the directory (direnv) or opens it in an editor or
 /// an agent (tasks, hooks, MCP servers). Made read-only inside by the same machinery as any
-/// protected path (ancestors pinned, symlinks refused); what does not exist at start stays
-/// creatable (see docs/SECURITY.md, "Protected paths").
+/// protected path (ancestors pinned, symlinks refused); what does not exist at start gets a
+/// placeholder for the run (`placeholder.rs`; docs/SECURITY.md, "Protected paths").
 pub const DEFAULT_PROTECTED: &[&str] = &[
     ".git/hooks",
     ".git/config",
