@@ -429,16 +429,25 @@ pub fn main(a: RunArgs) -> i32 {
     // Protected paths that do not exist cannot be protected (docs/SECURITY.md): checked again
     // after the run. So is `.git/commondir`, which makes git read its config and hooks from
     // the directory it names (it does not exist in a normal repository).
-    // The default ones get a read-only placeholder instead (policy/placeholder.rs).
-    let mut placeholders = Vec::new();
+    // The default ones get a read-only placeholder instead (policy/placeholder.rs), and so
+    // do existing ones that vanished since the policy was resolved (another run's placeholder).
+    let mut placeholders = policy::placeholder::Placeholders::default();
     let mut watch = Vec::new();
     if policy.layers.has(Layer::MountNs) {
         let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
             .cloned()
             .collect();
-        let (made, left) = policy::placeholder::create_all(&roots, &protect_missing);
+        let candidates: Vec<PathBuf> = protect_missing
+            .iter()
+            .chain(protected.iter())
+            .cloned()
+            .collect();
+        let (made, exists, left) = policy::placeholder::create_all(&roots, &candidates);
         for (p, why) in left {
+            if !protect_missing.contains(&p) {
+                continue;
+            }
             if let (Some(why), false) = (why, a.quiet) {
                 ui::warning(&format!(
                     "cannot make a read-only placeholder for {} ({why}): the sandbox can \
@@ -448,9 +457,24 @@ pub fn main(a: RunArgs) -> i32 {
             }
             watch.push(p);
         }
-        for p in &made {
+        // Nothing exists below a placeholder: binds there would fail.
+        policy.binds.retain(|b| {
+            !made
+                .made
+                .iter()
+                .any(|p| b.path.starts_with(&p.path) && b.path != p.path)
+        });
+        let new = made
+            .made
+            .iter()
+            .map(|p| &p.path)
+            .chain(exists.iter())
+            .filter(|p| !policy.binds.iter().any(|b| b.path == **p))
+            .cloned()
+            .collect::<Vec<_>>();
+        for path in new {
             policy.binds.push(agentcage::ExtraBind {
-                path: p.path.clone(),
+                path,
                 writable: false,
             });
         }
@@ -484,9 +508,7 @@ pub fn main(a: RunArgs) -> i32 {
     let prepared = match agentcage::prepare(&policy, &cmd) {
         Ok(p) => p,
         Err(e) => {
-            for p in &placeholders {
-                let _ = p.remove();
-            }
+            let _ = placeholders.finish();
             eprint_error(&e);
             return exit::process_exit_code(&e);
         }
@@ -527,8 +549,8 @@ pub fn main(a: RunArgs) -> i32 {
                 names(&protected)
             );
         }
-        if !placeholders.is_empty() {
-            let v: Vec<PathBuf> = placeholders.iter().map(|p| p.path.clone()).collect();
+        if !placeholders.made.is_empty() {
+            let v: Vec<PathBuf> = placeholders.made.iter().map(|p| p.path.clone()).collect();
             eprintln!(
                 "agentcage: read-only placeholders for missing protected paths (removed after \
                  the run): {}",
@@ -565,11 +587,11 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
     let wall = wall.elapsed();
-    for p in &placeholders {
-        if let (Err(why), false) = (p.remove(), a.quiet) {
+    for (p, why) in placeholders.finish() {
+        if !a.quiet {
             ui::warning(&format!(
                 "the read-only placeholder {} stays ({why}): remove it if you do not want it",
-                p.path.display()
+                p.display()
             ));
         }
     }

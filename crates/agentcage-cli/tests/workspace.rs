@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{err, Env, TestFn};
+use common::{err, process_with_arg, settle, wait_deadline, Env, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 /// Every profile with a mount namespace.
@@ -144,6 +144,63 @@ fn repo_without_hooks(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Two runs on one workspace: the second finds the first one's placeholders (marked) and the
+/// first cannot remove them while the second runs; the last one to end removes them. A
+/// launcher killed with SIGKILL leaves its placeholders; the next run takes them over and
+/// removes them.
+fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let marker = format!("ac-ws-long-{}", std::process::id());
+    let mut long = env.spawn(&["run", "-w", ws.s(), "--", "sh", "-c", "sleep 2", &marker])?;
+    settle(|| ws.path().join(".git").is_dir()).map_err(|()| "no placeholder appeared")?;
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--",
+        "sh",
+        "-c",
+        "echo x > .envrc/x || mkdir -p .git/hooks/x || exit 0; echo WRITABLE",
+    ])?;
+    out.expect_code(0, "second run")?;
+    if out.stdout.contains("WRITABLE") {
+        return Err(format!("second run: {}", out.stdout).into());
+    }
+    if !ws.path().join(".git").is_dir() {
+        return Err(
+            "the second run removed the placeholders of the first one, still running".into(),
+        );
+    }
+    let st = wait_deadline(&mut long, std::time::Duration::from_secs(20), "first run")?;
+    if !st.success() {
+        return Err(format!("first run: {st}").into());
+    }
+    let left = tree(ws.path());
+    if !left.is_empty() {
+        return Err(format!("after both runs: {left:?}").into());
+    }
+    // SIGKILL of the launcher (our own child, by pid).
+    let mut killed = env.spawn(&["run", "-w", ws.s(), "--", "sh", "-c", "sleep 30", &marker])?;
+    settle(|| ws.path().join(".claude").is_dir()).map_err(|()| "no placeholder appeared")?;
+    killed.kill().map_err(err)?;
+    let _ = killed.wait();
+    settle(|| !process_with_arg(&marker)).map_err(|()| "the sandbox outlived its launcher")?;
+    if tree(ws.path()).is_empty() {
+        return Err("no placeholder left by the killed launcher (the test proves nothing)".into());
+    }
+    let out = env.run(&["run", "-w", ws.s(), "--", "true"])?;
+    out.expect_code(0, "run after the kill")?;
+    let left = tree(ws.path());
+    if !left.is_empty() {
+        // Only where the filesystem has no user xattrs (the mark): said, not failed.
+        eprintln!(
+            "  [{}] placeholders left by a killed launcher stay: {left:?}",
+            env.who.name()
+        );
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -152,6 +209,10 @@ fn main() {
             missing_defaults_get_placeholders,
         ),
         ("repo_without_hooks", repo_without_hooks),
+        (
+            "concurrent_runs_and_killed_launcher",
+            concurrent_runs_and_killed_launcher,
+        ),
     ];
     common::run(&args, common::trials_for_both(tests))
 }
