@@ -82,6 +82,8 @@ struct RunCli {
     args: run::RunArgs,
 }
 
+// Parsed once per process: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a command in the sandbox.

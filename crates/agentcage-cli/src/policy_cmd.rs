@@ -127,6 +127,7 @@ fn show(a: &ShowArgs) -> i32 {
         protect,
         protect_missing,
         unprotect,
+        ..
     } = match run::resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return run::usage_error(&e),

@@ -41,6 +41,26 @@ pub struct PolicyArgs {
     /// Extra host path visible read-write at the same path (repeatable).
     #[arg(long, value_name = "PATH")]
     pub rw: Vec<PathBuf>,
+    /// Bind the workspace read-only (the command can still write /tmp, the home and --rw
+    /// paths).
+    #[arg(long)]
+    pub read_only_workspace: bool,
+    /// Hide PATH inside (repeatable): an empty read-only directory or file is bound over it,
+    /// e.g. `--mask .env --mask secrets`. Relative to the workspace; it must exist.
+    #[arg(long, value_name = "PATH")]
+    pub mask: Vec<PathBuf>,
+    /// Give DIR a fresh, empty tmpfs for the run (repeatable), e.g. `--tmpfs node_modules`.
+    /// Relative to the workspace; inside the workspace or a bind it must exist.
+    #[arg(long, value_name = "DIR")]
+    pub tmpfs: Vec<PathBuf>,
+    /// Working directory inside (relative to the workspace; default: the current directory
+    /// when inside the workspace, else the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Home directory: `tmpfs` (default: a fresh one each run, like /tmp) or a host DIR bound
+    /// read-write as the home, so the agent's settings and caches persist.
+    #[arg(long, value_name = "DIR|tmpfs")]
+    pub home: Option<PathBuf>,
     /// Make PATH read-only inside, on top of the default protected paths (repeatable):
     /// relative to the workspace, or absolute inside the workspace or an --rw path; `*` and
     /// `**` are patterns. It must exist.
@@ -253,9 +273,28 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
             });
         }
     }
+    s.read_only_workspace = a.read_only_workspace.then_some(true);
+    if let Some(c) = &a.chdir {
+        let p = c
+            .to_str()
+            .map(policy::protect_path)
+            .unwrap_or_else(|| Ok(c.clone()))
+            .map_err(|e| UsageError::new(format!("--chdir: {e}")))?;
+        s.chdir = Some((p, "--chdir".into()));
+    }
+    if let Some(h) = &a.home {
+        let home = if h.as_os_str() == "tmpfs" {
+            None
+        } else {
+            Some(flag_path(h, "--home", cwd)?)
+        };
+        s.home = Some((home, "--home".into()));
+    }
     for (paths, out, flag) in [
         (&a.protect, &mut s.protect, "--protect"),
         (&a.unprotect, &mut s.unprotect, "--unprotect"),
+        (&a.mask, &mut s.mask, "--mask"),
+        (&a.tmpfs, &mut s.tmpfs, "--tmpfs"),
     ] {
         for p in paths {
             let path = p
@@ -328,11 +367,17 @@ pub fn main(a: RunArgs) -> i32 {
         sources,
         protected,
         protect_missing,
+        warnings,
         ..
     } = match resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
     };
+    if !a.quiet {
+        for w in &warnings {
+            ui::warning(w);
+        }
+    }
     // A policy file the sandbox (or another user) could have written would let the last run
     // choose this run's isolation: refused unless the caller says they accept it.
     let cwd = std::env::current_dir().ok();
@@ -435,6 +480,7 @@ pub fn main(a: RunArgs) -> i32 {
     let mut watch = Vec::new();
     if policy.layers.has(Layer::MountNs) {
         let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
+            .filter(|_| !policy.controls.read_only)
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
             .cloned()
             .collect();
@@ -484,6 +530,7 @@ pub fn main(a: RunArgs) -> i32 {
     }
     if policy.layers.has(Layer::MountNs) {
         let roots = std::iter::once(&policy.workspace)
+            .filter(|_| !policy.controls.read_only)
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
         for r in roots {
             let commondir = r.join(".git/commondir");

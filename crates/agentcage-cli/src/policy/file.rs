@@ -23,6 +23,11 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
     ("protect", "`--protect PATH`", "`[]` (the default protected paths always apply)", "Paths made read-only inside the workspace or an `rw` path, on top of the defaults (see \"Default protected paths\" above). Relative to the workspace (not to the file), or absolute inside the workspace or an `rw` path; `*` and `**` components are patterns. A literal path must exist."),
     ("unprotect", "`--unprotect PATH`", "`[]`", "Protected paths (defaults or `protect`) left writable; same forms as `protect`, matched as written (`.vscode`, `.git/modules/**/hooks`) or as an expanded path."),
+    ("read_only_workspace", "`--read-only-workspace`", "`false`", "Bind the workspace read-only (`--ro` naming the workspace does the same, with a warning). No placeholders are made."),
+    ("mask", "`--mask PATH`", "`[]`", "Existing paths hidden inside: an empty read-only directory or file is bound over each (e.g. `.env`, `secrets/`). Relative to the workspace, or absolute; no `..`; not a symlink."),
+    ("tmpfs", "`--tmpfs DIR`", "`[]`", "Directories that get a fresh, empty tmpfs owned by the inside user for the run (e.g. `node_modules`, `target`). Relative to the workspace, or absolute; inside the workspace or a bind it must exist. Each is one more memory budget of `limits.memory`."),
+    ("chdir", "`--chdir DIR`", "the caller's directory when inside the workspace, else the workspace", "Working directory inside; relative to the workspace."),
+    ("home", "`--home DIR` or `--home tmpfs`", "`\"tmpfs\"`", "`\"tmpfs\"`: a fresh home on the root tmpfs each run. A host directory: bound read-write as the home (`/root`, or `/home/agent` with a `uid`), so it persists; relative to the file. It must be writable by the sandbox's host uid (as root: `host_uid`, 65534)."),
     ("env", "`--env K=V`, `-e`", "`{}`", "Table of variables set inside (`K = \"V\"`); a value starting with `~/` is expanded like a shell assignment."),
     ("pass_env", "`--pass-env K`", "`[]`", "Variables of the caller's environment passed through."),
     ("uid", "`--uid`", "`0`", "uid inside the sandbox (0 is root in the user namespace only)."),
@@ -85,6 +90,13 @@ struct FileDoc {
     protect: Vec<Spanned<String>>,
     #[serde(default)]
     unprotect: Vec<Spanned<String>>,
+    read_only_workspace: Option<bool>,
+    #[serde(default)]
+    mask: Vec<Spanned<String>>,
+    #[serde(default)]
+    tmpfs: Vec<Spanned<String>>,
+    chdir: Option<Spanned<String>>,
+    home: Option<Spanned<String>>,
     limits: Option<FileLimits>,
     landlock: Option<FileLandlock>,
 }
@@ -577,9 +589,23 @@ pub(super) fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings,
         s.without
             .push(parse_layer(l.get_ref()).map_err(|m| src.err(&l.span(), m))?);
     }
+    s.read_only_workspace = doc.read_only_workspace;
+    if let Some(c) = &doc.chdir {
+        let p = protect_path(c.get_ref()).map_err(|m| src.err(&c.span(), m))?;
+        s.chdir = Some((p, src.at(&c.span())));
+    }
+    if let Some(h) = &doc.home {
+        let home = match h.get_ref().as_str() {
+            "tmpfs" => None,
+            d => Some(src.path(d, &h.span())?),
+        };
+        s.home = Some((home, src.at(&h.span())));
+    }
     for (list, out) in [
         (&doc.protect, &mut s.protect),
         (&doc.unprotect, &mut s.unprotect),
+        (&doc.mask, &mut s.mask),
+        (&doc.tmpfs, &mut s.tmpfs),
     ] {
         for e in list {
             let sp = e.span();

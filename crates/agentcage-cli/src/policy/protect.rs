@@ -432,7 +432,11 @@ pub(super) fn protected_settings(
         }
         return Ok((Vec::new(), Vec::new()));
     }
-    let mut roots = vec![ws.to_path_buf()];
+    // A read-only workspace is not a writable root: nothing to protect in it.
+    let mut roots = Vec::new();
+    if writable_roots.iter().any(|r| r == ws) {
+        roots.push(ws.to_path_buf());
+    }
     for r in writable_roots {
         if !roots.contains(r) && std::fs::symlink_metadata(r.join(".git")).is_ok() {
             roots.push(r.clone());

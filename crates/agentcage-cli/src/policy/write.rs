@@ -97,6 +97,24 @@ pub fn to_table(
         .map(|u| rel(u))
         .collect::<Result<Vec<_>, _>>()?;
     t.insert("unprotect".into(), strs(list));
+    t.insert(
+        "read_only_workspace".into(),
+        V::Boolean(p.controls.read_only),
+    );
+    for (key, list) in [("mask", &p.controls.masks), ("tmpfs", &p.controls.tmpfs)] {
+        let list = list.iter().map(|m| rel(m)).collect::<Result<Vec<_>, _>>()?;
+        t.insert(key.into(), strs(list));
+    }
+    if let Some(c) = &p.cwd {
+        t.insert("chdir".into(), V::String(path_str(c)?));
+    }
+    t.insert(
+        "home".into(),
+        V::String(match &p.controls.home {
+            Some(h) => path_str(h)?,
+            None => "tmpfs".into(),
+        }),
+    );
     t.insert("pass_env".into(), strs(p.pass_env.clone()));
     for (k, v) in [
         ("uid", p.uid),

@@ -273,6 +273,8 @@ pub struct RootSpec {
     pub own_ipc: bool,
     /// As root: writable paths owned by someone else get idmapped binds (`idmap.rs`).
     pub idmap: Option<IdmapSpec>,
+    /// Read-only workspace, masks, tmpfs dirs, persistent home (`plan.rs`, "controls").
+    pub controls: crate::policy::WorkspaceControls,
 }
 
 /// The prepared mount plan.
