@@ -201,6 +201,186 @@ fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// `--read-only-workspace` (and `--ro` naming the workspace, with a warning): nothing in the
+/// workspace can be written, /tmp still can, and no placeholder is made.
+fn read_only_workspace(env: &Env) -> Result<(), Failed> {
+    for p in PROFILES {
+        let ws = env.workspace()?;
+        std::fs::write(ws.path().join("f"), "f\n").map_err(err)?;
+        env.chown_tree(ws.path())?;
+        let script = "echo x > f; touch new; mkdir d; echo t > /tmp/t && echo TMP-OK";
+        for flag in [vec!["--read-only-workspace"], vec!["--ro", ws.s()]] {
+            let mut args = vec!["run", "-p", p, "-w", ws.s()];
+            args.extend(flag.iter().copied());
+            args.extend(["--", "sh", "-c", script]);
+            let out = env.run(&args)?;
+            out.expect_code(0, p)?;
+            if !out.stdout.contains("TMP-OK") {
+                return Err(format!("{p} {flag:?}: {}\n{}", out.stdout, out.stderr).into());
+            }
+            if tree(ws.path()) != ["f"]
+                || std::fs::read_to_string(ws.path().join("f")).map_err(err)? != "f\n"
+            {
+                return Err(
+                    format!("{p} {flag:?}: the workspace changed: {:?}", tree(ws.path())).into(),
+                );
+            }
+            let warned = out.stderr.contains("names the workspace itself");
+            if warned != (flag[0] == "--ro") {
+                return Err(format!("{p} {flag:?}: warning: {}", out.stderr).into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A workspace with `.env` and `secrets/k` owned by the sandbox user.
+fn with_secrets(env: &Env) -> Result<common::Scratch, Failed> {
+    let ws = env.workspace()?;
+    std::fs::write(ws.path().join(".env"), "TOKEN=s3cret\n").map_err(err)?;
+    std::fs::create_dir_all(ws.path().join("secrets")).map_err(err)?;
+    std::fs::write(ws.path().join("secrets/k"), "key\n").map_err(err)?;
+    std::fs::create_dir_all(ws.path().join("sub")).map_err(err)?;
+    env.chown_tree(ws.path())?;
+    Ok(ws)
+}
+
+/// `--mask`: a masked file reads empty and a masked directory lists empty; neither can be
+/// written, renamed or removed; the host's files are unchanged. A mask that is a symlink (one
+/// the sandbox could have planted) or missing is a usage error, and nothing is mounted.
+fn mask_hides(env: &Env) -> Result<(), Failed> {
+    for p in PROFILES {
+        let ws = with_secrets(env)?;
+        let out = env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--mask",
+            ".env",
+            "--mask",
+            "secrets",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$(cat .env)]\"; echo \"[$(ls secrets)]\"; echo x > secrets/n || echo W1; \
+             echo x > .env || echo W2; mv secrets s2 || echo W3; rm -f .env || echo W4; \
+             rmdir secrets || echo W5",
+        ])?;
+        out.expect_code(0, p)?;
+        let want = "[]\n[]\nW1\nW2\nW3\nW4\nW5\n";
+        if out.stdout != want {
+            return Err(format!("{p}: {:?}\n{}", out.stdout, out.stderr).into());
+        }
+        if std::fs::read_to_string(ws.path().join(".env")).map_err(err)? != "TOKEN=s3cret\n"
+            || tree(&ws.path().join("secrets")) != ["k"]
+        {
+            return Err(format!("{p}: the host's files changed: {:?}", tree(ws.path())).into());
+        }
+    }
+    let ws = with_secrets(env)?;
+    std::os::unix::fs::symlink("/etc", ws.path().join("link")).map_err(err)?;
+    for m in ["link", "missing"] {
+        let before = host_mounts_of(Path::new("/etc"));
+        let out = env.run(&["run", "-w", ws.s(), "--mask", m, "--", "true"])?;
+        out.expect_code(2, &format!("--mask {m}"))?;
+        if host_mounts_of(Path::new("/etc")) != before {
+            return Err(format!("--mask {m}: the host's mount table changed").into());
+        }
+    }
+    Ok(())
+}
+
+/// `--tmpfs`: a directory of the workspace gets a fresh, empty, writable tmpfs (the host's
+/// files in it are hidden and unchanged, nothing written reaches the host), and a new
+/// absolute path gets one too, writable under Landlock.
+fn tmpfs_dirs(env: &Env) -> Result<(), Failed> {
+    for p in PROFILES {
+        let ws = with_secrets(env)?;
+        let out = env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--tmpfs",
+            "secrets",
+            "--tmpfs",
+            "/scratch",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$(ls secrets)]\"; echo t > secrets/t && echo S-OK; \
+             echo t > /scratch/t && echo SCRATCH-OK; mv secrets s2 || echo BUSY",
+        ])?;
+        out.expect_code(0, p)?;
+        if out.stdout != "[]\nS-OK\nSCRATCH-OK\nBUSY\n" {
+            return Err(format!("{p}: {:?}\n{}", out.stdout, out.stderr).into());
+        }
+        if tree(&ws.path().join("secrets")) != ["k"] {
+            return Err(format!("{p}: {:?}", tree(&ws.path().join("secrets"))).into());
+        }
+    }
+    Ok(())
+}
+
+/// `--chdir` sets the working directory; `--home DIR` is bound as the home and persists
+/// across runs, while the default home is fresh each run.
+fn chdir_and_home(env: &Env) -> Result<(), Failed> {
+    let ws = with_secrets(env)?;
+    let home = env.workspace()?;
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--chdir",
+        "sub",
+        "--home",
+        home.s(),
+        "--",
+        "sh",
+        "-c",
+        "pwd; echo kept > \"$HOME/.agentrc\"",
+    ])?;
+    out.expect_code(0, "--home")?;
+    if out.stdout.trim() != ws.path().join("sub").to_str().ok_or("utf-8")? {
+        return Err(format!("--chdir sub: pwd {}", out.stdout).into());
+    }
+    if std::fs::read_to_string(home.path().join(".agentrc")).map_err(err)? != "kept\n" {
+        return Err("--home: the file is not in the host directory".into());
+    }
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--home",
+        home.s(),
+        "--",
+        "sh",
+        "-c",
+        "cat \"$HOME/.agentrc\"",
+    ])?;
+    if out.stdout != "kept\n" {
+        return Err(format!("--home: second run: {}{}", out.stdout, out.stderr).into());
+    }
+    let out = env.run(&[
+        "run",
+        "-w",
+        ws.s(),
+        "--home",
+        "tmpfs",
+        "--",
+        "sh",
+        "-c",
+        "echo x > \"$HOME/f\"; ls -A \"$HOME\"",
+    ])?;
+    if out.stdout != "f\n" {
+        return Err(format!("--home tmpfs: {}{}", out.stdout, out.stderr).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -213,6 +393,10 @@ fn main() {
             "concurrent_runs_and_killed_launcher",
             concurrent_runs_and_killed_launcher,
         ),
+        ("read_only_workspace", read_only_workspace),
+        ("mask_hides", mask_hides),
+        ("tmpfs_dirs", tmpfs_dirs),
+        ("chdir_and_home", chdir_and_home),
     ];
     common::run(&args, common::trials_for_both(tests))
 }
