@@ -53,6 +53,10 @@ pub struct PolicyArgs {
     /// Relative to the workspace; inside the workspace or a bind it must exist.
     #[arg(long, value_name = "DIR")]
     pub tmpfs: Vec<PathBuf>,
+    /// Show host SRC at DST inside, read-write or (`:ro`) read-only (repeatable). DST must
+    /// be outside the workspace and every --ro/--rw path (use those there).
+    #[arg(long, value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<String>,
     /// Working directory inside (relative to the workspace; default: the current directory
     /// when inside the workspace, else the workspace).
     #[arg(long, value_name = "DIR")]
@@ -274,6 +278,12 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
         }
     }
     s.read_only_workspace = a.read_only_workspace.then_some(true);
+    for b in &a.bind {
+        let (src, dst, w) =
+            policy::parse_bind(b).map_err(|e| UsageError::new(format!("--bind {e}")))?;
+        s.bind
+            .push(((absolute(&src, cwd), dst, w), "--bind".into()));
+    }
     if let Some(c) = &a.chdir {
         let p = c
             .to_str()

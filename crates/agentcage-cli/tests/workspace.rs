@@ -381,6 +381,61 @@ fn chdir_and_home(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// `--bind SRC:DST[:ro]`: the host directory appears at DST, read-only with `:ro` (its
+/// sockets masked) and writable without; a destination inside the workspace or on a system
+/// directory is a usage error; a source that is a symlink inside the workspace is refused.
+fn bind_elsewhere(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let src = env.workspace()?;
+    std::fs::write(src.path().join("f"), "data\n").map_err(err)?;
+    let sock = std::os::unix::net::UnixListener::bind(src.path().join("sock")).map_err(err)?;
+    env.chown_tree(src.path())?;
+    for p in PROFILES {
+        let ro = format!("{}:/mnt/src:ro", src.s());
+        let out = env.run(&[
+            "run", "-p", p, "-w", ws.s(), "--bind", &ro, "--", "python3", "-c",
+            "import socket\nprint(open('/mnt/src/f').read().strip())\n\
+             try:\n open('/mnt/src/g','w')\nexcept OSError as e: print('RO', e.errno)\n\
+             s=socket.socket(socket.AF_UNIX)\n\
+             try:\n s.connect('/mnt/src/sock'); print('CONNECTED')\nexcept OSError as e: print('SOCK', e.errno)",
+        ])?;
+        out.expect_code(0, p)?;
+        if out.stdout != "data\nRO 30\nSOCK 111\n" {
+            return Err(format!("{p} :ro: {:?}\n{}", out.stdout, out.stderr).into());
+        }
+        let rw = format!("{}:/data", src.s());
+        let out = env.run(&[
+            "run",
+            "-p",
+            p,
+            "-w",
+            ws.s(),
+            "--bind",
+            &rw,
+            "--",
+            "sh",
+            "-c",
+            "echo w > /data/g",
+        ])?;
+        out.expect_code(0, p)?;
+        if std::fs::read_to_string(src.path().join("g")).map_err(err)? != "w\n" {
+            return Err(format!("{p}: the write did not reach the host").into());
+        }
+        std::fs::remove_file(src.path().join("g")).map_err(err)?;
+    }
+    drop(sock);
+    std::os::unix::fs::symlink("/etc", ws.path().join("link")).map_err(err)?;
+    for b in [
+        format!("{}:{}/x", src.s(), ws.s()),
+        format!("{}:/usr/local/x", src.s()),
+        format!("{}/link:/mnt/etc", ws.s()),
+    ] {
+        let out = env.run(&["run", "-w", ws.s(), "--bind", &b, "--", "true"])?;
+        out.expect_code(2, &format!("--bind {b}"))?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -397,6 +452,7 @@ fn main() {
         ("mask_hides", mask_hides),
         ("tmpfs_dirs", tmpfs_dirs),
         ("chdir_and_home", chdir_and_home),
+        ("bind_elsewhere", bind_elsewhere),
     ];
     common::run(&args, common::trials_for_both(tests))
 }

@@ -101,6 +101,16 @@ pub fn rules(
         for t in &policy.controls.tmpfs {
             r.push(Rule::new(t, Access::ReadWrite));
         }
+        for (_, dst, writable) in &policy.controls.binds {
+            r.push(Rule::new(
+                dst,
+                if *writable {
+                    Access::ReadWrite
+                } else {
+                    Access::ReadExec
+                },
+            ));
+        }
     }
     for b in &policy.binds {
         r.push(Rule::new(

@@ -290,6 +290,10 @@ pub struct WorkspaceControls {
     /// a fresh one on the root tmpfs.
     #[serde(default)]
     pub home: Option<PathBuf>,
+    /// `--bind SRC:DST[:ro]`: host `src` (canonical) shown at inside `dst`, a path outside the
+    /// workspace and every other bind (so it cannot cover a protected path); writable or not.
+    #[serde(default)]
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
 }
 
 /// Everything the launcher needs to know about one run.

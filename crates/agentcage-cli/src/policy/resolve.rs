@@ -320,6 +320,12 @@ fn controls(
         .home
         .as_ref()
         .and_then(|(h, o)| h.as_ref().map(|h| (h, o)));
+    if let (false, Some((_, origin))) = (p.layers.has(Layer::MountNs), s.bind.first()) {
+        return Err(UsageError::new(format!(
+            "{origin}: bind needs a mount namespace, and this policy has none"
+        ))
+        .hint("use a profile with a mount namespace (ns-only, landlock, full)"));
+    }
     if !p.layers.has(Layer::MountNs) {
         let first = s
             .mask
@@ -415,6 +421,53 @@ fn controls(
             )));
         }
         p.controls.home = Some(c);
+    }
+    // `bind`: outside everything else, so it can neither cover a protected path nor be
+    // covered, nor land on the system directories.
+    let home_inside = Path::new(if p.uid == 0 { "/root" } else { "/home/agent" });
+    let mut taken: Vec<PathBuf> = vec![ws.clone()];
+    taken.extend(p.binds.iter().map(|b| b.path.clone()));
+    taken.extend(p.controls.tmpfs.iter().cloned());
+    taken.extend(
+        [
+            "/proc",
+            "/dev",
+            "/etc",
+            "/usr",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/lib64",
+            "/lib32",
+            "/libx32",
+            "/run/agentcage",
+            "/run/agentcage-controls",
+            "/run/shm",
+        ]
+        .map(PathBuf::from),
+    );
+    if p.controls.home.is_some() {
+        taken.push(home_inside.to_path_buf());
+    }
+    for ((src, dst, writable), origin) in &s.bind {
+        if dst == Path::new("/")
+            || taken
+                .iter()
+                .any(|t| dst.starts_with(t) || t.starts_with(dst))
+        {
+            return Err(UsageError::new(format!(
+                "{origin}: bind {}:{}: the destination overlaps the workspace, a bind, a tmpfs \
+                 or a system directory",
+                src.display(),
+                dst.display()
+            ))
+            .hint(
+                "choose another destination (e.g. /mnt/NAME); inside the workspace use --ro/--rw",
+            ));
+        }
+        let c = existing(src, "bind", origin)?;
+        taken.push(dst.clone());
+        p.controls.binds.push((c, dst.clone(), *writable));
     }
     if let Some((c, _)) = &s.chdir {
         p.cwd = Some(absolute(c, &ws));

@@ -111,6 +111,8 @@ pub struct Settings {
     pub chdir: Option<(PathBuf, String)>,
     /// `home`: a host directory (absolute) or `None` for `"tmpfs"`, and where said.
     pub home: Option<(Option<PathBuf>, String)>,
+    /// `bind`: (host source, absolute or as said; inside destination; writable), where said.
+    pub bind: Vec<((PathBuf, PathBuf, bool), String)>,
     /// The policy files these settings were read from (the `extends` chain included).
     pub sources: Vec<PolicySource>,
 }
@@ -162,6 +164,7 @@ impl Settings {
             unprotect: cat(self.unprotect, over.unprotect),
             read_only_workspace: over.read_only_workspace.or(self.read_only_workspace),
             mask: cat(self.mask, over.mask),
+            bind: cat(self.bind, over.bind),
             tmpfs: cat(self.tmpfs, over.tmpfs),
             chdir: over.chdir.or(self.chdir),
             home: over.home.or(self.home),

@@ -105,6 +105,20 @@ pub fn to_table(
         let list = list.iter().map(|m| rel(m)).collect::<Result<Vec<_>, _>>()?;
         t.insert(key.into(), strs(list));
     }
+    let list = p
+        .controls
+        .binds
+        .iter()
+        .map(|(src, dst, w)| {
+            Ok(format!(
+                "{}:{}:{}",
+                path_str(src)?,
+                path_str(dst)?,
+                if *w { "rw" } else { "ro" }
+            ))
+        })
+        .collect::<Result<Vec<_>, UsageError>>()?;
+    t.insert("bind".into(), strs(list));
     if let Some(c) = &p.cwd {
         t.insert("chdir".into(), V::String(path_str(c)?));
     }

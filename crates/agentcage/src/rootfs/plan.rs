@@ -318,7 +318,7 @@ impl Planner {
 
     fn controls(&mut self, spec: &RootSpec, binds: &[(PathBuf, bool, bool)]) {
         let c = &spec.controls;
-        if c.masks.is_empty() && c.tmpfs.is_empty() && c.home.is_none() {
+        if c.masks.is_empty() && c.tmpfs.is_empty() && c.home.is_none() && c.binds.is_empty() {
             return;
         }
         let base = PathBuf::from(Self::CONTROLS);
@@ -379,6 +379,42 @@ impl Planner {
             }
             let (root, w) = holder(m).unwrap_or_else(|| (PathBuf::from("/"), false));
             self.control_bind(&src, m, &root, w, RO | sys::MOUNT_ATTR_NOEXEC, &mut pinned);
+        }
+        for (src, dst, writable) in &c.binds {
+            // On the root tmpfs (the CLI keeps dst out of the workspace and the binds), with
+            // the source opened without following a symlink. Sockets below a read-only one
+            // are masked like those of `--ro` paths.
+            let is_dir = src.is_dir();
+            if is_dir {
+                self.mkdir(dst, 0o755);
+                self.forget_below(dst);
+                self.dirs.insert(dst.clone());
+            } else {
+                self.parents(dst);
+                self.ops.push(Op::Touch {
+                    path: cpath(NEWROOT, dst),
+                });
+            }
+            self.ops.push(Op::PinnedBind {
+                src: cpath(OLDROOT, src),
+                dst: cpath(NEWROOT, dst),
+                attrs: if *writable { RW } else { RO },
+            });
+            if !writable && is_dir {
+                let start = self.ops.len();
+                // mask_sockets names host paths: its masks move to the inside path.
+                let _ = self.mask_sockets(&[(src.clone(), false, true)]);
+                for op in &mut self.ops[start..] {
+                    if let Op::MaskSocket { dst: d } = op {
+                        let host =
+                            Path::new(std::ffi::OsStr::from_bytes(&d.as_bytes()[NEWROOT.len()..]))
+                                .to_path_buf();
+                        if let Ok(rel) = host.strip_prefix(src) {
+                            *d = cpath(NEWROOT, &dst.join(rel));
+                        }
+                    }
+                }
+            }
         }
         if let Some(h) = &c.home {
             // The home dir inside exists on the root tmpfs (made before the binds).
