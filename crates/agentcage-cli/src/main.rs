@@ -142,7 +142,11 @@ enum Cmd {
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         let argv = std::iter::once("agentcage run".into()).chain(std::env::args_os().skip(2));
-        let code = run::main(RunCli::parse_from::<_, std::ffi::OsString>(argv).args);
+        let cli = match RunCli::try_parse_from::<_, std::ffi::OsString>(argv) {
+            Ok(c) => c,
+            Err(e) => return run_usage(&e),
+        };
+        let code = run::main(cli.args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let cli = Cli::parse();
@@ -166,6 +170,27 @@ fn main() -> ExitCode {
         Cmd::Export(args) => export::main(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// A parse error of `agentcage run`: clap's message, plus, when a bare word came where an
+/// option was expected (`agentcage run python3 x.py`), the hint to put the command after `--`.
+fn run_usage(e: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let bare = match (e.kind(), e.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(a))) if !a.starts_with('-') => {
+            Some(a.clone())
+        }
+        _ => None,
+    };
+    let Some(word) = bare else { e.exit() };
+    let _ = e.print();
+    ui::error(
+        &format!("`{word}` is not an option of `agentcage run`"),
+        Some(&format!(
+            "the command goes after `--`: agentcage run [OPTIONS] -- {word} ..."
+        )),
+    );
+    ExitCode::from(2)
 }
 
 /// Prints an error once (with its causes) and maps it to the setup exit code.

@@ -133,7 +133,7 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "F", value_parser = lim_cpus)]
     pub cpus: Option<Lim<f64>>,
     /// Kill the whole sandbox after this long (e.g. 30, 1.5s, 2m) and exit 124; SIGTERM
-    /// first, SIGKILL after 2 s.
+    /// first, SIGKILL after 2 s. `0` (or `max`) means no timeout.
     #[arg(long, value_name = "DURATION", value_parser = lim_timeout)]
     pub timeout: Option<Lim<f64>>,
     /// RLIMIT_NOFILE. Default under full: 4096.

@@ -436,6 +436,23 @@ fn bind_elsewhere(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// `agentcage run python3 x.py` (no `--`): exit 2 and a hint that names `--`; `policy show`
+/// writes a timeout as said (`2h`, not `7200.0`).
+fn cli_hints(env: &Env) -> Result<(), Failed> {
+    let out = env.run(&["run", "python3", "-c", "1"])?;
+    out.expect_code(2, "run without --")?;
+    if !out.stderr.contains("agentcage run [OPTIONS] -- python3") {
+        return Err(format!("no hint: {}", out.stderr).into());
+    }
+    let ws = env.workspace()?;
+    let out = env.run(&["policy", "show", "-w", ws.s(), "--timeout", "2h"])?;
+    out.expect_code(0, "policy show")?;
+    if !out.stdout.contains("timeout = \"2h\"") {
+        return Err(format!("policy show: {}", out.stdout).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -453,6 +470,7 @@ fn main() {
         ("tmpfs_dirs", tmpfs_dirs),
         ("chdir_and_home", chdir_and_home),
         ("bind_elsewhere", bind_elsewhere),
+        ("cli_hints", cli_hints),
     ];
     common::run(&args, common::trials_for_both(tests))
 }

@@ -42,6 +42,31 @@ fn count_value(v: Option<u64>) -> toml::Value {
 
 pub(super) type FloatParser = fn(&str) -> Result<Option<f64>, agentcage::limits::value::ParseError>;
 
+/// A timeout as people write it (`2h`, `90s`, `1.5s`), when that reads back as exactly `v`;
+/// else as [`float_value`] does.
+fn duration_value(v: Option<f64>) -> toml::Value {
+    use agentcage::limits::value::parse_timeout;
+    if let Some(x) = v {
+        let whole = x.fract() == 0.0 && (1.0..1e15).contains(&x);
+        let human = if whole {
+            let n = x as u64;
+            if n.is_multiple_of(3600) {
+                format!("{}h", n / 3600)
+            } else if n.is_multiple_of(60) {
+                format!("{}m", n / 60)
+            } else {
+                format!("{n}s")
+            }
+        } else {
+            format!("{x}s")
+        };
+        if parse_timeout(&human).ok() == Some(Some(x)) {
+            return toml::Value::String(human);
+        }
+    }
+    float_value(v, agentcage::limits::value::parse_timeout)
+}
+
 /// A float limit written so that `parse` reads it back as exactly `v`: a TOML float when its
 /// shortest form parses back (the file reader hands floats to `parse` in that form), else the
 /// shortest fixed-point string that does.
@@ -188,7 +213,7 @@ pub fn to_table(
         lt.insert("pids".into(), count_value(l.pids));
         lt.insert("memory".into(), size_value(l.memory, u::parse_memory));
         lt.insert("cpus".into(), float_value(l.cpus, u::parse_cpus));
-        lt.insert("timeout".into(), float_value(l.timeout, u::parse_timeout));
+        lt.insert("timeout".into(), duration_value(l.timeout));
         lt.insert("nofile".into(), count_value(l.nofile));
         lt.insert("fsize".into(), size_value(l.fsize, u::parse_fsize));
         t.insert("limits".into(), V::Table(lt));
