@@ -177,15 +177,17 @@ fn main() -> ExitCode {
 fn run_usage(e: &clap::Error) -> ExitCode {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let bare = match (e.kind(), e.get(ContextKind::InvalidArg)) {
-        (ErrorKind::UnknownArgument, Some(ContextValue::String(a))) if !a.starts_with('-') => {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(a)))
+            if !a.is_empty() && !a.starts_with('-') =>
+        {
             Some(a.clone())
         }
         _ => None,
     };
     let Some(word) = bare else { e.exit() };
-    let _ = e.print();
+    // One error line (as every rejection), then the hint.
     ui::error(
-        &format!("`{word}` is not an option of `agentcage run`"),
+        &format!("unexpected argument '{word}': not an option of `agentcage run`"),
         Some(&format!(
             "the command goes after `--`: agentcage run [OPTIONS] -- {word} ..."
         )),

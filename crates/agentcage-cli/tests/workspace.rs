@@ -437,7 +437,7 @@ fn bind_elsewhere(env: &Env) -> Result<(), Failed> {
 }
 
 /// `agentcage run python3 x.py` (no `--`): exit 2 and a hint that names `--`; `policy show`
-/// writes a timeout as said (`2h`, not `7200.0`).
+/// writes a timeout as said (`2h`, not `7200.0`); `matrix` ends with a summary line.
 fn cli_hints(env: &Env) -> Result<(), Failed> {
     let out = env.run(&["run", "python3", "-c", "1"])?;
     out.expect_code(2, "run without --")?;
@@ -449,6 +449,13 @@ fn cli_hints(env: &Env) -> Result<(), Failed> {
     out.expect_code(0, "policy show")?;
     if !out.stdout.contains("timeout = \"2h\"") {
         return Err(format!("policy show: {}", out.stdout).into());
+    }
+    // The matrix ends with a one-line summary on stderr.
+    let out = env.run(&["matrix", "--no-attribution", "--profiles", "none,full"])?;
+    out.expect_code(0, "matrix")?;
+    let last = out.stderr.lines().last().unwrap_or_default();
+    if !(last.starts_with("agentcage matrix: ") && last.contains(" ops; blocked: none ")) {
+        return Err(format!("matrix summary: {}", out.stderr).into());
     }
     Ok(())
 }

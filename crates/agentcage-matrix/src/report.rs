@@ -180,6 +180,41 @@ impl Matrix {
     }
 
     /// JSON, pretty-printed, ending in a newline.
+    /// One line for the end of a run (stderr): the ops, how many each profile blocks (of
+    /// those tried), and how many blocks are redundant (another layer blocks them too).
+    pub fn summary_line(&self) -> String {
+        let tried = |p: &Profile| {
+            self.ops
+                .iter()
+                .filter_map(|o| o.results.iter().find(|(q, _)| q == p))
+                .filter(|(_, c)| matches!(c.result, Verdict::Allowed | Verdict::Blocked))
+                .collect::<Vec<_>>()
+        };
+        let per: Vec<String> = self
+            .profiles
+            .iter()
+            .map(|p| {
+                let t = tried(p);
+                let blocked = t
+                    .iter()
+                    .filter(|(_, c)| c.result == Verdict::Blocked)
+                    .count();
+                format!("{p} {blocked}/{}", t.len())
+            })
+            .collect();
+        let redundant = self
+            .ops
+            .iter()
+            .flat_map(|o| o.results.iter())
+            .filter(|(_, c)| c.redundant)
+            .count();
+        format!(
+            "agentcage matrix: {} ops; blocked: {}; {redundant} redundant blocks",
+            self.ops.len(),
+            per.join(", ")
+        )
+    }
+
     pub fn to_json(&self) -> String {
         match serde_json::to_string_pretty(self) {
             Ok(s) => s + "\n",
