@@ -294,7 +294,7 @@ fn mask_hides(env: &Env) -> Result<(), Failed> {
 
 /// `--tmpfs`: a directory of the workspace gets a fresh, empty, writable tmpfs (the host's
 /// files in it are hidden and unchanged, nothing written reaches the host), and a new
-/// absolute path gets one too, writable under Landlock.
+/// absolute path gets one too, writable under Landlock; a symlinked target is refused.
 fn tmpfs_dirs(env: &Env) -> Result<(), Failed> {
     for p in PROFILES {
         let ws = with_secrets(env)?;
@@ -321,6 +321,15 @@ fn tmpfs_dirs(env: &Env) -> Result<(), Failed> {
         if tree(&ws.path().join("secrets")) != ["k"] {
             return Err(format!("{p}: {:?}", tree(&ws.path().join("secrets"))).into());
         }
+    }
+    // A tmpfs target the sandbox turned into a symlink (to /etc) is refused, nothing mounted.
+    let ws = with_secrets(env)?;
+    std::os::unix::fs::symlink("/etc", ws.path().join("cache")).map_err(err)?;
+    let before = host_mounts_of(Path::new("/etc"));
+    let out = env.run(&["run", "-w", ws.s(), "--tmpfs", "cache", "--", "true"])?;
+    out.expect_code(2, "--tmpfs on a symlink")?;
+    if host_mounts_of(Path::new("/etc")) != before {
+        return Err("--tmpfs on a symlink: the host's mount table changed".into());
     }
     Ok(())
 }
