@@ -261,11 +261,21 @@ impl Matrix {
             lines.push("launcher: `agentcage doctor --json` gave nothing".to_string());
         }
         let made = self.runs.len();
-        let failed = self.runs.iter().filter(|r| r.status != "ok").count();
+        let unset = self
+            .runs
+            .iter()
+            .filter(|r| r.status == "setup-failed")
+            .count();
+        let failed = self
+            .runs
+            .iter()
+            .filter(|r| r.status != "ok" && r.status != "setup-failed")
+            .count();
         if h.attribution {
             lines.push(format!(
-                "attribution: measured by {made} probe runs ({failed} could not be set up or failed); \
-                 blocker = layers whose removal lets the op through"
+                "attribution: measured by {made} probe runs ({unset} cannot be set up on this \
+                 host, as expected for some layer removals; {failed} failed); blocker = layers \
+                 whose removal lets the op through"
             ));
         } else {
             lines.push("attribution: off (--no-attribution)".to_string());
@@ -285,7 +295,15 @@ impl Matrix {
                         .iter()
                         .fold(r.profile.layers(), |s, l| s.without(*l)),
                 );
-                format!("{}: {}", key.label(), r.detail)
+                if r.status == "setup-failed" {
+                    format!(
+                        "{}: expected here, cannot be set up: {}",
+                        key.label(),
+                        r.detail
+                    )
+                } else {
+                    format!("{}: failed: {}", key.label(), r.detail)
+                }
             })
             .collect()
     }
