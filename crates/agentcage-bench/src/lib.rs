@@ -28,6 +28,7 @@ pub mod inner;
 pub mod measure;
 pub mod plan;
 pub mod report;
+pub mod sessions;
 pub mod stats;
 mod sys;
 mod tempdir;
@@ -83,6 +84,11 @@ pub struct BenchArgs {
     /// Seed of the round shuffles [default: from the clock].
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Measure sessions instead (issue #13, docs/SESSIONS.md): `agentcage exec` against
+    /// `agentcage run`, a protocol exec against a plain fork+exec, 1000 sequential and 50
+    /// concurrent execs; rounds default to 100 (15 with --quick).
+    #[arg(long)]
+    pub sessions: bool,
 }
 
 impl BenchArgs {
@@ -140,6 +146,26 @@ impl BenchArgs {
 /// Setup fails (temp dir, agentcage binary missing, plain exec of `true` failing) or the
 /// report cannot be written.
 pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
+    if args.sessions {
+        let agentcage = match &args.agentcage {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("locate the agentcage executable")?,
+        };
+        let rounds = args.rounds.unwrap_or(if args.quick { 15 } else { 100 });
+        let seed = args
+            .seed
+            .unwrap_or_else(|| stats::Rng::from_entropy().next_u64());
+        let r = sessions::measure(&agentcage, rounds, seed)?;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &r).context("write JSON report")?;
+            writeln!(out).context("write JSON report")?;
+        } else {
+            out.write_all(r.render_text().as_bytes())
+                .context("write report")?;
+        }
+        return Ok(if r.checks.iter().all(|c| c.1) { 0 } else { 1 });
+    }
     let settings = args.settings()?;
     let report = measure::measure(&settings)?;
     let mut out = std::io::stdout().lock();

@@ -216,6 +216,11 @@ fn setup(b: &mut Bench) -> anyhow::Result<Env> {
         );
     }
 
+    if s.profiles.contains(&Profile::Full) {
+        // `full` with `--net allow`: the start-up cost of the egress engine (issue #12).
+        b.baselines
+            .push(baseline(Launcher::FullEgress.name(), None));
+    }
     if s.sizes.compare {
         for (name, path) in [("bwrap", &paths.bwrap), ("unshare", &paths.unshare)] {
             let mut row = baseline(name, path.as_deref().and_then(plan::version_of));
@@ -247,6 +252,9 @@ fn preflight(b: &mut Bench, env: &mut Env) -> anyhow::Result<Contenders> {
     let paths = &mut env.paths;
     let mut launchers = vec![Launcher::Exec];
     launchers.extend(b.s.profiles.iter().map(|&p| Launcher::Agentcage(p)));
+    if b.s.profiles.contains(&Profile::Full) {
+        launchers.push(Launcher::FullEgress);
+    }
     if paths.bwrap.is_some() {
         launchers.push(Launcher::Bwrap);
     }
@@ -556,6 +564,7 @@ fn baseline_launcher(name: &str) -> Launcher {
     match name {
         "bwrap" => Launcher::Bwrap,
         "unshare" => Launcher::Unshare,
+        "full+egress" => Launcher::FullEgress,
         _ => Launcher::Exec,
     }
 }

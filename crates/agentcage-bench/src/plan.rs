@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | `exec` | `<true>` (a plain spawn: the floor) |
 //! | agentcage profile P | `agentcage run --profile P --workspace <dir> -- <true>` |
+//! | `full+egress` | `agentcage run --profile full --workspace <dir> --allow-host bench.invalid -- <true>` (issue #12: the start-up cost of `--net allow`; the rule is never used) |
 //! | `bwrap` | `bwrap --unshare-all --ro-bind /usr /usr <links> --proc /proc --dev /dev --tmpfs /tmp --bind <dir> <dir> -- <true>` |
 //! | `unshare` | `unshare -Urnmpif <true>` |
 //!
@@ -34,6 +35,10 @@ pub fn parse_profile(s: &str) -> Result<Profile, String> {
         .ok_or_else(|| format!("unknown profile {s:?} (expected none, ns-only, landlock or full)"))
 }
 
+/// The allow rule of the `full+egress` contender (a name under `.invalid`: never resolved,
+/// never dialled; `true` makes no connection).
+pub const EGRESS_RULE: &str = "bench.invalid";
+
 /// Where the agentcage binary is inside namespaced profiles (the launcher contract).
 pub const INNER_AGENTCAGE: &str = "/run/agentcage/agentcage";
 
@@ -49,6 +54,8 @@ pub enum Launcher {
     Bwrap,
     /// `unshare -Urnmpif` (util-linux).
     Unshare,
+    /// `agentcage run --profile full --allow-host ...`: `full` with the egress engine.
+    FullEgress,
 }
 
 impl Launcher {
@@ -59,6 +66,7 @@ impl Launcher {
             Launcher::Agentcage(p) => p.name(),
             Launcher::Bwrap => "bwrap",
             Launcher::Unshare => "unshare",
+            Launcher::FullEgress => "full+egress",
         }
     }
 }
@@ -147,6 +155,14 @@ pub fn argv(c: Contender, p: &Paths) -> Option<Vec<OsString>> {
             "-Urnmpif".into(),
             truth,
         ],
+        Launcher::FullEgress => {
+            let mut v = agentcage_run(p, Profile::Full);
+            // Before the `--`: one rule, so `--net allow` with its routes, listeners and engine.
+            let dash = v.len() - 1;
+            v.splice(dash..dash, ["--allow-host".into(), EGRESS_RULE.into()]);
+            v.push(truth);
+            v
+        }
     })
 }
 

@@ -436,12 +436,34 @@ fn inner_under_full(env: &Env) -> Result<(), Failed> {
 
 type TestFn = fn(&Env) -> Result<(), Failed>;
 
+/// `--sessions` (issue #13): the four contenders are measured, and the load test is clean
+/// (the speed targets are not asserted here: a debug build on a shared machine).
+fn sessions_json(env: &Env) -> Result<(), Failed> {
+    let out = env.run(&["bench", "--sessions", "--rounds", "3", "--json"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(&stdout)
+        .map_err(|e| format!("stdout is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}"))?;
+    for c in ["run", "exec", "protocol", "fork+exec"] {
+        check_summary(c, &v["contenders"][c])?;
+    }
+    let load = &v["load"];
+    if load["sequential_ok"] != 1000 || load["concurrent_ok"] != 50 {
+        return Err(format!("load: {load}").into());
+    }
+    if load["before"] != load["after"] {
+        return Err(format!("growth: {load}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
-    let tests: [(&str, TestFn); 3] = [
+    let tests: [(&str, TestFn); 4] = [
         ("quick_json", quick_json),
         ("quick_text", quick_text),
         ("inner_under_full", inner_under_full),
+        ("sessions_json", sessions_json),
     ];
     let mut trials = Vec::new();
     for (group, who) in [("nobody", Who::Nobody), ("root", Who::Root)] {

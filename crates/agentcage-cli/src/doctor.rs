@@ -199,6 +199,30 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
         )),
     );
 
+    let _ = writeln!(out, "\n{}", st.head("Network egress (--net allow)"));
+    let ipv6 = std::path::Path::new("/proc/net/if_inet6").exists();
+    if f.userns.as_caller.works {
+        row(
+            &mut out,
+            "allow-list (--allow-host)",
+            &st.ok("supported"),
+            Some(if ipv6 {
+                "own network namespace, local default routes for IPv4 and IPv6, listeners \
+                 passed to the launcher's engine (no capability on the host needed)"
+            } else {
+                "own network namespace, local default route for IPv4 (this kernel has no \
+                 IPv6: nothing to capture there), listeners passed to the launcher's engine"
+            }),
+        );
+    } else {
+        row(
+            &mut out,
+            "allow-list (--allow-host)",
+            &st.bad("unsupported"),
+            Some("needs the sandbox's own network namespace, which needs a user namespace (above)"),
+        );
+    }
+
     let _ = writeln!(out, "\n{}", st.head("Landlock"));
     let ll = &f.landlock;
     if ll.support.available {
@@ -435,6 +459,39 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
             let _ = writeln!(out, "  {} nested loses vs full: {l}", st.warn("!"));
         }
     }
+
+    let _ = writeln!(
+        out,
+        "\n{}",
+        st.head("denial events (--events, docs/EVENTS.md)")
+    );
+    let notif = f.seccomp.actions.contains(&"user_notif");
+    row(
+        &mut out,
+        "seccomp denials",
+        &if notif {
+            st.ok("observable")
+        } else {
+            st.bad("not observable")
+        },
+        Some(if notif {
+            "SECCOMP_RET_USER_NOTIF, answered by the launcher with the filter's errno"
+        } else {
+            "no SECCOMP_RET_USER_NOTIF (Linux 5.0): --events fails the run (exit 125)"
+        }),
+    );
+    row(
+        &mut out,
+        "network denials",
+        &st.ok("observable"),
+        Some("with --allow-host (the egress engine decides)"),
+    );
+    row(
+        &mut out,
+        "filesystem (Landlock) denials",
+        &st.warn("not observable"),
+        Some(&agentcage::events::landlock_not_observable()),
+    );
 
     let _ = writeln!(
         out,

@@ -34,6 +34,7 @@ pub fn process_exit_code(e: &agentcage::Error) -> i32 {
         Error::Unenforceable { .. }
         | Error::Setup { .. }
         | Error::Cgroup { .. }
+        | Error::Egress { .. }
         | Error::Rlimit(_) => SETUP,
         Error::Exec { errno, .. } => {
             if errno.0 == libc::ENOENT || errno.0 == libc::ENOTDIR {

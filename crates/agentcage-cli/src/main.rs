@@ -3,12 +3,14 @@
 
 mod completions;
 mod doctor;
+mod events;
 mod exit;
 mod export;
 mod nested;
 mod policy;
 mod policy_cmd;
 mod run;
+mod session;
 mod ui;
 
 use std::process::ExitCode;
@@ -82,6 +84,16 @@ struct RunCli {
     args: run::RunArgs,
 }
 
+/// `agentcage exec` parsed on its own (the launch path's start-up, as for run).
+#[derive(Debug, Parser)]
+#[command(name = "agentcage exec", version = env!("AGENTCAGE_VERSION"), about = "Run a command in a session.", after_help = EXEC_AFTER_HELP.to_string() + exit::EXIT_CODES_HELP)]
+struct ExecCli {
+    #[command(flatten)]
+    args: session::ExecArgs,
+}
+
+const EXEC_AFTER_HELP: &str = "Examples:\n  S=$(agentcage session start)\n  agentcage exec $S -- make test\n  agentcage exec $S --cwd sub --env CI=1 --timeout 5m -- ./run.sh\n  agentcage session stop $S\n\nExit status: as run; 125 also when the session is gone.\n";
+
 // Parsed once per process: the size of the `run` variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -90,7 +102,18 @@ enum Cmd {
     #[command(
         after_help = RUN_AFTER_HELP.to_string() + exit::EXIT_CODES_HELP
     )]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
+    /// Sessions: one sandbox kept up for many commands (`exec`), each at about the cost of a
+    /// fork and an exec. See docs/SESSIONS.md.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  agentcage session start --name t1 --memory 4G\n  agentcage session list --json\n  agentcage session stop t1"
+    )]
+    Session(session::SessionCmd),
+    /// Run a command in a session, with this process's stdin, stdout and stderr (a terminal
+    /// gets a pty of the sandbox's own, relayed).
+    #[command(after_help = EXEC_AFTER_HELP.to_string() + exit::EXIT_CODES_HELP)]
+    Exec(session::ExecArgs),
     /// Try forbidden operations from inside a sandbox and report what is blocked (one JSON
     /// object per line). Safe to run anywhere: every operation is non-destructive.
     #[command(
@@ -112,6 +135,12 @@ enum Cmd {
     /// The in-sandbox half of `bench` (timed loops).
     #[command(hide = true)]
     BenchInner(agentcage_bench::inner::InnerArgs),
+    /// Explain a denial recorded by --events: what was refused, by which layer, and the
+    /// flag or policy key that would allow it.
+    #[command(
+        after_help = "Examples:\n  agentcage why --events events.jsonl\n  agentcage why \"$(tail -n1 events.jsonl)\""
+    )]
+    Why(events::WhyArgs),
     /// What this kernel supports, which profiles can be enforced here, and what each
     /// fallback loses. Exit 0 when `full` can be enforced, 1 otherwise.
     #[command(after_help = "Examples:\n  agentcage doctor\n  agentcage doctor --json")]
@@ -149,8 +178,13 @@ fn main() -> ExitCode {
         let code = run::main(cli.args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
+        let argv = std::iter::once("agentcage exec".into()).chain(std::env::args_os().skip(2));
+        let code = session::exec(ExecCli::parse_from::<_, std::ffi::OsString>(argv).args);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
-    if !matches!(cli.cmd, Cmd::Run(_)) {
+    if !matches!(cli.cmd, Cmd::Run(_) | Cmd::Exec(_) | Cmd::Session(_)) {
         // Reporting commands die quietly on a closed pipe (`agentcage matrix | head`), like
         // other CLI tools, instead of panicking in println!. `run` keeps Rust's SIG_IGN: its
         // own pipes to the sandbox must fail with EPIPE, not kill the launcher.
@@ -158,12 +192,15 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let code = match cli.cmd {
-        Cmd::Run(args) => run::main(args),
+        Cmd::Run(args) => run::main(*args),
+        Cmd::Session(cmd) => session::main(cmd),
+        Cmd::Exec(args) => session::exec(args),
         Cmd::Probe(args) => report(agentcage_probe::run(&args)),
         Cmd::Matrix(args) => report(agentcage_matrix::run(&args)),
         Cmd::Bench(args) => report(agentcage_bench::run(&args)),
         Cmd::BenchInner(args) => report(agentcage_bench::inner::inner(&args)),
         Cmd::Doctor(args) => doctor::main(&args),
+        Cmd::Why(args) => events::why(&args),
         Cmd::Policy(args) => policy_cmd::main(&args),
         Cmd::Completions(args) => completions::completions::<Cli>(&args),
         Cmd::Man(args) => completions::man::<Cli>(&args),

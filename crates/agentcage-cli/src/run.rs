@@ -105,10 +105,29 @@ pub struct PolicyArgs {
     /// printed).
     #[arg(long)]
     pub best_effort: bool,
-    /// Network: none (own namespace, loopback only) or host (no network isolation) [default:
-    /// none].
+    /// Network: none (own namespace, loopback only), allow (own namespace; only the hosts of
+    /// --allow-host, through the launcher's egress engine) or host (no network isolation)
+    /// [default: none; allow with --allow-host].
     #[arg(long, value_parser = parse_net)]
     pub net: Option<NetMode>,
+    /// Let the sandbox reach RULE (implies --net allow; repeatable): host, host:port,
+    /// *.domain (subdomains only), *.domain:port, IP, IP:port, CIDR, [v6]:port; without a
+    /// port, 443 and 80. Everything else (other names, literal IPs, UDP, other ports) is
+    /// refused and logged.
+    #[arg(long, value_name = "RULE", value_parser = policy::parse_allow_host)]
+    pub allow_host: Vec<String>,
+    /// --net allow: append one JSON line per egress decision to FILE (opened before the run;
+    /// not inside the workspace or an --rw path).
+    #[arg(long, value_name = "FILE")]
+    pub net_log: Option<PathBuf>,
+    /// --net allow, for tests and air-gapped mirrors: resolve NAME to IP and permit that
+    /// address for that name, even loopback or private (repeatable).
+    #[arg(long, value_name = "NAME=IP", value_parser = policy::parse_net_resolve)]
+    pub net_resolve: Vec<(String, std::net::IpAddr)>,
+    /// --net allow: the upstream DNS resolver the egress engine asks for allowed names
+    /// [default: the host's].
+    #[arg(long, value_name = "IP:PORT", value_parser = policy::parse_net_dns)]
+    pub net_dns: Option<std::net::SocketAddr>,
     /// Keep the speculative-store-bypass mitigation for the sandbox (slower; see
     /// docs/SECURITY.md).
     #[arg(long)]
@@ -159,6 +178,12 @@ pub struct RunArgs {
     /// symlink (see docs/SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub json_report: Option<PathBuf>,
+    /// Write one JSON line per denial (seccomp, network; Landlock where observable) to FILE
+    /// (appended; not inside the workspace or an --rw path) or to inherited fd N (`fd:N`).
+    /// The first line says which layers are observable here. With -v, each denial is also
+    /// one line on stderr. See docs/EVENTS.md and `agentcage why`.
+    #[arg(long, value_name = "FILE|fd:N")]
+    pub events: Option<PathBuf>,
     /// Use a policy file (or `extends` target) even though the sandbox or another user could
     /// have written it: inside the workspace or an `rw` path, owned by someone else,
     /// group/world-writable, or hard-linked (see docs/POLICY.md, "Where to keep policy
@@ -254,6 +279,13 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
         without: a.without.clone(),
         tcp_bind: a.tcp_bind.clone(),
         tcp_connect: a.tcp_connect.clone(),
+        allow_host: a
+            .allow_host
+            .iter()
+            .map(|r| (r.clone(), "--allow-host".to_string()))
+            .collect(),
+        net_resolve: a.net_resolve.clone(),
+        net_dns: a.net_dns,
         limits: LimitSettings {
             pids: a.pids.map(|l| l.0),
             memory: a.memory.map(|l| l.0),
@@ -266,6 +298,9 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
     };
     if let Some(w) = &a.workspace {
         s.workspace = Some((flag_path(w, "--workspace", cwd)?, "--workspace".into()));
+    }
+    if let Some(l) = &a.net_log {
+        s.net_log = Some((flag_path(l, "--net-log", cwd)?, "--net-log".into()));
     }
     for (paths, writable, flag) in [(&a.ro, false, "--ro"), (&a.rw, true, "--rw")] {
         for p in paths {
@@ -369,22 +404,32 @@ pub fn usage_error(e: &UsageError) -> i32 {
     exit::USAGE
 }
 
-/// Runs `agentcage run`; returns the exit code.
-pub fn main(a: RunArgs) -> i32 {
-    let Resolved {
-        policy,
-        skipped,
-        sources,
-        protected,
-        protect_missing,
-        warnings,
-        ..
-    } = match resolve(&a.policy) {
+/// The launch-time policy checks of `run` and `session start`.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyChecks {
+    /// `--trust-writable-policy`.
+    pub trust_writable_policy: bool,
+    /// `--allow-unsandboxed-root`.
+    pub allow_unsandboxed_root: bool,
+    /// `--allow-nested-root` (run only).
+    pub allow_nested_root: bool,
+    /// `-q`.
+    pub quiet: bool,
+}
+
+/// Resolves the policy and applies the checks every launch makes: a policy file the sandbox
+/// or another user could have written, and an unsandboxed root. `Err`: the exit code (the
+/// message is printed).
+pub fn resolve_checked(a: &PolicyArgs, checks: PolicyChecks) -> Result<Resolved, i32> {
+    let mut resolved = match resolve(a) {
         Ok(r) => r,
-        Err(e) => return usage_error(&e),
+        Err(e) => return Err(usage_error(&e)),
     };
-    if !a.quiet {
-        for w in &warnings {
+    resolved.policy.nested_root = checks.allow_nested_root;
+    crate::nested::choose_rung(&mut resolved.policy, checks.quiet);
+    let (policy, sources) = (&resolved.policy, &resolved.sources);
+    if !checks.quiet {
+        for w in &resolved.warnings {
             ui::warning(w);
         }
     }
@@ -392,16 +437,16 @@ pub fn main(a: RunArgs) -> i32 {
     // choose this run's isolation: refused unless the caller says they accept it.
     let cwd = std::env::current_dir().ok();
     let untrusted = policy::untrusted(
-        &sources,
-        &policy,
-        cwd.as_deref().filter(|_| a.policy.workspace.is_none()),
+        sources,
+        policy,
+        cwd.as_deref().filter(|_| a.workspace.is_none()),
     );
     if !untrusted.is_empty() {
-        if !a.trust_writable_policy {
+        if !checks.trust_writable_policy {
             for line in &untrusted[..untrusted.len() - 1] {
                 ui::error(&format!("untrusted policy file: {line}"), None);
             }
-            return usage_error(
+            return Err(usage_error(
                 &UsageError::new(format!(
                     "untrusted policy file: {}",
                     untrusted[untrusted.len() - 1]
@@ -411,9 +456,9 @@ pub fn main(a: RunArgs) -> i32 {
                      cannot, e.g. ~/.config/agentcage/ (root: /etc/agentcage/), mode 0644 or \
                      0600; or pass --trust-writable-policy to accept it",
                 ),
-            );
+            ));
         }
-        if !a.quiet {
+        if !checks.quiet {
             for line in &untrusted {
                 ui::warning(&format!(
                     "--trust-writable-policy: using an untrusted policy file: {line}"
@@ -422,16 +467,13 @@ pub fn main(a: RunArgs) -> i32 {
         }
     }
     let as_root = agentcage::geteuid() == 0;
-    let mut policy = policy;
-    policy.nested_root = a.allow_nested_root;
-    crate::nested::choose_rung(&mut policy, a.quiet);
     // The nested rung has no namespace but switches a root caller to an unprivileged uid (or,
     // with --allow-nested-root, to uid 0 without capabilities): not host root.
     if as_root && !policy.layers.any_namespace() && policy.profile != Profile::Nested {
         // No namespace at all (other namespaces without a user namespace are refused by the
         // library): the command is host root with every capability.
-        if !a.allow_unsandboxed_root {
-            return usage_error(
+        if !checks.allow_unsandboxed_root {
+            return Err(usage_error(
                 &UsageError::new(format!(
                     "profile {}{} as root runs the command as host root with every capability \
                      and no isolation: refused",
@@ -446,18 +488,54 @@ pub fn main(a: RunArgs) -> i32 {
                     "use a sandboxing profile (ns-only, landlock, full), or pass \
                      --allow-unsandboxed-root if that is really what you want",
                 ),
-            );
+            ));
         }
         ui::warning(
             "--allow-unsandboxed-root: the command runs as HOST ROOT with every capability and \
              NO ISOLATION",
         );
     }
+    Ok(resolved)
+}
+
+/// Runs `agentcage run`; returns the exit code.
+pub fn main(a: RunArgs) -> i32 {
+    let checks = PolicyChecks {
+        trust_writable_policy: a.trust_writable_policy,
+        allow_unsandboxed_root: a.allow_unsandboxed_root,
+        allow_nested_root: a.allow_nested_root,
+        quiet: a.quiet,
+    };
+    let Resolved {
+        mut policy,
+        skipped,
+        protected,
+        protect_missing,
+        ..
+    } = match resolve_checked(&a.policy, checks) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     // The report's directory is opened now, before the sandbox can touch anything, so that
     // nothing it plants changes where the report lands (see agentcage::hostfs).
     let report = match &a.json_report {
         Some(path) => match prepare_report(path, &policy) {
             Ok(r) => Some(r),
+            Err(e) => return usage_error(&e),
+        },
+        None => None,
+    };
+    // --net-log: opened now, by fd, like the report's directory (see agentcage::hostfs).
+    let net_log = match &policy.egress.log {
+        Some(path) if policy.net == NetMode::Allow => match open_net_log(path, &policy) {
+            Ok(f) => Some(f),
+            Err(e) => return usage_error(&e),
+        },
+        _ => None,
+    };
+    let events = match &a.events {
+        Some(spec) => match crate::events::open(spec, &policy, a.verbose) {
+            Ok(e) => Some(e),
             Err(e) => return usage_error(&e),
         },
         None => None,
@@ -469,7 +547,8 @@ pub fn main(a: RunArgs) -> i32 {
             "net = \"host\" (policy file)"
         };
         ui::warning(&format!(
-            "{from}: the sandbox shares the host's network (network isolation is OFF)"
+            "{from}: the sandbox shares the host's network (network isolation is OFF): {}",
+            net_host_open(&policy)
         ));
     }
     if a.verbose {
@@ -640,6 +719,17 @@ pub fn main(a: RunArgs) -> i32 {
             Box::new(|what: &str, how: &str| ui::warning(&format!("{what}: {how}")))
                 as Box<dyn Fn(&str, &str)>
         }),
+        egress: agentcage::EgressHooks {
+            log: net_log,
+            on_deny: match &events {
+                Some(ev) => Some(crate::events::egress_hook(ev)),
+                None => verbose.then(|| {
+                    std::sync::Arc::new(|e: &agentcage_egress::Event| eprintln!("{}", deny_line(e)))
+                        as agentcage::SharedDenyHook
+                }),
+            },
+        },
+        events: events.as_ref().map(crate::events::sink),
     };
     let wall = std::time::Instant::now();
     let result = prepared.run(&opts);
@@ -685,7 +775,11 @@ pub fn main(a: RunArgs) -> i32 {
     }
     if let (Some(path), Some(report)) = (&a.json_report, &report) {
         let created: Vec<&Path> = created.iter().map(|(p, _)| p.as_path()).collect();
-        if let Err(e) = write_report(report, &policy, &result, wall, &created) {
+        let denials = events.as_ref().map(|e| {
+            let (seccomp, network) = e.counts();
+            serde_json::json!({ "seccomp": seccomp, "network": network, "landlock": null })
+        });
+        if let Err(e) = write_report(report, &policy, &result, wall, &created, denials) {
             ui::error(
                 &format!("write the JSON report {}: {}", path.display(), chain(&e)),
                 None,
@@ -749,6 +843,85 @@ pub fn main(a: RunArgs) -> i32 {
     }
 }
 
+/// What `--net host` leaves open, for its warning.
+fn net_host_open(policy: &Policy) -> String {
+    let tcp = if policy.layers.has(Layer::Landlock) && policy.landlock.restrict_net {
+        if policy.landlock.tcp_connect.is_empty() {
+            "TCP connects refused by Landlock (where the kernel has Landlock ABI 4+), but".into()
+        } else {
+            format!(
+                "TCP to ANY host on ports {:?} (Landlock restricts ports, not hosts; ABI 4+),",
+                policy.landlock.tcp_connect
+            )
+        }
+    } else {
+        "TCP to every host and port,".to_string()
+    };
+    format!(
+        "{tcp} UDP and DNS to any address, the host's loopback services and its abstract unix \
+         sockets{} stay reachable; use --allow-host RULE (--net allow) for an allow-list",
+        if policy.landlock.scope && policy.layers.has(Layer::Landlock) {
+            " (unless Landlock scopes them, ABI 6+)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// One `-v` line for an egress denial.
+fn deny_line(e: &agentcage_egress::Event) -> String {
+    let target = match (&e.name, e.ip) {
+        (Some(n), _) => n.clone(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "?".into(),
+    };
+    let mut s = format!("agentcage: net: denied {} {target}", e.proto);
+    if let Some(p) = e.port {
+        s.push_str(&format!(":{p}"));
+    }
+    if let Some(r) = &e.reason {
+        s.push_str(&format!(": {r}"));
+    }
+    if let Some(exe) = &e.exe {
+        s.push_str(&format!(" ({exe}"));
+        if let Some(pid) = e.pid {
+            s.push_str(&format!(", pid {pid}"));
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Opens `--net-log` for appending, by fd, before the run: never inside a tree the sandbox
+/// can write (a previous run could have planted anything there), never through a symlink.
+pub(crate) fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
+    let mut writable = vec![policy.workspace.clone()];
+    writable.extend(
+        policy
+            .binds
+            .iter()
+            .filter(|b| b.writable)
+            .map(|b| b.path.clone()),
+    );
+    let hint = "give --net-log a path outside the workspace and the --rw paths, whose \
+                directories exist";
+    let hf = HostFile::prepare(path, &writable)
+        .map_err(|e| UsageError::new(format!("--net-log: {}", chain(&e))).hint(hint))?;
+    if let Some(root) = writable.iter().find(|r| {
+        hf.dir_path()
+            .starts_with(r.canonicalize().as_deref().unwrap_or(r))
+    }) {
+        return Err(UsageError::new(format!(
+            "--net-log {}: inside {}, which the sandbox can write: refused",
+            path.display(),
+            root.display()
+        ))
+        .hint(hint));
+    }
+    hf.open_append()
+        .map_err(|e| UsageError::new(format!("--net-log: {}", chain(&e))).hint(hint))
+}
+
 /// Opens the directory of the `--json-report` file (see [`agentcage::hostfs::HostFile`]).
 fn prepare_report(path: &Path, policy: &Policy) -> Result<HostFile, UsageError> {
     let cwd =
@@ -784,6 +957,7 @@ fn write_report(
     result: &Result<agentcage::RunOutcome, Error>,
     wall: std::time::Duration,
     created: &[&Path],
+    denials: Option<serde_json::Value>,
 ) -> Result<(), agentcage::hostfs::HostFsError> {
     let mut v = match result {
         Ok(o) => serde_json::json!({
@@ -798,6 +972,7 @@ fn write_report(
             "wall_seconds": wall.as_secs_f64(),
             "cpu_seconds": o.cpu.as_secs_f64(),
             "limits": o.limits.iter().map(|(k, v)| serde_json::json!({"limit": k, "enforced_by": v})).collect::<Vec<_>>(),
+            "egress": o.egress,
             "setup_error": null,
         }),
         Err(e) => serde_json::json!({
@@ -818,6 +993,8 @@ fn write_report(
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .into();
+    // --events: denials per layer (null: not observable here, or --events was not given).
+    v["denials"] = denials.unwrap_or(serde_json::Value::Null);
     report.write(&serde_json::to_vec_pretty(&v).unwrap_or_default())
 }
 

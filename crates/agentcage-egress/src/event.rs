@@ -110,7 +110,7 @@ impl Event {
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub(crate) fn rfc3339_now() -> String {
+pub fn rfc3339_now() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

@@ -8,6 +8,7 @@
 //! | an environment secret | `--secret-env` | hygiene |
 //! | an inherited fd (no close-on-exec) | `--inherited-fd` | hygiene |
 //! | a TCP listener on 127.0.0.1 | `--tcp-port` | net-ns, landlock (ABI 4) |
+//! | a UDP echo socket on 127.0.0.1 | `--udp-port` | net-ns |
 //! | a filesystem unix listener | `--unix-path` | mount-ns, landlock |
 //! | a unix listener in `ro/`, bound read-only (`--ro` to the launcher) | `--unix-ro-path` | mount-ns (the launcher masks it) |
 //! | an abstract unix listener | `--abstract` | net-ns, landlock (ABI 6) |
@@ -25,7 +26,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{chown, DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -94,6 +95,13 @@ impl Listeners {
     }
 }
 
+/// The UDP bait: echoes one datagram back to its sender.
+fn echo(s: &UdpSocket) -> io::Result<()> {
+    let mut b = [0u8; 512];
+    let (n, from) = s.recv_from(&mut b)?;
+    s.send_to(&b[..n], from).map(drop)
+}
+
 impl Drop for Listeners {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -120,6 +128,8 @@ pub struct Bait {
     pub abstract_name: String,
     /// The loopback TCP listener's port.
     pub tcp_port: u16,
+    /// The loopback UDP echo socket's port.
+    pub udp_port: u16,
     /// The value of [`SECRET_ENV`].
     pub secret: String,
     /// A copy of the agentcage binary that the sandbox uid can execute, for runs without a
@@ -210,6 +220,10 @@ impl Bait {
         tcp.set_nonblocking(true)?;
         let tcp_port = tcp.local_addr()?.port();
         listeners.spawn(tcp, TcpListener::accept);
+        let udp = UdpSocket::bind("127.0.0.1:0").context("bind a loopback UDP socket")?;
+        udp.set_nonblocking(true)?;
+        let udp_port = udp.local_addr()?.port();
+        listeners.spawn(udp, echo);
 
         let unix_path = bait_dir.join("listener.sock");
         let unix = UnixListener::bind(&unix_path)
@@ -250,6 +264,7 @@ impl Bait {
             unix_ro_path,
             abstract_name,
             tcp_port,
+            udp_port,
             secret,
             binary_copy,
             out_dir,
@@ -287,6 +302,8 @@ impl Bait {
             self.inherited_fd().to_string(),
             "--tcp-port".into(),
             self.tcp_port.to_string(),
+            "--udp-port".into(),
+            self.udp_port.to_string(),
             "--unix-path".into(),
             self.unix_path.display().to_string(),
             "--unix-ro-path".into(),
@@ -369,9 +386,16 @@ mod tests {
             }
         });
         assert!(sleeping, "sentinel never went to sleep");
-        assert_eq!(bait.listener_count(), 4);
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        udp.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        udp.send_to(b"x", ("127.0.0.1", bait.udp_port))
+            .expect("udp send");
+        let mut b = [0u8; 4];
+        assert_eq!(udp.recv(&mut b).expect("udp echo"), 1);
+        assert_eq!(bait.listener_count(), 5);
         let args = bait.probe_args();
-        assert_eq!(args.len(), 22 + 2 * bait.host_inodes.len());
+        assert_eq!(args.len(), 24 + 2 * bait.host_inodes.len());
         assert_eq!(bait.host_inodes.len(), 2, "{:?}", bait.host_inodes);
         assert!(bait.host_ns.contains("net="), "{}", bait.host_ns);
         drop(bait);

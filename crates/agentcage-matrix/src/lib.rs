@@ -68,6 +68,12 @@ pub struct MatrixArgs {
     /// Print each probe run and its duration to stderr.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Run each probe as an exec in a session started with the run's flags (issue #13): the
+    /// results must be those of `agentcage run`. Layer sets without the user, pid or mount
+    /// namespace still use `run` (a session needs the first two; without the third its pty
+    /// cannot be opened once the zygote is restricted).
+    #[arg(long)]
+    pub via_session: bool,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -110,7 +116,8 @@ pub fn run(args: &MatrixArgs) -> anyhow::Result<i32> {
     // Drop order on every exit path: bait (sentinel, listeners, temp dir), then the handler.
     let _interrupt = sys::InterruptGuard::install().context("install the Ctrl-C handler")?;
     let bait = bait::Bait::setup(&agentcage).context("set up the bait")?;
-    let runner = runner::Runner::new(&agentcage, &bait, jobs, args.verbose);
+    let runner =
+        runner::Runner::new(&agentcage, &bait, jobs, args.verbose).via_session(args.via_session);
     let started = Instant::now();
     let ev = match collect(&runner, &profiles, attribution, args.verbose) {
         Ok(ev) => ev,

@@ -42,6 +42,8 @@ pub struct Runner<'a> {
     jobs: usize,
     verbose: bool,
     counter: AtomicUsize,
+    /// `--via-session`: the probe is exec'd in a session started with the run's flags.
+    via_session: bool,
 }
 
 impl<'a> Runner<'a> {
@@ -53,7 +55,16 @@ impl<'a> Runner<'a> {
             jobs: jobs.max(1),
             verbose,
             counter: AtomicUsize::new(0),
+            via_session: false,
         }
+    }
+
+    /// Runs each probe through a session (`agentcage session start` with the run's flags,
+    /// `agentcage exec NAME -- <probe>`, `session stop`) instead of `agentcage run`, when the
+    /// layer set has the user, pid and mount namespaces (else as a run).
+    pub fn via_session(mut self, on: bool) -> Runner<'a> {
+        self.via_session = on;
+        self
     }
 
     /// How many probe runs were started so far.
@@ -129,18 +140,58 @@ impl<'a> Runner<'a> {
         } else {
             self.bait.binary_copy.clone()
         };
+        // A session needs the user and pid namespaces; without a mount namespace its zygote,
+        // restricted before any exec, cannot open a pty in the host's devpts (Landlock):
+        // those layer sets are run as runs.
+        let session = (self.via_session
+            && key.layers.has(Layer::PidNs)
+            && key.layers.has(Layer::UserNs)
+            && key.layers.has(Layer::MountNs))
+        .then(|| format!("matrix-{}-{n}", std::process::id()));
+        let xdg = self.bait.out_dir.join("xdg");
         let mut cmd = Command::new(self.agentcage);
-        cmd.arg("run")
-            .args(key.args())
-            .args(limit_args(key))
-            .arg("--ro")
-            .arg(&self.bait.protected)
-            .arg("--ro")
-            .args(self.bait.unix_ro_path.parent())
-            .arg("--workspace")
-            .arg(&self.bait.workspace)
-            .arg("--")
-            .arg(&probe)
+        if let Some(name) = &session {
+            // The session gets the run's flags; the probe is its exec.
+            std::fs::create_dir_all(&xdg).context("create the sessions' runtime dir")?;
+            std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .context("chmod the sessions' runtime dir")?;
+            let o = Command::new(self.agentcage)
+                .args(["session", "start", "-q", "--name", name])
+                .args(key.args())
+                .args(limit_args(key))
+                .arg("--ro")
+                .arg(&self.bait.protected)
+                .arg("--ro")
+                .args(self.bait.unix_ro_path.parent())
+                .arg("--workspace")
+                .arg(&self.bait.workspace)
+                .env(SECRET_ENV, &self.bait.secret)
+                .env("XDG_RUNTIME_DIR", &xdg)
+                .current_dir(&self.bait.workspace)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("agentcage session start")?;
+            if !o.status.success() {
+                return Ok(classify(
+                    Some((o.status.code(), o.status.signal())),
+                    "",
+                    &String::from_utf8_lossy(&o.stderr),
+                ));
+            }
+            cmd.args(["exec", name, "--"]).env("XDG_RUNTIME_DIR", &xdg);
+        } else {
+            cmd.arg("run")
+                .args(key.args())
+                .args(limit_args(key))
+                .arg("--ro")
+                .arg(&self.bait.protected)
+                .arg("--ro")
+                .args(self.bait.unix_ro_path.parent())
+                .arg("--workspace")
+                .arg(&self.bait.workspace)
+                .arg("--");
+        }
+        cmd.arg(&probe)
             .args(["probe", "--format", "jsonl"])
             .args(self.bait.probe_args())
             .args(only_args(ops))
@@ -196,6 +247,15 @@ impl<'a> Runner<'a> {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        if let Some(name) = &session {
+            let _ = Command::new(self.agentcage)
+                .args(["session", "stop", name])
+                .env("XDG_RUNTIME_DIR", &xdg)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
         drop(slave);
         let _ = drain.join();
         let stdout = fs::read_to_string(&out_path).unwrap_or_default();

@@ -135,12 +135,18 @@ struct Run {
 static SERIAL: Mutex<()> = Mutex::new(());
 static UNPRIV: OnceLock<Result<Run, String>> = OnceLock::new();
 static ROOT: OnceLock<Result<Run, String>> = OnceLock::new();
+static VIA_SESSION: OnceLock<Result<Run, String>> = OnceLock::new();
 
 fn run_matrix(bin: &Path, as_nobody: bool) -> Result<Run, String> {
+    run_matrix_with(bin, as_nobody, &[])
+}
+
+fn run_matrix_with(bin: &Path, as_nobody: bool, extra: &[&str]) -> Result<Run, String> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let copy = Copy::new(bin)?;
     let mut cmd = Command::new(&copy.bin);
     cmd.args(["matrix", "--format", "json", "-v"])
+        .args(extra)
         .current_dir(&copy.dir)
         .stdin(Stdio::null());
     if as_nobody {
@@ -364,6 +370,31 @@ fn check_controls(root: &Run, nobody: &Run) -> Result<(), Failed> {
     }
 }
 
+/// `--via-session` (issue #13): every op's result under every profile is the run's.
+fn check_via_session(bin: &Path) -> Result<(), Failed> {
+    let runs = matrix(bin, is_root())?;
+    let via = VIA_SESSION
+        .get_or_init(|| run_matrix_with(bin, is_root(), &["--via-session"]))
+        .as_ref()
+        .map_err(|e| Failed::from(e.as_str()))?;
+    let mut errors = Vec::new();
+    for o in non_info_ops(&runs.json) {
+        let id = o["id"].as_str().unwrap_or("?");
+        for p in ["none", "ns-only", "landlock", "full"] {
+            let a = result(cell(&runs.json, id, p)?);
+            let b = result(cell(&via.json, id, p)?);
+            if a != b {
+                errors.push(format!("{id} under {p}: run {a}, via a session {b}"));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
     let unprivileged_uid = if is_root() { Some(NOBODY) } else { None };
@@ -397,6 +428,7 @@ fn main() {
     add("root::matrix", true, |bin| {
         check_matrix(matrix(bin, false)?)
     });
+    add("matrix::via_session_same_results", false, check_via_session);
     add("root::controls_across_uids", true, |bin| {
         check_controls(matrix(bin, false)?, matrix(bin, true)?)
     });

@@ -48,6 +48,10 @@ pub struct ProbeArgs {
     /// A TCP listener on the host's 127.0.0.1 to connect to (nothing is sent).
     #[arg(long, value_name = "PORT")]
     pub tcp_port: Option<u16>,
+    /// A UDP socket on the host's 127.0.0.1 that echoes what it receives (the egress ops send
+    /// it one datagram).
+    #[arg(long, value_name = "PORT")]
+    pub udp_port: Option<u16>,
     /// A filesystem unix socket listener outside the sandbox.
     #[arg(long, value_name = "PATH")]
     pub unix_path: Option<PathBuf>,
@@ -300,6 +304,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<i32> {
     let ctx = ops::Ctx {
         sentinel_pid: args.sentinel_pid,
         tcp_port: args.tcp_port,
+        udp_port: args.udp_port,
         unix_path: args.unix_path.clone(),
         unix_ro_path: args.unix_ro_path.clone(),
         abstract_name: args.abstract_name.clone(),

@@ -55,6 +55,9 @@ pub const RET_KILL_THREAD: u32 = 0x0000_0000;
 pub const RET_TRAP: u32 = 0x0003_0000;
 /// `SECCOMP_RET_ERRNO`; the errno goes in the low 16 bits.
 pub const RET_ERRNO: u32 = 0x0005_0000;
+/// `SECCOMP_RET_USER_NOTIF` (Linux 5.0): the syscall waits for the filter's listener,
+/// which answers it; without a listener the kernel fails it with `ENOSYS`.
+pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 /// `SECCOMP_RET_ALLOW`.
 pub const RET_ALLOW: u32 = 0x7fff_0000;
 /// `SECCOMP_RET_ACTION_FULL`: the action part of a return value.

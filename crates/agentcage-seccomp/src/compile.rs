@@ -299,6 +299,33 @@ pub fn compile_with(arch: Arch, tcp_guards: bool) -> Result<Vec<sock_filter>, As
     a.finish()
 }
 
+/// The events variant of `program` (a compiled filter): every policy denial
+/// (`SECCOMP_RET_ERRNO` with an errno other than `ENOSYS`) becomes
+/// `SECCOMP_RET_USER_NOTIF`, so a listener outside the sandbox sees it and answers with
+/// the errno of the original program (see `PreparedFilter::denial_errno`). `ENOSYS` (unknown
+/// numbers, never-implemented and too-new interfaces, `clone3`) stays a plain errno:
+/// libraries probe those on every start and fall back, they are not denials of
+/// anything the policy could allow. `ALLOW` and `KILL` returns are unchanged, and no
+/// jump moves, so the allowed paths (and the kernel's action cache) are the same.
+pub fn notify_variant(program: &[sock_filter]) -> Vec<sock_filter> {
+    program
+        .iter()
+        .map(|&ins| {
+            let is_ret = ins.code == bpf::RET_K;
+            let denial = ins.k & bpf::RET_ACTION_FULL == bpf::RET_ERRNO
+                && (ins.k & bpf::RET_DATA) as i32 != Errno::ENOSYS.0;
+            if is_ret && denial {
+                sock_filter {
+                    k: bpf::RET_USER_NOTIF,
+                    ..ins
+                }
+            } else {
+                ins
+            }
+        })
+        .collect()
+}
+
 /// Number of number intervals the binary search distinguishes on `arch` (for docs and
 /// the cost estimate).
 pub fn interval_count(arch: Arch) -> usize {
@@ -323,6 +350,47 @@ mod tests {
             assert_eq!(last.1, Action::Errno(Errno::ENOSYS), "{arch:?}");
         }
     }
+
+    /// The events variant: same verdict for every syscall except policy denials (not
+    /// ENOSYS), which become user notifications; the action cache is unchanged.
+    #[test]
+    fn notify_variant_only_changes_denials() {
+        use crate::emulate::{emulate, kernel_cache_allows, SeccompData, Verdict};
+        for arch in Arch::ALL {
+            for tcp in [false, true] {
+                let plain = compile_with(arch, tcp).expect("compiles");
+                let notify = notify_variant(&plain);
+                assert_eq!(plain.len(), notify.len());
+                let mut notified = 0;
+                for nr in (0..600u32).chain([X32_PROBE, u32::MAX]) {
+                    assert_eq!(
+                        kernel_cache_allows(&plain, arch.audit_arch(), nr),
+                        kernel_cache_allows(&notify, arch.audit_arch(), nr),
+                        "{arch:?} nr {nr}: action cache differs"
+                    );
+                    for args in [
+                        [0u64; 6],
+                        [0x1000_0000, 0x5412, 0x3, 0, 0, 0],
+                        [17, 3, 768, 0, 0, 0],
+                    ] {
+                        let d = SeccompData::new(nr as i32, arch.audit_arch(), args);
+                        let p = emulate(&plain, &d).expect("runs").verdict;
+                        let n = emulate(&notify, &d).expect("runs").verdict;
+                        match p {
+                            Verdict::Errno(e) if e != libc::ENOSYS => {
+                                assert_eq!(n, Verdict::Other(bpf::RET_USER_NOTIF), "{arch:?} {nr}");
+                                notified += 1;
+                            }
+                            _ => assert_eq!(p, n, "{arch:?} nr {nr} args {args:?}"),
+                        }
+                    }
+                }
+                assert!(notified > 0, "{arch:?}: no denial became a notification");
+            }
+        }
+    }
+
+    const X32_PROBE: u32 = 0x4000_0001;
 
     #[test]
     fn tree_len_matches_emission() {

@@ -14,6 +14,8 @@ const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
 const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 /// `SECCOMP_FILTER_FLAG_SPEC_ALLOW` (Linux 4.17).
 pub const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u32 = 1 << 2;
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER` (Linux 5.0).
+pub const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
 
 fn last_errno() -> Errno {
     // `last_os_error` only reads errno: no allocation.
@@ -34,12 +36,41 @@ fn last_errno() -> Errno {
 /// kernel without seccomp filters, `ENOMEM` when the stacked filters exceed the
 /// kernel's total limit.
 pub fn install(p: &PreparedFilter) -> Result<(), Errno> {
+    install_program(p.program(), p.len_u16(), p.flags()).map(drop)
+}
+
+/// Attaches the events variant of `p` ([`PreparedFilter::notify_program`]) with
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER` and returns the listener fd (close-on-exec). The
+/// caller passes it out of the sandbox and closes it before execve.
+///
+/// No `prctl` fallback (it cannot create a listener): a kernel without seccomp(2) fails.
+/// Runs in the child after clone: async-signal-safe only.
+///
+/// # Errors
+/// As [`install()`], plus `EINVAL` on a kernel without user notification (before 5.0) and
+/// `EBUSY` when a filter already on this thread has a listener (the kernel allows one per
+/// filter chain).
+pub fn install_notify(p: &PreparedFilter) -> Result<i32, Errno> {
+    let flags = p.flags() | SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    match install_program(p.notify_program(), p.len_u16(), flags)? {
+        Some(fd) => Ok(fd),
+        None => Err(Errno(libc::ENOSYS)),
+    }
+}
+
+/// `Some(fd)` when `flags` asked for a listener, `None` otherwise.
+fn install_program(
+    program: &[libc::sock_filter],
+    len: u16,
+    flags: u32,
+) -> Result<Option<i32>, Errno> {
+    let listener = flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0;
     let prog = libc::sock_fprog {
-        len: p.len_u16(),
+        len,
         // The kernel only reads through this pointer (the C type is not const).
-        filter: p.program().as_ptr().cast_mut(),
+        filter: program.as_ptr().cast_mut(),
     };
-    let mut flags = p.flags();
+    let mut flags = flags;
     loop {
         // SAFETY: `prog` points at `p`'s instruction buffer, which lives as long as `p`,
         // and `len` is its exact length (at most 4096, checked in `prepare`). The kernel
@@ -52,15 +83,18 @@ pub fn install(p: &PreparedFilter) -> Result<(), Errno> {
                 &prog as *const libc::sock_fprog,
             )
         };
+        if rc >= 0 && listener {
+            return Ok(Some(rc as i32));
+        }
         if rc == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let e = last_errno();
         if e.0 == libc::EINVAL && flags & SECCOMP_FILTER_FLAG_SPEC_ALLOW != 0 {
             flags &= !SECCOMP_FILTER_FLAG_SPEC_ALLOW;
             continue;
         }
-        if e.0 != libc::ENOSYS {
+        if e.0 != libc::ENOSYS || listener {
             return Err(e);
         }
         break;
@@ -76,7 +110,7 @@ pub fn install(p: &PreparedFilter) -> Result<(), Errno> {
         )
     };
     if rc == 0 {
-        Ok(())
+        Ok(None)
     } else {
         Err(last_errno())
     }

@@ -48,7 +48,7 @@ pub mod table;
 pub use compile::compile;
 pub use doc::render_markdown;
 pub use emulate::{emulate, kernel_cache_allows, Outcome, SeccompData, Verdict};
-pub use install::{install, SECCOMP_FILTER_FLAG_SPEC_ALLOW};
+pub use install::{install, install_notify, SECCOMP_FILTER_FLAG_SPEC_ALLOW};
 pub use table::{syscall_table, Arch, ArgRule, Errno, Rule, Syscall};
 
 use libc::sock_filter;
@@ -82,6 +82,8 @@ pub enum SeccompError {
 #[derive(Debug, Clone)]
 pub struct PreparedFilter {
     program: Vec<sock_filter>,
+    /// The events variant ([`compile::notify_variant`]): denials are user notifications.
+    notify_program: Vec<sock_filter>,
     len: u16,
     flags: u32,
     arch: Arch,
@@ -103,8 +105,26 @@ impl PreparedFilter {
         self.arch
     }
 
+    /// The events variant of [`program`](Self::program): the same program with every
+    /// policy denial but `ENOSYS` turned into `SECCOMP_RET_USER_NOTIF`.
+    pub fn notify_program(&self) -> &[sock_filter] {
+        &self.notify_program
+    }
+
     pub(crate) fn len_u16(&self) -> u16 {
         self.len
+    }
+
+    /// The errno the plain program returns for a syscall the events variant reported
+    /// (`nr`, `arch` and `args` as the kernel's `seccomp_notif.data` gives them: register
+    /// values, never the caller's memory). `None` when the plain program would not fail
+    /// it with an errno (never for a notification of this filter: then answer `EPERM`).
+    pub fn denial_errno(&self, nr: i32, arch: u32, args: [u64; 6]) -> Option<i32> {
+        let data = SeccompData::new(nr, arch, args);
+        match emulate(&self.program, &data).ok()?.verdict {
+            Verdict::Errno(e) => Some(e),
+            _ => None,
+        }
     }
 
     /// Evaluates the program for `nr` on its own architecture with `args`, as the kernel
@@ -142,8 +162,10 @@ pub fn prepare_for(arch: Arch, opts: &FilterOptions) -> Result<PreparedFilter, S
     } else {
         SECCOMP_FILTER_FLAG_SPEC_ALLOW
     };
+    let notify_program = compile::notify_variant(&program);
     Ok(PreparedFilter {
         program,
+        notify_program,
         len,
         flags,
         arch,

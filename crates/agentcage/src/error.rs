@@ -69,13 +69,16 @@ pub enum Step {
     UserLimits,
     /// The nested rung's switch to an unprivileged uid (sub-step: see `launch/nested.rs`).
     NestedIds,
+    /// `--net allow`: the routes, listeners and their hand-over (sub-step: see `egress.rs`;
+    /// index: the listener).
+    Egress,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 29] = [
+        const ALL: [Step; 30] = [
             WaitParent,
             SetGid,
             SetGroups,
@@ -105,6 +108,7 @@ impl Step {
             SessionKeyring,
             UserLimits,
             NestedIds,
+            Egress,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -212,6 +216,23 @@ pub enum PolicyError {
         /// The fd.
         fd: i32,
     },
+    /// A `--allow-host` rule (or `[network] allow` entry) the egress engine rejects.
+    #[error("--allow-host {rule:?}: {why}")]
+    NetRule {
+        /// The rule as given.
+        rule: String,
+        /// Why (names the bad byte or label).
+        why: String,
+    },
+    /// `--net allow` (or an egress option) without a network namespace of the sandbox's own.
+    #[error(
+        "--net allow needs the sandbox's own network namespace, and this policy has none \
+         ({why})"
+    )]
+    NetAllowWithoutNetns {
+        /// Why there is none (profile none, --without net-ns, ...).
+        why: String,
+    },
     /// A string handed to the kernel (argv, env, path) contains a NUL byte.
     #[error("{text:?} contains a NUL byte")]
     NulByte {
@@ -259,6 +280,18 @@ pub enum Error {
         /// A hint, where one helps.
         hint: Option<String>,
     },
+    /// The egress engine of `--net allow` could not start (the launcher's side): the cause is
+    /// the source.
+    #[error("{step}")]
+    Egress {
+        /// The step and its objects.
+        step: String,
+        /// The engine's error.
+        #[source]
+        source: std::io::Error,
+        /// A hint, where one helps.
+        hint: Option<String>,
+    },
     /// Reading the caller's resource limits failed (prepare): the real cause is the source.
     #[error(transparent)]
     Rlimit(#[from] RlimitError),
@@ -279,7 +312,8 @@ impl Error {
         match self {
             Error::Setup { hint, .. }
             | Error::Unenforceable { hint, .. }
-            | Error::Cgroup { hint, .. } => hint.as_deref(),
+            | Error::Cgroup { hint, .. }
+            | Error::Egress { hint, .. } => hint.as_deref(),
             Error::Exec { errno, .. } if errno.0 == libc::ENOENT => {
                 Some("the command must exist inside the sandbox (system dirs, the workspace or a --ro/--rw path)")
             }

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -166,6 +166,17 @@ pub enum HostFsError {
         /// What is there.
         kind: &'static str,
     },
+    /// A log to append to is not a regular file with one name.
+    #[error(
+        "{}: {kind}: a log is appended to a regular file with a single name, or created",
+        path.display()
+    )]
+    NotAppendable {
+        /// The path as given.
+        path: PathBuf,
+        /// What is there.
+        kind: &'static str,
+    },
     /// Opening a directory on the way failed (`ELOOP`: it was swapped for a symlink).
     #[error("open the directory {} (no symlinks followed)", dir.display())]
     OpenDir {
@@ -280,9 +291,55 @@ impl HostFile {
         })
     }
 
+    /// The directory's real path, symlinks resolved.
+    pub fn dir_path(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// Opens the file for appending (`--net-log`), creating it (mode 0644 minus the umask):
+    /// never through a symlink (`O_NOFOLLOW`), never a FIFO or device (`O_NONBLOCK` for the
+    /// open, then checked), never a file with other names (hard links). Done before the run;
+    /// the launcher writes through this fd only.
+    ///
+    /// # Errors
+    /// [`HostFsError::Create`] with the errno; [`HostFsError::NotRegular`] for anything but a
+    /// regular file with one link.
+    pub fn open_append(&self) -> Result<File, HostFsError> {
+        use std::os::unix::fs::MetadataExt;
+        let fd = sys::at::openat(
+            self.dir.as_fd(),
+            &self.name,
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            0o644,
+        )
+        .map_err(|errno| HostFsError::Create {
+            dir: self.dir_path.clone(),
+            errno,
+        })?;
+        let f = File::from(fd);
+        let md = f.metadata().map_err(|source| HostFsError::Write {
+            dir: self.dir_path.clone(),
+            source,
+        })?;
+        if !md.file_type().is_file() || md.nlink() > 1 {
+            return Err(HostFsError::NotAppendable {
+                path: self.path.clone(),
+                kind: if md.file_type().is_file() {
+                    "a file with several hard links"
+                } else {
+                    "not a regular file"
+                },
+            });
+        }
+        sys::clear_nonblock(f.as_raw_fd()).map_err(|errno| HostFsError::Create {
+            dir: self.dir_path.clone(),
+            errno,
+        })?;
+        Ok(f)
+    }
+
     /// The directory fd's number (it must never reach the sandbox).
     pub fn dir_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
         self.dir.as_raw_fd()
     }
 

@@ -21,11 +21,11 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub const ENV_ALLOW: &[&str] = &["PATH", "TERM", "LANG", "TZ", "COLORTERM", "NO_COLOR"];
 
 /// [`Step::Setsid`] sub-steps.
-const SETSID: u32 = 0;
+pub(crate) const SETSID: u32 = 0;
 const SETPGID: u32 = 1;
 /// [`Step::ControllingTty`] sub-steps (the index: the stdio fd, for the dup2s).
-const DUP_PTY: u32 = 0;
-const SET_CTTY: u32 = 1;
+pub(crate) const DUP_PTY: u32 = 0;
+pub(crate) const SET_CTTY: u32 = 1;
 const BLOCK_TTOU: u32 = 2;
 const TCSETPGRP: u32 = 3;
 /// Receiving the pty from the launcher (see `launch/pty.rs`).

@@ -217,22 +217,41 @@ fn readable_tree(dir: &Path, depth: usize, budget: &mut usize) -> (bool, Vec<Rul
     (clean, rules)
 }
 
+/// What the command sees, which decides the path rules (see [`rules`]).
+pub(crate) struct View<'a> {
+    /// The command's HOME.
+    pub home: &'a Path,
+    /// Whether the command is in the composed root (else: host paths).
+    pub mount_ns: bool,
+    /// The launcher's own binary, when the command may execute it.
+    pub self_exe: Option<&'a Path>,
+    /// How much of /etc is readable.
+    pub etc: EtcAccess,
+}
+
 /// Builds the ruleset data; fails closed when the kernel cannot enforce it, unless the
-/// policy says best effort (then the gap is reported in `enforcement`).
+/// policy says best effort (then the gap is reported in `enforcement`). `egress_ports`: the
+/// `--net allow` listeners' ports, which the command may connect to.
 pub(crate) fn prepare(
     policy: &Policy,
-    home: &Path,
-    mount_ns: bool,
-    self_exe: Option<&Path>,
-    etc: EtcAccess,
+    view: View<'_>,
+    egress_ports: &[u16],
     enforcement: &mut Vec<(String, String)>,
     degraded: &mut Vec<(String, String)>,
 ) -> Result<Option<Prepared>, Error> {
+    // `--net allow`: the command reaches the egress engine's listeners in its own network
+    // namespace (the engine decides; Landlock keeps every other port refused).
+    let mut tcp_connect = policy.landlock.tcp_connect.clone();
+    if policy.landlock.restrict_net {
+        tcp_connect.extend_from_slice(egress_ports);
+    }
+    tcp_connect.sort_unstable();
+    tcp_connect.dedup();
     let spec = ll::Spec {
-        rules: rules(policy, home, mount_ns, self_exe, etc),
+        rules: rules(policy, view.home, view.mount_ns, view.self_exe, view.etc),
         restrict_tcp: policy.landlock.restrict_net,
         tcp_bind: policy.landlock.tcp_bind.clone(),
-        tcp_connect: policy.landlock.tcp_connect.clone(),
+        tcp_connect,
         scope_abstract_unix: policy.landlock.scope,
         scope_signal: policy.landlock.scope,
         log_denials: false,

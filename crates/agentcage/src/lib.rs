@@ -16,13 +16,19 @@
 //! - `limits`: resource limits (spec, flag grammar, rlimits, the run's cgroup); calls `host`
 //!   (procfs parsers) and `sys`, never `policy` or `launch`;
 //! - `launch`: prepare -> spawn -> supervise; `launch::child` is the whole pre-exec path;
+//! - `egress`: `--net allow`: the routes and listeners the sandbox creates in its network
+//!   namespace, passed to the launcher, which runs the `agentcage-egress` engine on them;
+//! - `session`: one sandbox, many execs (the supervisor, the protocol, the client);
+//!   `launch::zygote` is its pid 1;
 //! - `hostfs`: the launcher's own host-side files (reports), written by fd, never through a
 //!   symlink the sandbox planted;
 //! - `sys`: raw syscall wrappers, the only home of `unsafe`.
 
 pub(crate) mod caps;
 pub mod doctor;
+pub(crate) mod egress;
 pub(crate) mod error;
+pub mod events;
 pub mod host;
 pub mod hostfs;
 pub(crate) mod hygiene;
@@ -34,16 +40,20 @@ pub(crate) mod namespaces;
 pub(crate) mod policy;
 pub(crate) mod rootfs;
 pub(crate) mod seccomp;
+pub mod session;
 pub(crate) mod sys;
 
 pub use doctor::DoctorReport;
+pub use egress::{EgressHooks, SharedDenyHook};
 pub use error::{Error, PolicyError, SetupError, Step};
 pub use host::Features;
 pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };
 pub use limits::{CgroupError, Limit, LimitsSpec, RlimitError};
-pub use policy::{ExtraBind, Layer, LayerSet, NetMode, Policy, Profile, WorkspaceControls};
+pub use policy::{
+    ExtraBind, Layer, LayerSet, NetMode, NetSpec, Policy, Profile, WorkspaceControls,
+};
 pub use sys::{geteuid, Errno};
 
 /// The composed root's fixed parts and the environment allow-list, read-only, for exporters

@@ -212,23 +212,30 @@ pub(crate) struct LockMounts {
 
 impl LockMounts {
     /// Parent side: the nested namespace for ids `uid`/`gid`; moves the network and UTS
-    /// namespaces (and their hostname/loopback steps) out of `clone_flags` into it.
+    /// namespaces (and their hostname/loopback steps) out of `clone_flags` into it. With
+    /// `egress` (`--net allow`) the network namespace stays the init's: it holds the egress
+    /// routes and listeners the init set up, and the command gets no capability over it.
     pub(crate) fn prepare(
         uid: u32,
         gid: u32,
+        egress: bool,
         clone_flags: &mut libc::c_ulong,
         hostname: &mut Option<&'static [u8]>,
         loopback: &mut bool,
     ) -> LockMounts {
-        let own = libc::CLONE_NEWNET as libc::c_ulong | libc::CLONE_NEWUTS as libc::c_ulong;
+        let mut own = libc::CLONE_NEWUTS as libc::c_ulong;
+        if !egress {
+            own |= libc::CLONE_NEWNET as libc::c_ulong;
+        }
         let moved = *clone_flags & own;
         *clone_flags &= !own;
+        let net_moved = moved & libc::CLONE_NEWNET as libc::c_ulong != 0;
         LockMounts {
             uid_map: CString::new(format!("{uid} {uid} 1\n")).unwrap_or_default(),
             gid_map: CString::new(format!("{gid} {gid} 1\n")).unwrap_or_default(),
             unshare_flags: (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) | moved as libc::c_int,
             hostname: hostname.take(),
-            loopback: std::mem::take(loopback),
+            loopback: net_moved && std::mem::take(loopback),
         }
     }
 }

@@ -239,6 +239,35 @@ pub enum NetMode {
     None,
     /// The host's network (network isolation off).
     Host,
+    /// Own network namespace whose only way out is the launcher's egress engine: the hosts
+    /// of [`NetSpec::allow`], nothing else (see `egress.rs`).
+    Allow,
+}
+
+impl NetMode {
+    /// The flag's spelling: `none`, `host`, `allow`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::None => "none",
+            NetMode::Host => "host",
+            NetMode::Allow => "allow",
+        }
+    }
+}
+
+/// `--net allow`: the egress allow-list and its test/mirror knobs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// Allow rules (`host`, `host:port`, `*.domain`, `IP`, `CIDR`, ...), as the engine's
+    /// canonical text; checked again by `prepare`.
+    pub allow: Vec<String>,
+    /// `--net-resolve NAME=IP`: pin NAME to IP and permit that address for that name.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// `--net-dns IP:PORT`: the upstream resolver the engine asks (default: the host's).
+    pub dns: Option<std::net::SocketAddr>,
+    /// `--net-log FILE`: where the caller wants one JSON line per decision (the CLI opens
+    /// it, by fd, before the run; the library never opens paths it is given here).
+    pub log: Option<PathBuf>,
 }
 
 /// Landlock allow-list and network/scope restrictions.
@@ -326,6 +355,8 @@ pub struct Policy {
     pub best_effort: bool,
     /// Network mode.
     pub net: NetMode,
+    /// The egress allow-list of `--net allow` (ignored in the other modes).
+    pub egress: NetSpec,
     /// Landlock options.
     pub landlock: LandlockSpec,
     /// Seccomp options.
@@ -363,6 +394,7 @@ impl Policy {
             keep_fds: Vec::new(),
             best_effort: false,
             net: NetMode::None,
+            egress: NetSpec::default(),
             landlock: LandlockSpec {
                 restrict_net: full,
                 scope: full,

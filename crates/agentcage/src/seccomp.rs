@@ -7,9 +7,8 @@
 
 use agentcage_seccomp as sc;
 
-use crate::error::{Error, SetupError, Step};
+use crate::error::{Error, SetupError};
 use crate::policy::{NetMode, Policy};
-use crate::sys::Errno;
 
 /// The compiled filter.
 pub type Prepared = sc::PreparedFilter;
@@ -19,6 +18,12 @@ pub(crate) fn prepare(
     policy: &Policy,
     enforcement: &mut Vec<(String, String)>,
 ) -> Result<Prepared, Error> {
+    // Socket families are the same in every network mode, and consistent with `--net
+    // allow`: the table allows AF_INET/AF_INET6 (stream and datagram: the egress listeners
+    // and the DNS stub answer there, UDP elsewhere routes nowhere), refuses SOCK_PACKET,
+    // AF_PACKET and every other family, and SCTP/MPTCP (IPPROTO_SCTP, IPPROTO_MPTCP);
+    // SOCK_RAW needs CAP_NET_RAW, which `full` drops. With `--net allow` a Fast Open connect
+    // lands on the same captured listeners as connect(2), so no TCP guard is needed there.
     let opts = sc::FilterOptions {
         spec_mitigation: policy.seccomp.spec_mitigation,
         // Landlock's TCP rules guard the host's network only with --net host; in the
@@ -45,6 +50,7 @@ pub(crate) fn prepare(
 /// Installs the filter on the calling thread.
 ///
 /// Runs in the child after clone: async-signal-safe only.
+/// With `--events` (a `run`), the events variant and its listener: `events::seccomp`.
 pub(crate) fn apply(p: &Prepared) -> Result<(), SetupError> {
-    sc::install(p).map_err(|e| SetupError::new(Step::Seccomp, 0, Errno(e.0)))
+    crate::events::seccomp::install(p)
 }

@@ -65,6 +65,7 @@ fn scenario(dir: &Path) -> Result<Option<String>, String> {
         pty: false,
         on_enforcement: None,
         on_degraded: None,
+        ..SpawnOptions::default()
     };
     match prepared.run(&opts) {
         Err(Error::Setup { step, errno, .. }) if errno.0 == libc::ELOOP => {

@@ -551,6 +551,15 @@ impl Report {
                 "MiB",
                 "not measured (needs the x86_64 rss-probe)",
             ),
+            Target::check(
+                "startup-full-egress-vs-full",
+                "full --allow-host startup / full startup (static true): the egress engine",
+                q(base_startup("full+egress"), full),
+                Cmp::AtMost,
+                1.15,
+                "x",
+                &need(&[Profile::Full]),
+            ),
         ]
     }
 

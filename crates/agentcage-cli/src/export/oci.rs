@@ -253,7 +253,10 @@ fn config(
             namespaces.push(json!({ "type": ns }));
         }
     }
-    if p.layers.has(Layer::NetNs) && p.net == NetMode::None {
+    // `net = "allow"` needs agentcage's launcher and its egress engine, which a bundle run by
+    // an OCI runtime does not have: it gets its own network namespace like `none` (no
+    // network at all; fail closed), never the host's.
+    if p.layers.has(Layer::NetNs) && p.net != NetMode::Host {
         namespaces.push(json!({"type": "network"}));
     }
 

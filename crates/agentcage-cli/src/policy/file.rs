@@ -37,7 +37,7 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("host_gid", "`--host-gid`", "`65534`", "When the launcher runs as root: the host gid the inside maps to (never 0)."),
     ("keep_fd", "`--keep-fd N`", "`[]`", "Inherited fds (>= 3) passed to the command; 0-2 always are."),
     ("best_effort", "`--best-effort`", "`false`", "Run even when a primitive of the profile cannot be enforced here (what is missing is printed)."),
-    ("net", "`--net`", "`\"none\"`", "`none`: own network namespace, loopback only. `host`: the host's network, with a loud warning."),
+    ("net", "`--net`", "`\"none\"`, `\"allow\"` when `network.allow` is set", "`none`: own network namespace, loopback only. `allow`: own network namespace whose only way out is the launcher's egress engine (the hosts of `network.allow`, nothing else; needs a network namespace). `host`: the host's network, with a loud warning."),
     ("seccomp_spec_mitigation", "`--seccomp-spec-mitigation`", "`false`", "Keep the speculative-store-bypass mitigation for the sandbox (slower)."),
     ("without", "`--without LAYER`", "`[]`", "Remove layers from the profile (attribution experiments): user-ns, mount-ns, pid-ns, net-ns, ipc-ns, uts-ns, cgroup-ns, hygiene, landlock, caps, no-new-privs, seccomp, limits."),
     ("limits.pids", "`--pids`", "full: `1024`; else none", "Processes and threads (cgroup pids.max, RLIMIT_NPROC floor). Number or `\"max\"`."),
@@ -48,6 +48,10 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("limits.fsize", "`--fsize`", "none", "RLIMIT_FSIZE: largest file written (`\"1G\"`)."),
     ("landlock.tcp_bind", "`--tcp-bind PORT`", "`[]`", "TCP ports the sandbox may bind when Landlock restricts the network (full, ABI 4+)."),
     ("landlock.tcp_connect", "`--tcp-connect PORT`", "`[]`", "TCP ports the sandbox may connect to when Landlock restricts the network (full, ABI 4+)."),
+    ("network.allow", "`--allow-host RULE`", "`[]`", "Egress allow rules (implies `net = \"allow\"`): `host`, `host:port`, `*.domain` (subdomains only), `*.domain:port`, `IP`, `IP:port`, `CIDR`, `[v6]:port`; without a port, 443 and 80."),
+    ("network.log", "`--net-log FILE`", "none", "Append one JSON line per egress decision to FILE (opened by the launcher before the run; never inside the workspace or an `rw` path)."),
+    ("network.resolve", "`--net-resolve NAME=IP`", "`[]`", "For tests and air-gapped mirrors: pin NAME to IP and permit that address for that name, even loopback or private (`[\"mirror.local=10.0.0.5\"]`)."),
+    ("network.dns", "`--net-dns IP:PORT`", "the host's resolver", "The upstream resolver the egress engine asks for allowed names."),
 ];
 
 /// [`KEYS`] as a Markdown table (embedded in docs/POLICY.md).
@@ -102,6 +106,18 @@ struct FileDoc {
     home: Option<Spanned<String>>,
     limits: Option<FileLimits>,
     landlock: Option<FileLandlock>,
+    network: Option<FileNetwork>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNetwork {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+    log: Option<Spanned<String>>,
+    #[serde(default)]
+    resolve: Vec<Spanned<String>>,
+    dns: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -653,6 +669,22 @@ pub(super) fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings,
     if let Some(l) = &doc.landlock {
         s.tcp_bind = l.tcp_bind.clone();
         s.tcp_connect = l.tcp_connect.clone();
+    }
+    if let Some(n) = &doc.network {
+        for r in &n.allow {
+            let rule = super::parse_allow_host(r.get_ref()).map_err(|m| src.err(&r.span(), m))?;
+            s.allow_host.push((rule, src.at(&r.span())));
+        }
+        if let Some(l) = &n.log {
+            s.net_log = Some((src.path(l.get_ref(), &l.span())?, src.at(&l.span())));
+        }
+        for r in &n.resolve {
+            s.net_resolve
+                .push(super::parse_net_resolve(r.get_ref()).map_err(|m| src.err(&r.span(), m))?);
+        }
+        if let Some(d) = &n.dns {
+            s.net_dns = Some(super::parse_net_dns(d.get_ref()).map_err(|m| src.err(&d.span(), m))?);
+        }
     }
     Ok(base.merge(s))
 }

@@ -145,10 +145,44 @@ pub fn parse_net(s: &str) -> Result<NetMode, String> {
     match s {
         "none" => Ok(NetMode::None),
         "host" => Ok(NetMode::Host),
+        "allow" => Ok(NetMode::Allow),
         _ => Err(format!(
-            "unknown network mode {s:?} (expected none or host)"
+            "unknown network mode {s:?} (expected none, allow or host)"
         )),
     }
+}
+
+/// Checks an egress allow rule with the engine's parser; returns its canonical text.
+pub fn parse_allow_host(s: &str) -> Result<String, String> {
+    s.parse::<agentcage_egress::Rule>()
+        .map(|r| r.to_string())
+        .map_err(|e| format!("allow rule {s:?}: {e}"))
+}
+
+/// Parses `NAME=IP` (`--net-resolve`).
+pub fn parse_net_resolve(s: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, ip) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=IP, got {s:?}"))?;
+    // A plain host name, checked by the engine's own parser (LDH labels, no NUL or control
+    // bytes).
+    if name.starts_with('*') || name.contains(':') || name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("{s:?}: NAME must be a host name"));
+    }
+    name.parse::<agentcage_egress::Rule>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    let ip = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+    Ok((name.to_ascii_lowercase(), ip))
+}
+
+/// Parses `IP:PORT` (`--net-dns`; `[v6]:PORT` for IPv6).
+pub fn parse_net_dns(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("expected IP:PORT (or [IPv6]:PORT), got {s:?}"))
 }
 
 /// Parses a layer name (`without`).

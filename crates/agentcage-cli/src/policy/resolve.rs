@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
-use agentcage::{ExtraBind, Layer, Policy, Profile};
+use agentcage::{ExtraBind, Layer, NetMode, NetSpec, Policy, Profile};
 
 use super::protect::{
     expand_patterns, protected_settings, reachable, resolve_protected, Kind, Protected,
@@ -59,6 +59,47 @@ pub(super) fn dedup<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
         }
     }
     out
+}
+
+/// The network mode: `net` as said; unsaid, `allow` when there are allow rules. The egress
+/// settings (`network.*`, `--allow-host`, `--net-*`) need `allow`, and `allow` needs the
+/// sandbox's own network namespace.
+fn net_mode(s: &Settings, p: &Policy) -> Result<NetMode, UsageError> {
+    let net = match s.net {
+        Some(n) => n,
+        None if !s.allow_host.is_empty() => NetMode::Allow,
+        None => NetMode::None,
+    };
+    let said = s
+        .allow_host
+        .first()
+        .map(|(_, o)| o.clone())
+        .or_else(|| s.net_log.as_ref().map(|(_, o)| o.clone()))
+        .or_else(|| (!s.net_resolve.is_empty()).then(|| "--net-resolve".to_string()))
+        .or_else(|| s.net_dns.map(|_| "--net-dns".to_string()));
+    if net != NetMode::Allow {
+        if let Some(origin) = said {
+            return Err(UsageError::new(format!(
+                "{origin}: egress settings need --net allow, but the network mode is {}",
+                net.name()
+            ))
+            .hint("drop --net (an allow rule implies --net allow) or the egress settings"));
+        }
+        return Ok(net);
+    }
+    if !p.layers.has(Layer::NetNs) {
+        let why = if p.layers.is_empty() {
+            format!("profile {}", p.profile)
+        } else {
+            "--without net-ns".into()
+        };
+        return Err(UsageError::new(format!(
+            "--net allow needs the sandbox's own network namespace, and this policy has none \
+             ({why})"
+        ))
+        .hint("use a profile with a network namespace (ns-only, landlock, full)"));
+    }
+    Ok(net)
 }
 
 /// Builds the effective policy. `cwd` is the default workspace.
@@ -260,7 +301,20 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     p.host_gid = s.host_gid.unwrap_or(p.host_gid);
     p.keep_fds = dedup(&s.keep_fd);
     p.best_effort = s.best_effort.unwrap_or(false);
-    p.net = s.net.unwrap_or_default();
+    p.net = net_mode(s, &p)?;
+    if p.net == NetMode::Allow {
+        p.egress = NetSpec {
+            allow: dedup(
+                &s.allow_host
+                    .iter()
+                    .map(|(r, _)| r.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            resolve: dedup(&s.net_resolve),
+            dns: s.net_dns,
+            log: s.net_log.as_ref().map(|(l, _)| l.clone()),
+        };
+    }
     p.seccomp.spec_mitigation = s.seccomp_spec_mitigation.unwrap_or(false);
     p.landlock.tcp_bind = dedup(&s.tcp_bind);
     p.landlock.tcp_connect = dedup(&s.tcp_connect);

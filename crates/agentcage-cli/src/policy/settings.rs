@@ -96,6 +96,14 @@ pub struct Settings {
     pub tcp_bind: Vec<u16>,
     /// `[landlock] tcp_connect`.
     pub tcp_connect: Vec<u16>,
+    /// `[network] allow` / `--allow-host`: rules as said, and where each was said.
+    pub allow_host: Vec<(String, String)>,
+    /// `[network] log` / `--net-log` (absolute) and where it was said.
+    pub net_log: Option<(PathBuf, String)>,
+    /// `[network] resolve` / `--net-resolve NAME=IP`.
+    pub net_resolve: Vec<(String, std::net::IpAddr)>,
+    /// `[network] dns` / `--net-dns IP:PORT`.
+    pub net_dns: Option<std::net::SocketAddr>,
     /// `protect`: paths made read-only inside the workspace or an `rw` dir, as said (`~`
     /// expanded; a relative one is relative to the workspace), and where each was said.
     pub protect: Vec<(PathBuf, String)>,
@@ -160,6 +168,10 @@ impl Settings {
             limits: self.limits.merge(over.limits),
             tcp_bind: cat(self.tcp_bind, over.tcp_bind),
             tcp_connect: cat(self.tcp_connect, over.tcp_connect),
+            allow_host: cat(self.allow_host, over.allow_host),
+            net_log: over.net_log.or(self.net_log),
+            net_resolve: cat(self.net_resolve, over.net_resolve),
+            net_dns: over.net_dns.or(self.net_dns),
             protect: cat(self.protect, over.protect),
             unprotect: cat(self.unprotect, over.unprotect),
             read_only_workspace: over.read_only_workspace.or(self.read_only_workspace),

@@ -173,13 +173,28 @@ pub fn to_table(
         ),
     );
     t.insert("best_effort".into(), V::Boolean(p.best_effort));
-    t.insert(
-        "net".into(),
-        V::String(match p.net {
-            NetMode::None => "none".into(),
-            NetMode::Host => "host".into(),
-        }),
-    );
+    t.insert("net".into(), V::String(p.net.name().into()));
+    if p.net == NetMode::Allow {
+        let mut nt = toml::Table::new();
+        nt.insert("allow".into(), strs(p.egress.allow.clone()));
+        if let Some(l) = &p.egress.log {
+            nt.insert("log".into(), V::String(l.display().to_string()));
+        }
+        nt.insert(
+            "resolve".into(),
+            strs(
+                p.egress
+                    .resolve
+                    .iter()
+                    .map(|(n, ip)| format!("{n}={ip}"))
+                    .collect(),
+            ),
+        );
+        if let Some(d) = p.egress.dns {
+            nt.insert("dns".into(), V::String(d.to_string()));
+        }
+        t.insert("network".into(), V::Table(nt));
+    }
     t.insert(
         "seccomp_spec_mitigation".into(),
         V::Boolean(p.seccomp.spec_mitigation),

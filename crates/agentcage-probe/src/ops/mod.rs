@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::errno::Errno;
 use crate::schema::Category;
 
+pub mod egress;
 pub mod fs;
 pub mod hygiene;
 pub mod info;
@@ -74,6 +75,7 @@ pub fn all() -> impl Iterator<Item = &'static Op> {
         fs::OPS,
         proc::OPS,
         net::OPS,
+        egress::OPS,
         kernel::OPS,
         hygiene::OPS,
         resources::OPS,
@@ -157,6 +159,8 @@ pub struct Ctx {
     pub sentinel_pid: Option<i32>,
     /// A TCP listener on the host's 127.0.0.1.
     pub tcp_port: Option<u16>,
+    /// A UDP echo socket on the host's 127.0.0.1.
+    pub udp_port: Option<u16>,
     /// A filesystem unix socket listener outside.
     pub unix_path: Option<PathBuf>,
     /// A filesystem unix socket listener under a path bound read-only into the sandbox.
@@ -194,6 +198,7 @@ impl Default for Ctx {
         Ctx {
             sentinel_pid: None,
             tcp_port: None,
+            udp_port: None,
             unix_path: None,
             unix_ro_path: None,
             abstract_name: None,

@@ -6,9 +6,10 @@ use super::prepared::{Pipes, Prepared};
 use super::pty::ChildStdio;
 use super::report::report_and_exit;
 use super::sync;
+use super::Role;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
-use crate::{caps, hygiene, landlock, namespaces, rootfs, seccomp};
+use crate::{caps, egress, hygiene, landlock, namespaces, rootfs, seccomp};
 
 type R = Result<(), SetupError>;
 
@@ -24,6 +25,7 @@ pub(super) fn main(
     pipes: &Pipes,
     stdio: Option<ChildStdio>,
     title: Option<[usize; 4]>,
+    role: Role,
 ) -> ! {
     // This copy of the process is now in the pre-exec zone: a debug build's guard allocator
     // (see the CLI's main.rs) aborts on any allocation from here on.
@@ -50,6 +52,9 @@ pub(super) fn main(
     sys::close(pipes.sync_w);
     sys::close(pipes.report_r);
     sys::close(pipes.status_r);
+    if pipes.net_parent >= 0 {
+        sys::close(pipes.net_parent);
+    }
     if let Err(e) = setup_sandbox(p, pipes) {
         report_and_exit(pipes.report_w, e);
     }
@@ -70,6 +75,10 @@ pub(super) fn main(
         },
         None => None,
     };
+    if let Role::Zygote { chan } = role {
+        // A session: pid 1 restricts itself and forks each exec (see zygote.rs).
+        super::zygote::main(p, pipes, chan)
+    }
     if p.init {
         super::init::main(p, pipes, pty)
     } else {
@@ -89,6 +98,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
     namespaces::apply_uts_net(p.hostname, p.loopback)?; // hostname, lo up
+    opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the
         // attach can take milliseconds: cgroup v1 waits for an RCU grace period); nothing
@@ -153,16 +163,31 @@ pub(super) fn command(
     if let Err(e) = command_setup(p, old_mask, pty) {
         report_and_exit(report_w, e);
     }
+    report_and_exit(
+        report_w,
+        execve_candidates(&p.candidates, p.argv.ptrs(), p.envp.ptrs()),
+    )
+}
+
+/// execve over the PATH candidates of argv[0] (like execvp, in the sandbox's PATH); returns
+/// the error to report when none could be executed.
+///
+/// Runs in the child after clone: async-signal-safe only.
+pub(super) fn execve_candidates<C: AsRef<std::ffi::CStr>>(
+    candidates: &[C],
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> SetupError {
     let mut err = Errno(libc::ENOENT);
     let mut failed_at = 0u32;
     let mut seen_eacces = false;
-    for (i, c) in p.candidates.iter().enumerate() {
-        let e = sys::execve(c, p.argv.ptrs(), p.envp.ptrs());
+    for (i, c) in candidates.iter().enumerate() {
+        let e = sys::execve(c.as_ref(), argv, envp);
         match e.0 {
             libc::ENOENT | libc::ENOTDIR => {}
             // EACCES from an untraversable PATH directory means "not here", not "not
             // executable": only a file that exists makes it a 126.
-            libc::EACCES if sys::exists(c) => {
+            libc::EACCES if sys::exists(c.as_ref()) => {
                 seen_eacces = true;
                 failed_at = i as u32;
             }
@@ -177,7 +202,7 @@ pub(super) fn command(
     if seen_eacces && (err.0 == libc::ENOENT) {
         err = Errno(libc::EACCES);
     }
-    report_and_exit(report_w, SetupError::new(Step::Exec, failed_at, err))
+    SetupError::new(Step::Exec, failed_at, err)
 }
 
 /// The command's setup, one line per step (the order is the reason: see [`command`]).

@@ -20,6 +20,7 @@ mod prepared;
 mod pty;
 mod report;
 mod sync;
+pub(crate) mod zygote;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,6 +28,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use prepared::{prepare, Prepared};
+pub(crate) use pty::Relay;
+
+/// A setup report's record from a report pipe (`None`: EOF, the exec happened).
+pub(crate) fn read_report(fd: i32) -> Option<crate::error::SetupError> {
+    report::read(fd)
+}
 
 use crate::error::Error;
 use crate::limits::{self, cgroup::Teardown};
@@ -96,6 +103,10 @@ pub struct RunOutcome {
     pub peak_memory: Option<u64>,
     /// How each requested limit was enforced (limit, mechanism).
     pub limits: Vec<(String, String)>,
+    /// `--net allow`: the egress engine's final counters.
+    pub egress: Option<agentcage_egress::Stats>,
+    /// `--events`: how many syscalls the seccomp filter refused (reported as events).
+    pub seccomp_denials: Option<u64>,
 }
 
 /// Receives (what, how) enforcement lines.
@@ -119,6 +130,11 @@ pub struct SpawnOptions {
     /// Called with (what, how) for every requested limit this host cannot enforce as asked
     /// (the CLI prints them as warnings unless `-q`).
     pub on_degraded: Option<EnforcementHook>,
+    /// `--net allow`: the engine's log file and denial hook.
+    pub egress: crate::egress::EgressHooks,
+    /// `--events`: where seccomp denials go (docs/EVENTS.md). Network denials come through
+    /// `egress.on_deny`.
+    pub events: Option<crate::events::EventSink>,
 }
 
 /// What the launcher was asked to run (kept for error messages).
@@ -207,6 +223,53 @@ fn setup_err(step: impl Into<String>, errno: Errno) -> Error {
     }
 }
 
+/// What the sandbox's first process becomes once the sandbox is set up.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    /// `run`: the init, which forks the command (or, without a pid namespace, the command).
+    Run,
+    /// A session's zygote (`zygote.rs`): restricts itself once and forks each exec on the
+    /// supervisor's request, received on `chan` (its end of a socketpair).
+    Zygote { chan: i32 },
+}
+
+/// A sandbox after clone, release and the setup report: what [`Prepared::run`] supervises
+/// and a session keeps (its guard kills the sandbox and removes its cgroup when dropped).
+pub(crate) struct Spawned {
+    t0: Instant,
+    pub(crate) timings: Timings,
+    guard: RunGuard,
+    status_r: i32,
+    sig_r: i32,
+    relay: Option<pty::Relay>,
+    /// The setup report: a step failed and the sandbox exits 125. `None`: the command was
+    /// executed (`Role::Run`) or the zygote is ready (`Role::Zygote`).
+    pub(crate) report: Option<crate::error::SetupError>,
+    limit_lines: Vec<(String, String)>,
+    /// `--net allow`: the egress engine serving the sandbox's listeners (its threads run
+    /// until it is stopped; dropping it stops it too).
+    pub(crate) engine: Option<agentcage_egress::Engine>,
+    /// `--events`: the seccomp listener thread (events/seccomp.rs).
+    pub(crate) seccomp_events: Option<crate::events::seccomp::Listener>,
+}
+
+impl Spawned {
+    /// The sandbox's first process (host pid).
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.guard.pid
+    }
+
+    /// The run's cgroup leaf, when the limits layer made one.
+    pub(crate) fn cgroup(&self) -> Option<&limits::cgroup::PreparedCgroup> {
+        self.guard.cgroup.as_ref()
+    }
+
+    /// How each requested limit is enforced (limit, mechanism).
+    pub(crate) fn limit_lines(&self) -> &[(String, String)] {
+        &self.limit_lines
+    }
+}
+
 impl Prepared {
     /// Spawns the sandbox and waits for it.
     ///
@@ -214,10 +277,17 @@ impl Prepared {
     /// [`Error::Setup`] when a setup step fails (exit 125), [`Error::Exec`] when the command
     /// cannot be executed (126/127).
     pub fn run(&self, opts: &SpawnOptions) -> Result<RunOutcome, Error> {
+        let spawned = self.spawn(opts, Role::Run)?;
+        self.supervise(spawned)
+    }
+
+    /// Prepares the run's limits and terminal, clones the sandbox (its first process takes
+    /// `role`), releases it and reads its setup report.
+    pub(crate) fn spawn(&self, opts: &SpawnOptions, role: Role) -> Result<Spawned, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
-        let pipes =
-            prepared::Pipes::new().map_err(|e| setup_err("create the launcher's pipes", e))?;
+        let pipes = prepared::Pipes::new(self.egress.is_some())
+            .map_err(|e| setup_err("create the launcher's pipes", e))?;
         let mut guard = RunGuard {
             pid: 0,
             fds: vec![
@@ -230,6 +300,11 @@ impl Prepared {
             ],
             cgroup: None,
         };
+        guard.fds.extend(
+            [pipes.net_parent, pipes.net_child]
+                .into_iter()
+                .filter(|f| *f >= 0),
+        );
         // The init never blocks on a status report (see init.rs), and we never block
         // reading one.
         let _ = sys::set_nonblock(pipes.status_w);
@@ -307,6 +382,15 @@ impl Prepared {
                 let _ = sys::signal_handler(s, forward_signal);
             }
         }
+        // --events: the socket the command (a session's zygote) sends its seccomp listener on.
+        let mut notif_sock = None;
+        if let (Some(sink), Some(filter)) = (&opts.events, &self.seccomp) {
+            let (parent, child) = sys::socketpair()
+                .map_err(|e| setup_err("create the socket for the seccomp listener", e))?;
+            guard.fds.extend([parent, child]);
+            crate::events::seccomp::NOTIF_SOCK.store(child, Ordering::Relaxed);
+            notif_sock = Some((parent, child, filter.clone(), sink.clone()));
+        }
         let _idmapped = self
             .rootfs
             .as_ref()
@@ -317,16 +401,26 @@ impl Prepared {
                            // As root, the user namespace is created as the sandbox's host uid (see
                            // `userns_owner`).
         let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
-            Ok(0) => child::main(self, &pipes, child_stdio, title),
+            Ok(0) => child::main(self, &pipes, child_stdio, title, role),
             Ok(pid) => pid,
-            Err(e) => return Err(self.clone_error(e)),
+            Err(e) => {
+                crate::events::seccomp::NOTIF_SOCK.store(-1, Ordering::Relaxed);
+                return Err(self.clone_error(e));
+            }
         };
         guard.pid = pid;
         FORWARD_TO.store(pid, Ordering::Relaxed);
         timings.clone = t0.elapsed();
+        crate::events::seccomp::NOTIF_SOCK.store(-1, Ordering::Relaxed);
+        let seccomp_events = notif_sock.map(|(parent, child, filter, sink)| {
+            guard.close(child);
+            guard.fds.retain(|&f| f != parent); // the thread owns it now
+            crate::events::seccomp::Listener::start(parent, filter, sink, None)
+        });
         guard.close(pipes.sync_r);
         guard.close(pipes.report_w);
         guard.close(pipes.status_w);
+        guard.close(pipes.net_child);
         if let Some(p) = &mut stdio_plan {
             p.after_clone();
         }
@@ -334,13 +428,50 @@ impl Prepared {
         self.release(pid, &pipes, guard.cgroup.as_ref(), data_floor)?;
         timings.released = t0.elapsed();
 
+        // --net allow: the listeners the sandbox made in its network namespace, then the
+        // engine (its threads start only now: the launcher was single-threaded at clone).
+        let engine = match &self.egress {
+            Some(e) => Some(self.start_egress(e, pid, &pipes, &opts.egress)?),
+            None => None,
+        };
+        guard.close(pipes.net_parent);
+
         // Blocks until the sandbox's root is composed and it sent the pty master (or failed).
-        let mut relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
+        let relay = stdio_plan.and_then(pty::StdioPlan::into_relay);
 
         // EOF: the command was executed (the pipe is close-on-exec); a record: a setup error.
         let report = report::read(pipes.report_r);
         timings.exec = t0.elapsed();
 
+        Ok(Spawned {
+            t0,
+            timings,
+            guard,
+            status_r: pipes.status_r,
+            sig_r,
+            relay,
+            report,
+            limit_lines,
+            engine,
+            seccomp_events,
+        })
+    }
+
+    /// Waits for a spawned run: the supervisor loop, the exit status, the cgroup's verdicts.
+    fn supervise(&self, spawned: Spawned) -> Result<RunOutcome, Error> {
+        let Spawned {
+            t0,
+            mut timings,
+            mut guard,
+            status_r,
+            sig_r,
+            mut relay,
+            report,
+            limit_lines,
+            engine,
+            seccomp_events,
+        } = spawned;
+        let pid = guard.pid;
         let deadline = self
             .policy
             .limits
@@ -354,7 +485,7 @@ impl Prepared {
         let mut sup = Supervisor {
             pid,
             pidfd,
-            status_r: pipes.status_r,
+            status_r,
             sig_r,
             deadline,
             exit_msg: None,
@@ -383,6 +514,8 @@ impl Prepared {
         sup.read_status(None);
         let exit_status = sup.exit_msg;
 
+        let egress = engine.map(agentcage_egress::Engine::stop);
+        let seccomp_denials = seccomp_events.map(crate::events::seccomp::Listener::stop);
         let (oom, peak_memory) = match &guard.cgroup {
             Some(cg) => (cg.oom_killed(), cg.peak_memory()),
             None => (false, None),
@@ -409,7 +542,25 @@ impl Prepared {
             oom,
             peak_memory,
             limits: limit_lines,
+            egress,
+            seccomp_denials,
         })
+    }
+
+    /// Receives the sandbox's egress listeners and starts the engine on them. When the
+    /// sandbox failed before sending them all, its own report is the error.
+    fn start_egress(
+        &self,
+        e: &crate::egress::Prepared,
+        pid: libc::pid_t,
+        pipes: &prepared::Pipes,
+        hooks: &crate::egress::EgressHooks,
+    ) -> Result<agentcage_egress::Engine, Error> {
+        let listeners = crate::egress::receive(e, pipes.net_parent).map_err(|errno| {
+            let fallback = setup_err("receive the sandbox's egress listeners", errno);
+            self.child_report_or(pid, pipes.report_r, fallback)
+        })?;
+        crate::egress::start(e, listeners, hooks)
     }
 
     /// The handshake with the waiting child: id maps, the RLIMIT_DATA floor, release, and

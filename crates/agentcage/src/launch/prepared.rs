@@ -17,7 +17,7 @@ use crate::namespaces::{self, IdMaps, LockMounts, SetIds};
 use crate::policy::{Layer, Policy};
 use crate::rootfs::{self, PreparedRootfs, RootSpec};
 use crate::sys::{self, Errno};
-use crate::{landlock, seccomp};
+use crate::{egress, landlock, seccomp};
 
 /// A null-terminated argv/envp array pointing into owned CStrings.
 #[derive(Debug)]
@@ -38,6 +38,11 @@ impl CArray {
 
     pub(crate) fn ptrs(&self) -> &[*const libc::c_char] {
         &self.ptrs
+    }
+
+    /// The strings (a session's base environment).
+    pub(crate) fn items(&self) -> &[CString] {
+        &self._owned
     }
 }
 
@@ -70,6 +75,8 @@ pub struct Prepared {
     pub(crate) landlock: Option<landlock::Prepared>,
     pub(crate) caps: Option<PreparedCaps>,
     pub(crate) seccomp: Option<seccomp::Prepared>,
+    /// `--net allow`: routes and listeners (child), the engine's configuration (parent).
+    pub(crate) egress: Option<egress::Prepared>,
     pub(crate) candidates: Vec<CString>,
     pub(crate) argv: CArray,
     pub(crate) envp: CArray,
@@ -88,13 +95,17 @@ pub(crate) struct Pipes {
     pub(crate) report_w: i32,
     pub(crate) status_r: i32,
     pub(crate) status_w: i32,
+    /// `--net allow`: the socket pair the sandbox sends its listeners on (-1 without).
+    pub(crate) net_parent: i32,
+    pub(crate) net_child: i32,
 }
 
 impl Pipes {
-    pub(crate) fn new() -> Result<Pipes, Errno> {
+    pub(crate) fn new(egress: bool) -> Result<Pipes, Errno> {
         let (sync_r, sync_w) = sys::pipe()?;
         let (report_r, report_w) = sys::pipe()?;
         let (status_r, status_w) = sys::pipe()?;
+        let (net_parent, net_child) = if egress { sys::socketpair()? } else { (-1, -1) };
         Ok(Pipes {
             sync_r,
             sync_w,
@@ -102,6 +113,8 @@ impl Pipes {
             report_w,
             status_r,
             status_w,
+            net_parent,
+            net_child,
         })
     }
 }
@@ -137,6 +150,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         set_ids,
     } = namespaces::prepare(policy, (caller_uid, caller_gid), &mut enforcement)?;
     let userns = set_ids.is_some();
+    let egress = egress::prepare(policy, &mut enforcement, &mut degraded)?;
     let user_caps = userns.then(|| {
         let (caps, missing) = crate::limits::rlimit::UserCaps::prepare();
         for m in missing {
@@ -183,6 +197,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             own_ipc: layers.has(Layer::IpcNs),
             idmap: as_root.then(|| rootfs::idmap_spec(policy)),
             controls: policy.controls.clone(),
+            resolver: egress.is_some(),
         })
     });
     if as_root && layers.has(Layer::UserNs) {
@@ -229,20 +244,33 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             }
         }
     }
+    if egress.is_some() {
+        // The proxy the launcher serves, never the caller's; `--env` still has the last word.
+        for (k, v) in egress::proxy_env() {
+            if !policy.env.iter().any(|(ek, _)| ek == k) {
+                env.retain(|(ek, _)| ek != k);
+                env.push((k.into(), v.into()));
+            }
+        }
+    }
     let (candidates, argv, envp) = exec_arrays(command, &env)?;
 
     // Landlock.
     let landlock = if layers.has(Layer::Landlock) {
-        landlock::prepare(
-            policy,
-            &home,
+        let view = landlock::View {
+            home: &home,
             mount_ns,
-            command.self_exe.as_deref(),
-            if nested.is_some_and(|n| n.keeps_privileged_ids()) {
+            self_exe: command.self_exe.as_deref(),
+            etc: if nested.is_some_and(|n| n.keeps_privileged_ids()) {
                 landlock::EtcAccess::WorldReadable
             } else {
                 landlock::EtcAccess::Whole
             },
+        };
+        landlock::prepare(
+            policy,
+            view,
+            &egress::connect_ports(egress.as_ref()),
             &mut enforcement,
             &mut degraded,
         )?
@@ -282,6 +310,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         LockMounts::prepare(
             policy.uid,
             policy.gid,
+            egress.is_some(),
             &mut clone_flags,
             &mut hostname,
             &mut loopback,
@@ -309,6 +338,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         landlock,
         caps,
         seccomp,
+        egress,
         candidates,
         argv,
         envp,
@@ -517,6 +547,14 @@ fn socket_notes(m: &rootfs::SocketMasks) -> Vec<(String, String)> {
 }
 
 impl Prepared {
+    /// The fds `self` holds and needs at every spawn (see `PreparedIdmap::held_fds`).
+    pub(crate) fn held_fds(&self) -> Vec<i32> {
+        self.rootfs
+            .as_ref()
+            .map(|r| r.idmap.held_fds().collect())
+            .unwrap_or_default()
+    }
+
     /// The host ids a root launcher creates the user namespace as: the sandbox's host
     /// uid/gid, so the namespace is theirs and the kernel charges the sandbox's per-user
     /// counts (inotify, queued signals, namespaces) to them, not to host root. `None` for
@@ -620,8 +658,9 @@ impl Prepared {
             Step::NoNewPrivs => "prctl(PR_SET_NO_NEW_PRIVS)".into(),
             Step::Landlock => landlock::describe(self.landlock.as_ref(), r.sub, r.index),
             Step::Caps => caps::describe(r.sub),
-            Step::Seccomp => "install the seccomp filter".into(),
+            Step::Seccomp => crate::events::seccomp::describe(r.sub).into(),
             Step::NestedIds => super::nested::describe(self.nested.as_ref(), r.sub),
+            Step::Egress => egress::describe(self.egress.as_ref(), r.sub, r.index),
         };
         let hint = match (r.step, r.errno.0) {
             (Step::Mount, libc::EACCES)
@@ -657,6 +696,7 @@ impl Prepared {
                  maxbytes; root_maxkeys for uid 0)"
                     .into(),
             ),
+            (Step::Egress, _) => egress::hint(r.sub, r.errno),
             (Step::UserLimits, _) => Some(
                 "the sandbox writes its own namespace's /proc/sys/user limits through the \
                  host's /proc; a /proc mounted read-only or masked for the launcher prevents it"

@@ -155,36 +155,7 @@ impl StdioPlan {
                 sys::close(*parent_sock);
                 *parent_sock = -1;
                 let master = master.ok()?;
-                // Ours alone (the sandbox closed its copy after sending it).
-                let _ = sys::set_nonblock(master);
-                let term_fd = (0..3).find(|fd| tty_fds & (1 << fd) != 0).unwrap_or(0);
-                let interactive = tty_fds & 1 != 0;
-                // SAFETY: zeroed termios is a valid plain C struct; both fds are live
-                // terminals (setting the mode through the master sets it for the pair).
-                let saved = unsafe {
-                    let mut t: libc::termios = std::mem::zeroed();
-                    if libc::tcgetattr(term_fd, &mut t) == 0 {
-                        libc::tcsetattr(master, libc::TCSANOW, &t);
-                        Some(t)
-                    } else {
-                        None
-                    }
-                };
-                if interactive {
-                    relay.streams.push(Stream::new(0, master, false));
-                }
-                let out_fd = [1, 2, 0]
-                    .into_iter()
-                    .find(|fd| tty_fds & (1 << fd) != 0)
-                    .unwrap_or(1);
-                relay.streams.push(Stream::to_caller(master, out_fd));
-                relay.term = Some(Term {
-                    master,
-                    term_fd,
-                    saved,
-                    interactive,
-                });
-                relay.copy_winsize();
+                relay = Relay::from_master(master, tty_fds);
             }
             PlanKind::Pipes { parent, .. } => {
                 for (fd, f) in parent.iter_mut().enumerate().skip(1) {
@@ -197,6 +168,65 @@ impl StdioPlan {
             }
         }
         Some(relay)
+    }
+}
+
+impl Relay {
+    /// A relay of output pipes only: each `(src, dst)` copies our read end `src` (made
+    /// non-blocking) to the caller's `dst` (a session exec's `--no-tty` terminal outputs).
+    pub(crate) fn from_outputs(outs: &[(i32, i32)]) -> Relay {
+        let mut relay = Relay {
+            streams: Vec::new(),
+            term: None,
+            winch: None,
+        };
+        for &(src, dst) in outs {
+            let _ = sys::set_nonblock(src);
+            relay.streams.push(Stream::to_caller(src, dst));
+        }
+        relay
+    }
+
+    /// The relay of a pty master the sandbox sent (ours alone: the sandbox closed its
+    /// copy), for the caller's terminal fds `tty_fds` (bit i: fd i), started in the caller's
+    /// terminal mode and size. Also a session exec's (`session::client`).
+    pub(crate) fn from_master(master: i32, tty_fds: u8) -> Relay {
+        let mut relay = Relay {
+            streams: Vec::new(),
+            term: None,
+            winch: None,
+        };
+        // Ours alone (the sandbox closed its copy after sending it).
+        let _ = sys::set_nonblock(master);
+        let term_fd = (0..3).find(|fd| tty_fds & (1 << fd) != 0).unwrap_or(0);
+        let interactive = tty_fds & 1 != 0;
+        // SAFETY: zeroed termios is a valid plain C struct; both fds are live
+        // terminals (setting the mode through the master sets it for the pair).
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(term_fd, &mut t) == 0 {
+                libc::tcsetattr(master, libc::TCSANOW, &t);
+                Some(t)
+            } else {
+                None
+            }
+        };
+        if interactive {
+            relay.streams.push(Stream::new(0, master, false));
+        }
+        let out_fd = [1, 2, 0]
+            .into_iter()
+            .find(|fd| tty_fds & (1 << fd) != 0)
+            .unwrap_or(1);
+        relay.streams.push(Stream::to_caller(master, out_fd));
+        relay.term = Some(Term {
+            master,
+            term_fd,
+            saved,
+            interactive,
+        });
+        relay.copy_winsize();
+        relay
     }
 }
 

@@ -165,6 +165,13 @@ fn idmapped_copy(path: &CString, userns: i32, recursive: bool) -> Result<OwnedFd
 }
 
 impl PreparedIdmap {
+    /// The fds this plan holds for the whole life of its `Prepared` (the mapping user
+    /// namespaces): a process that closes every fd it does not know of (a session's
+    /// supervisor) must keep these.
+    pub(crate) fn held_fds(&self) -> impl Iterator<Item = i32> + '_ {
+        self.userns.iter().map(|(_, fd)| fd.as_raw_fd())
+    }
+
     /// Parent side, once per plan: decides for one writable path (absolute, canonical).
     pub(crate) fn plan(&mut self, spec: &IdmapSpec, path: &Path) -> Decision {
         use std::os::unix::fs::MetadataExt;

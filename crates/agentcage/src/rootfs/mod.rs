@@ -275,6 +275,8 @@ pub struct RootSpec {
     pub idmap: Option<IdmapSpec>,
     /// Read-only workspace, masks, tmpfs dirs, persistent home (`plan.rs`, "controls").
     pub controls: crate::policy::WorkspaceControls,
+    /// `--net allow`: /etc/resolv.conf names the egress engine's DNS stub (127.0.0.1).
+    pub resolver: bool,
 }
 
 /// The prepared mount plan.

@@ -550,7 +550,11 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         );
         pl.write(
             &etc.join("resolv.conf"),
-            "# agentcage: no network (loopback only)\n".into(),
+            if spec.resolver {
+                crate::egress::RESOLV_CONF.into()
+            } else {
+                "# agentcage: no network (loopback only)\n".into()
+            },
         );
     } else {
         for f in ["/etc/hosts", "/etc/resolv.conf"] {

@@ -16,6 +16,7 @@ fn spec(ws: &str) -> RootSpec {
         tmpfs_size: None,
         own_ipc: true,
         controls: Default::default(),
+        resolver: false,
     }
 }
 

@@ -134,12 +134,18 @@ fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
     s.map_or(ptr::null(), CStr::as_ptr)
 }
 
+// Raw calls of sessions (`crate::session`, `launch/zygote.rs`).
+mod session;
+pub use session::*;
+
 mod fs;
 mod mount;
+mod net;
 mod process;
 mod tty;
 pub use fs::*;
 pub use mount::*;
+pub use net::*;
 pub use process::*;
 pub use tty::*;
 
