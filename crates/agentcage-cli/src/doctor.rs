@@ -75,6 +75,41 @@ fn opt_i64(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "absent".into())
 }
 
+/// The concrete commands that give this caller a memory (and pids) cgroup, for the
+/// rlimits-only case: systemd's delegation on a v2 host, else root's chown of our v1 cgroups.
+fn delegation_commands(cg: &agentcage::host::Cgroups) -> Vec<String> {
+    let uid = agentcage::geteuid();
+    // SAFETY: getegid cannot fail.
+    let gid = unsafe { libc::getegid() };
+    let mut out = Vec::new();
+    // On a hybrid host whose memory controller is on v1, v2 delegation would not help.
+    let v1_memory = cg
+        .v1
+        .iter()
+        .any(|h| h.controllers.iter().any(|c| c == "memory"));
+    if let (Some(v2), false) = (&cg.v2, v1_memory) {
+        out.push(
+            "systemd-run --user --scope -p Delegate=yes -- agentcage run ... (a systemd user \
+             session; or as root: systemd-run --scope -p Delegate=yes --uid=USER ...)"
+                .to_string(),
+        );
+        if let Some(dir) = &v2.dir {
+            out.push(format!(
+                "as root, without systemd: mkdir {dir}/agentcage-{uid} && chown -R {uid}:{gid} \
+                 {dir}/agentcage-{uid}, then move the caller's shell into it (echo $$ > \
+                 {dir}/agentcage-{uid}/cgroup.procs, as root)"
+            ));
+        }
+    }
+    for h in &cg.v1 {
+        let wanted = h.controllers.iter().any(|c| c == "memory" || c == "pids");
+        if let (true, false, Some(dir)) = (wanted, h.writable.available, &h.dir) {
+            out.push(format!("as root (cgroup v1): chown -R {uid}:{gid} {dir}"));
+        }
+    }
+    out
+}
+
 fn list_or_none(v: &[String]) -> String {
     if v.is_empty() {
         "(none)".into()
@@ -337,6 +372,11 @@ fn render_text(report: &DoctorReport, color: bool) -> String {
         LimitsBackend::Rlimits => st.warn("rlimits only"),
     };
     row(&mut out, "limits via", &backend, Some(&cg.limits_reason));
+    if matches!(cg.limits_backend, LimitsBackend::Rlimits) {
+        for cmd in delegation_commands(cg) {
+            row(&mut out, "  to delegate", "", Some(&cmd));
+        }
+    }
 
     let _ = writeln!(out, "\n{}", st.head("sysctls"));
     let s = &f.sysctls;

@@ -106,6 +106,8 @@ const MCP_AFTER_HELP: &str = "Examples:\n  agentcage mcp\n  agentcage mcp --poli
 
 const EXEC_AFTER_HELP: &str = "Examples:\n  S=$(agentcage session start)\n  agentcage exec $S -- make test\n  agentcage exec $S --cwd sub --env CI=1 --timeout 5m -- ./run.sh\n  agentcage session stop $S\n\nExit status: as run; 125 also when the session is gone.\n";
 
+// Parsed once per process: the size of the `run` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a command in the sandbox.
@@ -204,7 +206,11 @@ enum Cmd {
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         let argv = std::iter::once("agentcage run".into()).chain(std::env::args_os().skip(2));
-        let code = run::main(RunCli::parse_from::<_, std::ffi::OsString>(argv).args);
+        let cli = match RunCli::try_parse_from::<_, std::ffi::OsString>(argv) {
+            Ok(c) => c,
+            Err(e) => return run_usage(&e),
+        };
+        let code = run::main(cli.args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
@@ -249,6 +255,29 @@ fn main() -> ExitCode {
         Cmd::Overlays(args) => overlay::list(&args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// A parse error of `agentcage run`: clap's message, plus, when a bare word came where an
+/// option was expected (`agentcage run python3 x.py`), the hint to put the command after `--`.
+fn run_usage(e: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let bare = match (e.kind(), e.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(a)))
+            if !a.is_empty() && !a.starts_with('-') =>
+        {
+            Some(a.clone())
+        }
+        _ => None,
+    };
+    let Some(word) = bare else { e.exit() };
+    // One error line (as every rejection), then the hint.
+    ui::error(
+        &format!("unexpected argument '{word}': not an option of `agentcage run`"),
+        Some(&format!(
+            "the command goes after `--`: agentcage run [OPTIONS] -- {word} ..."
+        )),
+    );
+    ExitCode::from(2)
 }
 
 /// Prints an error once (with its causes) and maps it to the setup exit code.

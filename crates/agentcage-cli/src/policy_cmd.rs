@@ -127,6 +127,7 @@ fn show(a: &ShowArgs) -> i32 {
         protect,
         protect_missing,
         unprotect,
+        ..
     } = match run::resolve(&a.policy) {
         Ok(r) => r,
         Err(e) => return run::usage_error(&e),
@@ -215,7 +216,7 @@ fn show(a: &ShowArgs) -> i32 {
     }
     for p in &protect_missing {
         out.push_str(&format!(
-            "#   NOT PROTECTED (does not exist, the sandbox can create it): {}\n",
+            "#   protected by a read-only placeholder at run time (does not exist): {}\n",
             p.display()
         ));
     }

@@ -41,6 +41,30 @@ pub struct PolicyArgs {
     /// Extra host path visible read-write at the same path (repeatable).
     #[arg(long, value_name = "PATH")]
     pub rw: Vec<PathBuf>,
+    /// Bind the workspace read-only (the command can still write /tmp, the home and --rw
+    /// paths).
+    #[arg(long)]
+    pub read_only_workspace: bool,
+    /// Hide PATH inside (repeatable): an empty read-only directory or file is bound over it,
+    /// e.g. `--mask .env --mask secrets`. Relative to the workspace; it must exist.
+    #[arg(long, value_name = "PATH")]
+    pub mask: Vec<PathBuf>,
+    /// Give DIR a fresh, empty tmpfs for the run (repeatable), e.g. `--tmpfs node_modules`.
+    /// Relative to the workspace; inside the workspace or a bind it must exist.
+    #[arg(long, value_name = "DIR")]
+    pub tmpfs: Vec<PathBuf>,
+    /// Show host SRC at DST inside, read-write or (`:ro`) read-only (repeatable). DST must
+    /// be outside the workspace and every --ro/--rw path (use those there).
+    #[arg(long, value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<String>,
+    /// Working directory inside (relative to the workspace; default: the current directory
+    /// when inside the workspace, else the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Home directory: `tmpfs` (default: a fresh one each run, like /tmp) or a host DIR bound
+    /// read-write as the home, so the agent's settings and caches persist.
+    #[arg(long, value_name = "DIR|tmpfs")]
+    pub home: Option<PathBuf>,
     /// Make PATH read-only inside, on top of the default protected paths (repeatable):
     /// relative to the workspace, or absolute inside the workspace or an --rw path; `*` and
     /// `**` are patterns. It must exist.
@@ -50,8 +74,8 @@ pub struct PolicyArgs {
     /// .vscode` (repeatable). The defaults, in the workspace and in every --rw git repository:
     /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
     /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
-    /// One that does not exist at start is not protected: the run warns if the sandbox
-    /// created it.
+    /// One that does not exist at start gets a read-only placeholder (an empty directory,
+    /// removed after the run): no `git init` at the workspace root while `.git` is missing.
     #[arg(long, value_name = "PATH")]
     pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
@@ -128,7 +152,7 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "F", value_parser = lim_cpus)]
     pub cpus: Option<Lim<f64>>,
     /// Kill the whole sandbox after this long (e.g. 30, 1.5s, 2m) and exit 124; SIGTERM
-    /// first, SIGKILL after 2 s.
+    /// first, SIGKILL after 2 s. `0` (or `max`) means no timeout.
     #[arg(long, value_name = "DURATION", value_parser = lim_timeout)]
     pub timeout: Option<Lim<f64>>,
     /// RLIMIT_NOFILE. Default under full: 4096.
@@ -291,9 +315,34 @@ pub fn settings_from_flags(a: &PolicyArgs, cwd: &Path) -> Result<Settings, Usage
             });
         }
     }
+    s.read_only_workspace = a.read_only_workspace.then_some(true);
+    for b in &a.bind {
+        let (src, dst, w) =
+            policy::parse_bind(b).map_err(|e| UsageError::new(format!("--bind {e}")))?;
+        s.bind
+            .push(((absolute(&src, cwd), dst, w), "--bind".into()));
+    }
+    if let Some(c) = &a.chdir {
+        let p = c
+            .to_str()
+            .map(policy::protect_path)
+            .unwrap_or_else(|| Ok(c.clone()))
+            .map_err(|e| UsageError::new(format!("--chdir: {e}")))?;
+        s.chdir = Some((p, "--chdir".into()));
+    }
+    if let Some(h) = &a.home {
+        let home = if h.as_os_str() == "tmpfs" {
+            None
+        } else {
+            Some(flag_path(h, "--home", cwd)?)
+        };
+        s.home = Some((home, "--home".into()));
+    }
     for (paths, out, flag) in [
         (&a.protect, &mut s.protect, "--protect"),
         (&a.unprotect, &mut s.unprotect, "--unprotect"),
+        (&a.mask, &mut s.mask, "--mask"),
+        (&a.tmpfs, &mut s.tmpfs, "--tmpfs"),
     ] {
         for p in paths {
             let path = p
@@ -382,6 +431,11 @@ pub fn resolve_checked(a: &PolicyArgs, checks: PolicyChecks) -> Result<Resolved,
     resolved.policy.nested_root = checks.allow_nested_root;
     crate::nested::choose_rung(&mut resolved.policy, checks.quiet);
     let (policy, sources) = (&resolved.policy, &resolved.sources);
+    if !checks.quiet {
+        for w in &resolved.warnings {
+            ui::warning(w);
+        }
+    }
     // A policy file the sandbox (or another user) could have written would let the last run
     // choose this run's isolation: refused unless the caller says they accept it.
     let cwd = std::env::current_dir().ok();
@@ -522,14 +576,66 @@ pub fn main(a: RunArgs) -> i32 {
     // Protected paths that do not exist cannot be protected (docs/SECURITY.md): checked again
     // after the run. So is `.git/commondir`, which makes git read its config and hooks from
     // the directory it names (it does not exist in a normal repository).
-    // With an overlay the sandbox writes nothing of the workspace: nothing to watch there.
-    let mut watch = if overlay.is_some() {
-        Vec::new()
+    // The default ones get a read-only placeholder instead (policy/placeholder.rs), and so
+    // do existing ones that vanished since the policy was resolved (another run's placeholder).
+    let mut placeholders = policy::placeholder::Placeholders::default();
+    // With an overlay the sandbox writes nothing of the workspace: nothing to watch or
+    // placehold there (and nothing may be bound below the overlay).
+    let mut watch = Vec::new();
+    if overlay.is_some() {
+    } else if policy.layers.has(Layer::MountNs) {
+        let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
+            .filter(|_| !policy.controls.read_only)
+            .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
+            .cloned()
+            .collect();
+        let candidates: Vec<PathBuf> = protect_missing
+            .iter()
+            .chain(protected.iter())
+            .cloned()
+            .collect();
+        let (made, exists, left) = policy::placeholder::create_all(&roots, &candidates);
+        for (p, why) in left {
+            if !protect_missing.contains(&p) {
+                continue;
+            }
+            if let (Some(why), false) = (why, a.quiet) {
+                ui::warning(&format!(
+                    "cannot make a read-only placeholder for {} ({why}): the sandbox can \
+                     create it",
+                    p.display()
+                ));
+            }
+            watch.push(p);
+        }
+        // Nothing exists below a placeholder: binds there would fail.
+        policy.binds.retain(|b| {
+            !made
+                .made
+                .iter()
+                .any(|p| b.path.starts_with(&p.path) && b.path != p.path)
+        });
+        let new = made
+            .made
+            .iter()
+            .map(|p| &p.path)
+            .chain(exists.iter())
+            .filter(|p| !policy.binds.iter().any(|b| b.path == **p))
+            .cloned()
+            .collect::<Vec<_>>();
+        for path in new {
+            policy.binds.push(agentcage::ExtraBind {
+                path,
+                writable: false,
+            });
+        }
+        placeholders = made;
     } else {
-        protect_missing
-    };
+        watch = protect_missing;
+    }
     if policy.layers.has(Layer::MountNs) && overlay.is_none() {
         let roots = std::iter::once(&policy.workspace)
+            .filter(|_| !policy.controls.read_only)
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
         for r in roots {
             let commondir = r.join(".git/commondir");
@@ -554,6 +660,7 @@ pub fn main(a: RunArgs) -> i32 {
     let prepared = match agentcage::prepare(&policy, &cmd) {
         Ok(p) => p,
         Err(e) => {
+            let _ = placeholders.finish();
             eprint_error(&e);
             return exit::process_exit_code(&e);
         }
@@ -592,6 +699,14 @@ pub fn main(a: RunArgs) -> i32 {
                 "agentcage: protected (read-only; relative to {}): {}",
                 policy.workspace.display(),
                 names(&protected)
+            );
+        }
+        if !placeholders.made.is_empty() {
+            let v: Vec<PathBuf> = placeholders.made.iter().map(|p| p.path.clone()).collect();
+            eprintln!(
+                "agentcage: read-only placeholders for missing protected paths (removed after \
+                 the run): {}",
+                names(&v)
             );
         }
         if !watch.is_empty() {
@@ -637,6 +752,14 @@ pub fn main(a: RunArgs) -> i32 {
     let wall = wall.elapsed();
     if let Some((o, _lock)) = &overlay {
         crate::overlay::after_run(o, a.quiet);
+    }
+    for (p, why) in placeholders.finish() {
+        if !a.quiet {
+            ui::warning(&format!(
+                "the read-only placeholder {} stays ({why}): remove it if you do not want it",
+                p.display()
+            ));
+        }
     }
     // What could not be protected because it did not exist: say what the sandbox created.
     let created: Vec<(PathBuf, Option<std::io::Error>)> = watch

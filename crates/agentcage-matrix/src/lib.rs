@@ -148,7 +148,10 @@ pub fn run(args: &MatrixArgs) -> anyhow::Result<i32> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(e).context("write the matrix to stdout")
         }
-        _ => Ok(0),
+        _ => {
+            eprintln!("{}", matrix.summary_line());
+            Ok(0)
+        }
     }
 }
 

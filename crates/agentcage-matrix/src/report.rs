@@ -180,6 +180,41 @@ impl Matrix {
     }
 
     /// JSON, pretty-printed, ending in a newline.
+    /// One line for the end of a run (stderr): the ops, how many each profile blocks (of
+    /// those tried), and how many blocks are redundant (another layer blocks them too).
+    pub fn summary_line(&self) -> String {
+        let tried = |p: &Profile| {
+            self.ops
+                .iter()
+                .filter_map(|o| o.results.iter().find(|(q, _)| q == p))
+                .filter(|(_, c)| matches!(c.result, Verdict::Allowed | Verdict::Blocked))
+                .collect::<Vec<_>>()
+        };
+        let per: Vec<String> = self
+            .profiles
+            .iter()
+            .map(|p| {
+                let t = tried(p);
+                let blocked = t
+                    .iter()
+                    .filter(|(_, c)| c.result == Verdict::Blocked)
+                    .count();
+                format!("{p} {blocked}/{}", t.len())
+            })
+            .collect();
+        let redundant = self
+            .ops
+            .iter()
+            .flat_map(|o| o.results.iter())
+            .filter(|(_, c)| c.redundant)
+            .count();
+        format!(
+            "agentcage matrix: {} ops; blocked: {}; {redundant} redundant blocks",
+            self.ops.len(),
+            per.join(", ")
+        )
+    }
+
     pub fn to_json(&self) -> String {
         match serde_json::to_string_pretty(self) {
             Ok(s) => s + "\n",
@@ -226,11 +261,21 @@ impl Matrix {
             lines.push("launcher: `agentcage doctor --json` gave nothing".to_string());
         }
         let made = self.runs.len();
-        let failed = self.runs.iter().filter(|r| r.status != "ok").count();
+        let unset = self
+            .runs
+            .iter()
+            .filter(|r| r.status == "setup-failed")
+            .count();
+        let failed = self
+            .runs
+            .iter()
+            .filter(|r| r.status != "ok" && r.status != "setup-failed")
+            .count();
         if h.attribution {
             lines.push(format!(
-                "attribution: measured by {made} probe runs ({failed} could not be set up or failed); \
-                 blocker = layers whose removal lets the op through"
+                "attribution: measured by {made} probe runs ({unset} cannot be set up on this \
+                 host, as expected for some layer removals; {failed} failed); blocker = layers \
+                 whose removal lets the op through"
             ));
         } else {
             lines.push("attribution: off (--no-attribution)".to_string());
@@ -250,7 +295,15 @@ impl Matrix {
                         .iter()
                         .fold(r.profile.layers(), |s, l| s.without(*l)),
                 );
-                format!("{}: {}", key.label(), r.detail)
+                if r.status == "setup-failed" {
+                    format!(
+                        "{}: expected here, cannot be set up: {}",
+                        key.label(),
+                        r.detail
+                    )
+                } else {
+                    format!("{}: failed: {}", key.label(), r.detail)
+                }
             })
             .collect()
     }

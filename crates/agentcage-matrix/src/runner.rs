@@ -79,6 +79,9 @@ impl<'a> Runner<'a> {
     /// binary is missing): run failures are outcomes, not errors.
     pub fn run_all(&self, keys: &[(RunKey, Ops)]) -> anyhow::Result<Vec<(RunKey, Ops, Outcome)>> {
         let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        // A progress line on a terminal (not with -v, whose lines would interleave).
+        let progress = !self.verbose && std::io::IsTerminal::is_terminal(&std::io::stderr());
         let results: Mutex<Vec<(usize, anyhow::Result<Outcome>)>> = Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for _ in 0..self.jobs.min(keys.len()) {
@@ -89,6 +92,10 @@ impl<'a> Runner<'a> {
                     };
                     let r = self.run_one(key, ops);
                     let stop = r.is_err();
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if progress {
+                        eprint!("\ragentcage matrix: {n}/{} probe runs", keys.len());
+                    }
                     if let Ok(mut v) = results.lock() {
                         v.push((i, r));
                     }
@@ -100,6 +107,9 @@ impl<'a> Runner<'a> {
                 });
             }
         });
+        if progress {
+            eprint!("\r\x1b[K");
+        }
         let mut results = results
             .into_inner()
             .map_err(|_| anyhow::anyhow!("a run worker panicked"))?;

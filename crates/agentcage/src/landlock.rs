@@ -88,7 +88,30 @@ pub fn rules(
         // The agentcage binary itself (`agentcage probe` inside), where it is.
         r.push(Rule::new(exe, Access::ReadExec));
     }
-    r.push(Rule::new(&policy.workspace, Access::ReadWrite));
+    r.push(Rule::new(
+        &policy.workspace,
+        if policy.controls.read_only {
+            Access::ReadExec
+        } else {
+            Access::ReadWrite
+        },
+    ));
+    if mount_ns {
+        // `--tmpfs` directories (fresh, the sandbox's own).
+        for t in &policy.controls.tmpfs {
+            r.push(Rule::new(t, Access::ReadWrite));
+        }
+        for (_, dst, writable) in &policy.controls.binds {
+            r.push(Rule::new(
+                dst,
+                if *writable {
+                    Access::ReadWrite
+                } else {
+                    Access::ReadExec
+                },
+            ));
+        }
+    }
     for b in &policy.binds {
         r.push(Rule::new(
             &b.path,

@@ -52,7 +52,9 @@ pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,
 };
 pub use limits::{CgroupError, Limit, LimitsSpec, RlimitError};
-pub use policy::{ExtraBind, Layer, LayerSet, NetMode, NetSpec, Policy, Profile};
+pub use policy::{
+    ExtraBind, Layer, LayerSet, NetMode, NetSpec, Policy, Profile, WorkspaceControls,
+};
 pub use sys::{geteuid, Errno};
 
 /// The composed root's fixed parts and the environment allow-list, read-only, for exporters

@@ -300,6 +300,31 @@ pub struct ExtraBind {
     pub writable: bool,
 }
 
+/// Workspace controls (issue #15): a read-only workspace, masked paths, extra tmpfs
+/// directories and a persistent home. Only with a mount namespace (the CLI refuses them
+/// otherwise). Paths are absolute inside paths (the same path on the host for masks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceControls {
+    /// Bind the workspace read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Existing host paths (inside the workspace or a bind) hidden inside: an empty
+    /// read-only directory or file is bound over each.
+    #[serde(default)]
+    pub masks: Vec<PathBuf>,
+    /// Directories that get a fresh, empty tmpfs (owned by the inside uid) for the run.
+    #[serde(default)]
+    pub tmpfs: Vec<PathBuf>,
+    /// Host directory bound read-write as the home directory inside (persistent), instead of
+    /// a fresh one on the root tmpfs.
+    #[serde(default)]
+    pub home: Option<PathBuf>,
+    /// `--bind SRC:DST[:ro]`: host `src` (canonical) shown at inside `dst`, a path outside the
+    /// workspace and every other bind (so it cannot cover a protected path); writable or not.
+    #[serde(default)]
+    pub binds: Vec<(PathBuf, PathBuf, bool)>,
+}
+
 /// Everything the launcher needs to know about one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
@@ -348,6 +373,9 @@ pub struct Policy {
     /// the workspace (see `overlay/`); the workspace itself is then the read-only lower layer.
     #[serde(skip)]
     pub overlay: Option<PathBuf>,
+    /// Workspace controls.
+    #[serde(default)]
+    pub controls: WorkspaceControls,
 }
 
 impl Policy {
@@ -385,6 +413,7 @@ impl Policy {
             cwd: None,
             nested_root: false,
             overlay: None,
+            controls: WorkspaceControls::default(),
         }
     }
 }

@@ -83,6 +83,16 @@ pub(crate) fn main(a: &K8sArgs) -> Result<(), Failure> {
         unprotect,
         ..
     } = run::resolve(&a.policy)?;
+    // Host paths (masks, tmpfs, binds, home) do not translate to a pod yet: refused rather
+    // than silently dropped.
+    if policy.controls != agentcage::WorkspaceControls::default() {
+        return Err(UsageError::new(
+            "export k8s does not carry the workspace controls (read_only_workspace, mask, \
+             tmpfs, bind, home) yet: the pod would lack them",
+        )
+        .hint("export without them, and add them to the policy in the ConfigMap by hand")
+        .into());
+    }
     let command: Vec<String> = if a.command.is_empty() {
         vec!["/bin/sh".into(), "-l".into()]
     } else {

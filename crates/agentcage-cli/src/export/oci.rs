@@ -52,6 +52,15 @@ fn parse_ids(s: &str) -> Result<(u32, u32), String> {
 /// Runs `agentcage export oci`.
 pub(crate) fn main(a: &OciArgs) -> Result<(), Failure> {
     let policy = policy_of(&a.policy)?;
+    // Not translated into OCI mounts yet: refused rather than silently dropped.
+    if policy.controls != agentcage::WorkspaceControls::default() {
+        return Err(UsageError::new(
+            "export oci does not carry the workspace controls (read_only_workspace, mask, \
+             tmpfs, bind, home) yet: the bundle would lack them",
+        )
+        .hint("export without them, or run the bundle's command under agentcage itself")
+        .into());
+    }
     let cwd =
         std::env::current_dir().map_err(|e| UsageError::new(format!("current directory: {e}")))?;
     let rootfs = crate::policy::absolute(&a.rootfs, &cwd);

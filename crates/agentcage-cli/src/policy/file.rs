@@ -23,6 +23,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ("rw", "`--rw`", "`[]`", "Host paths visible read-write at the same path; entries as for `ro`."),
     ("protect", "`--protect PATH`", "`[]` (the default protected paths always apply)", "Paths made read-only inside the workspace or an `rw` path, on top of the defaults (see \"Default protected paths\" above). Relative to the workspace (not to the file), or absolute inside the workspace or an `rw` path; `*` and `**` components are patterns. A literal path must exist."),
     ("unprotect", "`--unprotect PATH`", "`[]`", "Protected paths (defaults or `protect`) left writable; same forms as `protect`, matched as written (`.vscode`, `.git/modules/**/hooks`) or as an expanded path."),
+    ("read_only_workspace", "`--read-only-workspace`", "`false`", "Bind the workspace read-only (`--ro` naming the workspace does the same, with a warning). No placeholders are made."),
+    ("mask", "`--mask PATH`", "`[]`", "Existing paths hidden inside: an empty read-only directory or file is bound over each (e.g. `.env`, `secrets/`). Relative to the workspace, or absolute; no `..`; not a symlink."),
+    ("tmpfs", "`--tmpfs DIR`", "`[]`", "Directories that get a fresh, empty tmpfs owned by the inside user for the run (e.g. `node_modules`, `target`). Relative to the workspace, or absolute; inside the workspace or a bind it must exist. Each is one more memory budget of `limits.memory`."),
+    ("bind", "`--bind SRC:DST[:ro]`", "`[]`", "Host path SRC shown at another path DST inside, read-write (`:rw`, the default) or read-only (`:ro`); SRC relative to the file. DST must lie outside the workspace, every `ro`/`rw` path, the system directories and the other binds (a bind into the workspace could cover a protected path: use `ro`/`rw` there). SRC is opened without following a symlink; sockets below a read-only one are masked."),
+    ("chdir", "`--chdir DIR`", "the caller's directory when inside the workspace, else the workspace", "Working directory inside; relative to the workspace."),
+    ("home", "`--home DIR` or `--home tmpfs`", "`\"tmpfs\"`", "`\"tmpfs\"`: a fresh home on the root tmpfs each run. A host directory: bound read-write as the home (`/root`, or `/home/agent` with a `uid`), so it persists; relative to the file. It must be writable by the sandbox's host uid (as root: `host_uid`, 65534)."),
     ("env", "`--env K=V`, `-e`", "`{}`", "Table of variables set inside (`K = \"V\"`); a value starting with `~/` is expanded like a shell assignment."),
     ("pass_env", "`--pass-env K`", "`[]`", "Variables of the caller's environment passed through."),
     ("uid", "`--uid`", "`0`", "uid inside the sandbox (0 is root in the user namespace only)."),
@@ -89,6 +95,15 @@ struct FileDoc {
     protect: Vec<Spanned<String>>,
     #[serde(default)]
     unprotect: Vec<Spanned<String>>,
+    read_only_workspace: Option<bool>,
+    #[serde(default)]
+    mask: Vec<Spanned<String>>,
+    #[serde(default)]
+    tmpfs: Vec<Spanned<String>>,
+    #[serde(default)]
+    bind: Vec<Spanned<String>>,
+    chdir: Option<Spanned<String>>,
+    home: Option<Spanned<String>>,
     limits: Option<FileLimits>,
     landlock: Option<FileLandlock>,
     network: Option<FileNetwork>,
@@ -593,9 +608,32 @@ pub(super) fn parse_doc(src: &Src, stack: &mut Vec<PathBuf>) -> Result<Settings,
         s.without
             .push(parse_layer(l.get_ref()).map_err(|m| src.err(&l.span(), m))?);
     }
+    s.read_only_workspace = doc.read_only_workspace;
+    for b in &doc.bind {
+        let (src_p, dst, w) = super::parse_bind(b.get_ref()).map_err(|m| src.err(&b.span(), m))?;
+        let src_p = if src_p.is_absolute() {
+            src_p
+        } else {
+            src.dir.join(src_p)
+        };
+        s.bind.push(((src_p, dst, w), src.at(&b.span())));
+    }
+    if let Some(c) = &doc.chdir {
+        let p = protect_path(c.get_ref()).map_err(|m| src.err(&c.span(), m))?;
+        s.chdir = Some((p, src.at(&c.span())));
+    }
+    if let Some(h) = &doc.home {
+        let home = match h.get_ref().as_str() {
+            "tmpfs" => None,
+            d => Some(src.path(d, &h.span())?),
+        };
+        s.home = Some((home, src.at(&h.span())));
+    }
     for (list, out) in [
         (&doc.protect, &mut s.protect),
         (&doc.unprotect, &mut s.unprotect),
+        (&doc.mask, &mut s.mask),
+        (&doc.tmpfs, &mut s.tmpfs),
     ] {
         for e in list {
             let sp = e.span();

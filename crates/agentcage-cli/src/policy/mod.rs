@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use agentcage::{Layer, NetMode};
 
 mod file;
+pub mod placeholder;
 mod protect;
 mod resolve;
 mod settings;
@@ -42,6 +43,33 @@ pub use protect::{protect_path, DEFAULT_PROTECTED};
 pub use resolve::{build, Resolved};
 pub use settings::{BindSetting, LimitSettings, Settings};
 pub use write::{to_table, to_toml};
+
+/// Parses `SRC:DST[:ro|:rw]` (read-write unless `:ro`): `~` expanded in SRC (still relative
+/// when said so; the caller resolves it), DST absolute with no `..`.
+pub fn parse_bind(s: &str) -> Result<(PathBuf, PathBuf, bool), String> {
+    let (rest, writable) = match s.rsplit_once(':') {
+        Some((r, "ro")) => (r, false),
+        Some((r, "rw")) => (r, true),
+        _ => (s, true),
+    };
+    let Some((src, dst)) = rest.split_once(':') else {
+        return Err(format!("{s}: expected SRC:DST[:ro]"));
+    };
+    if src.is_empty() || dst.is_empty() {
+        return Err(format!("{s}: expected SRC:DST[:ro]"));
+    }
+    let dst = PathBuf::from(dst);
+    if !dst.is_absolute()
+        || dst
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!(
+            "{s}: the destination must be an absolute path inside the sandbox, without `..`"
+        ));
+    }
+    Ok((expand_tilde(src)?, dst, writable))
+}
 
 /// A user error in flags or a policy file: exit status 2, one line plus an optional hint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -298,8 +298,8 @@ pub(super) fn resolve_protected(
 /// directory that is a git repository (has `.git`): what runs code later, outside the
 /// sandbox, when the user runs git, enters the directory (direnv) or opens it in an editor or
 /// an agent (tasks, hooks, MCP servers). Made read-only inside by the same machinery as any
-/// protected path (ancestors pinned, symlinks refused); what does not exist at start stays
-/// creatable (see docs/SECURITY.md, "Protected paths").
+/// protected path (ancestors pinned, symlinks refused); what does not exist at start gets a
+/// placeholder for the run (`placeholder.rs`; docs/SECURITY.md, "Protected paths").
 pub const DEFAULT_PROTECTED: &[&str] = &[
     ".git/hooks",
     ".git/config",
@@ -432,7 +432,11 @@ pub(super) fn protected_settings(
         }
         return Ok((Vec::new(), Vec::new()));
     }
-    let mut roots = vec![ws.to_path_buf()];
+    // A read-only workspace is not a writable root: nothing to protect in it.
+    let mut roots = Vec::new();
+    if writable_roots.iter().any(|r| r == ws) {
+        roots.push(ws.to_path_buf());
+    }
     for r in writable_roots {
         if !roots.contains(r) && std::fs::symlink_metadata(r.join(".git")).is_ok() {
             roots.push(r.clone());

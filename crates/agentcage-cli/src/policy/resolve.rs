@@ -40,6 +40,8 @@ pub struct Resolved {
     pub protect_missing: Vec<PathBuf>,
     /// The `unprotect` paths, absolute (for `policy show`).
     pub unprotect: Vec<PathBuf>,
+    /// Said before the run (e.g. `--ro` naming the workspace).
+    pub warnings: Vec<String>,
 }
 
 pub(super) fn canonical(p: &Path, what: &str, origin: &str) -> Result<PathBuf, UsageError> {
@@ -131,10 +133,30 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
     // Later entries win for the same path (a flag over the file, a file over its base);
     // sorted by path so parents are mounted before what they contain.
     let mut binds: BTreeMap<PathBuf, bool> = BTreeMap::new();
-    let expanded = expand_patterns(&s.binds)?;
+    let mut expanded = expand_patterns(&s.binds)?;
+    let mut warnings = Vec::new();
+    let mut ro_ws = s.read_only_workspace.unwrap_or(false);
+    // `--ro` naming the workspace itself: what was asked is a read-only workspace.
+    if let Some(b) = expanded
+        .iter()
+        .find(|b| !b.writable && b.path.canonicalize().is_ok_and(|c| c == p.workspace))
+    {
+        warnings.push(format!(
+            "{}: ro {} names the workspace itself: the workspace is read-only for this run \
+             (say --read-only-workspace, or read_only_workspace = true)",
+            b.origin,
+            b.path.display()
+        ));
+        ro_ws = true;
+    }
+    expanded.retain(|b| b.writable || b.path.canonicalize().map_or(true, |c| c != p.workspace));
     // What the sandbox can write: a bind below one of these is a protected path (see
     // `resolve_protected`).
-    let mut writable_roots = vec![p.workspace.clone()];
+    let mut writable_roots = if ro_ws {
+        Vec::new()
+    } else {
+        vec![p.workspace.clone()]
+    };
     writable_roots.extend(
         expanded
             .iter()
@@ -170,6 +192,10 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
             Kind::Default | Kind::Protect => "protect",
         };
         let resolved = match resolve_protected(&b.path, &writable_roots, sandbox_host_ids) {
+            // Below a read-only workspace: read-only anyway.
+            Protected::No if kind == Kind::Protect && ro_ws && b.path.starts_with(&p.workspace) => {
+                continue;
+            }
             Protected::No if kind != Kind::Bind => {
                 return Err(UsageError::new(format!(
                     "{}: protect {}: not inside the workspace or an `rw` path",
@@ -261,6 +287,7 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
         .into_iter()
         .map(|(path, writable)| ExtraBind { path, writable })
         .collect();
+    controls(s, &mut p, ro_ws, &writable_roots, sandbox_host_ids)?;
     let mut env: Vec<(String, String)> = Vec::new();
     for (k, v) in &s.env {
         env.retain(|(ek, _)| ek != k);
@@ -328,5 +355,176 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
         protect: from_protect.into_iter().collect(),
         protect_missing,
         unprotect,
+        warnings,
     })
+}
+
+/// The workspace controls (issue #15): `read_only_workspace`, `mask`, `tmpfs`, `chdir`,
+/// `home`. A path below a writable root is resolved like a protected path (no symlink
+/// followed, see `resolve_protected`); every target must exist where a bind shows the host's
+/// tree, since the mount is made on it by fd.
+fn controls(
+    s: &Settings,
+    p: &mut Policy,
+    ro_ws: bool,
+    writable_roots: &[PathBuf],
+    ids: Option<(u32, u32)>,
+) -> Result<(), UsageError> {
+    let home_dir = s
+        .home
+        .as_ref()
+        .and_then(|(h, o)| h.as_ref().map(|h| (h, o)));
+    if let (false, Some((_, origin))) = (p.layers.has(Layer::MountNs), s.bind.first()) {
+        return Err(UsageError::new(format!(
+            "{origin}: bind needs a mount namespace, and this policy has none"
+        ))
+        .hint("use a profile with a mount namespace (ns-only, landlock, full)"));
+    }
+    if !p.layers.has(Layer::MountNs) {
+        let first = s
+            .mask
+            .first()
+            .map(|(_, o)| (o.clone(), "mask"))
+            .or_else(|| s.tmpfs.first().map(|(_, o)| (o.clone(), "tmpfs")))
+            .or_else(|| home_dir.map(|(_, o)| (o.clone(), "home")))
+            .or_else(|| ro_ws.then(|| ("read_only_workspace".to_string(), "read_only_workspace")));
+        if let Some((origin, what)) = first {
+            return Err(UsageError::new(format!(
+                "{origin}: {what} needs a mount namespace, and this policy has none"
+            ))
+            .hint("use a profile with a mount namespace (ns-only, landlock, full)"));
+        }
+    }
+    p.controls.read_only = ro_ws;
+    let ws = p.workspace.clone();
+    let held =
+        |path: &Path| path.starts_with(&ws) || p.binds.iter().any(|b| path.starts_with(&b.path));
+    // An existing entry, resolved with no symlink followed below a writable root.
+    let existing = |path: &Path, what: &str, origin: &str| -> Result<PathBuf, UsageError> {
+        match resolve_protected(path, writable_roots, ids) {
+            Protected::Yes(c) => Ok(c),
+            Protected::Refused(why, hint) => Err(UsageError::new(format!(
+                "{origin}: {what} {}: {why}",
+                path.display()
+            ))
+            .hint(hint)),
+            Protected::Missing(e) => Err(UsageError::new(format!(
+                "{origin}: {what} {}: {e}",
+                path.display()
+            ))
+            .hint("it must exist (the mount is made on it)")),
+            Protected::No => match std::fs::symlink_metadata(path) {
+                Ok(md) if md.file_type().is_symlink() => Err(UsageError::new(format!(
+                    "{origin}: {what} {}: is a symlink (the mount would not follow it)",
+                    path.display()
+                ))
+                .hint("name the real path")),
+                Ok(_) => canonical(path, what, origin),
+                Err(e) => Err(
+                    UsageError::new(format!("{origin}: {what} {}: {e}", path.display()))
+                        .hint("it must exist (the mount is made on it)"),
+                ),
+            },
+        }
+    };
+    for (m, origin) in &s.mask {
+        let path = absolute(m, &ws);
+        let c = existing(&path, "mask", origin)?;
+        if c == ws || p.binds.iter().any(|b| b.path == c) {
+            return Err(UsageError::new(format!(
+                "{origin}: mask {}: is the workspace or a bind itself",
+                path.display()
+            ))
+            .hint("leave it out of the policy instead"));
+        }
+        if !p.controls.masks.contains(&c) {
+            p.controls.masks.push(c);
+        }
+    }
+    for (t, origin) in &s.tmpfs {
+        let path = absolute(t, &ws);
+        let c = if held(&path) {
+            let c = existing(&path, "tmpfs", origin)?;
+            if !c.is_dir() {
+                return Err(UsageError::new(format!(
+                    "{origin}: tmpfs {}: not a directory",
+                    path.display()
+                )));
+            }
+            c
+        } else {
+            path
+        };
+        if c == Path::new("/") || c == ws || p.binds.iter().any(|b| b.path == c) {
+            return Err(UsageError::new(format!(
+                "{origin}: tmpfs {}: is /, the workspace or a bind itself",
+                c.display()
+            ))
+            .hint("name a directory inside it"));
+        }
+        if !p.controls.tmpfs.contains(&c) {
+            p.controls.tmpfs.push(c);
+        }
+    }
+    if let Some((h, origin)) = home_dir {
+        let c = canonical(h, "home", origin)?;
+        if !c.is_dir() {
+            return Err(UsageError::new(format!(
+                "{origin}: home {}: not a directory",
+                h.display()
+            )));
+        }
+        p.controls.home = Some(c);
+    }
+    // `bind`: outside everything else, so it can neither cover a protected path nor be
+    // covered, nor land on the system directories.
+    let home_inside = Path::new(if p.uid == 0 { "/root" } else { "/home/agent" });
+    let mut taken: Vec<PathBuf> = vec![ws.clone()];
+    taken.extend(p.binds.iter().map(|b| b.path.clone()));
+    taken.extend(p.controls.tmpfs.iter().cloned());
+    taken.extend(
+        [
+            "/proc",
+            "/dev",
+            "/etc",
+            "/usr",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/lib64",
+            "/lib32",
+            "/libx32",
+            "/run/agentcage",
+            "/run/agentcage-controls",
+            "/run/shm",
+        ]
+        .map(PathBuf::from),
+    );
+    if p.controls.home.is_some() {
+        taken.push(home_inside.to_path_buf());
+    }
+    for ((src, dst, writable), origin) in &s.bind {
+        if dst == Path::new("/")
+            || taken
+                .iter()
+                .any(|t| dst.starts_with(t) || t.starts_with(dst))
+        {
+            return Err(UsageError::new(format!(
+                "{origin}: bind {}:{}: the destination overlaps the workspace, a bind, a tmpfs \
+                 or a system directory",
+                src.display(),
+                dst.display()
+            ))
+            .hint(
+                "choose another destination (e.g. /mnt/NAME); inside the workspace use --ro/--rw",
+            ));
+        }
+        let c = existing(src, "bind", origin)?;
+        taken.push(dst.clone());
+        p.controls.binds.push((c, dst.clone(), *writable));
+    }
+    if let Some((c, _)) = &s.chdir {
+        p.cwd = Some(absolute(c, &ws));
+    }
+    Ok(())
 }

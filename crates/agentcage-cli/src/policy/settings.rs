@@ -109,6 +109,18 @@ pub struct Settings {
     pub protect: Vec<(PathBuf, String)>,
     /// `unprotect`: protected paths (defaults included) left writable, same forms.
     pub unprotect: Vec<(PathBuf, String)>,
+    /// `read_only_workspace`.
+    pub read_only_workspace: Option<bool>,
+    /// `mask`: paths hidden inside (relative ones relative to the workspace), and where said.
+    pub mask: Vec<(PathBuf, String)>,
+    /// `tmpfs`: directories that get a fresh tmpfs (relative to the workspace), where said.
+    pub tmpfs: Vec<(PathBuf, String)>,
+    /// `chdir`: the working directory inside (relative to the workspace), where said.
+    pub chdir: Option<(PathBuf, String)>,
+    /// `home`: a host directory (absolute) or `None` for `"tmpfs"`, and where said.
+    pub home: Option<(Option<PathBuf>, String)>,
+    /// `bind`: (host source, absolute or as said; inside destination; writable), where said.
+    pub bind: Vec<((PathBuf, PathBuf, bool), String)>,
     /// The policy files these settings were read from (the `extends` chain included).
     pub sources: Vec<PolicySource>,
 }
@@ -162,6 +174,12 @@ impl Settings {
             net_dns: over.net_dns.or(self.net_dns),
             protect: cat(self.protect, over.protect),
             unprotect: cat(self.unprotect, over.unprotect),
+            read_only_workspace: over.read_only_workspace.or(self.read_only_workspace),
+            mask: cat(self.mask, over.mask),
+            bind: cat(self.bind, over.bind),
+            tmpfs: cat(self.tmpfs, over.tmpfs),
+            chdir: over.chdir.or(self.chdir),
+            home: over.home.or(self.home),
             sources: cat(self.sources, over.sources),
         }
     }

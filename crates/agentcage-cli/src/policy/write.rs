@@ -42,6 +42,31 @@ fn count_value(v: Option<u64>) -> toml::Value {
 
 pub(super) type FloatParser = fn(&str) -> Result<Option<f64>, agentcage::limits::value::ParseError>;
 
+/// A timeout as people write it (`2h`, `90s`, `1.5s`), when that reads back as exactly `v`;
+/// else as [`float_value`] does.
+fn duration_value(v: Option<f64>) -> toml::Value {
+    use agentcage::limits::value::parse_timeout;
+    if let Some(x) = v {
+        let whole = x.fract() == 0.0 && (1.0..1e15).contains(&x);
+        let human = if whole {
+            let n = x as u64;
+            if n.is_multiple_of(3600) {
+                format!("{}h", n / 3600)
+            } else if n.is_multiple_of(60) {
+                format!("{}m", n / 60)
+            } else {
+                format!("{n}s")
+            }
+        } else {
+            format!("{x}s")
+        };
+        if parse_timeout(&human).ok() == Some(Some(x)) {
+            return toml::Value::String(human);
+        }
+    }
+    float_value(v, agentcage::limits::value::parse_timeout)
+}
+
 /// A float limit written so that `parse` reads it back as exactly `v`: a TOML float when its
 /// shortest form parses back (the file reader hands floats to `parse` in that form), else the
 /// shortest fixed-point string that does.
@@ -97,6 +122,38 @@ pub fn to_table(
         .map(|u| rel(u))
         .collect::<Result<Vec<_>, _>>()?;
     t.insert("unprotect".into(), strs(list));
+    t.insert(
+        "read_only_workspace".into(),
+        V::Boolean(p.controls.read_only),
+    );
+    for (key, list) in [("mask", &p.controls.masks), ("tmpfs", &p.controls.tmpfs)] {
+        let list = list.iter().map(|m| rel(m)).collect::<Result<Vec<_>, _>>()?;
+        t.insert(key.into(), strs(list));
+    }
+    let list = p
+        .controls
+        .binds
+        .iter()
+        .map(|(src, dst, w)| {
+            Ok(format!(
+                "{}:{}:{}",
+                path_str(src)?,
+                path_str(dst)?,
+                if *w { "rw" } else { "ro" }
+            ))
+        })
+        .collect::<Result<Vec<_>, UsageError>>()?;
+    t.insert("bind".into(), strs(list));
+    if let Some(c) = &p.cwd {
+        t.insert("chdir".into(), V::String(path_str(c)?));
+    }
+    t.insert(
+        "home".into(),
+        V::String(match &p.controls.home {
+            Some(h) => path_str(h)?,
+            None => "tmpfs".into(),
+        }),
+    );
     t.insert("pass_env".into(), strs(p.pass_env.clone()));
     for (k, v) in [
         ("uid", p.uid),
@@ -171,7 +228,7 @@ pub fn to_table(
         lt.insert("pids".into(), count_value(l.pids));
         lt.insert("memory".into(), size_value(l.memory, u::parse_memory));
         lt.insert("cpus".into(), float_value(l.cpus, u::parse_cpus));
-        lt.insert("timeout".into(), float_value(l.timeout, u::parse_timeout));
+        lt.insert("timeout".into(), duration_value(l.timeout));
         lt.insert("nofile".into(), count_value(l.nofile));
         lt.insert("fsize".into(), size_value(l.fsize, u::parse_fsize));
         t.insert("limits".into(), V::Table(lt));

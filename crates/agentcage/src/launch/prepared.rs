@@ -197,6 +197,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             tmpfs_size: policy.limits.memory.filter(|_| layers.has(Layer::Limits)),
             own_ipc: layers.has(Layer::IpcNs),
             idmap: as_root.then(|| rootfs::idmap_spec(policy)),
+            controls: policy.controls.clone(),
             resolver: egress.is_some(),
             overlay,
         })

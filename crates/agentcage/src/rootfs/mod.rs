@@ -284,6 +284,8 @@ pub struct RootSpec {
     pub own_ipc: bool,
     /// As root: writable paths owned by someone else get idmapped binds (`idmap.rs`).
     pub idmap: Option<IdmapSpec>,
+    /// Read-only workspace, masks, tmpfs dirs, persistent home (`plan.rs`, "controls").
+    pub controls: crate::policy::WorkspaceControls,
     /// `--net allow`: /etc/resolv.conf names the egress engine's DNS stub (127.0.0.1).
     pub resolver: bool,
     /// `--overlay`: the overlay directory (holds `upper/` and `work/`); the workspace is

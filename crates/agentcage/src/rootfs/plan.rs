@@ -330,6 +330,156 @@ impl Planner {
     }
 }
 
+// Workspace controls (issue #15): masks, extra tmpfs directories, a persistent home. Each
+// target below a writable bind is mounted like a protected path (ancestors pinned, target and
+// source opened with no symlink followed, `Op::PinnedBind`), so the sandbox cannot steer it
+// with a link it planted in a previous run, nor move it away (EBUSY). A mask or tmpfs below a
+// read-only bind needs no pins; the target must still be no symlink (ELOOP, the run fails).
+impl Planner {
+    /// Where the sources of the controls live on the root tmpfs (not an allow-listed path of
+    /// Landlock; read-only binds of them are what the sandbox sees).
+    const CONTROLS: &'static str = "/run/agentcage-controls";
+
+    fn controls(&mut self, spec: &RootSpec, binds: &[(PathBuf, bool, bool)]) {
+        let c = &spec.controls;
+        if c.masks.is_empty() && c.tmpfs.is_empty() && c.home.is_none() && c.binds.is_empty() {
+            return;
+        }
+        let base = PathBuf::from(Self::CONTROLS);
+        let mut pinned: Vec<PathBuf> = binds.iter().map(|(p, _, _)| p.clone()).collect();
+        // The deepest bind holding `p`, and whether it is writable.
+        let holder = |p: &Path| {
+            binds
+                .iter()
+                .filter(|(b, _, _)| p.starts_with(b))
+                .max_by_key(|(b, _, _)| b.components().count())
+                .map(|(b, w, _)| (b.clone(), *w))
+        };
+        for (i, t) in c.tmpfs.iter().enumerate() {
+            match holder(t) {
+                Some((root, w)) => {
+                    let src = base.join(format!("tmpfs{i}"));
+                    self.mkdir(&src, 0o755);
+                    self.ops.push(Op::Tmpfs {
+                        target: cpath(NEWROOT, &src),
+                        flags: libc::MS_NOSUID | libc::MS_NODEV,
+                        data: CString::new(format!(
+                            "mode=0755,uid={},gid={}{}",
+                            spec.uid, spec.gid, self.size_opt
+                        ))
+                        .unwrap_or_default(),
+                        readonly: false,
+                        optional: false,
+                    });
+                    self.control_bind(&src, t, &root, w, RW, &mut pinned);
+                }
+                None => {
+                    self.mkdir(t, 0o755);
+                    self.forget_below(t);
+                    self.ops.push(Op::Tmpfs {
+                        target: cpath(NEWROOT, t),
+                        flags: libc::MS_NOSUID | libc::MS_NODEV,
+                        data: CString::new(format!(
+                            "mode=0755,uid={},gid={}{}",
+                            spec.uid, spec.gid, self.size_opt
+                        ))
+                        .unwrap_or_default(),
+                        readonly: false,
+                        optional: false,
+                    });
+                }
+            }
+        }
+        for m in &c.masks {
+            let is_dir = std::fs::symlink_metadata(m).is_ok_and(|md| md.is_dir());
+            let src = base.join(if is_dir { "empty-dir" } else { "empty-file" });
+            if is_dir {
+                self.mkdir(&src, 0o555);
+            } else {
+                self.parents(&src);
+                self.ops.push(Op::Touch {
+                    path: cpath(NEWROOT, &src),
+                });
+            }
+            let (root, w) = holder(m).unwrap_or_else(|| (PathBuf::from("/"), false));
+            self.control_bind(&src, m, &root, w, RO | sys::MOUNT_ATTR_NOEXEC, &mut pinned);
+        }
+        for (src, dst, writable) in &c.binds {
+            // On the root tmpfs (the CLI keeps dst out of the workspace and the binds), with
+            // the source opened without following a symlink. Sockets below a read-only one
+            // are masked like those of `--ro` paths.
+            let is_dir = src.is_dir();
+            if is_dir {
+                self.mkdir(dst, 0o755);
+                self.forget_below(dst);
+                self.dirs.insert(dst.clone());
+            } else {
+                self.parents(dst);
+                self.ops.push(Op::Touch {
+                    path: cpath(NEWROOT, dst),
+                });
+            }
+            self.ops.push(Op::PinnedBind {
+                src: cpath(OLDROOT, src),
+                dst: cpath(NEWROOT, dst),
+                attrs: if *writable { RW } else { RO },
+            });
+            if !writable && is_dir {
+                let start = self.ops.len();
+                // mask_sockets names host paths: its masks move to the inside path.
+                let _ = self.mask_sockets(&[(src.clone(), false, true)]);
+                for op in &mut self.ops[start..] {
+                    if let Op::MaskSocket { dst: d } = op {
+                        let host =
+                            Path::new(std::ffi::OsStr::from_bytes(&d.as_bytes()[NEWROOT.len()..]))
+                                .to_path_buf();
+                        if let Ok(rel) = host.strip_prefix(src) {
+                            *d = cpath(NEWROOT, &dst.join(rel));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(h) = &c.home {
+            // The home dir inside exists on the root tmpfs (made before the binds).
+            self.ops.push(Op::PinnedBind {
+                src: cpath(OLDROOT, h),
+                dst: cpath(NEWROOT, &spec.home),
+                attrs: RW,
+            });
+            self.forget_below(&spec.home);
+            self.dirs.insert(spec.home.clone());
+        }
+    }
+
+    /// Binds `src` (on the new root) onto `dst`, pinning the directories between the
+    /// writable bind `root` and `dst` first.
+    fn control_bind(
+        &mut self,
+        src: &Path,
+        dst: &Path,
+        root: &Path,
+        writable_root: bool,
+        attrs: u64,
+        pinned: &mut Vec<PathBuf>,
+    ) {
+        if writable_root {
+            for d in pins(root, dst) {
+                if !pinned.contains(&d) {
+                    self.pinned(&d, true, RW);
+                    pinned.push(d);
+                }
+            }
+        }
+        self.ops.push(Op::PinnedBind {
+            src: cpath(NEWROOT, src),
+            dst: cpath(NEWROOT, dst),
+            attrs,
+        });
+        pinned.push(dst.to_path_buf());
+    }
+}
+
 /// The directories strictly between `root` and `path` (a path below it), shallowest first:
 /// the ones that must be mount points for `path` to stay where it is.
 pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
@@ -504,10 +654,11 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         .iter()
         .map(|(p, w)| (p.clone(), *w, p.is_dir()))
         .collect();
-    binds.push((spec.workspace.clone(), true, true));
+    binds.push((spec.workspace.clone(), !spec.controls.read_only, true));
     binds.sort_by_key(|(p, _, _)| p.components().count());
     pl.user_binds(&binds);
     let sockets = pl.mask_sockets(&binds);
+    pl.controls(spec, &binds);
 
     // /proc last among the top-level mounts so its masks can use our /dev/null.
     let proc_ = Path::new("/proc");

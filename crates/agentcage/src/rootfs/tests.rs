@@ -15,6 +15,7 @@ fn spec(ws: &str) -> RootSpec {
         mount_setattr: true,
         tmpfs_size: None,
         own_ipc: true,
+        controls: Default::default(),
         resolver: false,
         overlay: None,
     }
