@@ -380,16 +380,34 @@ impl Prepared {
             .as_ref()
             .map(|r| r.idmap.open_trees())
             .transpose()?; // rootfs/idmap.rs
-                           // SAFETY: the child branch only runs child::main, which is async-signal-safe and
-                           // only reads `self`, `pipes`, `child_stdio` and `title`, all built before this call.
-                           // As root, the user namespace is created as the sandbox's host uid (see
-                           // `userns_owner`).
-        let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
-            Ok(0) => child::main(self, &pipes, child_stdio, title, role),
+                           // The limits layer on v1: this thread steps into the run's leaf so the child is born
+                           // there (limits from its first instruction, no pid write to cgroup.procs and its RCU
+                           // grace period on the critical path; limits/cgroup/mod.rs), and steps out right after.
+        if let Some(cg) = &guard.cgroup {
+            cg.enter_self().map_err(|source| Error::Cgroup {
+                step: "move the launcher into the run's cgroup to clone the sandbox there".into(),
+                source,
+                hint: None,
+            })?;
+        }
+        // SAFETY: the child branch only runs child::main, which is async-signal-safe and only
+        // reads `self`, `pipes`, `child_stdio` and `title`, all built before this call. As
+        // root, the user namespace is created as the sandbox's host uid (see `userns_owner`).
+        let cloned = unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) };
+        if let Ok(0) = cloned {
+            child::main(self, &pipes, child_stdio, title, role)
+        }
+        let left = guard.cgroup.as_ref().map_or(Ok(()), |cg| cg.leave_self());
+        let pid = match cloned {
             Ok(pid) => pid,
             Err(e) => return Err(self.clone_error(e)),
         };
         guard.pid = pid;
+        left.map_err(|source| Error::Cgroup {
+            step: "move the launcher back to its own cgroup after the clone".into(),
+            source,
+            hint: None,
+        })?;
         FORWARD_TO.store(pid, Ordering::Relaxed);
         timings.clone = t0.elapsed();
         guard.close(pipes.sync_r);
@@ -554,6 +572,8 @@ impl Prepared {
         // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
         // sync_w stays open until the sandbox exits: the child checks it for a hang-up
         // after arming PDEATHSIG (see child.rs, sync.rs).
+        // Leaves the launcher entered itself around the clone need no attach.
+        let cgroup = cgroup.filter(|cg| cg.needs_attach());
         let release = if cgroup.is_some() {
             sync::RELEASE_ATTACH_FOLLOWS
         } else {
