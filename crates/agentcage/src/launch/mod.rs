@@ -586,7 +586,7 @@ impl Prepared {
             // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
             // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
             // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
-            cg.attach_from_parent(pid)
+            cg.attach_rest_from_parent(pid)
                 .map_err(|source| Error::Cgroup {
                     step: format!("attach the sandbox (pid {pid}) to its cgroup"),
                     source,

@@ -651,8 +651,16 @@ impl PreparedCgroup {
             .any(|l| l.procs.is_some() && l.self_move.is_none())
     }
 
-    /// Moves process `pid` into the leaf of every hierarchy that [`PreparedCgroup::enter_self`]
-    /// does not cover (its `sandbox/cgroup.procs`).
+    /// [`PreparedCgroup::attach_from_parent`] for the leaves [`PreparedCgroup::enter_self`]
+    /// does not cover (the launcher's path after a clone inside the entered leaves).
+    ///
+    /// # Errors
+    /// As [`PreparedCgroup::attach_from_parent`].
+    pub fn attach_rest_from_parent(&self, pid: i32) -> Result<(), CgroupError> {
+        self.attach(pid, |l| l.self_move.is_none())
+    }
+
+    /// Moves process `pid` into the leaf of every hierarchy (its `sandbox/cgroup.procs`).
     ///
     /// Call from the parent right after clone, while the child waits for the parent, before it
     /// forks or execs anything: descendants then inherit the membership. Does not allocate on
@@ -661,9 +669,13 @@ impl PreparedCgroup {
     /// # Errors
     /// [`CgroupError::AttachPid`] (ESRCH: the child is gone; EACCES: migration not permitted).
     pub fn attach_from_parent(&self, pid: i32) -> Result<(), CgroupError> {
+        self.attach(pid, |_| true)
+    }
+
+    fn attach(&self, pid: i32, which: fn(&Leaf) -> bool) -> Result<(), CgroupError> {
         let mut buf = [0u8; 20];
         let digits = fmt_decimal(u64::from(pid.unsigned_abs()), &mut buf);
-        for leaf in self.leaves.iter().filter(|l| l.self_move.is_none()) {
+        for leaf in self.leaves.iter().filter(|l| which(l)) {
             let Some(f) = &leaf.procs else { continue };
             let mut f: &File = f;
             match f.write(digits) {
