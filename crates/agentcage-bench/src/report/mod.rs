@@ -559,7 +559,7 @@ impl Report {
             // Issue 19 (cold start).
             Target::check(
                 "i19-startup-full-vs-bwrap",
-                "issue 19: full startup / bwrap startup (static true)",
+                "#19 full / bwrap startup (static true)",
                 q(full, base_startup("bwrap")),
                 Cmp::AtMost,
                 0.6,
@@ -568,7 +568,7 @@ impl Report {
             ),
             Target::check(
                 "i19-startup-ns-only-vs-bwrap",
-                "issue 19: ns-only startup / bwrap startup (static true)",
+                "#19 ns-only / bwrap startup (static true)",
                 q(ns_only, base_startup("bwrap")),
                 Cmp::AtMost,
                 0.55,
@@ -577,7 +577,7 @@ impl Report {
             ),
             Target::check(
                 "i19-startup-none-vs-exec-bin-true",
-                "issue 19: none startup / plain exec (/bin/true)",
+                "#19 none / plain exec startup (/bin/true)",
                 none_vs_exec_bin,
                 Cmp::AtMost,
                 1.6,
@@ -586,7 +586,7 @@ impl Report {
             ),
             Target::check(
                 "i19-startup-full-vs-full-nolimits",
-                "issue 19: full startup / full --without limits (the cgroup)",
+                "#19 full / full --without limits startup",
                 q(full, base_startup("full-nolimits")),
                 Cmp::AtMost,
                 1.1,
@@ -595,7 +595,7 @@ impl Report {
             ),
             Target::check(
                 "i19-startup-full-p95-vs-median",
-                "issue 19: full startup p95 / median",
+                "#19 full startup p95 / median",
                 full_p95_vs_median,
                 Cmp::AtMost,
                 1.3,
@@ -605,7 +605,7 @@ impl Report {
             Target::check(
                 "i19-throughput-full-vs-bwrap",
                 &format!(
-                    "issue 19: launches/s at concurrency {}: full / bwrap",
+                    "#19 launches/s at concurrency {}: full / bwrap",
                     self.throughput.concurrency
                 ),
                 tput(full_tput, bwrap_tput),
@@ -616,7 +616,7 @@ impl Report {
             ),
             Target::check(
                 "i19-launcher-peak-rss",
-                "issue 19: launcher peak RSS (max over profiles)",
+                "#19 launcher peak RSS (max over profiles)",
                 rss,
                 Cmp::AtMost,
                 2.0,

@@ -309,10 +309,21 @@ pub fn prepare_with(
     limits: &LimitsSpec,
     teardown: Teardown,
 ) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
+    prepare_on(&detect_layout()?, limits, teardown)
+}
+
+/// [`prepare_with`] on a layout the caller already detected.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_on(
+    layout: &Layout,
+    limits: &LimitsSpec,
+    teardown: Teardown,
+) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
     limits.validate().map_err(CgroupError::InvalidLimits)?;
-    let layout = detect_layout()?;
     let name = format!("{LEAF_PREFIX}{}-{:016x}", std::process::id(), random_u64());
-    prepare_in(&layout, limits, &name, teardown)
+    prepare_in(layout, limits, &name, teardown)
 }
 
 #[doc(hidden)]
