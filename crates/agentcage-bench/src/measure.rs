@@ -220,6 +220,9 @@ fn setup(b: &mut Bench) -> anyhow::Result<Env> {
         // `full` with `--net allow`: the start-up cost of the egress engine (issue #12).
         b.baselines
             .push(baseline(Launcher::FullEgress.name(), None));
+        // `full` without its cgroup: what the limits layer costs (issue #19).
+        b.baselines
+            .push(baseline(Launcher::FullNoLimits.name(), None));
     }
     if s.sizes.compare {
         for (name, path) in [("bwrap", &paths.bwrap), ("unshare", &paths.unshare)] {
@@ -254,6 +257,7 @@ fn preflight(b: &mut Bench, env: &mut Env) -> anyhow::Result<Contenders> {
     launchers.extend(b.s.profiles.iter().map(|&p| Launcher::Agentcage(p)));
     if b.s.profiles.contains(&Profile::Full) {
         launchers.push(Launcher::FullEgress);
+        launchers.push(Launcher::FullNoLimits);
     }
     if paths.bwrap.is_some() {
         launchers.push(Launcher::Bwrap);
@@ -565,6 +569,7 @@ fn baseline_launcher(name: &str) -> Launcher {
         "bwrap" => Launcher::Bwrap,
         "unshare" => Launcher::Unshare,
         "full+egress" => Launcher::FullEgress,
+        "full-nolimits" => Launcher::FullNoLimits,
         _ => Launcher::Exec,
     }
 }

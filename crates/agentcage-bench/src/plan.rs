@@ -7,6 +7,7 @@
 //! | `exec` | `<true>` (a plain spawn: the floor) |
 //! | agentcage profile P | `agentcage run --profile P --workspace <dir> -- <true>` |
 //! | `full+egress` | `agentcage run --profile full --workspace <dir> --allow-host bench.invalid -- <true>` (issue #12: the start-up cost of `--net allow`; the rule is never used) |
+//! | `full-nolimits` | `agentcage run --profile full --workspace <dir> --without limits -- <true>` (issue #19: what the run's cgroup costs) |
 //! | `bwrap` | `bwrap --unshare-all --ro-bind /usr /usr <links> --proc /proc --dev /dev --tmpfs /tmp --bind <dir> <dir> -- <true>` |
 //! | `unshare` | `unshare -Urnmpif <true>` |
 //!
@@ -56,6 +57,8 @@ pub enum Launcher {
     Unshare,
     /// `agentcage run --profile full --allow-host ...`: `full` with the egress engine.
     FullEgress,
+    /// `agentcage run --profile full --without limits`: `full` without its cgroup.
+    FullNoLimits,
 }
 
 impl Launcher {
@@ -67,6 +70,7 @@ impl Launcher {
             Launcher::Bwrap => "bwrap",
             Launcher::Unshare => "unshare",
             Launcher::FullEgress => "full+egress",
+            Launcher::FullNoLimits => "full-nolimits",
         }
     }
 }
@@ -160,6 +164,13 @@ pub fn argv(c: Contender, p: &Paths) -> Option<Vec<OsString>> {
             // Before the `--`: one rule, so `--net allow` with its routes, listeners and engine.
             let dash = v.len() - 1;
             v.splice(dash..dash, ["--allow-host".into(), EGRESS_RULE.into()]);
+            v.push(truth);
+            v
+        }
+        Launcher::FullNoLimits => {
+            let mut v = agentcage_run(p, Profile::Full);
+            let dash = v.len() - 1;
+            v.splice(dash..dash, ["--without".into(), "limits".into()]);
             v.push(truth);
             v
         }

@@ -467,6 +467,36 @@ fn attach_after_exit_is_an_error_and_cleans_up() {
     assert!(dirs.iter().all(|d| !d.exists()));
 }
 
+/// v1 (issue 19): the launcher's thread steps into the leaf, forks (the child is born in the
+/// leaf, counted by pids.max from its first instruction), and steps back to its own cgroup;
+/// `members` never lists the launcher.
+fn enter_self_forks_into_the_leaf_and_leaves() {
+    let limits = small_pids();
+    let own = || fs::read_to_string("/proc/thread-self/cgroup").unwrap();
+    let before = own();
+    let (cg, _) = prepare_with(&limits, Teardown::PidNamespace).unwrap();
+    let cg = cg.unwrap();
+    assert!(!cg.needs_attach(), "a v1 leaf needs no attach by pid here");
+    cg.enter_self().unwrap();
+    let inside = own();
+    assert!(inside.contains(cg.name()), "{inside}");
+    assert!(cg.members().is_empty(), "the launcher is never a member");
+    let child = Held::spawn(|| 0);
+    let left = cg.leave_self();
+    assert_eq!(own(), before, "back in our own cgroups");
+    left.unwrap();
+    let theirs = fs::read_to_string(format!("/proc/{}/cgroup", child.pid)).unwrap();
+    assert!(
+        theirs.lines().filter(|l| l.contains(cg.name())).count() >= 1,
+        "{theirs}"
+    );
+    assert!(in_leaf(child.pid, cg.name()));
+    assert_eq!(cg.members(), vec![child.pid]);
+    child.release();
+    child.wait(Duration::from_secs(10));
+    cg.remove().unwrap();
+}
+
 fn unprivileged_gets_notes_not_errors() {
     if !is_root() {
         // Already unprivileged: the real thing.
@@ -712,6 +742,11 @@ fn main() {
             "cgroup::attach_after_exit_is_an_error_and_cleans_up",
             attach_after_exit_is_an_error_and_cleans_up,
             missing(&small_pids(), Limit::Pids),
+        ),
+        trial(
+            "cgroup::enter_self_forks_into_the_leaf_and_leaves",
+            enter_self_forks_into_the_leaf_and_leaves,
+            v1_skip(),
         ),
         trial(
             "cgroup::unprivileged_gets_notes_not_errors",

@@ -453,6 +453,11 @@ impl Report {
             .filter_map(|r| r.peak_rss_kib)
             .max()
             .map(|kib| kib as f64 / 1024.0);
+        let full_p95_vs_median = self
+            .profile(Profile::Full)
+            .and_then(|r| r.startup.as_ref())
+            .and_then(|s| ratio(s.ms.p95, s.ms.median));
+        let none_vs_exec_bin = self.profile(Profile::None).and_then(|r| r.x_exec_bin_true);
         let clean = (self.throughput.launches > 0
             && self.profiles.iter().any(|r| r.launches_per_s.is_some()))
         .then(|| f64::from(self.throughput.failed_runs + self.throughput.leaked_processes));
@@ -548,6 +553,73 @@ impl Report {
                 rss,
                 Cmp::AtMost,
                 1.5,
+                "MiB",
+                "not measured (needs the x86_64 rss-probe)",
+            ),
+            // Issue 19 (cold start).
+            Target::check(
+                "i19-startup-full-vs-bwrap",
+                "#19 full / bwrap startup (static true)",
+                q(full, base_startup("bwrap")),
+                Cmp::AtMost,
+                0.6,
+                "x",
+                &peer_missing("bwrap"),
+            ),
+            Target::check(
+                "i19-startup-ns-only-vs-bwrap",
+                "#19 ns-only / bwrap startup (static true)",
+                q(ns_only, base_startup("bwrap")),
+                Cmp::AtMost,
+                0.55,
+                "x",
+                &peer_missing("bwrap"),
+            ),
+            Target::check(
+                "i19-startup-none-vs-exec-bin-true",
+                "#19 none / plain exec startup (/bin/true)",
+                none_vs_exec_bin,
+                Cmp::AtMost,
+                1.6,
+                "x",
+                &need(&[Profile::None]),
+            ),
+            Target::check(
+                "i19-startup-full-vs-full-nolimits",
+                "#19 full / full --without limits startup",
+                q(full, base_startup("full-nolimits")),
+                Cmp::AtMost,
+                1.1,
+                "x",
+                &need(&[Profile::Full]),
+            ),
+            Target::check(
+                "i19-startup-full-p95-vs-median",
+                "#19 full startup p95 / median",
+                full_p95_vs_median,
+                Cmp::AtMost,
+                1.3,
+                "x",
+                &need(&[Profile::Full]),
+            ),
+            Target::check(
+                "i19-throughput-full-vs-bwrap",
+                &format!(
+                    "#19 launches/s at concurrency {}: full / bwrap",
+                    self.throughput.concurrency
+                ),
+                tput(full_tput, bwrap_tput),
+                Cmp::AtLeast,
+                2.0,
+                "x",
+                &peer_missing("bwrap"),
+            ),
+            Target::check(
+                "i19-launcher-peak-rss",
+                "#19 launcher peak RSS (max over profiles)",
+                rss,
+                Cmp::AtMost,
+                2.0,
                 "MiB",
                 "not measured (needs the x86_64 rss-probe)",
             ),
@@ -722,6 +794,37 @@ mod tests {
         assert_eq!(t.status, Status::Met);
         assert!(r.startup_target_missed(Profile::Full));
         assert!(!r.startup_target_missed(Profile::None));
+    }
+
+    #[test]
+    fn issue_19_targets() {
+        let mut r = sample();
+        // full 1.2 / bwrap 3.0 = 0.4; ns-only 1.0 / 3.0 = 0.33; p95 = 1.2 x median (summary()).
+        assert_eq!(target(&r, "i19-startup-full-vs-bwrap").status, Status::Met);
+        assert_eq!(
+            target(&r, "i19-startup-ns-only-vs-bwrap").status,
+            Status::Met
+        );
+        assert_eq!(
+            target(&r, "i19-startup-full-p95-vs-median").status,
+            Status::Met
+        );
+        assert_eq!(
+            target(&r, "i19-throughput-full-vs-bwrap").status,
+            Status::Met
+        ); // 3.0x
+        assert_eq!(target(&r, "i19-launcher-peak-rss").status, Status::Met);
+        // none 0.5+0.7 with /bin/true against exec 0.4+0.7: 1.09x.
+        assert_eq!(
+            target(&r, "i19-startup-none-vs-exec-bin-true").status,
+            Status::Met
+        );
+        let t = target(&r, "i19-startup-full-vs-full-nolimits");
+        assert_eq!(t.status, Status::NotMeasured);
+        r.baselines.push(base("full-nolimits", 1.0, 900.0));
+        r.derive();
+        let t = target(&r, "i19-startup-full-vs-full-nolimits");
+        assert_eq!((t.measured, t.status), (Some(1.2), Status::Missed));
     }
 
     #[test]

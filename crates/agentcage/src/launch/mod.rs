@@ -396,12 +396,25 @@ impl Prepared {
             .as_ref()
             .map(|r| r.idmap.open_trees())
             .transpose()?; // rootfs/idmap.rs
-                           // SAFETY: the child branch only runs child::main, which is async-signal-safe and
-                           // only reads `self`, `pipes`, `child_stdio` and `title`, all built before this call.
-                           // As root, the user namespace is created as the sandbox's host uid (see
-                           // `userns_owner`).
-        let pid = match unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) } {
-            Ok(0) => child::main(self, &pipes, child_stdio, title, role),
+                           // The limits layer on v1: this thread steps into the run's leaf so the child is born
+                           // there (limits from its first instruction, no pid write to cgroup.procs and its RCU
+                           // grace period on the critical path; limits/cgroup/mod.rs), and steps out right after.
+        if let Some(cg) = &guard.cgroup {
+            cg.enter_self().map_err(|source| Error::Cgroup {
+                step: "move the launcher into the run's cgroup to clone the sandbox there".into(),
+                source,
+                hint: None,
+            })?;
+        }
+        // SAFETY: the child branch only runs child::main, which is async-signal-safe and only
+        // reads `self`, `pipes`, `child_stdio` and `title`, all built before this call. As
+        // root, the user namespace is created as the sandbox's host uid (see `userns_owner`).
+        let cloned = unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) };
+        if let Ok(0) = cloned {
+            child::main(self, &pipes, child_stdio, title, role)
+        }
+        let left = guard.cgroup.as_ref().map_or(Ok(()), |cg| cg.leave_self());
+        let pid = match cloned {
             Ok(pid) => pid,
             Err(e) => {
                 crate::events::seccomp::NOTIF_SOCK.store(-1, Ordering::Relaxed);
@@ -409,6 +422,11 @@ impl Prepared {
             }
         };
         guard.pid = pid;
+        left.map_err(|source| Error::Cgroup {
+            step: "move the launcher back to its own cgroup after the clone".into(),
+            source,
+            hint: None,
+        })?;
         FORWARD_TO.store(pid, Ordering::Relaxed);
         timings.clone = t0.elapsed();
         crate::events::seccomp::NOTIF_SOCK.store(-1, Ordering::Relaxed);
@@ -583,6 +601,8 @@ impl Prepared {
         // Release the child ("2": a cgroup attach follows, overlapping the child's mounts).
         // sync_w stays open until the sandbox exits: the child checks it for a hang-up
         // after arming PDEATHSIG (see child.rs, sync.rs).
+        // Leaves the launcher entered itself around the clone need no attach.
+        let cgroup = cgroup.filter(|cg| cg.needs_attach());
         let release = if cgroup.is_some() {
             sync::RELEASE_ATTACH_FOLLOWS
         } else {
@@ -595,7 +615,7 @@ impl Prepared {
             // the attach (ESRCH) or the second write (EPIPE) fails here. Its report names the
             // real cause (found by the robustness fuzz test: `--ro /etc` said "release the
             // sandbox init: EPIPE" instead of "remount /etc read-only: EINVAL").
-            cg.attach_from_parent(pid)
+            cg.attach_rest_from_parent(pid)
                 .map_err(|source| Error::Cgroup {
                     step: format!("attach the sandbox (pid {pid}) to its cgroup"),
                     source,

@@ -338,8 +338,10 @@ pub(crate) fn prepare_run(
     teardown: Teardown,
 ) -> Result<RunLimits, CgroupError> {
     // A cgroup left behind by a SIGKILLed launcher is reaped by the next run.
-    let _ = cgroup::reap_stale();
-    let (cg, notes) = cgroup::prepare_with(spec, teardown)?;
+    // One read of /proc/self/mountinfo and /proc/self/cgroup for both (issue 19).
+    let layout = cgroup::detect_layout()?;
+    let _ = cgroup::reap_in(&layout);
+    let (cg, notes) = cgroup::prepare_on(&layout, spec, teardown)?;
     let mut rows = summary(spec, cg.as_ref(), &notes, rlimits);
     // Requested limits no cgroup enforces and no rlimit stands in for exactly (memory:
     // RLIMIT_DATA below is per process only). pids has RLIMIT_NPROC, exact in the sandbox's

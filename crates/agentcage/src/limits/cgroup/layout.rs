@@ -56,6 +56,9 @@ pub struct Hierarchy {
     pub mountpoint: PathBuf,
     /// Our own cgroup's directory (the mountpoint if our cgroup is outside the mount's root).
     pub own: PathBuf,
+    /// `own` is really our cgroup (not the mountpoint standing in for a cgroup outside the
+    /// mount's root): the launcher may move itself out to it and back (see `enter_self`).
+    pub own_exact: bool,
 }
 
 impl Hierarchy {
@@ -94,7 +97,7 @@ pub(crate) fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
         .rev()
         .find(|c| c.hierarchy == 0 && c.controllers.is_empty())
         .map(|c| c.path.as_str());
-    let own_dir = |mountpoint: &Path, root: &str, path: &str| -> PathBuf {
+    let own_dir = |mountpoint: &Path, root: &str, path: &str| -> (PathBuf, bool) {
         // Our path is relative to the hierarchy's root; the mount may show only a subtree.
         let rel = if root == "/" {
             Some(path)
@@ -104,9 +107,9 @@ pub(crate) fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
         };
         match rel {
             Some(r) if !r.split('/').any(|c| c == "..") => {
-                mountpoint.join(r.trim_start_matches('/'))
+                (mountpoint.join(r.trim_start_matches('/')), true)
             }
-            _ => mountpoint.to_path_buf(),
+            _ => (mountpoint.to_path_buf(), false),
         }
     };
     let mut layout = Layout::default();
@@ -114,12 +117,13 @@ pub(crate) fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
         let mountpoint = PathBuf::from(&m.mount_point);
         match m.fs_type.as_str() {
             "cgroup2" if layout.v2.is_none() => {
-                let own = own_dir(&mountpoint, &m.root, own_v2.unwrap_or("/"));
+                let (own, own_exact) = own_dir(&mountpoint, &m.root, own_v2.unwrap_or("/"));
                 layout.v2 = Some(Hierarchy {
                     version: Version::V2,
                     controllers: Vec::new(),
                     mountpoint,
                     own,
+                    own_exact: own_exact && own_v2.is_some(),
                 });
             }
             "cgroup" => {
@@ -135,13 +139,14 @@ pub(crate) fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
                     .iter()
                     .filter(|c| !(c.hierarchy == 0 && c.controllers.is_empty()))
                     .find(|c| c.controllers.iter().any(|n| n == first.name()))
-                    .map_or("/", |c| c.path.as_str());
-                let own = own_dir(&mountpoint, &m.root, path);
+                    .map(|c| c.path.as_str());
+                let (own, own_exact) = own_dir(&mountpoint, &m.root, path.unwrap_or("/"));
                 layout.v1.push(Hierarchy {
                     version: Version::V1,
                     controllers,
                     mountpoint,
                     own,
+                    own_exact: own_exact && path.is_some(),
                 });
             }
             _ => {}
@@ -214,6 +219,7 @@ mod tests {
                 .find(|h| h.controllers.contains(&Ctl::Memory))
                 .expect("memory");
         assert_eq!(mem.own, Path::new("/sys/fs/cgroup/memory/process_api/abc"));
+        assert!(mem.own_exact && v2.own_exact);
         assert_eq!(
             mem.candidates(),
             vec![
@@ -256,12 +262,19 @@ mod tests {
         assert_eq!(l.v2.unwrap().own, Path::new("/sys/fs/cgroup x/sub"));
         // Our cgroup outside the mounted subtree, or a hostile "..": fall back to the mountpoint.
         let l = parse_layout(mi, "0::/elsewhere\n");
-        assert_eq!(l.v2.unwrap().own, Path::new("/sys/fs/cgroup x"));
+        let v2 = l.v2.unwrap();
+        assert_eq!(v2.own, Path::new("/sys/fs/cgroup x"));
+        assert!(
+            !v2.own_exact,
+            "the mountpoint stands in for a cgroup it is not"
+        );
         let l = parse_layout(
             "40 30 0:26 / /cg rw - cgroup2 cgroup2 rw\n",
             "0::/../../etc\n",
         );
-        assert_eq!(l.v2.unwrap().own, Path::new("/cg"));
+        let v2 = l.v2.unwrap();
+        assert_eq!(v2.own, Path::new("/cg"));
+        assert!(!v2.own_exact);
         // Garbage never panics.
         let l = parse_layout("x - \n - - -\n1 2 3\n", "::::\n0:\n");
         assert_eq!(l, Layout::default());

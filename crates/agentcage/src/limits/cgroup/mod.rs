@@ -30,9 +30,15 @@
 //! leaves whose launcher died without cleaning up (SIGKILL).
 //!
 //! Sides of the fork: everything here runs in the parent. [`prepare`] creates the leaf and writes
-//! the limits before clone; [`PreparedCgroup::attach_from_parent`] writes the child's pid (to
-//! fds opened by `prepare`, without allocating) while the child waits for the parent;
-//! The child itself never touches cgroupfs. Man pages: cgroups(7), cgroup_namespaces(7); kernel
+//! the limits before clone. On v1 the launcher then moves its own thread into the leaf
+//! ([`PreparedCgroup::enter_self`], `0` to `sandbox/tasks`), clones the sandbox, which is born
+//! in the leaf, and moves back ([`PreparedCgroup::leave_self`]). Moving the calling thread is
+//! the one migration the kernel does without taking the global `cgroup_threadgroup_rwsem` for
+//! writing, whose RCU grace period made a pid write to `cgroup.procs` cost 2 to 16 ms here
+//! (issue 19). Leaves where that is not possible (v2: only whole processes move; our own
+//! cgroup not known exactly or not writable) get [`PreparedCgroup::attach_from_parent`], which
+//! writes the child's pid (to fds opened by `prepare`, without allocating) while the child
+//! waits for the parent. The child itself never touches cgroupfs. Man pages: cgroups(7), cgroup_namespaces(7); kernel
 //! docs: admin-guide/cgroup-v2.rst, admin-guide/cgroup-v1/{memory,pids,freezer-subsystem}.rst.
 
 use std::fs::{self, File, OpenOptions};
@@ -237,6 +243,9 @@ struct Leaf {
     dir: PathBuf,
     /// `<dir>/sandbox/cgroup.procs`, open for writing (None for reaped stale leaves).
     procs: Option<File>,
+    /// v1 only: `<dir>/sandbox/tasks` and our own cgroup's `tasks` (and its path), open for
+    /// writing, to move the launcher's thread in before clone and back after it.
+    self_move: Option<(File, File, PathBuf)>,
 }
 
 impl Leaf {
@@ -300,10 +309,21 @@ pub fn prepare_with(
     limits: &LimitsSpec,
     teardown: Teardown,
 ) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
+    prepare_on(&detect_layout()?, limits, teardown)
+}
+
+/// [`prepare_with`] on a layout the caller already detected.
+///
+/// # Errors
+/// As [`prepare`].
+pub fn prepare_on(
+    layout: &Layout,
+    limits: &LimitsSpec,
+    teardown: Teardown,
+) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
     limits.validate().map_err(CgroupError::InvalidLimits)?;
-    let layout = detect_layout()?;
     let name = format!("{LEAF_PREFIX}{}-{:016x}", std::process::id(), random_u64());
-    prepare_in(&layout, limits, &name, teardown)
+    prepare_in(layout, limits, &name, teardown)
 }
 
 #[doc(hidden)]
@@ -449,6 +469,7 @@ fn create_leaf(ch: &Choice, name: &str) -> Result<Leaf, CgroupError> {
         parent,
         dir,
         procs: None,
+        self_move: None,
     };
     let inner = leaf.inner();
     if let Err(source) = fs::create_dir(&inner) {
@@ -472,6 +493,19 @@ fn create_leaf(ch: &Choice, name: &str) -> Result<Leaf, CgroupError> {
         let _ = fs::remove_dir(&inner);
         let _ = fs::remove_dir(&leaf.dir);
         return Err(e);
+    }
+    if ch.hierarchy.version == Version::V1 && ch.hierarchy.own_exact {
+        // Either file missing or not writable: this leaf is attached by pid instead.
+        let open_w = |p: PathBuf| {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(p)
+        };
+        let origin = ch.hierarchy.own.join("tasks");
+        if let (Ok(into), Ok(back)) = (open_w(inner.join("tasks")), open_w(origin.clone())) {
+            leaf.self_move = Some((into, back, origin));
+        }
     }
     Ok(leaf)
 }
@@ -566,6 +600,77 @@ impl PreparedCgroup {
         self.leaves.iter().map(|l| l.dir.clone()).collect()
     }
 
+    /// Moves the calling thread into every leaf it can enter itself (v1 with our own cgroup
+    /// known; see the module doc), so that a process it clones is born there: the limits hold
+    /// from the child's first instruction and its page tables and task struct are charged to
+    /// the leaf. Call right before clone and [`PreparedCgroup::leave_self`] right after it,
+    /// single-threaded or not (only this thread moves). While inside, the launcher counts
+    /// against `pids.max` (so `--pids 1` fails at clone with EAGAIN instead of at the
+    /// command's fork). On error nothing stays moved.
+    ///
+    /// # Errors
+    /// [`CgroupError::AttachPid`] with our pid and the `tasks` file.
+    pub fn enter_self(&self) -> Result<(), CgroupError> {
+        for (i, leaf) in self.leaves.iter().enumerate() {
+            let Some((into, _, _)) = &leaf.self_move else {
+                continue;
+            };
+            if let Err(source) = write_zero(into) {
+                for entered in &self.leaves[..i] {
+                    if let Some((_, back, _)) = &entered.self_move {
+                        let _ = write_zero(back);
+                    }
+                }
+                return Err(CgroupError::AttachPid {
+                    pid: std::process::id() as i32,
+                    path: leaf.inner().join("tasks"),
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the calling thread back to its own cgroup in every leaf
+    /// [`PreparedCgroup::enter_self`] entered. Tries all of them.
+    ///
+    /// # Errors
+    /// [`CgroupError::AttachPid`] for the first that failed (the launcher is still in that
+    /// leaf: the caller must not go on; [`PreparedCgroup::members`] never lists the launcher).
+    pub fn leave_self(&self) -> Result<(), CgroupError> {
+        let mut first = None;
+        for leaf in &self.leaves {
+            let Some((_, back, origin)) = &leaf.self_move else {
+                continue;
+            };
+            if let Err(source) = write_zero(back) {
+                first.get_or_insert_with(|| CgroupError::AttachPid {
+                    pid: std::process::id() as i32,
+                    path: origin.clone(),
+                    source,
+                });
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Whether some leaf still needs [`PreparedCgroup::attach_from_parent`] after clone
+    /// (one that [`PreparedCgroup::enter_self`] cannot enter).
+    pub fn needs_attach(&self) -> bool {
+        self.leaves
+            .iter()
+            .any(|l| l.procs.is_some() && l.self_move.is_none())
+    }
+
+    /// [`PreparedCgroup::attach_from_parent`] for the leaves [`PreparedCgroup::enter_self`]
+    /// does not cover (the launcher's path after a clone inside the entered leaves).
+    ///
+    /// # Errors
+    /// As [`PreparedCgroup::attach_from_parent`].
+    pub fn attach_rest_from_parent(&self, pid: i32) -> Result<(), CgroupError> {
+        self.attach(pid, |l| l.self_move.is_none())
+    }
+
     /// Moves process `pid` into the leaf of every hierarchy (its `sandbox/cgroup.procs`).
     ///
     /// Call from the parent right after clone, while the child waits for the parent, before it
@@ -575,9 +680,13 @@ impl PreparedCgroup {
     /// # Errors
     /// [`CgroupError::AttachPid`] (ESRCH: the child is gone; EACCES: migration not permitted).
     pub fn attach_from_parent(&self, pid: i32) -> Result<(), CgroupError> {
+        self.attach(pid, |_| true)
+    }
+
+    fn attach(&self, pid: i32, which: fn(&Leaf) -> bool) -> Result<(), CgroupError> {
         let mut buf = [0u8; 20];
         let digits = fmt_decimal(u64::from(pid.unsigned_abs()), &mut buf);
-        for leaf in &self.leaves {
+        for leaf in self.leaves.iter().filter(|l| which(l)) {
             let Some(f) = &leaf.procs else { continue };
             let mut f: &File = f;
             match f.write(digits) {
@@ -682,9 +791,20 @@ impl Drop for PreparedCgroup {
     }
 }
 
-/// Every pid listed in any leaf (both levels), deduplicated.
+/// Writes "0" (the calling thread) to an open v1 `tasks` file.
+fn write_zero(mut f: &File) -> io::Result<()> {
+    match f.write(b"0") {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(io::Error::new(io::ErrorKind::WriteZero, "short write")),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every pid listed in any leaf (both levels), deduplicated; never the launcher itself (it is
+/// in a leaf only between [`PreparedCgroup::enter_self`] and a failed `leave_self`).
 fn members(leaves: &[Leaf]) -> Vec<i32> {
-    let mut pids: Vec<i32> = Vec::new();
+    let me = std::process::id() as i32;
+    let mut pids: Vec<i32> = vec![me];
     for l in leaves {
         for dir in [l.inner(), l.dir.clone()] {
             for w in words(&dir.join("cgroup.procs")) {
@@ -696,6 +816,7 @@ fn members(leaves: &[Leaf]) -> Vec<i32> {
             }
         }
     }
+    pids.remove(0);
     pids
 }
 
@@ -842,6 +963,7 @@ mod tests {
                 controllers: vec![Ctl::Pids],
                 mountpoint: tmp.clone(),
                 own: tmp.clone(),
+                own_exact: true,
             }],
         };
         let limits = LimitsSpec {

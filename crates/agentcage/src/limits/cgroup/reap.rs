@@ -61,6 +61,7 @@ pub fn reap_in(layout: &Layout) -> ReapReport {
                     parent: parent.clone(),
                     dir: e.path(),
                     procs: None,
+                    self_move: None,
                 });
             }
         }
