@@ -130,6 +130,9 @@ class FakeSupervisor(unittest.TestCase):
             os.write(err_fd, b"warn\n")
             for fd in fds:
                 os.close(fd)
+            # A denial of this exec's time: taken before the exit frame goes out, so it lies in
+            # the client's window (the client's end is taken after it receives the frame).
+            now = agentcage.session._now_rfc3339()
             exit_frame = {"ok": True, "exit": True, "exec_id": 1, "exit_code": 3, "signal": None, "timed_out": False, "status": 3}
             exit_frame.update(exit_extra)
             b.sendall(_protocol.encode(exit_frame))
@@ -138,7 +141,6 @@ class FakeSupervisor(unittest.TestCase):
                 while len(req) < 4 or len(req) < 4 + struct.unpack(">I", req[:4])[0]:
                     req += b.recv(4096)
                 assert b'"op":"denials"' in req, req
-                now = agentcage.session._now_rfc3339()
                 b.sendall(_protocol.encode({"ok": True, "denials": [
                     {"layer": "network", "object": "http x:80", "time": now},
                     {"layer": "network", "object": "old", "time": "2000-01-01T00:00:00.000Z"},
