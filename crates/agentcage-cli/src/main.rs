@@ -12,6 +12,7 @@ mod overlay;
 mod policy;
 mod policy_cmd;
 mod run;
+mod run_output;
 mod session;
 mod ui;
 
