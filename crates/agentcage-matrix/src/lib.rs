@@ -106,8 +106,8 @@ pub fn run(args: &MatrixArgs) -> anyhow::Result<i32> {
             std::fs::read_to_string(file)
                 .with_context(|| format!("read the matrix JSON {}", file.display()))?
         };
-        let matrix = Matrix::from_json(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let matrix =
+            Matrix::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         return print(&matrix, args.format);
     }
     let mut profiles = args.profiles.clone();

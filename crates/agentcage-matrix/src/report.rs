@@ -265,9 +265,8 @@ impl Matrix {
             #[serde(default)]
             rows: usize,
         }
-        let w: Wire = serde_json::from_str(text).map_err(|e| {
-            format!("not a matrix saved by `agentcage matrix --format json`: {e}")
-        })?;
+        let w: Wire = serde_json::from_str(text)
+            .map_err(|e| format!("not a matrix saved by `agentcage matrix --format json`: {e}"))?;
         if w.profiles.is_empty() {
             return Err("no profile listed under \"profiles\"".to_string());
         }
@@ -299,7 +298,11 @@ impl Matrix {
                 "ok" => "ok",
                 "setup-failed" => "setup-failed",
                 "failed" => "failed",
-                other => return Err(format!("run status {other:?}: expected ok, setup-failed or failed")),
+                other => {
+                    return Err(format!(
+                        "run status {other:?}: expected ok, setup-failed or failed"
+                    ))
+                }
             };
             runs.push(RunRecord {
                 profile: r.profile,

@@ -196,11 +196,7 @@ fn cell_html(c: &Cell, attribution: bool) -> String {
                 if attribution { "?" } else { "" }.to_string()
             } else {
                 let short: Vec<&str> = c.blocker.iter().map(|b| short_name(b)).collect();
-                format!(
-                    "{}{}",
-                    if c.redundant { "=" } else { "" },
-                    short.join("+")
-                )
+                format!("{}{}", if c.redundant { "=" } else { "" }, short.join("+"))
             };
             format!(
                 "<span class=\"v\">BLOCK</span><span class=\"b\">{}</span>",
@@ -317,9 +313,18 @@ pub(crate) fn render(m: &Matrix) -> String {
     h.push_str("<div class=\"legend\">\n");
     for (class, text) in [
         ("r-allowed", "ALLOW: the op got through"),
-        ("r-blocked", "BLOCK: the layers shown explain it (removing one lets it through)"),
-        ("r-redundant", "BLOCK =a+b: redundant, each layer blocks it on its own"),
-        ("r-host", "BLOCK host: the host refuses it even without a sandbox"),
+        (
+            "r-blocked",
+            "BLOCK: the layers shown explain it (removing one lets it through)",
+        ),
+        (
+            "r-redundant",
+            "BLOCK =a+b: redundant, each layer blocks it on its own",
+        ),
+        (
+            "r-host",
+            "BLOCK host: the host refuses it even without a sandbox",
+        ),
         ("r-unexplained", "BLOCK ?: no layer removal explains it"),
         ("r-skipped", "SKIP: not tried here (hover for why)"),
         ("r-info", "info: a value, not pass/fail"),
@@ -462,7 +467,9 @@ mod tests {
         assert!(page.contains(&format!("data-expect-cells=\"{want}\"")));
         assert_eq!(page.matches("data-result=\"MISSING\"").count(), 1);
         // Colours and blockers: a redundant block, a host block, the attribution table.
-        assert!(page.contains("class=\"r-redundant\" data-op=\"kernel.mount.tmpfs\" data-profile=\"full\""));
+        assert!(page.contains(
+            "class=\"r-redundant\" data-op=\"kernel.mount.tmpfs\" data-profile=\"full\""
+        ));
         assert!(page.contains("=ll+caps+scmp"));
         assert!(page.contains("class=\"r-host\" data-op=\"fs.read.shadow\""));
         assert_eq!(m.to_html(), page, "deterministic");
