@@ -216,6 +216,8 @@ struct Bar {
 /// One row of a chart: a contender and one optional bar per series.
 struct Row {
     label: String,
+    /// The label's tooltip (a peer's version).
+    about: Option<String>,
     kind: Kind,
     bars: Vec<Option<Bar>>,
     /// Shown (and in the tooltip) when no bar has a value.
@@ -285,12 +287,16 @@ fn chart(id: &str, caption: &str, unit: &str, series: &[&str], rows: &[Row]) -> 
         let y0 = TOP + ri as f64 * row_h;
         let _ = writeln!(
             s,
-            "<g class=\"{}\" data-row=\"{}\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            "<g class=\"{}\" data-row=\"{}\"><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}{}</text>",
             r.kind.class(),
             esc(&r.label),
             LABEL_W - 8.0,
             y0 + row_h / 2.0 + 4.0,
-            esc(&r.label)
+            r.about
+                .as_deref()
+                .map(|a| format!("<title>{}</title>", esc(a)))
+                .unwrap_or_default(),
+            esc(&short(&r.label, 24))
         );
         let any = r.bars.iter().flatten().any(|b| b.value.is_finite());
         if !any {
@@ -474,6 +480,7 @@ impl Report {
             .map(|p| {
                 let label = p.profile.name().to_string();
                 Row {
+                    about: None,
                     bars: vec![
                         startup_bar(&label, "static true", p.startup.as_ref()),
                         startup_bar(&label, "/bin/true", p.startup_bin_true.as_ref()),
@@ -491,11 +498,9 @@ impl Report {
             _ => 2,
         });
         for b in &bases {
-            let label = match &b.version {
-                Some(v) if !v.is_empty() => format!("{} ({})", b.name, short(v, 18)),
-                _ => b.name.clone(),
-            };
+            let label = b.name.clone();
             rows.push(Row {
+                about: b.version.clone(),
                 bars: vec![
                     startup_bar(&label, "static true", b.startup.as_ref()),
                     startup_bar(&label, "/bin/true", b.startup_bin_true.as_ref()),
@@ -526,6 +531,7 @@ impl Report {
                     .map(|d| format!(", {d:+.1} ns over none"))
                     .unwrap_or_default();
                 Row {
+                    about: None,
                     bars: vec![summary_bar(
                         &label,
                         "getpid",
@@ -555,6 +561,7 @@ impl Report {
             .map(|p| {
                 let label = p.profile.name().to_string();
                 Row {
+                    about: None,
                     bars: vec![
                         value_bar(&label, "open+close", p.open_ns, "ns (mean over depths)"),
                         value_bar(&label, "stat", p.stat_ns, "ns (mean over depths)"),
@@ -599,6 +606,7 @@ impl Report {
         };
         let tput: Vec<Row> = all()
             .map(|(label, kind, lps, _, err)| Row {
+                about: None,
                 bars: vec![value_bar(&label, "launches/s", lps, "launches/s")],
                 missing: err.or_else(|| {
                     (self.throughput.launches == 0)
@@ -626,6 +634,7 @@ impl Report {
         ));
         let rss: Vec<Row> = all()
             .map(|(label, kind, _, kib, err)| Row {
+                about: None,
                 bars: vec![value_bar(
                     &label,
                     "peak RSS",

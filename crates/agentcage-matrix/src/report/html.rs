@@ -38,10 +38,10 @@ table { border-collapse: collapse; }
 table.heat { font-size: 12px; }
 table.heat th, table.heat td { border: 1px solid #fff; padding: 3px 6px; }
 table.heat thead th { position: sticky; top: 0; background: #2f3b47; color: #fff; z-index: 1; }
-table.heat th.op { text-align: left; background: #eef1f4; font-weight: normal; max-width: 420px; }
-table.heat th.op .title { color: #5a6773; margin-left: 6px; }
+table.heat th.op { text-align: left; background: #eef1f4; font-weight: normal; max-width: 360px; }
+table.heat th.op .title { display: block; color: #5a6773; font-size: 11px; }
 table.heat tr.cat th { text-align: left; background: #d5dce3; font-size: 13px; padding-top: 6px; }
-table.heat td { min-width: 92px; text-align: center; vertical-align: middle; cursor: default; }
+table.heat td { min-width: 84px; text-align: center; vertical-align: middle; cursor: default; }
 table.heat td:hover { outline: 2px solid #1d232a; outline-offset: -2px; }
 td .v { display: block; font-weight: 600; }
 td .b { display: block; font-size: 11px; }
@@ -51,7 +51,7 @@ td.r-redundant { background: #4fae6a; color: #fff; }
 td.r-host { background: #9cc3e6; }
 td.r-unexplained { background: #f2d27a; }
 td.r-skipped { background: #d9dde1; color: #4a545e; }
-td.r-info { background: #eef1f6; color: #3b4650; text-align: left; font-size: 11px; max-width: 220px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+td.r-info { background: #eef1f6; color: #3b4650; font-size: 11px; overflow-wrap: anywhere; }
 td.r-missing { background: #fff; color: #8a949e; border: 1px dashed #c3cad1; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 14px; margin: 10px 0; font-size: 12px; }
 .legend span.key { display: inline-block; width: 14px; height: 14px; vertical-align: -3px; margin-right: 4px; border: 1px solid #c3cad1; }
@@ -62,6 +62,7 @@ table.attr th, table.attr td { border: 1px solid #d5dce3; padding: 3px 8px; text
 table.attr th:first-child, table.attr td:first-child { text-align: left; }
 table.attr thead th { background: #eef1f4; }
 ul.runs { font-size: 12px; color: #3b4650; }
+p.names { font-size: 12px; color: #3b4650; }
 #selfcheck { font-size: 11px; color: #8a949e; margin-top: 24px; }
 "#;
 
@@ -190,7 +191,7 @@ fn cell_html(c: &Cell, attribution: bool) -> String {
     match c.result {
         Verdict::Allowed => "<span class=\"v\">ALLOW</span>".to_string(),
         Verdict::Skipped => "<span class=\"v\">SKIP</span>".to_string(),
-        Verdict::Info => esc(&super::one_line_max(&c.detail, 40)),
+        Verdict::Info => esc(&super::one_line_max(&c.detail, 24)),
         Verdict::Blocked => {
             let layers = if c.blocker.is_empty() {
                 if attribution { "?" } else { "" }.to_string()
@@ -337,6 +338,27 @@ pub(crate) fn render(m: &Matrix) -> String {
         );
     }
     h.push_str("</div>\n");
+    // The short layer names the cells use, in the launcher's layer order.
+    let mut used: Vec<&str> = m
+        .ops
+        .iter()
+        .flat_map(|o| o.results.iter().flat_map(|(_, c)| c.blocker.iter()))
+        .map(String::as_str)
+        .filter(|b| short_name(b) != *b)
+        .collect();
+    used.sort_by_key(|n| Layer::from_name(n).map(|l| l as u8).unwrap_or(u8::MAX));
+    used.dedup();
+    if !used.is_empty() {
+        let names: Vec<String> = used
+            .iter()
+            .map(|n| format!("{} = {n}", short_name(n)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p class=\"names\">Layers in the cells: {}.</p>",
+            esc(&names.join(", "))
+        );
+    }
 
     // The heatmap: one cell per op and profile.
     let _ = writeln!(
