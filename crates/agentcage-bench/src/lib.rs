@@ -311,6 +311,23 @@ mod tests {
     }
 
     #[test]
+    fn formats_and_from_json() {
+        assert_eq!(parse(&[]).expect("parse").format, None);
+        let a = parse(&["--format", "html", "--from-json", "r.json"]).expect("parse");
+        assert_eq!(a.format, Some(Format::Html));
+        assert_eq!(a.from_json, Some(PathBuf::from("r.json")));
+        assert!(
+            parse(&["--json", "--format", "html"]).is_err(),
+            "--json is --format json"
+        );
+        assert!(
+            parse(&["--from-json", "r.json", "--quick"]).is_err(),
+            "nothing is measured"
+        );
+        assert!(parse(&["--format", "svg"]).is_err());
+    }
+
+    #[test]
     fn bad_numbers_are_usage_errors() {
         assert!(parse(&["--rounds", "0"]).is_err());
         assert!(parse(&["--concurrency", "0"]).is_err());

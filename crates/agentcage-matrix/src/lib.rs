@@ -257,6 +257,10 @@ mod tests {
         .expect("flags");
         assert_eq!(cli.args.profiles, [Profile::Full, Profile::NsOnly]);
         assert_eq!(cli.args.jobs, Some(3));
+        let cli = Cli::try_parse_from(["m", "--from-json", "-", "--format", "html"]).expect("html");
+        assert_eq!(cli.args.format, Format::Html);
+        assert_eq!(cli.args.from_json, Some(PathBuf::from("-")));
+        assert!(Cli::try_parse_from(["m", "--from-json", "x", "--no-attribution"]).is_err());
         assert!(Cli::try_parse_from(["m", "--profiles", "bogus"]).is_err());
         assert!(Cli::try_parse_from(["m", "--jobs", "0"]).is_err());
     }
