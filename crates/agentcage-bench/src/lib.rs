@@ -16,7 +16,9 @@
 //! `--compare` adds bwrap with the same namespaces and `unshare -Urnmpif`, interleaved in the
 //! same rounds. The output is the reference design's table plus the new columns, the baselines,
 //! and the overhead target checks of [`report`] (start-up and syscall ratios, throughput, clean
-//! runs, peak RSS); `--json` prints the same data as JSON.
+//! runs, peak RSS); `--json` prints the same data as JSON, `--format html` as one
+//! self-contained page of inline SVG charts, and `--from-json FILE` renders a saved report
+//! again without measuring.
 //!
 //! The bench drives the `agentcage` binary as a black box (`--agentcage PATH`, default the
 //! running executable) rather than calling the library, so it measures exactly what users run,
@@ -43,15 +45,35 @@ pub use inner::{inner, InnerArgs, InnerOp, InnerReport};
 pub use plan::Profile;
 pub use report::Report;
 
+/// Output formats of `agentcage bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// The table, the baselines and the targets.
+    #[default]
+    Text,
+    /// The same data as JSON (as `--json`).
+    Json,
+    /// One self-contained HTML page (no network, no external assets): inline SVG charts of
+    /// start-up per profile beside the peers, per-syscall and file costs, throughput, RSS.
+    Html,
+}
+
 /// Arguments of `agentcage bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// A few-second run: 15 rounds, short loops, 100 launches per contender.
     #[arg(long)]
     pub quick: bool,
-    /// Print the report as JSON on stdout instead of the table.
+    /// Print the report as JSON on stdout instead of the table (`--format json`).
     #[arg(long)]
     pub json: bool,
+    /// Output format [default: text].
+    #[arg(long, value_enum, conflicts_with = "json")]
+    pub format: Option<Format>,
+    /// Measure nothing: render a report saved with `--json` (`-` reads stdin), e.g. as an
+    /// HTML page.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sessions", "overlay", "compare", "quick", "rounds", "launches", "agentcage"])]
+    pub from_json: Option<PathBuf>,
     /// Also measure bwrap (same namespaces) and `unshare -Urnmpif` when installed,
     /// interleaved in the same rounds.
     #[arg(long)]
@@ -152,6 +174,26 @@ impl BenchArgs {
 /// Setup fails (temp dir, agentcage binary missing, plain exec of `true` failing) or the
 /// report cannot be written.
 pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
+    let format = if args.json {
+        Format::Json
+    } else {
+        args.format.unwrap_or_default()
+    };
+    if let Some(file) = &args.from_json {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("read the bench JSON from stdin")?
+        } else {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("read the bench JSON {}", file.display()))?
+        };
+        let report =
+            Report::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        write_report(&report, format)?;
+        return Ok(0);
+    }
+    if format == Format::Html && (args.sessions || args.overlay) {
+        bail!("--format html draws the start-up bench only; --sessions and --overlay print text or JSON");
+    }
     if args.sessions {
         let agentcage = match &args.agentcage {
             Some(p) => p.clone(),
@@ -163,7 +205,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| stats::Rng::from_entropy().next_u64());
         let r = sessions::measure(&agentcage, rounds, seed)?;
         let mut out = std::io::stdout().lock();
-        if args.json {
+        if format == Format::Json {
             serde_json::to_writer_pretty(&mut out, &r).context("write JSON report")?;
             writeln!(out).context("write JSON report")?;
         } else {
@@ -183,7 +225,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| stats::Rng::from_entropy().next_u64());
         let r = overlay::measure(&agentcage, rounds, seed)?;
         let mut out = std::io::stdout().lock();
-        if args.json {
+        if format == Format::Json {
             serde_json::to_writer_pretty(&mut out, &r).context("write JSON report")?;
             writeln!(out).context("write JSON report")?;
         } else {
@@ -194,20 +236,30 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
     }
     let settings = args.settings()?;
     let report = measure::measure(&settings)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).context("write JSON report")?;
-        writeln!(out).context("write JSON report")?;
-    } else {
-        out.write_all(report.render_text().as_bytes())
-            .context("write report")?;
-    }
-    out.flush().context("write report")?;
+    write_report(&report, format)?;
     Ok(if report.profiles.iter().any(|r| r.error.is_some()) {
         1
     } else {
         0
     })
+}
+
+/// Prints `report` in `format` on stdout.
+fn write_report(report: &Report, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, report).context("write JSON report")?;
+            writeln!(out).context("write JSON report")?;
+        }
+        Format::Text => out
+            .write_all(report.render_text().as_bytes())
+            .context("write report")?,
+        Format::Html => out
+            .write_all(report.render_html().as_bytes())
+            .context("write report")?,
+    }
+    out.flush().context("write report")
 }
 
 #[cfg(test)]
@@ -256,6 +308,23 @@ mod tests {
         let s = a.settings().expect("settings");
         assert_eq!(s.profiles, vec![Profile::NsOnly, Profile::Full]);
         assert!(parse(&["--profiles", "full,bogus"]).is_err());
+    }
+
+    #[test]
+    fn formats_and_from_json() {
+        assert_eq!(parse(&[]).expect("parse").format, None);
+        let a = parse(&["--format", "html", "--from-json", "r.json"]).expect("parse");
+        assert_eq!(a.format, Some(Format::Html));
+        assert_eq!(a.from_json, Some(PathBuf::from("r.json")));
+        assert!(
+            parse(&["--json", "--format", "html"]).is_err(),
+            "--json is --format json"
+        );
+        assert!(
+            parse(&["--from-json", "r.json", "--quick"]).is_err(),
+            "nothing is measured"
+        );
+        assert!(parse(&["--format", "svg"]).is_err());
     }
 
     #[test]

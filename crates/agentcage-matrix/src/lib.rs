@@ -11,7 +11,8 @@
 //!    agentcage probe --format jsonl` per run: every op in a main profile run, only the ops
 //!    that need it in an ablation run (`--only`).
 //! 4. [`attribution::attribute`] turns the evidence into blockers; [`report`] renders text,
-//!    Markdown or JSON to stdout. Progress (`-v`) goes to stderr.
+//!    Markdown, JSON or an HTML page to stdout. Progress (`-v`) goes to stderr.
+//!    `--from-json FILE` skips steps 1 to 4 and renders a matrix saved as JSON.
 //!
 //! The blocker of an op is measured by experiment, never guessed from an errno: see
 //! [`attribution`] for the exact definitions and README.md for how to read the output.
@@ -45,6 +46,9 @@ pub enum Format {
     Markdown,
     /// Machine-readable: {"host", "profiles", "ops": [{"id", "title", "category", "results"}], "runs"}.
     Json,
+    /// One self-contained HTML page (no network, no external assets): a heatmap of ops by
+    /// profiles with the blocker layers in each cell and the details on hover.
+    Html,
 }
 
 /// `agentcage matrix`: run the probe under each profile and attribute every block to a layer.
@@ -74,6 +78,10 @@ pub struct MatrixArgs {
     /// cannot be opened once the zygote is restricted).
     #[arg(long)]
     pub via_session: bool,
+    /// Run nothing: render a matrix saved with `--format json` (`-` reads stdin), e.g. as an
+    /// HTML page. Profiles, results and attribution are taken from the file as they are.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_attribution", "jobs", "agentcage", "via_session"])]
+    pub from_json: Option<PathBuf>,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -91,6 +99,17 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 /// The bait cannot be set up, the agentcage binary cannot be run, or a main profile run fails
 /// (its message says why).
 pub fn run(args: &MatrixArgs) -> anyhow::Result<i32> {
+    if let Some(file) = &args.from_json {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("read the matrix JSON from stdin")?
+        } else {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("read the matrix JSON {}", file.display()))?
+        };
+        let matrix =
+            Matrix::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        return print(&matrix, args.format);
+    }
     let mut profiles = args.profiles.clone();
     profiles.sort();
     profiles.dedup();
@@ -138,10 +157,16 @@ pub fn run(args: &MatrixArgs) -> anyhow::Result<i32> {
     let host = host::detect(&agentcage, attribution, &bait.out_dir);
     drop(bait);
     let matrix = Matrix::build(host, &profiles, &ev, attribution);
-    let text = match args.format {
+    print(&matrix, args.format)
+}
+
+/// Prints `matrix` in `format` on stdout, then the one-line summary on stderr.
+fn print(matrix: &Matrix, format: Format) -> anyhow::Result<i32> {
+    let text = match format {
         Format::Text => matrix.to_text(),
         Format::Markdown => matrix.to_markdown(),
         Format::Json => matrix.to_json(),
+        Format::Html => matrix.to_html(),
     };
     // A closed stdout (`agentcage matrix | head`) is not an error worth a panic.
     match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -232,6 +257,10 @@ mod tests {
         .expect("flags");
         assert_eq!(cli.args.profiles, [Profile::Full, Profile::NsOnly]);
         assert_eq!(cli.args.jobs, Some(3));
+        let cli = Cli::try_parse_from(["m", "--from-json", "-", "--format", "html"]).expect("html");
+        assert_eq!(cli.args.format, Format::Html);
+        assert_eq!(cli.args.from_json, Some(PathBuf::from("-")));
+        assert!(Cli::try_parse_from(["m", "--from-json", "x", "--no-attribution"]).is_err());
         assert!(Cli::try_parse_from(["m", "--profiles", "bogus"]).is_err());
         assert!(Cli::try_parse_from(["m", "--jobs", "0"]).is_err());
     }

@@ -1,27 +1,31 @@
-//! The matrix as data ([`Matrix`]) and its three renderings: text (the reference design's
-//! per-profile tables, then one grid of ops by profiles), Markdown and JSON.
+//! The matrix as data ([`Matrix`]) and its renderings: text (the reference design's
+//! per-profile tables, then one grid of ops by profiles), Markdown, JSON and one
+//! self-contained HTML page ([`html`]). [`Matrix::from_json`] reads the JSON back, so a saved
+//! matrix can be rendered again (`agentcage matrix --from-json FILE`).
 //!
 //! Every renderer is a pure function of the [`Matrix`], so output is deterministic and
 //! snapshot-tested. The JSON keys are a published format: extend, never rename.
+
+mod html;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attribution::{self, Evidence, RunKey};
 use crate::deps::{Category, Layer, Profile, Verdict};
 
 /// What the matrix knows about the host it ran on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
     /// Kernel release (`/proc/sys/kernel/osrelease`).
     pub kernel: String,
     /// Landlock ABI version; null when Landlock is unavailable.
     pub landlock_abi: Option<u32>,
     /// Why Landlock is unavailable, when it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landlock_error: Option<String>,
     /// The caller's uid.
     pub uid: u32,
@@ -32,16 +36,16 @@ pub struct Host {
     /// Whether layers were attributed by ablation runs (false with `--no-attribution`).
     pub attribution: bool,
     /// `agentcage doctor --json` output (what the launcher can enforce here), when available.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doctor: Option<serde_json::Value>,
     /// What the launcher enforces of Landlock under `full` on this host, one line per right
     /// (`fs.truncate: enforced (ABI 3)`, `net.bind_tcp: not enforced: needs ABI 4...`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub landlock_enforcement: Vec<String>,
 }
 
 /// One cell: an op under one profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
     /// ALLOWED, BLOCKED, SKIPPED or INFO, as the probe reported it.
     pub result: Verdict,
@@ -54,6 +58,7 @@ pub struct Cell {
     /// No single removal let the op through: each blocker blocks it on its own.
     pub redundant: bool,
     /// Experiments that gave no evidence, and how redundant blockers were tested.
+    #[serde(default)]
     pub notes: Vec<String>,
 }
 
@@ -220,6 +225,99 @@ impl Matrix {
             Ok(s) => s + "\n",
             Err(e) => format!("{{\"error\": \"serialize: {e}\"}}\n"),
         }
+    }
+
+    /// One self-contained HTML page (see [`html`]): a heatmap of ops by profiles.
+    pub fn to_html(&self) -> String {
+        html::render(self)
+    }
+
+    /// Reads a matrix back from [`Matrix::to_json`]'s output. Every op's results are put in
+    /// profile order; a result under a profile the matrix does not list is an error, as is an
+    /// unknown run status.
+    ///
+    /// # Errors
+    /// Not JSON, not the matrix's shape, or inconsistent (the message says where).
+    pub fn from_json(text: &str) -> Result<Matrix, String> {
+        #[derive(Deserialize)]
+        struct Wire {
+            host: Host,
+            profiles: Vec<Profile>,
+            ops: Vec<OpWire>,
+            #[serde(default)]
+            runs: Vec<RunWire>,
+        }
+        #[derive(Deserialize)]
+        struct OpWire {
+            id: String,
+            title: String,
+            category: Category,
+            results: std::collections::BTreeMap<String, Cell>,
+        }
+        #[derive(Deserialize)]
+        struct RunWire {
+            profile: Profile,
+            #[serde(default)]
+            without: Vec<Layer>,
+            status: String,
+            #[serde(default)]
+            detail: String,
+            #[serde(default)]
+            rows: usize,
+        }
+        let w: Wire = serde_json::from_str(text)
+            .map_err(|e| format!("not a matrix saved by `agentcage matrix --format json`: {e}"))?;
+        if w.profiles.is_empty() {
+            return Err("no profile listed under \"profiles\"".to_string());
+        }
+        let mut profiles = w.profiles;
+        profiles.sort();
+        profiles.dedup();
+        let mut ops = Vec::with_capacity(w.ops.len());
+        for o in w.ops {
+            let mut results = Vec::with_capacity(o.results.len());
+            for (name, c) in o.results {
+                let p = Profile::from_name(&name)
+                    .filter(|p| profiles.contains(p))
+                    .ok_or_else(|| {
+                        format!("op {:?}: a result under profile {name:?}, which the matrix does not list", o.id)
+                    })?;
+                results.push((p, c));
+            }
+            results.sort_by_key(|(p, _)| *p);
+            ops.push(OpRow {
+                id: o.id,
+                title: o.title,
+                category: o.category,
+                results,
+            });
+        }
+        let mut runs = Vec::with_capacity(w.runs.len());
+        for r in w.runs {
+            let status = match r.status.as_str() {
+                "ok" => "ok",
+                "setup-failed" => "setup-failed",
+                "failed" => "failed",
+                other => {
+                    return Err(format!(
+                        "run status {other:?}: expected ok, setup-failed or failed"
+                    ))
+                }
+            };
+            runs.push(RunRecord {
+                profile: r.profile,
+                without: r.without,
+                status,
+                detail: r.detail,
+                rows: r.rows,
+            });
+        }
+        Ok(Matrix {
+            host: w.host,
+            profiles,
+            ops,
+            runs,
+        })
     }
 
     /// The header lines shared by text and Markdown.
@@ -646,7 +744,7 @@ mod tests {
     use super::*;
     use crate::attribution::tests::World;
 
-    fn synthetic() -> Matrix {
+    pub(super) fn synthetic() -> Matrix {
         let w = World {
             ops: vec![
                 ("fs.write.root", vec![Layer::Landlock]),
@@ -678,7 +776,7 @@ mod tests {
         Matrix::build(host, &Profile::ALL, &ev, true)
     }
 
-    fn snapshot(name: &str, actual: &str) {
+    pub(super) fn snapshot(name: &str, actual: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/snapshots")
             .join(name);

@@ -1,5 +1,5 @@
 //! The bench's result: serde types (the `--json` output) and the overhead target checks; the
-//! text table is rendered in `text.rs`.
+//! text table is rendered in `text.rs`, the HTML page (inline SVG charts) in `html.rs`.
 //!
 //! The table keeps the reference design's first columns (`profile startup_ms ns_per_syscall
 //! delta`, where `delta` is ns per syscall over `none`) and adds: startup p95, ratios to `none`
@@ -13,6 +13,7 @@ use crate::files::DepthFile;
 use crate::plan::Profile;
 use crate::stats::{ratio, Summary};
 
+mod html;
 mod text;
 
 /// Version tag of the JSON layout.
@@ -363,6 +364,30 @@ pub struct Breakdown {
 }
 
 impl Report {
+    /// Reads a report back from the `--json` output.
+    ///
+    /// # Errors
+    /// Not JSON, not a report of this layout (`schema` other than [`SCHEMA`], e.g. a
+    /// `--sessions` or `--overlay` report), or a missing field.
+    pub fn from_json(text: &str) -> Result<Report, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        match v.get("schema").and_then(serde_json::Value::as_str) {
+            Some(SCHEMA) => {}
+            Some(other) => {
+                return Err(format!(
+                    "schema {other:?}: only {SCHEMA:?} reports (`agentcage bench --json`) can be rendered"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "no \"schema\": not a report of `agentcage bench --json` ({SCHEMA})"
+                ))
+            }
+        }
+        serde_json::from_value(v).map_err(|e| format!("not a {SCHEMA} report: {e}"))
+    }
+
     /// The row of `p`, if requested.
     pub fn profile(&self, p: Profile) -> Option<&ProfileRow> {
         self.profiles.iter().find(|r| r.profile == p)
@@ -691,7 +716,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Report {
+    pub(super) fn sample() -> Report {
         let mut r = Report {
             schema: SCHEMA.into(),
             host: Host {
