@@ -522,3 +522,22 @@ fn find_release_agent() -> Result<PathBuf, Outcome> {
 fn open_release_agent(_: &Ctx) -> Outcome {
     flatten(find_release_agent().map(|p| open_for_write_no_write(&p)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_null_over_a_file_is_a_mask() {
+        let path = Path::new("/proc/sysrq-trigger");
+        let null = sys::open(c"/dev/null", libc::O_WRONLY, 0).expect("open /dev/null");
+        assert!(matches!(
+            masked_by_dev_null(&null, path),
+            Some(Outcome::Blocked { errno: Errno(libc::ENODATA), ref detail }) if detail.contains("masked")
+        ));
+        let zero = sys::open(c"/dev/zero", libc::O_RDONLY, 0).expect("open /dev/zero");
+        assert!(masked_by_dev_null(&zero, path).is_none(), "another device");
+        let me = sys::open(c"/proc/self/status", libc::O_RDONLY, 0).expect("open a proc file");
+        assert!(masked_by_dev_null(&me, path).is_none(), "a real proc file");
+    }
+}
