@@ -151,7 +151,10 @@ fn repo_without_hooks(env: &Env) -> Result<(), Failed> {
 fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let marker = format!("ac-ws-long-{}", std::process::id());
-    let mut long = env.spawn(&["run", "-w", ws.s(), "--", "sh", "-c", "sleep 2", &marker])?;
+    // The first run lasts until the second one was checked (the file `go`, made from here),
+    // not a fixed time: under load a second run can take longer than any sleep.
+    let wait_go = "i=0; while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done";
+    let mut long = env.spawn(&["run", "-w", ws.s(), "--", "sh", "-c", wait_go, &marker])?;
     settle(|| ws.path().join(".git").is_dir()).map_err(|()| "no placeholder appeared")?;
     let out = env.run(&[
         "run",
@@ -171,7 +174,9 @@ fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
             "the second run removed the placeholders of the first one, still running".into(),
         );
     }
-    let st = wait_deadline(&mut long, std::time::Duration::from_secs(20), "first run")?;
+    std::fs::write(ws.path().join("go"), "").map_err(err)?;
+    let st = wait_deadline(&mut long, std::time::Duration::from_secs(90), "first run")?;
+    std::fs::remove_file(ws.path().join("go")).map_err(err)?;
     if !st.success() {
         return Err(format!("first run: {st}").into());
     }
