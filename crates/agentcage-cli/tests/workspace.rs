@@ -206,6 +206,72 @@ fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A launcher SIGKILLed at any moment of its placeholder work (30 kills spread over the window
+/// in which it makes them) never leaves the workspace in a state where the next run fails (an unmarked entry
+/// under a protected name that the next run takes for the user's own), and the next run
+/// alone on the root sweeps what the killed ones left (where the filesystem has user xattrs).
+fn killed_at_any_moment(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    for i in 0..30u64 {
+        let mut c = env.spawn(&["run", "-w", ws.s(), "--", "true"])?;
+        // From the first entry it makes (the placeholders are made one after another), a
+        // little later each time: the kills land all over that window.
+        let t0 = std::time::Instant::now();
+        while std::fs::read_dir(ws.path()).map_or(true, |mut d| d.next().is_none())
+            && t0.elapsed() < std::time::Duration::from_secs(5)
+        {
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(std::time::Duration::from_micros(i * 100));
+        let _ = c.kill();
+        let _ = c.wait();
+        let out = env.run(&["run", "-w", ws.s(), "--", "true"])?;
+        out.expect_code(0, &format!("run after a kill at {i} ms"))?;
+    }
+    let left = tree(ws.path());
+    if left
+        .iter()
+        .any(|p| p.starts_with(".agentcage-placeholder."))
+    {
+        return Err(format!("temporary entries not swept: {left:?}").into());
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    if user_xattrs(ws.path()) {
+        // An entry left here was taken for the user's own (unmarked): a kill between making
+        // a placeholder and marking it.
+        return Err(format!("left in the workspace after the last run: {left:?}").into());
+    }
+    eprintln!(
+        "  [{}] placeholders left by killed launchers stay (no user xattrs here): {left:?}",
+        env.who.name()
+    );
+    Ok(())
+}
+
+/// Whether the filesystem of `dir` takes user extended attributes (the placeholder mark).
+fn user_xattrs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let f = dir.join(".ac-xattr-probe");
+    if std::fs::write(&f, "").is_err() {
+        return false;
+    }
+    let c = std::ffi::CString::new(f.as_os_str().as_bytes()).expect("no NUL");
+    // SAFETY: NUL-terminated strings and a one-byte value.
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"user.agentcage.probe".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    let _ = std::fs::remove_file(&f);
+    r == 0
+}
+
 /// `--read-only-workspace` (and `--ro` naming the workspace, with a warning): nothing in the
 /// workspace can be written, /tmp still can, and no placeholder is made.
 fn read_only_workspace(env: &Env) -> Result<(), Failed> {
@@ -486,6 +552,7 @@ fn main() {
             "concurrent_runs_and_killed_launcher",
             concurrent_runs_and_killed_launcher,
         ),
+        ("killed_at_any_moment", killed_at_any_moment),
         ("read_only_workspace", read_only_workspace),
         ("mask_hides", mask_hides),
         ("tmpfs_dirs", tmpfs_dirs),

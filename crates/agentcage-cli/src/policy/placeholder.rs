@@ -14,7 +14,9 @@
 //! Everything is done by fd: the writable root is opened, each existing component is opened
 //! with `O_NOFOLLOW` (a symlink or a file on the way means the path cannot exist as named: no
 //! placeholder, the post-run check reports it), and the placeholder is made with `mkdirat` or
-//! `openat(O_CREAT|O_EXCL|O_NOFOLLOW)`, which never follow a link the sandbox planted.
+//! `openat(O_CREAT|O_EXCL|O_NOFOLLOW)`, which never follow a link the sandbox planted, under a
+//! temporary name, marked, then renamed into place with `RENAME_NOREPLACE` (see
+//! [`make_marked`]: a killed launcher never leaves an unmarked entry under a protected name).
 //! `.git/commondir` gets none: git refuses an empty one (it stays on the post-run check).
 
 use std::ffi::CString;
@@ -175,14 +177,16 @@ pub fn create(root: &Path, path: &Path) -> std::io::Result<Outcome> {
     let root_c = cstr(root.as_os_str().as_bytes())?;
     let mut dir = open_dir(libc::AT_FDCWD, &root_c)?;
     let mut cur = root.to_path_buf();
-    for (i, name) in names.iter().enumerate() {
+    let mut i = 0;
+    while i < names.len() {
+        let name = &names[i];
         let last = i + 1 == names.len();
-        cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
         let is_dir = !last || leaf_is_dir;
         match stat_at(dir.as_raw_fd(), name) {
             Ok(st) => {
                 let fd = open_path(dir.as_raw_fd(), name)?;
                 let fmt = st.st_mode & libc::S_IFMT;
+                cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
                 if (fmt == libc::S_IFDIR || fmt == libc::S_IFREG) && marked(fd.as_raw_fd()) {
                     return Ok(Outcome::Placeholder(Placeholder {
                         path: cur,
@@ -202,53 +206,132 @@ pub fn create(root: &Path, path: &Path) -> std::io::Result<Outcome> {
                     return Ok(Outcome::Nothing);
                 }
                 dir = open_dir(dir.as_raw_fd(), name)?;
+                i += 1;
                 continue;
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        // SAFETY: valid fd and NUL-terminated name; plain syscalls.
-        let r = unsafe {
-            if is_dir {
-                libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700)
-            } else {
-                let fd = libc::openat(
-                    dir.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_WRONLY
-                        | libc::O_CLOEXEC,
-                    0o600,
-                );
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                fd
+        match make_marked(&dir, name, is_dir)? {
+            // Another run made it in the meantime: look again (it is marked).
+            None => continue,
+            Some(st) => {
+                cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
+                return Ok(Outcome::Placeholder(Placeholder {
+                    path: cur,
+                    parent: dir,
+                    name: name.clone(),
+                    is_dir,
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                }));
             }
-        };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
         }
-        // Marked while its owner may still write it (a user xattr needs write permission),
-        // then made read-only (the mode is cosmetic: the read-only bind is the protection).
-        let fd = open_path(dir.as_raw_fd(), name)?;
-        mark(fd.as_raw_fd());
-        let mode = if is_dir { 0o555 } else { 0o444 };
-        // SAFETY: valid fd and NUL-terminated name.
-        unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) };
-        let st = stat_at(dir.as_raw_fd(), name)?;
-        return Ok(Outcome::Placeholder(Placeholder {
-            path: cur,
-            parent: dir,
-            name: name.clone(),
-            is_dir,
-            dev: st.st_dev,
-            ino: st.st_ino,
-        }));
     }
     Ok(Outcome::Nothing)
+}
+
+/// Prefix of the temporary name a placeholder is made under before it is renamed into place.
+const TEMP_PREFIX: &str = ".agentcage-placeholder.";
+
+/// Makes the placeholder `name` in `dir`, already marked and read-only when it appears under
+/// its name: it is made under a temporary name, marked (a user xattr needs write permission,
+/// so while its mode still allows it), chmod-ed, then renamed into place with
+/// `RENAME_NOREPLACE`. A launcher killed half-way therefore never leaves an unmarked entry
+/// under a protected name (a later run would take it for the user's own and walk into it),
+/// only a marked temporary one, which [`Placeholders::finish`] sweeps. `Ok(None)`: the name
+/// appeared meanwhile (a concurrent run made it): the caller looks again.
+fn make_marked(dir: &OwnedFd, name: &CString, is_dir: bool) -> std::io::Result<Option<libc::stat>> {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cstr(format!("{TEMP_PREFIX}{}.{seq}", std::process::id()).as_bytes())?;
+    let dfd = dir.as_raw_fd();
+    // SAFETY: valid fd and NUL-terminated name; plain syscalls.
+    let r = unsafe {
+        if is_dir {
+            libc::mkdirat(dfd, tmp.as_ptr(), 0o700)
+        } else {
+            let fd = libc::openat(
+                dfd,
+                tmp.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600,
+            );
+            if fd >= 0 {
+                libc::close(fd);
+            }
+            fd
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let undo = |e: std::io::Error| {
+        let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+        // SAFETY: valid fd and NUL-terminated name.
+        unsafe { libc::unlinkat(dfd, tmp.as_ptr(), flags) };
+        e
+    };
+    let fd = open_path(dfd, &tmp).map_err(undo)?;
+    mark(fd.as_raw_fd());
+    drop(fd);
+    let mode = if is_dir { 0o555 } else { 0o444 };
+    // SAFETY: valid fd and NUL-terminated name. The mode is cosmetic: the read-only bind is
+    // the protection.
+    unsafe { libc::fchmodat(dfd, tmp.as_ptr(), mode, 0) };
+    // SAFETY: valid fds and NUL-terminated names.
+    let r = unsafe {
+        libc::renameat2(
+            dfd,
+            tmp.as_ptr(),
+            dfd,
+            name.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        let raced = e.raw_os_error() == Some(libc::EEXIST);
+        let e = undo(e);
+        return if raced { Ok(None) } else { Err(e) };
+    }
+    stat_at(dfd, name).map(Some)
+}
+
+/// Removes the empty temporary entries ([`TEMP_PREFIX`]) that a killed launcher left in `dir`
+/// (a writable root, or its `.git`): marked or not (it may have died before marking). Only
+/// called while no other run uses the root; a non-empty one is never removed.
+fn sweep_temps(dir: i32) {
+    // SAFETY: dup of a valid fd, owned by the ReadDir-like loop below.
+    let d = unsafe { libc::fdopendir(libc::fcntl(dir, libc::F_DUPFD_CLOEXEC, 0)) };
+    if d.is_null() {
+        return;
+    }
+    let mut stale = Vec::new();
+    loop {
+        // SAFETY: d is a valid DIR*; the entry is read before the next call.
+        let ent = unsafe { libc::readdir64(d) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name is NUL-terminated.
+        let n = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) };
+        if n.to_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            stale.push(n.to_owned());
+        }
+    }
+    // SAFETY: d came from fdopendir and is closed once.
+    unsafe { libc::closedir(d) };
+    for n in stale {
+        let Ok(st) = stat_at(dir, &n) else { continue };
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if !is_dir && (st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size != 0) {
+            continue;
+        }
+        let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+        // SAFETY: valid fd and NUL-terminated name; a non-empty directory fails (ENOTEMPTY).
+        unsafe { libc::unlinkat(dir, n.as_ptr(), flags) };
+    }
 }
 
 impl Placeholder {
@@ -365,6 +448,26 @@ impl Placeholders {
         if !alone {
             return Vec::new();
         }
+        for root in &self.locks {
+            sweep_temps(root.as_raw_fd());
+            if let Ok(git) = open_dir(root.as_raw_fd(), &cstr(b".git").expect("no NUL")) {
+                // O_PATH fds cannot be read: reopen the directory for reading, by fd.
+                let p =
+                    cstr(format!("/proc/self/fd/{}", git.as_raw_fd()).as_bytes()).expect("no NUL");
+                // SAFETY: NUL-terminated path; the fd is owned below.
+                let fd = unsafe {
+                    libc::open(
+                        p.as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: fd was just returned by open.
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    sweep_temps(fd.as_raw_fd());
+                }
+            }
+        }
         self.made
             .iter()
             .filter_map(|p| p.remove().err().map(|why| (p.path.clone(), why)))
@@ -429,6 +532,22 @@ mod tests {
             assert!(made.finish().is_empty());
         }
         assert!(std::fs::read_dir(&ws).unwrap().next().is_none());
+        // A launcher killed between making a placeholder and renaming it into place leaves
+        // only a temporary entry, never an unmarked one under the protected name; the next
+        // run alone on the root sweeps it.
+        let tmp = ws.join(format!("{TEMP_PREFIX}1.0"));
+        std::fs::create_dir(&tmp).unwrap();
+        let fd = open_path(libc::AT_FDCWD, &cstr(tmp.as_os_str().as_bytes()).unwrap()).unwrap();
+        mark(fd.as_raw_fd());
+        drop(fd);
+        let unmarked = ws.join(format!("{TEMP_PREFIX}1.1"));
+        std::fs::write(&unmarked, "").unwrap();
+        let (made, _, _) = create_all(std::slice::from_ref(&ws), &miss[2..]);
+        assert!(made.finish().is_empty());
+        assert!(
+            !tmp.exists() && !unmarked.exists(),
+            "temporary entries are swept"
+        );
         // A symlink on the way: no placeholder, nothing followed.
         std::os::unix::fs::symlink("/nonexistent-ac", ws.join(".git")).unwrap();
         let (made, _, left) = create_all(std::slice::from_ref(&ws), &[ws.join(".git/hooks")]);
