@@ -19,8 +19,8 @@
 //!   oversized length get error frames; the session keeps working.
 //! - `placeholders_for_the_session` (issue #15): the missing default protected paths get
 //!   run's read-only placeholders for the session's life (a run on the same workspace that
-//!   ends meanwhile leaves them); an exec cannot create a git hook or an `.envrc`, and
-//!   nothing is left on the host after stop.
+//!   ends meanwhile leaves them, a start that fails removes its own); an exec cannot create
+//!   a git hook or an `.envrc`, and nothing is left on the host after stop.
 
 mod common;
 
@@ -701,6 +701,21 @@ fn placeholders_for_the_session(env: &Env) -> Result<(), Failed> {
         if o.code == 0 {
             return Err(format!("{what}: the exec succeeded ({})", o.stderr).into());
         }
+    }
+    // A start that fails after making its placeholders (the name is taken) removes them.
+    let ws2 = env.workspace()?;
+    let o = s.run(
+        &["session", "start", "-q", "--name", &s.name, "-w", ws2.s()],
+        |_| {},
+    )?;
+    o.expect_code(2, "a second session of the same name")?;
+    let left2: Vec<_> = std::fs::read_dir(ws2.path())
+        .map_err(err)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    if !left2.is_empty() {
+        return Err(format!("a failed start left {left2:?}").into());
     }
     // The workspace itself stays writable.
     s.sh(&format!("{cd} && echo ok > file && rm file"))?
