@@ -76,7 +76,8 @@ pub struct PolicyArgs {
     /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
     /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
     /// One that does not exist at start gets a read-only placeholder (an empty directory,
-    /// removed after the run): no `git init` at the workspace root while `.git` is missing.
+    /// removed after the run or session): no `git init` at the workspace root while `.git`
+    /// is missing.
     #[arg(long, value_name = "PATH")]
     pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
