@@ -76,7 +76,8 @@ pub struct PolicyArgs {
     /// .git/hooks, .git/config, .git/info, .gitmodules, .envrc, .vscode, .idea, .devcontainer,
     /// .claude, .codex, .cursor, .gemini, .mcp.json, .git/modules/**/{hooks,config,info}.
     /// One that does not exist at start gets a read-only placeholder (an empty directory,
-    /// removed after the run): no `git init` at the workspace root while `.git` is missing.
+    /// removed after the run or session): no `git init` at the workspace root while `.git`
+    /// is missing.
     #[arg(long, value_name = "PATH")]
     pub unprotect: Vec<PathBuf>,
     /// Set an environment variable inside (repeatable).
@@ -502,6 +503,67 @@ pub fn resolve_checked(a: &PolicyArgs, checks: PolicyChecks) -> Result<Resolved,
     Ok(resolved)
 }
 
+/// Read-only placeholders for the missing default protected paths (`policy/placeholder.rs`),
+/// made now, before the sandbox is composed, and bound read-only with the protected paths
+/// that exist (again: another run's placeholder may be gone since the policy was resolved).
+/// For runs and sessions with a mount namespace. Returns the placeholders (their roots
+/// locked; `finish` removes them when the last user ends) and the missing paths that stay
+/// unprotected (a warning says why when a placeholder could not be made).
+pub(crate) fn bind_placeholders(
+    policy: &mut agentcage::Policy,
+    protected: &[PathBuf],
+    protect_missing: &[PathBuf],
+    quiet: bool,
+) -> (policy::placeholder::Placeholders, Vec<PathBuf>) {
+    let mut watch = Vec::new();
+    let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
+        .filter(|_| !policy.controls.read_only)
+        .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
+        .cloned()
+        .collect();
+    let candidates: Vec<PathBuf> = protect_missing
+        .iter()
+        .chain(protected.iter())
+        .cloned()
+        .collect();
+    let (made, exists, left) = policy::placeholder::create_all(&roots, &candidates);
+    for (p, why) in left {
+        if !protect_missing.contains(&p) {
+            continue;
+        }
+        if let (Some(why), false) = (why, quiet) {
+            ui::warning(&format!(
+                "cannot make a read-only placeholder for {} ({why}): the sandbox can \
+                 create it",
+                p.display()
+            ));
+        }
+        watch.push(p);
+    }
+    // Nothing exists below a placeholder: binds there would fail.
+    policy.binds.retain(|b| {
+        !made
+            .made
+            .iter()
+            .any(|p| b.path.starts_with(&p.path) && b.path != p.path)
+    });
+    let new = made
+        .made
+        .iter()
+        .map(|p| &p.path)
+        .chain(exists.iter())
+        .filter(|p| !policy.binds.iter().any(|b| b.path == **p))
+        .cloned()
+        .collect::<Vec<_>>();
+    for path in new {
+        policy.binds.push(agentcage::ExtraBind {
+            path,
+            writable: false,
+        });
+    }
+    (made, watch)
+}
+
 /// Runs `agentcage run`; returns the exit code.
 pub fn main(a: RunArgs) -> i32 {
     let checks = PolicyChecks {
@@ -585,52 +647,8 @@ pub fn main(a: RunArgs) -> i32 {
     let mut watch = Vec::new();
     if overlay.is_some() {
     } else if policy.layers.has(Layer::MountNs) {
-        let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
-            .filter(|_| !policy.controls.read_only)
-            .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
-            .cloned()
-            .collect();
-        let candidates: Vec<PathBuf> = protect_missing
-            .iter()
-            .chain(protected.iter())
-            .cloned()
-            .collect();
-        let (made, exists, left) = policy::placeholder::create_all(&roots, &candidates);
-        for (p, why) in left {
-            if !protect_missing.contains(&p) {
-                continue;
-            }
-            if let (Some(why), false) = (why, a.quiet) {
-                ui::warning(&format!(
-                    "cannot make a read-only placeholder for {} ({why}): the sandbox can \
-                     create it",
-                    p.display()
-                ));
-            }
-            watch.push(p);
-        }
-        // Nothing exists below a placeholder: binds there would fail.
-        policy.binds.retain(|b| {
-            !made
-                .made
-                .iter()
-                .any(|p| b.path.starts_with(&p.path) && b.path != p.path)
-        });
-        let new = made
-            .made
-            .iter()
-            .map(|p| &p.path)
-            .chain(exists.iter())
-            .filter(|p| !policy.binds.iter().any(|b| b.path == **p))
-            .cloned()
-            .collect::<Vec<_>>();
-        for path in new {
-            policy.binds.push(agentcage::ExtraBind {
-                path,
-                writable: false,
-            });
-        }
-        placeholders = made;
+        (placeholders, watch) =
+            bind_placeholders(&mut policy, &protected, &protect_missing, a.quiet);
     } else {
         watch = protect_missing;
     }

@@ -177,6 +177,7 @@ fn start(a: StartArgs) -> i32 {
     let Resolved {
         mut policy,
         protected,
+        protect_missing,
         ..
     } = match run::resolve_checked(&a.policy, checks) {
         Ok(r) => r,
@@ -201,6 +202,25 @@ fn start(a: StartArgs) -> i32 {
         },
         None => None,
     };
+    // Placeholders for the missing default protected paths, as for a run (an overlay session
+    // writes nothing of the workspace: none there). Made before the sandbox is composed; the
+    // supervisor holds their roots' locks for the session's life and removes them when it
+    // ends, if no run or session still uses those roots (policy/placeholder.rs).
+    let placeholders = if overlay_lock.is_none() && policy.layers.has(Layer::MountNs) {
+        let (made, _unprotected) =
+            run::bind_placeholders(&mut policy, &protected, &protect_missing, a.quiet);
+        made
+    } else {
+        crate::policy::placeholder::Placeholders::default()
+    };
+    // Shared by this process (removes them when the start fails) and, after the fork, the
+    // supervisor (at the session's end).
+    let placeholders = std::rc::Rc::new(std::cell::RefCell::new(Some(placeholders)));
+    let finish_here = || {
+        if let Some(p) = placeholders.borrow_mut().take() {
+            let _ = p.finish();
+        }
+    };
     let self_exe = std::env::current_exe()
         .ok()
         .and_then(|p| p.canonicalize().ok())
@@ -213,6 +233,7 @@ fn start(a: StartArgs) -> i32 {
     let prepared = match agentcage::prepare(&policy, &cmd) {
         Ok(p) => p,
         Err(e) => {
+            finish_here();
             ui::error(&run::error_chain(&e), e.hint());
             return exit::process_exit_code(&e);
         }
@@ -234,7 +255,10 @@ fn start(a: StartArgs) -> i32 {
                 opts.keep_fds.extend(out.raw_fd());
                 opts.events = Some(Some(crate::events::sink(&out)));
             }
-            Err(e) => return run::usage_error(&e),
+            Err(e) => {
+                finish_here();
+                return run::usage_error(&e);
+            }
         },
         None => {}
     }
@@ -250,27 +274,42 @@ fn start(a: StartArgs) -> i32 {
                 opts.keep_fds.push(std::os::fd::AsRawFd::as_raw_fd(&f));
                 opts.net_log = Some(f);
             }
-            Err(e) => return run::usage_error(&e),
+            Err(e) => {
+                finish_here();
+                return run::usage_error(&e);
+            }
         }
     }
     if let Some(l) = &overlay_lock {
         opts.keep_fds.push(std::os::fd::AsRawFd::as_raw_fd(l));
     }
-    if let Some(hf) = report {
+    if let Some(p) = placeholders.borrow().as_ref() {
+        opts.keep_fds.extend(p.fds());
+    }
+    if let Some(hf) = &report {
         opts.keep_fds.push(hf.dir_fd());
-        let profile = policy.profile.name();
-        opts.on_end = Some(Box::new(move |s: &session::Summary| {
+    }
+    let profile = policy.profile.name();
+    let in_supervisor = std::rc::Rc::clone(&placeholders);
+    opts.on_end = Some(Box::new(move |s: &session::Summary| {
+        if let Some(hf) = report {
             let mut v = serde_json::to_value(s).unwrap_or_default();
             v["profile"] = profile.into();
             let _ = hf.write(&serde_json::to_vec_pretty(&v).unwrap_or_default());
-        }));
-    }
+        }
+        // The sandbox is gone: its placeholders go too, unless another user of the roots
+        // remains (the last one removes them). Nobody to warn: the supervisor is detached.
+        if let Some(p) = in_supervisor.borrow_mut().take() {
+            let _ = p.finish();
+        }
+    }));
     match session::start(prepared, opts) {
         Ok(s) => {
             println!("{}", s.name);
             0
         }
         Err(e) => {
+            finish_here();
             print_error(&e);
             code_of(&e)
         }

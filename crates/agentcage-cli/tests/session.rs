@@ -17,6 +17,10 @@
 //! - `fork_bomb_bounded`: a fork bomb in one exec is bounded by --pids; the next exec works.
 //! - `bad_frames`: garbage, unknown ops and fields, bad fds (a directory, O_PATH) and an
 //!   oversized length get error frames; the session keeps working.
+//! - `placeholders_for_the_session` (issue #15): the missing default protected paths get
+//!   run's read-only placeholders for the session's life (a run on the same workspace that
+//!   ends meanwhile leaves them, a start that fails removes its own); an exec cannot create
+//!   a git hook or an `.envrc`, and nothing is left on the host after stop.
 
 mod common;
 
@@ -657,6 +661,76 @@ print(" ".join(map(str, kinds)))
     Ok(())
 }
 
+/// Issue #15: `session start` makes run's placeholders before the sandbox is composed; the
+/// supervisor holds the workspace's lock until the session ends, then removes them.
+fn placeholders_for_the_session(env: &Env) -> Result<(), Failed> {
+    let s = Session::start(env, &[])?;
+    let ws = s.ws.path().to_path_buf();
+    let names = || -> Result<Vec<String>, Failed> {
+        let mut v: Vec<String> = std::fs::read_dir(&ws)
+            .map_err(err)?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    // The first missing component of each default: `.git` (no repository), `.envrc`, ...
+    for p in [".git", ".envrc", ".claude"] {
+        if !ws.join(p).is_dir() {
+            return Err(format!("no placeholder {p} during the session: {:?}", names()?).into());
+        }
+    }
+    let before = names()?;
+    // A run on the same workspace that ends while the session runs must not take the
+    // session's placeholders with it.
+    env.run(&["run", "-q", "-w", s.ws.s(), "--", "true"])?
+        .expect_code(0, "a run beside the session")?;
+    if names()? != before {
+        return Err(format!("after a run beside it: {:?}, was {before:?}", names()?).into());
+    }
+    let cd = format!("cd '{}'", s.ws.s());
+    for (what, script) in [
+        (
+            "a git hook",
+            format!("{cd} && mkdir -p .git/hooks && echo x > .git/hooks/pre-commit"),
+        ),
+        (".envrc", format!("{cd} && echo x > .envrc")),
+    ] {
+        let o = s.sh(&script)?;
+        if o.code == 0 {
+            return Err(format!("{what}: the exec succeeded ({})", o.stderr).into());
+        }
+    }
+    // A start that fails after making its placeholders (the name is taken) removes them.
+    let ws2 = env.workspace()?;
+    let o = s.run(
+        &["session", "start", "-q", "--name", &s.name, "-w", ws2.s()],
+        |_| {},
+    )?;
+    o.expect_code(2, "a second session of the same name")?;
+    let left2: Vec<_> = std::fs::read_dir(ws2.path())
+        .map_err(err)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    if !left2.is_empty() {
+        return Err(format!("a failed start left {left2:?}").into());
+    }
+    // The workspace itself stays writable.
+    s.sh(&format!("{cd} && echo ok > file && rm file"))?
+        .expect_code(0, "a plain write in the workspace")?;
+    if ws.join(".git/hooks").exists() || !ws.join(".envrc").is_dir() {
+        return Err(format!("the exec changed the placeholders: {:?}", names()?).into());
+    }
+    s.stop()?;
+    let left = names()?;
+    if !left.is_empty() {
+        return Err(format!("left on the host after stop: {left:?}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -680,6 +754,11 @@ fn main() {
         ("sigkill_leaves_nothing", sigkill_leaves_nothing, false),
         ("fork_bomb_bounded", fork_bomb_bounded, false),
         ("bad_frames", bad_frames, false),
+        (
+            "placeholders_for_the_session",
+            placeholders_for_the_session,
+            false,
+        ),
     ];
     common::run(&args, common::trials_by_user(tests));
 }

@@ -1,7 +1,8 @@
 //! Sandbox tier: the workspace controls of issue #15 (second part): read-only placeholders
 //! for default protected paths that do not exist at start, `--read-only-workspace`, `--mask`,
-//! `--tmpfs`, `--chdir`, `--home`. Each trial runs as root and as uid 65534, like
-//! `sandbox.rs`, with the same skip rules.
+//! `--tmpfs`, `--chdir`, `--home`; symlinks planted at protected paths steer nothing outside
+//! (`symlinks_steer_nothing`). Each trial runs as root and as uid 65534, like `sandbox.rs`,
+//! with the same skip rules.
 
 mod common;
 
@@ -151,7 +152,10 @@ fn repo_without_hooks(env: &Env) -> Result<(), Failed> {
 fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
     let ws = env.workspace()?;
     let marker = format!("ac-ws-long-{}", std::process::id());
-    let mut long = env.spawn(&["run", "-w", ws.s(), "--", "sh", "-c", "sleep 2", &marker])?;
+    // The first run lasts until the second one was checked (the file `go`, made from here),
+    // not a fixed time: under load a second run can take longer than any sleep.
+    let wait_go = "i=0; while [ ! -e go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done";
+    let mut long = env.spawn(&["run", "-w", ws.s(), "--", "sh", "-c", wait_go, &marker])?;
     settle(|| ws.path().join(".git").is_dir()).map_err(|()| "no placeholder appeared")?;
     let out = env.run(&[
         "run",
@@ -171,7 +175,9 @@ fn concurrent_runs_and_killed_launcher(env: &Env) -> Result<(), Failed> {
             "the second run removed the placeholders of the first one, still running".into(),
         );
     }
-    let st = wait_deadline(&mut long, std::time::Duration::from_secs(20), "first run")?;
+    std::fs::write(ws.path().join("go"), "").map_err(err)?;
+    let st = wait_deadline(&mut long, std::time::Duration::from_secs(90), "first run")?;
+    std::fs::remove_file(ws.path().join("go")).map_err(err)?;
     if !st.success() {
         return Err(format!("first run: {st}").into());
     }
@@ -535,6 +541,96 @@ fn cli_hints(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// What a check of the outside looks at: the entries below it and each one's mtime and ctime.
+fn outside_state(dir: &Path) -> Vec<(String, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::iter::once(String::new())
+        .chain(tree(dir))
+        .map(|rel| {
+            let m = std::fs::symlink_metadata(dir.join(&rel)).ok();
+            let t = |f: fn(&std::fs::Metadata) -> i64| m.as_ref().map_or(-1, f);
+            (
+                rel,
+                t(|m| m.mtime()),
+                t(|m| m.mtime_nsec()),
+                t(|m| m.ctime()),
+                t(|m| m.ctime_nsec()),
+            )
+        })
+        .collect()
+}
+
+/// Issue #15, setup that attacker-writable trees cannot steer: a symlink a previous run left
+/// at a default protected path or at an ancestor of one (`.git -> outside dir`, `.envrc ->
+/// outside file`, `.vscode -> dangling`) is refused by `run` and `session start` (exit 2),
+/// and with the paths below it unprotected a run goes ahead without following it; either
+/// way nothing outside is created, changed or mounted (entries, mtimes and ctimes of the
+/// outside directory, the host's mount table).
+fn symlinks_steer_nothing(env: &Env) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = env.secret_dir()?;
+    std::fs::write(secret.path().join("file"), "TOP-SECRET").map_err(err)?;
+    env.chown_tree(secret.path())?;
+    let dangling = secret.path().join("dangling");
+    let xdg = env.workspace()?;
+    std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    let before = outside_state(secret.path());
+    let unprotect_git = [
+        "--unprotect",
+        ".git/hooks",
+        "--unprotect",
+        ".git/config",
+        "--unprotect",
+        ".git/info",
+    ];
+    let cases: [(&str, &Path, &[&str], i32); 4] = [
+        (".git", secret.path(), &[], 2),
+        (".envrc", &secret.path().join("file"), &[], 2),
+        (".vscode", &dangling, &[], 2),
+        (".git", secret.path(), &unprotect_git, 0),
+    ];
+    for (name, target, flags, code) in cases {
+        let ws = env.workspace()?;
+        std::os::unix::fs::symlink(target, ws.path().join(name)).map_err(err)?;
+        let what = format!("{name} -> {} {flags:?}", target.display());
+        let mut run = vec!["run", "-w", ws.s()];
+        run.extend(flags);
+        run.extend(["--", "sh", "-c", "ls .git/ >/dev/null 2>&1; true"]);
+        env.run(&run)?.expect_code(code, &format!("run, {what}"))?;
+        let mut start = vec!["session", "start", "-q", "--name", "steer", "-w", ws.s()];
+        start.extend(flags);
+        let o = env.run_with(&start, |c| {
+            c.env("XDG_RUNTIME_DIR", xdg.path());
+        })?;
+        o.expect_code(code, &format!("session start, {what}"))?;
+        if code == 0 {
+            env.run_with(&["session", "stop", "steer"], |c| {
+                c.env("XDG_RUNTIME_DIR", xdg.path());
+            })?
+            .expect_code(0, "session stop")?;
+        }
+        if outside_state(secret.path()) != before || dangling.exists() {
+            return Err(format!(
+                "{what}: the outside changed: {:?}, was {before:?}",
+                outside_state(secret.path())
+            )
+            .into());
+        }
+        for p in [secret.path(), ws.path()] {
+            if host_mounts_of(p) != 0 {
+                return Err(format!("{what}: a host mount names {}", p.display()).into());
+            }
+        }
+        // The workspace is as it was: the symlink alone (placeholders removed again).
+        let left = tree(ws.path());
+        let link = std::fs::read_link(ws.path().join(name)).map_err(err)?;
+        if left != [name.to_string()] || link != target {
+            return Err(format!("{what}: the workspace holds {left:?}").into());
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -554,6 +650,7 @@ fn main() {
         ("chdir_and_home", chdir_and_home),
         ("bind_elsewhere", bind_elsewhere),
         ("cli_hints", cli_hints),
+        ("symlinks_steer_nothing", symlinks_steer_nothing),
     ];
     common::run(&args, common::trials_for_both(tests))
 }

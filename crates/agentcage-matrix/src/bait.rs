@@ -13,12 +13,12 @@
 //! | a unix listener in `ro/`, bound read-only (`--ro` to the launcher) | `--unix-ro-path` | mount-ns (the launcher masks it) |
 //! | an abstract unix listener | `--abstract` | net-ns, landlock (ABI 6) |
 //! | a scratch workspace | `--workspace` | (the sandbox may write it) |
-//! | `ws/.git/hooks`, bound read-only inside the workspace (`--ro` to the launcher) | `--workspace` | mount-ns (its ancestors are pinned) |
+//! | `ws/.git/hooks` and `ws/.git/config`, bound read-only inside the workspace (`--ro` to the launcher) | `--workspace` | mount-ns (its ancestors are pinned) |
 //! | our namespace inodes, /etc/passwd and /etc/shadow identities | `--host-ns`, `--host-inode` | (lets the probe tell the host's from the sandbox's own) |
 //!
 //! Layout of the private temp dir (mode 0711, owned by the caller):
 //! `bait/` (canary, unix socket, inherited-fd file), `ro/` (a unix socket, bound read-only),
-//! `ws/` (the workspace, with `.git/hooks` bound read-only), `bin/agentcage`
+//! `ws/` (the workspace, with `.git/hooks` and `.git/config` bound read-only), `bin/agentcage`
 //! (a copy of the binary for runs without a mount namespace) and `out/` (run output, 0700).
 //! When the caller is root, the sandbox runs as host uid [`SANDBOX_HOST_UID`], so `bait/`,
 //! `ws/` and their contents are handed to that uid: the bait must be *reachable but for the
@@ -118,6 +118,9 @@ pub struct Bait {
     pub workspace: PathBuf,
     /// `ws/.git/hooks`: passed to `agentcage run --ro`, a protected path inside the workspace.
     pub protected: PathBuf,
+    /// `ws/.git/config`: passed to `agentcage run --ro`, a protected file (the probe renames
+    /// over it, re-opens it read-write).
+    pub protected_file: PathBuf,
     /// The canary secret file.
     pub canary: PathBuf,
     /// The filesystem unix listener's path.
@@ -184,6 +187,13 @@ impl Bait {
         let workspace = mkdir("ws", 0o755, true)?;
         let protected = mkdir("ws/.git", 0o755, true)?.join("hooks");
         mkdir("ws/.git/hooks", 0o755, true)?;
+        let protected_file = workspace.join(".git/config");
+        write_file(
+            &protected_file,
+            b"[core]\n\trepositoryformatversion = 0\n",
+            0o644,
+            owner,
+        )?;
         let bin_dir = mkdir("bin", 0o755, false)?;
         let out_dir = mkdir("out", 0o700, false)?;
 
@@ -259,6 +269,7 @@ impl Bait {
         Ok(Bait {
             workspace,
             protected,
+            protected_file,
             canary,
             unix_path,
             unix_ro_path,
@@ -374,6 +385,7 @@ mod tests {
         UnixStream::connect(&bait.unix_path).expect("unix connect");
         UnixStream::connect(&bait.unix_ro_path).expect("unix connect (ro/)");
         assert!(bait.protected.is_dir(), "ws/.git/hooks");
+        assert!(bait.protected_file.is_file(), "ws/.git/config");
         let addr = SocketAddr::from_abstract_name(bait.abstract_name.as_bytes()).expect("addr");
         UnixStream::connect_addr(&addr).expect("abstract connect");
         let pid = bait.sentinel_pid();

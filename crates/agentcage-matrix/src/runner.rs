@@ -1,8 +1,9 @@
 //! Runs the probe under a batch of [`RunKey`]s, `jobs` sandboxes at a time.
 //!
-//! Each run is `agentcage run --profile P [--without L]... --ro WS/.git/hooks --ro RO
-//! --workspace WS -- <probe> probe --format jsonl <bait flags>` (the two `--ro` are bait: a
-//! protected path in the workspace, a directory holding a unix listener), where `<probe>` is `/run/agentcage/agentcage` when the run has a
+//! Each run is `agentcage run --profile P [--without L]... --ro WS/.git/hooks --ro
+//! WS/.git/config --ro RO --workspace WS -- <probe> probe --format jsonl <bait flags>` (the
+//! `--ro` are bait: a protected directory and file in the workspace, a directory holding a
+//! unix listener), where `<probe>` is `/run/agentcage/agentcage` when the run has a
 //! mount namespace (the launcher binds itself there) and otherwise the bait dir's copy of the
 //! binary. The child gets the environment secret and the inherited fd (close-on-exec cleared in
 //! `pre_exec`); stdout and stderr go to files, so a chatty run can never block on a pipe. A run
@@ -162,6 +163,8 @@ impl<'a> Runner<'a> {
                 .arg("--ro")
                 .arg(&self.bait.protected)
                 .arg("--ro")
+                .arg(&self.bait.protected_file)
+                .arg("--ro")
                 .args(self.bait.unix_ro_path.parent())
                 .arg("--workspace")
                 .arg(&self.bait.workspace)
@@ -185,6 +188,8 @@ impl<'a> Runner<'a> {
                 .args(limit_args(key))
                 .arg("--ro")
                 .arg(&self.bait.protected)
+                .arg("--ro")
+                .arg(&self.bait.protected_file)
                 .arg("--ro")
                 .args(self.bait.unix_ro_path.parent())
                 .arg("--workspace")

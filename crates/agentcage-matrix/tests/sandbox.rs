@@ -319,6 +319,39 @@ fn check_matrix(run: &Run) -> Result<(), Failed> {
         check(expect_blocked_by(m, "hygiene.tty.stdio", p, "hygiene"));
     }
 
+    // Issue #15's hardening classes: what the agent can do to the workspace's read-only
+    // protected paths is stopped by the mount namespace (the read-only binds and their pinned
+    // ancestors: EBUSY, EROFS, EXDEV), and works without a sandbox (the bait is real).
+    for id in [
+        "fs.symlink.protected_swap",
+        "fs.rename.over_protected_file",
+        "fs.link.outside_file",
+        "fs.reopen.proc_fd_rw",
+        "fs.read.proc_self_root",
+    ] {
+        check(cell(m, id, "none").and_then(|c| {
+            if result(c) == "ALLOWED" {
+                Ok(())
+            } else {
+                Err(format!("{id} under none: expected ALLOWED (the control), got {c}").into())
+            }
+        }));
+        for p in ["ns-only", "landlock", "full"] {
+            check(expect_blocked_by(m, id, p, "mount-ns"));
+        }
+    }
+    // The sandbox's own IPC sysctls: the kernel lets their owner write them; the read-only
+    // /proc/sys of the mount namespace (over the pid namespace's fresh /proc) stops it.
+    check(expect_blocked_by(
+        m,
+        "fs.open.proc_sys_own_ipc",
+        "ns-only",
+        "mount-ns",
+    ));
+    for p in ["ns-only", "landlock", "full"] {
+        check(expect_blocked_by(m, "fs.read.sys_firmware", p, "mount-ns"));
+    }
+
     // A BLOCKED that nothing explains means the op is broken.
     for o in non_info_ops(m) {
         for p in ["none", "ns-only", "landlock", "full"] {

@@ -253,6 +253,39 @@ pub fn open(path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Result<Owned
     owned(fd as libc::c_long)
 }
 
+/// renameat2(2) with `RENAME_EXCHANGE`: swaps two names atomically (both must exist). The
+/// probe's way to try a rename over something without losing it: a second exchange swaps back.
+pub fn rename_exchange(a: &CStr, b: &CStr) -> Result<(), Errno> {
+    // SAFETY: both strings are live &CStr the kernel copies; AT_FDCWD and the flag are plain
+    // integers.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    })
+    .map(drop)
+}
+
+/// link(2).
+pub fn link(old: &CStr, new: &CStr) -> Result<(), Errno> {
+    // SAFETY: both strings are live &CStr the kernel copies.
+    check_int(unsafe { libc::link(old.as_ptr(), new.as_ptr()) }).map(drop)
+}
+
+/// fstat(2): `(st_mode, st_rdev)`.
+pub fn fstat_mode_rdev(fd: BorrowedFd<'_>) -> Result<(u32, u64), Errno> {
+    // SAFETY: a zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is borrowed (open for the call); st is a live local.
+    check_int(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok((st.st_mode, st.st_rdev))
+}
+
 /// mount(2).
 pub fn mount(
     src: &CStr,

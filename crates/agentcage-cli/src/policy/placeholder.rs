@@ -426,6 +426,16 @@ pub fn create_all(roots: &[PathBuf], paths: &[PathBuf]) -> (Placeholders, Vec<Pa
 }
 
 impl Placeholders {
+    /// The fds held (the roots' locks, the placeholders' parent directories), for a process
+    /// that keeps them across a fork that closes every other fd (a session's supervisor).
+    pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.locks
+            .iter()
+            .chain(self.made.iter().map(|p| &p.parent))
+            .map(AsRawFd::as_raw_fd)
+            .collect()
+    }
+
     /// After the run: removes the placeholders when no other run uses their roots (see
     /// [`Placeholders`]); returns the ones that could not be removed, with why. Releases the
     /// locks.

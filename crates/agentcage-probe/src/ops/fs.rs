@@ -1,5 +1,6 @@
 //! Filesystem ops: secrets, writes outside the workspace and into system dirs, device nodes,
-//! /proc and /sys control files.
+//! /proc and /sys control files and masked paths (a mask of /dev/null counts as a block).
+//! The ops against the workspace's protected paths are in `protected.rs`.
 //!
 //! Writes use `O_CREAT|O_EXCL` on a fresh name and unlink what they created; control files
 //! (`/proc/sysrq-trigger`, `/proc/sys/...`, `release_agent`) are opened for writing and
@@ -98,6 +99,24 @@ pub const OPS: &[Op] = &[
         "open /proc/sys/kernel/core_pattern for writing",
         Fs,
         open_proc_sys,
+    ),
+    Op::new(
+        "fs.open.proc_sys_own_ipc",
+        "open the sandbox's own IPC sysctl kernel/msgmax for writing",
+        Fs,
+        open_proc_sys_own_ipc,
+    ),
+    Op::new(
+        "fs.read.proc_self_root",
+        "read the canary via /proc/self/root",
+        Fs,
+        read_via_proc_self_root,
+    ),
+    Op::new(
+        "fs.read.sys_firmware",
+        "list /sys/firmware",
+        Fs,
+        list_sys_firmware,
     ),
     Op::new(
         "fs.open.release_agent",
@@ -400,20 +419,77 @@ fn read_dev_kmsg(_: &Ctx) -> Outcome {
     })())
 }
 
+/// A sandbox masks a /proc file by binding /dev/null over it (as container runtimes do):
+/// then the open succeeds but reaches nothing, which is a block like a refused open.
+fn masked_by_dev_null(fd: &OwnedFd, path: &Path) -> Option<Outcome> {
+    use std::os::fd::AsFd;
+    let (mode, rdev) = sys::fstat_mode_rdev(fd.as_fd()).ok()?;
+    (mode & libc::S_IFMT == libc::S_IFCHR && rdev == libc::makedev(1, 3)).then(|| {
+        Outcome::Blocked {
+            errno: Errno(libc::ENODATA),
+            detail: format!("{} is /dev/null here: masked", path.display()),
+        }
+    })
+}
+
 fn open_proc_kcore(_: &Ctx) -> Outcome {
-    flatten(
-        open_path(Path::new("/proc/kcore"), libc::O_RDONLY)
-            .map(|_| Outcome::allowed("opened /proc/kcore (nothing read)")),
-    )
+    let path = Path::new("/proc/kcore");
+    flatten(open_path(path, libc::O_RDONLY).map(|fd| {
+        masked_by_dev_null(&fd, path)
+            .unwrap_or_else(|| Outcome::allowed("opened /proc/kcore (nothing read)"))
+    }))
 }
 
 fn open_for_write_no_write(path: &Path) -> Outcome {
-    flatten(open_path(path, libc::O_WRONLY).map(|_| {
-        Outcome::allowed(format!(
-            "opened {} for writing and closed it without writing",
-            path.display()
-        ))
+    flatten(open_path(path, libc::O_WRONLY).map(|fd| {
+        masked_by_dev_null(&fd, path).unwrap_or_else(|| {
+            Outcome::allowed(format!(
+                "opened {} for writing and closed it without writing",
+                path.display()
+            ))
+        })
     }))
+}
+
+/// A sysctl of the caller's own IPC namespace: the kernel lets the namespace's owner write
+/// it (no host effect once the sandbox has its own IPC namespace), so only a read-only
+/// /proc/sys (or Landlock, or the missing capability) stops it. Opened and closed, never
+/// written: without a sandbox it is the host's.
+fn open_proc_sys_own_ipc(_: &Ctx) -> Outcome {
+    open_for_write_no_write(Path::new("/proc/sys/kernel/msgmax"))
+}
+
+/// `/proc/self/root` is a magic link to our root: the canary through it is the canary (no
+/// way around a mount namespace that hides it, whatever the link resolves to).
+fn read_via_proc_self_root(ctx: &Ctx) -> Outcome {
+    flatten(canary(ctx).map(|c| {
+        let rel = c.strip_prefix("/").unwrap_or(c);
+        read_some(&Path::new("/proc/self/root").join(rel))
+    }))
+}
+
+/// /sys/firmware (ACPI tables, memory map, EFI variables) is a masked path of container
+/// runtimes. Listed, nothing read; an empty listing means it was masked.
+fn list_sys_firmware(_: &Ctx) -> Outcome {
+    let dir = Path::new("/sys/firmware");
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let names: Vec<String> = entries
+                .take(64)
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            if names.is_empty() {
+                Outcome::Blocked {
+                    errno: Errno(libc::ENODATA),
+                    detail: "/sys/firmware lists empty: masked".into(),
+                }
+            } else {
+                Outcome::allowed(format!("listed /sys/firmware: {}", names.join(" ")))
+            }
+        }
+        Err(e) => Outcome::blocked(Errno::from_io(&e), "list /sys/firmware"),
+    }
 }
 
 fn open_sysrq_trigger(_: &Ctx) -> Outcome {
@@ -445,4 +521,23 @@ fn find_release_agent() -> Result<PathBuf, Outcome> {
 
 fn open_release_agent(_: &Ctx) -> Outcome {
     flatten(find_release_agent().map(|p| open_for_write_no_write(&p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_null_over_a_file_is_a_mask() {
+        let path = Path::new("/proc/sysrq-trigger");
+        let null = sys::open(c"/dev/null", libc::O_WRONLY, 0).expect("open /dev/null");
+        assert!(matches!(
+            masked_by_dev_null(&null, path),
+            Some(Outcome::Blocked { errno: Errno(libc::ENODATA), ref detail }) if detail.contains("masked")
+        ));
+        let zero = sys::open(c"/dev/zero", libc::O_RDONLY, 0).expect("open /dev/zero");
+        assert!(masked_by_dev_null(&zero, path).is_none(), "another device");
+        let me = sys::open(c"/proc/self/status", libc::O_RDONLY, 0).expect("open a proc file");
+        assert!(masked_by_dev_null(&me, path).is_none(), "a real proc file");
+    }
 }

@@ -1,7 +1,7 @@
 //! The operation table: what the probe tries, one function per operation.
 //!
-//! Each area module (`fs`, `proc`, `net`, `kernel`, `hygiene`, `resources`, `info`) exports
-//! `pub const OPS: &[Op]`; [`all`] chains them in that order, which is also the output order.
+//! Each area module (`fs`, `protected`, `proc`, `net`, `kernel`, `hygiene`, `resources`,
+//! `info`; `protected` holds `fs` ops too) exports `pub const OPS: &[Op]`; [`all`] chains them in that order, which is also the output order.
 //! Ids are stable (`area.verb.object`) and never reused.
 //!
 //! Every op runs in its own forked child (see `runner`), so an op may change per-process
@@ -25,6 +25,7 @@ pub mod info;
 pub mod kernel;
 pub mod net;
 pub mod proc;
+pub mod protected;
 pub mod resources;
 
 /// Default time an op child may take before it is killed.
@@ -73,6 +74,7 @@ impl Op {
 pub fn all() -> impl Iterator<Item = &'static Op> {
     [
         fs::OPS,
+        protected::OPS,
         proc::OPS,
         net::OPS,
         egress::OPS,
