@@ -255,7 +255,7 @@ fn read_etc_shadow(ctx: &Ctx) -> Outcome {
 /// pid suffix so the probe never touches a file it did not create.
 fn create_and_remove(dir: &Path, name: &str) -> Outcome {
     let first = dir.join(name);
-    let second = dir.join(format!("{name}.agentcage-probe.{}", sys::getpid()));
+    let second = dir.join(super::unique(&format!("{name}.agentcage-probe")));
     for path in [first, second] {
         let c = match cpath(&path) {
             Ok(c) => c,
@@ -309,7 +309,7 @@ fn read_via_symlink(ctx: &Ctx) -> Outcome {
             .workspace
             .as_deref()
             .ok_or_else(|| Outcome::skipped("no --workspace given"))?;
-        let dir = ws.join(format!(".agentcage-probe-{}", sys::getpid()));
+        let dir = ws.join(super::unique(".agentcage-probe"));
         std::fs::create_dir(&dir).map_err(|e| {
             Outcome::skipped(format!(
                 "cannot create {} in the workspace: {e}",
@@ -343,7 +343,7 @@ fn rename_protected(ctx: &Ctx) -> Outcome {
                 parent.display()
             )));
         }
-        let moved = ws.join(format!(".git-agentcage-probe-{}", sys::getpid()));
+        let moved = ws.join(super::unique(".git-agentcage-probe"));
         Ok(match std::fs::rename(&parent, &moved) {
             Ok(()) => {
                 let _ = std::fs::rename(&moved, &parent);

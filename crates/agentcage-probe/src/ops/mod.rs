@@ -239,6 +239,16 @@ impl Ctx {
 }
 
 /// A path as a C string; a path with a NUL byte makes the op SKIPPED.
+/// A name no other probe uses at the same time: the pid alone is not enough, because concurrent
+/// probe runs (the matrix runs two at once) each have their own pid namespace, where the probe
+/// often has the same pid, and share the workspace.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}", crate::sys::getpid())
+}
+
 pub fn cpath(p: &Path) -> Result<CString, Outcome> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(p.as_os_str().as_bytes())

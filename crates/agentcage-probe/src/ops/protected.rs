@@ -76,7 +76,7 @@ fn protected(ctx: &Ctx, name: &str, dir: bool) -> Result<PathBuf, Outcome> {
 
 /// A probe-owned name next to `p`.
 fn sibling(p: &Path, what: &str) -> PathBuf {
-    p.with_file_name(format!(".agentcage-probe-{what}-{}", sys::getpid()))
+    p.with_file_name(super::unique(&format!(".agentcage-probe-{what}")))
 }
 
 /// Exchanges `scratch` with `target`; on success swaps back. Returns the exchange's result
@@ -161,7 +161,7 @@ fn link_outside_file(ctx: &Ctx) -> Outcome {
             .as_deref()
             .ok_or_else(|| Outcome::skipped("no --unix-ro-path given"))?;
         let ws = workspace(ctx)?;
-        let dir = ws.join(format!(".agentcage-probe-link-{}", sys::getpid()));
+        let dir = ws.join(super::unique(".agentcage-probe-link"));
         std::fs::create_dir(&dir).map_err(|e| {
             Outcome::skipped(format!(
                 "cannot create {} in the workspace: {e}",
