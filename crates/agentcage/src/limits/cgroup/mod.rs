@@ -533,8 +533,12 @@ fn write_limits(
         };
         let (file, value, main) = swap_file;
         let how = if d.join(file).exists() {
-            write_file(&d.join(file), &value)?;
-            let shown = if value == "0" { value } else { format_size(m) };
+            write_file(&d.join(file), &value.to_string())?;
+            let shown = if value == 0 {
+                "0".to_owned()
+            } else {
+                format_size(value)
+            };
             format!("{v} {main}={} ({file}={shown})", format_size(m))
         } else if host_has_swap() {
             if leaf.version == Version::V1 {

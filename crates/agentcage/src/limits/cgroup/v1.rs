@@ -42,15 +42,11 @@ pub(super) fn choose_v1(h: &Hierarchy, want: &[Ctl], why: &mut Vec<String>) -> O
 pub(super) fn write_memory(
     d: &Path,
     m: u64,
-) -> Result<(&'static str, String, &'static str), CgroupError> {
+) -> Result<(&'static str, u64, &'static str), CgroupError> {
     write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
     // memsw counts memory + swap; equal to the limit means no swap (set after
     // limit_in_bytes: the kernel requires memsw >= limit).
-    Ok((
-        "memory.memsw.limit_in_bytes",
-        m.to_string(),
-        "memory.limit_in_bytes",
-    ))
+    Ok(("memory.memsw.limit_in_bytes", m, "memory.limit_in_bytes"))
 }
 
 /// Writes `cpu.cfs_period_us` and `cpu.cfs_quota_us` for `cpus` CPUs; returns the row's detail.

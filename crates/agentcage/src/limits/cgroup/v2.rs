@@ -75,10 +75,10 @@ pub(super) fn choose_v2(h: &Hierarchy, want: &[Ctl], why: &mut Vec<String>) -> O
 pub(super) fn write_memory(
     d: &Path,
     m: u64,
-) -> Result<(&'static str, String, &'static str), CgroupError> {
+) -> Result<(&'static str, u64, &'static str), CgroupError> {
     write_file(&d.join("memory.max"), &m.to_string())?;
     // No swap at all: a hog is OOM-killed promptly instead of thrashing the host.
-    Ok(("memory.swap.max", "0".to_owned(), "memory.max"))
+    Ok(("memory.swap.max", 0, "memory.max"))
 }
 
 /// Writes `cpu.max` for `cpus` CPUs; returns the row's detail.
