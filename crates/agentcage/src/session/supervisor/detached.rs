@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{error_message, StartOptions, Summary, Supervisor};
+use super::{StartOptions, Summary, Supervisor};
 use crate::launch::zygote;
 use crate::launch::{Prepared, Role, SpawnOptions};
 use crate::session::dir::{self, State};
@@ -87,12 +87,12 @@ pub(super) fn supervise(
     sys::close(zchild);
     let spawned = match spawned {
         Ok(s) => s,
-        Err(e) => return fail(error_message(&e), e.hint()),
+        Err(e) => return fail(e.chain(), e.hint()),
     };
     if let Some(r) = spawned.report {
         let e = prepared.describe_setup_error(r);
         drop(spawned);
-        return fail(error_message(&e), e.hint());
+        return fail(e.chain(), e.hint());
     }
     let me = std::process::id() as i32;
     let created = SystemTime::now()

@@ -36,7 +36,6 @@ use serde_json::{json, Value};
 use super::dir;
 use super::protocol::{ExitInfo, FrameReader};
 use super::SessionError;
-use crate::error::Error;
 use crate::launch::Prepared;
 use crate::policy::Layer;
 use crate::sys::{self, Errno};
@@ -208,25 +207,6 @@ fn threads() -> Option<usize> {
     std::fs::read_dir("/proc/self/task")
         .ok()
         .map(Iterator::count)
-}
-
-/// An error and its causes on one line, as the CLI prints a library error (the caller
-/// prints it: the supervisor has no terminal).
-fn error_message(e: &Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        match s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.raw_os_error())
-        {
-            Some(n) => msg.push_str(&Errno(n).to_string()),
-            None => msg.push_str(&s.to_string()),
-        }
-        src = s.source();
-    }
-    msg
 }
 
 /// One client connection.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{error_message, exit_frame, Supervisor};
+use super::{exit_frame, Supervisor};
 use crate::error::{Error, Step};
 use crate::launch::zygote::{self, Reply};
 use crate::launch::TIMEOUT_GRACE;
@@ -154,7 +154,7 @@ impl Supervisor<'_> {
                         } else {
                             126
                         };
-                        (error_message(&e), e.hint().map(str::to_owned), code)
+                        (e.chain(), e.hint().map(str::to_owned), code)
                     }
                     Step::Chdir => (
                         format!("chdir {}: {}", x.cwd, r.errno),
@@ -163,7 +163,7 @@ impl Supervisor<'_> {
                     ),
                     _ => {
                         let e = self.prepared.describe_setup_error(r);
-                        (error_message(&e), e.hint().map(str::to_owned), 125)
+                        (e.chain(), e.hint().map(str::to_owned), 125)
                     }
                 };
                 let v = json!({"ok": false, "error": {"kind": if code == 125 { "setup" } else { "exec" },
