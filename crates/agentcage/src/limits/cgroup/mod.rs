@@ -65,15 +65,12 @@ mod v2;
 pub use leaf::in_leaf;
 use leaf::teardown;
 
+use layout::{choose, wanted, Choice, Probe};
 pub use layout::{detect_layout, Hierarchy, Layout};
-use layout::{wanted, Choice};
 pub use layout::{Ctl, Version};
 pub use reap::{process_state, reap_in, reap_stale, ReapReport};
-use v1::choose_v1;
-use v2::choose_v2;
 
-/// The directory every leaf lives in, under the chosen base of each hierarchy.
-pub const PARENT_DIR: &str = "agentcage";
+pub use crate::host::cgroup_layout::PARENT_DIR;
 /// Leaf names are `agentcage-<launcher pid>-<random hex>`.
 pub const LEAF_PREFIX: &str = "agentcage-";
 /// The sub-directory of a leaf that holds the processes.
@@ -174,15 +171,6 @@ fn mkdir(dir: &Path) -> io::Result<bool> {
     }
 }
 
-/// An io::Error without the "(os error N)" suffix, for compact notes.
-fn short(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_lowercase(),
-        None => s,
-    }
-}
-
 /// Creates `dir` if missing and checks that we may create leaves in it (another user's run
 /// may have created it). Ok(true) if we created it.
 fn mkdir_writable(dir: &Path) -> io::Result<bool> {
@@ -193,6 +181,35 @@ fn mkdir_writable(dir: &Path) -> io::Result<bool> {
         sys::dir_writable_by_effective_ids(&c).map_err(|e| io::Error::from_raw_os_error(e.0))?;
     }
     Ok(created)
+}
+
+/// The run's probe for [`choose`]: makes the leaves' parent and enables controllers as it
+/// goes (doctor's is `host`'s `LookProbe`, which only looks).
+struct RunProbe;
+
+impl Probe for RunProbe {
+    fn leaf_parent(&mut self, dir: &Path) -> io::Result<bool> {
+        mkdir_writable(dir)
+    }
+
+    fn controllers(&mut self, base: &Path, want: &[Ctl]) -> (Vec<String>, Vec<String>) {
+        let available = words(&base.join("cgroup.controllers"));
+        let mut enabled = words(&base.join("cgroup.subtree_control"));
+        for c in want {
+            let n = c.name();
+            if available.iter().any(|a| a == n) && !enabled.iter().any(|e| e == n) {
+                // EBUSY where processes live (our own cgroup): that is v2's rule, not an error.
+                if write_file(&base.join("cgroup.subtree_control"), &format!("+{n}")).is_ok() {
+                    enabled.push(n.to_owned());
+                }
+            }
+        }
+        (available, enabled)
+    }
+
+    fn discard(&mut self, dir: &Path) {
+        let _ = fs::remove_dir(dir);
+    }
 }
 
 fn words(path: &Path) -> Vec<String> {
@@ -343,30 +360,9 @@ pub fn prepare_in(
 ) -> Result<(Option<PreparedCgroup>, Vec<Note>), CgroupError> {
     let want = wanted(limits);
     let kill = teardown == Teardown::Cgroup;
-    let mut why: Vec<String> = Vec::new();
-    let mut choices: Vec<Choice> = Vec::new();
-    if let Some(v2) = &layout.v2 {
-        // A v2 leaf without controllers only serves cgroup.kill.
-        choices.extend(choose_v2(v2, &want, &mut why).filter(|c| kill || !c.roles.is_empty()));
-    } else {
-        why.push("no cgroup v2 mount".to_owned());
-    }
-    let covered = |choices: &[Choice], c: Ctl| choices.iter().any(|ch| ch.roles.contains(&c));
-    for h in &layout.v1 {
-        let useful = h
-            .controllers
-            .iter()
-            .any(|c| (want.contains(c) || (kill && *c == Ctl::Freezer)) && !covered(&choices, *c));
-        // Freezer only matters where v2 (with cgroup.kill) is absent.
-        let only_freezer = h.controllers == [Ctl::Freezer];
-        if !useful || (only_freezer && choices.iter().any(|c| c.hierarchy.version == Version::V2)) {
-            continue;
-        }
-        if let Some(mut ch) = choose_v1(h, &want, &mut why) {
-            ch.roles.retain(|c| !covered(&choices, *c));
-            choices.push(ch);
-        }
-    }
+    let chosen = choose(layout, &want, kill, &mut RunProbe);
+    let why = chosen.why();
+    let choices: Vec<Choice> = chosen.choices;
 
     let mut notes = Vec::new();
     if choices.is_empty() {
