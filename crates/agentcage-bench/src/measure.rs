@@ -39,7 +39,10 @@ use crate::tempdir::TempDir;
 mod parts;
 mod support;
 use parts::{Launch, Phases, Progress, Reaper, Series, Spawner, Throughput};
-use support::*;
+use support::{
+    baseline, baseline_launcher, breakdowns, host_info, inner_phase, peak_rss_once, preflight_one,
+    reap_orphans, setup_static_true,
+};
 
 /// Everything a run needs, resolved from the command line.
 #[derive(Debug, Clone)]

@@ -1,3 +1,4 @@
+use super::support::{parse_ppid, tail};
 use super::*;
 
 #[test]
