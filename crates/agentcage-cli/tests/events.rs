@@ -25,7 +25,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err, recv_frame, send_frame, Env, Out, TestFn};
+use common::{err, recv_frame, send_frame, Env, Out, Scratch, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 const PROBE: &str = r#"
@@ -58,6 +58,15 @@ fn events_of(
     Ok((header, events))
 }
 
+/// A workspace, a directory outside it (the sandbox cannot write there), and the events
+/// file's path in it.
+fn dirs(env: &Env) -> Result<(Scratch, Scratch, std::path::PathBuf), Failed> {
+    let ws = env.workspace()?;
+    let out_dir = env.secret_dir()?;
+    let events = out_dir.path().join("events.jsonl");
+    Ok((ws, out_dir, events))
+}
+
 /// The command, with a hang turned into a failure (60 s).
 fn run(env: &Env, args: &[&str]) -> Result<Out, Failed> {
     common::output_within(
@@ -68,9 +77,7 @@ fn run(env: &Env, args: &[&str]) -> Result<Out, Failed> {
 }
 
 fn seccomp_denials(env: &Env) -> Result<(), Failed> {
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, out_dir, events) = dirs(env)?;
     let report = out_dir.path().join("report.json");
     let ev = events.to_str().unwrap_or_default();
     let out = run(
@@ -179,9 +186,7 @@ fn seccomp_denials(env: &Env) -> Result<(), Failed> {
 }
 
 fn denied_connect(env: &Env) -> Result<(), Failed> {
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, _out_dir, events) = dirs(env)?;
     let script = "import socket\ns=socket.socket(); s.settimeout(10)\ntry:\n s.connect(('127.0.0.1', 9)); s.send(b'x'); print('recv', s.recv(10))\nexcept Exception as e: print('err', e)\n";
     let out = run(
         env,
@@ -224,9 +229,7 @@ fn listener_gone(env: &Env) -> Result<(), Failed> {
         eprintln!("listener_gone: the test hook exists in debug builds only");
         return Ok(());
     }
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, _out_dir, events) = dirs(env)?;
     let out = {
         let mut c = env.command(&[
             "run",
@@ -265,9 +268,7 @@ fn listener_gone(env: &Env) -> Result<(), Failed> {
 }
 
 fn landlock_write(env: &Env) -> Result<(), Failed> {
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, _out_dir, events) = dirs(env)?;
     let out = run(
         env,
         &[
@@ -399,9 +400,7 @@ fn header_and_usage(env: &Env) -> Result<(), Failed> {
 
 fn session_denials(env: &Env) -> Result<(), Failed> {
     use std::os::unix::fs::PermissionsExt;
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, out_dir, events) = dirs(env)?;
     let xdg = env.secret_dir()?;
     std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     let name = format!("ev{}", std::process::id());
