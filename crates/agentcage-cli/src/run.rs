@@ -372,31 +372,21 @@ pub fn resolve(a: &PolicyArgs) -> Result<Resolved, UsageError> {
 
 /// An error and its causes on one line (std's words for an OS error).
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    join_causes(e, false)
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }
 
 /// A library error and its causes on one line. An OS cause (of a cgroup or rlimit step) is
 /// written as the library writes an errno (`EACCES (Permission denied)`), not as std does
 /// (`Permission denied (os error 13)`).
 pub fn error_chain(e: &Error) -> String {
-    join_causes(e, true)
-}
-
-fn join_causes(e: &dyn std::error::Error, errno_style: bool) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        let os = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.raw_os_error());
-        match os.filter(|_| errno_style) {
-            Some(n) => msg.push_str(&agentcage::Errno(n).to_string()),
-            None => msg.push_str(&s.to_string()),
-        }
-        src = s.source();
-    }
-    msg
+    e.chain()
 }
 
 fn eprint_error(e: &Error) {

@@ -25,7 +25,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err, Env, Out, TestFn};
+use common::{err, recv_frame, send_frame, Env, Out, Scratch, TestFn};
 use libtest_mimic::{Arguments, Failed};
 
 const PROBE: &str = r#"
@@ -58,37 +58,26 @@ fn events_of(
     Ok((header, events))
 }
 
-fn run(env: &Env, args: &[&str]) -> Result<Out, Failed> {
-    let mut c = env.command(args);
-    c.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().map_err(err)?;
-    let pid = child.id();
-    // A hang is a failure, not a stuck test run.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let o = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(o) => o.map_err(err)?,
-        Err(_) => {
-            // SAFETY: kill(2) of the child we spawned, by pid.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            return Err(format!("{args:?}: still running after 60 s (killed)").into());
-        }
-    };
-    Ok(Out {
-        code: common::code_of(o.status),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    })
-}
-
-fn seccomp_denials(env: &Env) -> Result<(), Failed> {
+/// A workspace, a directory outside it (the sandbox cannot write there), and the events
+/// file's path in it.
+fn dirs(env: &Env) -> Result<(Scratch, Scratch, std::path::PathBuf), Failed> {
     let ws = env.workspace()?;
     let out_dir = env.secret_dir()?;
     let events = out_dir.path().join("events.jsonl");
+    Ok((ws, out_dir, events))
+}
+
+/// The command, with a hang turned into a failure (60 s).
+fn run(env: &Env, args: &[&str]) -> Result<Out, Failed> {
+    common::output_within(
+        env.command(args),
+        Duration::from_secs(60),
+        &format!("{args:?}"),
+    )
+}
+
+fn seccomp_denials(env: &Env) -> Result<(), Failed> {
+    let (ws, out_dir, events) = dirs(env)?;
     let report = out_dir.path().join("report.json");
     let ev = events.to_str().unwrap_or_default();
     let out = run(
@@ -197,9 +186,7 @@ fn seccomp_denials(env: &Env) -> Result<(), Failed> {
 }
 
 fn denied_connect(env: &Env) -> Result<(), Failed> {
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, _out_dir, events) = dirs(env)?;
     let script = "import socket\ns=socket.socket(); s.settimeout(10)\ntry:\n s.connect(('127.0.0.1', 9)); s.send(b'x'); print('recv', s.recv(10))\nexcept Exception as e: print('err', e)\n";
     let out = run(
         env,
@@ -242,9 +229,7 @@ fn listener_gone(env: &Env) -> Result<(), Failed> {
         eprintln!("listener_gone: the test hook exists in debug builds only");
         return Ok(());
     }
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, _out_dir, events) = dirs(env)?;
     let out = {
         let mut c = env.command(&[
             "run",
@@ -263,11 +248,7 @@ fn listener_gone(env: &Env) -> Result<(), Failed> {
         if t.elapsed() > Duration::from_secs(30) {
             return Err(format!("took {:?}", t.elapsed()).into());
         }
-        Out {
-            code: common::code_of(o.status),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        Out::from(o)
     };
     out.expect_code(0, "probe without a listener")?;
     // No listener: the kernel fails the notification with ENOSYS. Still refused.
@@ -287,9 +268,7 @@ fn listener_gone(env: &Env) -> Result<(), Failed> {
 }
 
 fn landlock_write(env: &Env) -> Result<(), Failed> {
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, _out_dir, events) = dirs(env)?;
     let out = run(
         env,
         &[
@@ -419,28 +398,9 @@ fn header_and_usage(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
-/// One frame of the session protocol (docs/SESSIONS.md): u32 big-endian length + JSON.
-fn send_frame(s: &mut std::os::unix::net::UnixStream, v: &serde_json::Value) -> Result<(), Failed> {
-    use std::io::Write;
-    let b = serde_json::to_vec(v).map_err(err)?;
-    s.write_all(&(b.len() as u32).to_be_bytes()).map_err(err)?;
-    s.write_all(&b).map_err(err)
-}
-
-fn recv_frame(s: &mut std::os::unix::net::UnixStream) -> Result<serde_json::Value, Failed> {
-    use std::io::Read;
-    let mut n = [0u8; 4];
-    s.read_exact(&mut n).map_err(err)?;
-    let mut b = vec![0u8; u32::from_be_bytes(n) as usize];
-    s.read_exact(&mut b).map_err(err)?;
-    serde_json::from_slice(&b).map_err(err)
-}
-
 fn session_denials(env: &Env) -> Result<(), Failed> {
     use std::os::unix::fs::PermissionsExt;
-    let ws = env.workspace()?;
-    let out_dir = env.secret_dir()?;
-    let events = out_dir.path().join("events.jsonl");
+    let (ws, out_dir, events) = dirs(env)?;
     let xdg = env.secret_dir()?;
     std::fs::set_permissions(xdg.path(), std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     let name = format!("ev{}", std::process::id());
@@ -450,11 +410,15 @@ fn session_denials(env: &Env) -> Result<(), Failed> {
         let mut c = env.command_as_is(&args);
         c.env("XDG_RUNTIME_DIR", xdg.path());
         let o = c.stdin(std::process::Stdio::null()).output().map_err(err)?;
-        Ok(Out {
-            code: common::code_of(o.status),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        })
+        Ok(Out::from(o))
+    };
+    // The session's control socket, answers awaited up to 60 s.
+    let connect = || -> Result<std::os::unix::net::UnixStream, Failed> {
+        let sock = xdg.path().join("agentcage").join(format!("{name}.sock"));
+        let s = std::os::unix::net::UnixStream::connect(&sock).map_err(err)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(err)?;
+        Ok(s)
     };
     let stop = || {
         let mut c = env.command_as_is(&["session", "stop", &name]);
@@ -463,10 +427,7 @@ fn session_denials(env: &Env) -> Result<(), Failed> {
     };
     start(&["--events", events.to_str().unwrap_or_default()])?.expect_code(0, "session start")?;
     let result = (|| -> Result<(), Failed> {
-        let sock = xdg.path().join("agentcage").join(format!("{name}.sock"));
-        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(err)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(err)?;
+        let mut s = connect()?;
         let code = "import ctypes; l = ctypes.CDLL(None); l.mount(b'n', b'/tmp', b'tmpfs', 0, None); l.unshare(0x10000000)";
         for id in [1, 2] {
             send_frame(
@@ -525,10 +486,7 @@ fn session_denials(env: &Env) -> Result<(), Failed> {
     ])?
     .expect_code(0, "session start --allow-host")?;
     let result = (|| -> Result<(), Failed> {
-        let sock = xdg.path().join("agentcage").join(format!("{name}.sock"));
-        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(err)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(err)?;
+        let mut s = connect()?;
         let code = "import socket\ns = socket.socket(); s.settimeout(10)\ntry:\n s.connect(('127.0.0.1', 9)); s.send(b'x'); s.recv(1)\nexcept OSError: pass\n";
         send_frame(
             &mut s,

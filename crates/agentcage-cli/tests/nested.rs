@@ -41,11 +41,6 @@ impl NoUserns {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// A filter that fails clone/unshare with CLONE_NEWUSER (EPERM) and clone3 (ENOSYS), as
 /// container runtimes' default profiles do; everything else (and other arches) allowed.
 #[cfg(target_arch = "x86_64")]
@@ -242,11 +237,16 @@ fn run_without_userns(
         )
         .into());
     }
-    Ok(Out {
-        code,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+    Ok(Out::from_bytes(code, &stdout, &stderr))
+}
+
+/// `run --best-effort -q FLAGS -w WS -- ARGV`.
+fn best_effort<'a>(ws: &'a Scratch, flags: &[&'a str], argv: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["run", "--best-effort", "-q"];
+    a.extend(flags);
+    a.extend(["-w", ws.s(), "--"]);
+    a.extend(argv);
+    a
 }
 
 /// A workspace owned by the sandbox user: as root the nested rung runs as its owner (65534).
@@ -321,17 +321,7 @@ fn secrets_unreadable(how: NoUserns, env: &Env) -> Result<(), Failed> {
     let out = run_without_userns(
         how,
         env.who,
-        &[
-            "run",
-            "--best-effort",
-            "-q",
-            "-w",
-            ws.s(),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
+        &best_effort(&ws, &[], &["sh", "-c", &script]),
         None,
         &[("AGENTCAGE_T_SECRET", "hunter2")],
     );
@@ -357,17 +347,7 @@ fn writes_confined(how: NoUserns, env: &Env) -> Result<(), Failed> {
     let out = run_without_userns(
         how,
         env.who,
-        &[
-            "run",
-            "--best-effort",
-            "-q",
-            "-w",
-            ws.s(),
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
+        &best_effort(&ws, &[], &["sh", "-c", &script]),
         None,
         &[],
     )?;
@@ -401,17 +381,7 @@ fn tcp_loopback_denied_unless_allowed(how: NoUserns, env: &Env) -> Result<(), Fa
     let deny = run_without_userns(
         how,
         env.who,
-        &[
-            "run",
-            "--best-effort",
-            "-q",
-            "-w",
-            ws.s(),
-            "--",
-            "python3",
-            "-c",
-            &script,
-        ],
+        &best_effort(&ws, &[], &["python3", "-c", &script]),
         None,
         &[],
     )?;
@@ -426,19 +396,7 @@ fn tcp_loopback_denied_unless_allowed(how: NoUserns, env: &Env) -> Result<(), Fa
     let allow = run_without_userns(
         how,
         env.who,
-        &[
-            "run",
-            "--best-effort",
-            "-q",
-            "--tcp-connect",
-            &port,
-            "-w",
-            ws.s(),
-            "--",
-            "python3",
-            "-c",
-            &script,
-        ],
+        &best_effort(&ws, &["--tcp-connect", &port], &["python3", "-c", &script]),
         None,
         &[],
     )?;
@@ -483,17 +441,7 @@ fn terminal_not_injectable(how: NoUserns, env: &Env) -> Result<(), Failed> {
     let out = run_without_userns(
         how,
         env.who,
-        &[
-            "run",
-            "--best-effort",
-            "-q",
-            "-w",
-            ws.s(),
-            "--",
-            "python3",
-            "-c",
-            &script,
-        ],
+        &best_effort(&ws, &[], &["python3", "-c", &script]),
         Some(slave.as_raw_fd()),
         &[],
     )?;
@@ -521,22 +469,12 @@ fn root_owned_workspace_needs_consent(how: NoUserns, env: &Env) -> Result<(), Fa
     if !refused.stderr.contains("--allow-nested-root") {
         return Err(format!("the hint should name the flag: {}", refused.stderr).into());
     }
+    let script = "id -u; grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; echo x > f; \
+        cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW; chmod u+s f 2>/dev/null && echo SETUID; true";
     let out = run_without_userns(
         how,
         env.who,
-        &[
-            "run",
-            "--best-effort",
-            "-q",
-            "--allow-nested-root",
-            "-w",
-            ws.s(),
-            "--",
-            "sh",
-            "-c",
-            "id -u; grep -E '^Cap(Prm|Eff|Bnd|Amb)' /proc/self/status; echo x > f; \
-             cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW; chmod u+s f 2>/dev/null && echo SETUID; true",
-        ],
+        &best_effort(&ws, &["--allow-nested-root"], &["sh", "-c", script]),
         None,
         &[],
     )?;
@@ -582,7 +520,7 @@ fn main() {
                 }
                 // Both simulations need a root test process (it maps the user namespace, or
                 // drops to 65534 itself); the filter is written for x86_64.
-                let skip = if !is_root() {
+                let skip = if !common::is_root() {
                     Some("needs root (the test maps or drops ids itself)".to_string())
                 } else if how == NoUserns::Seccomp && !cfg!(target_arch = "x86_64") {
                     Some("the test's seccomp filter is written for x86_64".to_string())

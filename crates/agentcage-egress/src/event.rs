@@ -114,10 +114,12 @@ pub fn rfc3339_now() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    rfc3339(d.as_secs(), d.subsec_millis())
+    rfc3339(d.as_secs(), Some(d.subsec_millis()))
 }
 
-fn rfc3339(secs: u64, millis: u32) -> String {
+/// `secs` since the epoch (UTC) as `YYYY-MM-DDTHH:MM:SSZ`, or `YYYY-MM-DDTHH:MM:SS.mmmZ`
+/// with `millis`. The workspace's one date formatter (events here, `bench`'s `started_at`).
+pub fn rfc3339(secs: u64, millis: Option<u32>) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -130,12 +132,11 @@ fn rfc3339(secs: u64, millis: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    match millis {
+        Some(ms) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z"),
+        None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
+    }
 }
 
 #[cfg(test)]
@@ -144,12 +145,20 @@ mod tests {
 
     #[test]
     fn rfc3339_dates() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(rfc3339(0, Some(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400, Some(5)), "2000-02-29T00:00:00.005Z");
         assert_eq!(
-            rfc3339(1_796_212_800 + 3_723, 999),
+            rfc3339(1_796_212_800 + 3_723, Some(999)),
             "2026-12-02T13:02:03.999Z"
         );
+    }
+
+    /// Without milliseconds (bench's `started_at`; moved from agentcage-bench).
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0, None), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400, None), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_000_000, None), "2026-11-18T11:06:40Z");
     }
 
     #[test]

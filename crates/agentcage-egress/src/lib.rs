@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[doc(hidden)]
-pub use event::rfc3339_now;
+pub use event::{rfc3339, rfc3339_now};
 pub use peek::client_hello;
 
 pub use rules::{capture_ports, Rule, RuleError};

@@ -12,8 +12,6 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 use support::*;
 
-const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let tests: &[(&'static str, TestFn)] = &[
@@ -177,17 +175,6 @@ fn dns_name_variants() -> TestResult {
     ensure(up.count() == 0, "upstream asked nothing")
 }
 
-fn connect_via_proxy(f: &Fixture, authority: &str) -> (TcpStream, String) {
-    let mut s = connect(f.proxy);
-    write!(
-        s,
-        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
-    )
-    .expect("write");
-    let head = read_head(&mut s);
-    (s, head)
-}
-
 fn proxy_connect_allowed() -> TestResult {
     let up = upstream();
     let port = up.addr.port();
@@ -257,14 +244,7 @@ fn proxy_connect_denied_403() -> TestResult {
 }
 
 fn proxy_absolute_form() -> TestResult {
-    let up = upstream();
-    let port = up.addr.port();
-    let f = Fixture::start(
-        &[&format!("allowed.test:{port}")],
-        &[("allowed.test", LO)],
-        None,
-        vec![],
-    );
+    let (f, _up, port) = proxied("allowed.test");
     let mut s = connect(f.proxy);
     write!(
         s,
@@ -383,13 +363,7 @@ fn proxy_ambiguous_requests_refused() -> TestResult {
 }
 
 fn proxy_socks_refused() -> TestResult {
-    let up = upstream();
-    let f = Fixture::start(
-        &[&format!("allowed.test:{}", up.addr.port())],
-        &[("allowed.test", LO)],
-        None,
-        vec![],
-    );
+    let (f, up, _) = proxied("allowed.test");
     let mut s = connect(f.proxy);
     s.write_all(&[0x05, 0x01, 0x00]).map_err(err)?;
     let got = read_all(&mut s);
@@ -514,15 +488,7 @@ fn capture_http_host_checked() -> TestResult {
 }
 
 fn capture_opaque_needs_explicit_port() -> TestResult {
-    let (cap, up) = capture_pair(FAKE1);
-    let port = up.addr.port();
-    let f = Fixture::start(
-        &[&format!("git.test:{port}")],
-        &[("git.test", LO)],
-        None,
-        vec![cap],
-    );
-    ensure(f.resolve("git.test.")? == FAKE1, "fake")?;
+    let (_f, up, port) = captured("git.test")?;
     let mut s = connect(SocketAddr::new(FAKE1.into(), port));
     echo_roundtrip(&mut s, b"SSH-2.0-OpenSSH_9.6\r\n")?;
     // A server-speaks-first client that sends nothing still connects (after a short wait).
@@ -592,15 +558,7 @@ fn rebinding_to_loopback_refused() -> TestResult {
 }
 
 fn concurrent_200() -> TestResult {
-    let (cap, up) = capture_pair(FAKE1);
-    let port = up.addr.port();
-    let f = Fixture::start(
-        &[&format!("allowed.test:{port}")],
-        &[("allowed.test", LO)],
-        None,
-        vec![cap],
-    );
-    ensure(f.resolve("allowed.test.")? == FAKE1, "fake")?;
+    let (f, up, port) = captured("allowed.test")?;
     let mut held = Vec::new();
     for i in 0..200 {
         let mut s = if i % 2 == 0 {
@@ -621,14 +579,7 @@ fn concurrent_200() -> TestResult {
 }
 
 fn events_logged() -> TestResult {
-    let up = upstream();
-    let port = up.addr.port();
-    let f = Fixture::start(
-        &[&format!("allowed.test:{port}")],
-        &[("allowed.test", LO)],
-        None,
-        vec![],
-    );
+    let (f, _up, port) = proxied("allowed.test");
     let (mut s, _) = connect_via_proxy(&f, &format!("allowed.test:{port}"));
     echo_roundtrip(&mut s, b"x")?;
     let _ = connect_via_proxy(&f, &format!("evil.test:{port}"));
@@ -671,15 +622,7 @@ fn events_logged() -> TestResult {
 /// down its write side still gets everything the server sends afterwards (half-close is
 /// passed on both ways).
 fn relay_bulk_and_half_close() -> TestResult {
-    let (cap, up) = capture_pair(FAKE1);
-    let port = up.addr.port();
-    let f = Fixture::start(
-        &[&format!("bulk.test:{port}")],
-        &[("bulk.test", LO)],
-        None,
-        vec![cap],
-    );
-    ensure(f.resolve("bulk.test.")? == FAKE1, "fake")?;
+    let (f, _up, port) = captured("bulk.test")?;
     let mut s = connect(SocketAddr::new(FAKE1.into(), port));
     let data: Vec<u8> = (0..8u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)

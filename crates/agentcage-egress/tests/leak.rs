@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use hickory_proto::rr::RecordType;
 use support::*;
@@ -21,16 +21,7 @@ fn count(dir: &str) -> usize {
 }
 
 fn ten_thousand_connections() -> TestResult {
-    let (cap, up) = capture_pair(FAKE1);
-    let port = up.addr.port();
-    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let f = Fixture::start(
-        &[&format!("allowed.test:{port}")],
-        &[("allowed.test", lo)],
-        None,
-        vec![cap],
-    );
-    ensure(f.resolve("allowed.test.")? == FAKE1, "fake")?;
+    let (f, up, port) = captured("allowed.test")?;
     let captured = SocketAddr::new(FAKE1.into(), port);
     let one = |i: usize| -> TestResult {
         match i % 4 {

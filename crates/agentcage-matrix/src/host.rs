@@ -51,7 +51,7 @@ fn landlock_enforcement(scratch: &Path) -> Vec<String> {
             .filter(|(what, _)| what == "landlock")
             .map(|(_, how)| how.clone())
             .collect(),
-        Err(e) => vec![format!("full cannot be enforced: {e}")],
+        Err(e) => vec![format!("full cannot be enforced: {}", e.chain())],
     }
 }
 

@@ -248,6 +248,47 @@ pub enum PolicyError {
     },
 }
 
+/// What a profile needs and this host cannot give ([`Error::Unenforceable`]'s cause): one
+/// variant per primitive, the primitive's own error as the source. Callers match on the
+/// variant, never on the text.
+#[derive(Debug, thiserror::Error)]
+pub enum Unenforceable {
+    /// The kernel has no usable Landlock (the run is not `--best-effort`).
+    #[error("Landlock")]
+    LandlockUnavailable(#[source] agentcage_landlock::Unavailable),
+    /// Landlock cannot enforce the requested rules (hard requirement, bad rule, ...).
+    #[error("Landlock")]
+    Landlock(#[source] agentcage_landlock::LandlockError),
+    /// No seccomp filter can be built for this architecture.
+    #[error("seccomp")]
+    Seccomp(#[source] agentcage_seccomp::SeccompError),
+    /// Namespaces without a user namespace, as root: the command would be host root.
+    #[error("without a user namespace the command would run as host root (refused)")]
+    NamespacesAsRoot,
+    /// Namespaces without a user namespace, unprivileged: they need its capabilities.
+    #[error("namespaces without a user namespace need root")]
+    NamespacesNeedRoot,
+    /// `--overlay`: overlayfs cannot be used on this host.
+    #[error(transparent)]
+    OverlayUnavailable(crate::overlay::OverlayError),
+    /// `--overlay`: the overlay directory's layers cannot be opened.
+    #[error("overlay")]
+    OverlayLayers(#[source] crate::overlay::OverlayError),
+    /// The nested rung: a root-owned workspace nothing can remap, without consent to run as
+    /// uid 0.
+    #[error(
+        "{} is owned by root and nothing can remap it here (no user namespace for an \
+         idmapped mount): the sandbox would run as uid {uid} and could not write it",
+        .workspace.display()
+    )]
+    NestedRootWorkspace {
+        /// The workspace.
+        workspace: PathBuf,
+        /// The uid the sandbox would run as.
+        uid: u32,
+    },
+}
+
 /// The library's error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -255,12 +296,13 @@ pub enum Error {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     /// A primitive the profile needs cannot be enforced on this host (fail closed).
-    #[error("cannot enforce the {profile} profile: {what}")]
+    #[error("cannot enforce the {profile} profile")]
     Unenforceable {
         /// Profile name.
         profile: String,
-        /// What is missing, and why.
-        what: String,
+        /// What is missing, and why (typed; its own cause, if any, is its source).
+        #[source]
+        cause: Unenforceable,
         /// How to fix it or run anyway.
         hint: Option<String>,
     },
@@ -314,6 +356,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error and its causes on one line, joined by `": "`, an OS error written as an
+    /// errno (`EACCES (Permission denied)`): what the CLI prints.
+    pub fn chain(&self) -> String {
+        let mut msg = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            match s
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error)
+            {
+                Some(n) => msg.push_str(&Errno(n).to_string()),
+                None => msg.push_str(&s.to_string()),
+            }
+            src = s.source();
+        }
+        msg
+    }
+
     /// The hint to print after the error, if any.
     pub fn hint(&self) -> Option<&str> {
         match self {
@@ -398,5 +459,48 @@ mod tests {
             assert_eq!(Error::Policy(e.clone()).to_string(), want, "{e:?}");
             assert_eq!(e.to_string(), want);
         }
+    }
+
+    /// The CLI prints `Error::Unenforceable` as its chain: the same sentences as when the
+    /// cause was text (the profile, the primitive, the primitive's reason).
+    #[test]
+    fn unenforceable_texts() {
+        let e = |cause: Unenforceable| Error::Unenforceable {
+            profile: "full".into(),
+            cause,
+            hint: None,
+        };
+        let ll = agentcage_landlock::Unavailable::NotBuilt;
+        assert_eq!(
+            e(Unenforceable::LandlockUnavailable(ll)).chain(),
+            format!("cannot enforce the full profile: Landlock: {ll}")
+        );
+        let sc = agentcage_seccomp::SeccompError::UnsupportedArch;
+        assert_eq!(
+            e(Unenforceable::Seccomp(sc.clone())).chain(),
+            format!("cannot enforce the full profile: seccomp: {sc}")
+        );
+        assert_eq!(
+            e(Unenforceable::NamespacesAsRoot).chain(),
+            "cannot enforce the full profile: without a user namespace the command would run \
+             as host root (refused)"
+        );
+        assert_eq!(
+            e(Unenforceable::NestedRootWorkspace {
+                workspace: PathBuf::from("/w"),
+                uid: 65534
+            })
+            .chain(),
+            "cannot enforce the full profile: /w is owned by root and nothing can remap it here \
+             (no user namespace for an idmapped mount): the sandbox would run as uid 65534 and \
+             could not write it"
+        );
+        assert!(matches!(
+            e(Unenforceable::NamespacesNeedRoot),
+            Error::Unenforceable {
+                cause: Unenforceable::NamespacesNeedRoot,
+                ..
+            }
+        ));
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use agentcage_landlock as ll;
 use agentcage_landlock::{Access, Rule};
 
-use crate::error::{Error, SetupError, Step};
+use crate::error::{Error, SetupError, Step, Unenforceable};
 use crate::policy::{Policy, Profile};
 use crate::rootfs;
 use crate::sys::Errno;
@@ -266,7 +266,7 @@ pub(crate) fn prepare(
         if !policy.best_effort {
             return Err(Error::Unenforceable {
                 profile: policy.profile.name().into(),
-                what: format!("Landlock: {why}"),
+                cause: Unenforceable::LandlockUnavailable(*why),
                 hint: Some(
                     "pass --best-effort to run without Landlock (reported, never silent)".into(),
                 ),
@@ -275,7 +275,7 @@ pub(crate) fn prepare(
     }
     let prepared = ll::prepare(&spec, &host).map_err(|e| Error::Unenforceable {
         profile: policy.profile.name().into(),
-        what: format!("Landlock: {e}"),
+        cause: Unenforceable::Landlock(e),
         hint: Some("pass --best-effort to run with what this kernel supports".into()),
     })?;
     // One line per right: enforced, partially, or not (and which ABI would bring it).
@@ -284,10 +284,9 @@ pub(crate) fn prepare(
     // requested network/scope restriction this kernel lacks (--best-effort runs only get
     // here; otherwise prepare failed above). Filesystem rights newer than the kernel are not
     // listed: they govern features this kernel does not have.
-    if report.overall() == ll::Overall::NotEnforced {
-        let summary = report.summary();
-        let text = summary.strip_prefix("landlock: ").unwrap_or(&summary);
-        degraded.push(("landlock".into(), text.to_string()));
+    if let Some(reason) = &report.unavailable {
+        // (overall() is NotEnforced exactly when Landlock is unavailable.)
+        degraded.push(("landlock".into(), format!("not enforced: {reason}")));
     } else {
         for (right, why) in report.missing() {
             if !matches!(right.kind(), ll::abi::Kind::Fs(_)) {

@@ -46,7 +46,7 @@ pub(crate) mod sys;
 
 pub use doctor::DoctorReport;
 pub use egress::{EgressHooks, SharedDenyHook};
-pub use error::{Error, PolicyError, SetupError, Step};
+pub use error::{Error, PolicyError, SetupError, Step, Unenforceable};
 pub use host::Features;
 pub use launch::{
     in_pre_exec, prepare, Command, Exit, Prepared, RunOutcome, SpawnOptions, Timings, TIMEOUT_GRACE,

@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 
-use crate::error::{Error, SetupError, Step};
+use crate::error::{Error, SetupError, Step, Unenforceable};
 use crate::policy::{Layer, LayerSet, NetMode, Policy};
 use crate::sys::{self, Errno};
 
@@ -68,10 +68,10 @@ pub(crate) fn prepare(
         // they would not, but the command would then run as host root: never.
         return Err(Error::Unenforceable {
             profile: policy.profile.name().into(),
-            what: if as_root {
-                "without a user namespace the command would run as host root (refused)".into()
+            cause: if as_root {
+                Unenforceable::NamespacesAsRoot
             } else {
-                "namespaces without a user namespace need root".into()
+                Unenforceable::NamespacesNeedRoot
             },
             hint: None,
         });

@@ -7,7 +7,7 @@
 
 use agentcage_seccomp as sc;
 
-use crate::error::{Error, SetupError};
+use crate::error::{Error, SetupError, Unenforceable};
 use crate::policy::{NetMode, Policy};
 
 /// The compiled filter.
@@ -32,7 +32,7 @@ pub(crate) fn prepare(
     };
     let p = sc::prepare(&opts).map_err(|e| Error::Unenforceable {
         profile: policy.profile.name().into(),
-        what: format!("seccomp: {e}"),
+        cause: Unenforceable::Seccomp(e),
         hint: None,
     })?;
     enforcement.push((

@@ -1,11 +1,5 @@
+use super::support::{parse_ppid, tail};
 use super::*;
-
-#[test]
-fn rfc3339_known_dates() {
-    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-    assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-}
 
 #[test]
 fn ppid_parsing_survives_odd_comm() {

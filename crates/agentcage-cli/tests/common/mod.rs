@@ -30,7 +30,8 @@ impl Who {
     }
 }
 
-fn is_root() -> bool {
+/// Whether the test process runs as root.
+pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -177,7 +178,22 @@ pub struct Out {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Out {
+    fn from(o: std::process::Output) -> Out {
+        Out::from_bytes(code_of(o.status), &o.stdout, &o.stderr)
+    }
+}
+
 impl Out {
+    /// From an exit code (shell convention) and the raw output.
+    pub fn from_bytes(code: i32, stdout: &[u8], stderr: &[u8]) -> Out {
+        Out {
+            code,
+            stdout: String::from_utf8_lossy(stdout).into_owned(),
+            stderr: String::from_utf8_lossy(stderr).into_owned(),
+        }
+    }
+
     pub fn expect_code(&self, want: i32, what: &str) -> Result<(), Failed> {
         if self.code == want {
             Ok(())
@@ -298,13 +314,7 @@ impl Env {
         let o = c
             .output()
             .map_err(|e| format!("spawn {}: {e}", binary().display()))?;
-        Ok(Out {
-            code: o.status.code().unwrap_or_else(|| {
-                128 + std::os::unix::process::ExitStatusExt::signal(&o.status).unwrap_or(0)
-            }),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        })
+        Ok(Out::from(o))
     }
 
     pub fn spawn(&self, args: &[&str]) -> Result<Child, Failed> {
@@ -314,6 +324,49 @@ impl Env {
             .stderr(Stdio::null());
         c.spawn().map_err(|e| format!("spawn: {e}").into())
     }
+}
+
+/// Runs `c` with stdin on /dev/null and its output captured; still running after `limit`,
+/// it is killed and the test fails (a hang is a failure, not a stuck test run).
+pub fn output_within(mut c: Command, limit: Duration, what: &str) -> Result<Out, Failed> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().map_err(err)?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(o) => Ok(Out::from(o.map_err(err)?)),
+        Err(_) => {
+            // SAFETY: kill(2) of the child we spawned, by pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            Err(format!("{what}: still running after {} s (killed)", limit.as_secs()).into())
+        }
+    }
+}
+
+/// Sends one frame of the session protocol (docs/SESSIONS.md): u32 big-endian length + JSON.
+pub fn send_frame(
+    s: &mut std::os::unix::net::UnixStream,
+    v: &serde_json::Value,
+) -> Result<(), Failed> {
+    use std::io::Write;
+    let b = serde_json::to_vec(v).map_err(err)?;
+    s.write_all(&(b.len() as u32).to_be_bytes()).map_err(err)?;
+    s.write_all(&b).map_err(err)
+}
+
+/// Reads one frame of the session protocol.
+pub fn recv_frame(s: &mut std::os::unix::net::UnixStream) -> Result<serde_json::Value, Failed> {
+    use std::io::Read;
+    let mut n = [0u8; 4];
+    s.read_exact(&mut n).map_err(err)?;
+    let mut b = vec![0u8; u32::from_be_bytes(n) as usize];
+    s.read_exact(&mut b).map_err(err)?;
+    serde_json::from_slice(&b).map_err(err)
 }
 
 /// Makes fd `n` of the spawned process a non-CLOEXEC copy of /dev/null.

@@ -26,6 +26,9 @@ pub const FAKE2: Ipv4Addr = Ipv4Addr::new(127, 77, 0, 2);
 
 pub const T: Duration = Duration::from_secs(5);
 
+/// 127.0.0.1, where the upstreams listen (pins name it).
+pub const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
 pub type TestResult = Result<(), Failed>;
 
 pub fn err(e: impl std::fmt::Display) -> Failed {
@@ -107,6 +110,37 @@ pub fn capture_pair(ip: Ipv4Addr) -> (TcpListener, Upstream) {
         }
     }
     panic!("no free port pair");
+}
+
+/// An echo upstream reached through the proxy: `name:PORT` allowed and pinned to 127.0.0.1,
+/// no upstream resolver, no capture listener. Returns the fixture, the upstream and PORT.
+pub fn proxied(name: &str) -> (Fixture, Upstream, u16) {
+    let up = upstream();
+    let port = up.addr.port();
+    let f = Fixture::start(&[&format!("{name}:{port}")], &[(name, LO)], None, vec![]);
+    (f, up, port)
+}
+
+/// An echo upstream reached through capture: `name:PORT` allowed and pinned to 127.0.0.1,
+/// a capture listener on [`FAKE1`], and `name` already resolved (to [`FAKE1`], checked).
+pub fn captured(name: &str) -> Result<(Fixture, Upstream, u16), Failed> {
+    let (cap, up) = capture_pair(FAKE1);
+    let port = up.addr.port();
+    let f = Fixture::start(&[&format!("{name}:{port}")], &[(name, LO)], None, vec![cap]);
+    ensure(f.resolve(&format!("{name}."))? == FAKE1, "fake")?;
+    Ok((f, up, port))
+}
+
+/// `CONNECT authority` through the fixture's proxy: the stream and the response head.
+pub fn connect_via_proxy(f: &Fixture, authority: &str) -> (TcpStream, String) {
+    let mut s = connect(f.proxy);
+    write!(
+        s,
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )
+    .expect("write");
+    let head = read_head(&mut s);
+    (s, head)
 }
 
 /// A fake upstream DNS server: answers every A with 127.0.0.1 and every AAAA with ::1, and

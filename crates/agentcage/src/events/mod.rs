@@ -15,6 +15,9 @@ pub(crate) mod session;
 
 use serde::{Deserialize, Serialize};
 
+/// How an event's `key` begins when nothing in the policy would allow it.
+pub const NO_KEY: &str = "no key";
+
 /// One denial. Serialized as one JSON line (`--events`); `why` reads it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -37,7 +40,7 @@ pub struct Event {
     /// What was refused: `mount(...)`, `unshare(CLONE_NEWUSER|CLONE_NEWNS)`,
     /// `connect example.com:443`.
     pub object: String,
-    /// The policy key or flag that would allow it, or `"no key: ..."` when nothing in the
+    /// The policy key or flag that would allow it, or [`NO_KEY`]`: ...` when nothing in the
     /// policy does.
     pub key: String,
     /// Why the policy refuses it (the table's reason, the egress engine's reason).
@@ -70,12 +73,18 @@ impl Event {
         )
     }
 
+    /// The flag or policy key that would allow it; `None` when the event's `key` says that
+    /// nothing does (it starts with [`NO_KEY`]: the stream's format, docs/EVENTS.md, so an
+    /// event read back from a file answers the same).
+    pub fn allowing_key(&self) -> Option<&str> {
+        (!self.key.starts_with(NO_KEY)).then_some(self.key.as_str())
+    }
+
     /// A sentence for `agentcage why`: what was refused, why, and what would allow it.
     pub fn explain(&self) -> String {
-        let allow = if self.key.starts_with("no key") {
-            format!("No flag or policy key allows it ({}).", self.key)
-        } else {
-            format!("To allow it: {}.", self.key)
+        let allow = match self.allowing_key() {
+            Some(key) => format!("To allow it: {key}."),
+            None => format!("No flag or policy key allows it ({}).", self.key),
         };
         let who = self
             .exe

@@ -237,7 +237,10 @@ fn answer(
         ns_sid: ns_sid.filter(|_| valid),
         exe: exe.filter(|_| valid),
         object,
-        key: format!("no key: {name} is always denied under the full profile's seccomp filter"),
+        key: format!(
+            "{}: {name} is always denied under the full profile's seccomp filter",
+            super::NO_KEY
+        ),
         reason,
         errno: Some(errno_name(errno)),
         exec_id,

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::cgroup_layout::{
+    choose, denied, parse_layout, Chosen, Ctl, Layout, LookProbe, Refusal, Version,
+};
 use super::procfs::{parse_mountinfo, parse_proc_cgroup, MountInfo, ProcCgroup};
-use super::{errno_text, Support};
+use super::Support;
 use crate::sys;
 
 /// Where our cgroup lives on disk, given its path and the mount that shows the hierarchy.
@@ -175,26 +178,10 @@ fn writable(path: &Path, euid: u32) -> Support {
     let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
         return Support::no("path contains a NUL byte");
     };
-    let errno = match sys::writable_by_effective_ids(&c) {
-        Ok(()) => return Support::yes(),
-        Err(e) => e.0,
-    };
-    Support::no(match errno {
-        libc::EROFS => format!("{} is on a read-only mount", path.display()),
-        libc::EACCES | libc::EPERM => {
-            use std::os::unix::fs::MetadataExt;
-            let owner = fs::metadata(path).map(|m| m.uid()).ok();
-            match owner {
-                Some(o) => format!(
-                    "{} is owned by uid {o} and not delegated to uid {euid}",
-                    path.display()
-                ),
-                None => format!("{} is not writable by uid {euid}", path.display()),
-            }
-        }
-        libc::ENOENT => format!("{} does not exist", path.display()),
-        _ => format!("{} is not writable: {}", path.display(), errno_text(errno)),
-    })
+    match sys::writable_by_effective_ids(&c) {
+        Ok(()) => Support::yes(),
+        Err(e) => Support::no(denied(path, euid, e.0)),
+    }
 }
 
 impl Cgroups {
@@ -272,7 +259,10 @@ impl Cgroups {
             (false, true) => CgroupLayout::Legacy,
             (false, false) => CgroupLayout::None,
         };
-        let (limits_backend, limits_reason) = choose_limits_backend(v2.as_ref(), &v1);
+        // The launcher's own choice of base, dry-run: doctor promises what a run would find.
+        let hierarchies = parse_layout(&mountinfo, &proc_cgroup);
+        let chosen = choose(&hierarchies, &NEEDED, false, &mut LookProbe { euid });
+        let (limits_backend, limits_reason) = limits_backend(&hierarchies, &chosen);
         Cgroups {
             layout,
             v2,
@@ -290,54 +280,75 @@ impl Cgroups {
     }
 }
 
-fn choose_limits_backend(v2: Option<&CgroupV2>, v1: &[CgroupV1]) -> (LimitsBackend, String) {
-    const NEEDED: [&str; 2] = ["memory", "pids"];
+/// The controllers the `limits` layer needs of a cgroup backend.
+const NEEDED: [Ctl; 2] = [Ctl::Memory, Ctl::Pids];
+
+/// The backend [`choose`] leaves for memory and pids, and why (doctor's words).
+fn limits_backend(layout: &Layout, chosen: &Chosen) -> (LimitsBackend, String) {
+    let names = |cs: &[Ctl]| cs.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ");
     let mut why = Vec::new();
-    match v2 {
-        Some(v2) => {
-            let missing: Vec<&str> = NEEDED
-                .iter()
-                .copied()
-                .filter(|c| !v2.controllers.iter().any(|have| have == c))
-                .collect();
-            if !missing.is_empty() {
-                why.push(format!(
-                    "cgroup v2 at {} lacks the {} controller(s) in our cgroup",
-                    v2.mount_point,
-                    missing.join(", ")
-                ));
-            } else if !v2.delegated.available {
+    let v2_roles: Vec<Ctl> = chosen
+        .choices
+        .iter()
+        .filter(|c| c.hierarchy.version == Version::V2)
+        .flat_map(|c| c.roles.iter().copied())
+        .collect();
+    match &layout.v2 {
+        None => why.push("no cgroup v2 mount".to_string()),
+        Some(h) => {
+            if let Some(r) = chosen.refused.iter().find(|r| r.version == Version::V2) {
                 why.push(format!(
                     "cgroup v2 is not delegated to us: {}",
-                    v2.delegated.reason.as_deref().unwrap_or("not writable")
+                    r.reason.as_deref().unwrap_or("not writable")
                 ));
             } else {
-                return (
-                    LimitsBackend::CgroupV2,
-                    format!(
-                        "cgroup v2 {} is writable with memory and pids",
-                        v2.dir.as_deref().unwrap_or(&v2.mount_point)
-                    ),
-                );
-            }
-        }
-        None => why.push("no cgroup v2 mount".to_string()),
-    }
-    let mut v1_ok = true;
-    for c in NEEDED {
-        match v1.iter().find(|h| h.controllers.iter().any(|x| x == c)) {
-            Some(h) if h.writable.available => {}
-            Some(h) => {
-                v1_ok = false;
+                let missing: Vec<Ctl> = NEEDED
+                    .into_iter()
+                    .filter(|c| !v2_roles.contains(c))
+                    .collect();
+                if missing.is_empty() {
+                    let base = chosen
+                        .choices
+                        .iter()
+                        .find(|c| c.hierarchy.version == Version::V2)
+                        .map_or(&h.mountpoint, |c| &c.base);
+                    return (
+                        LimitsBackend::CgroupV2,
+                        format!(
+                            "cgroup v2 {} is writable with memory and pids",
+                            base.display()
+                        ),
+                    );
+                }
                 why.push(format!(
-                    "v1 {c}: {}",
-                    h.writable.reason.as_deref().unwrap_or("not writable")
+                    "cgroup v2 at {} lacks the {} controller(s) where we may create cgroups",
+                    h.mountpoint.display(),
+                    names(&missing)
                 ));
             }
-            None => {
-                v1_ok = false;
-                why.push(format!("no v1 {c} hierarchy"));
-            }
+        }
+    }
+    let mut v1_ok = true;
+    for c in NEEDED.into_iter().filter(|c| !v2_roles.contains(c)) {
+        if chosen
+            .choices
+            .iter()
+            .any(|ch| ch.hierarchy.version == Version::V1 && ch.roles.contains(&c))
+        {
+            continue;
+        }
+        v1_ok = false;
+        match chosen
+            .refused
+            .iter()
+            .find(|r| r.version == Version::V1 && r.controllers.contains(&c))
+        {
+            // The reason names the hierarchy (`v1 /sys/fs/cgroup/memory/...`).
+            Some(Refusal {
+                reason: Some(r), ..
+            }) => why.push(r.clone()),
+            Some(_) => why.push(format!("v1 {}: not writable", c.name())),
+            None => why.push(format!("no v1 {} hierarchy", c.name())),
         }
     }
     if v1_ok {
@@ -355,8 +366,8 @@ fn choose_limits_backend(v2: Option<&CgroupV2>, v1: &[CgroupV1]) -> (LimitsBacke
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::cgroup_layout::{Hierarchy, Probe};
     use crate::host::procfs::tests::*;
-    use crate::host::testing::support;
 
     #[test]
     fn cgroup_plan_hybrid() {
@@ -431,46 +442,98 @@ mod tests {
         );
     }
 
-    fn v1(ctl: &str, ok: bool) -> CgroupV1 {
-        CgroupV1 {
-            hierarchy: 1,
-            controllers: vec![ctl.into()],
-            mount_point: Some(format!("/sys/fs/cgroup/{ctl}")),
-            path: "/".into(),
-            dir: Some(format!("/sys/fs/cgroup/{ctl}")),
-            writable: support(ok),
+    /// A host for [`choose`]: which leaves' parents can be made, what each base offers.
+    struct FakeProbe {
+        writable: Vec<&'static str>,
+        controllers: Vec<(&'static str, Vec<&'static str>)>,
+    }
+
+    impl Probe for FakeProbe {
+        fn leaf_parent(&mut self, dir: &Path) -> std::io::Result<bool> {
+            if self
+                .writable
+                .iter()
+                .any(|w| dir.parent() == Some(Path::new(w)))
+            {
+                Ok(false)
+            } else {
+                Err(std::io::Error::from_raw_os_error(libc::EACCES))
+            }
+        }
+
+        fn controllers(&mut self, base: &Path, _want: &[Ctl]) -> (Vec<String>, Vec<String>) {
+            let c: Vec<String> = self
+                .controllers
+                .iter()
+                .find(|(b, _)| Path::new(b) == base)
+                .map(|(_, c)| c.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default();
+            (c.clone(), c)
+        }
+
+        fn discard(&mut self, _dir: &Path) {}
+    }
+
+    fn hierarchy(version: Version, controllers: &[Ctl], dir: &str) -> Hierarchy {
+        Hierarchy {
+            version,
+            controllers: controllers.to_vec(),
+            mountpoint: PathBuf::from(dir),
+            own: PathBuf::from(dir),
+            own_exact: true,
         }
     }
 
+    fn backend(layout: &Layout, probe: &mut FakeProbe) -> (LimitsBackend, String) {
+        limits_backend(layout, &choose(layout, &NEEDED, false, probe))
+    }
+
+    /// Doctor's backend is the launcher's choice (`choose`) on a probe that only looks.
     #[test]
     fn limits_backend_choice() {
-        let v2 = |controllers: &[&str], delegated: bool| CgroupV2 {
-            mount_point: "/sys/fs/cgroup".into(),
-            path: "/".into(),
-            dir: Some("/sys/fs/cgroup".into()),
-            controllers: controllers.iter().map(|s| s.to_string()).collect(),
-            subtree_control: vec![],
-            delegated: support(delegated),
+        let cg = "/sys/fs/cgroup";
+        let v2 = Some(hierarchy(Version::V2, &[], cg));
+        let v1_mem = hierarchy(Version::V1, &[Ctl::Memory], "/sys/fs/cgroup/memory");
+        let v1_pids = hierarchy(Version::V1, &[Ctl::Pids], "/sys/fs/cgroup/pids");
+        let full = Layout {
+            v2: v2.clone(),
+            v1: vec![],
         };
-        let full = v2(&["cpu", "memory", "pids"], true);
-        assert_eq!(
-            choose_limits_backend(Some(&full), &[]).0,
-            LimitsBackend::CgroupV2
-        );
-        let empty = v2(&[], true);
-        let v1_ok = [v1("memory", true), v1("pids", true)];
-        let (b, why) = choose_limits_backend(Some(&empty), &v1_ok);
+        let mut delegated = FakeProbe {
+            writable: vec![cg],
+            controllers: vec![(cg, vec!["cpu", "memory", "pids"])],
+        };
+        assert_eq!(backend(&full, &mut delegated).0, LimitsBackend::CgroupV2);
+        let hybrid = Layout {
+            v2: v2.clone(),
+            v1: vec![v1_mem.clone(), v1_pids],
+        };
+        let mut v1_ok = FakeProbe {
+            writable: vec![cg, "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"],
+            controllers: vec![],
+        };
+        let (b, why) = backend(&hybrid, &mut v1_ok);
         assert_eq!(b, LimitsBackend::CgroupV1);
         assert!(why.contains("lacks the memory, pids"), "{why}");
-        let (b, why) = choose_limits_backend(
-            Some(&v2(&["memory", "pids"], false)),
-            &[v1("memory", false)],
+        let mut nothing = FakeProbe {
+            writable: vec![],
+            controllers: vec![(cg, vec!["memory", "pids"])],
+        };
+        let (b, why) = backend(
+            &Layout {
+                v2,
+                v1: vec![v1_mem],
+            },
+            &mut nothing,
         );
         assert_eq!(b, LimitsBackend::Rlimits);
         assert!(
             why.contains("not delegated") && why.contains("no v1 pids"),
             "{why}"
         );
-        assert_eq!(choose_limits_backend(None, &[]).0, LimitsBackend::Rlimits);
+        assert_eq!(
+            backend(&Layout::default(), &mut nothing).0,
+            LimitsBackend::Rlimits
+        );
     }
 }

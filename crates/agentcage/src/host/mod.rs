@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)] // raw calls live in `crate::sys` (`sys/host.rs`)
 
 mod cgroup;
+pub(crate) mod cgroup_layout;
 mod compat;
 mod landlock;
 mod procfs;

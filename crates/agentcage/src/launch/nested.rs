@@ -135,11 +135,10 @@ pub(crate) fn prepare(
     if !can_write {
         return Err(Error::Unenforceable {
             profile: policy.profile.name().into(),
-            what: format!(
-                "{} is owned by root and nothing can remap it here (no user namespace for an \
-                 idmapped mount): the sandbox would run as uid {uid} and could not write it",
-                policy.workspace.display()
-            ),
+            cause: crate::error::Unenforceable::NestedRootWorkspace {
+                workspace: policy.workspace.clone(),
+                uid,
+            },
             hint: Some(
                 "chown the workspace to a non-root user (the sandbox then runs as that user), run \
                  the container as the workspace's owner (docker run --user UID), or pass \

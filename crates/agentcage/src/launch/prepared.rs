@@ -377,13 +377,15 @@ fn overlay_layers(policy: &Policy, namespaced: bool) -> Result<Option<PathBuf>, 
         }
         .into());
     }
-    let unenforceable = |what: String| Error::Unenforceable {
+    let unenforceable = |cause: crate::error::Unenforceable| Error::Unenforceable {
         profile: policy.profile.to_string(),
-        what,
+        cause,
         hint: Some("run without --overlay (the agent then writes the workspace directly)".into()),
     };
-    crate::overlay::check_available().map_err(|e| unenforceable(e.to_string()))?;
-    crate::overlay::check_layers(dir).map_err(|e| unenforceable(format!("overlay: {e}")))?;
+    crate::overlay::check_available()
+        .map_err(|e| unenforceable(crate::error::Unenforceable::OverlayUnavailable(e)))?;
+    crate::overlay::check_layers(dir)
+        .map_err(|e| unenforceable(crate::error::Unenforceable::OverlayLayers(e)))?;
     for p in [dir, &policy.workspace] {
         crate::overlay::check_path(p).map_err(|e| PolicyError::Overlay {
             reason: e.to_string(),

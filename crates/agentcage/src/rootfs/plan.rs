@@ -100,19 +100,29 @@ impl Planner {
         }
     }
 
-    /// Bind host `src` at inside `dst` with `attrs`; dirs get a dir mount point, others a file.
-    fn bind(&mut self, src: &Path, dst: &Path, is_dir: bool, attrs: u64, optional: bool) {
+    /// An empty file at inside `p`, its parents made first.
+    fn touch(&mut self, p: &Path) {
+        self.parents(p);
+        self.ops.push(Op::Touch {
+            path: cpath(NEWROOT, p),
+        });
+    }
+
+    /// The mount point of a bind at inside `dst`: a directory, or a file.
+    fn mount_point(&mut self, dst: &Path, is_dir: bool) {
         if is_dir {
             self.mkdir(dst, 0o755);
             self.forget_below(dst);
             // Everything below a bound dir exists as the host has it.
             self.dirs.insert(dst.to_path_buf());
         } else {
-            self.parents(dst);
-            self.ops.push(Op::Touch {
-                path: cpath(NEWROOT, dst),
-            });
+            self.touch(dst);
         }
+    }
+
+    /// Bind host `src` at inside `dst` with `attrs`; dirs get a dir mount point, others a file.
+    fn bind(&mut self, src: &Path, dst: &Path, is_dir: bool, attrs: u64, optional: bool) {
+        self.mount_point(dst, is_dir);
         self.ops.push(Op::Bind {
             src: cpath(OLDROOT, src),
             dst: cpath(NEWROOT, dst),
@@ -222,9 +232,7 @@ impl Planner {
         };
         match decision {
             Decision::Idmapped(tree) => {
-                self.mkdir(p, 0o755);
-                self.forget_below(p);
-                self.dirs.insert(p.to_path_buf());
+                self.mount_point(p, true);
                 self.ops.push(Op::IdmappedBind {
                     dst: cpath(NEWROOT, p),
                     tree,
@@ -355,39 +363,16 @@ impl Planner {
                 .max_by_key(|(b, _, _)| b.components().count())
                 .map(|(b, w, _)| (b.clone(), *w))
         };
+        // Owned by the sandbox's ids: `mode=0755,uid=U,gid=G` and the root's size budget.
+        let tmpfs_mode = format!("0755,uid={},gid={}", spec.uid, spec.gid);
         for (i, t) in c.tmpfs.iter().enumerate() {
             match holder(t) {
                 Some((root, w)) => {
                     let src = base.join(format!("tmpfs{i}"));
-                    self.mkdir(&src, 0o755);
-                    self.ops.push(Op::Tmpfs {
-                        target: cpath(NEWROOT, &src),
-                        flags: libc::MS_NOSUID | libc::MS_NODEV,
-                        data: CString::new(format!(
-                            "mode=0755,uid={},gid={}{}",
-                            spec.uid, spec.gid, self.size_opt
-                        ))
-                        .unwrap_or_default(),
-                        readonly: false,
-                        optional: false,
-                    });
+                    self.tmpfs(&src, &tmpfs_mode, false);
                     self.control_bind(&src, t, &root, w, RW, &mut pinned);
                 }
-                None => {
-                    self.mkdir(t, 0o755);
-                    self.forget_below(t);
-                    self.ops.push(Op::Tmpfs {
-                        target: cpath(NEWROOT, t),
-                        flags: libc::MS_NOSUID | libc::MS_NODEV,
-                        data: CString::new(format!(
-                            "mode=0755,uid={},gid={}{}",
-                            spec.uid, spec.gid, self.size_opt
-                        ))
-                        .unwrap_or_default(),
-                        readonly: false,
-                        optional: false,
-                    });
-                }
+                None => self.tmpfs(t, &tmpfs_mode, false),
             }
         }
         for m in &c.masks {
@@ -396,10 +381,7 @@ impl Planner {
             if is_dir {
                 self.mkdir(&src, 0o555);
             } else {
-                self.parents(&src);
-                self.ops.push(Op::Touch {
-                    path: cpath(NEWROOT, &src),
-                });
+                self.touch(&src);
             }
             let (root, w) = holder(m).unwrap_or_else(|| (PathBuf::from("/"), false));
             self.control_bind(&src, m, &root, w, RO | sys::MOUNT_ATTR_NOEXEC, &mut pinned);
@@ -409,16 +391,7 @@ impl Planner {
             // the source opened without following a symlink. Sockets below a read-only one
             // are masked like those of `--ro` paths.
             let is_dir = src.is_dir();
-            if is_dir {
-                self.mkdir(dst, 0o755);
-                self.forget_below(dst);
-                self.dirs.insert(dst.clone());
-            } else {
-                self.parents(dst);
-                self.ops.push(Op::Touch {
-                    path: cpath(NEWROOT, dst),
-                });
-            }
+            self.mount_point(dst, is_dir);
             self.ops.push(Op::PinnedBind {
                 src: cpath(OLDROOT, src),
                 dst: cpath(NEWROOT, dst),
@@ -630,17 +603,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         optional: false,
     });
     if let Some(exe) = &spec.self_exe {
-        let dst = Path::new(SELF_EXE);
-        pl.parents(dst);
-        pl.ops.push(Op::Touch {
-            path: cpath(NEWROOT, dst),
-        });
-        pl.ops.push(Op::Bind {
-            src: cpath(OLDROOT, exe),
-            dst: cpath(NEWROOT, dst),
-            attrs: sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
-            optional: false,
-        });
+        let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+        pl.bind(exe, Path::new(SELF_EXE), false, attrs, false);
     }
 
     // /tmp is a directory of the root tmpfs, not a tmpfs of its own: every writable

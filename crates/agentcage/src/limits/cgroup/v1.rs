@@ -4,53 +4,19 @@
 use std::path::Path;
 
 use super::{
-    cpu_quota_us, format_cpus, keyed, mkdir_writable, read_u64, short, write_file, CgroupError,
-    Choice, Ctl, Hierarchy, Leaf, CPU_PERIOD_US, PARENT_DIR,
+    cpu_quota_us, format_cpus, keyed, read_u64, write_file, CgroupError, Leaf, CPU_PERIOD_US,
 };
-
-/// Finds the v1 base of a hierarchy: our own cgroup, or the nearest writable ancestor.
-pub(super) fn choose_v1(h: &Hierarchy, want: &[Ctl], why: &mut Vec<String>) -> Option<Choice> {
-    let mut first_err: Option<String> = None;
-    for base in h.candidates() {
-        match mkdir_writable(&base.join(PARENT_DIR)) {
-            Ok(_) => {
-                let roles = h
-                    .controllers
-                    .iter()
-                    .copied()
-                    .filter(|c| want.contains(c) || *c == Ctl::Freezer)
-                    .collect();
-                return Some(Choice {
-                    hierarchy: h.clone(),
-                    base,
-                    roles,
-                });
-            }
-            Err(e) => {
-                first_err.get_or_insert_with(|| {
-                    format!("v1 {}: {}", base.join(PARENT_DIR).display(), short(&e))
-                });
-            }
-        }
-    }
-    why.extend(first_err);
-    None
-}
 
 /// Writes `memory.limit_in_bytes`; returns the swap file to cap, its value and the main file's
 /// name.
 pub(super) fn write_memory(
     d: &Path,
     m: u64,
-) -> Result<(&'static str, String, &'static str), CgroupError> {
+) -> Result<(&'static str, u64, &'static str), CgroupError> {
     write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
     // memsw counts memory + swap; equal to the limit means no swap (set after
     // limit_in_bytes: the kernel requires memsw >= limit).
-    Ok((
-        "memory.memsw.limit_in_bytes",
-        m.to_string(),
-        "memory.limit_in_bytes",
-    ))
+    Ok(("memory.memsw.limit_in_bytes", m, "memory.limit_in_bytes"))
 }
 
 /// Writes `cpu.cfs_period_us` and `cpu.cfs_quota_us` for `cpus` CPUs; returns the row's detail.
