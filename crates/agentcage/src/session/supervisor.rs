@@ -50,6 +50,9 @@ pub struct StartOptions {
     pub events: Option<Option<crate::events::EventSink>>,
     /// `--net-log` (its fd must be in `keep_fds`).
     pub net_log: Option<std::fs::File>,
+    /// `--die-with-parent`: a pidfd of the session's owner ([`super::owner::parent`]); the
+    /// session stops when that process exits.
+    pub owner: Option<OwnedFd>,
 }
 
 /// A session that is ready to exec.
@@ -244,6 +247,7 @@ fn supervise(
     }
     let mut keep = vec![0, 1, 2, listener.as_raw_fd(), ready_w];
     keep.extend(&opts.keep_fds);
+    keep.extend(opts.owner.as_ref().map(AsRawFd::as_raw_fd));
     // The prepared plan's own fds (the idmapped workspace's user namespaces).
     keep.extend(prepared.held_fds());
     keep.sort_unstable();
@@ -315,6 +319,15 @@ fn supervise(
     if let Err(e) = dir::write_state(&dir, &state) {
         drop(spawned);
         return fail(format!("write the session's state file: {e}"), None);
+    }
+    if let Some(owner) = opts.owner.take() {
+        if let Err(e) = super::owner::watch(owner, dir::socket_path(&dir, &name)) {
+            drop(spawned);
+            return fail(
+                format!("start the thread that watches the owner: {e}"),
+                None,
+            );
+        }
     }
     let _ = listener.set_nonblocking(true);
     let _ = sys::write_all(
