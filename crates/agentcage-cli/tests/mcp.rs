@@ -43,7 +43,7 @@ fn is_root() -> bool {
 }
 
 /// A runtime directory of the trial's user (removed on drop).
-struct Xdg(PathBuf);
+struct Xdg(PathBuf, Who);
 
 impl Xdg {
     fn new(who: Who) -> Result<Xdg, Failed> {
@@ -59,7 +59,7 @@ impl Xdg {
         if who == Who::Nobody && is_root() {
             std::os::unix::fs::chown(&p, Some(65534), Some(65534)).map_err(err)?;
         }
-        Ok(Xdg(p))
+        Ok(Xdg(p, who))
     }
 
     /// The session files (sockets, state) in it.
@@ -84,10 +84,14 @@ impl Drop for Xdg {
     fn drop(&mut self) {
         // A failed trial may leave a session: stop it (as its user) before removing.
         if !self.sessions().is_empty() {
-            let _ = Command::new(binary())
-                .args(["session", "stop", "--all"])
-                .env("XDG_RUNTIME_DIR", &self.0)
-                .output();
+            let mut c = Command::new(binary());
+            c.args(["session", "stop", "--all"])
+                .env("XDG_RUNTIME_DIR", &self.0);
+            if self.1 == Who::Nobody && is_root() {
+                use std::os::unix::process::CommandExt;
+                c.uid(65534).gid(65534);
+            }
+            let _ = c.output();
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
