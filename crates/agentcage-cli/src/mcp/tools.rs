@@ -242,11 +242,9 @@ impl Server {
     ) -> Result<CallToolResult, ToolError> {
         // Cancelled by the client (notifications/cancelled), or the server is ending.
         let ct = &context.ct;
-        let session = tokio::select! {
-            s = self.session() => s.map_err(ToolError::msg)?,
-            // Cancelled while the session starts: the start goes on (the next call uses it).
-            _ = ct.cancelled() => return Err(ToolError::msg("cancelled")),
-        };
+        // Not cancellable: a start abandoned half-way would leave a session this server
+        // does not know (the next call's start would find the name taken).
+        let session = self.session().await.map_err(ToolError::msg)?;
         let call = Call {
             session: session.clone(),
             cancel: Arc::new(Cancel::default()),
