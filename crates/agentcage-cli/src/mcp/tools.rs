@@ -861,3 +861,20 @@ fn diff_tool(dir: &Path, a: &DiffArgs) -> Result<CallToolResult, ToolError> {
     }
     Ok(success(v))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_paths_stay_in_the_workspace() {
+        let ws = Path::new("/w/s");
+        let ok = |p: &str| workspace_relative(ws, Path::new(p)).map_err(|e| e.message);
+        assert_eq!(ok("a/./b/../c").unwrap(), PathBuf::from("a/c"));
+        assert_eq!(ok("/w/s/x/y").unwrap(), PathBuf::from("x/y"));
+        assert_eq!(ok("/w/s").unwrap(), PathBuf::new());
+        for bad in ["..", "a/../../b", "/w/other", "/w/s/../t"] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
+    }
+}
