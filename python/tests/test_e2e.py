@@ -6,9 +6,11 @@ lists `python`). Runs as whoever runs it: .ci/run and tests/mcp.rs run it as roo
 uid 65534. Each test class uses its own XDG_RUNTIME_DIR and workspace.
 """
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -134,6 +136,82 @@ class EndToEnd(unittest.TestCase):
     def test_diff_needs_overlay(self):
         with self.assertRaises(agentcage.NotSupported):
             self.s.diff()
+
+    def test_dies_with_its_process(self):
+        # A Python process that starts a session and is killed (SIGKILL: no close(), no
+        # atexit): the session stops by itself (die_with_parent, the default).
+        code = (
+            "import agentcage, os, signal, sys\n"
+            "s = agentcage.Session(agentcage=sys.argv[1], workspace=sys.argv[2], name='py-orphan')\n"
+            "s.start(); print('up', flush=True); os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
+        p = subprocess.run([sys.executable, "-c", code, BIN, self.ws], capture_output=True, text=True)
+        self.assertEqual((p.returncode, p.stdout), (-9, "up\n"), p.stderr)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30 and "py-orphan" in _session_names():
+            time.sleep(0.05)
+        self.assertNotIn("py-orphan", _session_names())
+
+
+def _session_names():
+    p = subprocess.run([BIN, "session", "list", "--json"], capture_output=True, text=True)
+    return [x["name"] for x in json.loads(p.stdout or "[]")]
+
+
+@unittest.skipIf(SKIP is not None, SKIP or "")
+class OverlayDiff(unittest.TestCase):
+    """An overlay session: diff() lists the changes (and a patch) while the workspace stays
+    untouched, during the session and after close()."""
+
+    def setUp(self):
+        self.xdg = tempfile.mkdtemp(prefix="agentcage-py-xdg-")
+        self.ws = tempfile.mkdtemp(prefix="agentcage-py-ws-")
+        # The overlay's directory outside the workspace; as root its parents must be
+        # traversable by the sandbox's uid (docs/OVERLAY.md).
+        self.base = tempfile.mkdtemp(prefix="agentcage-py-ov-")
+        os.chmod(self.base, 0o711)
+        with open(os.path.join(self.ws, "old.txt"), "w") as f:
+            f.write("old\n")
+        if os.geteuid() == 0:
+            for p in (self.ws, os.path.join(self.ws, "old.txt")):
+                os.chown(p, 65534, 65534)
+        self.old_xdg = os.environ.get("XDG_RUNTIME_DIR")
+        os.environ["XDG_RUNTIME_DIR"] = self.xdg
+
+    def tearDown(self):
+        # agentcage removes the overlay (its work dir is mode 000 for overlayfs: a plain
+        # rmtree as uid 65534 cannot).
+        ov = os.path.join(self.base, "ov")
+        p = None
+        if os.path.exists(ov):
+            p = subprocess.run([BIN, "discard", "--overlay-dir", ov, "--all", "--remove"], capture_output=True, text=True)
+        if self.old_xdg is None:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = self.old_xdg
+        for d in (self.xdg, self.ws, self.base):
+            shutil.rmtree(d, ignore_errors=True)
+        if p is not None:
+            self.assertEqual(p.returncode, 0, "discard --all --remove: " + p.stderr)
+
+    def test_diff(self):
+        ov = os.path.join(self.base, "ov")
+        s = agentcage.Session(agentcage=BIN, workspace=self.ws, overlay=True, overlay_dir=ov)
+        with s:
+            self.assertEqual(s.diff()["changes"], [])
+            s.write_file("new.txt", "new\n")
+            self.assertEqual(s.exec("echo changed > old.txt && echo x > .envrc").exit_code, 0)
+            d = s.diff()
+            self.assertEqual({c["path"]: c["kind"] for c in d["changes"]}, {"new.txt": "added", "old.txt": "modified", ".envrc": "added"})
+            self.assertEqual((d["sensitive"], d["workspace"]), ([".envrc"], os.path.realpath(self.ws)))
+            d = s.diff("old.txt", patch=True)
+            self.assertEqual([c["path"] for c in d["changes"]], ["old.txt"])
+            self.assertIn("-old\n+changed\n", d["patch"])
+        # Closed: the changes wait in the overlay; the workspace never saw them.
+        self.assertEqual(len(s.diff()["changes"]), 3)
+        with open(os.path.join(self.ws, "old.txt")) as f:
+            self.assertEqual(f.read(), "old\n")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "new.txt")))
 
 
 @unittest.skipIf(SKIP is not None, SKIP or "")

@@ -62,9 +62,13 @@ class Flags(unittest.TestCase):
 
     def test_start_args(self):
         s = agentcage.Session("p.toml", agentcage="/bin/agentcage", name="n1", rw=["/x"])
-        self.assertEqual(s.start_args(), ["/bin/agentcage", "session", "start", "--name", "n1", "-q", "--policy", "p.toml", "--rw", "/x", "--events"])
-        s = agentcage.Session(agentcage="a", name="n", events=False)
+        self.assertEqual(
+            s.start_args(),
+            ["/bin/agentcage", "session", "start", "--name", "n1", "-q", "--policy", "p.toml", "--rw", "/x", "--events", "--die-with-parent"],
+        )
+        s = agentcage.Session(agentcage="a", name="n", events=False, die_with_parent=False)
         self.assertNotIn("--events", s.start_args())
+        self.assertNotIn("--die-with-parent", s.start_args())
 
     def test_cli_error(self):
         self.assertEqual(
@@ -84,6 +88,52 @@ class Flags(unittest.TestCase):
             self.assertEqual(cm.exception.hint, "try 4G")
             self.assertEqual(cm.exception.exit_code, 2)
             self.assertIn("hint: try 4G", str(cm.exception))
+
+
+class Diff(unittest.TestCase):
+    """Session.diff runs `agentcage diff TARGET --json [PATHS]` (and --patch) from /."""
+
+    def fake(self, d, rc=0):
+        log = os.path.join(d, "log")
+        fake = os.path.join(d, "agentcage")
+        with open(fake, "w") as f:
+            f.write(
+                "#!/bin/sh\n"
+                'echo "$(pwd) $*" >> %s\n'
+                'case "$*" in *--patch*) printf "PATCH\\n";; *--json*) echo \'{"overlay": "o", "changes": [], "sensitive": []}\';; esac\n'
+                "[ %d = 0 ] || { echo 'agentcage: error: no overlay named \"x\"' >&2; exit %d; }\n" % (log, rc, rc)
+            )
+        os.chmod(fake, 0o755)
+        return fake, log
+
+    def session(self, fake, **flags):
+        s = agentcage.Session(agentcage=fake, name="n1", **flags)
+        s.socket_path = "/nonexistent"  # started, as far as diff is concerned
+        return s
+
+    def test_args(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake, log = self.fake(d)
+            self.assertEqual(self.session(fake, overlay=True).diff(), {"overlay": "o", "changes": [], "sensitive": []})
+            r = self.session(fake, overlay="mine").diff("src", "/ws/a", patch=True)
+            self.assertEqual(r["patch"], "PATCH\n")
+            self.session(fake, overlay=True, overlay_dir="/tmp/ov").diff()
+            with open(log) as f:
+                self.assertEqual(f.read().splitlines(), [
+                    "/ diff n1 --json",
+                    "/ diff mine --json src /ws/a",
+                    "/ diff mine --patch src /ws/a",
+                    "/ diff --overlay-dir /tmp/ov --json",
+                ])
+
+    def test_errors(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake, _ = self.fake(d, rc=2)
+            with self.assertRaises(agentcage.AgentcageError) as cm:
+                self.session(fake, overlay=True).diff()
+            self.assertEqual((cm.exception.message, cm.exception.exit_code), ('no overlay named "x"', 2))
+            with self.assertRaises(agentcage.NotSupported):
+                self.session(fake).diff()
 
 
 class Streams(unittest.TestCase):

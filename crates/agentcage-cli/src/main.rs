@@ -103,7 +103,7 @@ struct McpCli {
     args: mcp::McpArgs,
 }
 
-const MCP_AFTER_HELP: &str = "Examples:\n  agentcage mcp\n  agentcage mcp --policy ~/.config/agentcage/coding-agent.toml --allow-host pypi.org\n  claude mcp add agentcage -- agentcage mcp --memory 4G\n\nAn MCP server on stdin/stdout owning one session (started at the first tool call, stopped\nwhen stdin closes or on SIGTERM): tools exec, read_file, write_file, list_dir. See\ndocs/AGENT-API.md.\n";
+const MCP_AFTER_HELP: &str = "Examples:\n  agentcage mcp\n  agentcage mcp --policy ~/.config/agentcage/coding-agent.toml --allow-host pypi.org\n  claude mcp add agentcage -- agentcage mcp --memory 4G\n\nAn MCP server on stdin/stdout owning one session (started at the first tool call, stopped\nwhen stdin closes or on SIGTERM, and when the server dies): tools exec, read_file, write_file,\nlist_dir, and with --overlay a read-only diff. See docs/AGENT-API.md.\n";
 
 const EXEC_AFTER_HELP: &str = "Examples:\n  S=$(agentcage session start)\n  agentcage exec $S -- make test\n  agentcage exec $S --cwd sub --env CI=1 --timeout 5m -- ./run.sh\n  agentcage session stop $S\n\nExit status: as run; 125 also when the session is gone.\n";
 
@@ -128,7 +128,7 @@ enum Cmd {
     #[command(after_help = EXEC_AFTER_HELP.to_string() + exit::EXIT_CODES_HELP)]
     Exec(session::ExecArgs),
     /// An MCP server on stdio that gives an agent one sandbox (a session) as tools: exec,
-    /// read_file, write_file, list_dir. Takes run's policy flags.
+    /// read_file, write_file, list_dir (and diff with --overlay). Takes run's policy flags.
     #[command(after_help = MCP_AFTER_HELP)]
     Mcp(Box<mcp::McpArgs>),
     /// Try forbidden operations from inside a sandbox and report what is blocked (one JSON

@@ -45,14 +45,35 @@ pub fn prepare(
     protected: &[PathBuf],
     fallback_name: Option<&str>,
 ) -> Result<Option<(Overlay, std::os::fd::OwnedFd)>, UsageError> {
+    let Some((_, dir)) = location(a, &policy.workspace, fallback_name)? else {
+        return Ok(None);
+    };
+    let owner = (agentcage::geteuid() == 0).then_some((policy.host_uid, policy.host_gid));
+    let ov = Overlay::open_or_create(&dir, &policy.workspace, owner)
+        .map_err(|e| UsageError::new(format!("--overlay: {e}")))?;
+    policy
+        .binds
+        .retain(|b| !(protected.contains(&b.path) && b.path.starts_with(&policy.workspace)));
+    let lock = ov
+        .take()
+        .map_err(|e| UsageError::new(format!("--overlay: {e}")))?;
+    policy.overlay = Some(dir);
+    Ok(Some((ov, lock)))
+}
+
+/// The overlay's name and directory for these flags (`None` without `--overlay`): NAME,
+/// else `fallback_name` (a session's name), else the workspace's; in `--overlay-dir`, else
+/// under the default root.
+pub fn location(
+    a: &OverlayArgs,
+    workspace: &Path,
+    fallback_name: Option<&str>,
+) -> Result<Option<(String, PathBuf)>, UsageError> {
     let Some(name) = &a.overlay else {
         return Ok(None);
     };
     let name = if name.is_empty() {
-        fallback_name.map_or_else(
-            || overlay::name_for_workspace(&policy.workspace),
-            str::to_string,
-        )
+        fallback_name.map_or_else(|| overlay::name_for_workspace(workspace), str::to_string)
     } else {
         name.clone()
     };
@@ -73,17 +94,7 @@ pub fn prepare(
         }
         None => root_or_err()?.join(&name),
     };
-    let owner = (agentcage::geteuid() == 0).then_some((policy.host_uid, policy.host_gid));
-    let ov = Overlay::open_or_create(&dir, &policy.workspace, owner)
-        .map_err(|e| UsageError::new(format!("--overlay: {e}")))?;
-    policy
-        .binds
-        .retain(|b| !(protected.contains(&b.path) && b.path.starts_with(&policy.workspace)));
-    let lock = ov
-        .take()
-        .map_err(|e| UsageError::new(format!("--overlay: {e}")))?;
-    policy.overlay = Some(dir);
-    Ok(Some((ov, lock)))
+    Ok(Some((name, dir)))
 }
 
 /// After a run: records the workspace entries of the new changes (the conflict check of
@@ -331,13 +342,7 @@ pub fn diff(a: &DiffArgs) -> i32 {
         .collect();
     let mut out = std::io::stdout().lock();
     if a.json {
-        let v = serde_json::json!({
-            "overlay": ov.meta.name,
-            "dir": ov.dir,
-            "workspace": ov.meta.workspace,
-            "sensitive": flagged.iter().map(|c| &c.path).collect::<Vec<_>>(),
-            "changes": changes,
-        });
+        let v = diff_json(&ov, &changes, &a.sensitive);
         let _ = writeln!(
             out,
             "{}",
@@ -382,10 +387,27 @@ pub fn diff(a: &DiffArgs) -> i32 {
     0
 }
 
+/// `diff --json` (and the MCP server's `diff` tool): the overlay, the sensitive paths among
+/// `changes` (the defaults and `extra` patterns), the changes.
+pub fn diff_json(ov: &Overlay, changes: &[Change], extra: &[String]) -> serde_json::Value {
+    serde_json::json!({
+        "overlay": ov.meta.name,
+        "dir": ov.dir,
+        "workspace": ov.meta.workspace,
+        "sensitive": changes
+            .iter()
+            .filter(|c| sensitive(c, extra))
+            .map(|c| &c.path)
+            .collect::<Vec<_>>(),
+        "changes": changes,
+    })
+}
+
 /// Files larger than this are named, not diffed.
 const PATCH_MAX: usize = 8 << 20;
 
-fn patch(ov: &Overlay, c: &Change) -> String {
+/// The unified patch of one change (`diff --patch`).
+pub fn patch(ov: &Overlay, c: &Change) -> String {
     let p = c.path.display().to_string();
     let read = |upper: bool, want: bool| -> Option<Vec<u8>> {
         if !want {

@@ -61,6 +61,10 @@ pub struct StartArgs {
     /// and `commit` work while it runs.
     #[command(flatten)]
     pub overlay: crate::overlay::OverlayArgs,
+    /// Stop the session when the process that ran `session start` exits, however it ends
+    /// (`kill -9` included): for a program that owns its session (`agentcage mcp`, an SDK).
+    #[arg(long)]
+    pub die_with_parent: bool,
     /// As for run.
     #[arg(long)]
     pub trust_writable_policy: bool,
@@ -248,6 +252,15 @@ fn start(a: StartArgs) -> i32 {
         idle_timeout: a.idle_timeout.map(Duration::from_secs_f64),
         ..StartOptions::default()
     };
+    if a.die_with_parent {
+        match session::owner::parent() {
+            Ok(fd) => opts.owner = Some(fd),
+            Err(e) => {
+                print_error(&e);
+                return exit::SETUP;
+            }
+        }
+    }
     match &a.events {
         Some(spec) if spec.is_empty() => opts.events = Some(None),
         Some(spec) => match crate::events::open(Path::new(spec), &policy, false) {

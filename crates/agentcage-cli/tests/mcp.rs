@@ -9,8 +9,15 @@
 //!   session is left.
 //! - `open_world_hint`: with `--allow-host`, `exec` (only) says openWorldHint, and a denied
 //!   HTTP request (the proxy's 403) is in the exec's `denials` (and not in the next exec's).
+//! - `overlay_diff`: with `--overlay`, the read-only `diff` tool (hints, changes, sensitive
+//!   paths, patch, path filter) while the workspace stays untouched; the changes wait after.
+//! - `cancel_exec`: `notifications/cancelled` of a running `sleep 300` exec kills it (the
+//!   time is printed) and the session serves the next call.
 //! - `stdin_close_stops_session`, `sigterm_stops_session` (raw JSON-RPC, no Python): the
 //!   server exits 0 and the session (socket, state, a background process of an exec) is gone.
+//! - `sigkill_stops_session`: after `kill -9` of the server the session goes by itself
+//!   (`--die-with-parent`); `sweeps_stale_sessions`: the server's start stops `mcp-PID`
+//!   sessions of dead PIDs and keeps one whose PID runs.
 //!
 //! - `python_package`: the Python package's unit and end-to-end tests (`python/tests`: exec,
 //!   files, timeout, refusals, close leaves nothing) run as the trial's user against this
@@ -36,7 +43,7 @@ fn is_root() -> bool {
 }
 
 /// A runtime directory of the trial's user (removed on drop).
-struct Xdg(PathBuf);
+struct Xdg(PathBuf, Who);
 
 impl Xdg {
     fn new(who: Who) -> Result<Xdg, Failed> {
@@ -52,7 +59,7 @@ impl Xdg {
         if who == Who::Nobody && is_root() {
             std::os::unix::fs::chown(&p, Some(65534), Some(65534)).map_err(err)?;
         }
-        Ok(Xdg(p))
+        Ok(Xdg(p, who))
     }
 
     /// The session files (sockets, state) in it.
@@ -77,10 +84,14 @@ impl Drop for Xdg {
     fn drop(&mut self) {
         // A failed trial may leave a session: stop it (as its user) before removing.
         if !self.sessions().is_empty() {
-            let _ = Command::new(binary())
-                .args(["session", "stop", "--all"])
-                .env("XDG_RUNTIME_DIR", &self.0)
-                .output();
+            let mut c = Command::new(binary());
+            c.args(["session", "stop", "--all"])
+                .env("XDG_RUNTIME_DIR", &self.0);
+            if self.1 == Who::Nobody && is_root() {
+                use std::os::unix::process::CommandExt;
+                c.uid(65534).gid(65534);
+            }
+            let _ = c.output();
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }
@@ -135,7 +146,18 @@ fn client_script() -> PathBuf {
 }
 
 fn run_client(env: &Env, mode: &str, server_args: &[&str], xdg: &Xdg) -> Result<(), Failed> {
+    run_client_with(env, mode, server_args, xdg, |_| {})
+}
+
+fn run_client_with(
+    env: &Env,
+    mode: &str,
+    server_args: &[&str],
+    xdg: &Xdg,
+    f: impl FnOnce(&mut Command),
+) -> Result<(), Failed> {
     let mut c = Command::new("python3");
+    f(&mut c);
     c.arg(client_script())
         .arg(mode)
         .arg("--")
@@ -153,6 +175,10 @@ fn run_client(env: &Env, mode: &str, server_args: &[&str], xdg: &Xdg) -> Result<
     );
     if !st.success() || out.trim() != "ok" {
         return Err(format!("client exit {}\nstdout: {out}\nstderr: {errs}", code_of(st)).into());
+    }
+    // What the client measured (the cancel's time), for the log.
+    for l in errs.lines().filter(|l| l.contains(" after ")) {
+        eprintln!("{} {mode}: {l}", env.who.name());
     }
     Ok(())
 }
@@ -173,6 +199,52 @@ fn open_world_hint(env: &Env) -> Result<(), Failed> {
         &["-w", ws.s(), "--allow-host", "allowed.test"],
         &xdg,
     )
+}
+
+/// `--overlay`: the `diff` tool (listed, read-only hints, the changes and sensitive paths,
+/// patch, path filter, refusals) while the workspace stays untouched.
+fn overlay_diff(env: &Env) -> Result<(), Failed> {
+    let xdg = Xdg::new(env.who)?;
+    let ws = env.workspace()?;
+    for (f, body) in [("old.txt", "old\n"), ("gone.txt", "bye\n")] {
+        std::fs::write(ws.path().join(f), body).map_err(err)?;
+    }
+    env.chown_tree(ws.path())?;
+    // The overlay's directory outside the workspace (as root: under a root-owned base the
+    // sandbox's uid can traverse, as `agentcage` requires; tests/overlay.rs does the same).
+    let base = env.workspace()?;
+    if is_root() && env.who == Who::Root {
+        std::os::unix::fs::chown(base.path(), Some(0), Some(0)).map_err(err)?;
+    }
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).map_err(err)?;
+    let dir = base.path().join("ov");
+    let dir = dir.to_str().ok_or("temp path")?;
+    run_client_with(
+        env,
+        "overlay",
+        &["-w", ws.s(), "--overlay", "--overlay-dir", dir],
+        &xdg,
+        |c| {
+            c.env("MCP_TEST_WS", ws.path());
+        },
+    )?;
+    xdg.expect_empty("after the overlay client")?;
+    // The changes wait in the overlay after the server is gone: `agentcage diff` sees them.
+    let o = env.run(&["diff", "--overlay-dir", dir, "--json"])?;
+    o.expect_code(0, "agentcage diff of the server's overlay")?;
+    if !o.stdout.contains("\"new.txt\"") || ws.path().join("new.txt").exists() {
+        return Err(format!("after the server: {}", o.stdout).into());
+    }
+    Ok(())
+}
+
+/// notifications/cancelled for a running exec (`sleep 300`) kills it: its process is gone
+/// within 30 s (measured: printed), and the session serves the next call.
+fn cancel_exec(env: &Env) -> Result<(), Failed> {
+    let xdg = Xdg::new(env.who)?;
+    let ws = env.workspace()?;
+    run_client(env, "cancel", &["-w", ws.s()], &xdg)?;
+    xdg.expect_empty("after the cancel client")
 }
 
 /// A server started by hand, initialized, with a session running a background process.
@@ -249,6 +321,96 @@ fn end_stops_session(env: &Env, how: &str) -> Result<(), Failed> {
     xdg.expect_empty(how)?;
     settle(|| !process_with_arg(&marker))
         .map_err(|()| format!("the exec's background process survived {how}").into())
+}
+
+/// `kill -9` of the server: its session (started with --die-with-parent) stops by itself,
+/// with the exec's background process, within 30 s (it takes well under a second here).
+fn sigkill_stops_session(env: &Env) -> Result<(), Failed> {
+    let xdg = Xdg::new(env.who)?;
+    let ws = env.workspace()?;
+    let marker = format!("{}", 800_000 + std::process::id() % 90_000);
+    let mut r = Raw::start(env, ws.s(), &xdg, &marker)?;
+    if xdg.sessions().is_empty() || !process_with_arg(&marker) {
+        return Err("no session / background process while the server runs".into());
+    }
+    r.child.kill().map_err(err)?;
+    let st = r.child.wait().map_err(err)?;
+    if code_of(st) != 128 + libc::SIGKILL {
+        return Err(format!("agentcage mcp: {st:?}, not SIGKILL").into());
+    }
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(30)
+        && (!xdg.sessions().is_empty() || process_with_arg(&marker))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !xdg.sessions().is_empty() || process_with_arg(&marker) {
+        return Err(format!(
+            "30 s after kill -9 of the server: session files {:?}, background process {}",
+            xdg.sessions(),
+            process_with_arg(&marker)
+        )
+        .into());
+    }
+    eprintln!(
+        "{} sigkill: the session was gone {} ms after the server's SIGKILL",
+        env.who.name(),
+        t.elapsed().as_millis()
+    );
+    let list = env
+        .command_as_is(&["session", "list"])
+        .env("XDG_RUNTIME_DIR", &xdg.0)
+        .output()
+        .map_err(err)?;
+    if String::from_utf8_lossy(&list.stdout).contains("mcp-") {
+        return Err(format!("session list: {}", String::from_utf8_lossy(&list.stdout)).into());
+    }
+    Ok(())
+}
+
+/// At its start the server stops `mcp-PID` sessions whose server is gone (PID dead), and
+/// leaves those whose PID still runs the process that started before them.
+fn sweeps_stale_sessions(env: &Env) -> Result<(), Failed> {
+    let xdg = Xdg::new(env.who)?;
+    let ws = env.workspace()?;
+    // A pid that is gone: a child that has exited and been reaped.
+    let mut dead = Command::new("true").spawn().map_err(err)?;
+    dead.wait().map_err(err)?;
+    let stale = format!("mcp-{}", dead.id());
+    // This test process started before the session: a live owner.
+    let live = format!("mcp-{}", std::process::id());
+    for name in [&stale, &live] {
+        let o = env
+            .command_as_is(&["session", "start", "-q", "--name", name, "-w", ws.s()])
+            .env("XDG_RUNTIME_DIR", &xdg.0)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(err)?;
+        if !o.status.success() {
+            return Err(format!(
+                "session start {name}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+            .into());
+        }
+    }
+    let mut r = Raw::start(env, ws.s(), &xdg, "1")?;
+    let files = xdg.sessions();
+    drop(r.child.stdin.take());
+    let _ = wait_deadline(&mut r.child, Duration::from_secs(20), "agentcage mcp");
+    let stopped = env
+        .command_as_is(&["session", "stop", &live])
+        .env("XDG_RUNTIME_DIR", &xdg.0)
+        .output()
+        .map_err(err)?;
+    let has = |n: &str| files.iter().any(|f| f == &format!("{n}.sock"));
+    if has(&stale) || !has(&live) || !stopped.status.success() {
+        return Err(format!(
+            "after the server's start: {files:?} ({stale} must be gone, {live} kept)"
+        )
+        .into());
+    }
+    xdg.expect_empty("after the sweep test")
 }
 
 fn stdin_close_stops_session(env: &Env) -> Result<(), Failed> {
@@ -328,10 +490,14 @@ fn main() {
     let python: &[(&str, TestFn)] = &[
         ("python_client", python_client),
         ("open_world_hint", open_world_hint),
+        ("overlay_diff", overlay_diff),
+        ("cancel_exec", cancel_exec),
     ];
     let raw: &[(&str, TestFn)] = &[
         ("stdin_close_stops_session", stdin_close_stops_session),
         ("sigterm_stops_session", sigterm_stops_session),
+        ("sigkill_stops_session", sigkill_stops_session),
+        ("sweeps_stale_sessions", sweeps_stale_sessions),
     ];
     for who in [Who::Root, Who::Nobody] {
         let skip = common::skip_reason(who);

@@ -1,6 +1,7 @@
 """Drives `agentcage mcp` with the official MCP Python client (PyPI `mcp`, pinned in .ci/run).
 
-Usage: mcp_client.py CHECKS -- SERVER-ARGV...   (CHECKS: "full" or "open-world")
+Usage: mcp_client.py CHECKS -- SERVER-ARGV...   (CHECKS: "full", "open-world", "overlay" or
+"cancel"; "overlay" reads the workspace's host path from $MCP_TEST_WS)
 Exits non-zero with a message on the first failed check. Run by tests/mcp.rs.
 """
 
@@ -26,7 +27,7 @@ async def call(s, tool, args):
 
 async def full(s):
     tools = {t.name: t for t in (await s.list_tools()).tools}
-    check(set(tools) == {"exec", "read_file", "write_file", "list_dir"}, "tool names", sorted(tools))
+    check(set(tools) == {"exec", "read_file", "write_file", "list_dir"}, "tool names (no diff without --overlay)", sorted(tools))
     ann = {n: t.annotations for n, t in tools.items()}
     check(ann["exec"].readOnlyHint is False and ann["exec"].destructiveHint is True, "exec hints", ann["exec"])
     check(ann["exec"].openWorldHint is False, "exec openWorldHint without --allow-host", ann["exec"])
@@ -116,17 +117,80 @@ async def open_world(s):
     check(v["denials"] == [], "a later exec does not get them", v["denials"])
 
 
+async def overlay(s):
+    ws = os.environ["MCP_TEST_WS"]
+    tools = {t.name: t for t in (await s.list_tools()).tools}
+    check(set(tools) == {"exec", "read_file", "write_file", "list_dir", "diff"}, "tool names with --overlay (no commit)", sorted(tools))
+    a = tools["diff"].annotations
+    check(a.readOnlyHint is True and a.destructiveHint is False and a.idempotentHint is True and a.openWorldHint is False, "diff hints", a)
+    r, v = await call(s, "diff", {})
+    check(not r.isError and v["count"] == 0 and v["changes"] == [] and v["sensitive"] == [], "nothing changed yet", v)
+    check("dir" not in v and v["workspace"] == ws, "diff names the workspace, not the overlay's host dir", v)
+    r, v = await call(s, "exec", {"command": "echo new > new.txt && echo changed > old.txt && rm gone.txt && echo 'use flake' > .envrc"})
+    check(v["exit_code"] == 0, "writes through the overlay", v)
+    r, v = await call(s, "diff", {})
+    kinds = {c["path"]: c["kind"] for c in v["changes"]}
+    check(kinds == {"new.txt": "added", "old.txt": "modified", "gone.txt": "deleted", ".envrc": "added"}, "the changes", v)
+    check(v["sensitive"] == [".envrc"] and v["count"] == 4, "sensitive paths flagged", v)
+    # Read-only: the workspace on the host is untouched, and diff twice gives the same.
+    with open(os.path.join(ws, "old.txt")) as f:
+        check(f.read() == "old\n", "the workspace's file is unchanged")
+    check(os.path.exists(os.path.join(ws, "gone.txt")) and not os.path.exists(os.path.join(ws, "new.txt")), "the workspace has no change")
+    r2, v2 = await call(s, "diff", {})
+    check(v2["changes"] == v["changes"], "diff is idempotent", v2)
+    r, v = await call(s, "diff", {"paths": ["old.txt", ws + "/new.txt"], "patch": True})
+    check([c["path"] for c in v["changes"]] == ["new.txt", "old.txt"], "paths filter (relative and absolute)", v)
+    check("-old\n+changed\n" in v["patch"] and "+new\n" in v["patch"] and v["patch_truncated"] is False, "unified patch", v.get("patch"))
+    r, v = await call(s, "diff", {"patch": True, "max_output_bytes": 40})
+    check(v["patch_truncated"] is True and "[agentcage: output truncated: " in v["patch"], "patch capped with the marker", v.get("patch"))
+    r, v = await call(s, "diff", {"paths": ["../outside"]})
+    check(r.isError and "not inside the workspace" in r.content[0].text, "a path outside the workspace is refused", r)
+    r, v = await call(s, "diff", {"paths": "old.txt"})
+    check(r.isError and "array" in r.content[0].text, "bad arguments are a tool error", r)
+
+
+async def cancel(s):
+    from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
+
+    await call(s, "exec", {"command": "rm -f /tmp/cancel.pid"})
+    rid = s._request_id  # the id of the next request: the exec below
+    task = asyncio.create_task(s.call_tool("exec", {"command": "echo $$ > /tmp/cancel.pid; exec sleep 300", "timeout": 600}))
+    pid = ""
+    t0 = time.monotonic()
+    while not pid and time.monotonic() - t0 < 60:
+        await asyncio.sleep(0.2)
+        r, v = await call(s, "exec", {"command": "cat /tmp/cancel.pid 2>/dev/null"})
+        pid = v["stdout"].strip()
+    check(pid != "" and not task.done(), "the exec runs", pid)
+    await s.send_notification(ClientNotification(CancelledNotification(
+        method="notifications/cancelled", params=CancelledNotificationParams(requestId=rid, reason="test"))))
+    t0 = time.monotonic()
+    task.cancel()
+    gone = False
+    while time.monotonic() - t0 < 30:  # the exec would run 300 s
+        r, v = await call(s, "exec", {"command": f"kill -0 {pid} 2>/dev/null && echo alive || echo gone"})
+        if v["stdout"] == "gone\n":
+            gone = True
+            break
+        await asyncio.sleep(0.1)
+    took = time.monotonic() - t0
+    check(gone, "the cancelled exec's process was killed", took)
+    print(f"cancelled exec gone after {took:.2f} s", file=sys.stderr)
+    r, v = await call(s, "exec", {"command": "echo still here"})
+    check(v["stdout"] == "still here\n", "the session still works after a cancel", v)
+
+
 async def main():
     mode, sep, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
     check(sep == "--", "usage")
-    env = {k: os.environ[k] for k in ("PATH", "XDG_RUNTIME_DIR", "AGENTCAGE_TEST_EXPECT") if k in os.environ}
+    env = {k: os.environ[k] for k in ("PATH", "XDG_RUNTIME_DIR", "AGENTCAGE_TEST_EXPECT", "XDG_STATE_HOME") if k in os.environ}
     params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd="/")
     async with stdio_client(params) as (r, w):
         async with ClientSession(r, w) as s:
             init = await s.initialize()
             check(init.serverInfo.name == "agentcage", "server name", init.serverInfo)
             check(init.capabilities.tools is not None, "tools capability", init.capabilities)
-            await (full(s) if mode == "full" else open_world(s))
+            await {"full": full, "open-world": open_world, "overlay": overlay, "cancel": cancel}[mode](s)
     print("ok")
 
 

@@ -178,7 +178,9 @@ class Session:
 
     ``Session(policy="~/.config/agentcage/agent.toml", memory="4G", allow_host=["pypi.org"])``
     takes `session start`'s flags as keyword arguments (see `flags_to_args`); `events`
-    defaults to True (`--events`: each exec's denials come back in its result). Use it as a
+    defaults to True (`--events`: each exec's denials come back in its result), and so does
+    `die_with_parent` (the session stops when this process exits, even by SIGKILL; pass
+    False to keep it running after this process). Use it as a
     context manager, or call `start()` and `close()`. Methods are thread-safe (execs run one
     at a time per Session object).
     """
@@ -198,6 +200,8 @@ class Session:
         self.policy = policy
         self.flags = dict(flags)
         self.flags.setdefault("events", True)
+        # The session stops when this process exits, however (kill -9 included).
+        self.flags.setdefault("die_with_parent", True)
         self.socket_path: Optional[str] = None
         self._conn: Optional[_protocol.Connection] = None
         self._lock = threading.RLock()
@@ -359,19 +363,53 @@ class Session:
             raise FileOpError(r.stderr.strip() or "write exited %d" % r.exit_code, kind="command", exit_code=r.exit_code)
         return len(data)
 
-    def diff(self) -> str:
-        """The session's overlay changes (read-only; never commits). Needs a session started
-        with `overlay=True` (issue #16)."""
-        if not self.flags.get("overlay"):
+    def diff(self, *paths: str, patch: bool = False) -> Dict[str, Any]:
+        """The changes waiting in the session's overlay (`Session(..., overlay=True)`):
+        read-only, never commits (that stays with the user: `agentcage commit`). Works
+        while the session runs and after `close()` (the changes wait in the overlay).
+
+        Returns `agentcage diff --json`'s object: `overlay` (its name), `dir`, `workspace`,
+        `sensitive` (changed paths that run code outside the sandbox: git hooks and config,
+        .envrc, editor, CI and agent config; review them first) and `changes` (each with
+        `path`, `kind`: added, modified, mode, retyped, deleted; `type`, `old_mode`,
+        `new_mode`, `size`, `target`). `paths` (relative to the workspace, or absolute inside
+        it) restrict it; `patch=True` adds `patch`, the unified diff of the text files.
+
+        Runs the CLI (`agentcage diff NAME --json`), one process per call: the session
+        protocol has no diff request (the walk of the upper layer would stall the
+        supervisor's single loop, and the sensitive-path rules live in the CLI). Raises
+        NotSupported without an overlay, AgentcageError with agentcage's message otherwise.
+        """
+        overlay = self.flags.get("overlay")
+        if not overlay:
             raise NotSupported(
                 "diff needs an overlay session (Session(..., overlay=True)); this one writes "
                 "the workspace directly",
                 kind="no_overlay",
             )
-        # TODO(#16): the overlay's CLI is being built; this is its expected shape.
-        p = subprocess.run(
-            [self.binary, "diff", self.name], stdin=subprocess.DEVNULL, capture_output=True, text=True
-        )
+        if self.socket_path is None:
+            self.start()  # the overlay is made when the session starts
+        if self.flags.get("overlay_dir"):
+            target = ["--overlay-dir", os.fspath(self.flags["overlay_dir"])]
+        else:
+            target = [self.name if overlay is True else str(overlay)]
+        out = json.loads(self._diff_cli(target + ["--json"] + list(paths)))
+        if patch:
+            out["patch"] = self._diff_cli(target + ["--patch"] + list(paths))
+        return out
+
+    def _diff_cli(self, args: List[str]) -> str:
+        # cwd "/": relative paths are then relative to the workspace, not to our directory.
+        try:
+            p = subprocess.run(
+                [self.binary, "diff"] + args,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                cwd="/",
+            )
+        except OSError as e:
+            raise AgentcageError("run %s diff: %s" % (self.binary, e), kind="spawn") from None
         if p.returncode != 0:
             msg, hint = _cli_error(p.stderr)
             raise AgentcageError(msg, kind="diff", hint=hint, exit_code=p.returncode)

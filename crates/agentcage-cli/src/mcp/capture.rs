@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +33,58 @@ pub struct ExecRequest {
     pub stdin: Option<Vec<u8>>,
     /// Bytes kept of each of stdout and stderr: the first and last halves (see [`Stream`]).
     pub keep: Keep,
+    /// The tool call's cancellation: once cancelled, the exec is killed.
+    pub cancel: Option<Arc<Cancel>>,
+}
+
+/// A tool call's cancellation (MCP `notifications/cancelled`): whichever of the exec's start
+/// and the cancellation comes second kills the exec's process group ([`kill`]).
+#[derive(Debug, Default)]
+pub struct Cancel {
+    /// The exec's id once it started; whether the call was cancelled.
+    state: Mutex<(Option<u64>, bool)>,
+    /// The exec's exit frame came.
+    exited: AtomicBool,
+}
+
+impl Cancel {
+    /// Marks the call cancelled; the exec's id when it runs already (kill it).
+    pub fn cancel(&self) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 = true;
+        s.0
+    }
+
+    /// The exec started as `id`; true when the call was cancelled already (kill it).
+    fn started(&self, id: u64) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = Some(id);
+        s.1
+    }
+}
+
+/// How long a cancelled exec gets between SIGTERM and SIGKILL (as for a timeout, shorter:
+/// the caller has given up on the result).
+const CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// Kills a cancelled exec: SIGTERM to its process group, SIGKILL [`CANCEL_GRACE`] later
+/// unless its exit came. Blocking (run it on a thread).
+pub fn kill(session: &str, exec_id: u64, cancel: &Cancel) {
+    let Ok(mut c) = Client::connect(session) else {
+        return; // the session is gone, and the exec with it
+    };
+    let signal = |c: &mut Client, sig| {
+        // `not_running`: it has just ended.
+        let _ = c.call(&Request::Signal { exec_id, sig });
+    };
+    signal(&mut c, libc::SIGTERM);
+    let t = Instant::now();
+    while !cancel.exited.load(Ordering::SeqCst) && t.elapsed() < CANCEL_GRACE {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !cancel.exited.load(Ordering::SeqCst) {
+        signal(&mut c, libc::SIGKILL);
+    }
 }
 
 /// Which bytes of an output stream are kept.
@@ -63,7 +116,7 @@ pub struct Stream {
 }
 
 impl Stream {
-    fn new(keep: Keep) -> Stream {
+    pub fn new(keep: Keep) -> Stream {
         Stream {
             keep_head: keep.head,
             keep_tail: keep.tail,
@@ -71,7 +124,7 @@ impl Stream {
         }
     }
 
-    fn push(&mut self, mut b: &[u8]) {
+    pub fn push(&mut self, mut b: &[u8]) {
         self.total += b.len() as u64;
         let room = self.keep_head.saturating_sub(self.head.len());
         let n = room.min(b.len());
@@ -212,6 +265,12 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
     drop(done_tx);
     let (started, _) = client.recv()?;
     check_ok(&started)?;
+    if let (Some(c), Some(id)) = (&req.cancel, started["exec_id"].as_u64()) {
+        if c.started(id) {
+            let (c, session) = (c.clone(), name.to_string());
+            std::thread::spawn(move || kill(&session, id, &c));
+        }
+    }
     if let (Some(mut w), Some(data)) = (stdin_w, req.stdin.clone()) {
         // EPIPE (the command does not read it all) is not an error of the exec; SIGPIPE is
         // ignored in this process (Rust's default), so it comes back as an error here.
@@ -224,6 +283,9 @@ pub fn exec(name: &str, req: &ExecRequest) -> Result<Captured, SessionError> {
         let (v, _) = client.recv()?;
         check_ok(&v)?;
         if v["exit"] == Value::Bool(true) {
+            if let Some(c) = &req.cancel {
+                c.exited.store(true, Ordering::SeqCst);
+            }
             let denials = v.get("denials").and_then(Value::as_array).cloned();
             denials_dropped = v["denials_dropped"].as_u64().unwrap_or(0);
             let info = serde_json::from_value::<ExitInfo>(v)

@@ -1,12 +1,16 @@
 //! `agentcage mcp`: an MCP server on stdio (the official Rust SDK, `rmcp`) that owns one
 //! session (docs/SESSIONS.md) and offers it to an agent as tools: `exec`, `read_file`,
-//! `write_file`, `list_dir` (and `diff` once overlays exist). See docs/AGENT-API.md.
+//! `write_file`, `list_dir`, and with `--overlay` a read-only `diff`. See docs/AGENT-API.md.
 //!
-//! The session is started lazily, at the first tool call, by `agentcage session start` with
-//! this command's flags (a child process: the session's supervisor is a double fork that must
-//! not come from this multi-threaded process), and stopped when stdin closes or on
-//! SIGTERM/SIGINT/SIGHUP. Every tool runs through the sandbox: file tools are execs of `cat`,
-//! `sh` and `find` inside, subject to the session's policy like any command of the agent.
+//! The session is started lazily, at the first tool call, by `agentcage session start
+//! --die-with-parent` with this command's flags (a child process: the session's supervisor is
+//! a double fork that must not come from this multi-threaded process), and stopped when stdin
+//! closes or on SIGTERM/SIGINT/SIGHUP; a `kill -9` of the server stops it too (its supervisor
+//! watches a pidfd of the server), and sessions of dead servers are swept at start. Every
+//! tool runs through the sandbox: file tools are execs of `cat`, `sh` and `find` inside,
+//! subject to the session's policy like any command of the agent; `diff` reads the overlay's
+//! upper layer on the host, in this process (`agentcage::overlay`), and writes nothing but
+//! the conflict record `agentcage diff` writes too.
 
 mod capture;
 mod tools;
@@ -29,6 +33,10 @@ pub struct McpArgs {
     /// What to isolate (run's flags).
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// The overlay workspace (docs/OVERLAY.md): the agent's writes wait for review; adds
+    /// the read-only `diff` tool (never `commit`: that stays with you).
+    #[command(flatten)]
+    pub overlay: crate::overlay::OverlayArgs,
     /// As for run.
     #[arg(long)]
     pub trust_writable_policy: bool,
@@ -49,6 +57,11 @@ pub struct Config {
     exe: PathBuf,
     /// The session's name.
     name: String,
+    /// `--overlay`: the overlay's directory (the `diff` tool reads it).
+    overlay: Option<PathBuf>,
+    /// Why Landlock (filesystem) denials are not in `denials` on this host, when the
+    /// profile has Landlock.
+    landlock_note: Option<String>,
 }
 
 /// `agentcage mcp`: `forward` are the raw arguments after `mcp` (clap has accepted them).
@@ -74,6 +87,13 @@ pub fn main(args: &McpArgs, forward: Vec<OsString>) -> i32 {
             return crate::exit::SETUP;
         }
     };
+    let name = format!("mcp-{}", std::process::id());
+    let overlay =
+        match crate::overlay::location(&args.overlay, &policy.workspace, Some(name.as_str())) {
+            Ok(o) => o.map(|(_, dir)| dir),
+            Err(e) => return run::usage_error(&e),
+        };
+    sweep_stale();
     let config = Config {
         forward,
         open_world: policy.net == NetMode::Host
@@ -81,7 +101,12 @@ pub fn main(args: &McpArgs, forward: Vec<OsString>) -> i32 {
         allow: policy.egress.allow.clone(),
         net: policy.net.name(),
         exe,
-        name: format!("mcp-{}", std::process::id()),
+        name,
+        overlay,
+        landlock_note: policy
+            .layers
+            .has(agentcage::Layer::Landlock)
+            .then(agentcage::events::landlock_not_observable),
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -112,6 +137,45 @@ pub fn main(args: &McpArgs, forward: Vec<OsString>) -> i32 {
         }
     }
     code
+}
+
+/// Stops the sessions of MCP servers that are gone (`mcp-PID` whose PID no longer runs, or
+/// runs a process started after the session's supervisor: a recycled pid). Sessions started
+/// by this build die with their server (`--die-with-parent`); this covers older ones and a
+/// server killed before its `session start` opened the pidfd.
+fn sweep_stale() {
+    let Ok(dir) = agentcage::session::dir::runtime_dir() else {
+        return;
+    };
+    for (st, alive) in agentcage::session::dir::list_and_reap(&dir) {
+        let Some(pid) = st
+            .name
+            .strip_prefix("mcp-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !alive || owner_runs(pid, st.start_time) {
+            continue;
+        }
+        match Client::connect(&st.name).and_then(|mut c| c.stop()) {
+            Ok(()) | Err(SessionError::Gone { .. }) => eprintln!(
+                "agentcage: stopped session {}: its MCP server (pid {pid}) is gone",
+                st.name
+            ),
+            Err(e) => crate::ui::warning(&format!(
+                "stop session {} of a gone MCP server: {e}",
+                st.name
+            )),
+        }
+    }
+}
+
+/// Whether `pid` is the server that started a session whose supervisor started at
+/// `supervisor_start` (clock ticks since boot): the server started before its supervisor; a
+/// process started later under the same pid is another one.
+fn owner_runs(pid: i32, supervisor_start: u64) -> bool {
+    agentcage::session::dir::proc_start_time(pid).is_some_and(|t| t <= supervisor_start)
 }
 
 async fn serve(server: tools::Server) -> i32 {

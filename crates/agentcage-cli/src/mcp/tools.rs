@@ -2,10 +2,12 @@
 //! runs execs in the session (see `capture.rs`) on tokio's blocking pool.
 
 use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentcage::overlay;
 use agentcage::session::SessionError;
 use base64::Engine as _;
 use rmcp::model::{
@@ -18,7 +20,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::capture::{self, Captured, ExecRequest, Keep};
+use super::capture::{self, Cancel, Captured, ExecRequest, Keep};
 use super::Config;
 
 /// Default `timeout` of `exec`, seconds: an agent's command must not hang the tool forever.
@@ -95,6 +97,13 @@ impl Server {
             ("host", _) => "network: the host's (not isolated)".into(),
             _ => "network: none".into(),
         };
+        // Said once, here: `denials` has no filesystem refusals on such a host.
+        let fs = self
+            .cfg
+            .landlock_note
+            .as_ref()
+            .map(|n| format!(" Filesystem refusals are not in `denials`: {n}."))
+            .unwrap_or_default();
         let exec = Tool::new(
             "exec",
             format!(
@@ -104,7 +113,7 @@ impl Server {
                  (128+N for signal N, 124 on timeout), stdout, stderr (each cut to \
                  max_output_bytes with a marker), timed_out and the denials seen. A command \
                  the sandbox blocks fails like on a machine without that permission: this is \
-                 the sandbox's policy, not a bug to work around."
+                 the sandbox's policy, not a bug to work around.{fs}"
             ),
             schema(json!({
                 "type": "object",
@@ -191,36 +200,104 @@ impl Server {
                 .idempotent(true)
                 .open_world(false),
         );
-        // TODO(#16): with `--overlay`, a read-only `diff` tool (never `commit`: that stays
-        // with the human) goes here.
-        vec![exec, read, write, list]
+        let mut tools = vec![exec, read, write, list];
+        if self.cfg.overlay.is_some() {
+            tools.push(
+                Tool::new(
+                    "diff",
+                    "What the sandbox changed in the workspace so far: the workspace is an \
+                     overlay, every write waits there for the user's review (the user commits \
+                     or discards; no tool can). Lists each change (path, kind: added, \
+                     modified, mode, retyped, deleted; type, modes, size, symlink target) and \
+                     the `sensitive` ones (git hooks and config, direnv, editor, CI and agent \
+                     config: they run code outside the sandbox, the user reviews them first); \
+                     with `patch`, a unified diff of the text files.",
+                    schema(json!({
+                        "type": "object",
+                        "properties": {
+                            "paths": {"type": "array", "items": {"type": "string"}, "description": "only changes at or below these paths (relative to the workspace, or absolute inside it)"},
+                            "patch": {"type": "boolean", "description": "also return a unified diff of the text files (default false)"},
+                            "max_output_bytes": {"type": "integer", "minimum": 0, "description": "bytes of the patch kept (default 65536)"}
+                        },
+                        "additionalProperties": false
+                    })),
+                )
+                .with_annotations(
+                    ToolAnnotations::with_title("Show the changes waiting for review")
+                        .read_only(true)
+                        .destructive(false)
+                        .idempotent(true)
+                        .open_world(false),
+                ),
+            );
+        }
+        tools
     }
 
-    async fn call(&self, name: &str, args: &JsonObject) -> Result<CallToolResult, ToolError> {
+    async fn call(
+        &self,
+        name: &str,
+        args: &JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ToolError> {
+        // Cancelled by the client (notifications/cancelled), or the server is ending.
+        let ct = &context.ct;
+        // Not cancellable: a start abandoned half-way would leave a session this server
+        // does not know (the next call's start would find the name taken).
         let session = self.session().await.map_err(ToolError::msg)?;
+        let call = Call {
+            session: session.clone(),
+            cancel: Arc::new(Cancel::default()),
+        };
+        let cancel = call.cancel.clone();
         let work: Box<dyn FnOnce() -> Result<CallToolResult, ToolError> + Send> = match name {
             "exec" => {
-                let req = exec_request(args)?;
-                Box::new(move || exec_tool(&session, &req))
+                let mut req = exec_request(args)?;
+                req.cancel = Some(call.cancel.clone());
+                Box::new(move || exec_tool(&call.session, &req))
             }
             "read_file" => {
                 let (path, base64, max) = read_args(args)?;
-                Box::new(move || read_tool(&session, &path, base64, max))
+                Box::new(move || read_tool(&call, &path, base64, max))
             }
             "write_file" => {
                 let a = write_args(args)?;
-                Box::new(move || write_tool(&session, a))
+                Box::new(move || write_tool(&call, a))
             }
             "list_dir" => {
                 let path = opt_str(args, "path")?.unwrap_or_else(|| ".".into());
-                Box::new(move || list_tool(&session, &path))
+                Box::new(move || list_tool(&call, &path))
+            }
+            "diff" => {
+                let a = diff_args(args)?;
+                let dir = self.cfg.overlay.clone().ok_or_else(|| {
+                    ToolError::msg("no overlay: the server runs without --overlay")
+                })?;
+                Box::new(move || diff_tool(&dir, &a))
             }
             _ => return Err(ToolError::msg(format!("no tool {name:?}"))),
         };
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| ToolError::msg(format!("the tool's worker failed: {e}")))?
+        let mut worker = tokio::task::spawn_blocking(work);
+        let joined = tokio::select! {
+            r = &mut worker => r,
+            _ = ct.cancelled() => {
+                // notifications/cancelled: kill the exec (its process group), then let the
+                // worker see its end. rmcp drops the response of a cancelled request.
+                if let Some(id) = cancel.cancel() {
+                    let c = cancel.clone();
+                    tokio::task::spawn_blocking(move || capture::kill(&session, id, &c));
+                }
+                worker.await
+            }
+        };
+        joined.map_err(|e| ToolError::msg(format!("the tool's worker failed: {e}")))?
     }
+}
+
+/// What a tool's execs need: the session, and the call's cancellation.
+struct Call {
+    session: String,
+    cancel: Arc<Cancel>,
 }
 
 impl ServerHandler for Server {
@@ -248,7 +325,7 @@ impl ServerHandler for Server {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if !self.tools().iter().any(|t| t.name == request.name) {
             return Err(ErrorData::invalid_params(
@@ -257,7 +334,7 @@ impl ServerHandler for Server {
             ));
         }
         let args = request.arguments.unwrap_or_default();
-        let result = match self.call(&request.name, &args).await {
+        let result = match self.call(&request.name, &args, &context).await {
             Ok(r) => r,
             Err(e) => e.into_result(),
         };
@@ -316,12 +393,21 @@ impl From<SessionError> for ToolError {
     }
 }
 
-/// `agentcage session start --name N -q --events <this command's flags>`; its name, or its
-/// message.
+/// `agentcage session start --name N -q --events --die-with-parent <this command's flags>`;
+/// its name, or its message.
 fn start_session(cfg: &Config) -> Result<String, String> {
     let out = std::process::Command::new(&cfg.exe)
         // --events: every exec's denials come back in its exit frame (docs/SESSIONS.md).
-        .args(["session", "start", "--name", &cfg.name, "-q", "--events"])
+        // --die-with-parent: the session stops when this server exits, even by SIGKILL.
+        .args([
+            "session",
+            "start",
+            "--name",
+            &cfg.name,
+            "-q",
+            "--events",
+            "--die-with-parent",
+        ])
         .args(&cfg.forward)
         .stdin(std::process::Stdio::null())
         .output()
@@ -450,6 +536,7 @@ fn exec_request(args: &JsonObject) -> Result<ExecRequest, ToolError> {
             head: max - max / 2,
             tail: max / 2,
         },
+        cancel: None,
     })
 }
 
@@ -494,19 +581,20 @@ fn exec_tool(session: &str, req: &ExecRequest) -> Result<CallToolResult, ToolErr
 
 /// A file tool's exec; a non-zero exit is a tool error with the command's stderr.
 fn file_exec(
-    session: &str,
+    call: &Call,
     argv: Vec<String>,
     stdin: Option<Vec<u8>>,
     keep: Keep,
     what: &str,
 ) -> Result<Captured, ToolError> {
     let c = capture::exec(
-        session,
+        &call.session,
         &ExecRequest {
             argv,
             timeout: Some(FILE_TIMEOUT),
             stdin,
             keep,
+            cancel: Some(call.cancel.clone()),
             ..ExecRequest::default()
         },
     )?;
@@ -546,14 +634,14 @@ fn read_args(args: &JsonObject) -> Result<(String, bool, usize), ToolError> {
 }
 
 fn read_tool(
-    session: &str,
+    call: &Call,
     path: &str,
     base64: bool,
     max: usize,
 ) -> Result<CallToolResult, ToolError> {
     let argv = vec!["cat".into(), "--".into(), path.into()];
     let keep = Keep { head: max, tail: 0 };
-    let c = file_exec(session, argv, None, keep, &format!("read {path}"))?;
+    let c = file_exec(call, argv, None, keep, &format!("read {path}"))?;
     let bytes = c.stdout.raw();
     let content = if base64 {
         base64::engine::general_purpose::STANDARD.encode(&bytes)
@@ -611,7 +699,7 @@ fn write_args(args: &JsonObject) -> Result<WriteArgs, ToolError> {
     })
 }
 
-fn write_tool(session: &str, a: WriteArgs) -> Result<CallToolResult, ToolError> {
+fn write_tool(call: &Call, a: WriteArgs) -> Result<CallToolResult, ToolError> {
     let script = if a.create_dirs {
         r#"mkdir -p -- "$(dirname -- "$1")" && cat > "$1""#
     } else {
@@ -626,7 +714,7 @@ fn write_tool(session: &str, a: WriteArgs) -> Result<CallToolResult, ToolError> 
         path_arg(&a.path),
     ];
     file_exec(
-        session,
+        call,
         argv,
         Some(a.content),
         Keep::default(),
@@ -635,7 +723,7 @@ fn write_tool(session: &str, a: WriteArgs) -> Result<CallToolResult, ToolError> 
     Ok(success(json!({"path": a.path, "bytes_written": n})))
 }
 
-fn list_tool(session: &str, path: &str) -> Result<CallToolResult, ToolError> {
+fn list_tool(call: &Call, path: &str) -> Result<CallToolResult, ToolError> {
     no_nul("`path`", path)?;
     let argv = vec![
         "find".into(),
@@ -651,7 +739,7 @@ fn list_tool(session: &str, path: &str) -> Result<CallToolResult, ToolError> {
         head: 8 << 20,
         tail: 0,
     };
-    let c = file_exec(session, argv, None, keep, &format!("list {path}"))?;
+    let c = file_exec(call, argv, None, keep, &format!("list {path}"))?;
     let raw = c.stdout.raw();
     let mut entries: Vec<Value> = raw
         .split(|&b| b == 0)
@@ -669,4 +757,124 @@ fn list_tool(session: &str, path: &str) -> Result<CallToolResult, ToolError> {
     Ok(success(
         json!({"path": path, "entries": entries, "truncated": truncated}),
     ))
+}
+
+struct DiffArgs {
+    paths: Vec<PathBuf>,
+    patch: bool,
+    max: usize,
+}
+
+fn diff_args(args: &JsonObject) -> Result<DiffArgs, ToolError> {
+    let paths = match args.get("paths") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                let p = v
+                    .as_str()
+                    .ok_or_else(|| ToolError::msg("`paths` items must be strings"))?;
+                no_nul("`paths`", p)?;
+                Ok(PathBuf::from(p))
+            })
+            .collect::<Result<_, ToolError>>()?,
+        Some(_) => return Err(ToolError::msg("`paths` must be an array of strings")),
+    };
+    let patch = match args.get("patch") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ToolError::msg("`patch` must be a boolean")),
+    };
+    let max = opt_usize(
+        args,
+        "max_output_bytes",
+        DEFAULT_MAX_OUTPUT,
+        MAX_OUTPUT_LIMIT,
+    )?;
+    Ok(DiffArgs { paths, patch, max })
+}
+
+/// `p` relative to the workspace `ws` (absolute inside it, or relative), normalized; `..`
+/// may not leave it.
+fn workspace_relative(ws: &Path, p: &Path) -> Result<PathBuf, ToolError> {
+    let rel = if p.is_absolute() {
+        p.strip_prefix(ws).map_err(|_| {
+            ToolError::msg(format!(
+                "{} is not inside the workspace {}",
+                p.display(),
+                ws.display()
+            ))
+        })?
+    } else {
+        p
+    };
+    let mut out = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir if out.pop() => {}
+            _ => {
+                return Err(ToolError::msg(format!(
+                    "{} is not inside the workspace {}",
+                    p.display(),
+                    ws.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The overlay's changes, in this process (`agentcage::overlay`, as `agentcage diff --json`):
+/// read-only for the layers and the workspace; like `agentcage diff` it records the
+/// conflict base of new changes (`base.json` in the overlay's directory, for `commit`).
+fn diff_tool(dir: &Path, a: &DiffArgs) -> Result<CallToolResult, ToolError> {
+    let ov = overlay::Overlay::open(dir).map_err(|e| ToolError::msg(format!("diff: {e}")))?;
+    let ws = ov.meta.workspace.clone();
+    let only = a
+        .paths
+        .iter()
+        .map(|p| workspace_relative(&ws, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let changes: Vec<overlay::Change> = overlay::record_base(&ov)
+        .map_err(|e| ToolError::msg(format!("diff: {e}")))?
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
+        .collect();
+    let mut v = crate::overlay::diff_json(&ov, &changes, &[]);
+    if let Some(m) = v.as_object_mut() {
+        // The overlay's directory is a host path the agent has no use for.
+        m.remove("dir");
+        m.insert("count".into(), changes.len().into());
+    }
+    if a.patch {
+        let mut p = capture::Stream::new(Keep {
+            head: a.max - a.max / 2,
+            tail: a.max / 2,
+        });
+        for c in &changes {
+            p.push(crate::overlay::patch(&ov, c).as_bytes());
+        }
+        v["patch"] = String::from_utf8_lossy(&p.bytes()).into();
+        v["patch_truncated"] = p.truncated().into();
+    }
+    Ok(success(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_paths_stay_in_the_workspace() {
+        let ws = Path::new("/w/s");
+        let ok = |p: &str| workspace_relative(ws, Path::new(p)).map_err(|e| e.message);
+        assert_eq!(ok("a/./b/../c").unwrap(), PathBuf::from("a/c"));
+        assert_eq!(ok("/w/s/x/y").unwrap(), PathBuf::from("x/y"));
+        assert_eq!(ok("/w/s").unwrap(), PathBuf::new());
+        for bad in ["..", "a/../../b", "/w/other", "/w/s/../t"] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -384,15 +384,18 @@ impl Overlay {
 
     /// Removes the overlay entirely (its directory and layers).
     pub fn remove(self) -> Result<(), OverlayError> {
-        // overlayfs leaves mode-0 directories in work/: made removable first.
-        let ww = self.dir.join("work/work");
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("work")) {
-            drop(rd);
+        // overlayfs leaves mode-0 directories in work/ (work/work, and the `volatile`
+        // mount's work/work/incompat/volatile until the next mount): made removable first,
+        // at every depth (without CAP_DAC_OVERRIDE a mode-0 directory cannot be emptied).
+        fn open_up(d: &Path) {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    open_up(&e.path());
+                }
+            }
         }
-        let _ = std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o700));
-        for e in std::fs::read_dir(&ww).into_iter().flatten().flatten() {
-            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o700));
-        }
+        open_up(&self.dir.join("work"));
         std::fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir))
     }
 }

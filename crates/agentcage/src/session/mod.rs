@@ -6,12 +6,14 @@
 //! - [`protocol`]: the control socket's frames (u32 BE length + JSON, fds by SCM_RIGHTS).
 //! - [`client`]: connect, request, and `exec` with the caller's stdio (pty relay included).
 //! - [`dir`]: the runtime directory, names, state files, and reaping dead sessions.
+//! - [`owner`]: `--die-with-parent`, a session stopped when its owner exits.
 //!
 //! Never `setns` from the host into the sandbox: every exec is a fork of the zygote, which
 //! is inside already and holds none of the caller's fds, environment or credentials.
 
 pub mod client;
 pub mod dir;
+pub mod owner;
 pub mod protocol;
 pub mod supervisor;
 

@@ -41,6 +41,7 @@ pub(super) fn supervise(
     }
     let mut keep = vec![0, 1, 2, listener.as_raw_fd(), ready_w];
     keep.extend(&opts.keep_fds);
+    keep.extend(opts.owner.as_ref().map(AsRawFd::as_raw_fd));
     // The prepared plan's own fds (the idmapped workspace's user namespaces).
     keep.extend(prepared.held_fds());
     keep.sort_unstable();
@@ -112,6 +113,15 @@ pub(super) fn supervise(
     if let Err(e) = dir::write_state(&dir, &state) {
         drop(spawned);
         return fail(format!("write the session's state file: {e}"), None);
+    }
+    if let Some(owner) = opts.owner.take() {
+        if let Err(e) = super::super::owner::watch(owner, dir::socket_path(&dir, &name)) {
+            drop(spawned);
+            return fail(
+                format!("start the thread that watches the owner: {e}"),
+                None,
+            );
+        }
     }
     let _ = listener.set_nonblocking(true);
     let _ = sys::write_all(

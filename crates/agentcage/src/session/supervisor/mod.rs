@@ -61,6 +61,9 @@ pub struct StartOptions {
     pub events: Option<Option<crate::events::EventSink>>,
     /// `--net-log` (its fd must be in `keep_fds`).
     pub net_log: Option<std::fs::File>,
+    /// `--die-with-parent`: a pidfd of the session's owner ([`super::owner::parent`]); the
+    /// session stops when that process exits.
+    pub owner: Option<OwnedFd>,
 }
 
 /// A session that is ready to exec.
