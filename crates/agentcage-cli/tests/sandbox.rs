@@ -376,7 +376,9 @@ fn job_control_through_the_pty(env: &Env) -> Result<(), Failed> {
     let mut expect = |m: &mut std::fs::File, want: &str| -> Result<(), Failed> {
         let t = std::time::Instant::now();
         let mut buf = [0u8; 4096];
-        while t.elapsed() < std::time::Duration::from_secs(10) {
+        // Generous: each step is a chain of wake-ups (relay, line discipline, init, launcher,
+        // the shell) that a machine loaded by parallel builds can stretch to seconds.
+        while t.elapsed() < std::time::Duration::from_secs(30) {
             match m.read(&mut buf) {
                 Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
                 _ => std::thread::sleep(std::time::Duration::from_millis(20)),
