@@ -8,13 +8,14 @@
 //! host uid), `meta.json` (the workspace, the name) and `base.json` (what the lower files
 //! were when the launcher first saw them changed: the conflict check of `commit`).
 //!
-//! The upper layer is attacker-written: it is read by fd only (`fsx.rs`: openat2 with
+//! The upper layer is attacker-written: it is read by fd only (`sys/fsx.rs`: openat2 with
 //! RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, O_NOFOLLOW), a symlink in it is a change of type
 //! symlink, never a path to follow; the workspace is written the same way.
 
 mod changes;
-mod fsx;
 mod store;
+
+use crate::sys::fsx;
 
 pub use changes::{commit, discard, record_base, Change, ChangeKind, CommitReport, EntryType};
 pub use store::{

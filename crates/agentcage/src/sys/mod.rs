@@ -10,6 +10,7 @@ use std::ptr;
 use libc::{c_int, c_long};
 
 pub mod at;
+pub mod fsx;
 
 /// An errno value. `Copy`, so the pre-exec child can report it without allocating.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,9 @@
 //! follows a symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS,
 //! O_NOFOLLOW, AT_SYMLINK_NOFOLLOW), so an entry the agent planted cannot redirect a read or
 //! a write outside the tree it belongs to.
+//!
+//! The overlay's syscall room (moved from `overlay/fsx.rs`, issue #11): its callers keep the
+//! `io::Result` they had, since the overlay's errors carry an `io::Error` source.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
