@@ -22,7 +22,7 @@
 //! no capability on the host is needed.
 
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use agentcage_egress as engine;
 
@@ -275,9 +275,7 @@ fn apply_on(p: &Prepared, sock: i32) -> Result<(), SetupError> {
 pub(crate) fn receive(p: &Prepared, sock: i32) -> Result<engine::Listeners, Errno> {
     let mut fds: Vec<OwnedFd> = Vec::with_capacity(FIXED + p.ports.len());
     for _ in 0..FIXED + p.ports.len() {
-        let fd = sys::recv_fd(sock)?;
-        // SAFETY: recv_fd returned a fresh fd that nothing else owns.
-        fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        fds.push(sys::recv_fd_owned(sock)?);
     }
     let mut it = fds.into_iter();
     let mut next = || it.next().ok_or(Errno(libc::ENODATA));

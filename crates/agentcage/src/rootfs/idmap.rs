@@ -25,7 +25,7 @@
 //! user_namespaces(7).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -157,9 +157,7 @@ fn userns_with_maps(uid_map: &str, gid_map: &str) -> Result<OwnedFd, Errno> {
 
 /// An idmapped detached copy of `path` (recursive when `recursive`).
 fn idmapped_copy(path: &CString, userns: i32, recursive: bool) -> Result<OwnedFd, Errno> {
-    let fd = sys::open_tree_clone_path(path, recursive)?;
-    // SAFETY: open_tree just returned this fd and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = sys::open_tree_clone_owned(path, recursive)?;
     sys::mount_setattr_idmap(fd.as_raw_fd(), ATTRS, userns, recursive)?;
     Ok(fd)
 }

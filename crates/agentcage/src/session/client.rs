@@ -2,7 +2,7 @@
 //! bench use (an SDK can speak the protocol itself, see docs/SESSIONS.md).
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -79,14 +79,9 @@ impl Client {
                 Next::Incomplete => {}
             }
             let mut buf = [0u8; 4096];
-            let mut got = [-1; sys::MAX_MSG_FDS];
-            let mut nfds = 0;
-            let n = sys::recv_with_fds(self.fd(), &mut buf, &mut got, &mut nfds)
+            let fd = self.fd();
+            let n = sys::recv_with_owned_fds(fd, &mut buf, &mut self.fds)
                 .map_err(|e| SessionError::Protocol(format!("read a reply: {e}")))?;
-            for &f in &got[..nfds] {
-                // SAFETY: a fresh fd from the kernel, owned by nobody else.
-                self.fds.push(unsafe { OwnedFd::from_raw_fd(f) });
-            }
             if n == 0 {
                 return Err(SessionError::Protocol(
                     "the session closed the connection (it was stopped or its sandbox exited)"
@@ -217,13 +212,12 @@ pub fn exec(client: &mut Client, spec: &ExecSpec) -> Result<ExitInfo, SessionErr
             if fd == 0 {
                 continue;
             }
-            let (r, w) = sys::pipe()
+            let (r, w) = sys::pipe_owned()
                 .map_err(|e| SessionError::Protocol(format!("create an output pipe: {e}")))?;
-            // SAFETY: fresh fds from pipe(2).
-            own.push(unsafe { OwnedFd::from_raw_fd(w) });
-            outs.push((r, fd));
+            fds.push(w.as_raw_fd());
+            own.push(w);
+            outs.push((r.into_raw_fd(), fd));
             targets.push(fd as u8);
-            fds.push(w);
             continue;
         }
         targets.push(fd as u8);

@@ -10,7 +10,7 @@
 //! the poll loop: the supervisor already runs threads after the sandbox's clone (the egress
 //! engine), and the stop is a plain client request.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::{Client, SessionError};
@@ -28,15 +28,13 @@ use crate::sys;
 /// [`SessionError::Io`] when no pidfd can be opened (or the parent changed meanwhile).
 pub fn parent() -> Result<OwnedFd, SessionError> {
     let ppid = std::os::unix::process::parent_id() as libc::pid_t;
-    let fd = sys::pidfd_open(ppid).map_err(|e| SessionError::Io {
+    let fd = sys::pidfd_open_owned(ppid).map_err(|e| SessionError::Io {
         what: format!(
             "open a pidfd of the parent process {ppid} (--die-with-parent needs pidfd_open, \
              Linux 5.3+)"
         ),
         source: std::io::Error::from_raw_os_error(e.0),
     })?;
-    // SAFETY: a fresh fd from pidfd_open, owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     if std::os::unix::process::parent_id() as libc::pid_t != ppid {
         return Err(SessionError::Io {
             what: format!(

@@ -273,6 +273,13 @@ pub fn recv_fd(sock: c_int) -> Result<c_int, Errno> {
     }
 }
 
+/// [`recv_fd`], the fd owned: nothing else holds it, dropping it closes it.
+pub fn recv_fd_owned(sock: c_int) -> Result<std::os::fd::OwnedFd, Errno> {
+    let fd = recv_fd(sock)?;
+    // SAFETY: recvmsg just installed this fd in our table and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
 /// Sets O_NONBLOCK on `fd`'s open file description. Only for descriptions this process
 /// alone uses (its own pipe ends, a pty master it received): never the caller's terminal.
 pub fn set_nonblock(fd: c_int) -> Result<(), Errno> {

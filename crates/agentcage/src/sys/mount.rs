@@ -258,6 +258,13 @@ pub fn open_tree_clone_path(path: &CStr, recursive: bool) -> Result<c_int, Errno
     Errno::result(rc).map(|fd| fd as c_int)
 }
 
+/// [`open_tree_clone_path`], the fd owned: nothing else holds it, dropping it closes it.
+pub fn open_tree_clone_owned(path: &CStr, recursive: bool) -> Result<std::os::fd::OwnedFd, Errno> {
+    let fd = open_tree_clone_path(path, recursive)?;
+    // SAFETY: open_tree just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
 /// mount_setattr(fd, "", AT_EMPTY_PATH[|AT_RECURSIVE], {attr_set | MOUNT_ATTR_IDMAP,
 /// userns_fd}): maps the ids of the detached tree `fd` through the user namespace `userns`.
 pub fn mount_setattr_idmap(

@@ -326,6 +326,13 @@ pub fn pidfd_open(pid: libc::pid_t) -> Result<c_int, Errno> {
     Errno::result(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }).map(|fd| fd as c_int)
 }
 
+/// [`pidfd_open`], the fd owned: nothing else holds it, dropping it closes it.
+pub fn pidfd_open_owned(pid: libc::pid_t) -> Result<std::os::fd::OwnedFd, Errno> {
+    let fd = pidfd_open(pid)?;
+    // SAFETY: pidfd_open just returned this fd and nothing else owns it.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
 /// Whether child `pid` has exited, without reaping it (waitid WEXITED|WNOHANG|WNOWAIT).
 pub fn exited_nowait(pid: libc::pid_t) -> bool {
     // SAFETY: zeroed siginfo_t is valid; waitid fills it.

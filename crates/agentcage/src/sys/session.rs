@@ -121,6 +121,25 @@ pub fn recv_with_fds(
     Ok(n)
 }
 
+/// [`recv_with_fds`] with the received fds owned and appended to `out` (also when the
+/// call returns 0 bytes; on an error none were received).
+pub fn recv_with_owned_fds(
+    sock: c_int,
+    buf: &mut [u8],
+    out: &mut impl Extend<std::os::fd::OwnedFd>,
+) -> Result<usize, Errno> {
+    let mut got = [-1; MAX_MSG_FDS];
+    let mut nfds = 0;
+    let r = recv_with_fds(sock, buf, &mut got, &mut nfds);
+    // SAFETY: recvmsg just installed these fds in our table and nothing else owns them.
+    out.extend(
+        got[..nfds]
+            .iter()
+            .map(|&f| unsafe { std::os::fd::FromRawFd::from_raw_fd(f) }),
+    );
+    r
+}
+
 /// A socketpair(AF_UNIX, SOCK_SEQPACKET) with a send buffer of `bytes` on both ends (the
 /// zygote's channel: one message per request, as large as an exec's argv and environment).
 pub fn seqpacket_pair(bytes: c_int) -> Result<(c_int, c_int), Errno> {

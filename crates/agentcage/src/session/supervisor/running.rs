@@ -2,7 +2,7 @@
 //! the exec's report, the exit frame and its waiters, and the end of the session.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -42,8 +42,7 @@ impl Supervisor<'_> {
     pub(super) fn zygote_replies(&mut self) {
         loop {
             let mut buf = [0u8; 64];
-            let mut got = [-1; sys::MAX_MSG_FDS];
-            let mut nfds = 0;
+            let mut fds: VecDeque<OwnedFd> = VecDeque::new();
             // The channel is blocking: only read what poll said is there.
             let mut p = [libc::pollfd {
                 fd: self.zchan,
@@ -53,15 +52,10 @@ impl Supervisor<'_> {
             if !matches!(sys::poll(&mut p, 0), Ok(1..)) || p[0].revents & libc::POLLIN == 0 {
                 return;
             }
-            let n = match sys::recv_with_fds(self.zchan, &mut buf, &mut got, &mut nfds) {
+            let n = match sys::recv_with_owned_fds(self.zchan, &mut buf, &mut fds) {
                 Ok(n) if n > 0 => n,
                 _ => return,
             };
-            // SAFETY: fresh fds from the kernel, owned by nobody else.
-            let mut fds: VecDeque<OwnedFd> = got[..nfds]
-                .iter()
-                .map(|&f| unsafe { OwnedFd::from_raw_fd(f) })
-                .collect();
             match zygote::decode_reply(&buf[..n]) {
                 Some(Reply::Started { id, pid }) => {
                     let mut ready = false;

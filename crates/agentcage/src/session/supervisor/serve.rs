@@ -2,7 +2,7 @@
 //! timers, idle) and its connections (accept, read frames, send, drop).
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -161,16 +161,8 @@ impl Supervisor<'_> {
             return;
         };
         let mut buf = [0u8; 65536];
-        let mut got = [-1; sys::MAX_MSG_FDS];
-        let mut nfds = 0;
         let fd = self.conns[i].stream.as_raw_fd();
-        let r = sys::recv_with_fds(fd, &mut buf, &mut got, &mut nfds);
-        for &f in &got[..nfds] {
-            // SAFETY: a fresh fd the kernel just gave us; nothing else owns it.
-            self.conns[i]
-                .fds
-                .push_back(unsafe { OwnedFd::from_raw_fd(f) });
-        }
+        let r = sys::recv_with_owned_fds(fd, &mut buf, &mut self.conns[i].fds);
         match r {
             Ok(0) | Err(_) => {
                 self.drop_conn(conn);
