@@ -130,16 +130,7 @@ pub(crate) fn swap_map(owner: u32, host: u32) -> String {
 /// A user namespace with the given maps: a throwaway child's (clone(CLONE_NEWUSER), then it
 /// waits on a pipe), mapped by us (root), kept by an fd on /proc/PID/ns/user.
 fn userns_with_maps(uid_map: &str, gid_map: &str) -> Result<OwnedFd, Errno> {
-    let (r, w) = sys::pipe_owned()?;
-    // SAFETY: the child only closes an fd, reads a pipe and exits: async-signal-safe.
-    let pid = unsafe { sys::clone_fork(libc::CLONE_NEWUSER as libc::c_ulong) }?;
-    if pid == 0 {
-        sys::close(w.as_raw_fd());
-        let mut b = [0u8; 1];
-        let _ = sys::read_some(r.as_raw_fd(), &mut b);
-        sys::exit(0);
-    }
-    drop(r);
+    let (pid, w) = sys::spawn_waiting_child(libc::CLONE_NEWUSER as libc::c_ulong)?;
     let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
     let res = (|| {
         std::fs::write(format!("/proc/{pid}/uid_map"), uid_map).map_err(io)?;

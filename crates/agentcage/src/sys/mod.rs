@@ -236,4 +236,18 @@ mod tests {
         let code = libc::WEXITSTATUS(st) as usize;
         assert_eq!(code, 0, "{}", why.get(code).unwrap_or(&"?"));
     }
+
+    /// num_threads is parsed from the right field: with a second thread parked, at least 2
+    /// (the neighbouring fields, nice and itrealvalue, are 0 here).
+    #[test]
+    fn thread_count_sees_a_second_thread() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        let n = thread_count().expect("read /proc/self/stat");
+        drop(tx);
+        t.join().expect("join");
+        assert!(n >= 2, "thread_count() = {n} with two threads alive");
+    }
 }

@@ -110,6 +110,72 @@ pub unsafe fn clone_fork(flags: c_ulong) -> Result<libc::pid_t, Errno> {
     Errno::result(rc).map(|p| p as libc::pid_t)
 }
 
+/// The number of threads of this process (`num_threads` of /proc/self/stat), read into a
+/// stack buffer: allocation-free.
+///
+/// # Errors
+/// The errno of open/read; EINVAL when the file does not parse.
+pub fn thread_count() -> Result<usize, Errno> {
+    let fd = super::open(c"/proc/self/stat", libc::O_RDONLY, 0)?;
+    let mut buf = [0u8; 1024];
+    let r = super::read_some(fd, &mut buf);
+    super::close(fd);
+    let buf = &buf[..r?];
+    // The command name may hold spaces and parens: fields are counted after the last ')'.
+    let after = buf.iter().rposition(|&b| b == b')').ok_or(Errno(libc::EINVAL))?;
+    // Field 3 (state) is the first after ')'; num_threads is field 20.
+    let field = buf[after + 1..]
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(17)
+        .ok_or(Errno(libc::EINVAL))?;
+    let mut n = 0usize;
+    for &b in field {
+        if !b.is_ascii_digit() {
+            return Err(Errno(libc::EINVAL));
+        }
+        n = n.saturating_mul(10).saturating_add(usize::from(b - b'0'));
+    }
+    Ok(n)
+}
+
+/// fork(2) (a [`clone_fork`] without flags) of a process that has one thread, checked here
+/// (EBUSY otherwise): the child is then a full copy that may allocate and take locks, since
+/// no other thread held them at the fork. Returns 0 in the child.
+///
+/// # Errors
+/// EBUSY when the process has other threads; the errno of reading their count or of clone.
+pub fn fork_single_threaded() -> Result<libc::pid_t, Errno> {
+    if thread_count()? != 1 {
+        return Err(Errno(libc::EBUSY));
+    }
+    // SAFETY: one thread (checked just above; only this thread can start another): no lock or
+    // allocator state can be held by a thread that the child would lack.
+    unsafe { clone_fork(0) }
+}
+
+/// A child in new namespaces (`flags`: CLONE_NEW*) that only waits: it blocks until the
+/// returned fd (a pipe's write end) is closed, then exits 0. Keeps the namespaces alive for
+/// the caller (e.g. to write its id maps and open /proc/PID/ns/*). Reap it with [`waitpid`].
+///
+/// # Errors
+/// The errno of pipe2 or clone.
+pub fn spawn_waiting_child(flags: c_ulong) -> Result<(libc::pid_t, std::os::fd::OwnedFd), Errno> {
+    use std::os::fd::AsRawFd;
+    let (r, w) = super::pipe_owned()?;
+    // SAFETY: the child only closes an fd, reads a pipe and exits: async-signal-safe, no
+    // allocation.
+    let pid = unsafe { clone_fork(flags) }?;
+    if pid == 0 {
+        super::close(w.as_raw_fd());
+        let mut b = [0u8; 1];
+        let _ = super::read_some(r.as_raw_fd(), &mut b);
+        exit(0);
+    }
+    drop(r);
+    Ok((pid, w))
+}
+
 /// Which step of [`clone_fork_owned_by`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnedCloneError {

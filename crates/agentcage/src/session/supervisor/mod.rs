@@ -150,13 +150,14 @@ pub fn start(prepared: Prepared, opts: StartOptions) -> Result<Started, SessionE
         let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
     }
     let (ready_r, ready_w) = sys::pipe().map_err(|e| io_err("create the ready pipe", e))?;
-    // SAFETY: fork of this single-threaded process (checked above): the child may allocate.
-    let child = match unsafe { sys::clone_fork(0) } {
+    // A fork of this single-threaded process (checked above, and again by the wrapper): the
+    // child may allocate.
+    let child = match sys::fork_single_threaded() {
         Ok(0) => {
             sys::close(ready_r);
-            // SAFETY: as above; the intermediate child exits at once, so the supervisor is
-            // not our child (no zombie in a long-lived caller) and has no controlling tty.
-            match unsafe { sys::clone_fork(0) } {
+            // The intermediate child exits at once, so the supervisor is not our child (no
+            // zombie in a long-lived caller) and has no controlling tty.
+            match sys::fork_single_threaded() {
                 Ok(0) => {
                     let code = supervise(prepared, opts, dir, name, listener, ready_w);
                     sys::exit(code)
