@@ -10,47 +10,13 @@ const AUDIT_GET: u16 = 1000;
 /// The kernel's `audit_enabled` (AUDIT_GET over NETLINK_AUDIT; needs CAP_AUDIT_CONTROL):
 /// `None` when it cannot be asked.
 pub fn audit_enabled() -> Option<u32> {
-    // SAFETY: plain socket(2).
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_AUDIT,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    let tv = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    // SAFETY: `tv` is a live timeval of the size given.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
     let mut req = [0u8; 16];
     req[0..4].copy_from_slice(&16u32.to_ne_bytes());
     req[4..6].copy_from_slice(&AUDIT_GET.to_ne_bytes());
     req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
     req[8..12].copy_from_slice(&1u32.to_ne_bytes());
     let mut buf = [0u8; 512];
-    // SAFETY: send/recv of live buffers on our own socket, closed after.
-    let n = unsafe {
-        if libc::send(fd, req.as_ptr().cast(), req.len(), 0) != req.len() as isize {
-            libc::close(fd);
-            return None;
-        }
-        let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
-        libc::close(fd);
-        n
-    };
+    let n = crate::sys::audit_request(&req, &mut buf).ok()?;
     if n < 24 {
         return None;
     }

@@ -53,43 +53,6 @@ pub(crate) fn describe(sub: u32) -> &'static str {
     }
 }
 
-/// `struct seccomp_data`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Data {
-    nr: i32,
-    arch: u32,
-    ip: u64,
-    args: [u64; 6],
-}
-
-/// `struct seccomp_notif`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Notif {
-    id: u64,
-    pid: u32,
-    flags: u32,
-    data: Data,
-}
-
-/// `struct seccomp_notif_resp`.
-#[repr(C)]
-struct Resp {
-    id: u64,
-    val: i64,
-    error: i32,
-    flags: u32,
-}
-
-const fn iowr(nr: u32, size: usize) -> libc::c_ulong {
-    ((3u32 << 30) | ((size as u32) << 16) | ((b'!' as u32) << 8) | nr) as libc::c_ulong
-}
-const NOTIF_RECV: libc::c_ulong = iowr(0, std::mem::size_of::<Notif>());
-const NOTIF_SEND: libc::c_ulong = iowr(1, std::mem::size_of::<Resp>());
-/// `_IOW('!', 2, __u64)`.
-const NOTIF_ID_VALID: libc::c_ulong = ((1u32 << 30) | (8 << 16) | (0x21 << 8) | 2) as libc::c_ulong;
-
 /// The launcher's listener thread; [`Listener::stop`] ends it and returns the count.
 pub(crate) struct Listener {
     stop: Arc<AtomicBool>,
@@ -150,9 +113,7 @@ fn wait(fd: i32) -> (bool, bool) {
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one live pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, 100) };
-    if n <= 0 {
+    if !matches!(sys::poll(std::slice::from_mut(&mut p), 100), Ok(1..)) {
         return (false, false);
     }
     (
@@ -211,12 +172,9 @@ fn answer(
     exec_id: Option<u64>,
     sink: &(dyn Fn(&Event) + Send + Sync),
 ) -> bool {
-    // SAFETY: the kernel requires a zeroed seccomp_notif; plain C struct.
-    let mut n: Notif = unsafe { std::mem::zeroed() };
-    // SAFETY: `n` is a live seccomp_notif of the size encoded in the request.
-    if unsafe { libc::ioctl(fd, NOTIF_RECV, &mut n as *mut Notif) } < 0 {
+    let Ok(n) = sys::notif_recv(fd) else {
         return false; // ENOENT: the caller died (or was signalled) before we received it
-    }
+    };
     let errno = filter
         .denial_errno(n.data.nr, n.data.arch, n.data.args)
         .unwrap_or(libc::EPERM);
@@ -224,9 +182,7 @@ fn answer(
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
     let (ns_pid, ns_sid) = ns_ids(n.pid);
-    let mut id = n.id;
-    // SAFETY: `id` is a live u64.
-    let valid = unsafe { libc::ioctl(fd, NOTIF_ID_VALID, &mut id as *mut u64) } == 0;
+    let valid = sys::notif_id_valid(fd, n.id).is_ok();
     let arch = filter.arch();
     let (name, object, reason) = describe_syscall(arch, n.data.nr, n.data.args);
     sink(&Event {
@@ -245,14 +201,8 @@ fn answer(
         errno: Some(errno_name(errno)),
         exec_id,
     });
-    let resp = Resp {
-        id: n.id,
-        val: 0,
-        error: -errno,
-        flags: 0, // never SECCOMP_USER_NOTIF_FLAG_CONTINUE
-    };
-    // SAFETY: `resp` is a live seccomp_notif_resp. ENOENT: the caller is gone.
-    unsafe { libc::ioctl(fd, NOTIF_SEND, &resp as *const Resp) };
+    // ENOENT: the caller is gone.
+    let _ = sys::notif_send_errno(fd, n.id, errno);
     true
 }
 

@@ -326,9 +326,8 @@ impl Overlay {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&p)
             .map_err(io_err("open", &p))?;
-        // SAFETY: a valid fd.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = crate::sys::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) {
+            let e = io::Error::from_raw_os_error(e.0);
             return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 OverlayError::Dir {
                     dir: self.dir.clone(),

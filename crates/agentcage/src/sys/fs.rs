@@ -280,6 +280,15 @@ pub fn recv_fd_owned(sock: c_int) -> Result<std::os::fd::OwnedFd, Errno> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
+/// flock(2) (`op`: LOCK_EX, LOCK_SH, LOCK_UN, with LOCK_NB).
+///
+/// # Errors
+/// The errno of flock(2) (EWOULDBLOCK: held elsewhere, with LOCK_NB).
+pub fn flock(fd: c_int, op: c_int) -> Result<(), Errno> {
+    // SAFETY: integer-only syscall.
+    check_int(unsafe { libc::flock(fd, op) }).map(drop)
+}
+
 /// Sets O_NONBLOCK on `fd`'s open file description. Only for descriptions this process
 /// alone uses (its own pipe ends, a pty master it received): never the caller's terminal.
 pub fn set_nonblock(fd: c_int) -> Result<(), Errno> {

@@ -139,6 +139,12 @@ fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
 mod session;
 pub use session::*;
 
+// Raw calls of the events listeners (`crate::events`).
+mod audit;
+mod notify;
+pub use audit::audit_request;
+pub use notify::{notif_id_valid, notif_recv, notif_send_errno};
+
 mod fs;
 mod mount;
 mod net;
