@@ -122,7 +122,10 @@ pub fn thread_count() -> Result<usize, Errno> {
     super::close(fd);
     let buf = &buf[..r?];
     // The command name may hold spaces and parens: fields are counted after the last ')'.
-    let after = buf.iter().rposition(|&b| b == b')').ok_or(Errno(libc::EINVAL))?;
+    let after = buf
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or(Errno(libc::EINVAL))?;
     // Field 3 (state) is the first after ')'; num_threads is field 20.
     let field = buf[after + 1..]
         .split(|&b| b == b' ')
