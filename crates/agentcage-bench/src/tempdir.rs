@@ -52,7 +52,29 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         // Best effort: a failure leaves a small directory behind, never breaks the run.
-        let _ = fs::remove_dir_all(&self.path);
+        if fs::remove_dir_all(&self.path).is_err() {
+            // A read-only directory inside (a run's placeholder, mode 0555, that another
+            // concurrent run put a placeholder file in) stops an unprivileged bench from
+            // removing its entries: make the directories writable, then try again.
+            make_dirs_writable(&self.path);
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Mode 0755 on `dir` and every directory below it; symlinks are never followed.
+fn make_dirs_writable(dir: &Path) {
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            make_dirs_writable(&e.path());
+        }
     }
 }
 
@@ -69,6 +91,29 @@ mod tests {
         assert_eq!(mode & 0o777, 0o755);
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn read_only_dirs_inside_are_opened_up_but_symlinks_are_not_followed() {
+        let dir = TempDir::new("unit").expect("temp dir");
+        let outside = TempDir::new("unit").expect("outside");
+        let ro = dir.path().join("ro");
+        fs::create_dir_all(ro.join("deeper")).expect("mkdir");
+        fs::write(ro.join("deeper/f"), b"x").expect("write");
+        std::os::unix::fs::symlink(outside.path(), ro.join("link")).expect("symlink");
+        for d in [ro.join("deeper"), ro.clone(), outside.path().to_path_buf()] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o555)).expect("chmod");
+        }
+        make_dirs_writable(dir.path());
+        let mode = |p: &Path| fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&ro), 0o755);
+        assert_eq!(mode(&ro.join("deeper")), 0o755);
+        assert_eq!(mode(outside.path()), 0o555);
+        fs::set_permissions(outside.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
+        assert!(outside.path().exists());
     }
 
     #[test]

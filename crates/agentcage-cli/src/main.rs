@@ -1,6 +1,9 @@
 //! `agentcage`: the command line. Thin: parse, turn flags into a `Policy`, call the library,
 //! map the outcome to an exit code (see `exit.rs`).
 
+// The process entry is our own C `main` (see `entry`), not std's `lang_start`.
+#![cfg_attr(not(test), no_main)]
+
 mod completions;
 mod doctor;
 mod events;
@@ -15,8 +18,6 @@ mod run;
 mod run_output;
 mod session;
 mod ui;
-
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -204,7 +205,64 @@ enum Cmd {
     Overlays(overlay::ListArgs),
 }
 
-fn main() -> ExitCode {
+/// The process entry, in place of std's `lang_start` (issue #19: the launcher's start-up).
+/// `lang_start` finds the main thread's stack bounds for its stack-overflow message with
+/// `pthread_getattr_np`, which parses /proc/self/maps with sscanf: about a tenth of the
+/// instructions of a whole `run -p none`, before `main` does anything. What else it does that
+/// we rely on is done here: fds 0-2 opened on /dev/null when closed (so no file we open lands
+/// on them), SIGPIPE ignored (`run` must get EPIPE on its pipes to the sandbox, not die),
+/// a panic is exit code 101, and stdout is flushed at exit (`process::exit` does that).
+/// Lost: the "thread 'main' has overflowed its stack" message (a stack overflow is a plain
+/// SIGSEGV). Arguments still come from std (glibc passes them to its `.init_array` hook).
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    entry::sanitize_std_fds();
+    // SAFETY: SIG_IGN is a valid disposition, and no other thread runs yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let code = std::panic::catch_unwind(cli_main).unwrap_or(101);
+    std::process::exit(i32::from(code))
+}
+
+mod entry {
+    /// What std's runtime does before `main`: each of fds 0-2 that is closed is opened on
+    /// /dev/null; aborts when that fails (as std does), since any file opened later would
+    /// otherwise become the command's stdin, stdout or stderr.
+    #[cfg_attr(test, allow(dead_code))]
+    pub(super) fn sanitize_std_fds() {
+        let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+        let polled = loop {
+            // SAFETY: fds is a live array of three pollfd; a zero timeout never blocks.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) };
+            if rc >= 0 {
+                break true;
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break false;
+            }
+        };
+        for p in fds {
+            let closed = if polled {
+                p.revents & libc::POLLNVAL != 0
+            } else {
+                // SAFETY: F_GETFD on any integer is harmless; EBADF means closed.
+                unsafe { libc::fcntl(p.fd, libc::F_GETFD) == -1 }
+            };
+            // SAFETY: a static NUL-terminated path; the fd it returns is the lowest free one,
+            // the closed std fd itself.
+            if closed && unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR, 0) } == -1 {
+                std::process::abort();
+            }
+        }
+    }
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn cli_main() -> u8 {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         let argv = std::iter::once("agentcage run".into()).chain(std::env::args_os().skip(2));
         let cli = match RunCli::try_parse_from::<_, std::ffi::OsString>(argv) {
@@ -212,12 +270,12 @@ fn main() -> ExitCode {
             Err(e) => return run_usage(&e),
         };
         let code = run::main(cli.args);
-        return ExitCode::from(code.clamp(0, 255) as u8);
+        return code.clamp(0, 255) as u8;
     }
     if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
         let argv = std::iter::once("agentcage exec".into()).chain(std::env::args_os().skip(2));
         let code = session::exec(ExecCli::parse_from::<_, std::ffi::OsString>(argv).args);
-        return ExitCode::from(code.clamp(0, 255) as u8);
+        return code.clamp(0, 255) as u8;
     }
     if std::env::args_os().nth(1).is_some_and(|a| a == "mcp") {
         // The raw flags are passed on to `session start` when the session starts.
@@ -225,7 +283,7 @@ fn main() -> ExitCode {
         let argv = std::iter::once("agentcage mcp".into()).chain(forward.clone());
         let args = McpCli::parse_from::<_, std::ffi::OsString>(argv).args;
         let code = mcp::main(&args, forward);
-        return ExitCode::from(code.clamp(0, 255) as u8);
+        return code.clamp(0, 255) as u8;
     }
     let cli = Cli::parse();
     if !matches!(cli.cmd, Cmd::Run(_) | Cmd::Exec(_) | Cmd::Session(_)) {
@@ -255,12 +313,12 @@ fn main() -> ExitCode {
         Cmd::Discard(args) => overlay::discard(&args),
         Cmd::Overlays(args) => overlay::list(&args),
     };
-    ExitCode::from(code.clamp(0, 255) as u8)
+    code.clamp(0, 255) as u8
 }
 
 /// A parse error of `agentcage run`: clap's message, plus, when a bare word came where an
 /// option was expected (`agentcage run python3 x.py`), the hint to put the command after `--`.
-fn run_usage(e: &clap::Error) -> ExitCode {
+fn run_usage(e: &clap::Error) -> u8 {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     let bare = match (e.kind(), e.get(ContextKind::InvalidArg)) {
         (ErrorKind::UnknownArgument, Some(ContextValue::String(a)))
@@ -278,7 +336,7 @@ fn run_usage(e: &clap::Error) -> ExitCode {
             "the command goes after `--`: agentcage run [OPTIONS] -- {word} ..."
         )),
     );
-    ExitCode::from(2)
+    2
 }
 
 /// Prints an error once (with its causes) and maps it to the setup exit code.

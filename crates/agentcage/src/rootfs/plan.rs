@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
+use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -89,10 +90,12 @@ impl Planner {
 
     /// A mount on `p` hides whatever we created below it.
     fn forget_below(&mut self, p: &Path) {
+        // `Path` orders by components, so the paths below `p` are the ones right after it:
+        // a range, not a scan of every known dir (the scan was most of the plan's cost).
         let below: Vec<PathBuf> = self
             .dirs
-            .iter()
-            .filter(|d| d.starts_with(p) && *d != p)
+            .range::<Path, _>((Bound::Excluded(p), Bound::Unbounded))
+            .take_while(|d| d.starts_with(p))
             .cloned()
             .collect();
         for d in below {
@@ -708,5 +711,26 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
             .find(|d| Path::new(d).is_dir())
             .and_then(|d| CString::new(*d).ok())
             .unwrap_or_else(|| c"/".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod forget_below_tests {
+    use super::*;
+
+    #[test]
+    fn forgets_exactly_the_dirs_below_by_components() {
+        let mut p = Planner::new();
+        for d in [
+            "/a", "/a/b", "/a/b/c", "/a-b", "/a.b", "/ab", "/b", "/a/z", "/0",
+        ] {
+            p.dirs.insert(PathBuf::from(d));
+        }
+        p.forget_below(Path::new("/a"));
+        let left: Vec<&str> = p.dirs.iter().filter_map(|d| d.to_str()).collect();
+        // "/a-b" and "/a.b" sort before "/a/..." as bytes, after it by components: kept.
+        assert_eq!(left, ["/", "/0", "/a", "/a-b", "/a.b", "/ab", "/b"]);
+        p.forget_below(Path::new("/"));
+        assert_eq!(p.dirs.len(), 1);
     }
 }
