@@ -218,6 +218,14 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
 }
 
+/// fchmodat(dir, name, mode) (the entry itself: never a symlink, which has no mode to set).
+pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid fd and path. Flags 0: glibc's fchmodat(AT_SYMLINK_NOFOLLOW) is not
+    // supported on every kernel; the callers lstat the entry first and pass directories only.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) }).map(drop)
+}
+
 /// fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW) (`name` empty: the fd itself).
 pub fn chown_at(dir: BorrowedFd<'_>, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
     let c = cstr(name)?;

@@ -1,7 +1,8 @@
 //! Where overlays live and how one is created, opened and listed.
 
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -348,52 +349,92 @@ impl Overlay {
     /// there: a crash of the host could have lost writes of the upper layer. The boot id of
     /// the last mount is kept in `DIR/boot_id`: same boot (no crash since), the marker is
     /// removed; another boot, the mount is refused with what to do.
+    ///
+    /// On the start-up path: by fd, and every journaled change counts (on a busy disk each
+    /// may wait for a journal commit). overlayfs makes what it creates in `work/` mode 0:
+    /// rootless, the owner opens each directory up before looking inside; root, who needs
+    /// no permission, changes no mode.
     fn ready_volatile(&self) -> Result<(), OverlayError> {
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        let ww = self.dir.join("work/work");
-        let marker = ww.join("incompat");
         let recorded = std::fs::read_to_string(self.dir.join("boot_id")).ok();
-        // overlayfs makes work/work mode 0: the caller (its owner, or root) opens it up to
-        // look inside.
-        if std::fs::symlink_metadata(&ww).is_ok() {
-            std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o700))
-                .map_err(io_err("chmod 0700", &ww))?;
-        }
-        if std::fs::symlink_metadata(&marker).is_ok() {
-            if recorded.as_deref() != Some(boot.as_str()) {
-                return Err(OverlayError::Dir {
-                    dir: self.dir.clone(),
-                    why: format!(
-                        "the host restarted while this overlay was mounted: writes of that \
-                         run may be missing from its upper layer (overlayfs' volatile mode). \
-                         Review it with `agentcage diff`, then remove {} to use it again",
-                        marker.display()
-                    ),
-                });
+        let same_boot = recorded.as_deref() == Some(boot.as_str());
+        let wp = self.dir.join("work");
+        let work = fsx::open_dir_path(&wp).map_err(io_err("open", &wp))?;
+        let root = crate::sys::geteuid() == 0;
+        let ww = opened_up(work.as_fd(), OsStr::new("work"), root)
+            .map_err(io_err("open", wp.join("work")))?;
+        let marker = wp.join("work/incompat");
+        if let Some(ww) = ww {
+            if fsx::lstat_at(ww.as_fd(), OsStr::new("incompat")).is_ok() {
+                if !same_boot {
+                    return Err(OverlayError::Dir {
+                        dir: self.dir.clone(),
+                        why: format!(
+                            "the host restarted while this overlay was mounted: writes of that \
+                             run may be missing from its upper layer (overlayfs' volatile mode). \
+                             Review it with `agentcage diff`, then remove {} to use it again",
+                            marker.display()
+                        ),
+                    });
+                }
+                remove_marker(ww.as_fd(), OsStr::new("incompat"), root)
+                    .map_err(io_err("remove", &marker))?;
             }
-            for d in [&marker, &marker.join("volatile")] {
-                let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
-            }
-            std::fs::remove_dir_all(&marker).map_err(io_err("remove", &marker))?;
         }
-        if recorded.as_deref() != Some(boot.as_str()) {
+        if !same_boot {
             write_private(&self.dir.join("boot_id"), boot.as_bytes())?;
         }
         Ok(())
     }
 
-    /// Removes the overlay entirely (its directory and layers).
+    /// Removes the overlay entirely (its directory and layers), by fd: nothing below the
+    /// directory is followed (the layers belong to the sandbox's uid), and overlayfs'
+    /// mode-0 directories in `work/` are opened up as they come (rootless).
     pub fn remove(self) -> Result<(), OverlayError> {
-        // overlayfs leaves mode-0 directories in work/: made removable first.
-        let ww = self.dir.join("work/work");
-        if let Ok(rd) = std::fs::read_dir(self.dir.join("work")) {
-            drop(rd);
+        let (parent, name) = match (self.dir.parent(), self.dir.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => {
+                return Err(OverlayError::Dir {
+                    dir: self.dir.clone(),
+                    why: "not removable (no parent)".into(),
+                })
+            }
+        };
+        let p = fsx::open_dir_path(parent).map_err(io_err("open", parent))?;
+        remove_marker(p.as_fd(), name, crate::sys::geteuid() == 0)
+            .map_err(io_err("remove", &self.dir))
+    }
+}
+
+/// The directory `name` of `dir` opened for reading (None: absent), its mode opened up to
+/// 0700 first unless `root` (overlayfs creates its work directories mode 0).
+fn opened_up(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<Option<OwnedFd>> {
+    let st = match fsx::lstat_at(dir, name) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        r => r?,
+    };
+    if fsx::fmt(st.st_mode) != libc::S_IFDIR {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    if !root && st.st_mode & 0o700 != 0o700 {
+        fsx::chmod_at(dir, name, 0o700)?;
+    }
+    fsx::open_subdir(dir, Path::new(name)).map(Some)
+}
+
+/// Removes `name` of `dir` and everything below it, by fd (directories opened up as needed
+/// unless `root`): overlayfs' marker tree, or a whole overlay.
+fn remove_marker(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<()> {
+    let st = fsx::lstat_at(dir, name)?;
+    if fsx::fmt(st.st_mode) == libc::S_IFDIR {
+        if let Some(d) = opened_up(dir, name, root)? {
+            for n in fsx::entries(d.as_fd())? {
+                remove_marker(d.as_fd(), &n, root)?;
+            }
         }
-        let _ = std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o700));
-        for e in std::fs::read_dir(&ww).into_iter().flatten().flatten() {
-            let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o700));
-        }
-        std::fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir))
+        fsx::unlink_at(dir, name, true)
+    } else {
+        fsx::unlink_at(dir, name, false)
     }
 }
 
@@ -401,7 +442,10 @@ impl Overlay {
 pub(crate) fn write_private(p: &Path, data: &[u8]) -> Result<(), OverlayError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(p);
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        r => r.map_err(io_err("remove", p))?,
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
