@@ -662,7 +662,7 @@ fn stamp(st: &libc::stat) -> Stamp {
 }
 
 fn load_base(ov: &Overlay) -> BTreeMap<String, Stamp> {
-    std::fs::read(ov.dir.join("base.json"))
+    super::store::read_own(&ov.dir.join("base.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

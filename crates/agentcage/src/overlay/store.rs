@@ -226,7 +226,7 @@ impl Overlay {
             }
         }
         let meta_path = dir.join("meta.json");
-        let meta = match std::fs::read(&meta_path) {
+        let meta = match read_own(&meta_path) {
             Ok(b) => {
                 let m: Meta = serde_json::from_slice(&b).map_err(|e| OverlayError::Dir {
                     dir: dir.into(),
@@ -289,7 +289,7 @@ impl Overlay {
     /// Opens an existing overlay directory.
     pub fn open(dir: &Path) -> Result<Overlay, OverlayError> {
         let meta_path = dir.join("meta.json");
-        let b = std::fs::read(&meta_path).map_err(io_err("read", &meta_path))?;
+        let b = read_own(&meta_path).map_err(io_err("read", &meta_path))?;
         let meta: Meta = serde_json::from_slice(&b).map_err(|e| OverlayError::Dir {
             dir: dir.into(),
             why: format!("meta.json: {e}"),
@@ -356,7 +356,9 @@ impl Overlay {
     /// no permission, changes no mode.
     fn ready_volatile(&self) -> Result<(), OverlayError> {
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        let recorded = std::fs::read_to_string(self.dir.join("boot_id")).ok();
+        let recorded = read_own(&self.dir.join("boot_id"))
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
         let same_boot = recorded.as_deref() == Some(boot.as_str());
         let wp = self.dir.join("work");
         let work = fsx::open_dir_path(&wp).map_err(io_err("open", &wp))?;
@@ -436,6 +438,26 @@ fn remove_marker(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<()
     } else {
         fsx::unlink_at(dir, name, false)
     }
+}
+
+/// Reads one of the overlay's own files (no symlink followed; O_NOATIME: a read-only
+/// command changes no inode of ours, see fsx).
+pub(crate) fn read_own(p: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |extra: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | extra)
+            .open(p)
+    };
+    let mut f = match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0)?,
+        r => r?,
+    };
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Writes `p` (mode 0600, replacing a file, never following a symlink).
