@@ -624,6 +624,39 @@ fn refusals(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The `volatile` mount's marker: removed before the next run of the same boot (every run
+/// after the first); the marker of another boot (the host crashed while mounted) refuses the
+/// overlay with what to do, and the run works again once the marker is gone.
+fn volatile_marker(env: &Env) -> Result<(), Failed> {
+    let o = Ov::new(env)?;
+    o.write("a", "a\n")?;
+    for _ in 0..2 {
+        o.run("echo b > a")?.expect_code(0, "a run (same boot)")?;
+    }
+    let marker = o.dir.join("work/work/incompat/volatile");
+    if std::fs::symlink_metadata(&marker).is_err() {
+        return Err("no volatile marker after a run: is the overlay mounted volatile?".into());
+    }
+    std::fs::write(o.dir.join("boot_id"), "another-boot\n").map_err(err)?;
+    let out = o.run("true")?;
+    out.expect_code(2, "a run after another boot")?;
+    if !out.stderr.contains("host restarted") || !out.stderr.contains("chmod -R u+rwx") {
+        return Err(format!("message: {}", out.stderr).into());
+    }
+    // What the message says (done here as the test's user, who owns or may remove it).
+    let inc = o.dir.join("work/work/incompat");
+    for d in [o.dir.join("work/work"), inc.clone(), marker.clone()] {
+        let _ = std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
+    std::fs::remove_dir_all(&inc).map_err(err)?;
+    let out = o.run("cat a")?;
+    out.expect_code(0, "a run once the marker is gone")?;
+    if out.stdout != "b\n" {
+        return Err(format!("the upper layer was lost: {:?}", out.stdout).into());
+    }
+    Ok(())
+}
+
 /// A session's overlay: diff and commit while it runs; the next exec sees the commit.
 fn session_overlay(env: &Env) -> Result<(), Failed> {
     let o = Ov::new(env)?;
@@ -704,6 +737,7 @@ fn main() {
         ("planted_symlinks", planted_symlinks),
         ("hook_flagged", hook_flagged),
         ("refusals", refusals),
+        ("volatile_marker", volatile_marker),
         ("session_overlay", session_overlay),
     ];
     let _ = is_root;

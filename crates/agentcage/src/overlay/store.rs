@@ -374,7 +374,9 @@ impl Overlay {
                         why: format!(
                             "the host restarted while this overlay was mounted: writes of that \
                              run may be missing from its upper layer (overlayfs' volatile mode). \
-                             Review it with `agentcage diff`, then remove {} to use it again",
+                             Review it with `agentcage diff`, then remove the marker to use it \
+                             again: chmod -R u+rwx {}; rm -r {}",
+                            marker.display(),
                             marker.display()
                         ),
                     });
