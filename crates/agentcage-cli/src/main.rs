@@ -193,16 +193,16 @@ enum Cmd {
     Overlays(overlay::ListArgs),
 }
 
-const DIFF_ABOUT: &str = "What the agent changed in an overlay (`--overlay`): added, modified, deleted, renamed, mode, symlinks; sensitive paths flagged first.";
+const DIFF_ABOUT: &str = "What the agent changed in an overlay (`--overlay`): added, modified, deleted, renamed, mode, symlinks; sensitive paths flagged first";
 const DIFF_AFTER_HELP: &str = "Examples:\n  agentcage diff\n  agentcage diff myproj-1a2b3c4d --patch src/\n  agentcage diff --json";
 const COMMIT_ABOUT: &str =
-    "Apply an overlay's changes to the workspace (per file: temp file and rename).";
+    "Apply an overlay's changes to the workspace (per file: temp file and rename)";
 const COMMIT_AFTER_HELP: &str =
     "Examples:\n  agentcage commit --all\n  agentcage commit myproj-1a2b3c4d src/main.rs docs/";
-const DISCARD_ABOUT: &str = "Drop an overlay's changes.";
+const DISCARD_ABOUT: &str = "Drop an overlay's changes";
 const DISCARD_AFTER_HELP: &str =
     "Examples:\n  agentcage discard .envrc\n  agentcage discard --all --remove";
-const OVERLAYS_ABOUT: &str = "List the overlays.";
+const OVERLAYS_ABOUT: &str = "List the overlays";
 const OVERLAYS_AFTER_HELP: &str = "Examples:\n  agentcage overlays\n  agentcage overlays --json";
 
 /// The overlay commands parsed on their own (as run): their start-up is most of what a
