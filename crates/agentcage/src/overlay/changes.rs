@@ -419,6 +419,7 @@ pub fn with_renames(ov: &Overlay, mut changes: Vec<Change>) -> Result<Vec<Change
     #[derive(PartialEq, Eq, Hash)]
     enum Key {
         File(u64),
+        Hashed(u64, u64),
         Link(OsString),
     }
     let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
@@ -439,49 +440,50 @@ pub fn with_renames(ov: &Overlay, mut changes: Vec<Change>) -> Result<Vec<Change
         };
         by_key.entry(key).or_default().push(i);
     }
-    let mut lower_hash: HashMap<usize, Option<u64>> = HashMap::new();
     let mut renamed: HashMap<usize, (usize, RenameEvidence)> = HashMap::new(); // add -> del
     let mut taken: BTreeSet<usize> = BTreeSet::new();
+    // Sizes whose deletions were indexed by the hash of their contents (each read once, the
+    // first time an added file of that size needs them).
+    let mut hashed: BTreeSet<u64> = BTreeSet::new();
+    let mut indexed: BTreeSet<u64> = BTreeSet::new(); // of those, sizes with a deletion left
     for &a in &adds {
         let c = &changes[a];
-        let key = match c.entry {
-            EntryType::File => match c.size {
-                Some(n) if n > 0 => Key::File(n),
-                _ => continue,
-            },
-            _ => match &c.target {
-                Some(t) => Key::Link(t.as_os_str().to_owned()),
-                None => continue,
-            },
+        let key = match (c.entry, c.size, &c.target) {
+            (EntryType::File, Some(n), _) if n > 0 => {
+                if hashed.insert(n) {
+                    for d in by_key.remove(&Key::File(n)).unwrap_or_default() {
+                        if let Ok(h) = content_hash(lower.as_fd(), &changes[d].path) {
+                            by_key.entry(Key::Hashed(n, h)).or_default().push(d);
+                            indexed.insert(n);
+                        }
+                    }
+                }
+                if !indexed.contains(&n) {
+                    continue;
+                }
+                match content_hash(upper.as_fd(), &c.path) {
+                    Ok(h) => Key::Hashed(n, h),
+                    Err(_) => continue,
+                }
+            }
+            (EntryType::Symlink, _, Some(t)) => Key::Link(t.as_os_str().to_owned()),
+            _ => continue,
         };
-        let Some(cands) = by_key.get(&key) else {
+        let Some(cands) = by_key.get_mut(&key) else {
             continue;
         };
-        let mut cands: Vec<usize> = cands
+        cands.retain(|d| !taken.contains(d));
+        // The same file name first, then path order; the bytes confirm the hash.
+        let order = cands
             .iter()
+            .filter(|&&d| changes[d].path.file_name() == c.path.file_name())
+            .chain(cands.iter())
             .copied()
-            .filter(|d| !taken.contains(d))
-            .collect();
-        cands.sort_by_key(|&d| changes[d].path.file_name() != c.path.file_name());
-        let mut upper_hash = None;
-        for d in cands {
-            let found = if c.entry == EntryType::Symlink {
-                true
-            } else {
-                let uh = match upper_hash {
-                    Some(h) => h,
-                    None => match content_hash(upper.as_fd(), &c.path) {
-                        Ok(h) => *upper_hash.insert(h),
-                        Err(_) => break,
-                    },
-                };
-                let lh = *lower_hash
-                    .entry(d)
-                    .or_insert_with(|| content_hash(lower.as_fd(), &changes[d].path).ok());
-                lh == Some(uh)
-                    && same_bytes(upper.as_fd(), &c.path, lower.as_fd(), &changes[d].path)
-                        .unwrap_or(false)
-            };
+            .collect::<Vec<usize>>();
+        for d in order {
+            let found = c.entry == EntryType::Symlink
+                || same_bytes(upper.as_fd(), &c.path, lower.as_fd(), &changes[d].path)
+                    .unwrap_or(false);
             if found {
                 let origin = c.entry == EntryType::File
                     && fsx::open_beneath(
