@@ -7,7 +7,13 @@
 //! replaces a deleted one is opaque (`user.overlay.opaque` = `y`): nothing of the lower
 //! layer shows through it. `userxattr` rules out redirect_dir and metacopy, so a renamed
 //! directory is a copy (the kernel answers EXDEV and tools copy) and every upper file is
-//! complete: the upper layer alone says what changed.
+//! complete: the upper layer alone says what changed. Renames are a view on top of the raw
+//! changes ([`with_renames`]: same contents; a file's `user.overlay.origin`, stored empty by
+//! a rootless mount, says the kernel copied it up); `commit` works on the raw changes.
+//!
+//! Reads ask for O_NOATIME and commit changes no owner or mode that creation already gave:
+//! on a busy disk every journaled change may wait for a journal commit (docs/OVERLAY.md,
+//! Performance).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
