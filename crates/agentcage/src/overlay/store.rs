@@ -314,7 +314,7 @@ impl Overlay {
     /// Takes the overlay for one mount: an exclusive lock on `DIR/lock` (held by the
     /// returned fd: a run keeps it for the run, a session's supervisor for the session), so
     /// two sandboxes never share an upper layer; then readies the work directory for a
-    /// `volatile` mount (see [`Overlay::ready_volatile`]).
+    /// `volatile` mount (the marker of the last mount removed, same boot only).
     pub fn take(&self) -> Result<OwnedFd, OverlayError> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::OpenOptionsExt;
