@@ -236,17 +236,39 @@ pub fn measure(agentcage: &Path, rounds: u32, seed: u64) -> anyhow::Result<Overl
     let diff_over = rr("diff --stat", "git status");
     let commit_over = rr("commit", "git status");
     let run_over = rr("run --overlay", "run");
-    let check = |name: &str, v: Option<f64>, target: f64| {
+    // The minima too: on a loaded machine the medians carry the waits of other processes'
+    // disk and CPU use (journal commits above all: commit and the overlay mount change
+    // metadata, git status only reads); the minima are what each costs when nothing waits.
+    let mins = |a: &str, b: &str| match (contenders.get(a), contenders.get(b)) {
+        (Some(x), Some(y)) => ratio(x.min, y.min),
+        _ => None,
+    };
+    let check = |name: &str, v: Option<f64>, min: Option<f64>, target: f64| {
         (
             name.to_string(),
             v.is_some_and(|x| x <= target),
-            format!("{v:.3?} (target <= {target})"),
+            format!("{v:.3?} of medians, {min:.3?} of minima (target <= {target})"),
         )
     };
     let checks = vec![
-        check("diff --stat / git status", diff_over, 0.1),
-        check("commit / git status", commit_over, 0.1),
-        check("run --overlay / run", run_over, 1.1),
+        check(
+            "diff --stat / git status",
+            diff_over,
+            mins("diff --stat", "git status"),
+            0.1,
+        ),
+        check(
+            "commit / git status",
+            commit_over,
+            mins("commit", "git status"),
+            0.1,
+        ),
+        check(
+            "run --overlay / run",
+            run_over,
+            mins("run --overlay", "run"),
+            1.1,
+        ),
     ];
     Ok(OverlayReport {
         rounds,

@@ -184,25 +184,63 @@ enum Cmd {
         after_help = "Examples:\n  agentcage export seccomp > agentcage-full.json\n  agentcage export oci --policy agent.toml --rootfs ./rootfs -o ./bundle -- /bin/sh -l\n  agentcage export k8s --policy agent.toml --image registry.example/agent:1 --template"
     )]
     Export(export::ExportCmd),
-    /// What the agent changed in an overlay (`--overlay`): added, modified, deleted, mode,
-    /// symlinks; sensitive paths flagged first.
-    #[command(
-        after_help = "Examples:\n  agentcage diff\n  agentcage diff myproj-1a2b3c4d --patch src/\n  agentcage diff --json"
-    )]
+    #[command(about = DIFF_ABOUT, after_help = DIFF_AFTER_HELP)]
     Diff(overlay::DiffArgs),
-    /// Apply an overlay's changes to the workspace (per file: temp file and rename).
-    #[command(
-        after_help = "Examples:\n  agentcage commit --all\n  agentcage commit myproj-1a2b3c4d src/main.rs docs/"
-    )]
+    #[command(about = COMMIT_ABOUT, after_help = COMMIT_AFTER_HELP)]
     Commit(overlay::CommitArgs),
-    /// Drop an overlay's changes.
-    #[command(
-        after_help = "Examples:\n  agentcage discard .envrc\n  agentcage discard --all --remove"
-    )]
+    #[command(about = DISCARD_ABOUT, after_help = DISCARD_AFTER_HELP)]
     Discard(overlay::DiscardArgs),
-    /// List the overlays.
-    #[command(after_help = "Examples:\n  agentcage overlays\n  agentcage overlays --json")]
+    #[command(about = OVERLAYS_ABOUT, after_help = OVERLAYS_AFTER_HELP)]
     Overlays(overlay::ListArgs),
+}
+
+const DIFF_ABOUT: &str = "What the agent changed in an overlay (`--overlay`): added, modified, deleted, renamed, mode, symlinks; sensitive paths flagged first";
+const DIFF_AFTER_HELP: &str = "Examples:\n  agentcage diff\n  agentcage diff myproj-1a2b3c4d --patch src/\n  agentcage diff --json";
+const COMMIT_ABOUT: &str =
+    "Apply an overlay's changes to the workspace (per file: temp file and rename)";
+const COMMIT_AFTER_HELP: &str =
+    "Examples:\n  agentcage commit --all\n  agentcage commit myproj-1a2b3c4d src/main.rs docs/";
+const DISCARD_ABOUT: &str = "Drop an overlay's changes";
+const DISCARD_AFTER_HELP: &str =
+    "Examples:\n  agentcage discard .envrc\n  agentcage discard --all --remove";
+const OVERLAYS_ABOUT: &str = "List the overlays";
+const OVERLAYS_AFTER_HELP: &str = "Examples:\n  agentcage overlays\n  agentcage overlays --json";
+
+/// The overlay commands parsed on their own (as run): their start-up is most of what a
+/// `diff` or `commit` of a few changes costs (docs/OVERLAY.md, Performance).
+#[derive(Debug, Parser)]
+#[command(name = "agentcage diff", version = env!("AGENTCAGE_VERSION"), about = DIFF_ABOUT, after_help = DIFF_AFTER_HELP)]
+struct DiffCli {
+    #[command(flatten)]
+    args: overlay::DiffArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "agentcage commit", version = env!("AGENTCAGE_VERSION"), about = COMMIT_ABOUT, after_help = COMMIT_AFTER_HELP)]
+struct CommitCli {
+    #[command(flatten)]
+    args: overlay::CommitArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "agentcage discard", version = env!("AGENTCAGE_VERSION"), about = DISCARD_ABOUT, after_help = DISCARD_AFTER_HELP)]
+struct DiscardCli {
+    #[command(flatten)]
+    args: overlay::DiscardArgs,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "agentcage overlays", version = env!("AGENTCAGE_VERSION"), about = OVERLAYS_ABOUT, after_help = OVERLAYS_AFTER_HELP)]
+struct OverlaysCli {
+    #[command(flatten)]
+    args: overlay::ListArgs,
+}
+
+/// Parses `agentcage NAME ARGS...` as `C` alone (argv[0] becomes "agentcage NAME").
+fn parse_alone<C: Parser>(name: &str) -> C {
+    let argv = std::iter::once(std::ffi::OsString::from(format!("agentcage {name}")))
+        .chain(std::env::args_os().skip(2));
+    C::parse_from(argv)
 }
 
 /// The process entry, in place of std's `lang_start` (issue #19: the launcher's start-up).
@@ -285,7 +323,19 @@ fn cli_main() -> u8 {
         let code = mcp::main(&args, forward);
         return code.clamp(0, 255) as u8;
     }
-    let cli = Cli::parse();
+    let alone = match std::env::args_os().nth(1) {
+        Some(a) if a == "diff" => Some(Cmd::Diff(parse_alone::<DiffCli>("diff").args)),
+        Some(a) if a == "commit" => Some(Cmd::Commit(parse_alone::<CommitCli>("commit").args)),
+        Some(a) if a == "discard" => Some(Cmd::Discard(parse_alone::<DiscardCli>("discard").args)),
+        Some(a) if a == "overlays" => {
+            Some(Cmd::Overlays(parse_alone::<OverlaysCli>("overlays").args))
+        }
+        _ => None,
+    };
+    let cli = match alone {
+        Some(cmd) => Cli { cmd },
+        None => Cli::parse(),
+    };
     if !matches!(cli.cmd, Cmd::Run(_) | Cmd::Exec(_) | Cmd::Session(_)) {
         // Reporting commands die quietly on a closed pipe (`agentcage matrix | head`), like
         // other CLI tools, instead of panicking in println!. `run` keeps Rust's SIG_IGN: its

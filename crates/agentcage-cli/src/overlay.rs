@@ -293,28 +293,69 @@ const MORE_SENSITIVE: &[&str] = &[
 ];
 
 fn sensitive(c: &Change, extra: &[String]) -> bool {
-    DEFAULT_PROTECTED
-        .iter()
-        .chain(MORE_SENSITIVE)
-        .copied()
-        .chain(extra.iter().map(String::as_str))
-        .any(|p| matches(p, &c.path))
+    let patterns = || {
+        DEFAULT_PROTECTED
+            .iter()
+            .chain(MORE_SENSITIVE)
+            .copied()
+            .chain(extra.iter().map(String::as_str))
+    };
+    // A renamed directory is one line for a whole tree: flagged when a sensitive path could
+    // lie below its new place (or its old one), not only at it.
+    let dir_rename = c.kind == ChangeKind::Renamed && c.entry == EntryType::Dir;
+    std::iter::once(&c.path)
+        .chain(c.from.as_ref())
+        .any(|p| patterns().any(|pat| matches(pat, p) || (dir_rename && leads_to(pat, p))))
+}
+
+/// Whether a path matching `pattern` could lie below `rel` (`rel` matches a prefix of the
+/// pattern's components).
+fn leads_to(pattern: &str, rel: &Path) -> bool {
+    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let s = rel.to_string_lossy();
+    let path: Vec<&str> = s.split('/').filter(|s| !s.is_empty()).collect();
+    let mut pi = 0;
+    for p in &path {
+        match pat.get(pi) {
+            None => return true,
+            Some(&"**") => return true,
+            Some(&q) if q == "*" || q == *p => pi += 1,
+            Some(_) => return false,
+        }
+    }
+    true
 }
 
 fn describe(c: &Change) -> String {
-    let mut s = format!("{}  {}", c.letter(), c.path.display());
+    let mut s = match &c.from {
+        Some(f) if c.entry == EntryType::Dir => {
+            format!("{}  {}/ -> {}", c.letter(), f.display(), c.path.display())
+        }
+        Some(f) => format!("{}  {} -> {}", c.letter(), f.display(), c.path.display()),
+        None => format!("{}  {}", c.letter(), c.path.display()),
+    };
     match (c.kind, c.entry) {
         (_, EntryType::Dir) if c.kind != ChangeKind::Deleted => s.push('/'),
         (ChangeKind::Deleted, EntryType::Dir) => s.push_str("/ (directory)"),
         _ => {}
     }
     if let Some(t) = &c.target {
-        s.push_str(&format!(" -> {} (symlink)", t.display()));
+        if c.kind == ChangeKind::Renamed {
+            s.push_str(&format!(" (symlink to {})", t.display()));
+        } else {
+            s.push_str(&format!(" -> {} (symlink)", t.display()));
+        }
     }
     if let (Some(o), Some(n)) = (c.old_mode, c.new_mode) {
         if o != n {
             s.push_str(&format!(" (mode {o:o} -> {n:o})"));
         }
+    }
+    if c.kind == ChangeKind::Renamed {
+        s.push_str(match c.renamed_by {
+            Some(overlay::RenameEvidence::Origin) => " (renamed: copy-up origin, same contents)",
+            _ => " (renamed: same contents)",
+        });
     }
     if c.kind == ChangeKind::Retyped {
         s.push_str(" (type changed)");
@@ -328,11 +369,19 @@ pub fn diff(a: &DiffArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(&e, exit::USAGE),
     };
-    // One walk of the upper layer: the record of new changes, then the listing.
-    let changes: Vec<Change> = match overlay::record_base(&ov) {
+    // One walk of the upper layer: the record of new changes, then the listing (renames
+    // paired: a rename shows when either of its paths is asked for).
+    let changes: Vec<Change> = match overlay::record_base(&ov)
+        .and_then(|c| overlay::with_renames(&ov, c))
+    {
         Ok(c) => c
             .into_iter()
-            .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
+            .filter(|c| {
+                only.is_empty()
+                    || only.iter().any(|p| {
+                        c.path.starts_with(p) || c.from.as_ref().is_some_and(|f| f.starts_with(p))
+                    })
+            })
             .collect(),
         Err(e) => return fail(&UsageError::new(e.to_string()), exit::SETUP),
     };
@@ -374,11 +423,12 @@ pub fn diff(a: &DiffArgs) -> i32 {
     let count = |k: ChangeKind| changes.iter().filter(|c| c.kind == k).count();
     let _ = writeln!(
         out,
-        "{} change(s): {} added, {} modified, {} deleted, {} mode, {} type (overlay {}, {})",
+        "{} change(s): {} added, {} modified, {} deleted, {} renamed, {} mode, {} type (overlay {}, {})",
         changes.len(),
         count(ChangeKind::Added),
         count(ChangeKind::Modified),
         count(ChangeKind::Deleted),
+        count(ChangeKind::Renamed),
         count(ChangeKind::Mode),
         count(ChangeKind::Retyped),
         ov.meta.name,
@@ -419,6 +469,19 @@ pub fn patch(ov: &Overlay, c: &Change) -> String {
             ov.read_lower(&c.path, PATCH_MAX + 1).ok()
         }
     };
+    if let (ChangeKind::Renamed, Some(f)) = (c.kind, &c.from) {
+        // Same contents on both sides: git's header of a 100% rename, nothing else.
+        let f = f.display();
+        let mut head = format!(
+            "diff --agentcage a/{f} b/{p}\nsimilarity index 100%\nrename from {f}\nrename to {p}\n"
+        );
+        if let (Some(o), Some(n)) = (c.old_mode, c.new_mode) {
+            if o != n {
+                head.push_str(&format!("old mode {o:o}\nnew mode {n:o}\n"));
+            }
+        }
+        return head;
+    }
     let mut head = format!("diff --agentcage a/{p} b/{p}\n");
     if let (Some(o), Some(n)) = (c.old_mode, c.new_mode) {
         if o != n {
@@ -605,5 +668,10 @@ mod tests {
         ));
         assert!(matches(".vscode", Path::new(".vscode/tasks.json")));
         assert!(!matches(".vscode", Path::new("src/.vscode")));
+        assert!(leads_to(".git/hooks", Path::new(".git")));
+        assert!(leads_to(".git/modules/**/hooks", Path::new(".git/modules")));
+        assert!(leads_to(".vscode", Path::new(".vscode/x")));
+        assert!(!leads_to(".git/hooks", Path::new("src")));
+        assert!(!leads_to(".git/hooks", Path::new(".github")));
     }
 }

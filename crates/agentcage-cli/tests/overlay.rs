@@ -1,6 +1,6 @@
 //! Overlay workspace (issue #16), as root and as uid 65534: the agent's edits, creations,
-//! deletions, renames (file and directory: EXDEV and the tools' copy), mode changes,
-//! symlinks, git commits and pip installs land in the overlay's upper layer; the workspace is
+//! deletions, renames (file and directory: EXDEV and the tools' copy; `diff` pairs them),
+//! mode changes, symlinks, git commits, pip and npm installs land in the overlay's upper layer; the workspace is
 //! untouched until `commit`; `diff` shows each change and flags sensitive paths first;
 //! partial commit, discard, a conflicting workspace change refused (then `--force`), a
 //! symlink planted in the upper layer committed as a symlink and never written through, the
@@ -148,12 +148,9 @@ fn edits_wait_for_commit(env: &Env) -> Result<(), Failed> {
         ("edit.txt", "modified"),
         ("new.txt", "added"),
         ("del.txt", "deleted"),
-        ("ren.txt", "deleted"),
-        ("ren2.txt", "added"),
-        ("d1", "deleted"),
-        ("d1/sub/g", "deleted"),
-        ("d3", "added"),
-        ("d3/sub/g", "added"),
+        // A file renamed by the kernel, and a directory `mv` copied (EXDEV), then renamed.
+        ("ren2.txt", "renamed"),
+        ("d3", "renamed"),
         ("run.sh", "mode"),
         ("link", "added"),
         ("nd/x/z", "added"),
@@ -260,7 +257,89 @@ fn git_inside(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
-/// pip installs a local wheel into the workspace (offline): held in the overlay.
+/// Renames in `diff`: a file renamed by the kernel (copy-up origin), one copied then deleted,
+/// a directory moved by `mv` (EXDEV, then mv's copy: one directory rename), a rename into
+/// `.git/hooks` (flagged); a renamed and edited file and empty files stay a deletion and an
+/// addition. Committing either path of a rename applies both sides.
+fn renames(env: &Env) -> Result<(), Failed> {
+    let o = Ov::new(env)?;
+    for (p, d) in [
+        ("a.txt", "a\n"),
+        ("c.txt", "c\n"),
+        ("e.txt", "e\n"),
+        ("empty", ""),
+        ("d1/f", "f\n"),
+        ("d1/sub/g", "g\n"),
+        ("tool.sh", "#!/bin/sh\n"),
+        (".git/HEAD", "ref: refs/heads/main\n"),
+    ] {
+        o.write(p, d)?;
+    }
+    o.run(
+        "set -e; mv a.txt b.txt; cp c.txt d.txt; rm c.txt; mv e.txt e2.txt; echo more >> e2.txt; \
+         mv empty empty2; mv d1 d2; mkdir .git/hooks; mv tool.sh .git/hooks/pre-commit",
+    )?
+    .expect_code(0, "renames")?;
+    let j = o.cli("diff", &["--json"])?;
+    j.expect_code(0, "diff --json")?;
+    let v: serde_json::Value = serde_json::from_str(&j.stdout).map_err(err)?;
+    let ch = v["changes"].as_array().ok_or("changes")?;
+    let find = |p: &str| ch.iter().find(|c| c["path"] == p);
+    for (path, from, by) in [
+        ("b.txt", "a.txt", "origin"),
+        ("d.txt", "c.txt", "contents"),
+        ("d2", "d1", "contents"),
+        (".git/hooks/pre-commit", "tool.sh", "origin"),
+    ] {
+        let c = find(path).ok_or_else(|| format!("no change at {path}: {}", j.stdout))?;
+        if c["kind"] != "renamed" || c["from"] != from || c["renamed_by"] != by {
+            return Err(format!("{path}: want renamed from {from} by {by}: {c}").into());
+        }
+    }
+    for (path, kind) in [
+        ("e.txt", "deleted"),
+        ("e2.txt", "added"),
+        ("empty", "deleted"),
+        ("empty2", "added"),
+    ] {
+        if find(path).map(|c| c["kind"].clone()) != Some(kind.into()) {
+            return Err(format!("{path} should be {kind}: {}", j.stdout).into());
+        }
+    }
+    let inner = ch.iter().any(|c| {
+        let p = c["path"].as_str().unwrap_or_default();
+        p.starts_with("d1/") || p.starts_with("d2/") || p == "a.txt" || p == "c.txt"
+    });
+    if inner || !v["sensitive"].to_string().contains(".git/hooks/pre-commit") {
+        return Err(format!(
+            "renames listed twice, or the hook not flagged: {}",
+            j.stdout
+        )
+        .into());
+    }
+    let stat = o.cli("diff", &["--stat"])?;
+    if !stat.stdout.contains("R  d1/ -> d2/") || !stat.stdout.contains("R  a.txt -> b.txt") {
+        return Err(format!("diff --stat: {}", stat.stdout).into());
+    }
+    // Either side selects the rename: the new name, then the old one of the directory.
+    o.cli("commit", &["b.txt"])?
+        .expect_code(0, "commit b.txt")?;
+    o.cli("commit", &["d1"])?.expect_code(0, "commit d1")?;
+    let ws = o.ws.path();
+    if o.read("b.txt").as_deref() != Some("a\n")
+        || ws.join("a.txt").exists()
+        || o.read("d2/sub/g").as_deref() != Some("g\n")
+        || ws.join("d1").exists()
+        || o.read("c.txt").as_deref() != Some("c\n")
+        || ws.join("d.txt").exists()
+    {
+        return Err("commit of one side of a rename did not apply both (or applied more)".into());
+    }
+    Ok(())
+}
+
+/// pip installs a local wheel (made here) into `vendor/` of the workspace, offline: held in
+/// the overlay, listed by diff, applied by commit.
 fn pip_install(env: &Env) -> Result<(), Failed> {
     if !Path::new("/usr/bin/python3").exists()
         || !Command::new("/usr/bin/python3")
@@ -268,7 +347,12 @@ fn pip_install(env: &Env) -> Result<(), Failed> {
             .output()
             .is_ok_and(|o| o.status.success())
     {
-        eprintln!("skip pip_install: no /usr/bin/python3 with pip");
+        if common::expected("python") {
+            return Err(
+                "AGENTCAGE_TEST_EXPECT lists python but /usr/bin/python3 has no pip".into(),
+            );
+        }
+        eprintln!("skip pip_install: no /usr/bin/python3 with pip (feature python)");
         return Ok(());
     }
     let o = Ov::new(env)?;
@@ -290,13 +374,85 @@ z.writestr('tpkg-1.0.dist-info/RECORD','')\nz.close()\n";
     env.chown_tree(o.ws.path())?;
     let out = o.run(
         "/usr/bin/python3 -m pip install -q --no-index --no-cache-dir --disable-pip-version-check \
-         --target lib tpkg-1.0-py3-none-any.whl && PYTHONPATH=lib /usr/bin/python3 -c 'import tpkg; print(tpkg.X)'",
+         --target ./vendor tpkg-1.0-py3-none-any.whl && PYTHONPATH=vendor /usr/bin/python3 -c 'import tpkg; print(tpkg.X)'",
     )?;
     out.expect_code(0, "pip install --target")?;
-    if out.stdout.trim() != "42" || o.ws.path().join("lib").exists() {
+    if out.stdout.trim() != "42" || o.ws.path().join("vendor").exists() {
         return Err(format!("pip inside: {} {}", out.stdout, out.stderr).into());
     }
-    has(&o.changes()?, "lib/tpkg/__init__.py", "added")?;
+    let ch = o.changes()?;
+    has(&ch, "vendor/tpkg/__init__.py", "added")?;
+    has(&ch, "vendor/tpkg-1.0.dist-info/METADATA", "added")?;
+    o.cli("commit", &["--all"])?
+        .expect_code(0, "commit --all")?;
+    let st = Command::new("/usr/bin/python3")
+        .args(["-c", "import tpkg, sys; sys.exit(tpkg.X != 42)"])
+        .env("PYTHONPATH", o.ws.path().join("vendor"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .status()
+        .map_err(err)?;
+    if !st.success() || !o.changes()?.is_empty() {
+        return Err(
+            "after commit, the workspace's vendor/ does not import (or changes left)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// npm installs a local package (`npm pack` of a tiny directory, made here) into the
+/// workspace, offline: node_modules/ and package.json held in the overlay, listed by diff,
+/// applied by commit.
+fn npm_install(env: &Env) -> Result<(), Failed> {
+    let Some(npm) = ["/usr/bin/npm", "/usr/local/bin/npm"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        if common::expected("npm") {
+            return Err("AGENTCAGE_TEST_EXPECT lists npm but there is no npm".into());
+        }
+        eprintln!("skip npm_install: no npm in /usr/bin or /usr/local/bin (feature npm)");
+        return Ok(());
+    };
+    let o = Ov::new(env)?;
+    let pkg = env.workspace()?;
+    std::fs::write(
+        pkg.path().join("package.json"),
+        r#"{"name":"tpkg","version":"1.0.0","main":"index.js"}"#,
+    )
+    .map_err(err)?;
+    std::fs::write(pkg.path().join("index.js"), "module.exports = 42;\n").map_err(err)?;
+    let cache = env.workspace()?;
+    let st = Command::new(npm)
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(o.ws.path())
+        .args(["--cache"])
+        .arg(cache.path())
+        .current_dir(pkg.path())
+        .output()
+        .map_err(err)?;
+    if !st.status.success() {
+        return Err(format!("npm pack: {}", String::from_utf8_lossy(&st.stderr)).into());
+    }
+    env.chown_tree(o.ws.path())?;
+    let out = o.run(&format!(
+        "HOME=/tmp {npm} install --offline --no-audit --no-fund --no-update-notifier \
+         --cache /tmp/npm-cache ./tpkg-1.0.0.tgz >/dev/null && \
+         node -e 'process.exit(require(\"tpkg\") === 42 ? 0 : 3)'"
+    ))?;
+    out.expect_code(0, "npm install --offline")?;
+    if o.ws.path().join("node_modules").exists() || o.ws.path().join("package.json").exists() {
+        return Err("npm wrote the workspace before commit".into());
+    }
+    let ch = o.changes()?;
+    has(&ch, "node_modules/tpkg/index.js", "added")?;
+    has(&ch, "package.json", "added")?;
+    o.cli("commit", &["--all"])?
+        .expect_code(0, "commit --all")?;
+    if o.read("node_modules/tpkg/index.js").as_deref() != Some("module.exports = 42;\n")
+        || o.read("package.json").is_none()
+    {
+        return Err("after commit, node_modules/tpkg is not in the workspace".into());
+    }
     Ok(())
 }
 
@@ -468,6 +624,39 @@ fn refusals(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The `volatile` mount's marker: removed before the next run of the same boot (every run
+/// after the first); the marker of another boot (the host crashed while mounted) refuses the
+/// overlay with what to do, and the run works again once the marker is gone.
+fn volatile_marker(env: &Env) -> Result<(), Failed> {
+    let o = Ov::new(env)?;
+    o.write("a", "a\n")?;
+    for _ in 0..2 {
+        o.run("echo b > a")?.expect_code(0, "a run (same boot)")?;
+    }
+    let marker = o.dir.join("work/work/incompat/volatile");
+    if std::fs::symlink_metadata(&marker).is_err() {
+        return Err("no volatile marker after a run: is the overlay mounted volatile?".into());
+    }
+    std::fs::write(o.dir.join("boot_id"), "another-boot\n").map_err(err)?;
+    let out = o.run("true")?;
+    out.expect_code(2, "a run after another boot")?;
+    if !out.stderr.contains("host restarted") || !out.stderr.contains("chmod -R u+rwx") {
+        return Err(format!("message: {}", out.stderr).into());
+    }
+    // What the message says (done here as the test's user, who owns or may remove it).
+    let inc = o.dir.join("work/work/incompat");
+    for d in [o.dir.join("work/work"), inc.clone(), marker.clone()] {
+        let _ = std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    }
+    std::fs::remove_dir_all(&inc).map_err(err)?;
+    let out = o.run("cat a")?;
+    out.expect_code(0, "a run once the marker is gone")?;
+    if out.stdout != "b\n" {
+        return Err(format!("the upper layer was lost: {:?}", out.stdout).into());
+    }
+    Ok(())
+}
+
 /// A session's overlay: diff and commit while it runs; the next exec sees the commit.
 fn session_overlay(env: &Env) -> Result<(), Failed> {
     let o = Ov::new(env)?;
@@ -540,12 +729,15 @@ fn main() {
     let tests: &[(&str, TestFn)] = &[
         ("edits_wait_for_commit", edits_wait_for_commit),
         ("git_inside", git_inside),
+        ("renames", renames),
         ("pip_install", pip_install),
+        ("npm_install", npm_install),
         ("partial_commit_and_discard", partial_commit_and_discard),
         ("conflict_refused", conflict_refused),
         ("planted_symlinks", planted_symlinks),
         ("hook_flagged", hook_flagged),
         ("refusals", refusals),
+        ("volatile_marker", volatile_marker),
         ("session_overlay", session_overlay),
     ];
     let _ = is_root;

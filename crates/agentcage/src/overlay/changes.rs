@@ -7,7 +7,13 @@
 //! replaces a deleted one is opaque (`user.overlay.opaque` = `y`): nothing of the lower
 //! layer shows through it. `userxattr` rules out redirect_dir and metacopy, so a renamed
 //! directory is a copy (the kernel answers EXDEV and tools copy) and every upper file is
-//! complete: the upper layer alone says what changed.
+//! complete: the upper layer alone says what changed. Renames are a view on top of the raw
+//! changes ([`with_renames`]: same contents; a file's `user.overlay.origin`, stored empty by
+//! a rootless mount, says the kernel copied it up); `commit` works on the raw changes.
+//!
+//! Reads ask for O_NOATIME and commit changes no owner or mode that creation already gave:
+//! on a busy disk every journaled change may wait for a journal commit (docs/OVERLAY.md,
+//! Performance).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -59,6 +65,22 @@ pub enum ChangeKind {
     Retyped,
     /// Deleted (a whiteout, or hidden by an opaque directory).
     Deleted,
+    /// Moved from `from` (a deleted entry of the workspace and an added one with the same
+    /// contents: see [`with_renames`]). Only `diff` shows renames; `commit` of either path
+    /// applies both sides.
+    Renamed,
+}
+
+/// How a rename was detected (`diff`; both need the same contents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RenameEvidence {
+    /// The added file carries overlayfs' `user.overlay.origin` (the kernel copied it up from
+    /// a lower file: rename(2) of a workspace file) and has the deleted file's contents.
+    Origin,
+    /// Same type and contents only (a tool copied, then deleted: `mv` of a directory, whose
+    /// rename(2) overlayfs refuses with EXDEV; a directory: every entry below it matches).
+    Contents,
 }
 
 /// One change of the overlay against the workspace.
@@ -79,6 +101,12 @@ pub struct Change {
     pub size: Option<u64>,
     /// The symlink's target now (never followed).
     pub target: Option<PathBuf>,
+    /// A rename: where the entry was (relative to the workspace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<PathBuf>,
+    /// A rename: how it was detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_by: Option<RenameEvidence>,
 }
 
 fn is_whiteout(upper: BorrowedFd<'_>, name: &OsStr, st: &libc::stat) -> bool {
@@ -162,6 +190,8 @@ impl Walker<'_> {
                 new_mode: Some(mode),
                 size: (ty == EntryType::File).then_some(st.st_size as u64),
                 target: None,
+                from: None,
+                renamed_by: None,
             };
             if ty == EntryType::Symlink {
                 change.target = Some(PathBuf::from(
@@ -254,6 +284,8 @@ impl Walker<'_> {
             new_mode: None,
             size: None,
             target: None,
+            from: None,
+            renamed_by: None,
         });
         if ty == EntryType::Dir {
             let d = fsx::open_subdir(lower, Path::new(name)).map_err(io_err("open", path))?;
@@ -299,6 +331,288 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A hash of a file's contents (read beneath `dir`, no symlink followed): the key that pairs
+/// a deleted and an added file before their bytes are compared.
+fn content_hash(dir: BorrowedFd<'_>, rel: &Path) -> io::Result<u64> {
+    use std::hash::Hasher as _;
+    let mut f = std::fs::File::from(fsx::open_beneath(
+        dir,
+        rel,
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    )?);
+    // Fixed keys: the same contents give the same value within this process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = read_full(&mut f, &mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.write(&buf[..n]);
+    }
+}
+
+/// Whether two files (each beneath its own directory) have the same bytes.
+fn same_bytes(a: BorrowedFd<'_>, ra: &Path, b: BorrowedFd<'_>, rb: &Path) -> io::Result<bool> {
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+    let mut fa = std::fs::File::from(fsx::open_beneath(a, ra, flags, 0)?);
+    let mut fb = std::fs::File::from(fsx::open_beneath(b, rb, flags, 0)?);
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let n = read_full(&mut fa, &mut ba)?;
+        let m = read_full(&mut fb, &mut bb)?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// `rel`'s parent directory beneath `dir` (for one-component calls on the entry).
+fn parent_of<'p>(dir: BorrowedFd<'_>, rel: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+    let (parent, name) = fsx::split(rel)?;
+    Ok((
+        fsx::open_beneath(dir, parent, libc::O_PATH | libc::O_DIRECTORY, 0)?,
+        name,
+    ))
+}
+
+/// The rename view of `changes` (what `diff` shows; `commit` works on the raw changes and
+/// applies both sides of a rename it selects):
+///
+/// - a deleted file and an added file of the same size (not empty: as in git, empty files
+///   are never paired, nothing tells them apart) and the same bytes (hashed, then compared),
+///   or a deleted and an added symlink with the same target, are one rename. An added
+///   file with overlayfs' `user.overlay.origin` xattr was copied up from a workspace file
+///   (the kernel's rename(2) of a file: evidence [`RenameEvidence::Origin`]); without it a
+///   tool copied and deleted ([`RenameEvidence::Contents`]). With several candidates, one
+///   with the same file name wins, then the first by path.
+/// - then a deleted directory whose every entry below it was renamed to the same relative
+///   path below one added directory, which holds nothing else, is one directory rename
+///   (overlayfs refuses rename(2) of a workspace directory with EXDEV and `mv` copies).
+///
+/// A renamed and edited file stays a deletion and an addition. Cost: the deleted and added
+/// files of equal sizes are read once each; the rest of the tree is never touched.
+pub fn with_renames(ov: &Overlay, mut changes: Vec<Change>) -> Result<Vec<Change>, OverlayError> {
+    use std::collections::HashMap;
+    // Sorted by path (component-wise): the entries below a directory follow it.
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    let dels: Vec<usize> = (0..changes.len())
+        .filter(|&i| {
+            changes[i].kind == ChangeKind::Deleted
+                && matches!(changes[i].entry, EntryType::File | EntryType::Symlink)
+        })
+        .collect();
+    let adds: Vec<usize> = (0..changes.len())
+        .filter(|&i| {
+            changes[i].kind == ChangeKind::Added
+                && matches!(changes[i].entry, EntryType::File | EntryType::Symlink)
+        })
+        .collect();
+    if dels.is_empty() || adds.is_empty() {
+        return Ok(changes);
+    }
+    let upper = ov.upper()?;
+    let lower = ov.workspace()?;
+    // What pairs a deletion with an addition before the bytes are compared: the size of a
+    // file, the target of a symlink.
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key {
+        File(u64),
+        Hashed(u64, u64),
+        Link(OsString),
+    }
+    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
+    for &i in &dels {
+        let c = &changes[i];
+        let Ok((p, name)) = parent_of(lower.as_fd(), &c.path) else {
+            continue;
+        };
+        let key = match c.entry {
+            EntryType::File => match fsx::lstat_at(p.as_fd(), name) {
+                Ok(st) if st.st_size > 0 => Key::File(st.st_size as u64),
+                _ => continue,
+            },
+            _ => match fsx::readlink_at(p.as_fd(), name) {
+                Ok(t) => Key::Link(t),
+                Err(_) => continue,
+            },
+        };
+        by_key.entry(key).or_default().push(i);
+    }
+    let mut renamed: HashMap<usize, (usize, RenameEvidence)> = HashMap::new(); // add -> del
+    let mut taken: BTreeSet<usize> = BTreeSet::new();
+    // Sizes whose deletions were indexed by the hash of their contents (each read once, the
+    // first time an added file of that size needs them).
+    let mut hashed: BTreeSet<u64> = BTreeSet::new();
+    let mut indexed: BTreeSet<u64> = BTreeSet::new(); // of those, sizes with a deletion left
+    for &a in &adds {
+        let c = &changes[a];
+        let key = match (c.entry, c.size, &c.target) {
+            (EntryType::File, Some(n), _) if n > 0 => {
+                if hashed.insert(n) {
+                    for d in by_key.remove(&Key::File(n)).unwrap_or_default() {
+                        if let Ok(h) = content_hash(lower.as_fd(), &changes[d].path) {
+                            by_key.entry(Key::Hashed(n, h)).or_default().push(d);
+                            indexed.insert(n);
+                        }
+                    }
+                }
+                if !indexed.contains(&n) {
+                    continue;
+                }
+                match content_hash(upper.as_fd(), &c.path) {
+                    Ok(h) => Key::Hashed(n, h),
+                    Err(_) => continue,
+                }
+            }
+            (EntryType::Symlink, _, Some(t)) => Key::Link(t.as_os_str().to_owned()),
+            _ => continue,
+        };
+        let Some(cands) = by_key.get_mut(&key) else {
+            continue;
+        };
+        cands.retain(|d| !taken.contains(d));
+        // The same file name first, then path order; the bytes confirm the hash.
+        let order = cands
+            .iter()
+            .filter(|&&d| changes[d].path.file_name() == c.path.file_name())
+            .chain(cands.iter())
+            .copied()
+            .collect::<Vec<usize>>();
+        for d in order {
+            let found = c.entry == EntryType::Symlink
+                || same_bytes(upper.as_fd(), &c.path, lower.as_fd(), &changes[d].path)
+                    .unwrap_or(false);
+            if found {
+                let origin = c.entry == EntryType::File
+                    && fsx::open_beneath(
+                        upper.as_fd(),
+                        &c.path,
+                        libc::O_RDONLY | libc::O_NONBLOCK,
+                        0,
+                    )
+                    .ok()
+                    .and_then(|f| fsx::fgetxattr(f.as_fd(), "user.overlay.origin"))
+                    .is_some();
+                let how = if origin {
+                    RenameEvidence::Origin
+                } else {
+                    RenameEvidence::Contents
+                };
+                taken.insert(d);
+                renamed.insert(a, (d, how));
+                break;
+            }
+        }
+    }
+    if renamed.is_empty() {
+        return Ok(changes);
+    }
+    let mut drop = vec![false; changes.len()];
+    let mut out: Vec<Change> = Vec::new();
+    // Directories: shallowest first, so that the outermost rename wins.
+    let old_to_new: HashMap<&Path, &Path> = renamed
+        .iter()
+        .map(|(&a, &(d, _))| (changes[d].path.as_path(), changes[a].path.as_path()))
+        .collect();
+    let index: HashMap<&Path, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.path.as_path(), i))
+        .collect();
+    let mut ddirs: Vec<usize> = (0..changes.len())
+        .filter(|&i| changes[i].kind == ChangeKind::Deleted && changes[i].entry == EntryType::Dir)
+        .collect();
+    ddirs.sort_by_key(|&i| changes[i].path.components().count());
+    for dd in ddirs {
+        if drop[dd] {
+            continue;
+        }
+        let d = &changes[dd].path;
+        let below = |root: usize| -> Vec<usize> {
+            (root + 1..changes.len())
+                .take_while(|&i| changes[i].path.starts_with(&changes[root].path))
+                .collect()
+        };
+        let under_d = below(dd);
+        // The target directory, from the first renamed entry below D.
+        let Some(a) = under_d.iter().find_map(|&i| {
+            let new = old_to_new.get(changes[i].path.as_path())?;
+            let rel = changes[i].path.strip_prefix(d).ok()?;
+            let a = new.ancestors().nth(rel.components().count())?;
+            (a.join(rel) == *new).then(|| a.to_path_buf())
+        }) else {
+            continue;
+        };
+        let Some(&ai) = index.get(a.as_path()) else {
+            continue;
+        };
+        if changes[ai].kind != ChangeKind::Added || changes[ai].entry != EntryType::Dir {
+            continue;
+        }
+        let under_a = below(ai);
+        let all_match = under_d.len() == under_a.len()
+            && under_d.iter().all(|&i| {
+                let c = &changes[i];
+                let Ok(rel) = c.path.strip_prefix(d) else {
+                    return false;
+                };
+                let target = a.join(rel);
+                match c.entry {
+                    EntryType::Dir => index.get(target.as_path()).is_some_and(|&t| {
+                        changes[t].kind == ChangeKind::Added && changes[t].entry == EntryType::Dir
+                    }),
+                    _ => old_to_new.get(c.path.as_path()) == Some(&target.as_path()),
+                }
+            });
+        if !all_match {
+            continue;
+        }
+        for i in under_d.into_iter().chain(under_a).chain([dd, ai]) {
+            drop[i] = true;
+        }
+        out.push(Change {
+            path: a.clone(),
+            kind: ChangeKind::Renamed,
+            entry: EntryType::Dir,
+            old_mode: changes[dd].old_mode,
+            new_mode: changes[ai].new_mode,
+            size: None,
+            target: None,
+            from: Some(d.clone()),
+            renamed_by: Some(RenameEvidence::Contents),
+        });
+    }
+    for (&a, &(d, how)) in &renamed {
+        if drop[a] || drop[d] {
+            continue;
+        }
+        drop[a] = true;
+        drop[d] = true;
+        out.push(Change {
+            kind: ChangeKind::Renamed,
+            old_mode: changes[d].old_mode,
+            from: Some(changes[d].path.clone()),
+            renamed_by: Some(how),
+            ..changes[a].clone()
+        });
+    }
+    out.extend(
+        changes
+            .into_iter()
+            .zip(drop)
+            .filter(|(_, dropped)| !dropped)
+            .map(|(c, _)| c),
+    );
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
 }
 
 impl Overlay {
@@ -356,13 +670,22 @@ fn stamp(st: &libc::stat) -> Stamp {
 }
 
 fn load_base(ov: &Overlay) -> BTreeMap<String, Stamp> {
-    std::fs::read(ov.dir.join("base.json"))
+    super::store::read_own(&ov.dir.join("base.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
 
+/// Writes `base.json` (a temp file and a rename); an empty record is no file (one unlink,
+/// not three journaled changes, when a commit or discard took everything).
 fn save_base(ov: &Overlay, base: &BTreeMap<String, Stamp>) -> Result<(), OverlayError> {
+    if base.is_empty() {
+        let p = ov.dir.join("base.json");
+        return match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", p)(e)),
+            _ => Ok(()),
+        };
+    }
     let tmp = ov.dir.join("base.json.tmp");
     super::store::write_private(&tmp, &serde_json::to_vec(base).unwrap_or_default())?;
     let dst = ov.dir.join("base.json");
@@ -370,7 +693,10 @@ fn save_base(ov: &Overlay, base: &BTreeMap<String, Stamp>) -> Result<(), Overlay
 }
 
 fn had_lower(c: &Change) -> bool {
-    c.kind != ChangeKind::Added
+    matches!(
+        c.kind,
+        ChangeKind::Modified | ChangeKind::Mode | ChangeKind::Retyped | ChangeKind::Deleted
+    )
 }
 
 /// Records, for every changed path whose workspace entry is not recorded yet, what that
@@ -424,6 +750,21 @@ pub struct CommitReport {
 pub fn commit(ov: &Overlay, only: &[PathBuf], force: bool) -> Result<CommitReport, OverlayError> {
     let all = record_base(ov)?;
     let base = load_base(ov);
+    // A rename is one change: selecting either of its paths selects both sides.
+    let mut only: Vec<PathBuf> = only.to_vec();
+    if !only.is_empty() {
+        let hit = |p: &Path| only.iter().any(|o| p.starts_with(o));
+        let mut more = Vec::new();
+        for r in with_renames(ov, all.clone())? {
+            if let (ChangeKind::Renamed, Some(from)) = (r.kind, &r.from) {
+                if hit(&r.path) != hit(from) {
+                    more.push(r.path.clone());
+                    more.push(from.clone());
+                }
+            }
+        }
+        only.extend(more);
+    }
     let sel: Vec<&Change> = all
         .iter()
         .filter(|c| only.is_empty() || only.iter().any(|p| c.path.starts_with(p)))
@@ -510,10 +851,13 @@ pub fn commit(ov: &Overlay, only: &[PathBuf], force: bool) -> Result<CommitRepor
         let _ = remove_upper_entry(upper.as_fd(), &p, false);
     }
     let mut base = load_base(ov);
+    let before = base.len();
     for p in &rep.applied {
         base.remove(&*p.to_string_lossy());
     }
-    save_base(ov, &base)?;
+    if base.len() != before {
+        save_base(ov, &base)?;
+    }
     Ok(rep)
 }
 
@@ -538,8 +882,11 @@ pub fn discard(ov: &Overlay, only: &[PathBuf]) -> Result<Vec<PathBuf>, OverlayEr
         }
     }
     let mut base = load_base(ov);
+    let before = base.len();
     base.retain(|k, _| !dropped.iter().any(|d| Path::new(k).starts_with(d)));
-    save_base(ov, &base)?;
+    if base.len() != before {
+        save_base(ov, &base)?;
+    }
     Ok(dropped)
 }
 
@@ -663,19 +1010,26 @@ fn apply_one(
                 return Err(io::Error::from_raw_os_error(libc::EINVAL));
             }
             let tmp = tmp_name();
+            let want = strip_setid(mode, c.entry);
+            // Created with its final permission bits (less the umask): on a busy disk every
+            // journaled change may wait for a commit, so the owner and mode are only changed
+            // when creation did not already give them.
             let dst = fsx::open_beneath(
                 pd.as_fd(),
                 Path::new(&tmp),
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                0o600,
+                want & 0o777,
             )?;
             let r = (|| {
                 let mut out = std::fs::File::from(dst);
                 io::copy(&mut std::fs::File::from(src), &mut out)?;
-                if euid == 0 {
+                let st = fsx::fstat(out.as_fd())?;
+                if euid == 0 && (st.st_uid, st.st_gid) != (uid, gid) {
                     fsx::chown_at(out.as_fd(), OsStr::new(""), uid, gid)?;
                 }
-                fsx::fchmod(out.as_fd(), strip_setid(mode, c.entry))?;
+                if st.st_mode & 0o7777 != want {
+                    fsx::fchmod(out.as_fd(), want)?;
+                }
                 // No fsync (like git's default): the rename is atomic for readers; a crash
                 // right after a commit may leave the old file, never a torn one... on
                 // filesystems that order data before the rename (ext4's auto_da_alloc).
@@ -729,6 +1083,7 @@ impl Change {
             ChangeKind::Mode => 'm',
             ChangeKind::Retyped => 'T',
             ChangeKind::Deleted => 'D',
+            ChangeKind::Renamed => 'R',
         }
     }
 }

@@ -17,7 +17,10 @@ mod store;
 
 use crate::sys::fsx;
 
-pub use changes::{commit, discard, record_base, Change, ChangeKind, CommitReport, EntryType};
+pub use changes::{
+    commit, discard, record_base, with_renames, Change, ChangeKind, CommitReport, EntryType,
+    RenameEvidence,
+};
 pub use store::{
     check_available, check_layers, check_path, default_root, list, name_for_workspace, Meta,
     Overlay, OverlayError,

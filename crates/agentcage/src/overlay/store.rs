@@ -1,7 +1,8 @@
 //! Where overlays live and how one is created, opened and listed.
 
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -225,7 +226,7 @@ impl Overlay {
             }
         }
         let meta_path = dir.join("meta.json");
-        let meta = match std::fs::read(&meta_path) {
+        let meta = match read_own(&meta_path) {
             Ok(b) => {
                 let m: Meta = serde_json::from_slice(&b).map_err(|e| OverlayError::Dir {
                     dir: dir.into(),
@@ -288,7 +289,7 @@ impl Overlay {
     /// Opens an existing overlay directory.
     pub fn open(dir: &Path) -> Result<Overlay, OverlayError> {
         let meta_path = dir.join("meta.json");
-        let b = std::fs::read(&meta_path).map_err(io_err("read", &meta_path))?;
+        let b = read_own(&meta_path).map_err(io_err("read", &meta_path))?;
         let meta: Meta = serde_json::from_slice(&b).map_err(|e| OverlayError::Dir {
             dir: dir.into(),
             why: format!("meta.json: {e}"),
@@ -313,7 +314,7 @@ impl Overlay {
     /// Takes the overlay for one mount: an exclusive lock on `DIR/lock` (held by the
     /// returned fd: a run keeps it for the run, a session's supervisor for the session), so
     /// two sandboxes never share an upper layer; then readies the work directory for a
-    /// `volatile` mount (see [`Overlay::ready_volatile`]).
+    /// `volatile` mount (the marker of the last mount removed, same boot only).
     pub fn take(&self) -> Result<OwnedFd, OverlayError> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::OpenOptionsExt;
@@ -347,63 +348,127 @@ impl Overlay {
     /// there: a crash of the host could have lost writes of the upper layer. The boot id of
     /// the last mount is kept in `DIR/boot_id`: same boot (no crash since), the marker is
     /// removed; another boot, the mount is refused with what to do.
+    ///
+    /// On the start-up path: by fd, and every journaled change counts (on a busy disk each
+    /// may wait for a journal commit). overlayfs makes what it creates in `work/` mode 0:
+    /// rootless, the owner opens each directory up before looking inside; root, who needs
+    /// no permission, changes no mode.
     fn ready_volatile(&self) -> Result<(), OverlayError> {
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        let ww = self.dir.join("work/work");
-        let marker = ww.join("incompat");
-        let recorded = std::fs::read_to_string(self.dir.join("boot_id")).ok();
-        // overlayfs makes work/work mode 0: the caller (its owner, or root) opens it up to
-        // look inside.
-        if std::fs::symlink_metadata(&ww).is_ok() {
-            std::fs::set_permissions(&ww, std::fs::Permissions::from_mode(0o700))
-                .map_err(io_err("chmod 0700", &ww))?;
-        }
-        if std::fs::symlink_metadata(&marker).is_ok() {
-            if recorded.as_deref() != Some(boot.as_str()) {
-                return Err(OverlayError::Dir {
-                    dir: self.dir.clone(),
-                    why: format!(
-                        "the host restarted while this overlay was mounted: writes of that \
-                         run may be missing from its upper layer (overlayfs' volatile mode). \
-                         Review it with `agentcage diff`, then remove {} to use it again",
-                        marker.display()
-                    ),
-                });
+        let recorded = read_own(&self.dir.join("boot_id"))
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let same_boot = recorded.as_deref() == Some(boot.as_str());
+        let wp = self.dir.join("work");
+        let work = fsx::open_dir_path(&wp).map_err(io_err("open", &wp))?;
+        let root = crate::sys::geteuid() == 0;
+        let ww = opened_up(work.as_fd(), OsStr::new("work"), root)
+            .map_err(io_err("open", wp.join("work")))?;
+        let marker = wp.join("work/incompat");
+        if let Some(ww) = ww {
+            if fsx::lstat_at(ww.as_fd(), OsStr::new("incompat")).is_ok() {
+                if !same_boot {
+                    return Err(OverlayError::Dir {
+                        dir: self.dir.clone(),
+                        why: format!(
+                            "the host restarted while this overlay was mounted: writes of that \
+                             run may be missing from its upper layer (overlayfs' volatile mode). \
+                             Review it with `agentcage diff`, then remove the marker to use it \
+                             again: chmod -R u+rwx {}; rm -r {}",
+                            marker.display(),
+                            marker.display()
+                        ),
+                    });
+                }
+                remove_marker(ww.as_fd(), OsStr::new("incompat"), root)
+                    .map_err(io_err("remove", &marker))?;
             }
-            for d in [&marker, &marker.join("volatile")] {
-                let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
-            }
-            std::fs::remove_dir_all(&marker).map_err(io_err("remove", &marker))?;
         }
-        if recorded.as_deref() != Some(boot.as_str()) {
+        if !same_boot {
             write_private(&self.dir.join("boot_id"), boot.as_bytes())?;
         }
         Ok(())
     }
 
-    /// Removes the overlay entirely (its directory and layers).
+    /// Removes the overlay entirely (its directory and layers), by fd: nothing below the
+    /// directory is followed (the layers belong to the sandbox's uid), and overlayfs'
+    /// mode-0 directories in `work/` are opened up as they come (rootless).
     pub fn remove(self) -> Result<(), OverlayError> {
-        // overlayfs leaves mode-0 directories in work/ (work/work, and the `volatile`
-        // mount's work/work/incompat/volatile until the next mount): made removable first,
-        // at every depth (without CAP_DAC_OVERRIDE a mode-0 directory cannot be emptied).
-        fn open_up(d: &Path) {
-            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    open_up(&e.path());
-                }
+        let (parent, name) = match (self.dir.parent(), self.dir.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => {
+                return Err(OverlayError::Dir {
+                    dir: self.dir.clone(),
+                    why: "not removable (no parent)".into(),
+                })
+            }
+        };
+        let p = fsx::open_dir_path(parent).map_err(io_err("open", parent))?;
+        remove_marker(p.as_fd(), name, crate::sys::geteuid() == 0)
+            .map_err(io_err("remove", &self.dir))
+    }
+}
+
+/// The directory `name` of `dir` opened for reading (None: absent), its mode opened up to
+/// 0700 first unless `root` (overlayfs creates its work directories mode 0).
+fn opened_up(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<Option<OwnedFd>> {
+    let st = match fsx::lstat_at(dir, name) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        r => r?,
+    };
+    if fsx::fmt(st.st_mode) != libc::S_IFDIR {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    if !root && st.st_mode & 0o700 != 0o700 {
+        fsx::chmod_at(dir, name, 0o700)?;
+    }
+    fsx::open_subdir(dir, Path::new(name)).map(Some)
+}
+
+/// Removes `name` of `dir` and everything below it, by fd (directories opened up as needed
+/// unless `root`): overlayfs' marker tree, or a whole overlay.
+fn remove_marker(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<()> {
+    let st = fsx::lstat_at(dir, name)?;
+    if fsx::fmt(st.st_mode) == libc::S_IFDIR {
+        if let Some(d) = opened_up(dir, name, root)? {
+            for n in fsx::entries(d.as_fd())? {
+                remove_marker(d.as_fd(), &n, root)?;
             }
         }
-        open_up(&self.dir.join("work"));
-        std::fs::remove_dir_all(&self.dir).map_err(io_err("remove", &self.dir))
+        fsx::unlink_at(dir, name, true)
+    } else {
+        fsx::unlink_at(dir, name, false)
     }
+}
+
+/// Reads one of the overlay's own files (no symlink followed; O_NOATIME: a read-only
+/// command changes no inode of ours, see fsx).
+pub(crate) fn read_own(p: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |extra: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | extra)
+            .open(p)
+    };
+    let mut f = match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0)?,
+        r => r?,
+    };
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Writes `p` (mode 0600, replacing a file, never following a symlink).
 pub(crate) fn write_private(p: &Path, data: &[u8]) -> Result<(), OverlayError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(p);
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        r => r.map_err(io_err("remove", p))?,
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

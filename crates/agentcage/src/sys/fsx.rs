@@ -24,14 +24,42 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Whether an open with `flags` reads (files or directory entries): such opens ask for
+/// O_NOATIME. Reading what the agent just wrote would otherwise update its access time
+/// (relatime: the first read after a write), a journaled inode change per file and directory
+/// that `diff`, a read-only command, would wait on when the disk is busy.
+fn reads(flags: libc::c_int) -> bool {
+    flags & libc::O_ACCMODE == libc::O_RDONLY && flags & libc::O_PATH == 0
+}
+
+/// Retries `open` without O_NOATIME when the kernel refuses it (EPERM: a file neither
+/// ours nor openable with CAP_FOWNER).
+fn noatime(
+    flags: libc::c_int,
+    open: impl Fn(libc::c_int) -> io::Result<OwnedFd>,
+) -> io::Result<OwnedFd> {
+    if !reads(flags) {
+        return open(flags);
+    }
+    match open(flags | libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(flags),
+        r => r,
+    }
+}
+
 /// openat2(dir, rel, flags|O_CLOEXEC|O_NOFOLLOW, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
-/// RESOLVE_NO_MAGICLINKS). `rel` empty or "." opens `dir` itself.
+/// RESOLVE_NO_MAGICLINKS), with O_NOATIME when it reads. `rel` empty or "." opens `dir`
+/// itself.
 pub fn open_beneath(
     dir: BorrowedFd<'_>,
     rel: &Path,
     flags: libc::c_int,
     mode: u32,
 ) -> io::Result<OwnedFd> {
+    noatime(flags, |f| openat2(dir, rel, f, mode))
+}
+
+fn openat2(dir: BorrowedFd<'_>, rel: &Path, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -64,15 +92,17 @@ pub fn open_beneath(
 /// enough for reading entries: O_RDONLY|O_DIRECTORY, no symlink as the last component).
 pub fn open_dir_path(p: &Path) -> io::Result<OwnedFd> {
     let c = cstr(p.as_os_str())?;
-    // SAFETY: NUL-terminated path.
-    let fd = check(unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-        )
-    })?;
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    noatime(libc::O_RDONLY, |f| {
+        // SAFETY: NUL-terminated path.
+        let fd = check(unsafe {
+            libc::open(
+                c.as_ptr(),
+                f | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        })?;
+        // SAFETY: a fresh fd we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
 }
 
 /// A directory of `dir` (relative, beneath, no symlink), opened for reading its entries.
@@ -219,6 +249,14 @@ pub fn rename_at(dir: BorrowedFd<'_>, from: &OsStr, to: &OsStr) -> io::Result<()
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     // SAFETY: valid fd.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
+}
+
+/// fchmodat(dir, name, mode) (the entry itself: never a symlink, which has no mode to set).
+pub fn chmod_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid fd and path. Flags 0: glibc's fchmodat(AT_SYMLINK_NOFOLLOW) is not
+    // supported on every kernel; the callers lstat the entry first and pass directories only.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) }).map(drop)
 }
 
 /// fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW) (`name` empty: the fd itself).
