@@ -686,7 +686,13 @@ fn save_base(ov: &Overlay, base: &BTreeMap<String, Stamp>) -> Result<(), Overlay
             _ => Ok(()),
         };
     }
-    let tmp = ov.dir.join("base.json.tmp");
+    // A name of this process's own: two `diff`s of one overlay at once (a CLI and the MCP
+    // server, say) must not write, or rename away, each other's temporary file.
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = ov
+        .dir
+        .join(format!("base.json.tmp.{}.{seq}", std::process::id()));
     super::store::write_private(&tmp, &serde_json::to_vec(base).unwrap_or_default())?;
     let dst = ov.dir.join("base.json");
     std::fs::rename(&tmp, &dst).map_err(io_err("rename", dst))
