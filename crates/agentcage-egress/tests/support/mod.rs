@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -236,10 +236,31 @@ impl UpstreamDns {
     }
 }
 
+/// The inode of the socket behind `fd` (`socket:[INO]`).
+pub fn socket_ino(fd: i32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Whether any fd of this process refers to the socket with inode `ino`.
+pub fn socket_open(ino: u64) -> bool {
+    let want = format!("socket:[{ino}]");
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == want.as_str()))
+}
+
 /// A running engine with its "inside" addresses.
 pub struct Fixture {
     pub engine: Option<Engine>,
     pub proxy: SocketAddr,
+    /// The inode of the proxy listener's socket (to tell whether any fd of ours still holds
+    /// it: after a stop, another test may already listen on the same port).
+    pub proxy_ino: u64,
     pub dns: SocketAddr,
     pub denials: Arc<Mutex<Vec<Event>>>,
     pub log: std::path::PathBuf,
@@ -261,6 +282,7 @@ impl Fixture {
             }
         };
         let proxy_addr = proxy.local_addr().expect("addr");
+        let proxy_ino = socket_ino(proxy.as_raw_fd()).expect("proxy socket inode");
         let dns = dns_udp.local_addr().expect("addr");
         let denials = Arc::new(Mutex::new(Vec::new()));
         let d = denials.clone();
@@ -300,6 +322,7 @@ impl Fixture {
         Fixture {
             engine: Some(engine),
             proxy: proxy_addr,
+            proxy_ino,
             dns,
             denials,
             log,
