@@ -247,7 +247,11 @@ pub fn measure(agentcage: &Path, rounds: u32, seed: u64) -> anyhow::Result<Overl
         (
             name.to_string(),
             v.is_some_and(|x| x <= target),
-            format!("{v:.3?} of medians, {min:.3?} of minima (target <= {target})"),
+            format!(
+                "{} of medians, {} of minima (target <= {target})",
+                ratio_text(v),
+                ratio_text(min)
+            ),
         )
     };
     let checks = vec![
@@ -309,4 +313,9 @@ impl OverlayReport {
         }
         s
     }
+}
+
+/// A ratio with three decimals, or "n/a" when it could not be measured.
+fn ratio_text(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"))
 }
