@@ -194,45 +194,23 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
     if format == Format::Html && (args.sessions || args.overlay) {
         bail!("--format html draws the start-up bench only; --sessions and --overlay print text or JSON");
     }
-    if args.sessions {
+    if args.sessions || args.overlay {
         let agentcage = match &args.agentcage {
             Some(p) => p.clone(),
             None => std::env::current_exe().context("locate the agentcage executable")?,
         };
-        let rounds = args.rounds.unwrap_or(if args.quick { 15 } else { 100 });
         let seed = args
             .seed
             .unwrap_or_else(|| stats::Rng::from_entropy().next_u64());
-        let r = sessions::measure(&agentcage, rounds, seed)?;
-        let mut out = std::io::stdout().lock();
-        if format == Format::Json {
-            serde_json::to_writer_pretty(&mut out, &r).context("write JSON report")?;
-            writeln!(out).context("write JSON report")?;
+        return if args.sessions {
+            let rounds = args.rounds.unwrap_or(if args.quick { 15 } else { 100 });
+            let r = sessions::measure(&agentcage, rounds, seed)?;
+            side_report(format, &r, &r.render_text(), &r.checks)
         } else {
-            out.write_all(r.render_text().as_bytes())
-                .context("write report")?;
-        }
-        return Ok(if r.checks.iter().all(|c| c.1) { 0 } else { 1 });
-    }
-    if args.overlay {
-        let agentcage = match &args.agentcage {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().context("locate the agentcage executable")?,
+            let rounds = args.rounds.unwrap_or(if args.quick { 5 } else { 30 });
+            let r = overlay::measure(&agentcage, rounds, seed)?;
+            side_report(format, &r, &r.render_text(), &r.checks)
         };
-        let rounds = args.rounds.unwrap_or(if args.quick { 5 } else { 30 });
-        let seed = args
-            .seed
-            .unwrap_or_else(|| stats::Rng::from_entropy().next_u64());
-        let r = overlay::measure(&agentcage, rounds, seed)?;
-        let mut out = std::io::stdout().lock();
-        if format == Format::Json {
-            serde_json::to_writer_pretty(&mut out, &r).context("write JSON report")?;
-            writeln!(out).context("write JSON report")?;
-        } else {
-            out.write_all(r.render_text().as_bytes())
-                .context("write report")?;
-        }
-        return Ok(if r.checks.iter().all(|c| c.1) { 0 } else { 1 });
     }
     let settings = args.settings()?;
     let report = measure::measure(&settings)?;
@@ -260,6 +238,24 @@ fn write_report(report: &Report, format: Format) -> anyhow::Result<()> {
             .context("write report")?,
     }
     out.flush().context("write report")
+}
+
+/// Prints a `--sessions` or `--overlay` report (JSON or its text); exit code 0 when every
+/// check passed, else 1.
+fn side_report<R: serde::Serialize>(
+    format: Format,
+    report: &R,
+    text: &str,
+    checks: &[(String, bool, String)],
+) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, report).context("write JSON report")?;
+        writeln!(out).context("write JSON report")?;
+    } else {
+        out.write_all(text.as_bytes()).context("write report")?;
+    }
+    Ok(if checks.iter().all(|c| c.1) { 0 } else { 1 })
 }
 
 #[cfg(test)]

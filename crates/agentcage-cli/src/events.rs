@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use agentcage::events::{Event, EventSink};
-use agentcage::hostfs::HostFile;
 use agentcage::{Layer, NetMode, Policy};
 use clap::Args;
 
@@ -120,29 +119,7 @@ pub fn open(spec: &Path, policy: &Policy, verbose: bool) -> Result<Arc<EventsOut
             let cwd = std::env::current_dir()
                 .map_err(|e| UsageError::new(format!("current directory: {e}")))?;
             let abs = cwd.join(spec);
-            let mut writable = vec![policy.workspace.clone()];
-            writable.extend(
-                policy
-                    .binds
-                    .iter()
-                    .filter(|b| b.writable)
-                    .map(|b| b.path.clone()),
-            );
-            let hf = HostFile::prepare(&abs, &writable)
-                .map_err(|e| UsageError::new(format!("--events: {e}")).hint(hint))?;
-            if let Some(root) = writable.iter().find(|r| {
-                hf.dir_path()
-                    .starts_with(r.canonicalize().as_deref().unwrap_or(r))
-            }) {
-                return Err(UsageError::new(format!(
-                    "--events {}: inside {}, which the sandbox can write: refused",
-                    spec.display(),
-                    root.display()
-                ))
-                .hint(hint));
-            }
-            hf.open_append()
-                .map_err(|e| UsageError::new(format!("--events: {e}")).hint(hint))?
+            crate::run_output::open_host_log("--events", &abs, policy, hint)?
         }
     };
     let header = header(policy);

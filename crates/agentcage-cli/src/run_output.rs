@@ -61,9 +61,25 @@ pub(crate) fn deny_line(e: &agentcage_egress::Event) -> String {
     s
 }
 
-/// Opens `--net-log` for appending, by fd, before the run: never inside a tree the sandbox
-/// can write (a previous run could have planted anything there), never through a symlink.
+/// Opens `--net-log` for appending (see [`open_host_log`]).
 pub(crate) fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File, UsageError> {
+    open_host_log(
+        "--net-log",
+        path,
+        policy,
+        "give --net-log a path outside the workspace and the --rw paths, whose directories exist",
+    )
+}
+
+/// Opens the host file `path` of `flag` (`--net-log`, `--events`) for appending, by fd,
+/// before the run: never inside a tree the sandbox can write (a previous run could have
+/// planted anything there), never through a symlink.
+pub(crate) fn open_host_log(
+    flag: &str,
+    path: &Path,
+    policy: &Policy,
+    hint: &str,
+) -> Result<std::fs::File, UsageError> {
     let mut writable = vec![policy.workspace.clone()];
     writable.extend(
         policy
@@ -72,23 +88,21 @@ pub(crate) fn open_net_log(path: &Path, policy: &Policy) -> Result<std::fs::File
             .filter(|b| b.writable)
             .map(|b| b.path.clone()),
     );
-    let hint = "give --net-log a path outside the workspace and the --rw paths, whose \
-                directories exist";
     let hf = HostFile::prepare(path, &writable)
-        .map_err(|e| UsageError::new(format!("--net-log: {}", chain(&e))).hint(hint))?;
+        .map_err(|e| UsageError::new(format!("{flag}: {}", chain(&e))).hint(hint))?;
     if let Some(root) = writable.iter().find(|r| {
         hf.dir_path()
             .starts_with(r.canonicalize().as_deref().unwrap_or(r))
     }) {
         return Err(UsageError::new(format!(
-            "--net-log {}: inside {}, which the sandbox can write: refused",
+            "{flag} {}: inside {}, which the sandbox can write: refused",
             path.display(),
             root.display()
         ))
         .hint(hint));
     }
     hf.open_append()
-        .map_err(|e| UsageError::new(format!("--net-log: {}", chain(&e))).hint(hint))
+        .map_err(|e| UsageError::new(format!("{flag}: {}", chain(&e))).hint(hint))
 }
 
 /// Opens the directory of the `--json-report` file (see [`agentcage::hostfs::HostFile`]).

@@ -6,7 +6,7 @@
 //! Every renderer is a pure function of the [`Matrix`], so output is deterministic and
 //! snapshot-tested. The JSON keys are a published format: extend, never rename.
 
-mod html;
+pub mod html;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

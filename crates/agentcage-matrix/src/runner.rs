@@ -125,6 +125,21 @@ impl<'a> Runner<'a> {
         Ok(out)
     }
 
+    /// The bait's flags, the same for a run and a session: the protected dir and file and
+    /// the unix socket's dir read-only, the bait workspace.
+    fn bait_args(&self) -> Vec<&std::ffi::OsStr> {
+        let mut a: Vec<&std::ffi::OsStr> = vec![
+            "--ro".as_ref(),
+            self.bait.protected.as_os_str(),
+            "--ro".as_ref(),
+            self.bait.protected_file.as_os_str(),
+        ];
+        if let Some(d) = self.bait.unix_ro_path.parent() {
+            a.extend(["--ro".as_ref(), d.as_os_str()]);
+        }
+        a.extend(["--workspace".as_ref(), self.bait.workspace.as_os_str()]);
+        a
+    }
     fn run_one(&self, key: &RunKey, ops: &Ops) -> anyhow::Result<Outcome> {
         if sys::interrupted() {
             return Err(Interrupted.into());
@@ -160,14 +175,7 @@ impl<'a> Runner<'a> {
                 .args(["session", "start", "-q", "--name", name])
                 .args(key.args())
                 .args(limit_args(key))
-                .arg("--ro")
-                .arg(&self.bait.protected)
-                .arg("--ro")
-                .arg(&self.bait.protected_file)
-                .arg("--ro")
-                .args(self.bait.unix_ro_path.parent())
-                .arg("--workspace")
-                .arg(&self.bait.workspace)
+                .args(self.bait_args())
                 .env(SECRET_ENV, &self.bait.secret)
                 .env("XDG_RUNTIME_DIR", &xdg)
                 .current_dir(&self.bait.workspace)
@@ -186,14 +194,7 @@ impl<'a> Runner<'a> {
             cmd.arg("run")
                 .args(key.args())
                 .args(limit_args(key))
-                .arg("--ro")
-                .arg(&self.bait.protected)
-                .arg("--ro")
-                .arg(&self.bait.protected_file)
-                .arg("--ro")
-                .args(self.bait.unix_ro_path.parent())
-                .arg("--workspace")
-                .arg(&self.bait.workspace)
+                .args(self.bait_args())
                 .arg("--");
         }
         cmd.arg(&probe)

@@ -14,12 +14,11 @@
 //! Every text is HTML-escaped ([`esc`]); a Content-Security-Policy (`default-src 'none'`, the
 //! style and the self-check script allowed by their SHA-256) keeps the page from fetching
 //! anything. The script only checks the charts (and any heatmap) and writes the verdict
-//! into `#selfcheck`; it is the matrix page's script (`agentcage-matrix`'s `report/html.rs`).
+//! into `#selfcheck`; it is the matrix page's script, shared with `esc` and `csp_hash` from `agentcage_matrix::report::html`.
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
-use sha2::{Digest as _, Sha256};
+use agentcage_matrix::report::html::{csp_hash, esc, SELF_CHECK};
 
 use super::{Report, Startup, Status};
 use crate::stats::Summary;
@@ -55,76 +54,6 @@ ul.notes { color: #3b4650; }
 details pre { font: 11px ui-monospace, monospace; white-space: pre-wrap; background: #fff; border: 1px solid #e1e6eb; padding: 8px; }
 #selfcheck { font-size: 11px; color: #8a949e; margin-top: 24px; }
 "#;
-
-/// The page's only script: the same self-check as the matrix page (counts heatmap cells and
-/// chart bars against `data-expect-*`, writes `data-selfcheck="ok"` or `"fail"` into
-/// `#selfcheck`). It reads counts and attributes only.
-pub(crate) const SELF_CHECK: &str = r#"
-(function () {
-  var out = document.getElementById('selfcheck');
-  var problems = [], cells = 0, bars = 0;
-  try {
-    var tables = document.querySelectorAll('[data-expect-cells]');
-    for (var i = 0; i < tables.length; i++) {
-      var t = tables[i], seen = {};
-      var want = parseInt(t.getAttribute('data-expect-cells'), 10);
-      var tds = t.querySelectorAll('[data-op][data-profile]');
-      for (var j = 0; j < tds.length; j++) {
-        var k = tds[j].getAttribute('data-op') + '\u0000' + tds[j].getAttribute('data-profile');
-        if (seen[k]) { problems.push('cell twice: ' + k.replace('\u0000', ' / ')); }
-        seen[k] = true;
-      }
-      cells += tds.length;
-      if (tds.length !== want) { problems.push(tds.length + ' cells, expected ' + want); }
-    }
-    var charts = document.querySelectorAll('svg[data-expect-bars]');
-    for (var c = 0; c < charts.length; c++) {
-      var n = charts[c].querySelectorAll('rect[data-bar]').length;
-      bars += n;
-      if (n !== parseInt(charts[c].getAttribute('data-expect-bars'), 10)) {
-        problems.push(charts[c].getAttribute('data-chart') + ': ' + n + ' bars');
-      }
-    }
-    if (tables.length + charts.length === 0) { problems.push('nothing to check'); }
-  } catch (e) {
-    problems.push('exception: ' + e);
-  }
-  out.setAttribute('data-selfcheck', problems.length ? 'fail' : 'ok');
-  out.setAttribute('data-cells', String(cells));
-  out.setAttribute('data-bars', String(bars));
-  out.textContent = problems.length
-    ? 'page self-check failed: ' + problems.join('; ')
-    : 'page self-check: ok (' + cells + ' cells, ' + bars + ' bars)';
-})();
-"#;
-
-/// HTML-escapes `s` for text and for quoted attribute values; control characters other than
-/// newline and tab become spaces.
-pub(crate) fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            '\n' | '\t' => o.push(c),
-            c if c.is_control() => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-/// The CSP source of an inline element's exact text: `'sha256-BASE64'`.
-fn csp_hash(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    format!(
-        "'sha256-{}'",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    )
-}
 
 /// A number for a label: 3 significant digits or so, no exponent.
 fn num(v: f64) -> String {

@@ -69,7 +69,7 @@ p.names { font-size: 12px; color: #3b4650; }
 /// The page's only script: checks the heatmap (one cell per op and profile, none twice) and
 /// writes the verdict into `#selfcheck` (`data-selfcheck="ok"` or `"fail"`). It reads counts
 /// and attributes only, never page text into HTML.
-pub(crate) const SELF_CHECK: &str = r#"
+pub const SELF_CHECK: &str = r#"
 (function () {
   var out = document.getElementById('selfcheck');
   var problems = [], cells = 0, bars = 0;
@@ -110,7 +110,7 @@ pub(crate) const SELF_CHECK: &str = r#"
 
 /// HTML-escapes `s` for text and for quoted attribute values; control characters other than
 /// newline and tab become spaces.
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
@@ -128,7 +128,7 @@ pub(crate) fn esc(s: &str) -> String {
 }
 
 /// The CSP source of an inline element's exact text: `'sha256-BASE64'`.
-pub(crate) fn csp_hash(text: &str) -> String {
+pub fn csp_hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     format!(
         "'sha256-{}'",

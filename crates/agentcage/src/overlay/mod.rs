@@ -13,14 +13,15 @@
 //! symlink, never a path to follow; the workspace is written the same way.
 
 mod changes;
+mod commit;
+mod renames;
 mod store;
 
 use crate::sys::fsx;
 
-pub use changes::{
-    commit, discard, record_base, with_renames, Change, ChangeKind, CommitReport, EntryType,
-    RenameEvidence,
-};
+pub use changes::{record_base, Change, ChangeKind, EntryType, RenameEvidence};
+pub use commit::{commit, discard, CommitReport};
+pub use renames::with_renames;
 pub use store::{
     check_available, check_layers, check_path, default_root, list, name_for_workspace, Meta,
     Overlay, OverlayError,

@@ -362,7 +362,7 @@ impl Overlay {
         let wp = self.dir.join("work");
         let work = fsx::open_dir_path(&wp).map_err(io_err("open", &wp))?;
         let root = crate::sys::geteuid() == 0;
-        let ww = opened_up(work.as_fd(), OsStr::new("work"), root)
+        let ww = opened_up(work.as_fd(), OsStr::new("work"), !root)
             .map_err(io_err("open", wp.join("work")))?;
         let marker = wp.join("work/incompat");
         if let Some(ww) = ww {
@@ -380,7 +380,7 @@ impl Overlay {
                         ),
                     });
                 }
-                remove_marker(ww.as_fd(), OsStr::new("incompat"), root)
+                remove_tree(ww.as_fd(), OsStr::new("incompat"), !root)
                     .map_err(io_err("remove", &marker))?;
             }
         }
@@ -404,14 +404,15 @@ impl Overlay {
             }
         };
         let p = fsx::open_dir_path(parent).map_err(io_err("open", parent))?;
-        remove_marker(p.as_fd(), name, crate::sys::geteuid() == 0)
+        remove_tree(p.as_fd(), name, crate::sys::geteuid() != 0)
             .map_err(io_err("remove", &self.dir))
     }
 }
 
 /// The directory `name` of `dir` opened for reading (None: absent), its mode opened up to
-/// 0700 first unless `root` (overlayfs creates its work directories mode 0).
-fn opened_up(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<Option<OwnedFd>> {
+/// 0700 first when `open_up` (overlayfs creates its work directories mode 0; root needs no
+/// such change).
+fn opened_up(dir: BorrowedFd<'_>, name: &OsStr, open_up: bool) -> io::Result<Option<OwnedFd>> {
     let st = match fsx::lstat_at(dir, name) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         r => r?,
@@ -419,20 +420,21 @@ fn opened_up(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<Option
     if fsx::fmt(st.st_mode) != libc::S_IFDIR {
         return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
     }
-    if !root && st.st_mode & 0o700 != 0o700 {
+    if open_up && st.st_mode & 0o700 != 0o700 {
         fsx::chmod_at(dir, name, 0o700)?;
     }
     fsx::open_subdir(dir, Path::new(name)).map(Some)
 }
 
-/// Removes `name` of `dir` and everything below it, by fd (directories opened up as needed
-/// unless `root`): overlayfs' marker tree, or a whole overlay.
-fn remove_marker(dir: BorrowedFd<'_>, name: &OsStr, root: bool) -> io::Result<()> {
+/// Removes `name` of `dir` and, for a directory, everything below it, by fd (directories
+/// opened up as needed when `open_up`): overlayfs' marker tree, a whole overlay, or a tree
+/// that `commit` deletes or `discard` drops.
+pub(super) fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr, open_up: bool) -> io::Result<()> {
     let st = fsx::lstat_at(dir, name)?;
     if fsx::fmt(st.st_mode) == libc::S_IFDIR {
-        if let Some(d) = opened_up(dir, name, root)? {
+        if let Some(d) = opened_up(dir, name, open_up)? {
             for n in fsx::entries(d.as_fd())? {
-                remove_marker(d.as_fd(), &n, root)?;
+                remove_tree(d.as_fd(), &n, open_up)?;
             }
         }
         fsx::unlink_at(dir, name, true)
