@@ -163,6 +163,11 @@ pub(super) enum Protected {
 /// not bind `~/.ssh` into the next run), and so is a component whose existence cannot be
 /// determined (a sandbox that ran `chmod 000 .git` must not make `optional` entries skip
 /// silently). As root, the sandbox's host uid must also be able to reach it.
+///
+/// `writable_roots` are canonical. The walk starts at the outermost writable root that is a
+/// prefix of `path` (its components are real directories, and none of them is inside a
+/// writable root: nothing the sandbox wrote can be on the way there), so the common case
+/// costs one `lstat` per component below the workspace instead of one per component from `/`.
 pub(super) fn resolve_protected(
     path: &Path,
     writable_roots: &[PathBuf],
@@ -170,9 +175,18 @@ pub(super) fn resolve_protected(
 ) -> Protected {
     use std::path::Component;
     let below = |p: &Path| writable_roots.iter().any(|r| p.starts_with(r) && p != r);
-    let mut cur = PathBuf::from("/");
+    // A root inside another root is not a safe start: the sandbox may have replaced it
+    // with a symlink since it was canonicalized (the walk from the outer one refuses that).
+    let start = writable_roots
+        .iter()
+        .filter(|r| path.starts_with(r) && !below(r))
+        .min_by_key(|r| r.components().count());
+    let (mut cur, rest) = match start {
+        Some(r) => (r.clone(), path.strip_prefix(r).unwrap_or(path)),
+        None => (PathBuf::from("/"), path),
+    };
     let mut hops = 0;
-    let mut todo: Vec<std::ffi::OsString> = path
+    let mut todo: Vec<std::ffi::OsString> = rest
         .components()
         .rev()
         .filter_map(|c| match c {
@@ -181,9 +195,13 @@ pub(super) fn resolve_protected(
             _ => None,
         })
         .collect();
+    // The `lstat` of `cur` when the walk got there by a name (not by `..` or a symlink),
+    // so that the checks below need not look at it again.
+    let mut cur_md = None;
     while let Some(c) = todo.pop() {
         if c == ".." {
             cur.pop();
+            cur_md = None;
             continue;
         }
         let next = cur.join(&c);
@@ -208,6 +226,7 @@ pub(super) fn resolve_protected(
                     Ok(t) if hops < 40 => {
                         if t.is_absolute() {
                             cur = PathBuf::from("/");
+                            cur_md = None;
                         }
                         let mut more: Vec<std::ffi::OsString> = t
                             .components()
@@ -223,7 +242,10 @@ pub(super) fn resolve_protected(
                     _ => return Protected::No,
                 }
             }
-            Ok(_) => cur = next,
+            Ok(md) => {
+                cur = next;
+                cur_md = Some(md);
+            }
             // ENOTDIR: a parent is a file (`.git` of a worktree): the path cannot exist.
             Err(e)
                 if protected
@@ -254,7 +276,7 @@ pub(super) fn resolve_protected(
     }
     // Only a directory or a regular file of one name: a FIFO planted as `.git/config` hangs
     // the user's git; a second hard link in the workspace would be a writable name for it.
-    if let Ok(md) = std::fs::symlink_metadata(&cur) {
+    if let Some(md) = cur_md.map_or_else(|| std::fs::symlink_metadata(&cur).ok(), Some) {
         use std::os::unix::fs::MetadataExt;
         let why = if !md.is_dir() && !md.is_file() {
             Some("is neither a directory nor a regular file".to_string())
@@ -556,4 +578,53 @@ pub(super) fn reachable(path: &Path, uid: u32, gid: u32) -> bool {
             }
             Err(_) => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_protected_walks_from_the_outermost_writable_root() {
+        let d = std::env::temp_dir().join(format!("ac-prot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("ws/.git/hooks")).unwrap();
+        std::fs::create_dir_all(d.join("ws/sub/.git/hooks")).unwrap();
+        let ws = d.join("ws").canonicalize().unwrap();
+        let sub = ws.join("sub");
+        let roots = [ws.clone(), sub.clone()];
+        let hooks = ws.join(".git/hooks");
+        assert!(matches!(resolve_protected(&hooks, &roots, None), Protected::Yes(p) if p == hooks));
+        assert!(matches!(
+            resolve_protected(&ws.join(".envrc"), &roots, None),
+            Protected::Missing(_)
+        ));
+        assert!(matches!(
+            resolve_protected(Path::new("/etc"), &roots, None),
+            Protected::No
+        ));
+        // A second hard link: refused (the type and link count checks use the walk's lstat).
+        std::fs::write(ws.join("f"), "").unwrap();
+        std::fs::hard_link(ws.join("f"), ws.join("g")).unwrap();
+        assert!(matches!(
+            resolve_protected(&ws.join("f"), &roots, None),
+            Protected::Refused(..)
+        ));
+        // A symlink planted below the workspace: refused.
+        std::os::unix::fs::symlink("/etc", ws.join(".vscode")).unwrap();
+        assert!(matches!(
+            resolve_protected(&ws.join(".vscode/x"), &roots, None),
+            Protected::Refused(..)
+        ));
+        // A writable root inside another one, replaced by a symlink after it was
+        // canonicalized (a concurrent sandbox can): the walk starts at the outer root and
+        // refuses it instead of following it from the inner one.
+        std::fs::rename(&sub, ws.join("real")).unwrap();
+        std::os::unix::fs::symlink("real", &sub).unwrap();
+        assert!(matches!(
+            resolve_protected(&sub.join(".git/hooks"), &roots, None),
+            Protected::Refused(..)
+        ));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
