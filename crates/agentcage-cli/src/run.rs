@@ -511,12 +511,7 @@ pub(crate) fn bind_placeholders(
         .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
         .cloned()
         .collect();
-    let candidates: Vec<PathBuf> = protect_missing
-        .iter()
-        .chain(protected.iter())
-        .cloned()
-        .collect();
-    let (made, exists, left) = policy::placeholder::create_all(&roots, &candidates);
+    let (made, exists, left) = policy::placeholder::create_all(&roots, protect_missing, protected);
     for (p, why) in left {
         if !protect_missing.contains(&p) {
             continue;
@@ -648,6 +643,10 @@ pub fn main(a: RunArgs) -> i32 {
             .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
         for r in roots {
             let commondir = r.join(".git/commondir");
+            // A `.git` placeholder is bound read-only: nothing can appear in it.
+            if placeholders.made.iter().any(|p| p.path == r.join(".git")) {
+                continue;
+            }
             let git_dir = std::fs::symlink_metadata(r.join(".git")).is_ok_and(|m| m.is_dir());
             if git_dir && std::fs::symlink_metadata(&commondir).is_err() {
                 watch.push(commondir);

@@ -22,7 +22,8 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::protect::DEFAULT_PROTECTED;
 
@@ -55,7 +56,8 @@ fn default_is_dir(rel: &Path) -> Option<bool> {
 pub struct Placeholder {
     /// Host path of the placeholder (bound read-only at the same path inside).
     pub path: PathBuf,
-    parent: OwnedFd,
+    /// Shared by the placeholders made in one directory (the root's is also its lock's).
+    parent: Arc<OwnedFd>,
     name: CString,
     is_dir: bool,
     dev: u64,
@@ -98,13 +100,15 @@ fn stat_at(dirfd: i32, name: &CString) -> std::io::Result<libc::stat> {
 /// last run using the root. Where the filesystem has no user xattrs, such a leftover stays.
 const MARK: &[u8] = b"user.agentcage.placeholder\0";
 
-/// Whether the entry at the `O_PATH` fd `fd` carries [`MARK`].
-fn marked(fd: i32) -> bool {
-    let p = format!("/proc/self/fd/{fd}\0");
+/// Whether the entry `name` of the directory `dir` (an fd) carries [`MARK`]; a symlink is
+/// not followed (and never marked). See [`mark_at`] for the path.
+fn marked_at(dir: i32, name: &CString) -> bool {
+    let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
+    p.extend_from_slice(name.as_bytes_with_nul());
     let mut buf = [0u8; 8];
     // SAFETY: NUL-terminated strings and a writable buffer of the given size.
     let n = unsafe {
-        libc::getxattr(
+        libc::lgetxattr(
             p.as_ptr().cast(),
             MARK.as_ptr().cast(),
             buf.as_mut_ptr().cast(),
@@ -114,12 +118,17 @@ fn marked(fd: i32) -> bool {
     n >= 0
 }
 
-fn mark(fd: i32) {
-    let p = format!("/proc/self/fd/{fd}\0");
+/// Marks the entry `name` of the directory `dir` (an fd), without following it if it is a
+/// symlink: the directory is reached through its fd's magic link, so nothing on the way can
+/// have been swapped, and no fd is opened on the entry itself (two syscalls fewer per
+/// placeholder than an `O_PATH` open, `setxattr` on its magic link and a close).
+fn mark_at(dir: i32, name: &CString) {
+    let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
+    p.extend_from_slice(name.as_bytes_with_nul());
     // SAFETY: NUL-terminated strings and a one-byte value. Failure (no user xattrs) is
     // tolerated: see MARK.
     unsafe {
-        libc::setxattr(
+        libc::lsetxattr(
             p.as_ptr().cast(),
             MARK.as_ptr().cast(),
             b"1".as_ptr().cast(),
@@ -127,22 +136,6 @@ fn mark(fd: i32) {
             0,
         );
     }
-}
-
-fn open_path(dirfd: i32, name: &CString) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall on a valid fd and a NUL-terminated name; the fd is owned below.
-    let fd = unsafe {
-        libc::openat(
-            dirfd,
-            name.as_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by openat and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// What [`create`] found or made for one path.
@@ -158,62 +151,78 @@ pub enum Outcome {
 }
 
 /// Makes (or finds) the placeholder for the default protected path `path` below the writable
-/// root `root` (canonical), walking by fd. `Err`: the placeholder could not be made (the path
-/// stays unprotected and on the post-run check).
-pub fn create(root: &Path, path: &Path) -> std::io::Result<Outcome> {
-    let Ok(rel) = path.strip_prefix(root) else {
+/// root `root` (canonical; `root_fd` an fd of it), walking by fd. `missing`: the policy saw it
+/// missing when it was resolved, so a path of one component is made without being looked up
+/// first (the common case: `.envrc`, `.vscode`, ...); if something appeared under its name
+/// meanwhile, the `RENAME_NOREPLACE` fails and it is looked up as usual. `Err`: the
+/// placeholder could not be made (the path stays unprotected and on the post-run check).
+fn create(
+    root: &Path,
+    root_fd: &Arc<OwnedFd>,
+    path: &Path,
+    missing: bool,
+) -> std::io::Result<Outcome> {
+    if !below(path, root, false) {
         return Ok(Outcome::Nothing);
-    };
+    }
+    let rest = &path.as_os_str().as_bytes()[root.as_os_str().len()..];
+    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+    let rel = Path::new(std::ffi::OsStr::from_bytes(rest));
     let Some(leaf_is_dir) = default_is_dir(rel) else {
         return Ok(Outcome::Nothing);
     };
-    let names: Vec<CString> = rel
-        .components()
-        .map(|c| match c {
-            Component::Normal(n) => cstr(n.as_bytes()),
-            _ => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+    let names: Vec<CString> = rest
+        .split(|&c| c == b'/')
+        .map(|n| match n {
+            b"" | b"." | b".." => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+            n => cstr(n),
         })
         .collect::<Result<_, _>>()?;
-    let root_c = cstr(root.as_os_str().as_bytes())?;
-    let mut dir = open_dir(libc::AT_FDCWD, &root_c)?;
+    let mut dir = Arc::clone(root_fd);
     let mut cur = root.to_path_buf();
+    let mut look = !(missing && names.len() == 1);
     let mut i = 0;
     while i < names.len() {
         let name = &names[i];
         let last = i + 1 == names.len();
         let is_dir = !last || leaf_is_dir;
-        match stat_at(dir.as_raw_fd(), name) {
-            Ok(st) => {
-                let fd = open_path(dir.as_raw_fd(), name)?;
-                let fmt = st.st_mode & libc::S_IFMT;
-                cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
-                if (fmt == libc::S_IFDIR || fmt == libc::S_IFREG) && marked(fd.as_raw_fd()) {
-                    return Ok(Outcome::Placeholder(Placeholder {
-                        path: cur,
-                        parent: dir,
-                        name: name.clone(),
-                        is_dir: fmt == libc::S_IFDIR,
-                        dev: st.st_dev,
-                        ino: st.st_ino,
-                    }));
-                }
-                if last {
-                    return Ok(Outcome::Exists(cur));
-                }
-                if fmt != libc::S_IFDIR {
-                    // A file (`.git` of a worktree) or a symlink on the way: the path cannot
-                    // exist as named (a symlink there is refused by the protected-path checks).
-                    return Ok(Outcome::Nothing);
-                }
-                dir = open_dir(dir.as_raw_fd(), name)?;
-                i += 1;
-                continue;
+        let found = if look {
+            match stat_at(dir.as_raw_fd(), name) {
+                Ok(st) => Some(st),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+                Err(e) => return Err(e),
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(e),
+        } else {
+            None
+        };
+        look = true;
+        if let Some(st) = found {
+            let fmt = st.st_mode & libc::S_IFMT;
+            cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
+            if (fmt == libc::S_IFDIR || fmt == libc::S_IFREG) && marked_at(dir.as_raw_fd(), name) {
+                return Ok(Outcome::Placeholder(Placeholder {
+                    path: cur,
+                    parent: dir,
+                    name: name.clone(),
+                    is_dir: fmt == libc::S_IFDIR,
+                    dev: st.st_dev,
+                    ino: st.st_ino,
+                }));
+            }
+            if last {
+                return Ok(Outcome::Exists(cur));
+            }
+            if fmt != libc::S_IFDIR {
+                // A file (`.git` of a worktree) or a symlink on the way: the path cannot
+                // exist as named (a symlink there is refused by the protected-path checks).
+                return Ok(Outcome::Nothing);
+            }
+            dir = Arc::new(open_dir(dir.as_raw_fd(), name)?);
+            i += 1;
+            continue;
         }
         match make_marked(&dir, name, is_dir)? {
-            // Another run made it in the meantime: look again (it is marked).
+            // Another run made it in the meantime (or it existed): look again.
             None => continue,
             Some(st) => {
                 cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
@@ -272,9 +281,7 @@ fn make_marked(dir: &OwnedFd, name: &CString, is_dir: bool) -> std::io::Result<O
         unsafe { libc::unlinkat(dfd, tmp.as_ptr(), flags) };
         e
     };
-    let fd = open_path(dfd, &tmp).map_err(undo)?;
-    mark(fd.as_raw_fd());
-    drop(fd);
+    mark_at(dfd, &tmp);
     let mode = if is_dir { 0o555 } else { 0o444 };
     // SAFETY: valid fd and NUL-terminated name. The mode is cosmetic: the read-only bind is
     // the protection.
@@ -367,7 +374,7 @@ impl Placeholder {
 pub struct Placeholders {
     /// The placeholders bound in this run.
     pub made: Vec<Placeholder>,
-    locks: Vec<OwnedFd>,
+    locks: Vec<Arc<OwnedFd>>,
 }
 
 /// A path left unprotected, and why when a placeholder could not be made.
@@ -377,63 +384,113 @@ pub type Left = (PathBuf, Option<String>);
 /// paths `paths` (the missing ones and the ones that existed when the policy was resolved:
 /// another run's placeholder may be gone since). Returns them, the paths that exist now (to
 /// bind read-only) and the ones that stay unprotected, with why for the ones that failed.
-pub fn create_all(roots: &[PathBuf], paths: &[PathBuf]) -> (Placeholders, Vec<PathBuf>, Vec<Left>) {
+pub fn create_all(
+    roots: &[PathBuf],
+    missing: &[PathBuf],
+    existing: &[PathBuf],
+) -> (Placeholders, Vec<PathBuf>, Vec<Left>) {
     let mut out = Placeholders::default();
-    for r in roots {
-        let Ok(c) = cstr(r.as_os_str().as_bytes()) else {
-            continue;
-        };
-        // SAFETY: NUL-terminated path; the fd is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: fd was just returned by open.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: valid fd. Blocks only while another run removes its placeholders.
-            unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH) };
-            out.locks.push(fd);
-        }
-    }
+    // One fd per root: its lock, and where every walk below it starts.
+    let root_fds: Vec<Result<Arc<OwnedFd>, String>> =
+        roots.iter().map(|r| open_root(r, &mut out.locks)).collect();
     let mut exists = Vec::new();
     let mut left = Vec::new();
-    let mut paths = paths.to_vec();
-    paths.sort();
-    for m in paths {
-        if out.made.iter().any(|p| m.starts_with(&p.path)) {
+    let mut paths: Vec<(&PathBuf, bool)> = missing
+        .iter()
+        .map(|p| (p, true))
+        .chain(existing.iter().map(|p| (p, false)))
+        .collect();
+    // In the order of their components, so that what lies below a placeholder comes right
+    // after it. The paths are absolute and normal (no `.`, `..`, `//` or trailing `/`, as
+    // the policy made them), so comparing their bytes with `/` lowest is that order, and
+    // [`below`] is `Path::starts_with`, both without splitting into components (which was
+    // most of the instructions spent here).
+    paths.sort_by_cached_key(|(p, _)| {
+        p.as_os_str()
+            .as_bytes()
+            .iter()
+            .map(|&c| if c == b'/' { 0 } else { c })
+            .collect::<Vec<u8>>()
+    });
+    for (m, was_missing) in paths {
+        if out.made.last().is_some_and(|p| below(m, &p.path, true)) {
             continue;
         }
         // The deepest root that holds it.
-        let Some(root) = roots
+        let Some((i, root)) = roots
             .iter()
-            .filter(|r| m.starts_with(r) && **r != m)
-            .max_by_key(|r| r.components().count())
+            .enumerate()
+            .filter(|(_, r)| below(m, r, false))
+            .max_by_key(|(_, r)| r.as_os_str().len())
         else {
-            left.push((m, None));
+            left.push((m.clone(), None));
             continue;
         };
-        match create(root, &m) {
+        let fd = match &root_fds[i] {
+            Ok(fd) => fd,
+            Err(why) => {
+                left.push((m.clone(), Some(why.clone())));
+                continue;
+            }
+        };
+        match create(root, fd, m, was_missing) {
             Ok(Outcome::Placeholder(p)) => out.made.push(p),
             Ok(Outcome::Exists(p)) => exists.push(p),
-            Ok(Outcome::Nothing) => left.push((m, None)),
-            Err(e) => left.push((m, Some(e.to_string()))),
+            Ok(Outcome::Nothing) => left.push((m.clone(), None)),
+            Err(e) => left.push((m.clone(), Some(e.to_string()))),
         }
     }
     (out, exists, left)
+}
+
+/// Whether the normal absolute path `p` is `dir` or below it (`or_equal`), or strictly below.
+fn below(p: &Path, dir: &Path, or_equal: bool) -> bool {
+    let (p, d) = (p.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    match p.strip_prefix(d) {
+        Some([]) => or_equal,
+        Some([b'/', ..]) => true,
+        Some(_) => d == b"/",
+        None => false,
+    }
+}
+
+/// Opens the writable root `root` and takes the shared lock on it (pushed to `locks`); where
+/// it cannot be opened for reading (no lock then, as before), an `O_PATH` fd to walk from.
+fn open_root(root: &Path, locks: &mut Vec<Arc<OwnedFd>>) -> Result<Arc<OwnedFd>, String> {
+    let c = cstr(root.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: NUL-terminated path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return open_dir(libc::AT_FDCWD, &c)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+    }
+    // SAFETY: fd was just returned by open.
+    let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+    // SAFETY: valid fd. Blocks only while another run removes its placeholders.
+    unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH) };
+    locks.push(Arc::clone(&fd));
+    Ok(fd)
 }
 
 impl Placeholders {
     /// The fds held (the roots' locks, the placeholders' parent directories), for a process
     /// that keeps them across a fork that closes every other fd (a session's supervisor).
     pub fn fds(&self) -> Vec<std::os::fd::RawFd> {
-        self.locks
+        let mut fds: Vec<_> = self
+            .locks
             .iter()
             .chain(self.made.iter().map(|p| &p.parent))
-            .map(AsRawFd::as_raw_fd)
-            .collect()
+            .map(|fd| fd.as_raw_fd())
+            .collect();
+        fds.sort_unstable();
+        fds.dedup();
+        fds
     }
 
     /// After the run: removes the placeholders when no other run uses their roots (see
@@ -450,6 +507,14 @@ impl Placeholders {
         }
         for root in &self.locks {
             sweep_temps(root.as_raw_fd());
+            // Nothing is ever made inside a placeholder: a `.git` of ours has no temporaries.
+            let git_is_ours = self
+                .made
+                .iter()
+                .any(|p| Arc::ptr_eq(&p.parent, root) && p.name.as_bytes() == b".git");
+            if git_is_ours {
+                continue;
+            }
             if let Ok(git) = open_dir(root.as_raw_fd(), &cstr(b".git").expect("no NUL")) {
                 // O_PATH fds cannot be read: reopen the directory for reading, by fd.
                 let p =
@@ -480,6 +545,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn below_is_starts_with() {
+        let cases = [
+            ("/a/b", "/a", true),
+            ("/a", "/a", true),
+            ("/ab", "/a", false),
+            ("/a", "/a/b", false),
+            ("/a/.git-x", "/a/.git", false),
+            ("/a/.git/x", "/a/.git", true),
+            ("/x", "/", true),
+        ];
+        for (p, d, want) in cases {
+            let (p, d) = (Path::new(p), Path::new(d));
+            assert_eq!(below(p, d, true), want, "{p:?} {d:?}");
+            assert_eq!(p.starts_with(d), want, "{p:?} {d:?}");
+            assert_eq!(below(p, d, false), want && p != d, "{p:?} {d:?}");
+        }
+    }
+
+    #[test]
     fn kinds_of_defaults() {
         assert_eq!(default_is_dir(Path::new(".git/hooks")), Some(true));
         assert_eq!(default_is_dir(Path::new(".envrc")), Some(true));
@@ -506,7 +590,7 @@ mod tests {
             ws.join(".git/config"),
             ws.join(".envrc"),
         ];
-        let (made, exists, left) = create_all(std::slice::from_ref(&ws), &miss);
+        let (made, exists, left) = create_all(std::slice::from_ref(&ws), &miss, &[]);
         assert!(left.is_empty() && exists.is_empty(), "{left:?}");
         let paths: Vec<&Path> = made.made.iter().map(|p| p.path.as_path()).collect();
         assert_eq!(
@@ -515,15 +599,12 @@ mod tests {
         );
         assert!(ws.join(".git").is_dir());
         assert!(ws.join(".envrc").is_dir());
-        let xattrs = open_path(
-            libc::AT_FDCWD,
-            &cstr(ws.join(".git").as_os_str().as_bytes()).unwrap(),
-        )
-        .is_ok_and(|fd| marked(fd.as_raw_fd()));
+        let ws_fd = open_dir(libc::AT_FDCWD, &cstr(ws.as_os_str().as_bytes()).unwrap()).unwrap();
+        let xattrs = marked_at(ws_fd.as_raw_fd(), &cstr(b".git").unwrap());
         if xattrs {
             // A second run finds them (marked) instead of making new ones, and the first one
             // cannot remove them while the second holds its lock.
-            let (second, _, _) = create_all(std::slice::from_ref(&ws), &miss);
+            let (second, _, _) = create_all(std::slice::from_ref(&ws), &miss, &[]);
             assert_eq!(second.made.len(), 2);
             assert!(made.finish().is_empty());
             assert!(ws.join(".git").is_dir());
@@ -537,20 +618,48 @@ mod tests {
         // run alone on the root sweeps it.
         let tmp = ws.join(format!("{TEMP_PREFIX}1.0"));
         std::fs::create_dir(&tmp).unwrap();
-        let fd = open_path(libc::AT_FDCWD, &cstr(tmp.as_os_str().as_bytes()).unwrap()).unwrap();
-        mark(fd.as_raw_fd());
-        drop(fd);
+        mark_at(
+            ws_fd.as_raw_fd(),
+            &cstr(format!("{TEMP_PREFIX}1.0").as_bytes()).unwrap(),
+        );
         let unmarked = ws.join(format!("{TEMP_PREFIX}1.1"));
         std::fs::write(&unmarked, "").unwrap();
-        let (made, _, _) = create_all(std::slice::from_ref(&ws), &miss[2..]);
+        let (made, _, _) = create_all(std::slice::from_ref(&ws), &miss[2..], &[]);
         assert!(made.finish().is_empty());
         assert!(
             !tmp.exists() && !unmarked.exists(),
             "temporary entries are swept"
         );
+        // In a real `.git`, the placeholder is made there, and a temporary entry a killed
+        // launcher left there is swept too.
+        std::fs::create_dir(ws.join(".git")).unwrap();
+        let in_git = ws.join(format!(".git/{TEMP_PREFIX}1.2"));
+        std::fs::create_dir(&in_git).unwrap();
+        let (made, exists, left) = create_all(std::slice::from_ref(&ws), &miss[..1], &[]);
+        assert!(exists.is_empty() && left.is_empty(), "{left:?}");
+        assert_eq!(made.made.len(), 1);
+        assert_eq!(made.made[0].path, ws.join(".git/hooks"));
+        assert!(made.finish().is_empty());
+        assert!(!in_git.exists(), "temporary entries in .git are swept");
+        assert!(std::fs::read_dir(ws.join(".git")).unwrap().next().is_none());
+        std::fs::remove_dir(ws.join(".git")).unwrap();
+        // Something that appeared under a name resolved as missing is neither replaced nor
+        // followed: a symlink there is found as it is (and refused by the protected-path checks
+        // of the next run), no temporary entry is left.
+        std::os::unix::fs::symlink("/nonexistent-ac", ws.join(".envrc")).unwrap();
+        let (made, exists, _) = create_all(std::slice::from_ref(&ws), &miss[2..], &[]);
+        assert!(made.made.is_empty());
+        assert_eq!(exists, [ws.join(".envrc")]);
+        drop(made);
+        assert_eq!(
+            std::fs::read_dir(&ws).unwrap().count(),
+            1,
+            "only the symlink: no temporary entry left"
+        );
+        std::fs::remove_file(ws.join(".envrc")).unwrap();
         // A symlink on the way: no placeholder, nothing followed.
         std::os::unix::fs::symlink("/nonexistent-ac", ws.join(".git")).unwrap();
-        let (made, _, left) = create_all(std::slice::from_ref(&ws), &[ws.join(".git/hooks")]);
+        let (made, _, left) = create_all(std::slice::from_ref(&ws), &[ws.join(".git/hooks")], &[]);
         assert!(made.made.is_empty());
         assert_eq!(left.len(), 1);
         std::fs::remove_dir_all(&d).unwrap();
