@@ -352,6 +352,10 @@ impl Target {
     }
 }
 
+/// Issue 19's throughput target: this many launches per contender at this concurrency.
+const ISSUE_19_LAUNCHES: u32 = 1000;
+const ISSUE_19_CONCURRENCY: u32 = 2;
+
 /// `agentcage run -v` output for a profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Breakdown {
@@ -443,6 +447,60 @@ impl Report {
     }
 
     fn evaluate_targets(&self) -> Vec<Target> {
+        let mut targets = self.all_targets();
+        self.issue_19_conditions(&mut targets);
+        targets
+    }
+
+    /// What issue 19 says beyond the ratio: a value measured under other conditions is shown
+    /// but not judged (`not measured`, with why), so that a `--quick` run or a run as another
+    /// user cannot report the target as met.
+    fn issue_19_conditions(&self, targets: &mut [Target]) {
+        let t = &self.throughput;
+        let tp = self.config.sizes;
+        let clean = t.failed_runs + t.leaked_processes;
+        for x in targets.iter_mut().filter(|x| x.measured.is_some()) {
+            let unjudged = match x.id.as_str() {
+                // "1000 launches at concurrency 2 ... nothing leaked".
+                "i19-throughput-full-vs-bwrap"
+                    if t.launches != ISSUE_19_LAUNCHES
+                        || t.concurrency != ISSUE_19_CONCURRENCY =>
+                {
+                    Some(format!(
+                        "{} launches at concurrency {}: the target is {ISSUE_19_LAUNCHES} at \
+                         concurrency {ISSUE_19_CONCURRENCY} (--launches, --concurrency, no --quick)",
+                        t.launches, t.concurrency
+                    ))
+                }
+                "i19-throughput-full-vs-bwrap" if clean > 0 => {
+                    x.status = Status::Missed;
+                    x.note = Some(format!(
+                        "{} failed runs and {} leaked processes: the target allows none",
+                        t.failed_runs, t.leaked_processes
+                    ));
+                    None
+                }
+                // "`full` as root with its memory/pids cgroup": another uid has none here
+                // unless one is delegated, and the ratio would compare full with itself.
+                "i19-startup-full-vs-full-nolimits" if self.host.uid != 0 => Some(format!(
+                    "run as uid {}: the target is full's cgroup as root (run the bench as root)",
+                    self.host.uid
+                )),
+                // A p95 of a handful of rounds is their maximum.
+                "i19-startup-full-p95-vs-median" if tp.rounds < 100 => Some(format!(
+                    "{} rounds: a p95 needs at least 100 (no --quick)",
+                    tp.rounds
+                )),
+                _ => None,
+            };
+            if let Some(why) = unjudged {
+                x.status = Status::NotMeasured;
+                x.note = Some(why);
+            }
+        }
+    }
+
+    fn all_targets(&self) -> Vec<Target> {
         let startup = |p: Profile| self.profile(p).and_then(ProfileRow::startup_median);
         let base_startup = |n: &str| {
             self.baseline(n)
@@ -830,6 +888,18 @@ mod tests {
             target(&r, "i19-startup-ns-only-vs-bwrap").status,
             Status::Met
         );
+        // Measured, but not judged: 10 rounds, 10 launches (see issue_19_conditions).
+        for id in [
+            "i19-startup-full-p95-vs-median",
+            "i19-throughput-full-vs-bwrap",
+        ] {
+            let t = target(&r, id);
+            assert_eq!(t.status, Status::NotMeasured, "{t:?}");
+            assert!(t.measured.is_some() && t.note.is_some(), "{t:?}");
+        }
+        r.config.sizes.rounds = 100;
+        r.throughput.launches = 1000;
+        r.derive();
         assert_eq!(
             target(&r, "i19-startup-full-p95-vs-median").status,
             Status::Met
@@ -838,6 +908,13 @@ mod tests {
             target(&r, "i19-throughput-full-vs-bwrap").status,
             Status::Met
         ); // 3.0x
+           // Nothing leaked is part of the throughput target.
+        r.throughput.leaked_processes = 1;
+        r.derive();
+        let t = target(&r, "i19-throughput-full-vs-bwrap");
+        assert_eq!(t.status, Status::Missed, "{t:?}");
+        r.throughput.leaked_processes = 0;
+        r.derive();
         assert_eq!(target(&r, "i19-launcher-peak-rss").status, Status::Met);
         // none 0.5+0.7 with /bin/true against exec 0.4+0.7: 1.09x.
         assert_eq!(
@@ -850,6 +927,11 @@ mod tests {
         r.derive();
         let t = target(&r, "i19-startup-full-vs-full-nolimits");
         assert_eq!((t.measured, t.status), (Some(1.2), Status::Missed));
+        // As another uid, full has no cgroup here: shown, not judged.
+        r.host.uid = 65534;
+        r.derive();
+        let t = target(&r, "i19-startup-full-vs-full-nolimits");
+        assert_eq!((t.measured, t.status), (Some(1.2), Status::NotMeasured));
     }
 
     #[test]
