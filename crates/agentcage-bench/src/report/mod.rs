@@ -463,12 +463,11 @@ impl Report {
             let unjudged = match x.id.as_str() {
                 // "1000 launches at concurrency 2 ... nothing leaked".
                 "i19-throughput-full-vs-bwrap"
-                    if t.launches != ISSUE_19_LAUNCHES
-                        || t.concurrency != ISSUE_19_CONCURRENCY =>
+                    if t.launches != ISSUE_19_LAUNCHES || t.concurrency != ISSUE_19_CONCURRENCY =>
                 {
                     Some(format!(
-                        "{} launches at concurrency {}: the target is {ISSUE_19_LAUNCHES} at \
-                         concurrency {ISSUE_19_CONCURRENCY} (--launches, --concurrency, no --quick)",
+                        "{} launches at concurrency {}; the target is {ISSUE_19_LAUNCHES} at \
+                         concurrency {ISSUE_19_CONCURRENCY}: run without --quick",
                         t.launches, t.concurrency
                     ))
                 }
@@ -483,12 +482,12 @@ impl Report {
                 // "`full` as root with its memory/pids cgroup": another uid has none here
                 // unless one is delegated, and the ratio would compare full with itself.
                 "i19-startup-full-vs-full-nolimits" if self.host.uid != 0 => Some(format!(
-                    "run as uid {}: the target is full's cgroup as root (run the bench as root)",
+                    "run as uid {}; the target is the cost of full's cgroup as root",
                     self.host.uid
                 )),
                 // A p95 of a handful of rounds is their maximum.
                 "i19-startup-full-p95-vs-median" if tp.rounds < 100 => Some(format!(
-                    "{} rounds: a p95 needs at least 100 (no --quick)",
+                    "{} rounds; a p95 needs at least 100: run without --quick",
                     tp.rounds
                 )),
                 _ => None,
