@@ -400,8 +400,8 @@ pub fn create_all(
         .map(|p| (p, true))
         .chain(existing.iter().map(|p| (p, false)))
         .collect();
-    // In the order of their components, so that what lies below a placeholder comes right
-    // after it. The paths are absolute and normal (no `.`, `..`, `//` or trailing `/`, as
+    // In the order of their components (a parent before what it holds, the same order on
+    // every run). The paths are absolute and normal (no `.`, `..`, `//` or trailing `/`, as
     // the policy made them), so comparing their bytes with `/` lowest is that order, and
     // [`below`] is `Path::starts_with`, both without splitting into components (which was
     // most of the instructions spent here).
@@ -413,7 +413,7 @@ pub fn create_all(
             .collect::<Vec<u8>>()
     });
     for (m, was_missing) in paths {
-        if out.made.last().is_some_and(|p| below(m, &p.path, true)) {
+        if out.made.iter().any(|p| below(m, &p.path, true)) {
             continue;
         }
         // The deepest root that holds it.
