@@ -183,6 +183,13 @@ fn pins_are_the_dirs_between() {
         .collect();
     assert_eq!(v, want);
     assert!(pins(Path::new("/w"), Path::new("/w/x")).is_empty());
+    // Not below the root, or the root itself: nothing to pin.
+    assert!(pins(Path::new("/w"), Path::new("/wx/a/b")).is_empty());
+    assert!(pins(Path::new("/w"), Path::new("/w")).is_empty());
+    assert_eq!(
+        pins(Path::new("/"), Path::new("/a/b/c")),
+        [PathBuf::from("/a"), PathBuf::from("/a/b")]
+    );
 }
 
 #[test]
