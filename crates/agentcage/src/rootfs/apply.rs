@@ -49,15 +49,20 @@ fn ok_exists(r: Result<(), Errno>) -> Result<(), Errno> {
 fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<(), Errno> {
     match op {
         Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
-        Op::Touch { path } => {
-            let fd = sys::open(
-                path,
-                libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW,
-                0o644,
-            )?;
-            sys::close(fd);
-            Ok(())
-        }
+        // One mknod where open(O_CREAT) + close took two; a name already there (below a
+        // bind) goes through the open, which refuses a symlink (ELOOP) as before.
+        Op::Touch { path } => match sys::mknod_file(path, 0o644) {
+            Err(e) if e.0 == libc::EEXIST => {
+                let fd = sys::open(
+                    path,
+                    libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW,
+                    0o644,
+                )?;
+                sys::close(fd);
+                Ok(())
+            }
+            r => r,
+        },
         Op::Symlink { target, link } => ok_exists(sys::symlink(target, link)),
         Op::Tmpfs {
             target,
@@ -242,4 +247,45 @@ pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
     sys::umount2(c".", libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
     sys::chdir(c"/").map_err(e(Step::DetachOldRoot, 0))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn touch(p: &std::path::Path) -> Result<(), Errno> {
+        let path = CString::new(p.as_os_str().as_bytes()).expect("no NUL in a temp path");
+        run_op(&Op::Touch { path }, true, &idmap::PreparedIdmap::default())
+    }
+
+    #[test]
+    fn touch_creates_a_file_keeps_an_existing_one_and_refuses_a_symlink() {
+        let d = std::env::temp_dir().join(format!("agentcage-rootfs-touch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).expect("temp dir");
+        let f = d.join("f");
+        touch(&f).expect("a new mount point");
+        let md = std::fs::symlink_metadata(&f).expect("made");
+        assert!(md.file_type().is_file());
+        assert_eq!(
+            md.permissions().mode() & 0o022,
+            0,
+            "the umask cuts 0644 only"
+        );
+        // Already there (a file below a bind): fine, and left as it is.
+        std::fs::write(&f, b"x").expect("write");
+        touch(&f).expect("an existing file");
+        assert_eq!(std::fs::read(&f).expect("read"), b"x");
+        // A symlink (planted in a writable bind) is refused, not followed.
+        let l = d.join("l");
+        std::os::unix::fs::symlink(d.join("target"), &l).expect("symlink");
+        assert_eq!(touch(&l), Err(Errno(libc::ELOOP)));
+        assert!(!d.join("target").exists());
+        // A directory is no file mount point.
+        assert_eq!(touch(&d), Err(Errno(libc::EISDIR)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -12,6 +12,13 @@ pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
 }
 
+/// mknod(2) of an empty regular file (`S_IFREG | mode`, cut by the umask): one syscall
+/// where open(O_CREAT) + close are two. `EEXIST` is returned as an error; callers decide.
+pub fn mknod_file(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr; a regular file needs no device number.
+    check_int(unsafe { libc::mknod(path.as_ptr(), libc::S_IFREG | (mode & 0o7777), 0) }).map(drop)
+}
+
 /// chmod(2).
 pub fn chmod(path: &CStr, mode: u32) -> Result<(), Errno> {
     // SAFETY: path is a live &CStr.
