@@ -37,6 +37,26 @@ pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int, Errn
     check_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })
 }
 
+/// openat(2) relative to a raw directory fd (`O_CLOEXEC` added); the fd is returned raw
+/// and must be closed by the caller. Allocation-free, for the child.
+pub fn openat_raw(
+    dir: c_int,
+    name: &CStr,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> Result<c_int, Errno> {
+    // SAFETY: name is a live &CStr; a wrong dir fd only yields EBADF; mode is passed as the
+    // variadic fourth argument.
+    check_int(unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })
+}
+
 /// close(2), ignoring errors (there is nothing useful to do about them).
 pub fn close(fd: c_int) {
     // SAFETY: closing an fd we own; a wrong fd only yields EBADF.
