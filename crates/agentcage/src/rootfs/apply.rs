@@ -208,44 +208,39 @@ fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<
 /// mount namespace's user namespace.
 pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
     let e = |step: Step, i: usize| move |err: Errno| SetupError::new(step, i as u32, err);
+    if p.oldroot_taken {
+        // A target below the host root's mount point would be made in the host's tree.
+        return Err(SetupError::new(Step::PivotStage, 0, Errno(libc::EEXIST)));
+    }
     // Private, not slave: our mounts never propagate to the host, and the host's never
     // propagate in (a host mount under a bound tree would arrive without our ro/nosuid).
     sys::mount(None, c"/", None, libc::MS_PRIVATE | libc::MS_REC, None)
         .map_err(e(Step::MountPrivate, 0))?;
-    // Staging tmpfs: after the first pivot the host root is at /oldroot, so every source,
-    // even one under the host's /tmp, stays reachable while /newroot is composed.
+    // The root tmpfs, on any host directory, becomes the root at once; the host root moves
+    // to OLDROOT inside it, so every source stays reachable (one under the host's /tmp too:
+    // the tmpfs no longer covers it once it is the root) while the plan composes the tree
+    // in place.
     sys::mount(
         Some(c"tmpfs"),
         &p.stage,
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some(c"mode=0755"),
-    )
-    .map_err(e(Step::StageTmpfs, 0))?;
-    sys::chdir(&p.stage).map_err(e(Step::PivotStage, 0))?;
-    ok_exists(sys::mkdir(c"newroot", 0o755)).map_err(e(Step::PivotStage, 0))?;
-    ok_exists(sys::mkdir(&p.oldroot_rel, 0o755)).map_err(e(Step::PivotStage, 0))?;
-    sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
-    sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
-    sys::mount(
-        Some(c"tmpfs"),
-        &p.newroot,
-        Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
         Some(&p.root_data),
     )
     .map_err(e(Step::StageTmpfs, 1))?;
+    sys::chdir(&p.stage).map_err(e(Step::PivotStage, 0))?;
+    sys::mkdir(&p.oldroot_rel, 0o755).map_err(e(Step::PivotStage, 0))?;
+    sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
+    sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
 
     for (i, op) in p.ops.iter().enumerate() {
         run_op(op, p.mount_setattr, &p.idmap).map_err(e(Step::Mount, i))?;
     }
 
-    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
-    // removes the staging tmpfs and the whole host tree from this namespace.
-    sys::chdir(&p.newroot).map_err(e(Step::PivotRoot, 0))?;
-    sys::pivot_root(c".", c".").map_err(e(Step::PivotRoot, 0))?;
-    sys::umount2(c".", libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
-    sys::chdir(c"/").map_err(e(Step::DetachOldRoot, 0))?;
+    // Detach the whole host tree from this namespace, then remove its mount point: the
+    // root is exactly the composed tree.
+    sys::umount2(&p.oldroot, libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
+    sys::rmdir(&p.oldroot).map_err(e(Step::DetachOldRoot, 0))?;
     Ok(())
 }
 

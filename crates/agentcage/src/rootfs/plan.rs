@@ -776,10 +776,18 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         });
     }
 
+    let oldroot_key = dir_key(Path::new(OLDROOT));
+    let oldroot_taken = pl.ops.iter().any(|op| {
+        let k = dir_key(Path::new(std::ffi::OsStr::from_bytes(
+            op.target().to_bytes(),
+        )));
+        k == oldroot_key || key_below(&k, &oldroot_key)
+    });
     PreparedRootfs {
         ops: pl.ops,
-        newroot: CString::new(NEWROOT).unwrap_or_default(),
-        oldroot_rel: c"oldroot".to_owned(),
+        oldroot: CString::new(OLDROOT).unwrap_or_default(),
+        oldroot_rel: CString::new(OLDROOT.trim_start_matches('/')).unwrap_or_default(),
+        oldroot_taken,
         mount_setattr: spec.mount_setattr,
         sockets,
         idmap: pl.idmap,
@@ -835,11 +843,11 @@ mod forget_below_tests {
     fn key_helpers_name_the_path_and_its_parent() {
         let k = dir_key(Path::new("/tmp//ws/.git/"));
         assert_eq!(key_str(&k), "/tmp/ws/.git");
-        assert_eq!(key_cpath(NEWROOT, &k).as_bytes(), b"/newroot/tmp/ws/.git");
+        assert_eq!(key_cpath("/p", &k).as_bytes(), b"/p/tmp/ws/.git");
         assert_eq!(key_str(parent_key(&k)), "/tmp/ws");
         assert_eq!(key_str(parent_key(parent_key(parent_key(&k)))), "/");
         assert_eq!(parent_key(&[]), b"");
-        assert_eq!(key_cpath(NEWROOT, &[]).as_bytes(), b"/newroot/");
+        assert_eq!(key_cpath("/p", &[]).as_bytes(), b"/p/");
     }
 
     #[test]
@@ -879,13 +887,13 @@ mod forget_below_tests {
         assert_eq!(
             got,
             [
-                "mkdir /newroot/x 755",
-                "mkdir /newroot/x/y 755",
-                "mkdir /newroot/x/y/z 700",
+                "mkdir /x 755",
+                "mkdir /x/y 755",
+                "mkdir /x/y/z 700",
                 "create mount point /x/y/f",
                 "bind-mount /h onto /x (ro,nosuid,nodev)",
                 // Below a bind nothing we made is known: made again (EEXIST is fine).
-                "mkdir /newroot/x/y 700",
+                "mkdir /x/y 700",
             ]
         );
     }

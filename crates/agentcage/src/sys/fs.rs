@@ -19,6 +19,12 @@ pub fn mknod_file(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     check_int(unsafe { libc::mknod(path.as_ptr(), libc::S_IFREG | (mode & 0o7777), 0) }).map(drop)
 }
 
+/// rmdir(2).
+pub fn rmdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr.
+    check_int(unsafe { libc::rmdir(path.as_ptr()) }).map(drop)
+}
+
 /// chmod(2).
 pub fn chmod(path: &CStr, mode: u32) -> Result<(), Errno> {
     // SAFETY: path is a live &CStr.
