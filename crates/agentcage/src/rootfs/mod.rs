@@ -325,8 +325,8 @@ pub struct PreparedRootfs {
     /// [`OLDROOT`], and relative to the root tmpfs (for the pivot).
     oldroot: CString,
     oldroot_rel: CString,
-    /// A plan target lies at or below [`OLDROOT`] (a host path bound at its own path there):
-    /// it would be made in the host's tree, so the child refuses to run the plan.
+    /// A plan target has a component named like [`OLDROOT`] (a host path bound at its own
+    /// path there): it could be made in the host's tree, so the child refuses to run the plan.
     oldroot_taken: bool,
     mount_setattr: bool,
     root_data: CString,
@@ -378,8 +378,9 @@ pub(crate) fn describe(p: Option<&PreparedRootfs>, step: Step, index: u32) -> St
         Step::StageTmpfs if i == 0 => "mount the staging tmpfs".into(),
         Step::StageTmpfs => "mount the root tmpfs".into(),
         Step::PivotStage if p.is_some_and(|r| r.oldroot_taken) => format!(
-            "compose the root: a path of the plan lies at or below {OLDROOT}, where the host root \
-             is mounted meanwhile (bind it elsewhere)"
+            "compose the root: a path of the plan has a component named {}, the host root's \
+             mount point while the root is composed (bind it elsewhere)",
+            OLDROOT.trim_start_matches('/')
         ),
         Step::PivotStage => {
             format!("pivot_root into the root tmpfs (the host root at {OLDROOT} in it)")

@@ -776,12 +776,14 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         });
     }
 
-    let oldroot_key = dir_key(Path::new(OLDROOT));
+    // Any component of that name, not only a leading one: a target through `..` could
+    // resolve there too (one named so elsewhere is refused as well: fail closed, and rare).
+    let name = OLDROOT.trim_start_matches('/').as_bytes();
     let oldroot_taken = pl.ops.iter().any(|op| {
-        let k = dir_key(Path::new(std::ffi::OsStr::from_bytes(
-            op.target().to_bytes(),
-        )));
-        k == oldroot_key || key_below(&k, &oldroot_key)
+        op.target()
+            .to_bytes()
+            .split(|&b| b == b'/')
+            .any(|c| c == name)
     });
     PreparedRootfs {
         ops: pl.ops,

@@ -280,11 +280,16 @@ fn a_target_below_the_host_roots_mount_point_is_refused() {
         .ops
         .iter()
         .all(|o| !o.target().to_bytes().starts_with(b"/.agentcage-oldroot")));
-    for ws in ["/.agentcage-oldroot/ws", "/.agentcage-oldroot"] {
+    for ws in [
+        "/.agentcage-oldroot/ws",
+        "/.agentcage-oldroot",
+        "/x/../.agentcage-oldroot/ws",
+        "/home/.agentcage-oldroot",
+    ] {
         let p = prepare(&spec(ws));
         assert!(p.oldroot_taken, "{ws}");
         let msg = describe(Some(&p), Step::PivotStage, 0);
-        assert!(msg.contains("at or below /.agentcage-oldroot"), "{msg}");
+        assert!(msg.contains("component named .agentcage-oldroot"), "{msg}");
     }
     // A sibling whose name only starts the same is no collision.
     let mut sp = spec("/tmp/ws");
