@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
 
-use super::{idmap, Op, PreparedRootfs, RO, ST_RELATIME};
+use super::{idmap, Op, PreparedRootfs, OLDROOT_DEV_NULL, OLDROOT_PROC, RO, ST_RELATIME};
 
 /// Sets mount attributes on `path`: mount_setattr when available, else a bind remount that
 /// keeps the flags the kernel locked (atime, nosuid, nodev, noexec of the source).
@@ -108,7 +108,7 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             None => Err(Errno(libc::EINVAL)),
         },
         Op::MaskSocket { dst } => {
-            let src = c"/oldroot/dev/null";
+            let src = OLDROOT_DEV_NULL;
             match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
                 Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
                     return Ok(())
@@ -128,7 +128,7 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
                 )
             } else {
                 sys::mount(
-                    Some(c"/oldroot/proc"),
+                    Some(OLDROOT_PROC),
                     target,
                     None,
                     libc::MS_BIND | libc::MS_REC,

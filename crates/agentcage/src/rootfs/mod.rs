@@ -27,6 +27,9 @@ const STAGE_CANDIDATES: &[&str] = &["/tmp", "/run", "/mnt", "/var/tmp", "/dev", 
 /// removed before anything of the command runs. No plan target may lie at or below it
 /// (`PreparedRootfs::oldroot_taken`: the run fails rather than write to the host).
 const OLDROOT: &str = "/.agentcage-oldroot";
+/// The host's /dev/null and /proc while the plan runs (under [`OLDROOT`]).
+const OLDROOT_DEV_NULL: &CStr = c"/.agentcage-oldroot/dev/null";
+const OLDROOT_PROC: &CStr = c"/.agentcage-oldroot/proc";
 /// Prefix of the plan's targets: none, the root tmpfs is the process root while the plan runs.
 const NEWROOT: &str = "";
 
@@ -145,7 +148,7 @@ pub(crate) enum Op {
     Chmod { path: CString, mode: u32 },
     /// Mount the overlayfs of `--overlay` on `target` (the workspace, already bound
     /// read-only there: its lower layer); `data` names the upper and work layers by their
-    /// host paths under `/oldroot` (overlayfs clones the upper layer's mount, which must be
+    /// host paths under [`OLDROOT`] (overlayfs clones the upper layer's mount, which must be
     /// one of the mount namespace doing the mount: an fd opened by the launcher is not).
     Overlay { target: CString, data: CString },
     /// Write a value to a sysctl of the sandbox's own namespaces (an existing file);
