@@ -308,9 +308,9 @@ pub fn apply_to_pid(p: &PreparedRlimits, pid: libc::pid_t) -> Result<(), (Resour
 /// owner keeps the other half; concurrent sandboxes of one owner share its budget.
 #[derive(Debug, Clone, Default)]
 pub struct UserCaps {
-    /// `(path, value)` pairs for `/proc/sys/user/*`, written by the sandbox's first
-    /// process in its own user namespace (needs CAP_SYS_RESOURCE there).
-    sysctls: Vec<(std::ffi::CString, Vec<u8>)>,
+    /// `(name, value)` pairs for `/proc/sys/user/*` ([`USER_SYSCTL_DIR`]), written by the
+    /// sandbox's first process in its own user namespace (needs CAP_SYS_RESOURCE there).
+    sysctls: Vec<(&'static std::ffi::CStr, Vec<u8>)>,
     /// `RLIMIT_SIGPENDING` (soft = hard).
     sigpending: Option<u64>,
 }
@@ -330,6 +330,25 @@ pub const USER_SYSCTLS: [&str; 12] = [
     "max_cgroup_namespaces",
     "max_time_namespaces",
 ];
+
+/// [`USER_SYSCTLS`] as the child opens them (relative to [`USER_SYSCTL_DIR`]).
+const USER_SYSCTL_NAMES: [&std::ffi::CStr; 12] = [
+    c"max_inotify_instances",
+    c"max_inotify_watches",
+    c"max_fanotify_groups",
+    c"max_fanotify_marks",
+    c"max_user_namespaces",
+    c"max_mnt_namespaces",
+    c"max_pid_namespaces",
+    c"max_net_namespaces",
+    c"max_ipc_namespaces",
+    c"max_uts_namespaces",
+    c"max_cgroup_namespaces",
+    c"max_time_namespaces",
+];
+
+/// Where the [`USER_SYSCTLS`] are.
+pub const USER_SYSCTL_DIR: &std::ffi::CStr = c"/proc/sys/user";
 
 fn half(v: u64) -> u64 {
     v.div_ceil(2)
@@ -355,7 +374,7 @@ impl UserCaps {
                     .to_string(),
             );
         } else {
-            for name in USER_SYSCTLS {
+            for (name, cname) in USER_SYSCTLS.iter().zip(USER_SYSCTL_NAMES) {
                 let path = format!("/proc/sys/user/{name}");
                 // A kernel without fanotify or time namespaces has no such file: nothing to cap.
                 let Ok(text) = std::fs::read_to_string(&path) else {
@@ -364,9 +383,7 @@ impl UserCaps {
                 let Ok(v) = text.trim().parse::<u64>() else {
                     continue;
                 };
-                if let Ok(p) = std::ffi::CString::new(path) {
-                    caps.sysctls.push((p, half(v).to_string().into_bytes()));
-                }
+                caps.sysctls.push((cname, half(v).to_string().into_bytes()));
             }
         }
         match sys::prlimit64(0, libc::RLIMIT_SIGPENDING as libc::c_int, None) {
@@ -386,9 +403,8 @@ impl UserCaps {
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         let mut ns: Vec<String> = Vec::new();
-        for (p, v) in &self.sysctls {
-            let p = p.to_string_lossy();
-            let name = p.rsplit('/').next().unwrap_or_default();
+        for (name, v) in &self.sysctls {
+            let name = name.to_string_lossy();
             let v = String::from_utf8_lossy(v).into_owned();
             if name.ends_with("_namespaces") {
                 if !ns.contains(&v) {
@@ -407,11 +423,29 @@ impl UserCaps {
         parts.join(", ")
     }
 
-    /// The path of sysctl entry `i` (for error messages).
+    /// Writes each of [`UserCaps::sysctls`] relative to `dir`.
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    fn write_sysctls(&self, dir: i32) -> Result<(), (u32, sys::Errno)> {
+        for (i, (name, value)) in self.sysctls.iter().enumerate() {
+            let at = |e| (i as u32, e);
+            let fd = sys::openat_raw(dir, name, libc::O_WRONLY, 0).map_err(at)?;
+            let r = sys::write_all(fd, value);
+            sys::close(fd);
+            r.map_err(at)?;
+        }
+        Ok(())
+    }
+
+    /// The path of sysctl entry `i` (for error messages); past RLIMIT_SIGPENDING's index
+    /// (`sysctls.len()`), the directory they are opened in.
     pub fn sysctl_path(&self, i: usize) -> Option<String> {
-        self.sysctls
-            .get(i)
-            .map(|(p, _)| p.to_string_lossy().into_owned())
+        let dir = USER_SYSCTL_DIR.to_string_lossy();
+        match self.sysctls.get(i) {
+            Some((name, _)) => Some(format!("{dir}/{}", name.to_string_lossy())),
+            None if i > self.sysctls.len() => Some(format!("{dir}/ (opened for the writes)")),
+            None => None,
+        }
     }
 
     /// Writes the caps in the sandbox's user namespace, then sets RLIMIT_SIGPENDING.
@@ -419,14 +453,19 @@ impl UserCaps {
     /// Runs in the child after clone: async-signal-safe only (no allocation, no locks).
     ///
     /// # Errors
-    /// The index of the failing entry (`sysctls.len()` for RLIMIT_SIGPENDING) and the errno.
+    /// The index of the failing entry (`sysctls.len()` for RLIMIT_SIGPENDING,
+    /// `sysctls.len() + 1` for opening [`USER_SYSCTL_DIR`]) and the errno.
     pub fn apply(&self) -> Result<(), (u32, sys::Errno)> {
-        for (i, (path, value)) in self.sysctls.iter().enumerate() {
-            let at = |e| (i as u32, e);
-            let fd = sys::open(path, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(at)?;
-            let r = sys::write_all(fd, value);
-            sys::close(fd);
-            r.map_err(at)?;
+        if !self.sysctls.is_empty() {
+            // One walk to the directory, then one component per file (was the whole path
+            // each time). Opened here, not by the launcher: the entries a lookup in
+            // /proc/sys/user finds are those of the looking process's user namespace, ours.
+            let n = self.sysctls.len() as u32;
+            let dir = sys::open(USER_SYSCTL_DIR, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(|e| (n + 1, e))?;
+            let r = self.write_sysctls(dir);
+            sys::close(dir);
+            r?;
         }
         if let Some(v) = self.sigpending {
             let new = libc::rlimit64 {
@@ -473,6 +512,38 @@ fn count_tasks_of_uid(uid: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_caps_error_indexes_name_the_file_the_limit_or_the_dir() {
+        let caps = UserCaps {
+            sysctls: vec![
+                (USER_SYSCTL_NAMES[0], b"64".to_vec()),
+                (USER_SYSCTL_NAMES[4], b"7".to_vec()),
+            ],
+            sigpending: Some(9),
+        };
+        assert_eq!(
+            caps.sysctl_path(0).as_deref(),
+            Some("/proc/sys/user/max_inotify_instances")
+        );
+        assert_eq!(
+            caps.sysctl_path(1).as_deref(),
+            Some("/proc/sys/user/max_user_namespaces")
+        );
+        // RLIMIT_SIGPENDING: no path (the caller names the setrlimit).
+        assert_eq!(caps.sysctl_path(2), None);
+        assert_eq!(
+            caps.sysctl_path(3).as_deref(),
+            Some("/proc/sys/user/ (opened for the writes)")
+        );
+        assert_eq!(
+            caps.describe(),
+            "max_inotify_instances=64, max_*_namespaces=7, RLIMIT_SIGPENDING=9"
+        );
+        for (name, c) in USER_SYSCTLS.iter().zip(USER_SYSCTL_NAMES) {
+            assert_eq!(c.to_str(), Ok(*name));
+        }
+    }
 
     #[test]
     fn prepare_clamps_and_builds_entries() {

@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
 
-use super::{idmap, Op, PreparedRootfs, RO, ST_RELATIME};
+use super::{idmap, Op, PreparedRootfs, OLDROOT_DEV_NULL, OLDROOT_PROC, RO, ST_RELATIME};
 
 /// Sets mount attributes on `path`: mount_setattr when available, else a bind remount that
 /// keeps the flags the kernel locked (atime, nosuid, nodev, noexec of the source).
@@ -49,15 +49,20 @@ fn ok_exists(r: Result<(), Errno>) -> Result<(), Errno> {
 fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<(), Errno> {
     match op {
         Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
-        Op::Touch { path } => {
-            let fd = sys::open(
-                path,
-                libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW,
-                0o644,
-            )?;
-            sys::close(fd);
-            Ok(())
-        }
+        // One mknod where open(O_CREAT) + close took two; a name already there (below a
+        // bind) goes through the open, which refuses a symlink (ELOOP) as before.
+        Op::Touch { path } => match sys::mknod_file(path, 0o644) {
+            Err(e) if e.0 == libc::EEXIST => {
+                let fd = sys::open(
+                    path,
+                    libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW,
+                    0o644,
+                )?;
+                sys::close(fd);
+                Ok(())
+            }
+            r => r,
+        },
         Op::Symlink { target, link } => ok_exists(sys::symlink(target, link)),
         Op::Tmpfs {
             target,
@@ -103,7 +108,7 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             None => Err(Errno(libc::EINVAL)),
         },
         Op::MaskSocket { dst } => {
-            let src = c"/oldroot/dev/null";
+            let src = OLDROOT_DEV_NULL;
             match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
                 Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
                     return Ok(())
@@ -123,7 +128,7 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
                 )
             } else {
                 sys::mount(
-                    Some(c"/oldroot/proc"),
+                    Some(OLDROOT_PROC),
                     target,
                     None,
                     libc::MS_BIND | libc::MS_REC,
@@ -203,43 +208,79 @@ fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<
 /// mount namespace's user namespace.
 pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
     let e = |step: Step, i: usize| move |err: Errno| SetupError::new(step, i as u32, err);
+    if p.oldroot_taken {
+        // A target below the host root's mount point would be made in the host's tree.
+        return Err(SetupError::new(Step::PivotStage, 0, Errno(libc::EEXIST)));
+    }
     // Private, not slave: our mounts never propagate to the host, and the host's never
     // propagate in (a host mount under a bound tree would arrive without our ro/nosuid).
     sys::mount(None, c"/", None, libc::MS_PRIVATE | libc::MS_REC, None)
         .map_err(e(Step::MountPrivate, 0))?;
-    // Staging tmpfs: after the first pivot the host root is at /oldroot, so every source,
-    // even one under the host's /tmp, stays reachable while /newroot is composed.
+    // The root tmpfs, on any host directory, becomes the root at once; the host root moves
+    // to OLDROOT inside it, so every source stays reachable (one under the host's /tmp too:
+    // the tmpfs no longer covers it once it is the root) while the plan composes the tree
+    // in place.
     sys::mount(
         Some(c"tmpfs"),
         &p.stage,
         Some(c"tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV,
-        Some(c"mode=0755"),
-    )
-    .map_err(e(Step::StageTmpfs, 0))?;
-    sys::chdir(&p.stage).map_err(e(Step::PivotStage, 0))?;
-    ok_exists(sys::mkdir(c"newroot", 0o755)).map_err(e(Step::PivotStage, 0))?;
-    ok_exists(sys::mkdir(&p.oldroot_rel, 0o755)).map_err(e(Step::PivotStage, 0))?;
-    sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
-    sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
-    sys::mount(
-        Some(c"tmpfs"),
-        &p.newroot,
-        Some(c"tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
         Some(&p.root_data),
     )
     .map_err(e(Step::StageTmpfs, 1))?;
+    sys::chdir(&p.stage).map_err(e(Step::PivotStage, 0))?;
+    sys::mkdir(&p.oldroot_rel, 0o755).map_err(e(Step::PivotStage, 0))?;
+    sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
+    sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
 
     for (i, op) in p.ops.iter().enumerate() {
         run_op(op, p.mount_setattr, &p.idmap).map_err(e(Step::Mount, i))?;
     }
 
-    // pivot_root(".", ".") stacks the old root on top of the new one; detaching "." then
-    // removes the staging tmpfs and the whole host tree from this namespace.
-    sys::chdir(&p.newroot).map_err(e(Step::PivotRoot, 0))?;
-    sys::pivot_root(c".", c".").map_err(e(Step::PivotRoot, 0))?;
-    sys::umount2(c".", libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
-    sys::chdir(c"/").map_err(e(Step::DetachOldRoot, 0))?;
+    // Detach the whole host tree from this namespace, then remove its mount point: the
+    // root is exactly the composed tree.
+    sys::umount2(&p.oldroot, libc::MNT_DETACH).map_err(e(Step::DetachOldRoot, 0))?;
+    sys::rmdir(&p.oldroot).map_err(e(Step::DetachOldRoot, 0))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn touch(p: &std::path::Path) -> Result<(), Errno> {
+        let path = CString::new(p.as_os_str().as_bytes()).expect("no NUL in a temp path");
+        run_op(&Op::Touch { path }, true, &idmap::PreparedIdmap::default())
+    }
+
+    #[test]
+    fn touch_creates_a_file_keeps_an_existing_one_and_refuses_a_symlink() {
+        let d = std::env::temp_dir().join(format!("agentcage-rootfs-touch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).expect("temp dir");
+        let f = d.join("f");
+        touch(&f).expect("a new mount point");
+        let md = std::fs::symlink_metadata(&f).expect("made");
+        assert!(md.file_type().is_file());
+        assert_eq!(
+            md.permissions().mode() & 0o022,
+            0,
+            "the umask cuts 0644 only"
+        );
+        // Already there (a file below a bind): fine, and left as it is.
+        std::fs::write(&f, b"x").expect("write");
+        touch(&f).expect("an existing file");
+        assert_eq!(std::fs::read(&f).expect("read"), b"x");
+        // A symlink (planted in a writable bind) is refused, not followed.
+        let l = d.join("l");
+        std::os::unix::fs::symlink(d.join("target"), &l).expect("symlink");
+        assert_eq!(touch(&l), Err(Errno(libc::ELOOP)));
+        assert!(!d.join("target").exists());
+        // A directory is no file mount point.
+        assert_eq!(touch(&d), Err(Errno(libc::EISDIR)));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

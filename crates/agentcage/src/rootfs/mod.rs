@@ -3,9 +3,11 @@
 //!
 //! `prepare` (parent) turns the policy into a flat list of [`Op`]s whose strings are all
 //! built up front; `apply` (child, after clone into a new user+mount namespace) executes them
-//! with raw syscalls only. The sequence follows bubblewrap: mount a staging tmpfs, pivot into
-//! it so the host root stays reachable at `/oldroot` (sources under a host `/tmp` stay
-//! visible), build `/newroot`, pivot into it and detach everything else.
+//! with raw syscalls only. The sequence: mount the root tmpfs on any host directory, pivot
+//! into it with the host root put at [`OLDROOT`] inside it (sources under the host's `/tmp`
+//! stay visible: the tmpfs leaves that directory when it becomes the root), compose the tree
+//! in place, then detach the host root and remove its mount point. bubblewrap pivots twice
+//! (a staging tmpfs holding both roots); one pivot saves a tmpfs and a pivot_root per run.
 //!
 //! Read-only binds are made with a bind followed by `mount_setattr(AT_RECURSIVE, RDONLY)`
 //! (Linux 5.12+) or, on older kernels, a `MS_REMOUNT|MS_BIND|MS_RDONLY` that keeps the flags
@@ -21,10 +23,15 @@ use crate::sys;
 /// Where the staging tmpfs may be mounted: the first existing directory of these (any
 /// directory works: the mount is private to the new namespace and pivoted away).
 const STAGE_CANDIDATES: &[&str] = &["/tmp", "/run", "/mnt", "/var/tmp", "/dev", "/"];
-/// Host root after the first pivot.
-const OLDROOT: &str = "/oldroot";
-/// The composed root after the first pivot.
-const NEWROOT: &str = "/newroot";
+/// Where the host root is while the plan runs: a directory of the root tmpfs, detached and
+/// removed before anything of the command runs. No plan target may lie at or below it
+/// (`PreparedRootfs::oldroot_taken`: the run fails rather than write to the host).
+const OLDROOT: &str = "/.agentcage-oldroot";
+/// The host's /dev/null and /proc while the plan runs (under [`OLDROOT`]).
+const OLDROOT_DEV_NULL: &CStr = c"/.agentcage-oldroot/dev/null";
+const OLDROOT_PROC: &CStr = c"/.agentcage-oldroot/proc";
+/// Prefix of the plan's targets: none, the root tmpfs is the process root while the plan runs.
+const NEWROOT: &str = "";
 
 /// Inside path of the agentcage binary (read-only, executable) in namespaced profiles.
 pub const SELF_EXE: &str = "/run/agentcage/agentcage";
@@ -85,8 +92,8 @@ pub const PROC_MASKED_DIRS: &[&str] = &["/proc/acpi", "/proc/scsi", "/proc/asoun
 /// /proc dirs bound read-only onto themselves.
 pub const PROC_READONLY: &[&str] = &["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"];
 
-/// One step of the mount plan. Paths are absolute and already prefixed (`/oldroot` for
-/// sources on the host, `/newroot` for targets).
+/// One step of the mount plan. Paths are absolute; sources on the host are prefixed with
+/// [`OLDROOT`], targets are paths of the composed root.
 #[derive(Debug)]
 pub(crate) enum Op {
     /// mkdir; EEXIST is fine.
@@ -141,7 +148,7 @@ pub(crate) enum Op {
     Chmod { path: CString, mode: u32 },
     /// Mount the overlayfs of `--overlay` on `target` (the workspace, already bound
     /// read-only there: its lower layer); `data` names the upper and work layers by their
-    /// host paths under `/oldroot` (overlayfs clones the upper layer's mount, which must be
+    /// host paths under [`OLDROOT`] (overlayfs clones the upper layer's mount, which must be
     /// one of the mount namespace doing the mount: an fd opened by the launcher is not).
     Overlay { target: CString, data: CString },
     /// Write a value to a sysctl of the sandbox's own namespaces (an existing file);
@@ -150,6 +157,27 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// The path this step creates, writes or mounts on (parent side).
+    fn target(&self) -> &CStr {
+        match self {
+            Op::Mkdir { path, .. }
+            | Op::Touch { path }
+            | Op::WriteFile { path, .. }
+            | Op::Chmod { path, .. }
+            | Op::Sysctl { path, .. } => path,
+            Op::Symlink { link, .. } => link,
+            Op::Tmpfs { target, .. }
+            | Op::Proc { target, .. }
+            | Op::Devpts { target }
+            | Op::RemountRo { target, .. }
+            | Op::Overlay { target, .. } => target,
+            Op::Bind { dst, .. }
+            | Op::PinnedBind { dst, .. }
+            | Op::MaskSocket { dst }
+            | Op::IdmappedBind { dst, .. } => dst,
+        }
+    }
+
     /// Human description for error messages (parent side).
     pub(crate) fn describe(&self) -> String {
         let s = |c: &CString| inside(c);
@@ -297,8 +325,12 @@ pub struct RootSpec {
 #[derive(Debug)]
 pub struct PreparedRootfs {
     pub(crate) ops: Vec<Op>,
-    newroot: CString,
+    /// [`OLDROOT`], and relative to the root tmpfs (for the pivot).
+    oldroot: CString,
     oldroot_rel: CString,
+    /// A plan target has a component named like [`OLDROOT`] (a host path bound at its own
+    /// path there): it could be made in the host's tree, so the child refuses to run the plan.
+    oldroot_taken: bool,
     mount_setattr: bool,
     root_data: CString,
     stage: CString,
@@ -348,12 +380,19 @@ pub(crate) fn describe(p: Option<&PreparedRootfs>, step: Step, index: u32) -> St
         Step::MountPrivate => "make / a recursive private mount (MS_PRIVATE|MS_REC)".into(),
         Step::StageTmpfs if i == 0 => "mount the staging tmpfs".into(),
         Step::StageTmpfs => "mount the root tmpfs".into(),
-        Step::PivotStage => "pivot_root into the staging tmpfs".into(),
+        Step::PivotStage if p.is_some_and(|r| r.oldroot_taken) => format!(
+            "compose the root: a path of the plan has a component named {}, the host root's \
+             mount point while the root is composed (bind it elsewhere)",
+            OLDROOT.trim_start_matches('/')
+        ),
+        Step::PivotStage => {
+            format!("pivot_root into the root tmpfs (the host root at {OLDROOT} in it)")
+        }
         Step::Mount => p
             .and_then(|r| r.ops.get(i))
             .map_or_else(|| format!("mount plan entry {i}"), |op| op.describe()),
         Step::PivotRoot => "pivot_root into the composed root".into(),
-        _ => "detach the old root (umount2 MNT_DETACH)".into(),
+        _ => format!("detach the host root (umount2 {OLDROOT}, MNT_DETACH) and remove {OLDROOT}"),
     }
 }
 

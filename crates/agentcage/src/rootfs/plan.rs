@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::sys;
 
@@ -19,8 +19,9 @@ struct Planner {
     ops: Vec<Op>,
     /// ",size=N" for every tmpfs, or empty.
     size_opt: String,
-    /// Inside dirs known to exist in the composed tree (created or covered by a bind).
-    dirs: BTreeSet<PathBuf>,
+    /// Inside dirs known to exist in the composed tree (created or covered by a bind), as
+    /// [`dir_key`]s.
+    dirs: BTreeSet<Vec<u8>>,
     /// Idmapped binds (root launcher, writable paths owned by someone else).
     idmap_spec: Option<IdmapSpec>,
     idmap: PreparedIdmap,
@@ -34,17 +35,74 @@ struct Planner {
 }
 
 fn cpath(prefix: &str, p: &Path) -> CString {
-    let mut v = prefix.as_bytes().to_vec();
-    v.extend_from_slice(p.as_os_str().as_bytes());
+    let p = p.as_os_str().as_bytes();
+    // Room for the NUL: CString::new then needs no second allocation.
+    let mut v = Vec::with_capacity(prefix.len() + p.len() + 1);
+    v.extend_from_slice(prefix.as_bytes());
+    v.extend_from_slice(p);
     // Paths come from the OS or from our constants: an interior NUL is impossible, but map
     // it to a harmless name rather than panicking.
     CString::new(v).unwrap_or_else(|_| c"/nonexistent".to_owned())
 }
 
+/// `p` as a key whose byte order is `Path`'s component order: each component as a NUL (no
+/// path contains one, and it sorts below every other byte) followed by its bytes; `/` is the
+/// empty key. Equal paths (`/a//b/`, `/a/b`) get equal keys, a dir's parent is its key cut at
+/// its last NUL, and the dirs below it are the keys that start with its key and a NUL, which
+/// sort right after it (the order of `Path`s, for the plan's paths: absolute, no `..`).
+/// Comparing `PathBuf`s re-parses both paths' components at every step of a tree search:
+/// that was most of the plan's instructions.
+fn dir_key(p: &Path) -> Vec<u8> {
+    let mut k = Vec::with_capacity(p.as_os_str().len());
+    for c in p.components() {
+        let name: &[u8] = match c {
+            Component::Normal(s) => s.as_bytes(),
+            Component::ParentDir => b"..",
+            Component::CurDir => b".",
+            Component::RootDir | Component::Prefix(_) => continue,
+        };
+        k.push(0);
+        k.extend_from_slice(name);
+    }
+    k
+}
+
+/// The inside path of a [`dir_key`] under `prefix`, as the mount plan names it.
+fn key_cpath(prefix: &str, k: &[u8]) -> CString {
+    let mut v = Vec::with_capacity(prefix.len() + k.len() + 2);
+    v.extend_from_slice(prefix.as_bytes());
+    if k.is_empty() {
+        v.push(b'/');
+    }
+    v.extend(k.iter().map(|&b| if b == 0 { b'/' } else { b }));
+    CString::new(v).unwrap_or_else(|_| c"/nonexistent".to_owned())
+}
+
+/// Whether the dir of key `k` is strictly below the dir of key `anc`.
+fn key_below(k: &[u8], anc: &[u8]) -> bool {
+    k.len() > anc.len() && k.starts_with(anc) && k[anc.len()] == 0
+}
+
+/// The path of a [`dir_key`].
+fn key_path(k: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    if k.is_empty() {
+        return PathBuf::from("/");
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(
+        k.iter().map(|&b| if b == 0 { b'/' } else { b }).collect(),
+    ))
+}
+
+/// The key of the parent dir of `k` (the root's parent is the root).
+fn parent_key(k: &[u8]) -> &[u8] {
+    &k[..k.iter().rposition(|&b| b == 0).unwrap_or(0)]
+}
+
 impl Planner {
     fn new() -> Planner {
         let mut dirs = BTreeSet::new();
-        dirs.insert(PathBuf::from("/"));
+        dirs.insert(Vec::new());
         Planner {
             ops: Vec::new(),
             size_opt: String::new(),
@@ -59,26 +117,31 @@ impl Planner {
 
     /// Creates every missing ancestor of `p` (inside path), not `p` itself.
     fn parents(&mut self, p: &Path) {
-        if let Some(parent) = p.parent() {
-            self.mkdir(parent, 0o755);
-        }
+        let k = dir_key(p);
+        self.mkdir_key(parent_key(&k), 0o755);
     }
 
     fn mkdir(&mut self, p: &Path, mode: u32) {
-        if self.dirs.contains(p) {
+        self.mkdir_key(&dir_key(p), mode);
+    }
+
+    /// [`Planner::mkdir`] of a [`dir_key`]: its missing ancestors first (the root exists).
+    fn mkdir_key(&mut self, k: &[u8], mode: u32) {
+        if self.dirs.contains(k) {
             return;
         }
-        self.parents(p);
+        self.mkdir_key(parent_key(k), 0o755);
         self.ops.push(Op::Mkdir {
-            path: cpath(NEWROOT, p),
+            path: key_cpath(NEWROOT, k),
             mode,
         });
-        self.dirs.insert(p.to_path_buf());
+        self.dirs.insert(k.to_vec());
     }
 
     fn tmpfs(&mut self, p: &Path, mode: &str, readonly: bool) {
-        self.mkdir(p, 0o755);
-        self.forget_below(p);
+        let k = dir_key(p);
+        self.mkdir_key(&k, 0o755);
+        self.forget_below_key(&k);
         self.ops.push(Op::Tmpfs {
             target: cpath(NEWROOT, p),
             flags: libc::MS_NOSUID | libc::MS_NODEV,
@@ -88,19 +151,31 @@ impl Planner {
         });
     }
 
-    /// A mount on `p` hides whatever we created below it.
-    fn forget_below(&mut self, p: &Path) {
-        // `Path` orders by components, so the paths below `p` are the ones right after it:
-        // a range, not a scan of every known dir (the scan was most of the plan's cost).
-        let below: Vec<PathBuf> = self
+    /// A mount on the dir of key `k` hides whatever we created below it. Its keys are the
+    /// ones right after `k` that start with `k` and a NUL (a range, not a scan of every
+    /// known dir).
+    fn forget_below_key(&mut self, k: &[u8]) {
+        let mut below: Vec<Vec<u8>> = Vec::new();
+        for d in self
             .dirs
-            .range::<Path, _>((Bound::Excluded(p), Bound::Unbounded))
-            .take_while(|d| d.starts_with(p))
-            .cloned()
-            .collect();
+            .range::<[u8], _>((Bound::Excluded(k), Bound::Unbounded))
+        {
+            if d.len() <= k.len() || !d.starts_with(k) || d[k.len()] != 0 {
+                break;
+            }
+            below.push(d.clone());
+        }
         for d in below {
             self.dirs.remove(&d);
         }
+    }
+
+    /// Records `p` as a directory that exists with everything below it as the host (or a
+    /// mount) has it: what we created below it is hidden.
+    fn covered_dir(&mut self, p: &Path) {
+        let k = dir_key(p);
+        self.forget_below_key(&k);
+        self.dirs.insert(k);
     }
 
     /// An empty file at inside `p`, its parents made first.
@@ -114,10 +189,10 @@ impl Planner {
     /// The mount point of a bind at inside `dst`: a directory, or a file.
     fn mount_point(&mut self, dst: &Path, is_dir: bool) {
         if is_dir {
-            self.mkdir(dst, 0o755);
-            self.forget_below(dst);
+            let k = dir_key(dst);
+            self.mkdir_key(&k, 0o755);
             // Everything below a bound dir exists as the host has it.
-            self.dirs.insert(dst.to_path_buf());
+            self.forget_below_key(&k);
         } else {
             self.touch(dst);
         }
@@ -184,28 +259,31 @@ impl Planner {
     /// writable one is protected: its ancestors up to that bind are pinned and it is mounted
     /// with [`Op::PinnedBind`].
     fn user_binds(&mut self, binds: &[(PathBuf, bool, bool)]) {
-        let mut done: Vec<(PathBuf, bool)> = Vec::new();
+        // The mounts made so far: (dir_key, path, writable).
+        let mut done: Vec<(Vec<u8>, PathBuf, bool)> = Vec::new();
         for (p, writable, is_dir) in binds {
             let attrs = if *writable { RW } else { RO };
-            // The deepest bind already made that contains this one.
+            let k = dir_key(p);
+            // The deepest bind already made that contains this one: of the keys that are
+            // ancestors of this one, the longest.
             let parent = done
                 .iter()
-                .filter(|(d, _)| p.starts_with(d) && d != p)
-                .max_by_key(|(d, _)| d.components().count())
-                .cloned();
+                .filter(|(d, _, _)| key_below(&k, d))
+                .max_by_key(|(d, _, _)| d.len())
+                .map(|(_, d, w)| (d.clone(), *w));
             match parent {
                 Some((root, true)) => self.protect(&root, p, *is_dir, attrs, &mut done),
                 _ if self.overlay.as_ref().is_some_and(|(w, _)| w == p) => self.overlay_bind(p),
                 _ if *writable && *is_dir => self.writable_bind(p),
                 _ => self.bind(p, p, *is_dir, attrs, false),
             }
-            done.push((p.clone(), *writable));
+            done.push((k, p.clone(), *writable));
         }
     }
 
     /// Protects `path` (bound with `attrs`) below the writable bind `root`: pins every
     /// directory strictly between them (writable, like `root`), then binds `path` itself, all
-    /// by fd without following symlinks. `done` lists the mounts already made (path,
+    /// by fd without following symlinks. `done` lists the mounts already made (dir_key, path,
     /// writable): a pin already there is not repeated. Generic on purpose: default protected
     /// paths (issue #15) go through here too.
     fn protect(
@@ -214,14 +292,15 @@ impl Planner {
         path: &Path,
         is_dir: bool,
         attrs: u64,
-        done: &mut Vec<(PathBuf, bool)>,
+        done: &mut Vec<(Vec<u8>, PathBuf, bool)>,
     ) {
         for d in pins(root, path) {
-            if done.iter().any(|(m, _)| *m == d) {
+            let k = dir_key(&d);
+            if done.iter().any(|(m, _, _)| *m == k) {
                 continue;
             }
             self.pinned(&d, true, RW);
-            done.push((d, true));
+            done.push((k, d, true));
         }
         self.pinned(path, is_dir, attrs);
     }
@@ -271,8 +350,7 @@ impl Planner {
 
     fn pinned(&mut self, p: &Path, is_dir: bool, attrs: u64) {
         if is_dir {
-            self.forget_below(p);
-            self.dirs.insert(p.to_path_buf());
+            self.covered_dir(p);
         }
         let below_idmapped = self.idmapped.iter().any(|r| p.starts_with(r));
         self.ops.push(Op::PinnedBind {
@@ -423,8 +501,7 @@ impl Planner {
                 dst: cpath(NEWROOT, &spec.home),
                 attrs: RW,
             });
-            self.forget_below(&spec.home);
-            self.dirs.insert(spec.home.clone());
+            self.covered_dir(&spec.home);
         }
     }
 
@@ -459,14 +536,15 @@ impl Planner {
 /// The directories strictly between `root` and `path` (a path below it), shallowest first:
 /// the ones that must be mount points for `path` to stay where it is.
 pub fn pins(root: &Path, path: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = path
-        .ancestors()
-        .skip(1)
-        .take_while(|a| a.starts_with(root) && *a != root)
-        .map(Path::to_path_buf)
-        .collect();
-    v.reverse();
-    v
+    let (r, k) = (dir_key(root), dir_key(path));
+    if !key_below(&k, &r) {
+        return Vec::new();
+    }
+    // Each NUL of `k` past the one that ends `root`'s key ends the key of a dir between.
+    (r.len() + 1..k.len())
+        .filter(|&i| k[i] == 0)
+        .map(|i| key_path(&k[..i]))
+        .collect()
 }
 
 /// Builds the mount plan (parent side; allocates freely).
@@ -586,7 +664,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
             }
         }
     }
-    etc_entries.sort();
+    // In Path order (the key's order), comparing each pair without re-parsing components.
+    etc_entries.sort_by_cached_key(|p| dir_key(p));
     for p in &etc_entries {
         pl.host_entry(p, RO);
     }
@@ -622,7 +701,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         .map(|(p, w)| (p.clone(), *w, p.is_dir()))
         .collect();
     binds.push((spec.workspace.clone(), !spec.controls.read_only, true));
-    binds.sort_by_key(|(p, _, _)| p.components().count());
+    binds.sort_by_cached_key(|(p, _, _)| p.components().count());
     pl.user_binds(&binds);
     let sockets = pl.mask_sockets(&binds);
     pl.controls(spec, &binds);
@@ -697,10 +776,20 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         });
     }
 
+    // Any component of that name, not only a leading one: a target through `..` could
+    // resolve there too (one named so elsewhere is refused as well: fail closed, and rare).
+    let name = OLDROOT.trim_start_matches('/').as_bytes();
+    let oldroot_taken = pl.ops.iter().any(|op| {
+        op.target()
+            .to_bytes()
+            .split(|&b| b == b'/')
+            .any(|c| c == name)
+    });
     PreparedRootfs {
         ops: pl.ops,
-        newroot: CString::new(NEWROOT).unwrap_or_default(),
-        oldroot_rel: c"oldroot".to_owned(),
+        oldroot: CString::new(OLDROOT).unwrap_or_default(),
+        oldroot_rel: CString::new(OLDROOT.trim_start_matches('/')).unwrap_or_default(),
+        oldroot_taken,
         mount_setattr: spec.mount_setattr,
         sockets,
         idmap: pl.idmap,
@@ -718,19 +807,96 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
 mod forget_below_tests {
     use super::*;
 
+    fn key_str(k: &[u8]) -> String {
+        key_cpath("", k).to_string_lossy().into_owned()
+    }
+
     #[test]
     fn forgets_exactly_the_dirs_below_by_components() {
         let mut p = Planner::new();
         for d in [
             "/a", "/a/b", "/a/b/c", "/a-b", "/a.b", "/ab", "/b", "/a/z", "/0",
         ] {
-            p.dirs.insert(PathBuf::from(d));
+            p.dirs.insert(dir_key(Path::new(d)));
         }
-        p.forget_below(Path::new("/a"));
-        let left: Vec<&str> = p.dirs.iter().filter_map(|d| d.to_str()).collect();
+        p.forget_below_key(&dir_key(Path::new("/a")));
+        let left: Vec<String> = p.dirs.iter().map(|d| key_str(d)).collect();
         // "/a-b" and "/a.b" sort before "/a/..." as bytes, after it by components: kept.
         assert_eq!(left, ["/", "/0", "/a", "/a-b", "/a.b", "/ab", "/b"]);
-        p.forget_below(Path::new("/"));
+        p.forget_below_key(&dir_key(Path::new("/")));
         assert_eq!(p.dirs.len(), 1);
+    }
+
+    #[test]
+    fn keys_order_and_compare_like_paths() {
+        let paths = [
+            "/", "/a", "/a/", "/a//b", "/a/b", "/a/b/c", "/a-b", "/a.b", "/a b", "/ab", "/b",
+            "/a/z", "/0", "/\u{1}", "/a/\u{1}", "/a/./b", "/\u{e9}", "/A",
+        ];
+        for x in paths {
+            for y in paths {
+                let (px, py) = (Path::new(x), Path::new(y));
+                assert_eq!(dir_key(px).cmp(&dir_key(py)), px.cmp(py), "{x:?} vs {y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn key_helpers_name_the_path_and_its_parent() {
+        let k = dir_key(Path::new("/tmp//ws/.git/"));
+        assert_eq!(key_str(&k), "/tmp/ws/.git");
+        assert_eq!(key_cpath("/p", &k).as_bytes(), b"/p/tmp/ws/.git");
+        assert_eq!(key_str(parent_key(&k)), "/tmp/ws");
+        assert_eq!(key_str(parent_key(parent_key(parent_key(&k)))), "/");
+        assert_eq!(parent_key(&[]), b"");
+        assert_eq!(key_cpath("/p", &[]).as_bytes(), b"/p/");
+    }
+
+    #[test]
+    fn key_below_is_strictly_below_by_components() {
+        let below = |a: &str, b: &str| key_below(&dir_key(Path::new(a)), &dir_key(Path::new(b)));
+        assert!(below("/w/x", "/w"));
+        assert!(below("/w/x/y", "/w"));
+        assert!(below("/w", "/"));
+        assert!(!below("/w", "/w"));
+        assert!(!below("/wx", "/w"));
+        assert!(!below("/w-x/y", "/w"));
+        assert!(!below("/", "/"));
+        assert!(!below("/v/x", "/w"));
+        assert_eq!(
+            key_path(&dir_key(Path::new("/a//b/"))),
+            PathBuf::from("/a/b")
+        );
+        assert_eq!(key_path(&[]), PathBuf::from("/"));
+    }
+
+    #[test]
+    fn mkdir_makes_missing_parents_once_and_a_bind_hides_them() {
+        let mut p = Planner::new();
+        p.mkdir(Path::new("/x/y/z"), 0o700);
+        p.mkdir(Path::new("/x/y"), 0o700);
+        p.touch(Path::new("/x/y/f"));
+        p.bind(Path::new("/h"), Path::new("/x"), true, RO, false);
+        p.mkdir(Path::new("/x/y"), 0o700);
+        let got: Vec<String> = p
+            .ops
+            .iter()
+            .map(|o| match o {
+                Op::Mkdir { path, mode } => format!("mkdir {} {mode:o}", path.to_string_lossy()),
+                other => other.describe(),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "mkdir /x 755",
+                "mkdir /x/y 755",
+                "mkdir /x/y/z 700",
+                "create mount point /x/y/f",
+                "bind-mount /h onto /x (ro,nosuid,nodev)",
+                // Below a bind nothing we made is known: made again (EEXIST is fine).
+                "mkdir /x/y 700",
+            ]
+        );
     }
 }

@@ -30,20 +30,20 @@ fn workspace_under_tmp_is_bound_after_tmp_is_made() {
     let p = prepare(&spec("/tmp/ws/proj"));
     let tmp = idx(
         &p,
-        |o| matches!(o, Op::Chmod { path, .. } if path.as_bytes() == b"/newroot/tmp"),
+        |o| matches!(o, Op::Chmod { path, .. } if path.as_bytes() == b"/tmp"),
     );
     let mk = idx(
         &p,
-        |o| matches!(o, Op::Mkdir { path, .. } if path.as_bytes() == b"/newroot/tmp/ws/proj"),
+        |o| matches!(o, Op::Mkdir { path, .. } if path.as_bytes() == b"/tmp/ws/proj"),
     );
     let bind = idx(
         &p,
-        |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/tmp/ws/proj"),
+        |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/tmp/ws/proj"),
     );
     assert!(tmp < mk && mk < bind, "{tmp} {mk} {bind}");
     match &p.ops[bind] {
         Op::Bind { src, attrs, .. } => {
-            assert_eq!(src.as_bytes(), b"/oldroot/tmp/ws/proj");
+            assert_eq!(src.as_bytes(), b"/.agentcage-oldroot/tmp/ws/proj");
             assert_eq!(attrs & sys::MOUNT_ATTR_RDONLY, 0);
         }
         _ => unreachable!(),
@@ -57,7 +57,7 @@ fn system_dirs_are_readonly_or_symlinks() {
         let Ok(md) = std::fs::symlink_metadata(d) else {
             continue;
         };
-        let target = format!("/newroot{d}");
+        let target = d.to_string();
         let found = p.ops.iter().any(|o| match o {
             Op::Bind { dst, attrs, .. } => {
                 dst.as_bytes() == target.as_bytes() && attrs & sys::MOUNT_ATTR_RDONLY != 0
@@ -111,12 +111,12 @@ fn one_tmpfs_budget_for_every_writable_place() {
         if let Op::Tmpfs { target, .. } = o {
             let t = target.to_bytes();
             assert!(
-                t == b"/newroot/dev" || t == b"/newroot/etc" || t.starts_with(b"/newroot/proc/"),
+                t == b"/dev" || t == b"/etc" || t.starts_with(b"/proc/"),
                 "unexpected tmpfs {target:?}"
             );
         }
     }
-    for d in ["/newroot/tmp", "/newroot/run/shm"] {
+    for d in ["/tmp", "/run/shm"] {
         assert!(
             p.ops.iter().any(
                 |o| matches!(o, Op::Chmod { path, mode: 0o1777 } if path.to_bytes() == d.as_bytes())
@@ -125,9 +125,9 @@ fn one_tmpfs_budget_for_every_writable_place() {
         );
     }
     assert!(p.ops.iter().any(|o| matches!(o,
-        Op::Bind { src, dst, .. } if src.to_bytes() == b"/newroot/run/shm" && dst.to_bytes() == b"/newroot/dev/shm")));
+        Op::Bind { src, dst, .. } if src.to_bytes() == b"/run/shm" && dst.to_bytes() == b"/dev/shm")));
     // /dev and /etc end read-only.
-    for d in ["/newroot/dev", "/newroot/etc"] {
+    for d in ["/dev", "/etc"] {
         assert!(
             p.ops.iter().any(|o| matches!(o, Op::RemountRo { target, flags, .. } if target.to_bytes() == d.as_bytes() && flags & libc::MS_RDONLY != 0)),
             "{d} not remounted read-only"
@@ -145,7 +145,7 @@ fn one_tmpfs_budget_for_every_writable_place() {
         })
         .collect();
     assert!(
-        shm.contains(&(b"/newroot/proc/sys/kernel/shmall".to_vec(), b"256".to_vec())),
+        shm.contains(&(b"/proc/sys/kernel/shmall".to_vec(), b"256".to_vec())),
         "{shm:?}"
     );
     sp.own_ipc = false;
@@ -164,7 +164,7 @@ fn device_nodes_are_read_only_binds() {
     let mut n = 0;
     for o in &p.ops {
         if let Op::Bind { dst, attrs, .. } = o {
-            if dst.to_bytes().starts_with(b"/newroot/dev/") && !dst.to_bytes().ends_with(b"/shm") {
+            if dst.to_bytes().starts_with(b"/dev/") && !dst.to_bytes().ends_with(b"/shm") {
                 assert_ne!(attrs & sys::MOUNT_ATTR_RDONLY, 0, "{dst:?} writable");
                 assert_eq!(attrs & sys::MOUNT_ATTR_NODEV, 0, "{dst:?} nodev");
                 n += 1;
@@ -183,6 +183,13 @@ fn pins_are_the_dirs_between() {
         .collect();
     assert_eq!(v, want);
     assert!(pins(Path::new("/w"), Path::new("/w/x")).is_empty());
+    // Not below the root, or the root itself: nothing to pin.
+    assert!(pins(Path::new("/w"), Path::new("/wx/a/b")).is_empty());
+    assert!(pins(Path::new("/w"), Path::new("/w")).is_empty());
+    assert_eq!(
+        pins(Path::new("/"), Path::new("/a/b/c")),
+        [PathBuf::from("/a"), PathBuf::from("/a/b")]
+    );
 }
 
 #[test]
@@ -207,27 +214,27 @@ fn nested_binds_pin_their_ancestors() {
     assert_eq!(
         pinned,
         vec![
-            ("/newroot/w/.git".to_string(), RW),
-            ("/newroot/w/.git/hooks".to_string(), RO),
-            ("/newroot/w/.git/config".to_string(), RO),
+            ("/w/.git".to_string(), RW),
+            ("/w/.git/hooks".to_string(), RO),
+            ("/w/.git/config".to_string(), RO),
         ]
     );
     let ws = idx(
         &p,
-        |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/w"),
+        |o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/w"),
     );
     let pin = idx(
         &p,
-        |o| matches!(o, Op::PinnedBind { dst, .. } if dst.as_bytes() == b"/newroot/w/.git"),
+        |o| matches!(o, Op::PinnedBind { dst, .. } if dst.as_bytes() == b"/w/.git"),
     );
     assert!(ws < pin);
     // Nothing is created below the workspace (it would land on the host).
     assert!(!p.ops.iter().any(|o| matches!(o,
-        Op::Mkdir { path, .. } | Op::Touch { path } if path.to_bytes().starts_with(b"/newroot/w/"))));
+        Op::Mkdir { path, .. } | Op::Touch { path } if path.to_bytes().starts_with(b"/w/"))));
     assert!(p
         .ops
         .iter()
-        .any(|o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/newroot/opt/x")));
+        .any(|o| matches!(o, Op::Bind { dst, .. } if dst.as_bytes() == b"/opt/x")));
 }
 
 #[test]
@@ -250,7 +257,7 @@ fn sockets_under_ro_binds_are_masked() {
         .collect();
     let _ = std::fs::remove_dir_all(&d);
     // The one below the writable bind stays: the caller asked for it writable.
-    assert_eq!(masked, vec![format!("/newroot{}", d.join("a/S").display())]);
+    assert_eq!(masked, vec![format!("{}", d.join("a/S").display())]);
     assert_eq!(p.sockets.masked, vec![d.join("a/S")]);
     assert!(p.sockets.truncated.is_empty());
 }
@@ -260,4 +267,42 @@ fn workspace_checks() {
     assert!(check_workspace(Path::new("/")).is_err());
     assert!(check_workspace(Path::new("/usr")).is_err());
     assert!(check_workspace(Path::new("/home/u/p")).is_ok());
+}
+
+#[test]
+fn a_target_below_the_host_roots_mount_point_is_refused() {
+    // The host root is mounted at OLDROOT in the root tmpfs while the plan runs: a plan
+    // target there would be made in the host's tree. The child refuses such a plan before
+    // any mount (apply's first check), and the message says why.
+    let ok = prepare(&spec("/tmp/ws"));
+    assert!(!ok.oldroot_taken);
+    assert!(ok
+        .ops
+        .iter()
+        .all(|o| !o.target().to_bytes().starts_with(b"/.agentcage-oldroot")));
+    for ws in [
+        "/.agentcage-oldroot/ws",
+        "/.agentcage-oldroot",
+        "/x/../.agentcage-oldroot/ws",
+        "/home/.agentcage-oldroot",
+    ] {
+        let p = prepare(&spec(ws));
+        assert!(p.oldroot_taken, "{ws}");
+        let msg = describe(Some(&p), Step::PivotStage, 0);
+        assert!(msg.contains("component named .agentcage-oldroot"), "{msg}");
+    }
+    // A sibling whose name only starts the same is no collision.
+    let mut sp = spec("/tmp/ws");
+    sp.binds = vec![(PathBuf::from("/.agentcage-oldroot-x"), false)];
+    assert!(!prepare(&sp).oldroot_taken);
+}
+
+#[test]
+fn the_host_paths_the_child_names_lie_under_the_old_root() {
+    // apply() names the host's /dev/null (socket masks) and /proc (no pid namespace) by
+    // constant paths: a stale prefix would make the masks skip (ENOENT counts as "socket
+    // gone") and the proc bind fail.
+    for (c, rest) in [(OLDROOT_DEV_NULL, "/dev/null"), (OLDROOT_PROC, "/proc")] {
+        assert_eq!(c.to_str(), Ok(format!("{OLDROOT}{rest}").as_str()));
+    }
 }

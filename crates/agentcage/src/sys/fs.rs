@@ -12,6 +12,19 @@ pub fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
     check_int(unsafe { libc::mkdir(path.as_ptr(), mode) }).map(drop)
 }
 
+/// mknod(2) of an empty regular file (`S_IFREG | mode`, cut by the umask): one syscall
+/// where open(O_CREAT) + close are two. `EEXIST` is returned as an error; callers decide.
+pub fn mknod_file(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr; a regular file needs no device number.
+    check_int(unsafe { libc::mknod(path.as_ptr(), libc::S_IFREG | (mode & 0o7777), 0) }).map(drop)
+}
+
+/// rmdir(2).
+pub fn rmdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is a live &CStr.
+    check_int(unsafe { libc::rmdir(path.as_ptr()) }).map(drop)
+}
+
 /// chmod(2).
 pub fn chmod(path: &CStr, mode: u32) -> Result<(), Errno> {
     // SAFETY: path is a live &CStr.
@@ -28,6 +41,26 @@ pub fn symlink(target: &CStr, link: &CStr) -> Result<(), Errno> {
 pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int, Errno> {
     // SAFETY: path is a live &CStr; mode is passed as the variadic third argument.
     check_int(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })
+}
+
+/// openat(2) relative to a raw directory fd (`O_CLOEXEC` added); the fd is returned raw
+/// and must be closed by the caller. Allocation-free, for the child.
+pub fn openat_raw(
+    dir: c_int,
+    name: &CStr,
+    flags: c_int,
+    mode: libc::mode_t,
+) -> Result<c_int, Errno> {
+    // SAFETY: name is a live &CStr; a wrong dir fd only yields EBADF; mode is passed as the
+    // variadic fourth argument.
+    check_int(unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    })
 }
 
 /// close(2), ignoring errors (there is nothing useful to do about them).
