@@ -175,7 +175,7 @@ impl Overlay {
             });
         }
         // As root the sandbox's host uid must reach upper/ and work/ by path (the mount
-        // names them under /oldroot): the directories above are made traversable (0711: not
+        // names them under /.agentcage-oldroot): the directories above are made traversable (0711: not
         // listable), the overlay directory's files stay 0600.
         let mode = if owner.is_some() { 0o711 } else { 0o700 };
         if let Some(parent) = dir.parent() {
