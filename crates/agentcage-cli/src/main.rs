@@ -236,6 +236,26 @@ struct OverlaysCli {
     args: overlay::ListArgs,
 }
 
+/// `C::try_parse_from`, minus freeing the command tree and the matches: for `run`'s ~80
+/// arguments the drops are ~50k instructions, several percent of a whole `run -p none` launch
+/// (issue #19), for a few dozen KiB that stay allocated until the launcher exits.
+fn parse_kept<C: Parser, T: Into<std::ffi::OsString> + Clone>(
+    argv: impl IntoIterator<Item = T>,
+) -> Result<C, clap::Error> {
+    let mut cmd = C::command();
+    let parsed = match cmd.try_get_matches_from_mut(argv) {
+        Ok(mut m) => {
+            // As clap's own try_parse_from: only this error still needs the command's format.
+            let r = C::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut cmd));
+            std::mem::forget(m);
+            r
+        }
+        Err(e) => Err(e),
+    };
+    std::mem::forget(cmd);
+    parsed
+}
+
 /// Parses `agentcage NAME ARGS...` as `C` alone (argv[0] becomes "agentcage NAME").
 fn parse_alone<C: Parser>(name: &str) -> C {
     let argv = std::iter::once(std::ffi::OsString::from(format!("agentcage {name}")))
@@ -303,11 +323,11 @@ mod entry {
 fn cli_main() -> u8 {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         let argv = std::iter::once("agentcage run".into()).chain(std::env::args_os().skip(2));
-        let cli = match RunCli::try_parse_from::<_, std::ffi::OsString>(argv) {
-            Ok(c) => c,
+        let args = match parse_kept::<RunCli, std::ffi::OsString>(argv) {
+            Ok(c) => c.args,
             Err(e) => return run_usage(&e),
         };
-        let code = run::main(cli.args);
+        let code = run::main(args);
         return code.clamp(0, 255) as u8;
     }
     if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {

@@ -305,10 +305,6 @@ impl Prepared {
                 .into_iter()
                 .filter(|f| *f >= 0),
         );
-        // The init never blocks on a status report (see init.rs), and we never block
-        // reading one.
-        let _ = sys::set_nonblock(pipes.status_w);
-        let _ = sys::set_nonblock(pipes.status_r);
         let mut sig_r = -1;
         let mut run_limits = limits::RunLimits::default();
         if self.policy.layers.has(Layer::Limits) {
@@ -372,10 +368,9 @@ impl Prepared {
         // argv/environment areas the init overwrites in its copy of our memory.
         let title = sys::proc_title_areas();
         if opts.forward_signals {
-            let (r, w) = sys::pipe().map_err(|e| setup_err("create the signal pipe", e))?;
+            let (r, w) =
+                sys::pipe_nonblock().map_err(|e| setup_err("create the signal pipe", e))?;
             guard.fds.extend([r, w]);
-            let _ = sys::set_nonblock(r);
-            let _ = sys::set_nonblock(w);
             SIGNAL_PIPE.store(w, Ordering::Relaxed);
             sig_r = r;
             for s in FORWARDED {

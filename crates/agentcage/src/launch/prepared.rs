@@ -104,7 +104,9 @@ impl Pipes {
     pub(crate) fn new(egress: bool) -> Result<Pipes, Errno> {
         let (sync_r, sync_w) = sys::pipe()?;
         let (report_r, report_w) = sys::pipe()?;
-        let (status_r, status_w) = sys::pipe()?;
+        // The init never blocks on a status report (see init.rs), and we never block
+        // reading one: both ends are non-blocking from creation.
+        let (status_r, status_w) = sys::pipe_nonblock()?;
         let (net_parent, net_child) = if egress { sys::socketpair()? } else { (-1, -1) };
         Ok(Pipes {
             sync_r,
@@ -754,6 +756,40 @@ impl Prepared {
             step,
             errno: r.errno,
             hint,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pipes;
+    use crate::sys;
+
+    /// The open flags of `fd` as /proc/self/fdinfo shows them (octal).
+    fn flags(fd: libc::c_int) -> libc::c_int {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).expect("fdinfo");
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .expect("flags line");
+        libc::c_int::from_str_radix(line.trim(), 8).expect("octal flags")
+    }
+
+    #[test]
+    fn only_the_status_pipe_is_non_blocking_and_every_end_is_cloexec() {
+        let p = Pipes::new(false).expect("pipes");
+        for fd in [p.status_r, p.status_w] {
+            assert_ne!(flags(fd) & libc::O_NONBLOCK, 0, "status pipe fd {fd}");
+        }
+        // The sync and report pipes block: the child waits on one, the parent on the other.
+        for fd in [p.sync_r, p.sync_w, p.report_r, p.report_w] {
+            assert_eq!(flags(fd) & libc::O_NONBLOCK, 0, "fd {fd}");
+        }
+        for fd in [
+            p.sync_r, p.sync_w, p.report_r, p.report_w, p.status_r, p.status_w,
+        ] {
+            assert_ne!(flags(fd) & libc::O_CLOEXEC, 0, "fd {fd}");
+            sys::close(fd);
         }
     }
 }

@@ -350,6 +350,20 @@ const USER_SYSCTL_NAMES: [&std::ffi::CStr; 12] = [
 /// Where the [`USER_SYSCTLS`] are.
 pub const USER_SYSCTL_DIR: &std::ffi::CStr = c"/proc/sys/user";
 
+/// One integer sysctl: one open and one read into a stack buffer (issue #19: a launch reads
+/// twelve of these; `read_to_string` adds a statx for its size hint and a second read for
+/// EOF to each). None when missing, unreadable or not a number.
+fn read_sysctl_u64(path: &str) -> Option<u64> {
+    use std::io::Read;
+    let mut buf = [0u8; 32];
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    // A full buffer may be a cut value: not a number we can trust (u64 needs 20 digits).
+    if n == buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
 fn half(v: u64) -> u64 {
     v.div_ceil(2)
 }
@@ -377,10 +391,7 @@ impl UserCaps {
             for (name, cname) in USER_SYSCTLS.iter().zip(USER_SYSCTL_NAMES) {
                 let path = format!("/proc/sys/user/{name}");
                 // A kernel without fanotify or time namespaces has no such file: nothing to cap.
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                let Ok(v) = text.trim().parse::<u64>() else {
+                let Some(v) = read_sysctl_u64(&path) else {
                     continue;
                 };
                 caps.sysctls.push((cname, half(v).to_string().into_bytes()));
@@ -543,6 +554,33 @@ mod tests {
         for (name, c) in USER_SYSCTLS.iter().zip(USER_SYSCTL_NAMES) {
             assert_eq!(c.to_str(), Ok(*name));
         }
+    }
+
+    #[test]
+    fn sysctls_read_in_one_go_match_the_whole_file() {
+        let mut seen = 0;
+        for name in USER_SYSCTLS {
+            let path = format!("/proc/sys/user/{name}");
+            let whole = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            assert_eq!(read_sysctl_u64(&path), whole, "{path}");
+            seen += usize::from(whole.is_some());
+        }
+        assert!(seen > 0, "no /proc/sys/user value read on this host");
+        assert_eq!(read_sysctl_u64("/proc/sys/user/no_such_sysctl"), None);
+        // Not a number, and text longer than the buffer whose first 32 bytes parse: refused,
+        // not cut.
+        let dir = std::env::temp_dir().join(format!("agentcage-sysctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let f = dir.join("v");
+        std::fs::write(&f, "abc\n").expect("write");
+        assert_eq!(read_sysctl_u64(f.to_str().expect("utf-8")), None);
+        std::fs::write(&f, format!("12345{}6\n", " ".repeat(30))).expect("write");
+        assert_eq!(read_sysctl_u64(f.to_str().expect("utf-8")), None);
+        std::fs::write(&f, "12345\n").expect("write");
+        assert_eq!(read_sysctl_u64(f.to_str().expect("utf-8")), Some(12345));
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
     }
 
     #[test]
