@@ -213,7 +213,11 @@ impl Op {
                 attr_names(*attrs)
             ),
             Op::MaskSocket { dst } => {
-                format!("mask the unix socket {} (bind /dev/null over it)", s(dst))
+                format!(
+                    "mask the unix socket {} (bind the host's /dev/null, {}, over it)",
+                    s(dst),
+                    OLDROOT_DEV_NULL.to_string_lossy()
+                )
             }
             Op::IdmappedBind { dst, .. } => {
                 format!("attach the idmapped copy of {} (move_mount)", s(dst))

@@ -300,8 +300,8 @@ fn a_target_below_the_host_roots_mount_point_is_refused() {
 #[test]
 fn the_host_paths_the_child_names_lie_under_the_old_root() {
     // apply() names the host's /dev/null (socket masks) and /proc (no pid namespace) by
-    // constant paths: a stale prefix would make the masks skip (ENOENT counts as "socket
-    // gone") and the proc bind fail.
+    // constant paths: a stale prefix would make every mask fail (a missing source is a setup
+    // error, apply's mask_socket) and the proc bind fail.
     for (c, rest) in [(OLDROOT_DEV_NULL, "/dev/null"), (OLDROOT_PROC, "/proc")] {
         assert_eq!(c.to_str(), Ok(format!("{OLDROOT}{rest}").as_str()));
     }
