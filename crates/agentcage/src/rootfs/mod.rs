@@ -292,6 +292,10 @@ pub struct RootSpec {
     pub workspace: PathBuf,
     /// Extra binds (absolute, canonical), writable or not.
     pub binds: Vec<(PathBuf, bool)>,
+    /// Those of the read-only `binds` that are fresh placeholders, with whether each is a
+    /// directory (`ExtraBind::fresh_placeholder`): planned without a stat, not scanned for
+    /// sockets when a writable bind contains them.
+    pub fresh_placeholders: Vec<(PathBuf, bool)>,
     /// The agentcage binary to expose at [`SELF_EXE`], if any.
     pub self_exe: Option<PathBuf>,
     /// Inside uid/gid and home (for passwd/group).
