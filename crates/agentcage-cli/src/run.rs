@@ -532,18 +532,20 @@ pub(crate) fn bind_placeholders(
             .iter()
             .any(|p| b.path.starts_with(&p.path) && b.path != p.path)
     });
+    // Made here: empty and marked, their kind known (ExtraBind::fresh_placeholder).
     let new = made
         .made
         .iter()
-        .map(|p| &p.path)
-        .chain(exists.iter())
-        .filter(|p| !policy.binds.iter().any(|b| b.path == **p))
-        .cloned()
+        .map(|p| (&p.path, Some(p.is_dir())))
+        .chain(exists.iter().map(|p| (p, None)))
+        .filter(|(p, _)| !policy.binds.iter().any(|b| b.path == **p))
+        .map(|(p, fresh)| (p.clone(), fresh))
         .collect::<Vec<_>>();
-    for path in new {
+    for (path, fresh_placeholder) in new {
         policy.binds.push(agentcage::ExtraBind {
             path,
             writable: false,
+            fresh_placeholder,
         });
     }
     (made, watch)

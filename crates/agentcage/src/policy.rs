@@ -298,6 +298,18 @@ pub struct ExtraBind {
     pub path: PathBuf,
     /// Whether the sandbox may write it.
     pub writable: bool,
+    /// `Some(is_dir)`: a read-only placeholder this launcher created for this run (`writable`
+    /// false) below a writable bind or the writable workspace: an empty directory (mode 0555)
+    /// or empty file (0444), marked. The mount plan then takes its kind from here instead of
+    /// a stat and does not scan the directory for unix sockets. Nothing else changes: it is
+    /// still bound read-only by fd with no symlink followed (`Op::PinnedBind`), so a symlink
+    /// planted there since fails the run (ELOOP), and so does the other kind (move_mount of
+    /// a file onto a directory or back: ENOTDIR). A socket in it could only have been put by
+    /// a writer of the enclosing writable bind, who can hand the sandbox a socket in that
+    /// bind itself (not masked: it is writable). Never set on a path the launcher did not
+    /// just create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_placeholder: Option<bool>,
 }
 
 /// Workspace controls (issue #15): a read-only workspace, masked paths, extra tmpfs

@@ -37,6 +37,7 @@ fn scenario(dir: &Path) -> Result<Option<String>, String> {
     policy.binds = vec![ExtraBind {
         path: hooks.clone(),
         writable: false,
+        fresh_placeholder: None,
     }];
     let cmd = Command {
         argv: vec![

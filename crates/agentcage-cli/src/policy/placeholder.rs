@@ -64,6 +64,13 @@ pub struct Placeholder {
     ino: u64,
 }
 
+impl Placeholder {
+    /// Whether it is a directory (else an empty file).
+    pub fn is_dir(&self) -> bool {
+        self.is_dir
+    }
+}
+
 fn cstr(b: &[u8]) -> std::io::Result<CString> {
     CString::new(b).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }

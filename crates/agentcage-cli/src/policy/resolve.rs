@@ -285,7 +285,11 @@ pub fn build(s: &Settings, cwd: &Path) -> Result<Resolved, UsageError> {
         .collect();
     p.binds = binds
         .into_iter()
-        .map(|(path, writable)| ExtraBind { path, writable })
+        .map(|(path, writable)| ExtraBind {
+            path,
+            writable,
+            fresh_placeholder: None,
+        })
         .collect();
     controls(s, &mut p, ro_ws, &writable_roots, sandbox_host_ids)?;
     let mut env: Vec<(String, String)> = Vec::new();

@@ -189,6 +189,12 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
                 .iter()
                 .map(|b| (b.path.clone(), b.writable))
                 .collect(),
+            fresh_placeholders: policy
+                .binds
+                .iter()
+                .filter(|b| !b.writable)
+                .filter_map(|b| Some((b.path.clone(), b.fresh_placeholder?)))
+                .collect(),
             self_exe: command.self_exe.clone(),
             uid: policy.uid,
             gid: policy.gid,

@@ -107,16 +107,7 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             Some(t) => idmap::attach(t, dst),
             None => Err(Errno(libc::EINVAL)),
         },
-        Op::MaskSocket { dst } => {
-            let src = OLDROOT_DEV_NULL;
-            match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
-                Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
-                    return Ok(())
-                }
-                r => r?,
-            }
-            set_attrs(dst, RO | sys::MOUNT_ATTR_NOEXEC, use_setattr)
-        }
+        Op::MaskSocket { dst } => mask_socket(OLDROOT_DEV_NULL, dst, use_setattr),
         Op::Proc { target, fresh } => {
             if *fresh {
                 sys::mount(
@@ -177,6 +168,25 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             r
         }
     }
+}
+
+/// [`Op::MaskSocket`]: binds `src` (the host's /dev/null) read-only over the socket `dst`.
+///
+/// A socket gone since the parent's scan (ENOENT, ENOTDIR, or EACCES on a path component)
+/// needs no mask. mount(2) gives the same errnos for a missing *source*, which must not pass
+/// as "socket gone": that would leave every socket unmasked. So on those errnos, and only
+/// then (the usual run pays nothing), the source is looked up alone: its failure is the
+/// step's error (the socket may still be there), its success means the target was missing.
+fn mask_socket(src: &CStr, dst: &CStr, use_setattr: bool) -> Result<(), Errno> {
+    match sys::mount(Some(src), dst, None, libc::MS_BIND, None) {
+        Err(e) if matches!(e.0, libc::ENOENT | libc::ENOTDIR | libc::EACCES) => {
+            let fd = sys::open(src, libc::O_PATH | libc::O_CLOEXEC, 0)?;
+            sys::close(fd);
+            return Ok(());
+        }
+        r => r?,
+    }
+    set_attrs(dst, RO | sys::MOUNT_ATTR_NOEXEC, use_setattr)
 }
 
 /// [`Op::PinnedBind`]: source and target opened with no symlink in their paths (ELOOP
@@ -282,5 +292,35 @@ mod tests {
         // A directory is no file mount point.
         assert_eq!(touch(&d), Err(Errno(libc::EISDIR)));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_socket_mask_fails_on_a_missing_source_and_skips_a_missing_target() {
+        // Neither call can mount anything, even as root: the target does not exist.
+        let gone = CString::new(format!(
+            "/nonexistent-agentcage-{}/socket",
+            std::process::id()
+        ))
+        .expect("no NUL");
+        // The socket went away since the scan, the source is there: nothing to mask.
+        assert_eq!(mask_socket(c"/dev/null", &gone, true), Ok(()));
+        // The source path is wrong (here: no old root on the host): a setup error, not a
+        // silently unmasked socket. This is the plan's own op, with the child's constant.
+        assert!(
+            !sys::exists(OLDROOT_DEV_NULL),
+            "the host has {OLDROOT_DEV_NULL:?}"
+        );
+        let op = Op::MaskSocket { dst: gone.clone() };
+        assert_eq!(
+            run_op(&op, true, &idmap::PreparedIdmap::default()),
+            Err(Errno(libc::ENOENT))
+        );
+        // The message names both paths (the errno is the source's).
+        let msg = op.describe();
+        assert!(msg.contains("/.agentcage-oldroot/dev/null"), "{msg}");
+        assert_eq!(
+            mask_socket(c"/nonexistent-agentcage-null", &gone, true),
+            Err(Errno(libc::ENOENT))
+        );
     }
 }

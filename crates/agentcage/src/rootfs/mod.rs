@@ -213,7 +213,11 @@ impl Op {
                 attr_names(*attrs)
             ),
             Op::MaskSocket { dst } => {
-                format!("mask the unix socket {} (bind /dev/null over it)", s(dst))
+                format!(
+                    "mask the unix socket {} (bind the host's /dev/null, {}, over it)",
+                    s(dst),
+                    OLDROOT_DEV_NULL.to_string_lossy()
+                )
             }
             Op::IdmappedBind { dst, .. } => {
                 format!("attach the idmapped copy of {} (move_mount)", s(dst))
@@ -288,6 +292,10 @@ pub struct RootSpec {
     pub workspace: PathBuf,
     /// Extra binds (absolute, canonical), writable or not.
     pub binds: Vec<(PathBuf, bool)>,
+    /// Those of the read-only `binds` that are fresh placeholders, with whether each is a
+    /// directory (`ExtraBind::fresh_placeholder`): planned without a stat, not scanned for
+    /// sockets when a writable bind contains them.
+    pub fresh_placeholders: Vec<(PathBuf, bool)>,
     /// The agentcage binary to expose at [`SELF_EXE`], if any.
     pub self_exe: Option<PathBuf>,
     /// Inside uid/gid and home (for passwd/group).

@@ -83,6 +83,13 @@ fn key_below(k: &[u8], anc: &[u8]) -> bool {
     k.len() > anc.len() && k.starts_with(anc) && k[anc.len()] == 0
 }
 
+/// Whether `p` lies strictly below `anc`, both canonical (absolute, no `.`, `..`, `//` or
+/// trailing `/`), by bytes: `Path::starts_with` re-parses components.
+fn strictly_below(p: &Path, anc: &Path) -> bool {
+    let (p, a) = (p.as_os_str().as_bytes(), anc.as_os_str().as_bytes());
+    p.len() > a.len() && p.starts_with(a) && (a == b"/" || p[a.len()] == b'/')
+}
+
 /// The path of a [`dir_key`].
 fn key_path(k: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
@@ -365,11 +372,22 @@ impl Planner {
     /// Masks every unix socket under the read-only directory binds with /dev/null (read-only,
     /// nodev: connect(2) gets ECONNREFUSED, open(2) EACCES). A socket below a deeper writable
     /// bind is left alone (the caller asked for it writable). Each bind's scan is bounded.
-    fn mask_sockets(&mut self, binds: &[(PathBuf, bool, bool)]) -> SocketMasks {
+    /// A fresh placeholder (`fresh`) inside a writable bind is not scanned: what is in it
+    /// was put there by a writer of that bind (see `ExtraBind::fresh_placeholder`).
+    fn mask_sockets(
+        &mut self,
+        binds: &[(PathBuf, bool, bool)],
+        fresh: &[(PathBuf, bool)],
+    ) -> SocketMasks {
         use std::os::unix::fs::FileTypeExt;
         let mut out = SocketMasks::default();
         for (root, writable, is_dir) in binds {
             if *writable || !is_dir {
+                continue;
+            }
+            if fresh.iter().any(|(f, _)| f.as_os_str() == root.as_os_str())
+                && binds.iter().any(|(b, w, _)| *w && strictly_below(root, b))
+            {
                 continue;
             }
             let mut entries = 0;
@@ -481,7 +499,7 @@ impl Planner {
             if !writable && is_dir {
                 let start = self.ops.len();
                 // mask_sockets names host paths: its masks move to the inside path.
-                let _ = self.mask_sockets(&[(src.clone(), false, true)]);
+                let _ = self.mask_sockets(&[(src.clone(), false, true)], &[]);
                 for op in &mut self.ops[start..] {
                     if let Op::MaskSocket { dst: d } = op {
                         let host =
@@ -698,12 +716,22 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     let mut binds: Vec<(PathBuf, bool, bool)> = spec
         .binds
         .iter()
-        .map(|(p, w)| (p.clone(), *w, p.is_dir()))
+        .map(|(p, w)| {
+            // A fresh placeholder's kind is known (ExtraBind::fresh_placeholder); if it was
+            // replaced since, its bind fails (ELOOP or ENOTDIR), so a stat adds nothing.
+            // Bytes, not `Path ==` (it re-parses components: 121 of them cost ~30k instructions).
+            let kind = spec
+                .fresh_placeholders
+                .iter()
+                .find(|(f, _)| !*w && f.as_os_str() == p.as_os_str());
+            let is_dir = kind.map_or_else(|| p.is_dir(), |(_, d)| *d);
+            (p.clone(), *w, is_dir)
+        })
         .collect();
     binds.push((spec.workspace.clone(), !spec.controls.read_only, true));
     binds.sort_by_cached_key(|(p, _, _)| p.components().count());
     pl.user_binds(&binds);
-    let sockets = pl.mask_sockets(&binds);
+    let sockets = pl.mask_sockets(&binds, &spec.fresh_placeholders);
     pl.controls(spec, &binds);
 
     // /proc last among the top-level mounts so its masks can use our /dev/null.
@@ -850,6 +878,13 @@ mod forget_below_tests {
         assert_eq!(key_str(parent_key(parent_key(parent_key(&k)))), "/");
         assert_eq!(parent_key(&[]), b"");
         assert_eq!(key_cpath("/p", &[]).as_bytes(), b"/p/");
+    }
+
+    #[test]
+    fn strictly_below_is_by_whole_components() {
+        let b = |p: &str, a: &str| super::strictly_below(Path::new(p), Path::new(a));
+        assert!(b("/w/.git", "/w") && b("/w", "/"));
+        assert!(!b("/w", "/w") && !b("/wx/.git", "/w") && !b("/w", "/w/.git"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ fn spec(ws: &str) -> RootSpec {
         idmap: None,
         workspace: PathBuf::from(ws),
         binds: vec![],
+        fresh_placeholders: vec![],
         self_exe: None,
         uid: 0,
         gid: 0,
@@ -300,9 +301,48 @@ fn a_target_below_the_host_roots_mount_point_is_refused() {
 #[test]
 fn the_host_paths_the_child_names_lie_under_the_old_root() {
     // apply() names the host's /dev/null (socket masks) and /proc (no pid namespace) by
-    // constant paths: a stale prefix would make the masks skip (ENOENT counts as "socket
-    // gone") and the proc bind fail.
+    // constant paths: a stale prefix would make every mask fail (a missing source is a setup
+    // error, apply's mask_socket) and the proc bind fail.
     for (c, rest) in [(OLDROOT_DEV_NULL, "/dev/null"), (OLDROOT_PROC, "/proc")] {
         assert_eq!(c.to_str(), Ok(format!("{OLDROOT}{rest}").as_str()));
     }
+}
+
+#[test]
+fn a_fresh_placeholder_is_neither_stated_nor_scanned() {
+    let d = std::env::temp_dir().join(format!("agentcage-rootfs-fresh-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("ws/.git")).expect("mkdir");
+    // A writer of the workspace put a socket in the placeholder since it was made.
+    let _l = std::os::unix::net::UnixListener::bind(d.join("ws/.git/S")).expect("bind");
+    let ws = d.join("ws");
+    let (git, gone) = (ws.join(".git"), ws.join(".vscode"));
+    let plan = |fresh: bool| {
+        let mut sp = spec(ws.to_str().expect("utf-8 temp dir"));
+        sp.binds = vec![(git.clone(), false), (gone.clone(), false)];
+        if fresh {
+            sp.fresh_placeholders = vec![(git.clone(), true), (gone.clone(), true)];
+        }
+        prepare(&sp)
+    };
+    let (stale, fresh) = (plan(false), plan(true));
+    // Below a read-only workspace (no writable bind around it) the scan stays.
+    let mut sp = spec(ws.to_str().expect("utf-8 temp dir"));
+    sp.controls.read_only = true;
+    sp.binds = vec![(git.clone(), false)];
+    sp.fresh_placeholders = vec![(git.clone(), true)];
+    let ro = prepare(&sp);
+    let _ = std::fs::remove_dir_all(&d);
+    let c = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // Not fresh: the socket is masked. Fresh: not scanned (and no stat: its kind comes
+    // from the launcher); both are still bound read-only by fd with no symlink followed.
+    assert_eq!(stale.sockets.masked, vec![git.join("S")]);
+    assert!(fresh.sockets.masked.is_empty());
+    assert!(!fresh.ops.iter().any(|o| matches!(o, Op::MaskSocket { .. })));
+    for p in [&git, &gone] {
+        assert!(fresh.ops.iter().any(
+            |o| matches!(o, Op::PinnedBind { dst, attrs, .. } if *dst == c(p) && *attrs == RO)
+        ));
+    }
+    assert_eq!(ro.sockets.masked, vec![git.join("S")]);
 }
