@@ -24,9 +24,10 @@ pub struct PreparedCaps {
 /// Reads /proc/sys/kernel/cap_last_cap (parent side); 63 when unreadable (the drop loop
 /// stops at the first EINVAL anyway).
 pub fn prepare() -> PreparedCaps {
-    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    let mut buf = [0u8; 16];
+    let last_cap = sys::read_head(c"/proc/sys/kernel/cap_last_cap", &mut buf, true)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
+        .and_then(|s| std::str::from_utf8(s).ok()?.trim().parse().ok())
         .unwrap_or(63);
     PreparedCaps {
         last_cap,

@@ -168,6 +168,7 @@ fn create(
     root_fd: &Arc<OwnedFd>,
     path: &Path,
     missing: bool,
+    pid: u32,
 ) -> std::io::Result<Outcome> {
     if !below(path, root, false) {
         return Ok(Outcome::Nothing);
@@ -228,7 +229,7 @@ fn create(
             i += 1;
             continue;
         }
-        match make_marked(&dir, name, is_dir)? {
+        match make_marked(&dir, name, is_dir, pid)? {
             // Another run made it in the meantime (or it existed): look again.
             None => continue,
             Some(st) => {
@@ -256,11 +257,17 @@ const TEMP_PREFIX: &str = ".agentcage-placeholder.";
 /// `RENAME_NOREPLACE`. A launcher killed half-way therefore never leaves an unmarked entry
 /// under a protected name (a later run would take it for the user's own and walk into it),
 /// only a marked temporary one, which [`Placeholders::finish`] sweeps. `Ok(None)`: the name
-/// appeared meanwhile (a concurrent run made it): the caller looks again.
-fn make_marked(dir: &OwnedFd, name: &CString, is_dir: bool) -> std::io::Result<Option<libc::stat>> {
+/// appeared meanwhile (a concurrent run made it): the caller looks again. `pid`: this
+/// process's, asked once per [`create_all`] (getpid(2) is a syscall per call).
+fn make_marked(
+    dir: &OwnedFd,
+    name: &CString,
+    is_dir: bool,
+    pid: u32,
+) -> std::io::Result<Option<libc::stat>> {
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = cstr(format!("{TEMP_PREFIX}{}.{seq}", std::process::id()).as_bytes())?;
+    let tmp = cstr(format!("{TEMP_PREFIX}{pid}.{seq}").as_bytes())?;
     let dfd = dir.as_raw_fd();
     // SAFETY: valid fd and NUL-terminated name; plain syscalls.
     let r = unsafe {
@@ -402,6 +409,7 @@ pub fn create_all(
         roots.iter().map(|r| open_root(r, &mut out.locks)).collect();
     let mut exists = Vec::new();
     let mut left = Vec::new();
+    let pid = std::process::id();
     let mut paths: Vec<(&PathBuf, bool)> = missing
         .iter()
         .map(|p| (p, true))
@@ -440,7 +448,7 @@ pub fn create_all(
                 continue;
             }
         };
-        match create(root, fd, m, was_missing) {
+        match create(root, fd, m, was_missing, pid) {
             Ok(Outcome::Placeholder(p)) => out.made.push(p),
             Ok(Outcome::Exists(p)) => exists.push(p),
             Ok(Outcome::Nothing) => left.push((m.clone(), None)),

@@ -365,8 +365,12 @@ impl Prepared {
             None
         };
         let child_stdio = stdio_plan.as_ref().map(pty::StdioPlan::child);
-        // argv/environment areas the init overwrites in its copy of our memory.
-        let title = sys::proc_title_areas();
+        // argv/environment areas the init overwrites in its copy of our memory. Only for a
+        // child that stays (an init, a session's zygote): one that execs the command at once
+        // (no pid namespace) shows our argv only until its execve, as we do all along.
+        let title = (self.init || matches!(role, Role::Zygote { .. }))
+            .then(sys::proc_title_areas)
+            .flatten();
         if opts.forward_signals {
             let (r, w) =
                 sys::pipe_nonblock().map_err(|e| setup_err("create the signal pipe", e))?;

@@ -121,6 +121,15 @@ impl Pipes {
     }
 }
 
+/// [`cstr`] of an owned buffer: no copy (and no realloc when it has room for the NUL).
+fn cstr_vec(b: Vec<u8>) -> Result<CString, Error> {
+    CString::new(b).map_err(|e| {
+        Error::Policy(PolicyError::NulByte {
+            text: String::from_utf8_lossy(&e.into_vec()).into_owned(),
+        })
+    })
+}
+
 fn cstr(b: &[u8]) -> Result<CString, Error> {
     CString::new(b).map_err(|_| {
         Error::Policy(PolicyError::NulByte {
@@ -421,7 +430,9 @@ fn validate(policy: &Policy, command: &Command) -> Result<(), Error> {
             }
             .into());
         }
-        if std::fs::symlink_metadata(&b.path).is_err() {
+        // A placeholder this launcher just made is not looked up again: if it is gone or
+        // replaced since, its pinned bind fails the run (see ExtraBind::fresh_placeholder).
+        if b.fresh_placeholder.is_none() && std::fs::symlink_metadata(&b.path).is_err() {
             return Err(PolicyError::BindMissing {
                 path: b.path.clone(),
             }
@@ -530,10 +541,14 @@ fn exec_arrays(
     let envp: Vec<CString> = env
         .iter()
         .map(|(k, v)| {
-            let mut b = k.as_bytes().to_vec();
+            // One allocation per entry, sized for the NUL too (growing it cost a realloc or
+            // two per variable, and CString::new a copy: issue 19).
+            let (k, v) = (k.as_bytes(), v.as_bytes());
+            let mut b = Vec::with_capacity(k.len() + v.len() + 2);
+            b.extend_from_slice(k);
             b.push(b'=');
-            b.extend_from_slice(v.as_bytes());
-            cstr(&b)
+            b.extend_from_slice(v);
+            cstr_vec(b)
         })
         .collect::<Result<_, _>>()?;
 

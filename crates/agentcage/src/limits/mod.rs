@@ -247,7 +247,12 @@ pub fn defaults(host_mem: Option<u64>) -> LimitsSpec {
 
 /// Total RAM in bytes from `/proc/meminfo` (`MemTotal`), if readable.
 pub fn host_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    // Its first line (Linux 2.6+): one read into a stack buffer, not the whole ~1.5 KiB file.
+    let mut buf = [0u8; 128];
+    let head = crate::sys::read_head(c"/proc/meminfo", &mut buf, true).ok()?;
+    // Whole lines only: a number cut at the buffer's end would be wrong.
+    let whole = &head[..=head.iter().rposition(|&b| b == b'\n')?];
+    let text = std::str::from_utf8(whole).ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: u64 = line
         .trim_start_matches("MemTotal:")
@@ -384,6 +389,19 @@ pub(crate) fn prepare_run(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// host_memory reads only the head of /proc/meminfo: it finds the same MemTotal as a
+    /// parse of the whole file.
+    #[test]
+    fn host_memory_is_memtotal() {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kb: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        assert_eq!(host_memory(), Some(kb * 1024));
+    }
 
     /// Rows as the `(limit, how)` pairs `run -v` shows.
     pub(crate) fn pairs(rows: &[LimitRow]) -> Vec<(String, String)> {

@@ -92,6 +92,29 @@ pub fn read_full(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
     Ok(got)
 }
 
+/// The start of a small kernel file (procfs, sysfs) read into `buf`: open, read(2) until `buf`
+/// is full, EOF, or (`line`) the first newline has arrived, close. No stat for a size hint and
+/// no allocation (`fs::read_to_string` costs a statx, a read per doubling and a heap buffer).
+///
+/// # Errors
+/// The errno of open or read.
+pub fn read_head<'a>(path: &CStr, buf: &'a mut [u8], line: bool) -> Result<&'a [u8], Errno> {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut got = 0;
+    let r = loop {
+        if got == buf.len() || (line && buf[..got].contains(&b'\n')) {
+            break Ok(got);
+        }
+        match read_some(fd, &mut buf[got..]) {
+            Ok(0) => break Ok(got),
+            Ok(n) => got += n,
+            Err(e) => break Err(e),
+        }
+    };
+    close(fd);
+    Ok(&buf[..r?])
+}
+
 /// pipe2(O_CLOEXEC): (read end, write end).
 pub fn pipe() -> Result<(c_int, c_int), Errno> {
     let mut fds = [0 as c_int; 2];

@@ -161,6 +161,37 @@ mod tests {
     use super::*;
     use libc::c_ulong;
 
+    /// read_head stops at the first newline in line mode, at EOF otherwise, and never reads
+    /// past the buffer.
+    #[test]
+    fn read_head_reads_a_line_the_whole_file_or_a_full_buffer() {
+        let d = std::env::temp_dir().join(format!("ac-read-head-{}", std::process::id()));
+        std::fs::write(&d, b"first line\nsecond\n").unwrap();
+        let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
+        let mut big = [0u8; 64];
+        assert_eq!(read_head(&c, &mut big, false).unwrap(), b"first line\nsecond\n");
+        let mut small = [0u8; 4];
+        assert_eq!(read_head(&c, &mut small, true).unwrap(), b"firs");
+        let mut big = [0u8; 64];
+        assert!(read_head(&c, &mut big, true).unwrap().starts_with(b"first line\n"));
+        std::fs::remove_file(&d).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            read_head(c"/nonexistent/agentcage", &mut buf, true),
+            Err(Errno(libc::ENOENT))
+        );
+    }
+
+    /// The argv and environment areas are this process's: argv[0] of /proc/self/cmdline is
+    /// at arg_start, and the areas are ordered as the kernel lays them out.
+    #[test]
+    fn proc_title_areas_are_this_processes() {
+        let [arg_start, arg_end, env_start, env_end] = proc_title_areas().unwrap();
+        assert!(arg_start < arg_end && arg_end <= env_start && env_start <= env_end);
+        let cmdline = std::fs::read("/proc/self/cmdline").unwrap();
+        assert_eq!(arg_end - arg_start, cmdline.len());
+    }
+
     fn status_field(name: &str) -> String {
         let text = std::fs::read_to_string("/proc/thread-self/status").expect("read status");
         text.lines()

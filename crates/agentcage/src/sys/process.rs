@@ -466,12 +466,16 @@ pub unsafe fn overwrite_area(start: usize, end: usize, text: &[u8]) {
 }
 
 /// This process's argv and environment areas `(arg_start, arg_end, env_start, env_end)`
-/// (fields 48-51 of /proc/self/stat, Linux 3.5+). Allocates: call before clone.
+/// (fields 48-51 of /proc/self/stat, Linux 3.5+), read into a stack buffer up to its newline
+/// (52 numbers and a comm of at most 64 bytes: under 1.2 KiB); `None` when the line did not
+/// fit (a cut number would name a wrong area). Call before clone.
 pub fn proc_title_areas() -> Option<[usize; 4]> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut buf = [0u8; 2048];
+    let stat = super::read_head(c"/proc/self/stat", &mut buf, true).ok()?;
+    let stat = std::str::from_utf8(stat.strip_suffix(b"\n")?).ok()?;
     // Fields after the parenthesised comm start at field 3.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let at = |n: usize| f.get(n - 3).and_then(|v| v.parse::<usize>().ok());
-    Some([at(48)?, at(49)?, at(50)?, at(51)?])
+    let mut f = rest.split_whitespace().skip(48 - 3);
+    let mut next = || f.next().and_then(|v| v.parse::<usize>().ok());
+    Some([next()?, next()?, next()?, next()?])
 }
