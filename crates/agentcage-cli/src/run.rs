@@ -655,16 +655,14 @@ pub fn main(a: RunArgs) -> i32 {
             }
         }
     }
-    let self_exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.canonicalize().ok());
+    // Only where it is used (bound at /run/agentcage/agentcage): a readlink of
+    // /proc/self/exe and one per component to canonicalize it.
+    let self_exe = (policy.layers.has(Layer::MountNs) || policy.profile == Profile::Nested)
+        .then(|| std::env::current_exe().ok()?.canonicalize().ok())
+        .flatten();
     let cmd = Command {
         argv: a.command.clone(),
-        self_exe: if policy.layers.has(Layer::MountNs) || policy.profile == Profile::Nested {
-            self_exe
-        } else {
-            None
-        },
+        self_exe,
     };
     let t0 = std::time::Instant::now();
     let prepared = match agentcage::prepare(&policy, &cmd) {

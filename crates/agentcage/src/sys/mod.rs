@@ -169,11 +169,16 @@ mod tests {
         std::fs::write(&d, b"first line\nsecond\n").unwrap();
         let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
         let mut big = [0u8; 64];
-        assert_eq!(read_head(&c, &mut big, false).unwrap(), b"first line\nsecond\n");
+        assert_eq!(
+            read_head(&c, &mut big, false).unwrap(),
+            b"first line\nsecond\n"
+        );
         let mut small = [0u8; 4];
         assert_eq!(read_head(&c, &mut small, true).unwrap(), b"firs");
         let mut big = [0u8; 64];
-        assert!(read_head(&c, &mut big, true).unwrap().starts_with(b"first line\n"));
+        assert!(read_head(&c, &mut big, true)
+            .unwrap()
+            .starts_with(b"first line\n"));
         std::fs::remove_file(&d).unwrap();
         let mut buf = [0u8; 8];
         assert_eq!(
