@@ -173,11 +173,27 @@ pub(super) fn resolve_protected(
     writable_roots: &[PathBuf],
     sandbox_host_ids: Option<(u32, u32)>,
 ) -> Protected {
+    use std::os::unix::ffi::OsStrExt;
     use std::path::Component;
-    let below = |p: &Path| writable_roots.iter().any(|r| p.starts_with(r) && p != r);
+    // The roots in normal form (no `.`, `//` or trailing `/`), rebuilt from their components,
+    // so that `below` can compare bytes: every path it is asked about is normal too (the
+    // walk starts at a normal root or `/` and only pushes names and pops for `..`), and for
+    // normal paths "strictly below by components" is "a byte prefix ending at a `/`".
+    // `Path::starts_with` re-parsed both paths at each step: most of this function's cost.
+    let roots: Vec<PathBuf> = writable_roots
+        .iter()
+        .map(|r| r.components().collect())
+        .collect();
+    let below = |p: &Path| {
+        let p = p.as_os_str().as_bytes();
+        roots.iter().any(|r| {
+            let r = r.as_os_str().as_bytes();
+            p.len() > r.len() && p.starts_with(r) && (r == b"/" || p[r.len()] == b'/')
+        })
+    };
     // A root inside another root is not a safe start: the sandbox may have replaced it
     // with a symlink since it was canonicalized (the walk from the outer one refuses that).
-    let start = writable_roots
+    let start = roots
         .iter()
         .filter(|r| path.starts_with(r) && !below(r))
         .min_by_key(|r| r.components().count());
@@ -625,6 +641,19 @@ mod tests {
             resolve_protected(&sub.join(".git/hooks"), &roots, None),
             Protected::Refused(..)
         ));
+        // Roots as written (`.`, `//`, a trailing `/`) are as good as canonical ones: the
+        // planted symlink is refused, and what is outside them is not.
+        let odd = |p: &Path| PathBuf::from(format!("{}/./", p.display()).replacen('/', "//", 1));
+        let roots = [odd(&ws)];
+        assert!(matches!(
+            resolve_protected(&ws.join(".vscode/x"), &roots, None),
+            Protected::Refused(..)
+        ));
+        assert!(matches!(
+            resolve_protected(Path::new("/etc"), &roots, None),
+            Protected::No
+        ));
+        assert!(matches!(resolve_protected(&hooks, &roots, None), Protected::Yes(p) if p == hooks));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -405,6 +405,18 @@ impl Prepared {
                 hint: None,
             })?;
         }
+        // Nothing for the launcher to do between the clone and the release (no id maps to
+        // write, no RLIMIT_DATA to set on the child, no cgroup attach): the release byte is
+        // in the pipe before the clone, so the child goes on at once instead of waiting for
+        // the launcher to be scheduled again (`none`, and any profile without a user
+        // namespace or limits). The child's side of the handshake is unchanged.
+        let released_early = self.id_maps.is_none()
+            && data_floor.is_none()
+            && !guard.cgroup.as_ref().is_some_and(|cg| cg.needs_attach());
+        if released_early {
+            sys::write_all(pipes.sync_w, sync::RELEASE)
+                .map_err(|e| setup_err("release the sandbox init", e))?;
+        }
         // SAFETY: the child branch only runs child::main, which is async-signal-safe and only
         // reads `self`, `pipes`, `child_stdio` and `title`, all built before this call. As
         // root, the user namespace is created as the sandbox's host uid (see `userns_owner`).
@@ -442,7 +454,9 @@ impl Prepared {
             p.after_clone();
         }
 
-        self.release(pid, &pipes, guard.cgroup.as_ref(), data_floor)?;
+        if !released_early {
+            self.release(pid, &pipes, guard.cgroup.as_ref(), data_floor)?;
+        }
         timings.released = t0.elapsed();
 
         // --net allow: the listeners the sandbox made in its network namespace, then the
