@@ -676,12 +676,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     }
     let mut etc_entries: Vec<PathBuf> = ETC_FROM_HOST.iter().map(PathBuf::from).collect();
     // Distribution Python keeps its site configuration in /etc/python3.X.
-    if let Ok(rd) = std::fs::read_dir(etc) {
-        for e in rd.flatten() {
-            if e.file_name().as_bytes().starts_with(b"python") {
-                etc_entries.push(e.path());
-            }
-        }
+    for name in sys::names_with_prefix(c"/etc", b"python").unwrap_or_default() {
+        etc_entries.push(etc.join(name));
     }
     // In Path order (the key's order), comparing each pair without re-parsing components.
     etc_entries.sort_by_cached_key(|p| dir_key(p));

@@ -115,6 +115,38 @@ pub fn read_head<'a>(path: &CStr, buf: &'a mut [u8], line: bool) -> Result<&'a [
     Ok(&buf[..r?])
 }
 
+/// The names in the directory `path` that start with `prefix`, in readdir order (never `.`
+/// or `..`). Only the matches are copied: std's `ReadDir` allocates every entry's name (the
+/// mount plan looks for /etc/python* among ~150 entries on every run). Unreadable entries
+/// end the listing, as `read_dir(..).flatten()` skips them.
+///
+/// # Errors
+/// The errno of opendir.
+pub fn names_with_prefix(path: &CStr, prefix: &[u8]) -> Result<Vec<std::ffi::OsString>, Errno> {
+    use std::os::unix::ffi::OsStringExt;
+    // SAFETY: path is a live &CStr.
+    let dp = unsafe { libc::opendir(path.as_ptr()) };
+    if dp.is_null() {
+        return Err(Errno::last());
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: dp is a valid DIR*; the entry is read before the next call.
+        let ent = unsafe { libc::readdir64(dp) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name is NUL-terminated, and lives until the next readdir.
+        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name.starts_with(prefix) && name != b"." && name != b".." {
+            out.push(std::ffi::OsString::from_vec(name.to_vec()));
+        }
+    }
+    // SAFETY: dp came from opendir and is closed once.
+    unsafe { libc::closedir(dp) };
+    Ok(out)
+}
+
 /// pipe2(O_CLOEXEC): (read end, write end).
 pub fn pipe() -> Result<(c_int, c_int), Errno> {
     let mut fds = [0 as c_int; 2];

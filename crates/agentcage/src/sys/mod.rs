@@ -187,6 +187,30 @@ mod tests {
         );
     }
 
+    /// names_with_prefix lists exactly the matching names, never `.` or `..`.
+    #[test]
+    fn names_with_prefix_lists_the_matches() {
+        let d = std::env::temp_dir().join(format!("ac-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("python3.11")).unwrap();
+        std::fs::write(d.join("python3"), "").unwrap();
+        std::fs::write(d.join("pythonrc"), "").unwrap();
+        std::fs::write(d.join("other"), "").unwrap();
+        std::fs::write(d.join("xpython"), "").unwrap();
+        let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).unwrap();
+        let mut got = names_with_prefix(&c, b"python").unwrap();
+        got.sort();
+        assert_eq!(got, ["python3", "python3.11", "pythonrc"]);
+        let mut all = names_with_prefix(&c, b"").unwrap();
+        all.sort();
+        assert_eq!(
+            all,
+            ["other", "python3", "python3.11", "pythonrc", "xpython"]
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+        assert_eq!(names_with_prefix(&c, b"p"), Err(Errno(libc::ENOENT)));
+    }
+
     /// The argv and environment areas are this process's: argv[0] of /proc/self/cmdline is
     /// at arg_start, and the areas are ordered as the kernel lays them out.
     #[test]
