@@ -430,7 +430,10 @@ pub fn resolve_checked(a: &PolicyArgs, checks: PolicyChecks) -> Result<Resolved,
     }
     // A policy file the sandbox (or another user) could have written would let the last run
     // choose this run's isolation: refused unless the caller says they accept it.
-    let cwd = std::env::current_dir().ok();
+    // (No policy file: nothing to check, no getcwd.)
+    let cwd = (!sources.is_empty())
+        .then(std::env::current_dir)
+        .and_then(Result::ok);
     let untrusted = policy::untrusted(
         sources,
         policy,

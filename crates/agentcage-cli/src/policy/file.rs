@@ -427,6 +427,11 @@ fn read_policy(abs: &Path) -> std::io::Result<(String, PolicySource)> {
 /// there with a trusted file that names its workspace is common, and a sandbox that could
 /// write all of `$HOME` could have rewritten any policy file of the caller anyway.
 pub fn untrusted(sources: &[PolicySource], p: &Policy, cwd: Option<&Path>) -> Vec<String> {
+    // No policy file (the common `run -p PROFILE`): nothing to check, and no canonicalizing
+    // of $HOME and the current directory (a readlink per component).
+    if sources.is_empty() {
+        return Vec::new();
+    }
     let mut roots = vec![p.workspace.clone()];
     roots.extend(
         p.binds

@@ -245,9 +245,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     // Working directory: the caller's when inside the workspace, else the workspace.
     let cwd = match &policy.cwd {
         Some(c) => c.clone(),
+        // getcwd(2) is already canonical (the kernel's path of the directory, no symlink;
+        // glibc fails with ENOENT for an unreachable or deleted one): no realpath, which
+        // cost a readlink per component.
         None => std::env::current_dir()
             .ok()
-            .and_then(|c| c.canonicalize().ok())
             .filter(|c| c.starts_with(ws))
             .unwrap_or_else(|| ws.clone()),
     };
