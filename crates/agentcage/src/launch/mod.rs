@@ -286,24 +286,27 @@ impl Prepared {
     pub(crate) fn spawn(&self, opts: &SpawnOptions, role: Role) -> Result<Spawned, Error> {
         let t0 = Instant::now();
         let mut timings = Timings::default();
-        let pipes = prepared::Pipes::new(self.egress.is_some())
+        // The status pipe carries the init's messages: none without an init (no pid
+        // namespace: the command is the child; a session's zygote does not use it). Without
+        // it the launcher's wait is one wake-up (the pidfd), not two (the pipe's hang-up at
+        // the exec, then the pidfd).
+        let status = self.init || matches!(role, Role::Zygote { .. });
+        let pipes = prepared::Pipes::new(self.egress.is_some(), status)
             .map_err(|e| setup_err("create the launcher's pipes", e))?;
         let mut guard = RunGuard {
             pid: 0,
-            fds: vec![
-                pipes.sync_r,
-                pipes.sync_w,
-                pipes.report_r,
-                pipes.report_w,
-                pipes.status_r,
-                pipes.status_w,
-            ],
+            fds: vec![pipes.sync_r, pipes.sync_w, pipes.report_r, pipes.report_w],
             cgroup: None,
         };
         guard.fds.extend(
-            [pipes.net_parent, pipes.net_child]
-                .into_iter()
-                .filter(|f| *f >= 0),
+            [
+                pipes.status_r,
+                pipes.status_w,
+                pipes.net_parent,
+                pipes.net_child,
+            ]
+            .into_iter()
+            .filter(|f| *f >= 0),
         );
         let mut sig_r = -1;
         let mut run_limits = limits::RunLimits::default();
@@ -691,7 +694,7 @@ impl Supervisor {
         // After the sandbox exited: until when the relay still passes on what is left.
         let mut drain_until = Instant::now();
         let mut drain_cap = Instant::now();
-        let mut status_open = true;
+        let mut status_open = self.status_r >= 0;
         let mut fds = Vec::with_capacity(16);
         loop {
             let now = Instant::now();

@@ -93,6 +93,8 @@ pub(crate) struct Pipes {
     pub(crate) sync_w: i32,
     pub(crate) report_r: i32,
     pub(crate) report_w: i32,
+    /// The init's status messages (-1 without an init: the command is the first child and
+    /// its wait status comes from waiting for it).
     pub(crate) status_r: i32,
     pub(crate) status_w: i32,
     /// `--net allow`: the socket pair the sandbox sends its listeners on (-1 without).
@@ -101,12 +103,16 @@ pub(crate) struct Pipes {
 }
 
 impl Pipes {
-    pub(crate) fn new(egress: bool) -> Result<Pipes, Errno> {
+    pub(crate) fn new(egress: bool, status: bool) -> Result<Pipes, Errno> {
         let (sync_r, sync_w) = sys::pipe()?;
         let (report_r, report_w) = sys::pipe()?;
         // The init never blocks on a status report (see init.rs), and we never block
         // reading one: both ends are non-blocking from creation.
-        let (status_r, status_w) = sys::pipe_nonblock()?;
+        let (status_r, status_w) = if status {
+            sys::pipe_nonblock()?
+        } else {
+            (-1, -1)
+        };
         let (net_parent, net_child) = if egress { sys::socketpair()? } else { (-1, -1) };
         Ok(Pipes {
             sync_r,
@@ -798,9 +804,20 @@ mod tests {
         libc::c_int::from_str_radix(line.trim(), 8).expect("octal flags")
     }
 
+    /// Without an init there is no status pipe (its ends are -1, never a descriptor).
+    #[test]
+    fn no_status_pipe_without_an_init() {
+        let p = Pipes::new(false, false).expect("pipes");
+        assert_eq!((p.status_r, p.status_w), (-1, -1));
+        for fd in [p.sync_r, p.sync_w, p.report_r, p.report_w] {
+            assert!(fd >= 0);
+            sys::close(fd);
+        }
+    }
+
     #[test]
     fn only_the_status_pipe_is_non_blocking_and_every_end_is_cloexec() {
-        let p = Pipes::new(false).expect("pipes");
+        let p = Pipes::new(false, true).expect("pipes");
         for fd in [p.status_r, p.status_w] {
             assert_ne!(flags(fd) & libc::O_NONBLOCK, 0, "status pipe fd {fd}");
         }
