@@ -233,6 +233,13 @@ impl Asm {
         self.cond(JMP_JGE_K, k, Target::Next, Target::Label(l));
     }
 
+    /// `if A <op> k goto jt else goto jf`, `None` meaning the next instruction: a jump with
+    /// both branches taken (`code` one of the `JMP_*_K` conditionals).
+    pub fn branch(&mut self, code: u16, k: u32, jt: Option<Label>, jf: Option<Label>) {
+        let t = |l: Option<Label>| l.map_or(Target::Next, Target::Label);
+        self.cond(code, k, t(jt), t(jf));
+    }
+
     fn cond(&mut self, code: u16, k: u32, jt: Target, jf: Target) {
         self.code.push(Pending::Cond { code, k, jt, jf });
     }

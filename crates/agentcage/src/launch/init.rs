@@ -10,6 +10,9 @@ use crate::error::{SetupError, Step};
 use crate::hygiene;
 use crate::sys;
 
+/// The command's stack between its clone and its execve (faulted in as used: a few pages).
+const CMD_STACK: usize = 256 * 1024;
+
 /// pid 1 of the sandbox: forks the command, forwards signals to it, reaps every zombie,
 /// and exits with the command's status (passed raw on the status pipe). When it exits the
 /// kernel kills everything left in the pid namespace.
@@ -29,13 +32,25 @@ pub(super) fn main(p: &Prepared, pipes: &Pipes, pty: Option<(i32, u8)>) -> ! {
     if p.hygiene {
         hygiene::init_session(pty.map(|(slave, _)| slave));
     }
-    // SAFETY: fork-like clone of this single-threaded process; the child runs `command`,
-    // which is async-signal-safe.
-    let cmd = match unsafe { sys::clone_fork(0) } {
-        Ok(0) => {
-            sys::close(pipes.status_w);
-            child::command(p, pipes.report_w, Some(&old_mask), pty)
-        }
+    // The command is spawned vfork-like (CLONE_VM|CLONE_VFORK, as posix_spawn and the
+    // session zygote do): a fork copied the page tables of our whole image (the launcher's)
+    // only for execve to throw them away, and the child's writes took copy-on-write faults.
+    // The child shares our memory until its execve: `command` is async-signal-safe and
+    // writes only its own stack (below) and errno; every restriction it applies (ids,
+    // rlimits, no_new_privs, Landlock, capabilities, seccomp) is per task or per process,
+    // never per address space, and the mm's one flag it touches (dumpable, lock_mounts) it
+    // restores. We resume once it exec'd or exited.
+    let mut stack = match sys::map_stack(CMD_STACK) {
+        Ok(s) => s,
+        Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 1, e)),
+    };
+    let mut spawn = || {
+        sys::close(pipes.status_w);
+        child::command(p, pipes.report_w, Some(&old_mask), pty)
+    };
+    // SAFETY: `command` only makes `sys::` calls on data prepared before clone (no
+    // allocation, no unwinding) and ends in execve or `_exit`.
+    let cmd = match unsafe { sys::clone_vfork(stack.as_mut_slice(), &mut spawn) } {
         Ok(pid) => pid,
         Err(e) => report_and_exit(pipes.report_w, SetupError::new(Step::ForkCommand, 0, e)),
     };

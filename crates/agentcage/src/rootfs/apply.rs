@@ -71,22 +71,17 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             readonly,
             optional,
         } => {
-            match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), *flags, Some(data)) {
-                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => {
-                    return Ok(())
-                }
-                r => r?,
+            // A read-only tmpfs is an empty mask: mounted read-only at once, not mounted and
+            // then remounted (one superblock reconfiguration less per mask).
+            let flags = if *readonly {
+                *flags | libc::MS_RDONLY
+            } else {
+                *flags
+            };
+            match sys::mount(Some(c"tmpfs"), target, Some(c"tmpfs"), flags, Some(data)) {
+                Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => Ok(()),
+                r => r,
             }
-            if *readonly {
-                sys::mount(
-                    None,
-                    target,
-                    None,
-                    libc::MS_REMOUNT | libc::MS_RDONLY | flags,
-                    Some(data),
-                )?;
-            }
-            Ok(())
         }
         Op::Bind {
             src,

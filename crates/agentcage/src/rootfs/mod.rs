@@ -107,6 +107,7 @@ pub(crate) enum Op {
         target: CString,
         flags: libc::c_ulong,
         data: CString,
+        /// Mounted read-only from the start: an empty mask, nothing is written to it.
         readonly: bool,
         optional: bool,
     },

@@ -289,6 +289,59 @@ pub fn kill_group_or_pid(pid: libc::pid_t, sig: c_int) -> Result<(), Errno> {
     }
 }
 
+/// The stack of a vfork-like child ([`clone_vfork`]) made with mmap(2), not the allocator, so
+/// the pre-exec init can make one: `len` usable bytes above one `PROT_NONE` guard page (an
+/// overflow faults instead of running into the parent's memory). Pages are faulted in only
+/// as the child touches them. Never unmapped: for a process that execs or exits (the init).
+pub struct MappedStack {
+    usable: *mut u8,
+    len: usize,
+}
+
+impl MappedStack {
+    /// The usable part, for [`clone_vfork`].
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `usable..usable+len` is a private read-write mapping of ours, never
+        // unmapped, and borrowed mutably through `self` only.
+        unsafe { std::slice::from_raw_parts_mut(self.usable, self.len) }
+    }
+}
+
+/// Maps a [`MappedStack`] of `len` bytes (a multiple of the page size) plus its guard page.
+///
+/// # Errors
+/// The errno of mmap or mprotect (ENOMEM).
+pub fn map_stack(len: usize) -> Result<MappedStack, Errno> {
+    const GUARD: usize = 4096;
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    // The stack grows down: its lowest page is the guard.
+    // SAFETY: the first page of the mapping just made.
+    if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+        let e = Errno::last();
+        // SAFETY: the mapping just made, not used by anyone.
+        unsafe { libc::munmap(base, len + GUARD) };
+        return Err(e);
+    }
+    Ok(MappedStack {
+        // SAFETY: within the mapping.
+        usable: unsafe { base.cast::<u8>().add(GUARD) },
+        len,
+    })
+}
+
 /// clone(CLONE_VM | CLONE_VFORK): runs `f` in a child process that shares our memory, on
 /// `stack`, and returns (its pid) once the child has exec'd or exited, like posix_spawn. No
 /// page table is copied, which is most of what a fork of a large process costs.
@@ -320,4 +373,37 @@ pub unsafe fn clone_vfork<F: FnMut() -> c_int>(
         )
     };
     check_int(rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The usable part is writable end to end; the page below it faults (the guard), so a
+    /// child that overflows its stack dies instead of writing into the parent's memory.
+    #[test]
+    fn mapped_stack_is_writable_above_its_guard() {
+        let mut s = map_stack(64 * 1024).expect("mmap");
+        let slice = s.as_mut_slice();
+        assert_eq!(slice.len(), 64 * 1024);
+        slice.fill(0xa5);
+        assert!(slice.iter().all(|&b| b == 0xa5));
+        let below = slice.as_mut_ptr().wrapping_sub(1);
+        // SAFETY: the child writes one byte (the guard page must make it fault) and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: deliberately the guard page; the fault kills this child only.
+            unsafe { std::ptr::write_volatile(below, 1) };
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(0) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(
+            libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGSEGV,
+            "status {st:#x}: the guard page did not fault"
+        );
+    }
 }
