@@ -22,8 +22,8 @@ cd "$(dirname "$0")/.."
 out=tools/launcher.order
 bin_default=target/x86_64-unknown-linux-gnu/release/agentcage
 
-symbols() { # the text symbols of $1 that have a size
-    nm -S --defined-only "$1" | awk 'NF == 4 && $3 ~ /^[tTWwi]$/ && $2 !~ /^0+$/ { print $4 }'
+symbols() { # the text symbols of $1
+    nm --defined-only "$1" | awk '$2 ~ /^[tTWwi]$/ { print $3 }'
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -83,9 +83,17 @@ syms = []
 for line in subprocess.run(["nm", "-S", "--defined-only", sys.argv[1]], capture_output=True,
                            text=True, check=True).stdout.splitlines():
     p = line.split()
-    if len(p) == 4 and p[2] in "tTWwi" and int(p[1], 16):
+    if len(p) == 4 and p[2] in "tTWwi":
         syms.append((int(p[0], 16), int(p[1], 16), p[3]))
+    elif len(p) == 3 and p[1] in "tTWwi":  # no size: crtbeginS.o's frame_dummy and the like
+        syms.append((int(p[0], 16), 0, p[2]))
 syms.sort()
+# A sizeless symbol covers up to the next address (frame_dummy runs at every start: left out,
+# it would sit alone past the listed functions and cost a fault of its own).
+for k, (a, s, name) in enumerate(syms):
+    if s == 0:
+        nxt = next((b for b, _, _ in syms[k + 1:] if b > a), a + 1)
+        syms[k] = (a, min(nxt - a, 4096), name)
 starts = [s[0] for s in syms]
 seen, size = set(), 0
 # the files sort as 1.cov, 10.cov, 2.cov...: order by number (first path first)
