@@ -64,6 +64,9 @@ for args in "-p full" "-p full --without limits" "-p ns-only" "-p none"; do
         trace "${pre[@]}" "$bin" run -q $args "${extra[@]}" -w "$ws" -- /bin/true
     done
 done
+# `--net allow` starts the egress engine (its threads are traced too); the rule is never used.
+trace "${as_nobody[@]}" "$bin" run -q -p full --allow-host bench.invalid -w "$ws" -- /bin/true
+trace "$bin" run -q -p full --allow-host bench.invalid -w "$ws" -- /bin/true
 trace "${as_nobody[@]}" "$bin" run -q -p full -w "$ws" -- /bin/false
 trace "$bin" run -q -p full -w "$ws" -- /bin/false
 # A session exec (the session itself is started untraced).
