@@ -56,17 +56,18 @@ trace() { # trace one launch path; its exit status does not matter (failure path
 }
 # In priority order: each path's functions are appended in first-execution order after those
 # of the paths before it, so `run -p full` (the default) touches one prefix of .text.
-for args in "-p full" "-p full --without limits" "-p ns-only" "-p none"; do
+# Without -q, as users and `agentcage bench` run it (-q skips the summary lines).
+for args in "-p full" "-q -p full" "-p full --without limits" "-p ns-only" "-p landlock" "-p none"; do
     for who in nobody root; do
         pre=(); [ "$who" = nobody ] && pre=("${as_nobody[@]}")
         extra=(); [ "$who" = root ] && [ "$args" = "-p none" ] && extra=(--allow-unsandboxed-root)
         # shellcheck disable=SC2086
-        trace "${pre[@]}" "$bin" run -q $args "${extra[@]}" -w "$ws" -- /bin/true
+        trace "${pre[@]}" "$bin" run $args "${extra[@]}" -w "$ws" -- /bin/true
     done
 done
 # `--net allow` starts the egress engine (its threads are traced too); the rule is never used.
-trace "${as_nobody[@]}" "$bin" run -q -p full --allow-host bench.invalid -w "$ws" -- /bin/true
-trace "$bin" run -q -p full --allow-host bench.invalid -w "$ws" -- /bin/true
+trace "${as_nobody[@]}" "$bin" run -p full --allow-host bench.invalid -w "$ws" -- /bin/true
+trace "$bin" run -p full --allow-host bench.invalid -w "$ws" -- /bin/true
 trace "${as_nobody[@]}" "$bin" run -q -p full -w "$ws" -- /bin/false
 trace "$bin" run -q -p full -w "$ws" -- /bin/false
 # A session exec (the session itself is started untraced).
