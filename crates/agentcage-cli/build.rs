@@ -45,7 +45,7 @@ fn link_layout() {
         || ["linker", "link-self-contained", "fuse-ld"]
             .iter()
             .any(|f| flags.contains(f));
-    if target != "x86_64-unknown-linux-gnu" || other_linker {
+    if target != "x86_64-unknown-linux-gnu" || other_linker || !rustc_links_with_lld() {
         return;
     }
     let order = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/launcher.order");
@@ -57,6 +57,28 @@ fn link_layout() {
     if glibc_at_least(2, 36) {
         println!("cargo:rustc-link-arg-bin=agentcage=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// rustc links x86_64-unknown-linux-gnu with its self-contained lld by default from 1.90 on;
+/// an older one drives the system's `cc` and GNU ld, which knows no `--symbol-ordering-file`.
+fn rustc_links_with_lld() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    // "release: 1.95.0"
+    let release = out
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .unwrap_or("");
+    let mut v = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (1, 90)
 }
 
 /// The build host's glibc (the static one linked in comes with it), from `getconf`.
