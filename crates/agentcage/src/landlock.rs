@@ -6,7 +6,7 @@
 //! pivot_root and no_new_privs, before the capability drop) restricts the command.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use agentcage_landlock as ll;
 use agentcage_landlock::{Access, Rule};
@@ -36,9 +36,11 @@ pub fn rules(
     plan: Option<&PreparedRootfs>,
 ) -> Vec<Rule> {
     let nested = policy.profile == Profile::Nested;
+    let planned = plan.map(system_dir_ops);
     let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS
         .iter()
-        .filter_map(|d| system_dir_rule(d, plan))
+        .enumerate()
+        .filter_map(|(i, d)| system_dir_rule(d, planned.as_ref().map(|p| p[i])))
         .collect();
     if mount_ns {
         // Listing and reading "/" of the composed root exposes nothing the policy did not
@@ -137,32 +139,61 @@ pub fn rules(
 /// open and add per run. One that is absent from the composed root gets none (it would only
 /// be skipped as missing in the child).
 ///
-/// `plan`: the mount plan, which already looked at every system dir on the host (it binds a
+/// `planned`: with a mount namespace, what the mount plan makes at `d` and at /usr
+/// ([`system_dir_ops`]). The plan already looked at every system dir on the host (it binds a
 /// directory, replicates a symlink, skips what is absent): its answers are used instead of
 /// asking the host again. Without one (no mount namespace) the host's paths are the rules'.
-fn system_dir_rule(d: &str, plan: Option<&PreparedRootfs>) -> Option<Rule> {
+fn system_dir_rule(d: &str, planned: Option<(Option<&Op>, bool)>) -> Option<Rule> {
     let rule = Rule::new(d, Access::ReadExec).dir();
     if d == "/usr" {
         return Some(rule);
     }
-    let usr_plain = plan.map(|p| plan_binds(p, b"/usr"));
-    let link = match plan {
-        Some(p) => match plan_op_at(p, d.as_bytes()) {
+    let (link, usr_plain) = match planned {
+        Some((op, usr_plain)) => match op {
             // Nothing at `d` in the composed root (a fresh tmpfs holding only what the plan
             // makes): the child would find it missing.
             None => return None,
-            Some(Op::Symlink { target, .. }) => std::ffi::OsStr::from_bytes(target.to_bytes())
-                .to_os_string()
-                .into(),
+            Some(Op::Symlink { target, .. }) => (
+                PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes())),
+                usr_plain,
+            ),
             Some(_) => return Some(rule),
         },
         None => match std::fs::read_link(d) {
-            Ok(t) => t,
+            Ok(t) => (t, false),
             Err(_) => return Some(rule),
         },
     };
-    (!link_into_usr(d, &link, usr_plain.unwrap_or(false))).then_some(rule)
+    (!link_into_usr(d, &link, usr_plain)).then_some(rule)
 }
+
+/// For each of [`rootfs::SYSTEM_DIRS`], the first step of the plan that makes it, and whether
+/// /usr is bound as a directory (then the host's /usr is not a symlink: the plan replicates
+/// those). One pass; a step deeper than the top level is rejected by its length.
+fn system_dir_ops(plan: &PreparedRootfs) -> [(Option<&Op>, bool); SYSTEM_DIR_COUNT] {
+    let longest = rootfs::SYSTEM_DIRS
+        .iter()
+        .map(|d| d.len())
+        .max()
+        .unwrap_or(0);
+    let mut at: [Option<&Op>; SYSTEM_DIR_COUNT] = [None; SYSTEM_DIR_COUNT];
+    for op in &plan.ops {
+        let t = op.target().to_bytes();
+        if t.len() > longest {
+            continue;
+        }
+        if let Some(i) = rootfs::SYSTEM_DIRS.iter().position(|d| d.as_bytes() == t) {
+            at[i].get_or_insert(op);
+        }
+    }
+    let usr_plain = rootfs::SYSTEM_DIRS
+        .iter()
+        .position(|d| *d == "/usr")
+        .is_some_and(|i| matches!(at[i], Some(Op::Bind { .. })));
+    at.map(|op| (op, usr_plain))
+}
+
+const SYSTEM_DIR_COUNT: usize = rootfs::SYSTEM_DIRS.len();
 
 /// Whether the symlink at top-level `link` (text `text`) resolves into /usr, exactly as
 /// `canonicalize(link).starts_with("/usr")` says, in one readlink for the common
@@ -200,19 +231,6 @@ fn link_into_usr(link: &str, text: &Path, usr_plain: bool) -> bool {
         Some(plain) => plain,
         None => canonical(),
     }
-}
-
-/// The step of the mount plan that makes `path` in the composed root, if any.
-fn plan_op_at<'a>(plan: &'a PreparedRootfs, path: &[u8]) -> Option<&'a Op> {
-    plan.ops.iter().find(|op| op.target().to_bytes() == path)
-}
-
-/// Whether the plan binds a host directory at `path` (not a symlink: the plan replicates
-/// those).
-fn plan_binds(plan: &PreparedRootfs, path: &[u8]) -> bool {
-    plan.ops
-        .iter()
-        .any(|op| matches!(op, Op::Bind { dst, .. } if dst.to_bytes() == path))
 }
 
 /// `rule` with [`Rule::expect_dir`] when the plan makes a directory at its path (a mount point
@@ -483,8 +501,9 @@ mod tests {
             let old = kept_by_realpath(d);
             assert_eq!(system_dir_rule(d, None).is_some(), old, "{d} (host)");
             let exists = std::fs::symlink_metadata(d).is_ok();
+            let i = rootfs::SYSTEM_DIRS.iter().position(|x| x == d).unwrap();
             assert_eq!(
-                system_dir_rule(d, Some(&plan)).is_some(),
+                system_dir_rule(d, Some(system_dir_ops(&plan)[i])).is_some(),
                 old && exists,
                 "{d} (plan)"
             );
