@@ -177,19 +177,23 @@ fn system_dir_ops(plan: &PreparedRootfs) -> [(Option<&Op>, bool); SYSTEM_DIR_COU
         .max()
         .unwrap_or(0);
     let mut at: [Option<&Op>; SYSTEM_DIR_COUNT] = [None; SYSTEM_DIR_COUNT];
+    let mut usr_bound = false;
     for op in &plan.ops {
         let t = op.target().to_bytes();
         if t.len() > longest {
             continue;
         }
         if let Some(i) = rootfs::SYSTEM_DIRS.iter().position(|d| d.as_bytes() == t) {
+            // The first step makes the path (a mount point's mkdir comes before its bind).
             at[i].get_or_insert(op);
+            usr_bound |= t == b"/usr" && matches!(op, Op::Bind { .. });
         }
     }
-    let usr_plain = rootfs::SYSTEM_DIRS
-        .iter()
-        .position(|d| *d == "/usr")
-        .is_some_and(|i| matches!(at[i], Some(Op::Bind { .. })));
+    let usr_plain = usr_bound
+        && rootfs::SYSTEM_DIRS
+            .iter()
+            .position(|d| *d == "/usr")
+            .is_some_and(|i| !matches!(at[i], Some(Op::Symlink { .. })));
     at.map(|op| (op, usr_plain))
 }
 
@@ -497,6 +501,9 @@ mod tests {
             resolver: false,
             overlay: None,
         });
+        let ops = system_dir_ops(&plan);
+        let usr_is_dir = std::fs::symlink_metadata("/usr").is_ok_and(|m| m.is_dir());
+        assert!(ops.iter().all(|(_, plain)| *plain == usr_is_dir));
         for d in rootfs::SYSTEM_DIRS {
             let old = kept_by_realpath(d);
             assert_eq!(system_dir_rule(d, None).is_some(), old, "{d} (host)");
