@@ -27,6 +27,11 @@ pub type Prepared = ll::Prepared;
 /// `etc`: without a mount namespace, whether /etc is read whole or only its world-readable
 /// entries (the nested rung, when the command keeps uid 0 or supplementary groups: no DAC
 /// check would keep root's or a group's files closed then).
+///
+/// `plan`: with a mount namespace, the mount plan of the composed root. The system dirs are
+/// then taken from it rather than asked of the host again, and paths it makes as directories
+/// are marked [`Rule::dir`] (a hint that saves the child an fstat per rule; the rights do not
+/// depend on it).
 pub fn rules(
     policy: &Policy,
     home: &Path,
