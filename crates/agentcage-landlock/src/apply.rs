@@ -209,15 +209,35 @@ pub fn apply(p: &Prepared) -> Result<ApplyOutcome, ApplyError> {
     let ruleset = FdGuard(ruleset);
 
     for (i, rule) in p.rules.iter().enumerate() {
-        let fd = match sys::open_path(&rule.path) {
-            Ok(fd) => FdGuard(fd),
-            Err(libc::ENOENT | libc::ENOTDIR) => {
+        // An expected directory is opened with O_DIRECTORY: success proves the kind, one
+        // fstat saved. Anything else (not expected, or ENOTDIR: not a directory after all,
+        // or a component before it is not) takes the general path, as if there were no hint.
+        let hinted = if rule.expect_dir {
+            sys::open_dir_path(&rule.path)
+        } else {
+            Err(libc::ENOTDIR)
+        };
+        let (fd, dir) = match hinted {
+            Ok(fd) => (FdGuard(fd), true),
+            Err(libc::ENOENT) => {
                 outcome.mark_missing(i);
                 continue;
             }
+            Err(libc::ENOTDIR) => {
+                let fd = match sys::open_path(&rule.path) {
+                    Ok(fd) => FdGuard(fd),
+                    Err(libc::ENOENT | libc::ENOTDIR) => {
+                        outcome.mark_missing(i);
+                        continue;
+                    }
+                    Err(e) => return Err(ApplyError::new(ApplyStep::OpenPath, i, e)),
+                };
+                let dir =
+                    sys::is_dir(fd.0).map_err(|e| ApplyError::new(ApplyStep::StatPath, i, e))?;
+                (fd, dir)
+            }
             Err(e) => return Err(ApplyError::new(ApplyStep::OpenPath, i, e)),
         };
-        let dir = sys::is_dir(fd.0).map_err(|e| ApplyError::new(ApplyStep::StatPath, i, e))?;
         let access = if dir {
             rule.access
         } else {

@@ -11,8 +11,9 @@
 //!   kernel knows is handled, so a path without a rule gets nothing. Paths become `CString`s,
 //!   access classes become masks for this ABI, ports are merged. [`Prepared::enforcement`]
 //!   says per right what is enforced, partially, or not, and which ABI would bring it.
-//! - [`apply`] (child, after pivot_root, before execve): opens each rule path `O_PATH`,
-//!   `fstat`s it to drop directory-only rights on files, adds the rules, calls
+//! - [`apply`] (child, after pivot_root, before execve): opens each rule path `O_PATH`
+//!   (with `O_DIRECTORY` when the caller expects a directory, [`Rule::dir`]), `fstat`s the
+//!   others to drop directory-only rights on files, adds the rules, calls
 //!   `landlock_restrict_self`. It allocates nothing, takes no lock and cannot panic; it
 //!   returns a `Copy` [`ApplyOutcome`] or [`ApplyError`] for the report pipe, which the
 //!   parent explains with [`Prepared::explain`] and [`Prepared::missing_paths`].

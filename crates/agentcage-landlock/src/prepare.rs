@@ -119,6 +119,8 @@ pub(crate) struct PreparedRule {
     pub class: Access,
     /// `class.rights()` intersected with the handled rights (directory form).
     pub access: u64,
+    /// [`crate::Rule::expect_dir`].
+    pub expect_dir: bool,
 }
 
 /// One prepared port rule.
@@ -235,6 +237,7 @@ pub fn prepare(spec: &Spec, host: &HostSupport) -> Result<Prepared, LandlockErro
             source: rule.path.clone(),
             class: rule.access,
             access: rule.access.rights() & handled_fs,
+            expect_dir: rule.expect_dir,
         })
         .collect();
 

@@ -45,6 +45,12 @@ pub struct Rule {
     pub path: PathBuf,
     /// What the rule allows.
     pub access: Access,
+    /// The caller expects a directory at `path` (it made or checked one): the child then
+    /// opens it with `O_DIRECTORY`, which tells it the kind without an `fstat`. A hint, never
+    /// trusted: a path that turns out not to be a directory is opened again and `fstat`ed, as
+    /// a rule without the hint is, so the rights are those of the kind actually found.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expect_dir: bool,
 }
 
 impl Rule {
@@ -53,7 +59,15 @@ impl Rule {
         Rule {
             path: path.into(),
             access,
+            expect_dir: false,
         }
+    }
+
+    /// The same rule, with [`Rule::expect_dir`] set: the path is expected to be a directory.
+    #[must_use]
+    pub fn dir(mut self) -> Self {
+        self.expect_dir = true;
+        self
     }
 }
 

@@ -149,6 +149,24 @@ pub(crate) fn open_path(path: &CStr) -> Result<RawFd, Errno> {
     }
 }
 
+/// `open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)`, following symlinks: success means the fd is
+/// a directory (no `fstat` needed); ENOTDIR means the last component, or one before it, is not
+/// a directory.
+pub(crate) fn open_dir_path(path: &CStr) -> Result<RawFd, Errno> {
+    // SAFETY: `path` is a live NUL-terminated string; the kernel copies it.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        Err(last_errno())
+    } else {
+        Ok(fd)
+    }
+}
+
 /// Whether `fd` (an O_PATH fd is fine) refers to a directory.
 pub(crate) fn is_dir(fd: RawFd) -> Result<bool, Errno> {
     let mut st = MaybeUninit::<libc::stat>::uninit();

@@ -90,10 +90,21 @@ fn main() {
         ("fs::allow_list", 1, fs_allow_list),
         ("fs::rule_on_a_file", 1, fs_rule_on_a_file),
         (
+            "fs::rule_on_a_file_expected_dir",
+            1,
+            fs_rule_on_a_file_expected_dir,
+        ),
+        (
             "fs::missing_paths_are_skipped_and_counted",
             1,
             fs_missing_paths,
         ),
+        (
+            "fs::missing_paths_expected_dir",
+            1,
+            fs_missing_paths_expected_dir,
+        ),
+        ("fs::allow_list_expected_dir", 1, fs_allow_list_expected_dir),
         ("fs::execute_needs_read_exec", 1, fs_execute),
         ("fs::refer_abi1_denies_every_reparenting", 1, fs_refer_abi1),
         ("fs::refer", 2, fs_refer),
@@ -322,15 +333,35 @@ fn rules(list: &[(&Path, Access)]) -> Vec<Rule> {
     list.iter().map(|(p, a)| Rule::new(*p, *a)).collect()
 }
 
+/// [`rules`], each marked as an expected directory ([`Rule::dir`]) when `dir`.
+fn rules_as(list: &[(&Path, Access)], dir: bool) -> Vec<Rule> {
+    rules(list)
+        .into_iter()
+        .map(|r| if dir { r.dir() } else { r })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Filesystem
 
 fn fs_allow_list(t: &Tree, abi: u32) -> Result<(), String> {
+    allow_list(t, abi, false)
+}
+
+/// The same allow-list with the directories announced: opened O_DIRECTORY, no fstat.
+fn fs_allow_list_expected_dir(t: &Tree, abi: u32) -> Result<(), String> {
+    allow_list(t, abi, true)
+}
+
+fn allow_list(t: &Tree, abi: u32, expect_dir: bool) -> Result<(), String> {
     let spec = Spec {
-        rules: rules(&[
-            (&t.p("a"), Access::ReadWrite),
-            (&t.p("b"), Access::ReadOnly),
-        ]),
+        rules: rules_as(
+            &[
+                (&t.p("a"), Access::ReadWrite),
+                (&t.p("b"), Access::ReadOnly),
+            ],
+            expect_dir,
+        ),
         ..Spec::default()
     };
     let p = prep(spec, abi)?;
@@ -384,9 +415,19 @@ fn fs_allow_list(t: &Tree, abi: u32) -> Result<(), String> {
 }
 
 fn fs_rule_on_a_file(t: &Tree, abi: u32) -> Result<(), String> {
+    rule_on_a_file(t, abi, false)
+}
+
+/// A file announced as a directory ([`Rule::dir`] is a hint): the child finds out (ENOTDIR
+/// from O_DIRECTORY), opens it again and masks the rule to the file rights, as without hint.
+fn fs_rule_on_a_file_expected_dir(t: &Tree, abi: u32) -> Result<(), String> {
+    rule_on_a_file(t, abi, true)
+}
+
+fn rule_on_a_file(t: &Tree, abi: u32, expect_dir: bool) -> Result<(), String> {
     let secret = t.p("outside/secret");
     let spec = Spec {
-        rules: rules(&[(&secret, Access::ReadWrite)]),
+        rules: rules_as(&[(&secret, Access::ReadWrite)], expect_dir),
         ..Spec::default()
     };
     let p = prep(spec, abi)?;
@@ -416,13 +457,26 @@ fn fs_rule_on_a_file(t: &Tree, abi: u32) -> Result<(), String> {
 }
 
 fn fs_missing_paths(t: &Tree, abi: u32) -> Result<(), String> {
+    missing_paths(t, abi, false)
+}
+
+/// Missing paths announced as directories: ENOENT, and ENOTDIR from a component before the
+/// last, still skip the rule (the second open without O_DIRECTORY fails too).
+fn fs_missing_paths_expected_dir(t: &Tree, abi: u32) -> Result<(), String> {
+    missing_paths(t, abi, true)
+}
+
+fn missing_paths(t: &Tree, abi: u32, expect_dir: bool) -> Result<(), String> {
     let spec = Spec {
-        rules: rules(&[
-            (&t.p("a"), Access::ReadWrite),
-            (&t.p("does-not-exist"), Access::ReadOnly),
-            (&t.p("b/file/not-a-dir"), Access::ReadOnly),
-            (&t.p("b"), Access::ReadOnly),
-        ]),
+        rules: rules_as(
+            &[
+                (&t.p("a"), Access::ReadWrite),
+                (&t.p("does-not-exist"), Access::ReadOnly),
+                (&t.p("b/file/not-a-dir"), Access::ReadOnly),
+                (&t.p("b"), Access::ReadOnly),
+            ],
+            expect_dir,
+        ),
         ..Spec::default()
     };
     let p = prep(spec, abi)?;

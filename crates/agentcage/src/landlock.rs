@@ -5,14 +5,15 @@
 //! `prepare` (parent) builds the rule list from the policy; `apply` (child, after
 //! pivot_root and no_new_privs, before the capability drop) restricts the command.
 
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use agentcage_landlock as ll;
 use agentcage_landlock::{Access, Rule};
 
 use crate::error::{Error, SetupError, Step, Unenforceable};
 use crate::policy::{Policy, Profile};
-use crate::rootfs;
+use crate::rootfs::{self, Op, PreparedRootfs};
 use crate::sys::Errno;
 
 /// The prepared ruleset.
@@ -26,45 +27,46 @@ pub type Prepared = ll::Prepared;
 /// `etc`: without a mount namespace, whether /etc is read whole or only its world-readable
 /// entries (the nested rung, when the command keeps uid 0 or supplementary groups: no DAC
 /// check would keep root's or a group's files closed then).
+///
+/// `plan`: with a mount namespace, the mount plan of the composed root. The system dirs are
+/// then taken from it rather than asked of the host again, and paths it makes as directories
+/// are marked [`Rule::dir`] (a hint that saves the child an fstat per rule; the rights do not
+/// depend on it).
 pub fn rules(
     policy: &Policy,
     home: &Path,
     mount_ns: bool,
     self_exe: Option<&Path>,
     etc: EtcAccess,
+    plan: Option<&PreparedRootfs>,
 ) -> Vec<Rule> {
     let nested = policy.profile == Profile::Nested;
-    // A system dir that is a symlink into /usr (merged-/usr hosts: /bin -> usr/bin) is
-    // covered by the /usr rule: one rule fewer to open and add per run.
+    let planned = plan.map(system_dir_ops);
     let mut r: Vec<Rule> = rootfs::SYSTEM_DIRS
         .iter()
-        .filter(|d| {
-            **d == "/usr"
-                || !std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink())
-                || !std::fs::canonicalize(d).is_ok_and(|t| t.starts_with("/usr"))
-        })
-        .map(|d| Rule::new(*d, Access::ReadExec))
+        .enumerate()
+        .filter_map(|(i, d)| system_dir_rule(d, planned.as_ref().map(|p| p[i])))
         .collect();
     if mount_ns {
         // Listing and reading "/" of the composed root exposes nothing the policy did not
         // put there, and covers /etc, /proc and /dev (rules are hierarchical). Without a
         // mount namespace "/" is the host's root: then only those three are readable.
-        r.push(Rule::new("/", Access::ReadOnly));
+        r.push(Rule::new("/", Access::ReadOnly).dir());
     } else if etc == EtcAccess::WorldReadable {
         // The host's /etc: only what every user may read (as uid 0 without capabilities the
         // sandbox would otherwise read root's 0600/0640 files: shadow, ssh host keys).
         r.extend(world_readable_rules(Path::new("/etc")));
-        r.push(Rule::new("/proc", Access::ReadOnly));
-        r.push(Rule::new("/dev", Access::ReadOnly));
+        r.push(Rule::new("/proc", Access::ReadOnly).dir());
+        r.push(Rule::new("/dev", Access::ReadOnly).dir());
     } else {
-        r.push(Rule::new("/etc", Access::ReadOnly));
-        r.push(Rule::new("/proc", Access::ReadOnly));
-        r.push(Rule::new("/dev", Access::ReadOnly));
+        r.push(Rule::new("/etc", Access::ReadOnly).dir());
+        r.push(Rule::new("/proc", Access::ReadOnly).dir());
+        r.push(Rule::new("/dev", Access::ReadOnly).dir());
     }
     if mount_ns {
         // The composed /dev holds only the harmless nodes, pts and shm: one read/write/ioctl
         // rule for all of it (no create/remove: nothing can be added to /dev).
-        r.push(Rule::new("/dev", Access::DevRw));
+        r.push(Rule::new("/dev", Access::DevRw).dir());
     } else {
         // The host's /dev: only the nodes that need it.
         for n in rootfs::DEV_NODES {
@@ -73,56 +75,189 @@ pub fn rules(
         if !nested {
             // Nested: the command's pty is opened before Landlock applies; the host's other
             // terminals (the caller's among them) stay closed to it.
-            r.push(Rule::new("/dev/pts", Access::DevRw));
+            r.push(Rule::new("/dev/pts", Access::DevRw).dir());
         }
     }
-    r.push(Rule::new("/dev/shm", Access::ReadWrite));
-    r.push(Rule::new("/tmp", Access::ReadWrite));
+    r.push(Rule::new("/dev/shm", Access::ReadWrite).dir());
+    r.push(Rule::new("/tmp", Access::ReadWrite).dir());
     if mount_ns {
         // The home exists only in the composed root (without it, this would be the host's).
-        r.push(Rule::new(home, Access::ReadWrite));
+        r.push(Rule::new(home, Access::ReadWrite).dir());
         if self_exe.is_some() {
-            r.push(Rule::new("/run/agentcage", Access::ReadExec));
+            r.push(Rule::new("/run/agentcage", Access::ReadExec).dir());
         }
     } else if let (true, Some(exe)) = (nested, self_exe) {
         // The agentcage binary itself (`agentcage probe` inside), where it is.
         r.push(Rule::new(exe, Access::ReadExec));
     }
-    r.push(Rule::new(
-        &policy.workspace,
-        if policy.controls.read_only {
-            Access::ReadExec
-        } else {
-            Access::ReadWrite
-        },
-    ));
+    // The workspace is a canonical directory (the CLI checked it).
+    r.push(
+        Rule::new(
+            &policy.workspace,
+            if policy.controls.read_only {
+                Access::ReadExec
+            } else {
+                Access::ReadWrite
+            },
+        )
+        .dir(),
+    );
     if mount_ns {
         // `--tmpfs` directories (fresh, the sandbox's own).
         for t in &policy.controls.tmpfs {
-            r.push(Rule::new(t, Access::ReadWrite));
+            r.push(Rule::new(t, Access::ReadWrite).dir());
         }
         for (_, dst, writable) in &policy.controls.binds {
-            r.push(Rule::new(
+            let rule = Rule::new(
                 dst,
                 if *writable {
                     Access::ReadWrite
                 } else {
                     Access::ReadExec
                 },
-            ));
+            );
+            r.push(hint_from_plan(rule, plan));
         }
     }
     for b in &policy.binds {
-        r.push(Rule::new(
+        let rule = Rule::new(
             &b.path,
             if b.writable {
                 Access::ReadWrite
             } else {
                 Access::ReadExec
             },
-        ));
+        );
+        r.push(if b.fresh_placeholder == Some(true) {
+            rule.dir()
+        } else if mount_ns {
+            hint_from_plan(rule, plan)
+        } else {
+            rule
+        });
     }
     r
+}
+
+/// The rule for system directory `d`, if it needs one. A system dir that is a symlink into
+/// /usr (merged-/usr hosts: /bin -> usr/bin) is covered by the /usr rule: one rule fewer to
+/// open and add per run. One that is absent from the composed root gets none (it would only
+/// be skipped as missing in the child).
+///
+/// `planned`: with a mount namespace, what the mount plan makes at `d` and at /usr
+/// ([`system_dir_ops`]). The plan already looked at every system dir on the host (it binds a
+/// directory, replicates a symlink, skips what is absent): its answers are used instead of
+/// asking the host again. Without one (no mount namespace) the host's paths are the rules'.
+fn system_dir_rule(d: &str, planned: Option<(Option<&Op>, bool)>) -> Option<Rule> {
+    let rule = Rule::new(d, Access::ReadExec).dir();
+    if d == "/usr" {
+        return Some(rule);
+    }
+    let (link, usr_plain) = match planned {
+        Some((op, usr_plain)) => match op {
+            // Nothing at `d` in the composed root (a fresh tmpfs holding only what the plan
+            // makes): the child would find it missing.
+            None => return None,
+            Some(Op::Symlink { target, .. }) => (
+                PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes())),
+                usr_plain,
+            ),
+            Some(_) => return Some(rule),
+        },
+        None => match std::fs::read_link(d) {
+            Ok(t) => (t, false),
+            Err(_) => return Some(rule),
+        },
+    };
+    (!link_into_usr(d, &link, usr_plain)).then_some(rule)
+}
+
+/// For each of [`rootfs::SYSTEM_DIRS`], the first step of the plan that makes it, and whether
+/// /usr is bound as a directory (then the host's /usr is not a symlink: the plan replicates
+/// those). One pass; a step deeper than the top level is rejected by its length.
+fn system_dir_ops(plan: &PreparedRootfs) -> [(Option<&Op>, bool); SYSTEM_DIR_COUNT] {
+    let longest = rootfs::SYSTEM_DIRS
+        .iter()
+        .map(|d| d.len())
+        .max()
+        .unwrap_or(0);
+    let mut at: [Option<&Op>; SYSTEM_DIR_COUNT] = [None; SYSTEM_DIR_COUNT];
+    let mut usr_bound = false;
+    for op in &plan.ops {
+        let t = op.target().to_bytes();
+        if t.len() > longest {
+            continue;
+        }
+        if let Some(i) = rootfs::SYSTEM_DIRS.iter().position(|d| d.as_bytes() == t) {
+            // The first step makes the path (a mount point's mkdir comes before its bind).
+            at[i].get_or_insert(op);
+            usr_bound |= t == b"/usr" && matches!(op, Op::Bind { .. });
+        }
+    }
+    let usr_plain = usr_bound
+        && rootfs::SYSTEM_DIRS
+            .iter()
+            .position(|d| *d == "/usr")
+            .is_some_and(|i| !matches!(at[i], Some(Op::Symlink { .. })));
+    at.map(|op| (op, usr_plain))
+}
+
+const SYSTEM_DIR_COUNT: usize = rootfs::SYSTEM_DIRS.len();
+
+/// Whether the symlink at top-level `link` (text `text`) resolves into /usr, exactly as
+/// `canonicalize(link).starts_with("/usr")` says, in one readlink for the common
+/// `usr/<name>` form: realpath reads each component of `/usr/<name>`; when neither is a
+/// symlink (readlink: EINVAL) the canonical path is `/usr/<name>` itself, and when one is
+/// missing or unreadable realpath fails (the rule stays). `usr_plain`: /usr is known not to
+/// be a symlink (the plan bound it as a directory). Any other form asks realpath.
+fn link_into_usr(link: &str, text: &Path, usr_plain: bool) -> bool {
+    let canonical = || std::fs::canonicalize(link).is_ok_and(|t| t.starts_with("/usr"));
+    let rel = text.strip_prefix("/").unwrap_or(text);
+    let mut comps = rel.components();
+    let (Some(Component::Normal(first)), Some(Component::Normal(name)), None) =
+        (comps.next(), comps.next(), comps.next())
+    else {
+        return canonical();
+    };
+    // `Path::components` drops "." and repeated or trailing "/", which realpath also
+    // ignores; ".." is a Component::ParentDir, handled by realpath above.
+    if first != "usr" {
+        return canonical();
+    }
+    let not_symlink = |p: &Path| match std::fs::read_link(p) {
+        Ok(_) => None,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(true),
+        Err(_) => Some(false),
+    };
+    if !usr_plain {
+        match not_symlink(Path::new("/usr")) {
+            Some(true) => {}
+            Some(false) => return false,
+            None => return canonical(),
+        }
+    }
+    match not_symlink(&Path::new("/usr").join(name)) {
+        Some(plain) => plain,
+        None => canonical(),
+    }
+}
+
+/// `rule` with [`Rule::expect_dir`] when the plan makes a directory at its path (a mount point
+/// it created with mkdir, or a tmpfs). Only a hint: the child checks the kind it finds.
+fn hint_from_plan(rule: Rule, plan: Option<&PreparedRootfs>) -> Rule {
+    let path = rule.path.as_os_str().as_bytes();
+    let dir = plan.is_some_and(|p| {
+        p.ops.iter().any(|op| match op {
+            Op::Mkdir { path: m, .. } => m.to_bytes() == path,
+            Op::Tmpfs { target, .. } => target.to_bytes() == path,
+            _ => false,
+        })
+    });
+    if dir {
+        rule.dir()
+    } else {
+        rule
+    }
 }
 
 /// How much of the host's /etc a run without a mount namespace may read.
@@ -145,7 +280,7 @@ pub enum EtcAccess {
 fn world_readable_rules(dir: &Path) -> Vec<Rule> {
     let mut budget = 20_000;
     match readable_tree(dir, 0, &mut budget) {
-        (true, _) => vec![Rule::new(dir, Access::ReadOnly)],
+        (true, _) => vec![Rule::new(dir, Access::ReadOnly).dir()],
         (false, rules) => rules,
     }
 }
@@ -204,7 +339,7 @@ fn readable_tree(dir: &Path, depth: usize, budget: &mut usize) -> (bool, Vec<Rul
                 continue;
             }
             match readable_tree(&p, depth + 1, budget) {
-                (true, _) => rules.push(Rule::new(p, Access::ReadOnly)),
+                (true, _) => rules.push(Rule::new(p, Access::ReadOnly).dir()),
                 (false, r) => {
                     clean = false;
                     rules.extend(r);
@@ -227,6 +362,8 @@ pub(crate) struct View<'a> {
     pub self_exe: Option<&'a Path>,
     /// How much of /etc is readable.
     pub etc: EtcAccess,
+    /// The mount plan of the composed root (with a mount namespace).
+    pub plan: Option<&'a PreparedRootfs>,
 }
 
 /// Builds the ruleset data; fails closed when the kernel cannot enforce it, unless the
@@ -248,7 +385,14 @@ pub(crate) fn prepare(
     tcp_connect.sort_unstable();
     tcp_connect.dedup();
     let spec = ll::Spec {
-        rules: rules(policy, view.home, view.mount_ns, view.self_exe, view.etc),
+        rules: rules(
+            policy,
+            view.home,
+            view.mount_ns,
+            view.self_exe,
+            view.etc,
+            view.plan,
+        ),
         restrict_tcp: policy.landlock.restrict_net,
         tcp_bind: policy.landlock.tcp_bind.clone(),
         tcp_connect,
@@ -331,6 +475,95 @@ pub(crate) fn describe(p: Option<&Prepared>, sub: u32, index: u32) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// The filter as it was before it used the plan: the rule stays unless `d` is a symlink
+    /// whose canonical target is in /usr.
+    fn kept_by_realpath(d: &str) -> bool {
+        d == "/usr"
+            || !std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink())
+            || !std::fs::canonicalize(d).is_ok_and(|t| t.starts_with("/usr"))
+    }
+
+    /// The system dir rules, from the host or from the plan, are those the realpath filter
+    /// gave, less (with a plan) the dirs absent from the host, which the composed root lacks.
+    #[test]
+    fn system_dir_rules_match_realpath() {
+        let plan = rootfs::prepare(&rootfs::RootSpec {
+            idmap: None,
+            workspace: "/tmp/ws".into(),
+            binds: vec![],
+            fresh_placeholders: vec![],
+            self_exe: None,
+            uid: 0,
+            gid: 0,
+            home: "/root".into(),
+            fresh_proc: true,
+            own_net: true,
+            mount_setattr: true,
+            tmpfs_size: None,
+            own_ipc: true,
+            controls: Default::default(),
+            resolver: false,
+            overlay: None,
+        });
+        let ops = system_dir_ops(&plan);
+        let usr_is_dir = std::fs::symlink_metadata("/usr").is_ok_and(|m| m.is_dir());
+        assert!(ops.iter().all(|(_, plain)| *plain == usr_is_dir));
+        for d in rootfs::SYSTEM_DIRS {
+            let old = kept_by_realpath(d);
+            assert_eq!(system_dir_rule(d, None).is_some(), old, "{d} (host)");
+            let exists = std::fs::symlink_metadata(d).is_ok();
+            let i = rootfs::SYSTEM_DIRS.iter().position(|x| x == d).unwrap();
+            assert_eq!(
+                system_dir_rule(d, Some(system_dir_ops(&plan)[i])).is_some(),
+                old && exists,
+                "{d} (plan)"
+            );
+            if let Some(r) = system_dir_rule(d, None) {
+                assert!(r.expect_dir && r.access == Access::ReadExec, "{d}");
+            }
+        }
+    }
+
+    /// The one-readlink check agrees with realpath on every form of link text: the plain
+    /// `usr/<name>` form (present or not), others (`.`, `..`, deeper, outside /usr) go to
+    /// realpath.
+    #[test]
+    fn link_into_usr_agrees_with_realpath() {
+        let d = std::env::temp_dir().join(format!("agentcage-ll-usr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let usr_child = std::fs::read_dir("/usr")
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .expect("a directory in /usr");
+        let texts = [
+            usr_child.display().to_string(),
+            "/usr".into(),
+            "/usr/agentcage-does-not-exist".into(),
+            "/usr/./lib".into(),
+            "/usr/../etc".into(),
+            "/usr/lib/..".into(),
+            "/etc".into(),
+            "/usr//lib/".into(),
+        ];
+        for (i, t) in texts.iter().enumerate() {
+            let link = d.join(format!("l{i}"));
+            std::os::unix::fs::symlink(t, &link).unwrap();
+            let link = link.to_str().unwrap();
+            let want = std::fs::canonicalize(link).is_ok_and(|c| c.starts_with("/usr"));
+            for usr_plain in [false, true] {
+                assert_eq!(
+                    link_into_usr(link, Path::new(t), usr_plain),
+                    want,
+                    "{t} (usr_plain {usr_plain})"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     /// The nested rung's /etc rules: a fully readable directory is one rule, a directory
     /// holding a root-only file is split into its readable entries, and the root-only file,

@@ -293,6 +293,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             } else {
                 landlock::EtcAccess::Whole
             },
+            plan: rootfs.as_ref(),
         };
         landlock::prepare(
             policy,

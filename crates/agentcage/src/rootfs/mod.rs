@@ -159,7 +159,7 @@ pub(crate) enum Op {
 
 impl Op {
     /// The path this step creates, writes or mounts on (parent side).
-    fn target(&self) -> &CStr {
+    pub(crate) fn target(&self) -> &CStr {
         match self {
             Op::Mkdir { path, .. }
             | Op::Touch { path }
