@@ -104,15 +104,11 @@ mod arena {
         }
     }
 
-    // Out of line (inline(never)): with fat LTO each method was inlined at every allocation
-    // site of the program, 1.2 MB more .text and ~0.9 MiB more RSS (the hot code spread over
-    // more pages), for a call saved.
     // SAFETY: `bump` hands out disjoint, suitably aligned ranges of the space (the CAS makes
     // each range the claim of one caller); memory the space does not own goes to System, and
     // System's pointers back to it (told apart by address). Space is only given back when
     // the block freed or resized is the last one (the CAS from its end fails otherwise).
     unsafe impl<const N: usize> GlobalAlloc for Arena<N> {
-        #[inline(never)]
         unsafe fn alloc(&self, l: Layout) -> *mut u8 {
             let p = self.bump(l);
             if p.is_null() {
@@ -123,7 +119,6 @@ mod arena {
             }
         }
 
-        #[inline(never)]
         unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
             let p = self.bump(l);
             if p.is_null() {
@@ -136,7 +131,6 @@ mod arena {
             p
         }
 
-        #[inline(never)]
         unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
             if !self.owns(p) {
                 // SAFETY: p came from System (not in the space) with this layout.
@@ -152,7 +146,6 @@ mod arena {
             );
         }
 
-        #[inline(never)]
         unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
             if !self.owns(p) {
                 // SAFETY: p came from System with layout l; same contract as the caller's.
