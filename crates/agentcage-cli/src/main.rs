@@ -21,180 +21,12 @@ mod ui;
 
 use clap::{Parser, Subcommand};
 
-/// The launcher's allocator: a bump arena in front of the system's (issue #19). A launch is
-/// a few thousand short-lived allocations (clap's argument tree, the policy, the mount plan)
-/// made once and mostly kept until exit: glibc's malloc/free/realloc were a quarter to a third
-/// of the launcher's instructions. Here an allocation is an atomic bump of an offset into a
-/// static, page-aligned arena (.bss: a page costs memory only once touched), a free returns
-/// the space only when it is the last allocation (a temporary), and a realloc of the last
-/// allocation grows or shrinks it in place (a growing Vec or String). Whatever does not fit,
-/// or needs more than page alignment, goes to the system allocator, as does the free or
-/// realloc of it; so a long-lived process (a session, `mcp`, a long run's relay) uses the
-/// arena once and glibc's malloc after it. Lock-free (threads allocate too) and fork-safe
-/// (no lock to inherit), though the pre-exec child allocates nothing (see `alloc_guard`).
-mod arena {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::UnsafeCell;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Enough for `run -p full` with a policy file and some flags.
-    pub(crate) const SIZE: usize = 1 << 20;
-    const PAGE: usize = 4096;
-
-    #[repr(C, align(4096))]
-    struct Space<const N: usize>([u8; N]);
-
-    pub struct Arena<const N: usize> {
-        space: UnsafeCell<Space<N>>,
-        /// Offset of the first free byte of the space.
-        top: AtomicUsize,
-    }
-
-    // SAFETY: disjoint ranges of the space are handed out by the atomic bump below; no two
-    // live allocations overlap, and the space itself is never read or written here.
-    unsafe impl<const N: usize> Sync for Arena<N> {}
-
-    /// The launcher's (all-zero: in .bss). Debug builds reach it through `alloc_guard`.
-    #[cfg_attr(not(debug_assertions), global_allocator)]
-    pub(crate) static ARENA: Arena<SIZE> = Arena::new();
-
-    impl<const N: usize> Arena<N> {
-        pub(crate) const fn new() -> Self {
-            Arena {
-                space: UnsafeCell::new(Space([0; N])),
-                top: AtomicUsize::new(0),
-            }
-        }
-
-        fn base(&self) -> usize {
-            self.space.get() as usize
-        }
-
-        fn owns(&self, p: *mut u8) -> bool {
-            (p as usize).wrapping_sub(self.base()) < N
-        }
-
-        /// Bytes of the arena in use (the high-water mark, less the freed last allocations).
-        #[cfg(test)]
-        pub(crate) fn used(&self) -> usize {
-            self.top.load(Ordering::Relaxed)
-        }
-
-        /// A fresh block of the arena, or null when it does not fit.
-        fn bump(&self, l: Layout) -> *mut u8 {
-            if l.align() > PAGE {
-                return std::ptr::null_mut();
-            }
-            let mut top = self.top.load(Ordering::Relaxed);
-            loop {
-                // The base is page-aligned: aligning the offset aligns the address.
-                let start = (top + l.align() - 1) & !(l.align() - 1);
-                let Some(end) = start.checked_add(l.size()).filter(|&e| e <= N && start < N) else {
-                    return std::ptr::null_mut();
-                };
-                match self
-                    .top
-                    .compare_exchange_weak(top, end, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    // SAFETY: start < N: inside the space.
-                    Ok(_) => return unsafe { self.space.get().cast::<u8>().add(start) },
-                    Err(now) => top = now,
-                }
-            }
-        }
-    }
-
-    // SAFETY: `bump` hands out disjoint, suitably aligned ranges of the space (the CAS makes
-    // each range the claim of one caller); memory the space does not own goes to System, and
-    // System's pointers back to it (told apart by address). Space is only given back when
-    // the block freed or resized is the last one (the CAS from its end fails otherwise).
-    unsafe impl<const N: usize> GlobalAlloc for Arena<N> {
-        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-            let p = self.bump(l);
-            if p.is_null() {
-                // SAFETY: same contract as the caller's.
-                unsafe { System.alloc(l) }
-            } else {
-                p
-            }
-        }
-
-        unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-            let p = self.bump(l);
-            if p.is_null() {
-                // SAFETY: same contract as the caller's.
-                return unsafe { System.alloc_zeroed(l) };
-            }
-            // A block given back (a freed last allocation) may be reused dirty.
-            // SAFETY: p is a fresh block of l.size() bytes.
-            unsafe { p.write_bytes(0, l.size()) };
-            p
-        }
-
-        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-            if !self.owns(p) {
-                // SAFETY: p came from System (not in the space) with this layout.
-                return unsafe { System.dealloc(p, l) };
-            }
-            let start = p as usize - self.base();
-            // The last allocation only: otherwise the space stays used until exit.
-            let _ = self.top.compare_exchange(
-                start + l.size(),
-                start,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-
-        unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-            if !self.owns(p) {
-                // SAFETY: p came from System with layout l; same contract as the caller's.
-                return unsafe { System.realloc(p, l, new_size) };
-            }
-            let start = p as usize - self.base();
-            // The last allocation grows or shrinks in place while it fits.
-            if start + new_size <= N
-                && self
-                    .top
-                    .compare_exchange(
-                        start + l.size(),
-                        start + new_size,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
-                return p;
-            }
-            if new_size <= l.size() {
-                return p; // the tail stays used until exit
-            }
-            // SAFETY: the caller guarantees that new_size, rounded up to l.align(), does not
-            // overflow isize: the layout is valid.
-            let nl = unsafe { Layout::from_size_align_unchecked(new_size, l.align()) };
-            // SAFETY: nl has a non-zero size (new_size > l.size()).
-            let q = unsafe { self.alloc(nl) };
-            if !q.is_null() {
-                // SAFETY: both blocks are live and disjoint; p holds l.size() bytes, and is
-                // freed once, with its layout.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(p, q, l.size());
-                    self.dealloc(p, l);
-                }
-            }
-            q
-        }
-    }
-}
-
 /// Debug builds only: an allocator that aborts when the launcher's pre-exec child allocates
 /// (nothing between clone and execve may: another thread of the parent may have held the
 /// allocator's lock at fork). Every sandbox test then checks the zone.
 #[cfg(debug_assertions)]
 mod alloc_guard {
-    use std::alloc::{GlobalAlloc, Layout};
-
-    use super::arena::ARENA;
+    use std::alloc::{GlobalAlloc, Layout, System};
 
     pub struct Guard;
 
@@ -209,26 +41,26 @@ mod alloc_guard {
         }
     }
 
-    // SAFETY: every method forwards to the arena after a check that never allocates.
+    // SAFETY: every method forwards to System after a check that never allocates.
     unsafe impl GlobalAlloc for Guard {
         unsafe fn alloc(&self, l: Layout) -> *mut u8 {
             check();
             // SAFETY: same contract as the caller's.
-            unsafe { ARENA.alloc(l) }
+            unsafe { System.alloc(l) }
         }
         unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
             // SAFETY: same contract as the caller's.
-            unsafe { ARENA.dealloc(p, l) }
+            unsafe { System.dealloc(p, l) }
         }
         unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
             check();
             // SAFETY: same contract as the caller's.
-            unsafe { ARENA.alloc_zeroed(l) }
+            unsafe { System.alloc_zeroed(l) }
         }
         unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
             check();
             // SAFETY: same contract as the caller's.
-            unsafe { ARENA.realloc(p, l, n) }
+            unsafe { System.realloc(p, l, n) }
         }
     }
 
@@ -584,139 +416,6 @@ fn report(r: anyhow::Result<i32>) -> i32 {
         Err(e) => {
             eprintln!("agentcage: error: {e:#}");
             exit::SETUP
-        }
-    }
-}
-
-#[cfg(test)]
-mod arena_tests {
-    use std::alloc::{GlobalAlloc, Layout};
-
-    use super::arena::Arena;
-
-    fn arena<const N: usize>() -> &'static Arena<N> {
-        Box::leak(Box::new(Arena::new()))
-    }
-
-    /// Blocks are aligned and disjoint; a freed last block is given back, a freed earlier one
-    /// is not; the last block grows and shrinks in place.
-    #[test]
-    fn bump_free_last_and_grow_in_place() {
-        let a = arena::<8192>();
-        let l8 = Layout::from_size_align(8, 8).unwrap();
-        let l64 = Layout::from_size_align(24, 64).unwrap();
-        // SAFETY: valid layouts; every block is freed once with its layout.
-        unsafe {
-            let p = a.alloc(l8);
-            let q = a.alloc(l64);
-            assert_eq!(q as usize % 64, 0);
-            assert!(q as usize >= p as usize + 8);
-            let used = a.used();
-            a.dealloc(p, l8);
-            assert_eq!(a.used(), used, "an earlier block is not given back");
-            let r = a.realloc(q, l64, 100);
-            assert_eq!(r, q, "the last block grows in place");
-            assert_eq!(a.used(), used - 24 + 100);
-            let r2 = a.realloc(r, Layout::from_size_align(100, 64).unwrap(), 10);
-            assert_eq!(r2, q, "and shrinks in place");
-            a.dealloc(r2, Layout::from_size_align(10, 64).unwrap());
-            assert_eq!(
-                a.used(),
-                q as usize - p as usize,
-                "the last block is given back"
-            );
-        }
-    }
-
-    /// A realloc that cannot stay in place copies the contents; what does not fit or needs
-    /// more than page alignment comes from (and goes back to) the system allocator.
-    #[test]
-    fn copy_on_realloc_and_system_fallback() {
-        let a = arena::<8192>();
-        let l = Layout::from_size_align(16, 1).unwrap();
-        // SAFETY: valid layouts; every block is freed once with its layout.
-        unsafe {
-            let p = a.alloc(l);
-            p.copy_from_nonoverlapping(b"0123456789abcdef".as_ptr(), 16);
-            let blocker = a.alloc(l);
-            let q = a.realloc(p, l, 64);
-            assert_ne!(q, p);
-            assert_eq!(std::slice::from_raw_parts(q, 16), b"0123456789abcdef");
-            // Past the end of the space: the system's, contents kept.
-            let big = a.realloc(q, Layout::from_size_align(64, 1).unwrap(), 1 << 20);
-            assert_eq!(std::slice::from_raw_parts(big, 16), b"0123456789abcdef");
-            let used = a.used();
-            a.dealloc(big, Layout::from_size_align(1 << 20, 1).unwrap());
-            assert_eq!(a.used(), used);
-            let huge_align = Layout::from_size_align(64, 8192).unwrap();
-            let h = a.alloc(huge_align);
-            assert_eq!(h as usize % 8192, 0);
-            assert_eq!(a.used(), used, "more than page alignment: the system's");
-            a.dealloc(h, huge_align);
-            a.dealloc(blocker, l);
-        }
-    }
-
-    /// alloc_zeroed zeroes a block given back dirty.
-    #[test]
-    fn zeroed_after_reuse() {
-        let a = arena::<4096>();
-        let l = Layout::from_size_align(32, 8).unwrap();
-        // SAFETY: valid layout; every block is freed once with its layout.
-        unsafe {
-            let p = a.alloc(l);
-            p.write_bytes(0xAA, 32);
-            a.dealloc(p, l);
-            let z = a.alloc_zeroed(l);
-            assert_eq!(z, p, "the freed last block is reused");
-            assert!(std::slice::from_raw_parts(z, 32).iter().all(|&b| b == 0));
-            a.dealloc(z, l);
-        }
-    }
-
-    /// Threads allocating, growing and freeing at once never get overlapping blocks: each
-    /// fills its blocks with its own byte and finds them intact.
-    #[test]
-    fn concurrent_blocks_are_disjoint() {
-        let a: &'static Arena<{ 1 << 16 }> = arena();
-        let handles: Vec<_> = (0..4u8)
-            .map(|t| {
-                std::thread::spawn(move || {
-                    let mut live = Vec::new();
-                    for i in 0..400usize {
-                        let size = 1 + (i * 7 + usize::from(t)) % 96;
-                        let l = Layout::from_size_align(size, 8).unwrap();
-                        // SAFETY: valid layout; filled before it is read.
-                        let mut p = unsafe { a.alloc(l) };
-                        // SAFETY: p is a live block of size bytes.
-                        unsafe { p.write_bytes(t, size) };
-                        let mut l = l;
-                        if i % 3 == 0 {
-                            // SAFETY: p is live with layout l.
-                            p = unsafe { a.realloc(p, l, size * 2) };
-                            // SAFETY: p is now a live block of 2 * size bytes.
-                            unsafe { p.add(size).write_bytes(t, size) };
-                            l = Layout::from_size_align(size * 2, 8).unwrap();
-                        }
-                        live.push((p as usize, l));
-                        if i % 5 == 0 {
-                            let (p, l) = live.swap_remove(live.len() / 2);
-                            // SAFETY: freed once, with its layout.
-                            unsafe { a.dealloc(p as *mut u8, l) };
-                        }
-                    }
-                    for (p, l) in live {
-                        // SAFETY: live blocks of l.size() bytes.
-                        let s = unsafe { std::slice::from_raw_parts(p as *const u8, l.size()) };
-                        assert!(s.iter().all(|&b| b == t), "block of thread {t} overwritten");
-                        // SAFETY: freed once, with its layout.
-                        unsafe { a.dealloc(p as *mut u8, l) };
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
         }
     }
 }
