@@ -5,12 +5,7 @@ use std::process::Command;
 
 fn main() {
     let version = env!("CARGO_PKG_VERSION");
-    let rev = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
+    let rev = Some(stdout_of("git", &["rev-parse", "--short=12", "HEAD"]))
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
     let full = match rev {
@@ -62,41 +57,33 @@ fn link_layout() {
 /// rustc links x86_64-unknown-linux-gnu with its self-contained lld by default from 1.90 on;
 /// an older one drives the system's `cc` and GNU ld, which knows no `--symbol-ordering-file`.
 fn rustc_links_with_lld() -> bool {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(rustc)
-        .arg("-vV")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .unwrap_or_default();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = stdout_of(&rustc, &["-vV"]);
     // "release: 1.95.0"
-    let release = out
-        .lines()
-        .find_map(|l| l.strip_prefix("release: "))
-        .unwrap_or("");
-    let mut v = release
-        .split(['.', '-'])
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (1, 90)
+    let release = out.lines().find_map(|l| l.strip_prefix("release: "));
+    major_minor(release.unwrap_or("")) >= (1, 90)
 }
 
 /// The build host's glibc (the static one linked in comes with it), from `getconf`.
 fn glibc_at_least(major: u32, minor: u32) -> bool {
-    let out = Command::new("getconf")
-        .arg("GNU_LIBC_VERSION")
+    let out = stdout_of("getconf", &["GNU_LIBC_VERSION"]);
+    // "glibc 2.36"
+    major_minor(out.trim().strip_prefix("glibc ").unwrap_or("")) >= (major, minor)
+}
+
+/// What `prog args` printed, or "" when it could not run or failed.
+fn stdout_of(prog: &str, args: &[&str]) -> String {
+    Command::new(prog)
+        .args(args)
         .output()
         .ok()
         .filter(|o| o.status.success())
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .unwrap_or_default();
-    // "glibc 2.36"
-    let mut v = out
-        .trim()
-        .strip_prefix("glibc ")
-        .unwrap_or("")
-        .split('.')
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    let (ma, mi) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-    (ma, mi) >= (major, minor)
+        .unwrap_or_default()
+}
+
+/// The first two numbers of a version such as "1.95.0" or "2.36" ((0, 0) where unreadable).
+fn major_minor(version: &str) -> (u32, u32) {
+    let mut v = version.split(['.', '-']).map(|n| n.parse().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0))
 }

@@ -724,10 +724,9 @@ mod tests {
 
     /// A table whose shared layout needs offsets over 255 is compiled inline instead, with
     /// the same decisions.
-    #[test]
-    fn too_wide_for_shared_returns_falls_back_to_inline() {
-        // 600 alternating intervals: the first jumps cannot reach the shared returns.
-        let iv: Vec<(u32, Action)> = (0..600u32)
+    /// `n` intervals, every third syscall number, alternating allow and EPERM.
+    fn alternating(n: u32) -> Vec<(u32, Action)> {
+        (0..n)
             .map(|i| {
                 let act = if i % 2 == 0 {
                     Action::Allow
@@ -736,7 +735,13 @@ mod tests {
                 };
                 (i * 3, act)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn too_wide_for_shared_returns_falls_back_to_inline() {
+        // 600 alternating intervals: the first jumps cannot reach the shared returns.
+        let iv = alternating(600);
         let arch = Arch::ALL[0];
         assert!(matches!(
             compile_shared(arch, &iv),
@@ -771,16 +776,7 @@ mod tests {
     #[test]
     fn trampolines_keep_huge_trees_encodable() {
         // 2000 alternating intervals force left subtrees longer than 255 instructions.
-        let iv: Vec<(u32, Action)> = (0..2000u32)
-            .map(|i| {
-                let act = if i % 2 == 0 {
-                    Action::Allow
-                } else {
-                    Action::Errno(Errno::EPERM)
-                };
-                (i * 3, act)
-            })
-            .collect();
+        let iv = alternating(2000);
         let mut a = Asm::new();
         a.load(bpf::OFF_NR);
         let mut blocks = Vec::new();

@@ -488,24 +488,7 @@ mod tests {
     /// gave, less (with a plan) the dirs absent from the host, which the composed root lacks.
     #[test]
     fn system_dir_rules_match_realpath() {
-        let plan = rootfs::prepare(&rootfs::RootSpec {
-            idmap: None,
-            workspace: "/tmp/ws".into(),
-            binds: vec![],
-            fresh_placeholders: vec![],
-            self_exe: None,
-            uid: 0,
-            gid: 0,
-            home: "/root".into(),
-            fresh_proc: true,
-            own_net: true,
-            mount_setattr: true,
-            tmpfs_size: None,
-            own_ipc: true,
-            controls: Default::default(),
-            resolver: false,
-            overlay: None,
-        });
+        let plan = rootfs::prepare(&rootfs::tests::spec("/tmp/ws"));
         let ops = system_dir_ops(&plan);
         let usr_is_dir = std::fs::symlink_metadata("/usr").is_ok_and(|m| m.is_dir());
         assert!(ops.iter().all(|(_, plain)| *plain == usr_is_dir));

@@ -427,7 +427,7 @@ mod apply;
 mod idmap;
 mod plan;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub(crate) use apply::apply;
 pub(crate) use idmap::traverse_hint;

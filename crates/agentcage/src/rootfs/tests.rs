@@ -1,7 +1,8 @@
 use super::plan::pins;
 use super::*;
 
-fn spec(ws: &str) -> RootSpec {
+/// A plain spec for workspace `ws` (no extras), shared with other modules' tests.
+pub(crate) fn spec(ws: &str) -> RootSpec {
     RootSpec {
         idmap: None,
         workspace: PathBuf::from(ws),
