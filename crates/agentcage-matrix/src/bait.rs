@@ -12,16 +12,17 @@
 //! | a filesystem unix listener | `--unix-path` | mount-ns, landlock |
 //! | a unix listener in `ro/`, bound read-only (`--ro` to the launcher) | `--unix-ro-path` | mount-ns (the launcher masks it) |
 //! | an abstract unix listener | `--abstract` | net-ns, landlock (ABI 6) |
-//! | a scratch workspace | `--workspace` | (the sandbox may write it) |
-//! | `ws/.git/hooks` and `ws/.git/config`, bound read-only inside the workspace (`--ro` to the launcher) | `--workspace` | mount-ns (its ancestors are pinned) |
+//! | a scratch workspace, one per run ([`Workspace`]) | `--workspace` | (the sandbox may write it) |
+//! | `ws-N/.git/hooks` and `ws-N/.git/config`, bound read-only inside the workspace (`--ro` to the launcher) | `--workspace` | mount-ns (its ancestors are pinned) |
 //! | our namespace inodes, /etc/passwd and /etc/shadow identities | `--host-ns`, `--host-inode` | (lets the probe tell the host's from the sandbox's own) |
 //!
 //! Layout of the private temp dir (mode 0711, owned by the caller):
 //! `bait/` (canary, unix socket, inherited-fd file), `ro/` (a unix socket, bound read-only),
-//! `ws/` (the workspace, with `.git/hooks` and `.git/config` bound read-only), `bin/agentcage`
-//! (a copy of the binary for runs without a mount namespace) and `out/` (run output, 0700).
+//! `ws-N/` (run N's workspace, with `.git/hooks` and `.git/config` bound read-only; made before
+//! the run, removed after it), `bin/agentcage` (a copy of the binary for runs without a mount
+//! namespace) and `out/` (run output, 0700).
 //! When the caller is root, the sandbox runs as host uid [`SANDBOX_HOST_UID`], so `bait/`,
-//! `ws/` and their contents are handed to that uid: the bait must be *reachable but for the
+//! `ws-N/` and their contents are handed to that uid: the bait must be *reachable but for the
 //! sandbox*, otherwise plain file permissions would hide what the layers do.
 
 use std::fs::{self, File, OpenOptions};
@@ -114,13 +115,6 @@ impl Drop for Listeners {
 /// Everything set up outside the sandbox. Dropping it kills the sentinel, stops the listeners
 /// and removes the temp dir (fields drop in declaration order: the dir goes last).
 pub struct Bait {
-    /// The workspace passed to `agentcage run --workspace` and to the probe.
-    pub workspace: PathBuf,
-    /// `ws/.git/hooks`: passed to `agentcage run --ro`, a protected path inside the workspace.
-    pub protected: PathBuf,
-    /// `ws/.git/config`: passed to `agentcage run --ro`, a protected file (the probe renames
-    /// over it, re-opens it read-write).
-    pub protected_file: PathBuf,
     /// The canary secret file.
     pub canary: PathBuf,
     /// The filesystem unix listener's path.
@@ -146,9 +140,34 @@ pub struct Bait {
     /// own copy (a synthesized /etc/passwd is not the host's).
     pub host_inodes: Vec<String>,
     inherited: OwnedFd,
+    /// Who gets the workspaces (the sandbox's host uid when the caller is root).
+    owner: Option<u32>,
     _listeners: Listeners,
     sentinel: sys::Sentinel,
     _dir: TempDir,
+}
+
+/// One run's workspace, `ws-N/` in the bait's temp dir, removed on drop.
+///
+/// Every run gets its own: the probe of a run without a mount namespace really does what its
+/// ops try (it renames `.git` away and back, renames over `.git/config`), and a run in
+/// parallel on the same workspace would see it: its launcher, binding `.git/hooks` by path
+/// with no symlink followed, fails closed with ENOENT while `.git` is away (a setup failure
+/// of a profile that works), or makes a placeholder `.git` there.
+pub struct Workspace {
+    /// The workspace passed to `agentcage run --workspace` and to the probe.
+    pub path: PathBuf,
+    /// `.git/hooks`: passed to `agentcage run --ro`, a protected path inside the workspace.
+    pub protected: PathBuf,
+    /// `.git/config`: passed to `agentcage run --ro`, a protected file (the probe renames
+    /// over it, re-opens it read-write).
+    pub protected_file: PathBuf,
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
 }
 
 impl Bait {
@@ -184,16 +203,6 @@ impl Bait {
             Ok(p)
         };
         let bait_dir = mkdir("bait", 0o700, true)?;
-        let workspace = mkdir("ws", 0o755, true)?;
-        let protected = mkdir("ws/.git", 0o755, true)?.join("hooks");
-        mkdir("ws/.git/hooks", 0o755, true)?;
-        let protected_file = workspace.join(".git/config");
-        write_file(
-            &protected_file,
-            b"[core]\n\trepositoryformatversion = 0\n",
-            0o644,
-            owner,
-        )?;
         let bin_dir = mkdir("bin", 0o755, false)?;
         let out_dir = mkdir("out", 0o700, false)?;
 
@@ -267,9 +276,6 @@ impl Bait {
             .collect();
 
         Ok(Bait {
-            workspace,
-            protected,
-            protected_file,
             canary,
             unix_path,
             unix_ro_path,
@@ -282,10 +288,45 @@ impl Bait {
             host_ns,
             host_inodes,
             inherited,
+            owner,
             _listeners: listeners,
             sentinel,
             _dir: dir,
         })
+    }
+
+    /// Makes the workspace of run `n` (see [`Workspace`]): `ws-N/` with `.git/hooks` and
+    /// `.git/config`, handed to the sandbox's uid like the rest of the bait.
+    ///
+    /// # Errors
+    /// A directory or file could not be created (or `ws-N` exists).
+    pub fn workspace(&self, n: usize) -> anyhow::Result<Workspace> {
+        let path = self._dir.0.join(format!("ws-{n}"));
+        let mkdir = |p: &Path| -> anyhow::Result<()> {
+            fs::DirBuilder::new()
+                .mode(0o755)
+                .create(p)
+                .with_context(|| format!("create {}", p.display()))?;
+            // mkdir honours the umask: set the mode explicitly.
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755))?;
+            hand_over(p, self.owner)
+        };
+        mkdir(&path)?;
+        // Owned (removed on drop) from here on, also when what follows fails.
+        let ws = Workspace {
+            protected: path.join(".git/hooks"),
+            protected_file: path.join(".git/config"),
+            path,
+        };
+        mkdir(&ws.path.join(".git"))?;
+        mkdir(&ws.protected)?;
+        write_file(
+            &ws.protected_file,
+            b"[core]\n\trepositoryformatversion = 0\n",
+            0o644,
+            self.owner,
+        )?;
+        Ok(ws)
     }
 
     /// The sentinel's pid.
@@ -298,8 +339,8 @@ impl Bait {
         self.inherited.as_raw_fd()
     }
 
-    /// The probe flags that point it at the bait.
-    pub fn probe_args(&self) -> Vec<String> {
+    /// The probe flags that point it at the bait and at the run's workspace `ws`.
+    pub fn probe_args(&self, ws: &Workspace) -> Vec<String> {
         let mut args = vec![
             "--sentinel-pid".into(),
             self.sentinel_pid().to_string(),
@@ -322,7 +363,7 @@ impl Bait {
             "--abstract".into(),
             self.abstract_name.clone(),
             "--workspace".into(),
-            self.workspace.display().to_string(),
+            ws.path.display().to_string(),
             "--host-ns".into(),
             self.host_ns.clone(),
         ];
@@ -376,7 +417,7 @@ mod tests {
     fn bait_is_reachable_and_cleaned_up() {
         let exe = std::env::current_exe().expect("current_exe");
         let bait = Bait::setup(&exe).expect("setup");
-        let root = bait.workspace.parent().expect("parent").to_path_buf();
+        let root = bait._dir.0.clone();
         assert!(bait.inherited_fd() >= INHERITED_FD_MIN);
         assert!(fs::read_to_string(&bait.canary)
             .expect("canary")
@@ -384,8 +425,18 @@ mod tests {
         TcpStream::connect(("127.0.0.1", bait.tcp_port)).expect("tcp connect");
         UnixStream::connect(&bait.unix_path).expect("unix connect");
         UnixStream::connect(&bait.unix_ro_path).expect("unix connect (ro/)");
-        assert!(bait.protected.is_dir(), "ws/.git/hooks");
-        assert!(bait.protected_file.is_file(), "ws/.git/config");
+        let ws = bait.workspace(0).expect("workspace 0");
+        let other = bait.workspace(1).expect("workspace 1");
+        assert!(ws.protected.is_dir(), "ws-0/.git/hooks");
+        assert!(ws.protected_file.is_file(), "ws-0/.git/config");
+        assert_ne!(ws.path, other.path);
+        assert!(other.protected.is_dir() && other.protected_file.is_file());
+        assert!(bait.workspace(0).is_err(), "ws-0 exists: never shared");
+        drop(other);
+        assert!(
+            !root.join("ws-1").exists(),
+            "a workspace is removed on drop"
+        );
         let addr = SocketAddr::from_abstract_name(bait.abstract_name.as_bytes()).expect("addr");
         UnixStream::connect_addr(&addr).expect("abstract connect");
         let pid = bait.sentinel_pid();
@@ -406,7 +457,9 @@ mod tests {
         let mut b = [0u8; 4];
         assert_eq!(udp.recv(&mut b).expect("udp echo"), 1);
         assert_eq!(bait.listener_count(), 5);
-        let args = bait.probe_args();
+        let args = bait.probe_args(&ws);
+        assert!(args.contains(&ws.path.display().to_string()));
+        drop(ws);
         assert_eq!(args.len(), 24 + 2 * bait.host_inodes.len());
         assert_eq!(bait.host_inodes.len(), 2, "{:?}", bait.host_inodes);
         assert!(bait.host_ns.contains("net="), "{}", bait.host_ns);

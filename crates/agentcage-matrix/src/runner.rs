@@ -3,7 +3,7 @@
 //! Each run is `agentcage run --profile P [--without L]... --ro WS/.git/hooks --ro
 //! WS/.git/config --ro RO --workspace WS -- <probe> probe --format jsonl <bait flags>` (the
 //! `--ro` are bait: a protected directory and file in the workspace, a directory holding a
-//! unix listener), where `<probe>` is `/run/agentcage/agentcage` when the run has a
+//! unix listener; WS is the run's own workspace, see [`crate::bait::Workspace`]), where `<probe>` is `/run/agentcage/agentcage` when the run has a
 //! mount namespace (the launcher binds itself there) and otherwise the bait dir's copy of the
 //! binary. The child gets the environment secret and the inherited fd (close-on-exec cleared in
 //! `pre_exec`); stdout and stderr go to files, so a chatty run can never block on a pipe. A run
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::attribution::{Ops, Outcome, RunKey};
-use crate::bait::{Bait, SECRET_ENV};
+use crate::bait::{Bait, Workspace, SECRET_ENV};
 use crate::deps::{parse_jsonl, Layer};
 use crate::sys;
 
@@ -126,18 +126,18 @@ impl<'a> Runner<'a> {
     }
 
     /// The bait's flags, the same for a run and a session: the protected dir and file and
-    /// the unix socket's dir read-only, the bait workspace.
-    fn bait_args(&self) -> Vec<&std::ffi::OsStr> {
+    /// the unix socket's dir read-only, the run's workspace `ws`.
+    fn bait_args<'b>(&'b self, ws: &'b Workspace) -> Vec<&'b std::ffi::OsStr> {
         let mut a: Vec<&std::ffi::OsStr> = vec![
             "--ro".as_ref(),
-            self.bait.protected.as_os_str(),
+            ws.protected.as_os_str(),
             "--ro".as_ref(),
-            self.bait.protected_file.as_os_str(),
+            ws.protected_file.as_os_str(),
         ];
         if let Some(d) = self.bait.unix_ro_path.parent() {
             a.extend(["--ro".as_ref(), d.as_os_str()]);
         }
-        a.extend(["--workspace".as_ref(), self.bait.workspace.as_os_str()]);
+        a.extend(["--workspace".as_ref(), ws.path.as_os_str()]);
         a
     }
     fn run_one(&self, key: &RunKey, ops: &Ops) -> anyhow::Result<Outcome> {
@@ -147,6 +147,8 @@ impl<'a> Runner<'a> {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         let out_path = self.bait.out_dir.join(format!("run-{n}.out"));
         let err_path = self.bait.out_dir.join(format!("run-{n}.err"));
+        // Removed when this returns, after the run (and its session) ended.
+        let ws = self.bait.workspace(n)?;
         let stdout =
             File::create(&out_path).with_context(|| format!("create {}", out_path.display()))?;
         let stderr =
@@ -175,10 +177,10 @@ impl<'a> Runner<'a> {
                 .args(["session", "start", "-q", "--name", name])
                 .args(key.args())
                 .args(limit_args(key))
-                .args(self.bait_args())
+                .args(self.bait_args(&ws))
                 .env(SECRET_ENV, &self.bait.secret)
                 .env("XDG_RUNTIME_DIR", &xdg)
-                .current_dir(&self.bait.workspace)
+                .current_dir(&ws.path)
                 .stdin(std::process::Stdio::null())
                 .output()
                 .context("agentcage session start")?;
@@ -194,15 +196,15 @@ impl<'a> Runner<'a> {
             cmd.arg("run")
                 .args(key.args())
                 .args(limit_args(key))
-                .args(self.bait_args())
+                .args(self.bait_args(&ws))
                 .arg("--");
         }
         cmd.arg(&probe)
             .args(["probe", "--format", "jsonl"])
-            .args(self.bait.probe_args())
+            .args(self.bait.probe_args(&ws))
             .args(only_args(ops))
             .env(SECRET_ENV, &self.bait.secret)
-            .current_dir(&self.bait.workspace)
+            .current_dir(&ws.path)
             .stdout(stdout)
             .stderr(stderr);
         // The caller's terminal: a pty of this run, the controlling terminal of the launcher's
@@ -305,7 +307,10 @@ pub fn classify(status: Option<(Option<i32>, Option<i32>)>, stdout: &str, stderr
     let why = last_line(stderr);
     match status {
         None => Outcome::Failed(format!("timed out after {} s", RUN_TIMEOUT.as_secs())),
-        Some((Some(125), _)) => Outcome::SetupFailed(format!("setup failed (exit 125): {why}")),
+        Some((Some(125), _)) => Outcome::SetupFailed(format!(
+            "setup failed (exit 125): {}",
+            launcher_error(stderr).unwrap_or(why)
+        )),
         Some((Some(c @ (126 | 127)), _)) => {
             Outcome::Failed(format!("probe not runnable, exit {c}: {why}"))
         }
@@ -324,6 +329,24 @@ pub fn classify(status: Option<(Option<i32>, Option<i32>)>, stdout: &str, stderr
             }),
         },
     }
+}
+
+/// The launcher's error as it printed it, whole: its last `agentcage: error:` line (step,
+/// objects, errno) and the lines after it (the hint), joined by spaces. Never cut: a setup
+/// failure's errno is at the end of its longest lines.
+fn launcher_error(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.starts_with("agentcage: error:"))?;
+    Some(
+        lines[at..]
+            .iter()
+            .filter(|l| !l.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 fn last_line(s: &str) -> String {
@@ -375,6 +398,20 @@ mod tests {
                 "setup failed (exit 125): error: unshare(CLONE_NEWNS): EPERM".into()
             )
         );
+        // A setup failure keeps the launcher's whole message, however long, and its hint.
+        let long = format!(
+            "agentcage: warning: w\nagentcage: error: bind-mount {0}/.git/info onto {0}/.git/info \
+             (ro,nosuid,nodev; no symlink followed: it lies inside a writable bind): ENOENT (No \
+             such file or directory)\nagentcage: hint: h\n",
+            "/tmp/agentcage-matrix.12345.0123abcd/ws".repeat(3)
+        );
+        assert_eq!(
+            classify(Some((Some(125), None)), "", &long),
+            Outcome::SetupFailed(format!(
+                "setup failed (exit 125): {} agentcage: hint: h",
+                long.lines().nth(1).unwrap()
+            ))
+        );
         assert!(
             matches!(classify(Some((Some(127), None)), "", "nope"), Outcome::Failed(m) if m.contains("exit 127"))
         );
@@ -388,5 +425,49 @@ mod tests {
             matches!(classify(Some((Some(0), None)), "garbage\n", ""), Outcome::Failed(m) if m.contains("line 1"))
         );
         assert!(matches!(classify(None, ROW, ""), Outcome::Failed(m) if m.contains("timed out")));
+    }
+
+    /// Parallel runs never share a workspace: a probe that renames `.git` away and back (as
+    /// `fs.rename.protected` does where nothing stops it) must not be seen by another run. The
+    /// fake launcher moves its workspace's `.git` away for a while and fails if it is not
+    /// there: with one shared workspace, the runs started together fail.
+    #[test]
+    fn parallel_runs_have_their_own_workspace() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ac-matrix-runner-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let fake = dir.join("agentcage");
+        fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\n\
+                 while [ $# -gt 0 ] && [ \"$1\" != --workspace ]; do shift; done\n\
+                 ws=$2\n\
+                 [ -d \"$ws/.git/hooks\" ] && [ -f \"$ws/.git/config\" ] || exit 3\n\
+                 mv \"$ws/.git\" \"$ws/.git.away\" || exit 4\n\
+                 sleep 0.3\n\
+                 mv \"$ws/.git.away\" \"$ws/.git\" || exit 5\n\
+                 echo '{ROW}'\n"
+            ),
+        )
+        .expect("write the fake launcher");
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let bait = Bait::setup(&fake).expect("bait");
+        let keys: Vec<(RunKey, Ops)> = crate::deps::Profile::ALL
+            .iter()
+            .map(|p| (RunKey::main(*p), Ops::All))
+            .collect();
+        assert!(keys.len() >= 3);
+        let runner = Runner::new(&fake, &bait, keys.len(), false);
+        let out = runner.run_all(&keys).expect("run_all");
+        for (key, _, outcome) in &out {
+            assert!(
+                matches!(outcome, Outcome::Rows(r) if r.len() == 1),
+                "{}: {outcome:?}",
+                key.label()
+            );
+        }
+        drop(bait);
+        fs::remove_dir_all(&dir).expect("remove the temp dir");
     }
 }

@@ -679,4 +679,68 @@ mod tests {
         assert_eq!(left.len(), 1);
         std::fs::remove_dir_all(&d).unwrap();
     }
+
+    /// Runs in parallel on one workspace (`agentcage matrix --jobs N`, several agents in one
+    /// repository) never lose a placeholder they bind: while a run holds its shared lock, the
+    /// placeholder it made or found stays the same inode, whoever finishes meanwhile; once
+    /// the last one finished, none is left. Each thread is a run (its own open file
+    /// descriptions, so its own flocks, as in separate processes).
+    #[test]
+    fn parallel_runs_on_one_workspace_keep_their_placeholders() {
+        let d = std::env::temp_dir().join(format!("ac-ph-par-{}", std::process::id()));
+        std::fs::create_dir_all(d.join(".git")).unwrap();
+        let ws = d.canonicalize().unwrap();
+        let miss = [
+            ws.join(".git/hooks"),
+            ws.join(".git/info"),
+            ws.join(".git/config"),
+            ws.join(".envrc"),
+        ];
+        let same = |p: &Placeholder| {
+            std::fs::symlink_metadata(&p.path).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.dev() == p.dev && m.ino() == p.ino
+            })
+        };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for i in 0..150 {
+                        let (made, exists, left) =
+                            create_all(std::slice::from_ref(&ws), &miss, &[]);
+                        assert!(left.is_empty(), "{left:?}");
+                        assert_eq!(made.made.len() + exists.len(), miss.len());
+                        assert!(made.made.iter().all(same), "{:?}", made.made);
+                        // The "run": let the others make, find and finish meanwhile.
+                        if i % 8 == 0 {
+                            std::thread::yield_now();
+                        }
+                        assert!(made.made.iter().all(same), "lost during the run");
+                        assert!(made.finish().is_empty());
+                    }
+                });
+            }
+        });
+        let ws_fd = open_dir(libc::AT_FDCWD, &cstr(ws.as_os_str().as_bytes()).unwrap()).unwrap();
+        let probe = format!("{TEMP_PREFIX}x");
+        std::fs::create_dir(ws.join(&probe)).unwrap();
+        mark_at(ws_fd.as_raw_fd(), &cstr(probe.as_bytes()).unwrap());
+        let xattrs = marked_at(ws_fd.as_raw_fd(), &cstr(probe.as_bytes()).unwrap());
+        std::fs::remove_dir(ws.join(&probe)).unwrap();
+        if xattrs {
+            // Without user xattrs another run's placeholder looks like the user's own and
+            // stays (see MARK).
+            let left: Vec<_> = std::fs::read_dir(&ws)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert_eq!(
+                left,
+                [ws.join(".git")],
+                "the last run removed every placeholder"
+            );
+            assert!(std::fs::read_dir(ws.join(".git")).unwrap().next().is_none());
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
