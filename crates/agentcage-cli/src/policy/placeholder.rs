@@ -515,7 +515,8 @@ impl Placeholders {
         let alone = self
             .locks
             .iter()
-            // SAFETY: valid fd; a shared lock is converted in place, never dropped.
+            // SAFETY: valid fd. A conversion that fails drops the shared lock (flock(2): the
+            // old lock goes first): harmless, this run is done with its placeholders.
             .all(|fd| unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0);
         if !alone {
             return Vec::new();
