@@ -566,6 +566,29 @@ fn unenforced_limits_are_said(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Without namespaces the command's process is spawned vfork-like: until its execve it runs
+/// on the launcher's memory. Nothing it did there may stay in the launcher: the mm's
+/// dumpable flag (a non-dumpable launcher's /proc files would turn root's) and the argv area
+/// (the init's title overwrite) are the launcher's own.
+fn launcher_intact_after_direct_exec(env: &Env) -> Result<(), Failed> {
+    let ws = env.workspace()?;
+    let script = "stat -c %u /proc/$PPID/environ; id -u; tr '\\0' ' ' < /proc/$PPID/cmdline";
+    let out = env.run(&["run", "-p", "none", "-w", ws.s(), "--", "sh", "-c", script])?;
+    out.expect_code(0, "none")?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    if lines.len() != 3 || lines[0] != lines[1] {
+        return Err(format!(
+            "the launcher's /proc files changed owner (non-dumpable?): {:?}",
+            out.stdout
+        )
+        .into());
+    }
+    if !lines[2].contains(" run ") || !lines[2].contains(" none ") {
+        return Err(format!("the launcher's argv was overwritten: {:?}", lines[2]).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn, bool)] = &[
@@ -607,6 +630,11 @@ fn main() {
             false,
         ),
         ("root_files_not_host_root", root_files_not_host_root, true),
+        (
+            "launcher_intact_after_direct_exec",
+            launcher_intact_after_direct_exec,
+            false,
+        ),
     ];
     common::run(&args, common::trials_by_user(tests))
 }

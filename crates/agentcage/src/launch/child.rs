@@ -13,6 +13,16 @@ use crate::{caps, egress, hygiene, landlock, namespaces, rootfs, seccomp};
 
 type R = Result<(), SetupError>;
 
+/// How the child relates to the launcher's memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Memory {
+    /// A fork: its own copy (the init, a zygote, a child the launcher still talks to).
+    Copy,
+    /// vfork-like (the launcher is suspended until our execve): writes to memory are the
+    /// launcher's, and so is the mm's dumpable flag.
+    Shared,
+}
+
 fn fail(step: Step, index: u32) -> impl Fn(Errno) -> SetupError {
     move |e| SetupError::new(step, index, e)
 }
@@ -26,6 +36,7 @@ pub(super) fn main(
     stdio: Option<ChildStdio>,
     title: Option<[usize; 4]>,
     role: Role,
+    memory: Memory,
 ) -> ! {
     // This copy of the process is now in the pre-exec zone: a debug build's guard allocator
     // (see the CLI's main.rs) aborts on any allocation from here on.
@@ -55,7 +66,7 @@ pub(super) fn main(
     if pipes.net_parent >= 0 {
         sys::close(pipes.net_parent);
     }
-    if let Err(e) = setup_sandbox(p, pipes) {
+    if let Err(e) = setup_sandbox(p, pipes, memory) {
         report_and_exit(pipes.report_w, e);
     }
     // The command's terminal: a pty of the sandbox's own devpts (its master goes to the
@@ -88,11 +99,14 @@ pub(super) fn main(
 }
 
 /// Namespaces-level setup, done once by the sandbox's first process: one line per step.
-fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
+fn setup_sandbox(p: &Prepared, pipes: &Pipes, memory: Memory) -> R {
     let attach_follows = sync::wait_for_release(pipes.sync_r)?; // parent wrote the id maps
     opt(p.set_ids.as_ref(), namespaces::apply_ids)?; // mapped inside ids, no groups, own keyring
     opt(p.user_caps.as_ref(), user_caps)?; // needs CAP_SYS_RESOURCE and the host's /proc
-    hide_init(); // non-dumpable: /proc/1 stays closed (after the parent wrote our maps)
+    if memory == Memory::Copy {
+        // Shared memory: the mm (and its flag) is the launcher's, and we exec at once.
+        hide_init(); // non-dumpable: /proc/1 stays closed (after the parent wrote our maps)
+    }
     if p.clone_flags != 0 {
         die_with_launcher(pipes.sync_r)?; // after the id switch, which clears PDEATHSIG
     }

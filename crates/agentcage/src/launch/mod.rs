@@ -420,13 +420,19 @@ impl Prepared {
             sys::write_all(pipes.sync_w, sync::RELEASE)
                 .map_err(|e| setup_err("release the sandbox init", e))?;
         }
-        // SAFETY: the child branch only runs child::main, which is async-signal-safe and only
-        // reads `self`, `pipes`, `child_stdio` and `title`, all built before this call. As
-        // root, the user namespace is created as the sandbox's host uid (see `userns_owner`).
-        let cloned = unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) };
-        if let Ok(0) = cloned {
-            child::main(self, &pipes, child_stdio, title, role)
-        }
+        let cloned = if self.child_execs_at_once(role, released_early) {
+            self.spawn_vfork(&pipes, child_stdio)
+        } else {
+            // SAFETY: the child branch only runs child::main, which is async-signal-safe and
+            // only reads `self`, `pipes`, `child_stdio` and `title`, all built before this
+            // call. As root, the user namespace is created as the sandbox's host uid (see
+            // `userns_owner`).
+            let cloned = unsafe { sys::clone_fork_owned_by(self.clone_flags, self.userns_owner()) };
+            if let Ok(0) = cloned {
+                child::main(self, &pipes, child_stdio, title, role, child::Memory::Copy)
+            }
+            cloned
+        };
         let left = guard.cgroup.as_ref().map_or(Ok(()), |cg| cg.leave_self());
         let pid = match cloned {
             Ok(pid) => pid,
@@ -489,6 +495,54 @@ impl Prepared {
             engine,
             seccomp_events,
         })
+    }
+
+    /// Whether the child of [`Prepared::spawn`] may share our memory (a vfork-like spawn):
+    /// it must exec the command itself (no init, no zygote), create no namespace (the
+    /// launcher writes nothing for it after clone: no id maps) and need nothing from us
+    /// between clone and exec (released before the clone, no egress), because we are
+    /// suspended until it execs or exits. `run -p none` and the no-namespace ablations.
+    fn child_execs_at_once(&self, role: Role, released_early: bool) -> bool {
+        released_early
+            && matches!(role, Role::Run)
+            && !self.init
+            && self.clone_flags == 0
+            && self.egress.is_none()
+    }
+
+    /// The child of a run that execs at once, spawned vfork-like (CLONE_VM|CLONE_VFORK, as
+    /// posix_spawn does and as the init spawns the command): a fork copied the page tables of
+    /// the launcher's whole image and heap only for execve to drop them, and the child's
+    /// writes took copy-on-write faults. Returns once the child exec'd or exited (its setup
+    /// error, if any, is in the report pipe as with a fork).
+    fn spawn_vfork(
+        &self,
+        pipes: &prepared::Pipes,
+        child_stdio: Option<pty::ChildStdio>,
+    ) -> Result<libc::pid_t, sys::OwnedCloneError> {
+        // The child's stack while it shares our memory: a few pages are touched.
+        const STACK: usize = 128 * 1024;
+        let mut stack = sys::map_stack(STACK).map_err(sys::OwnedCloneError::Clone)?;
+        let mut child = || {
+            child::main(
+                self,
+                pipes,
+                child_stdio,
+                None,
+                Role::Run,
+                child::Memory::Shared,
+            )
+        };
+        // SAFETY: child::main is async-signal-safe, reads only `self`, `pipes` and
+        // `child_stdio` (built before this call), writes only its stack, errno and
+        // PRE_EXEC (reset below), and ends in execve or `_exit`. With Memory::Shared it
+        // leaves the mm's dumpable flag alone (it is ours too).
+        let r = unsafe { sys::clone_vfork(stack.as_mut_slice(), &mut child) };
+        // The child set it in what is also our memory; it has exec'd or exited now.
+        PRE_EXEC.store(false, Ordering::Relaxed);
+        // SAFETY: the child no longer runs on it (it exec'd or exited: CLONE_VFORK).
+        unsafe { stack.unmap() };
+        r.map_err(sys::OwnedCloneError::Clone)
     }
 
     /// Waits for a spawned run: the supervisor loop, the exit status, the cgroup's verdicts.

@@ -292,7 +292,8 @@ pub fn kill_group_or_pid(pid: libc::pid_t, sig: c_int) -> Result<(), Errno> {
 /// The stack of a vfork-like child ([`clone_vfork`]) made with mmap(2), not the allocator, so
 /// the pre-exec init can make one: `len` usable bytes above one `PROT_NONE` guard page (an
 /// overflow faults instead of running into the parent's memory). Pages are faulted in only
-/// as the child touches them. Never unmapped: for a process that execs or exits (the init).
+/// as the child touches them. Not unmapped on drop: the init and the zygote exec or exit on
+/// it; a launcher that goes on calls [`MappedStack::unmap`].
 pub struct MappedStack {
     usable: *mut u8,
     len: usize,
@@ -304,6 +305,19 @@ impl MappedStack {
         // SAFETY: `usable..usable+len` is a private read-write mapping of ours, never
         // unmapped, and borrowed mutably through `self` only.
         unsafe { std::slice::from_raw_parts_mut(self.usable, self.len) }
+    }
+}
+
+impl MappedStack {
+    /// Unmaps the stack (with its guard page).
+    ///
+    /// # Safety
+    /// No process may still run on it: a [`clone_vfork`] child that exec'd or exited.
+    pub unsafe fn unmap(self) {
+        const GUARD: usize = 4096;
+        // SAFETY: the mapping made by `map_stack` (guard page below `usable`); the caller
+        // guarantees nothing runs on it.
+        unsafe { libc::munmap(self.usable.sub(GUARD).cast(), self.len + GUARD) };
     }
 }
 
