@@ -111,13 +111,25 @@ pub(crate) enum Op {
         readonly: bool,
         optional: bool,
     },
-    /// Bind `src` onto `dst` (recursively), then set attributes.
+    /// Bind `src` onto `dst` (recursively), then set attributes; `grouped`: the attributes
+    /// come from the [`Op::SetAttrs`] of its parent that follows the group (one syscall for
+    /// the group: `Planner::group_attrs`), `attrs` only names them.
     Bind {
         src: CString,
         dst: CString,
         attrs: u64,
         optional: bool,
+        grouped: bool,
     },
+    /// Recursive mount_setattr on `target` once the binds of its group are attached below it:
+    /// the target and every mount under it get `attrs` (none is cleared).
+    SetAttrs { target: CString, attrs: u64 },
+    /// Hide a /proc file behind the host's /dev/null (read-only, nosuid, nodev, noexec). The
+    /// first mask of the plan is bound from the host's /dev/null and gets its attributes; the
+    /// next ones are bound from that mask, whose mount they copy with its attributes (a bind
+    /// copies the source mount's flags), so they need no mount_setattr. A file the kernel
+    /// lacks (ENOENT, ENOTDIR) needs no mask.
+    ProcMask { dst: CString },
     /// Bind `src` onto `dst` where both lie inside a writable bind (a protected path, or a
     /// directory pinned above one): resolved with no symlink followed and mounted by fd, so a
     /// link the sandbox planted (in a previous or a concurrent run) is refused, not followed.
@@ -171,10 +183,12 @@ impl Op {
             | Op::Proc { target, .. }
             | Op::Devpts { target }
             | Op::RemountRo { target, .. }
+            | Op::SetAttrs { target, .. }
             | Op::Overlay { target, .. } => target,
             Op::Bind { dst, .. }
             | Op::PinnedBind { dst, .. }
             | Op::MaskSocket { dst }
+            | Op::ProcMask { dst }
             | Op::IdmappedBind { dst, .. } => dst,
         }
     }
@@ -200,12 +214,33 @@ impl Op {
                 if *readonly { ",ro" } else { "" }
             ),
             Op::Bind {
-                src, dst, attrs, ..
+                src,
+                dst,
+                attrs,
+                grouped,
+                ..
             } => format!(
-                "bind-mount {} onto {} ({})",
+                "bind-mount {} onto {} ({}{})",
                 host(src),
                 s(dst),
+                attr_names(*attrs),
+                if *grouped {
+                    ", set with its parent's"
+                } else {
+                    ""
+                }
+            ),
+            Op::SetAttrs { target, attrs } => format!(
+                "set the attributes of {} and every mount below it ({}; mount_setattr, \
+                 AT_RECURSIVE)",
+                s(target),
                 attr_names(*attrs)
+            ),
+            Op::ProcMask { dst } => format!(
+                "mask {} (bind the host's /dev/null, {}, or the first such mask, over it; \
+                 ro,nosuid,nodev,noexec)",
+                s(dst),
+                OLDROOT_DEV_NULL.to_string_lossy()
             ),
             Op::PinnedBind { src, dst, attrs } => format!(
                 "bind-mount {} onto {} ({}; no symlink followed: it lies inside a writable bind)",
