@@ -12,6 +12,10 @@
 //! Read-only binds are made with a bind followed by `mount_setattr(AT_RECURSIVE, RDONLY)`
 //! (Linux 5.12+) or, on older kernels, a `MS_REMOUNT|MS_BIND|MS_RDONLY` that keeps the flags
 //! a more privileged namespace locked: a single `mount(MS_BIND|MS_RDONLY)` ignores RDONLY.
+//! With mount_setattr, the binds of /etc and of /dev's nodes take their attributes from one
+//! recursive setattr on their dir after them ([`Op::SetAttrs`]), and the /proc masks after
+//! the first copy its flags ([`Op::ProcMask`]): a bind copies its source mount's flags. The
+//! resulting mount table is the same (per-bind setattr: 52 calls per `full` run, grouped: 23).
 //! Kernel: mount_namespaces(7), pivot_root(2), mount_setattr(2).
 
 use std::ffi::{CStr, CString};
