@@ -239,11 +239,10 @@ fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<
         return set_attrs(dst, attrs, false);
     }
     let s = sys::open_path_nofollow(src)?;
-    let tree = sys::open_tree_clone(s);
+    let tree = sys::open_tree_clone_attr(s, attrs);
     sys::close(s);
     let tree = tree?;
-    let r = sys::mount_setattr_fd(tree, attrs).and_then(|()| {
-        let d = sys::open_path_nofollow(dst)?;
+    let r = sys::open_path_nofollow(dst).and_then(|d| {
         let r = sys::move_mount_fds(tree, d);
         sys::close(d);
         r
