@@ -26,6 +26,9 @@ fn readonly_binds_stay_readonly_with_caps(env: &Env) -> Result<(), Failed> {
         "mount -o remount,bind,rw {0} 2>/dev/null && echo remounted; \
          mount -o remount,bind,rw /usr 2>/dev/null && echo usr-remounted; \
          umount /proc/kcore 2>/dev/null && echo unmasked; \
+         mount -o remount,bind,rw /etc/ld.so.cache 2>/dev/null && echo etc-remounted; \
+         mount -o remount,bind,rw,exec /dev/null 2>/dev/null && echo dev-remounted; \
+         umount /proc/interrupts 2>/dev/null && echo unmasked-chained; \
          umount -l {0} 2>/dev/null && echo unmounted; \
          echo x > {0}/planted 2>/dev/null && echo written; echo done",
         ro.s()

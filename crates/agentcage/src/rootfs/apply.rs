@@ -46,7 +46,19 @@ fn ok_exists(r: Result<(), Errno>) -> Result<(), Errno> {
     }
 }
 
-fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<(), Errno> {
+/// What one step of the plan leaves to the next ones.
+#[derive(Default)]
+struct State<'a> {
+    /// The first /proc mask attached ([`Op::ProcMask`]): the source of the next ones.
+    proc_mask: Option<&'a CStr>,
+}
+
+fn run_op<'a>(
+    op: &'a Op,
+    use_setattr: bool,
+    idmap: &idmap::PreparedIdmap,
+    state: &mut State<'a>,
+) -> Result<(), Errno> {
     match op {
         Op::Mkdir { path, mode } => ok_exists(sys::mkdir(path, *mode)),
         // One mknod where open(O_CREAT) + close took two; a name already there (below a
@@ -88,6 +100,7 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
             dst,
             attrs,
             optional,
+            grouped,
         } => {
             match sys::mount(Some(src), dst, None, libc::MS_BIND | libc::MS_REC, None) {
                 Err(e) if *optional && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR) => {
@@ -95,8 +108,13 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
                 }
                 r => r?,
             }
+            if *grouped {
+                return Ok(());
+            }
             set_attrs(dst, *attrs, use_setattr)
         }
+        Op::SetAttrs { target, attrs } => sys::mount_setattr_recursive(target, *attrs),
+        Op::ProcMask { dst } => proc_mask(dst, use_setattr, state),
         Op::PinnedBind { src, dst, attrs } => pinned_bind(src, dst, *attrs, use_setattr),
         Op::IdmappedBind { dst, tree } => match idmap.trees.get(*tree) {
             Some(t) => idmap::attach(t, dst),
@@ -165,6 +183,33 @@ fn run_op(op: &Op, use_setattr: bool, idmap: &idmap::PreparedIdmap) -> Result<()
     }
 }
 
+/// [`Op::ProcMask`]. ENOENT or ENOTDIR: the kernel has no such file, nothing to mask. For
+/// the first mask the errno may be the source's (the host's /dev/null): then, and only then,
+/// the source is looked up alone and its absence fails the step, as for [`mask_socket`] (a
+/// bind of a missing /dev/null must not pass for "no such file" and leave every file
+/// unmasked). The next masks bind a mount made a moment ago.
+fn proc_mask<'a>(dst: &'a CStr, use_setattr: bool, state: &mut State<'a>) -> Result<(), Errno> {
+    let (src, flags) = match state.proc_mask {
+        Some(first) => (first, libc::MS_BIND),
+        None => (OLDROOT_DEV_NULL, libc::MS_BIND | libc::MS_REC),
+    };
+    match sys::mount(Some(src), dst, None, flags, None) {
+        Err(e) if e.0 == libc::ENOENT || e.0 == libc::ENOTDIR => {
+            if state.proc_mask.is_none() {
+                let fd = sys::open(src, libc::O_PATH | libc::O_CLOEXEC, 0)?;
+                sys::close(fd);
+            }
+            return Ok(());
+        }
+        r => r?,
+    }
+    if state.proc_mask.is_none() {
+        set_attrs(dst, RO | sys::MOUNT_ATTR_NOEXEC, use_setattr)?;
+        state.proc_mask = Some(dst);
+    }
+    Ok(())
+}
+
 /// [`Op::MaskSocket`]: binds `src` (the host's /dev/null) read-only over the socket `dst`.
 ///
 /// A socket gone since the parent's scan (ENOENT, ENOTDIR, or EACCES on a path component)
@@ -194,11 +239,10 @@ fn pinned_bind(src: &CStr, dst: &CStr, attrs: u64, use_setattr: bool) -> Result<
         return set_attrs(dst, attrs, false);
     }
     let s = sys::open_path_nofollow(src)?;
-    let tree = sys::open_tree_clone(s);
+    let tree = sys::open_tree_clone_attr(s, attrs);
     sys::close(s);
     let tree = tree?;
-    let r = sys::mount_setattr_fd(tree, attrs).and_then(|()| {
-        let d = sys::open_path_nofollow(dst)?;
+    let r = sys::open_path_nofollow(dst).and_then(|d| {
         let r = sys::move_mount_fds(tree, d);
         sys::close(d);
         r
@@ -238,8 +282,9 @@ pub(crate) fn apply(p: &PreparedRootfs) -> Result<(), SetupError> {
     sys::pivot_root(c".", &p.oldroot_rel).map_err(e(Step::PivotStage, 0))?;
     sys::chdir(c"/").map_err(e(Step::PivotStage, 0))?;
 
+    let mut state = State::default();
     for (i, op) in p.ops.iter().enumerate() {
-        run_op(op, p.mount_setattr, &p.idmap).map_err(e(Step::Mount, i))?;
+        run_op(op, p.mount_setattr, &p.idmap, &mut state).map_err(e(Step::Mount, i))?;
     }
 
     // Detach the whole host tree from this namespace, then remove its mount point: the
@@ -258,7 +303,12 @@ mod tests {
 
     fn touch(p: &std::path::Path) -> Result<(), Errno> {
         let path = CString::new(p.as_os_str().as_bytes()).expect("no NUL in a temp path");
-        run_op(&Op::Touch { path }, true, &idmap::PreparedIdmap::default())
+        run_op(
+            &Op::Touch { path },
+            true,
+            &idmap::PreparedIdmap::default(),
+            &mut State::default(),
+        )
     }
 
     #[test]
@@ -307,7 +357,12 @@ mod tests {
         );
         let op = Op::MaskSocket { dst: gone.clone() };
         assert_eq!(
-            run_op(&op, true, &idmap::PreparedIdmap::default()),
+            run_op(
+                &op,
+                true,
+                &idmap::PreparedIdmap::default(),
+                &mut State::default()
+            ),
             Err(Errno(libc::ENOENT))
         );
         // The message names both paths (the errno is the source's).

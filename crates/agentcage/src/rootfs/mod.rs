@@ -12,6 +12,10 @@
 //! Read-only binds are made with a bind followed by `mount_setattr(AT_RECURSIVE, RDONLY)`
 //! (Linux 5.12+) or, on older kernels, a `MS_REMOUNT|MS_BIND|MS_RDONLY` that keeps the flags
 //! a more privileged namespace locked: a single `mount(MS_BIND|MS_RDONLY)` ignores RDONLY.
+//! With mount_setattr, the binds of /etc and of /dev's nodes take their attributes from one
+//! recursive setattr on their dir after them ([`Op::SetAttrs`]), and the /proc masks after
+//! the first copy its flags ([`Op::ProcMask`]): a bind copies its source mount's flags. The
+//! resulting mount table is the same (per-bind setattr: 52 calls per `full` run, grouped: 23).
 //! Kernel: mount_namespaces(7), pivot_root(2), mount_setattr(2).
 
 use std::ffi::{CStr, CString};
@@ -111,13 +115,25 @@ pub(crate) enum Op {
         readonly: bool,
         optional: bool,
     },
-    /// Bind `src` onto `dst` (recursively), then set attributes.
+    /// Bind `src` onto `dst` (recursively), then set attributes; `grouped`: the attributes
+    /// come from the [`Op::SetAttrs`] of its parent that follows the group (one syscall for
+    /// the group: `Planner::group_attrs`), `attrs` only names them.
     Bind {
         src: CString,
         dst: CString,
         attrs: u64,
         optional: bool,
+        grouped: bool,
     },
+    /// Recursive mount_setattr on `target` once the binds of its group are attached below it:
+    /// the target and every mount under it get `attrs` (none is cleared).
+    SetAttrs { target: CString, attrs: u64 },
+    /// Hide a /proc file behind the host's /dev/null (read-only, nosuid, nodev, noexec). The
+    /// first mask of the plan is bound from the host's /dev/null and gets its attributes; the
+    /// next ones are bound from that mask, whose mount they copy with its attributes (a bind
+    /// copies the source mount's flags), so they need no mount_setattr. A file the kernel
+    /// lacks (ENOENT, ENOTDIR) needs no mask.
+    ProcMask { dst: CString },
     /// Bind `src` onto `dst` where both lie inside a writable bind (a protected path, or a
     /// directory pinned above one): resolved with no symlink followed and mounted by fd, so a
     /// link the sandbox planted (in a previous or a concurrent run) is refused, not followed.
@@ -171,10 +187,12 @@ impl Op {
             | Op::Proc { target, .. }
             | Op::Devpts { target }
             | Op::RemountRo { target, .. }
+            | Op::SetAttrs { target, .. }
             | Op::Overlay { target, .. } => target,
             Op::Bind { dst, .. }
             | Op::PinnedBind { dst, .. }
             | Op::MaskSocket { dst }
+            | Op::ProcMask { dst }
             | Op::IdmappedBind { dst, .. } => dst,
         }
     }
@@ -200,12 +218,33 @@ impl Op {
                 if *readonly { ",ro" } else { "" }
             ),
             Op::Bind {
-                src, dst, attrs, ..
+                src,
+                dst,
+                attrs,
+                grouped,
+                ..
             } => format!(
-                "bind-mount {} onto {} ({})",
+                "bind-mount {} onto {} ({}{})",
                 host(src),
                 s(dst),
+                attr_names(*attrs),
+                if *grouped {
+                    ", set with its parent's"
+                } else {
+                    ""
+                }
+            ),
+            Op::SetAttrs { target, attrs } => format!(
+                "set the attributes of {} and every mount below it ({}; mount_setattr, \
+                 AT_RECURSIVE)",
+                s(target),
                 attr_names(*attrs)
+            ),
+            Op::ProcMask { dst } => format!(
+                "mask {} (bind the host's /dev/null, {}, or the first such mask, over it; \
+                 ro,nosuid,nodev,noexec)",
+                s(dst),
+                OLDROOT_DEV_NULL.to_string_lossy()
             ),
             Op::PinnedBind { src, dst, attrs } => format!(
                 "bind-mount {} onto {} ({}; no symlink followed: it lies inside a writable bind)",

@@ -32,6 +32,8 @@ struct Planner {
     idmapped: Vec<PathBuf>,
     /// `--overlay`: the workspace and the overlay mount's options.
     overlay: Option<(PathBuf, CString)>,
+    /// [`Planner::bind`] leaves the attributes to the group's [`Op::SetAttrs`].
+    grouping: bool,
 }
 
 fn cpath(prefix: &str, p: &Path) -> CString {
@@ -120,6 +122,7 @@ impl Planner {
             idmap_decisions: Vec::new(),
             idmapped: Vec::new(),
             overlay: None,
+            grouping: false,
         }
     }
 
@@ -214,7 +217,28 @@ impl Planner {
             dst: cpath(NEWROOT, dst),
             attrs,
             optional,
+            grouped: self.grouping,
         });
+    }
+
+    /// Runs `binds` (which plans binds of `attrs` below `dir`, and nothing else that mounts)
+    /// and, if `group`, gives them their attributes with one recursive mount_setattr on `dir`
+    /// after them instead of one each: the binds copy their sources' flags, the setattr adds
+    /// `attrs` to each of them and to `dir` (nothing below `dir` may need fewer), and clears
+    /// none, so each ends with exactly the flags a setattr of its own gives it. Flags set in
+    /// our namespace are not locked either way: the command cannot clear them because it has
+    /// no CAP_SYS_ADMIN over this mount namespace (caps dropped; ns-only's nested user
+    /// namespace locks every flag when it copies the tree).
+    fn group_attrs(&mut self, dir: &Path, attrs: u64, group: bool, binds: impl FnOnce(&mut Self)) {
+        self.grouping = group;
+        binds(self);
+        self.grouping = false;
+        if group {
+            self.ops.push(Op::SetAttrs {
+                target: cpath(NEWROOT, dir),
+                attrs,
+            });
+        }
     }
 
     /// A world-writable sticky directory (1777) on the tree we compose.
@@ -351,6 +375,7 @@ impl Planner {
                 dst: dst.clone(),
                 attrs: RO,
                 optional: false,
+                grouped: false,
             });
         }
         self.ops.push(Op::Overlay { target: dst, data });
@@ -592,29 +617,39 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         pl.host_entry(Path::new(d), RO);
     }
 
+    // The workspace and extras (kinds looked up here: which dirs they reach decides the
+    // grouping of /dev's and /etc's binds below).
+    let mut binds: Vec<(PathBuf, bool, bool)> = spec
+        .binds
+        .iter()
+        .map(|(p, w)| {
+            // A fresh placeholder's kind is known (ExtraBind::fresh_placeholder); if it was
+            // replaced since, its bind fails (ELOOP or ENOTDIR), so a stat adds nothing.
+            // Bytes, not `Path ==` (it re-parses components: 121 of them cost ~30k instructions).
+            let kind = spec
+                .fresh_placeholders
+                .iter()
+                .find(|(f, _)| !*w && f.as_os_str() == p.as_os_str());
+            let is_dir = kind.map_or_else(|| p.is_dir(), |(_, d)| *d);
+            (p.clone(), *w, is_dir)
+        })
+        .collect();
+    binds.push((spec.workspace.clone(), !spec.controls.read_only, true));
+    binds.sort_by_cached_key(|(p, _, _)| p.components().count());
+    // A dir's binds get their attributes from one recursive setattr on the dir (it turns the
+    // dir read-only) when nothing later is made in or mounted at or below it.
+    // (A workspace on the host's /dev/shm lands on the sandbox's /dev/shm, a bind of /run/shm
+    // attached before any of them: its mount point is not made on /dev.)
+    let groupable = |d: &Path| {
+        let shm = (d == Path::new("/dev")).then_some(Path::new("/dev/shm"));
+        spec.mount_setattr && !later_target_at_or_below(spec, d, shm)
+    };
+
     // /dev: a tmpfs with the host's harmless nodes bound in (no mknod in a user namespace).
+    // Its dirs and links first: the grouped setattr of the nodes makes /dev read-only.
     let dev = Path::new("/dev");
     pl.tmpfs(dev, "0755", false);
-    for n in DEV_NODES {
-        let p = dev.join(n);
-        if p.exists() {
-            // nodev must stay off: these are device nodes. Read-only: a device stays
-            // readable and writable on a read-only mount (only regular files, dirs and
-            // symlinks are refused), but the host's inode cannot be changed (utimensat on
-            // /dev/null set the host's mtime; chmod and chown are refused anyway).
-            pl.bind(
-                &p,
-                &p,
-                false,
-                sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
-                true,
-            );
-        }
-    }
     pl.mkdir(&dev.join("pts"), 0o755);
-    pl.ops.push(Op::Devpts {
-        target: cpath(NEWROOT, &dev.join("pts")),
-    });
     pl.symlink(Path::new("pts/ptmx"), &dev.join("ptmx"));
     // /dev/shm: bound from /run/shm on the root tmpfs below (one budget), /dev itself is
     // remounted read-only at the end.
@@ -623,6 +658,24 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     for (i, n) in ["stdin", "stdout", "stderr"].iter().enumerate() {
         pl.symlink(&PathBuf::from(format!("/proc/self/fd/{i}")), &dev.join(n));
     }
+    // nodev must stay off: these are device nodes. Read-only: a device stays readable and
+    // writable on a read-only mount (only regular files, dirs and symlinks are refused), but
+    // the host's inode cannot be changed (utimensat on /dev/null set the host's mtime; chmod
+    // and chown are refused anyway). The grouped setattr also makes /dev itself ro,nosuid,
+    // noexec until its final remount, which sets its flags to ro,nosuid (as without it).
+    let node_attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+    pl.group_attrs(dev, node_attrs, groupable(dev), |pl| {
+        for n in DEV_NODES {
+            let p = dev.join(n);
+            if p.exists() {
+                pl.bind(&p, &p, false, node_attrs, true);
+            }
+        }
+    });
+    // After the group's setattr: devpts stays rw.
+    pl.ops.push(Op::Devpts {
+        target: cpath(NEWROOT, &dev.join("pts")),
+    });
 
     // /etc: synthesized identity and name service files, plus host files programs need.
     let etc = Path::new("/etc");
@@ -653,37 +706,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"
             .into(),
     );
-    if spec.own_net {
-        pl.write(
-            &etc.join("hosts"),
-            "127.0.0.1\tlocalhost\n127.0.1.1\tagentcage\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
-        );
-        pl.write(
-            &etc.join("resolv.conf"),
-            if spec.resolver {
-                crate::egress::RESOLV_CONF.into()
-            } else {
-                "# agentcage: no network (loopback only)\n".into()
-            },
-        );
-    } else {
-        for f in ["/etc/hosts", "/etc/resolv.conf"] {
-            // Follow symlinks (resolv.conf often points into /run): bind the file itself.
-            if let Ok(md) = std::fs::metadata(f) {
-                pl.bind(Path::new(f), Path::new(f), md.is_dir(), RO, true);
-            }
-        }
-    }
-    let mut etc_entries: Vec<PathBuf> = ETC_FROM_HOST.iter().map(PathBuf::from).collect();
-    // Distribution Python keeps its site configuration in /etc/python3.X.
-    for name in sys::names_with_prefix(c"/etc", b"python").unwrap_or_default() {
-        etc_entries.push(etc.join(name));
-    }
-    // In Path order (the key's order), comparing each pair without re-parsing components.
-    etc_entries.sort_by_cached_key(|p| dir_key(p));
-    for p in &etc_entries {
-        pl.host_entry(p, RO);
-    }
+    // The rest of /etc is binds and links (and the mount points they need): grouped.
+    pl.group_attrs(etc, RO, groupable(etc), |pl| etc_binds(pl, spec));
 
     // Home directory on the root tmpfs (owned by the inside user, who runs the init).
     pl.mkdir(&spec.home, 0o755);
@@ -698,6 +722,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
         dst: cpath(NEWROOT, &dev.join("shm")),
         attrs: RW,
         optional: false,
+        grouped: false,
     });
     if let Some(exe) = &spec.self_exe {
         let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
@@ -710,23 +735,6 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     pl.sticky_dir(Path::new("/tmp"));
 
     // The workspace and extras, shallowest first so nested ones land on top.
-    let mut binds: Vec<(PathBuf, bool, bool)> = spec
-        .binds
-        .iter()
-        .map(|(p, w)| {
-            // A fresh placeholder's kind is known (ExtraBind::fresh_placeholder); if it was
-            // replaced since, its bind fails (ELOOP or ENOTDIR), so a stat adds nothing.
-            // Bytes, not `Path ==` (it re-parses components: 121 of them cost ~30k instructions).
-            let kind = spec
-                .fresh_placeholders
-                .iter()
-                .find(|(f, _)| !*w && f.as_os_str() == p.as_os_str());
-            let is_dir = kind.map_or_else(|| p.is_dir(), |(_, d)| *d);
-            (p.clone(), *w, is_dir)
-        })
-        .collect();
-    binds.push((spec.workspace.clone(), !spec.controls.read_only, true));
-    binds.sort_by_cached_key(|(p, _, _)| p.components().count());
     pl.user_binds(&binds);
     let sockets = pl.mask_sockets(&binds, &spec.fresh_placeholders);
     pl.controls(spec, &binds);
@@ -740,11 +748,8 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
     });
     if spec.fresh_proc {
         for f in PROC_MASKED_FILES {
-            pl.ops.push(Op::Bind {
-                src: cpath(OLDROOT, Path::new("/dev/null")),
+            pl.ops.push(Op::ProcMask {
                 dst: cpath(NEWROOT, Path::new(f)),
-                attrs: RO | sys::MOUNT_ATTR_NOEXEC,
-                optional: true,
             });
         }
         for d in PROC_MASKED_DIRS {
@@ -777,6 +782,7 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
                 dst: cpath(NEWROOT, Path::new(d)),
                 attrs: RO | sys::MOUNT_ATTR_NOEXEC,
                 optional: true,
+                grouped: false,
             });
         }
     }
@@ -826,6 +832,57 @@ pub fn prepare(spec: &RootSpec) -> PreparedRootfs {
             .and_then(|d| CString::new(*d).ok())
             .unwrap_or_else(|| c"/".to_owned()),
     }
+}
+
+/// The host's entries of /etc, bound read-only (or replicated as symlinks), and with the
+/// host's network namespace its hosts and resolv.conf (else synthesized).
+fn etc_binds(pl: &mut Planner, spec: &RootSpec) {
+    let etc = Path::new("/etc");
+    if spec.own_net {
+        pl.write(
+            &etc.join("hosts"),
+            "127.0.0.1\tlocalhost\n127.0.1.1\tagentcage\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+        );
+        pl.write(
+            &etc.join("resolv.conf"),
+            if spec.resolver {
+                crate::egress::RESOLV_CONF.into()
+            } else {
+                "# agentcage: no network (loopback only)\n".into()
+            },
+        );
+    } else {
+        for f in ["/etc/hosts", "/etc/resolv.conf"] {
+            // Follow symlinks (resolv.conf often points into /run): bind the file itself.
+            if let Ok(md) = std::fs::metadata(f) {
+                pl.bind(Path::new(f), Path::new(f), md.is_dir(), RO, true);
+            }
+        }
+    }
+    let mut etc_entries: Vec<PathBuf> = ETC_FROM_HOST.iter().map(PathBuf::from).collect();
+    // Distribution Python keeps its site configuration in /etc/python3.X.
+    for name in sys::names_with_prefix(c"/etc", b"python").unwrap_or_default() {
+        etc_entries.push(etc.join(name));
+    }
+    // In Path order (the key's order), comparing each pair without re-parsing components.
+    etc_entries.sort_by_cached_key(|p| dir_key(p));
+    for p in &etc_entries {
+        pl.host_entry(p, RO);
+    }
+}
+
+/// Whether the plan makes something at or below `dir` after its own entries (a bind of the
+/// workspace or an extra, a control's target, the home directory), other than at or below
+/// `except`: a mount below `dir` already attached by then (its mount points are made on it).
+fn later_target_at_or_below(spec: &RootSpec, dir: &Path, except: Option<&Path>) -> bool {
+    let c = &spec.controls;
+    let at_or_below = |p: &Path, d: &Path| p.as_os_str() == d.as_os_str() || strictly_below(p, d);
+    let at_or_below = |p: &Path| at_or_below(p, dir) && !except.is_some_and(|x| at_or_below(p, x));
+    spec.binds.iter().any(|(p, _)| at_or_below(p))
+        || at_or_below(&spec.workspace)
+        || at_or_below(&spec.home)
+        || c.masks.iter().chain(&c.tmpfs).any(|p| at_or_below(p))
+        || c.binds.iter().any(|(_, d, _)| at_or_below(d))
 }
 
 #[cfg(test)]

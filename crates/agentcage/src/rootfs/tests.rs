@@ -347,3 +347,102 @@ fn a_fresh_placeholder_is_neither_stated_nor_scanned() {
     }
     assert_eq!(ro.sockets.masked, vec![git.join("S")]);
 }
+
+/// The plan's grouped binds below `dir` and the index of the group's setattr, if any.
+fn group_of(p: &PreparedRootfs, dir: &str) -> (Vec<usize>, Option<(usize, u64)>) {
+    let below = |c: &CStr| c.to_bytes().starts_with(format!("{dir}/").as_bytes());
+    let grouped = (p.ops.iter().enumerate())
+        .filter(|(_, o)| matches!(o, Op::Bind { dst, grouped: true, .. } if below(dst)))
+        .map(|(i, _)| i)
+        .collect();
+    let set = (p.ops.iter().enumerate()).find_map(|(i, o)| match o {
+        Op::SetAttrs { target, attrs } if target.to_bytes() == dir.as_bytes() => Some((i, *attrs)),
+        _ => None,
+    });
+    (grouped, set)
+}
+
+#[test]
+fn etc_and_dev_binds_take_their_attributes_from_one_setattr_after_them() {
+    // A workspace on the host's /dev/shm lands on the sandbox's /dev/shm (a bind made before
+    // it): /dev still groups.
+    let mut s = spec("/dev/shm/ws");
+    s.own_net = false;
+    let p = prepare(&s);
+    for (dir, attrs) in [
+        ("/etc", RO),
+        (
+            "/dev",
+            sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC,
+        ),
+    ] {
+        let (grouped, set) = group_of(&p, dir);
+        let (at, got) = set.unwrap_or_else(|| panic!("no setattr of {dir}"));
+        assert_eq!(got, attrs, "{dir}");
+        assert!(!grouped.is_empty(), "{dir}: nothing grouped");
+        // Every bind below the dir before its setattr is in the group, with the group's
+        // attributes, and nothing below it is created or mounted after it but devpts (which
+        // must stay writable, so it comes after) and /dev/shm (mounted on an existing dir)
+        // with what lands on it.
+        for (i, o) in p.ops.iter().enumerate() {
+            let t = o.target().to_bytes();
+            if !t.starts_with(format!("{dir}/").as_bytes()) {
+                continue;
+            }
+            if i < at {
+                if let Op::Bind { grouped, attrs, .. } = o {
+                    assert!(*grouped && *attrs == got, "{}", o.describe());
+                }
+            } else {
+                assert!(
+                    matches!(o, Op::Devpts { .. }) && t == b"/dev/pts"
+                        || t == b"/dev/shm"
+                        || t.starts_with(b"/dev/shm/"),
+                    "after the setattr of {dir}: {}",
+                    o.describe()
+                );
+            }
+        }
+    }
+    // Without mount_setattr (a remount per bind), or with a later mount point to make on
+    // the dir (read-only after the setattr), each bind sets its own.
+    let mut old = spec("/tmp/ws");
+    old.mount_setattr = false;
+    let mut under = spec("/tmp/ws");
+    under.binds = vec![("/etc/hostname".into(), false), ("/dev/kvm".into(), true)];
+    for (s, what) in [
+        (old, "no mount_setattr"),
+        (under, "binds under /etc and /dev"),
+    ] {
+        let p = prepare(&s);
+        for dir in ["/etc", "/dev"] {
+            assert_eq!(group_of(&p, dir), (vec![], None), "{what}: {dir}");
+        }
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Bind { dst, grouped: false, .. }
+            if dst.to_bytes() == b"/dev/null")));
+    }
+}
+
+#[test]
+fn proc_files_are_masked_by_the_chained_mask_op() {
+    let p = prepare(&spec("/tmp/ws"));
+    let masks: Vec<&[u8]> = (p.ops.iter())
+        .filter_map(|o| match o {
+            Op::ProcMask { dst } => Some(dst.to_bytes()),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<&[u8]> = PROC_MASKED_FILES.iter().map(|f| f.as_bytes()).collect();
+    assert_eq!(masks, want);
+    assert!(!p.ops.iter().any(|o| matches!(o, Op::Bind { dst, .. }
+        if dst.to_bytes().starts_with(b"/proc/") && PROC_MASKED_FILES.iter().any(|f| f.as_bytes() == dst.to_bytes()))));
+    let mut host_proc = spec("/tmp/ws");
+    host_proc.fresh_proc = false;
+    assert!(!prepare(&host_proc)
+        .ops
+        .iter()
+        .any(|o| matches!(o, Op::ProcMask { .. })));
+}
