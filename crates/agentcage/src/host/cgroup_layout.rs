@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::procfs::{parse_mountinfo, parse_proc_cgroup};
+use super::procfs::{mountinfo_fields, parse_proc_cgroup, unescape_mountinfo};
 use crate::sys;
 
 /// The directory every leaf lives in, under the chosen base of each hierarchy.
@@ -118,11 +118,14 @@ pub fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
         }
     };
     let mut layout = Layout::default();
-    for m in parse_mountinfo(mountinfo) {
-        let mountpoint = PathBuf::from(&m.mount_point);
-        match m.fs_type.as_str() {
+    // Borrowed fields, unescaped only for the hierarchies kept: most lines are not cgroup
+    // mounts, and most v1 hierarchies hold no controller we use.
+    for m in mountinfo.lines().filter_map(mountinfo_fields) {
+        match m.fs_type {
             "cgroup2" if layout.v2.is_none() => {
-                let (own, own_exact) = own_dir(&mountpoint, &m.root, own_v2.unwrap_or("/"));
+                let mountpoint = PathBuf::from(unescape_mountinfo(m.mount_point));
+                let root = unescape_mountinfo(m.root);
+                let (own, own_exact) = own_dir(&mountpoint, &root, own_v2.unwrap_or("/"));
                 layout.v2 = Some(Hierarchy {
                     version: Version::V2,
                     controllers: Vec::new(),
@@ -134,7 +137,7 @@ pub fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
             "cgroup" => {
                 let controllers: Vec<Ctl> = [Ctl::Memory, Ctl::Pids, Ctl::Cpu, Ctl::Freezer]
                     .into_iter()
-                    .filter(|c| m.super_options.iter().any(|o| o == c.name()))
+                    .filter(|c| m.super_options.split(',').any(|o| o == c.name()))
                     .filter(|c| !layout.v1.iter().any(|h| h.controllers.contains(c)))
                     .collect();
                 let Some(first) = controllers.first() else {
@@ -145,7 +148,9 @@ pub fn parse_layout(mountinfo: &str, self_cgroup: &str) -> Layout {
                     .filter(|c| !(c.hierarchy == 0 && c.controllers.is_empty()))
                     .find(|c| c.controllers.iter().any(|n| n == first.name()))
                     .map(|c| c.path.as_str());
-                let (own, own_exact) = own_dir(&mountpoint, &m.root, path.unwrap_or("/"));
+                let mountpoint = PathBuf::from(unescape_mountinfo(m.mount_point));
+                let root = unescape_mountinfo(m.root);
+                let (own, own_exact) = own_dir(&mountpoint, &root, path.unwrap_or("/"));
                 layout.v1.push(Hierarchy {
                     version: Version::V1,
                     controllers,
