@@ -2,7 +2,7 @@
 //! steps (inside ids, hostname, loopback, the nested namespace that locks the mounts).
 //!
 //! Parent: [`clone_flags`], [`id_maps`], [`write_id_maps_from_parent`]. Child (pre-exec, no
-//! allocation): [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure is a
+//! allocation): [`NetWorker`], [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure is a
 //! [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
 
 use std::ffi::CString;
@@ -24,8 +24,9 @@ pub(crate) const NAMESPACES: [(Layer, libc::c_int, &str); 7] = [
     (Layer::CgroupNs, libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
 ];
 
-/// The clone flags of a run: every namespace layer on, except the network namespace with
-/// `--net host` and the cgroup namespace (unshared later, see `child.rs`).
+/// The namespaces of a run: every namespace layer on, except the network namespace with
+/// `--net host` and the cgroup namespace (unshared later, see `child.rs`). The network
+/// namespace is then taken out of the clone itself (`prepared.rs`: [`NetWorker`] builds it).
 pub(crate) fn clone_flags(layers: LayerSet, net: NetMode) -> libc::c_ulong {
     NAMESPACES
         .iter()
@@ -190,6 +191,134 @@ pub(crate) fn apply_uts_net(hostname: Option<&[u8]>, loopback: bool) -> Result<(
     Ok(())
 }
 
+/// The sandbox's network namespace, built beside its first process (issue 19). In the
+/// launcher's clone, CLONE_NEWNET cost ~0.5 ms (copy_net_ns: the pernet sysctl tables, the
+/// loopback device) and lo ~0.1 ms more, all on the critical path while the second core
+/// idled. Instead the first process starts a helper before anything else (creating a network
+/// namespace needs only CAP_SYS_ADMIN in our user namespace, ours from birth: no id map
+/// needed); the helper unshares it, brings lo up and hands over an fd of it; the first process
+/// composes the root meanwhile and joins the namespace before anything of the command runs.
+/// The namespace is created by a process of our user namespace: that one owns it, as before.
+pub(crate) struct NetWorker(sys::Helper);
+
+/// [`Step::NetNs`] sub-steps.
+const NET_SPAWN: u32 = 0;
+const NET_UNSHARE: u32 = 1;
+const NET_SOCKET: u32 = 2;
+const NET_LOOPBACK: u32 = 3;
+const NET_FD: u32 = 4;
+const NET_DIED: u32 = 5;
+const NET_WAIT: u32 = 6;
+const NET_JOIN: u32 = 7;
+
+/// The helper's stack: its calls are a few raw syscalls (one ifreq on the stack).
+const NET_STACK: usize = 16 * 1024;
+
+impl NetWorker {
+    /// Child side, first thing after clone: starts the helper.
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    pub(crate) fn start() -> Result<NetWorker, SetupError> {
+        sys::spawn_helper(build_netns, NET_STACK)
+            .map(NetWorker)
+            .map_err(|e| SetupError::at(Step::NetNs, NET_SPAWN, 0, e))
+    }
+
+    /// Child side, before anything uses the network: waits for the helper, reaps it and
+    /// joins its namespace (lo up). Until this returns we are in the launcher's network
+    /// namespace: it must run before the command, egress and the init's fork.
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    pub(crate) fn join(self) -> Result<(), SetupError> {
+        let fail = |sub| move |e| SetupError::at(Step::NetNs, sub, 0, e);
+        let fd = match self.0.join().map_err(fail(NET_WAIT))? {
+            sys::HelperEnd::Done(r) => decode(r)?,
+            sys::HelperEnd::Died(st) => {
+                return Err(SetupError::at(
+                    Step::NetNs,
+                    NET_DIED,
+                    st as u32,
+                    Errno(libc::ECHILD),
+                ))
+            }
+        };
+        let r = sys::setns(fd, libc::CLONE_NEWNET).map_err(fail(NET_JOIN));
+        sys::close(fd);
+        r
+    }
+}
+
+/// The helper's work: unshare(CLONE_NEWNET), lo up, an fd of the namespace (in the shared fd
+/// table). Its result: the fd, or `-(1 + (sub << 16 | errno))`. Raw, errno-free calls only
+/// (see `sys::ns`).
+fn build_netns() -> i64 {
+    let err = |sub: u32, e: Errno| -1 - ((i64::from(sub) << 16) | i64::from(e.0 & 0xffff));
+    if let Err(e) = sys::beside::unshare(libc::CLONE_NEWNET) {
+        return err(NET_UNSHARE, e);
+    }
+    let sock = match sys::beside::inet_socket() {
+        Ok(s) => s,
+        Err(e) => return err(NET_SOCKET, e),
+    };
+    let r = sys::beside::loopback_up(sock)
+        .map_err(|e| (NET_LOOPBACK, e))
+        .and_then(|()| sys::beside::netns_of(sock).map_err(|e| (NET_FD, e)));
+    sys::beside::close(sock);
+    match r {
+        Ok(fd) => i64::from(fd),
+        Err((sub, e)) => err(sub, e),
+    }
+}
+
+/// The helper's fd, or its failure as a [`SetupError`].
+fn decode(r: i64) -> Result<i32, SetupError> {
+    if r >= 0 {
+        return Ok(r as i32);
+    }
+    let v = -1 - r;
+    Err(SetupError::at(
+        Step::NetNs,
+        (v >> 16) as u32,
+        0,
+        Errno((v & 0xffff) as i32),
+    ))
+}
+
+/// The step of a failed [`NetWorker`] sub-step.
+fn describe_net(sub: u32, index: u32) -> String {
+    match sub {
+        NET_SPAWN => "start the helper that creates the network namespace (mmap its stack, \
+                      clone(CLONE_VM|CLONE_FILES))"
+            .into(),
+        NET_UNSHARE => "unshare(CLONE_NEWNET) in the sandbox's user namespace".into(),
+        NET_SOCKET => "socket(AF_INET, SOCK_DGRAM) in the new network namespace".into(),
+        NET_LOOPBACK => "bring up the loopback interface (SIOCSIFFLAGS lo)".into(),
+        NET_FD => "ioctl(SIOCGSKNS): an fd of the new network namespace".into(),
+        NET_DIED => {
+            format!("the network namespace helper ended without a result (wait status {index:#x})")
+        }
+        NET_WAIT => "waitpid(__WALL) for the network namespace helper".into(),
+        _ => "setns(CLONE_NEWNET) into the sandbox's network namespace".into(),
+    }
+}
+
+/// A true hint for a failed [`NetWorker`] sub-step, where there is one.
+pub(crate) fn net_hint(sub: u32, e: Errno) -> Option<String> {
+    match (sub, e.0) {
+        (NET_SPAWN, libc::EAGAIN) => Some(
+            "the sandbox could not start one helper process: a pids limit (--pids, the cgroup's \
+             pids.max) or RLIMIT_NPROC leaves no room"
+                .into(),
+        ),
+        (NET_UNSHARE, libc::ENOSPC) => Some(
+            "the per-user count of network namespaces is used up (/proc/sys/user/\
+             max_net_namespaces of the launcher's user namespace)"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
 /// A nested user (and mount) namespace for a command that keeps its capabilities (ns-only,
 /// or an ablation without the caps layer): copying the mount tree into a namespace owned by
 /// a less privileged user namespace makes the kernel lock every mount (mount_namespaces(7)
@@ -283,6 +412,7 @@ pub(crate) fn describe(r: SetupError, ids: (u32, u32), l: Option<&LockMounts>) -
             .into(),
         Step::Hostname => "sethostname(agentcage)".into(),
         Step::Loopback => "bring up the loopback interface".into(),
+        Step::NetNs => describe_net(r.sub, r.index),
         _ => describe_lock_mounts(l, r.sub),
     }
 }
@@ -344,5 +474,140 @@ mod tests {
             "CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS|\
              CLONE_NEWCGROUP"
         );
+    }
+
+    /// In a forked child that owns a fresh user namespace (as the sandbox's first process
+    /// does): `f` runs there, its exit code comes back (77: no user namespaces here).
+    fn in_own_userns(f: fn() -> i32) -> i32 {
+        let pid = sys::raw_fork().expect("fork");
+        if pid == 0 {
+            let (uid, gid) = (sys::geteuid(), sys::getegid());
+            let code = if sys::unshare(libc::CLONE_NEWUSER).is_err() {
+                77
+            } else {
+                let _ = std::fs::write("/proc/self/setgroups", "deny");
+                let ok = std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).is_ok()
+                    && std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).is_ok();
+                if ok {
+                    f()
+                } else {
+                    78
+                }
+            };
+            sys::exit(code);
+        }
+        let (_, st) = sys::waitpid(pid, 0).expect("waitpid");
+        assert!(libc::WIFEXITED(st), "child died: {st:#x}");
+        libc::WEXITSTATUS(st)
+    }
+
+    fn ns_ino(path: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map_or(0, |m| m.ino())
+    }
+
+    /// The worker's namespace is joined (not the one we started in), owned by our user
+    /// namespace, has lo up, and the worker is reaped: no child left.
+    fn join_checks() -> i32 {
+        let before = ns_ino("/proc/thread-self/ns/net");
+        let w = match NetWorker::start() {
+            Ok(w) => w,
+            Err(_) => return 2,
+        };
+        if w.join().is_err() {
+            return 3;
+        }
+        if ns_ino("/proc/thread-self/ns/net") == before {
+            return 4;
+        }
+        let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
+            return 5;
+        };
+        let Ok(owner) = sys::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
+            return 6;
+        };
+        let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
+        sys::close(owner);
+        if owner_ino != ns_ino("/proc/self/ns/user") {
+            return 7;
+        }
+        // lo is up: 127.0.0.1 answers (with lo down, connect fails with ENETUNREACH).
+        let up = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| std::net::TcpStream::connect(l.local_addr()?))
+            .is_ok();
+        if !up {
+            return 9;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 10,
+        }
+    }
+
+    #[test]
+    fn the_net_worker_builds_the_namespace_we_join() {
+        let why = [
+            "",
+            "",
+            "start failed",
+            "join failed",
+            "still in the old network namespace",
+            "open ns/net",
+            "NS_GET_USERNS",
+            "the network namespace is not owned by our user namespace",
+            "",
+            "lo is down",
+            "a child is left (the worker was not reaped)",
+        ];
+        match in_own_userns(join_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
+    }
+
+    /// A failing worker is a typed setup error naming its sub-step and errno: here the
+    /// namespace count of our user namespace is 0, so its unshare gets ENOSPC.
+    fn failure_checks() -> i32 {
+        if std::fs::write("/proc/sys/user/max_net_namespaces", "0").is_err() {
+            return 2;
+        }
+        let before = ns_ino("/proc/thread-self/ns/net");
+        let r = NetWorker::start().and_then(NetWorker::join);
+        let want = SetupError::at(Step::NetNs, NET_UNSHARE, 0, Errno(libc::ENOSPC));
+        if r != Err(want) {
+            return 3;
+        }
+        if ns_ino("/proc/thread-self/ns/net") != before {
+            return 4;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 5,
+        }
+    }
+
+    #[test]
+    fn a_failing_net_worker_is_a_setup_error() {
+        let why = [
+            "",
+            "",
+            "write max_net_namespaces",
+            "not the unshare's ENOSPC",
+            "the network namespace changed",
+            "a child is left",
+        ];
+        match in_own_userns(failure_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
+        assert_eq!(
+            describe(
+                SetupError::at(Step::NetNs, NET_UNSHARE, 0, Errno(libc::ENOSPC)),
+                (0, 0),
+                None
+            ),
+            "unshare(CLONE_NEWNET) in the sandbox's user namespace"
+        );
+        assert!(net_hint(NET_UNSHARE, Errno(libc::ENOSPC)).is_some());
     }
 }

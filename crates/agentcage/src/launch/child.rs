@@ -89,6 +89,14 @@ pub(super) fn main(
 
 /// Namespaces-level setup, done once by the sandbox's first process: one line per step.
 fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
+    // First: the network namespace is built beside us (~0.6 ms, on the other core) while we
+    // wait and compose; it needs only our user namespace's CAP_SYS_ADMIN, held from birth.
+    // If we fail before the join, the helper dies with us (its PDEATHSIG, our pid namespace).
+    let net = if p.own_net {
+        Some(namespaces::NetWorker::start()?)
+    } else {
+        None
+    };
     let attach_follows = sync::wait_for_release(pipes.sync_r)?; // parent wrote the id maps
     opt(p.set_ids.as_ref(), namespaces::apply_ids)?; // mapped inside ids, no groups, own keyring
     opt(p.user_caps.as_ref(), user_caps)?; // needs CAP_SYS_RESOURCE and the host's /proc
@@ -97,7 +105,8 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
         die_with_launcher(pipes.sync_r)?; // after the id switch, which clears PDEATHSIG
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
-    namespaces::apply_uts_net(p.hostname, p.loopback)?; // hostname, lo up
+    namespaces::apply_uts_net(p.hostname, false)?; // hostname
+    opt(net, namespaces::NetWorker::join)?; // our own netns, lo up: nothing used the host's
     opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the
@@ -115,7 +124,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
 }
 
 /// Runs `f` on the prepared value of an enabled step; a disabled step is a no-op.
-fn opt<T>(v: Option<&T>, f: impl FnOnce(&T) -> R) -> R {
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> R) -> R {
     v.map_or(Ok(()), f)
 }
 
