@@ -815,6 +815,40 @@ mod tests {
         libc::c_int::from_str_radix(line.trim(), 8).expect("octal flags")
     }
 
+    /// The network namespace is never in the launcher's clone: `full` has the sandbox's first
+    /// process build it beside itself (`own_net`); `ns-only` and `landlock` (no caps layer:
+    /// the mounts are locked) leave it to the command's nested namespace; `--net host` has
+    /// none.
+    #[test]
+    fn the_network_namespace_is_not_made_at_clone() {
+        use crate::policy::{NetMode, Policy, Profile};
+        let ws = std::env::temp_dir();
+        let cmd = super::Command {
+            argv: vec!["true".into()],
+            self_exe: None,
+        };
+        for (profile, net, own_net) in [
+            (Profile::Full, NetMode::None, true),
+            (Profile::Landlock, NetMode::None, false),
+            (Profile::NsOnly, NetMode::None, false),
+            (Profile::Full, NetMode::Host, false),
+        ] {
+            let mut policy = Policy::for_profile(profile, ws.clone());
+            policy.net = net;
+            policy.best_effort = true;
+            let p = super::prepare(&policy, &cmd).expect("prepare");
+            let newnet = libc::CLONE_NEWNET as libc::c_ulong;
+            assert_eq!(p.clone_flags & newnet, 0, "{profile:?} {net:?}");
+            assert_eq!(p.own_net, own_net, "{profile:?} {net:?}");
+            let nested = p
+                .lock_mounts
+                .as_ref()
+                .map(|l| l.unshare_flags & libc::CLONE_NEWNET);
+            let want = (profile != Profile::Full).then_some(libc::CLONE_NEWNET);
+            assert_eq!(nested, want, "{profile:?} {net:?}");
+        }
+    }
+
     /// Without an init there is no status pipe (its ends are -1, never a descriptor).
     #[test]
     fn no_status_pipe_without_an_init() {
