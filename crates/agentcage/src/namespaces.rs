@@ -6,9 +6,11 @@
 //! [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::error::{Error, SetupError, Step, Unenforceable};
 use crate::policy::{Layer, LayerSet, NetMode, Policy};
+
 use crate::sys::{self, Errno};
 
 /// Every namespace the launcher can create: its layer, its clone flag and the flag's name.
@@ -199,7 +201,16 @@ pub(crate) fn apply_uts_net(hostname: Option<&[u8]>, loopback: bool) -> Result<(
 /// needed); the helper unshares it, brings lo up and hands over an fd of it; the first process
 /// composes the root meanwhile and joins the namespace before anything of the command runs.
 /// The namespace is created by a process of our user namespace: that one owns it, as before.
-pub(crate) struct NetWorker(sys::Helper);
+///
+/// [`NetWorker::start_nested`]: the same for the command's nested namespace ([`LockMounts`]):
+/// the helper first unshares a user namespace (a child of ours, owned by our uid, no maps
+/// yet) and creates the network namespace in it, so that one owns it, as when the command
+/// unshared both itself; the command joins both ([`lock_mounts`]) instead of paying
+/// copy_net_ns there.
+pub(crate) struct NetWorker {
+    helper: sys::Helper,
+    nested: bool,
+}
 
 /// [`Step::NetNs`] sub-steps.
 const NET_SPAWN: u32 = 0;
@@ -210,28 +221,49 @@ const NET_FD: u32 = 4;
 const NET_DIED: u32 = 5;
 const NET_WAIT: u32 = 6;
 const NET_JOIN: u32 = 7;
+const NET_UNSHARE_USER: u32 = 8;
+const NET_USERNS_FD: u32 = 9;
 
 /// The helper's stack: its calls are a few raw syscalls (one ifreq on the stack).
 const NET_STACK: usize = 16 * 1024;
 
+/// The nested namespaces [`NetWorker::start_nested`] built, for the command's
+/// [`lock_mounts`]: `userns_fd << 32 | netns_fd`, or -1. Set by the first process before it
+/// forks the command (which gets a copy); a session's zygote never sets it (each exec
+/// unshares its own).
+static NESTED: AtomicI64 = AtomicI64::new(-1);
+
 impl NetWorker {
-    /// Child side, first thing after clone: starts the helper.
+    /// Child side, first thing after clone: starts the helper for our own network namespace.
     ///
     /// Runs in the child after clone: async-signal-safe only.
     pub(crate) fn start() -> Result<NetWorker, SetupError> {
-        sys::spawn_helper(build_netns, NET_STACK)
-            .map(NetWorker)
+        Self::spawn(build_netns, false)
+    }
+
+    /// Child side, first thing after clone: starts the helper for the command's nested user
+    /// and network namespaces ([`LockMounts`]).
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    pub(crate) fn start_nested() -> Result<NetWorker, SetupError> {
+        Self::spawn(build_nested_netns, true)
+    }
+
+    fn spawn(work: fn() -> i64, nested: bool) -> Result<NetWorker, SetupError> {
+        sys::spawn_helper(work, NET_STACK)
+            .map(|helper| NetWorker { helper, nested })
             .map_err(|e| SetupError::at(Step::NetNs, NET_SPAWN, 0, e))
     }
 
     /// Child side, before anything uses the network: waits for the helper, reaps it and
-    /// joins its namespace (lo up). Until this returns we are in the launcher's network
-    /// namespace: it must run before the command, egress and the init's fork.
+    /// joins its namespace (lo up), or, nested, keeps the fds for the command's
+    /// [`lock_mounts`]. Until this returns we are in the launcher's network namespace: it
+    /// must run before the command, egress and the init's fork.
     ///
     /// Runs in the child after clone: async-signal-safe only.
     pub(crate) fn join(self) -> Result<(), SetupError> {
         let fail = |sub| move |e| SetupError::at(Step::NetNs, sub, 0, e);
-        let fd = match self.0.join().map_err(fail(NET_WAIT))? {
+        let r = match self.helper.join().map_err(fail(NET_WAIT))? {
             sys::HelperEnd::Done(r) => decode(r)?,
             sys::HelperEnd::Died(st) => {
                 return Err(SetupError::at(
@@ -242,23 +274,31 @@ impl NetWorker {
                 ))
             }
         };
-        let r = sys::setns(fd, libc::CLONE_NEWNET).map_err(fail(NET_JOIN));
+        if self.nested {
+            NESTED.store(r, Ordering::Relaxed);
+            return Ok(());
+        }
+        let fd = r as i32;
+        let joined = sys::setns(fd, libc::CLONE_NEWNET).map_err(fail(NET_JOIN));
         sys::close(fd);
-        r
+        joined
     }
 }
 
+/// `-(1 + (sub << 16 | errno))`: a helper's failure (decoded by [`decode`]).
+fn helper_err(sub: u32, e: Errno) -> i64 {
+    -1 - ((i64::from(sub) << 16) | i64::from(e.0 & 0xffff))
+}
+
 /// The helper's work: unshare(CLONE_NEWNET), lo up, an fd of the namespace (in the shared fd
-/// table). Its result: the fd, or `-(1 + (sub << 16 | errno))`. Raw, errno-free calls only
-/// (see `sys::ns`).
+/// table). Its result: the fd, or [`helper_err`]. Raw, errno-free calls only (see `sys::ns`).
 fn build_netns() -> i64 {
-    let err = |sub: u32, e: Errno| -1 - ((i64::from(sub) << 16) | i64::from(e.0 & 0xffff));
     if let Err(e) = sys::beside::unshare(libc::CLONE_NEWNET) {
-        return err(NET_UNSHARE, e);
+        return helper_err(NET_UNSHARE, e);
     }
     let sock = match sys::beside::inet_socket() {
         Ok(s) => s,
-        Err(e) => return err(NET_SOCKET, e),
+        Err(e) => return helper_err(NET_SOCKET, e),
     };
     let r = sys::beside::loopback_up(sock)
         .map_err(|e| (NET_LOOPBACK, e))
@@ -266,14 +306,34 @@ fn build_netns() -> i64 {
     sys::beside::close(sock);
     match r {
         Ok(fd) => i64::from(fd),
-        Err((sub, e)) => err(sub, e),
+        Err((sub, e)) => helper_err(sub, e),
     }
 }
 
-/// The helper's fd, or its failure as a [`SetupError`].
-fn decode(r: i64) -> Result<i32, SetupError> {
+/// The nested helper's work: unshare(CLONE_NEWUSER) (a child of our user namespace, owned by
+/// our uid), then [`build_netns`] in it, then an fd of that user namespace (NS_GET_USERNS of
+/// the network namespace). Its result: `userns_fd << 32 | netns_fd`, or [`helper_err`].
+fn build_nested_netns() -> i64 {
+    if let Err(e) = sys::beside::unshare(libc::CLONE_NEWUSER) {
+        return helper_err(NET_UNSHARE_USER, e);
+    }
+    let net = build_netns();
+    if net < 0 {
+        return net;
+    }
+    match sys::beside::ns_owner(net as i32) {
+        Ok(user) => (i64::from(user) << 32) | net,
+        Err(e) => {
+            sys::beside::close(net as i32);
+            helper_err(NET_USERNS_FD, e)
+        }
+    }
+}
+
+/// The helper's fd(s), or its failure as a [`SetupError`].
+fn decode(r: i64) -> Result<i64, SetupError> {
     if r >= 0 {
-        return Ok(r as i32);
+        return Ok(r);
     }
     let v = -1 - r;
     Err(SetupError::at(
@@ -298,6 +358,8 @@ fn describe_net(sub: u32, index: u32) -> String {
             format!("the network namespace helper ended without a result (wait status {index:#x})")
         }
         NET_WAIT => "waitpid(__WALL) for the network namespace helper".into(),
+        NET_UNSHARE_USER => "unshare(CLONE_NEWUSER) for the command's nested namespace".into(),
+        NET_USERNS_FD => "ioctl(NS_GET_USERNS): an fd of the nested user namespace".into(),
         _ => "setns(CLONE_NEWNET) into the sandbox's network namespace".into(),
     }
 }
@@ -310,9 +372,10 @@ pub(crate) fn net_hint(sub: u32, e: Errno) -> Option<String> {
              pids.max) or RLIMIT_NPROC leaves no room"
                 .into(),
         ),
-        (NET_UNSHARE, libc::ENOSPC) => Some(
-            "the per-user count of network namespaces is used up (/proc/sys/user/\
-             max_net_namespaces of the launcher's user namespace)"
+        (NET_UNSHARE | NET_UNSHARE_USER, libc::ENOSPC) => Some(
+            "the sandbox user's count of network or user namespaces is used up \
+             (/proc/sys/user/max_net_namespaces, max_user_namespaces: the sandbox's own are \
+             capped at half of its owner's)"
                 .into(),
         ),
         _ => None,
@@ -374,15 +437,32 @@ const LOCK_UNSHARE: u32 = 0;
 const LOCK_SETGROUPS: u32 = 1;
 const LOCK_UID_MAP: u32 = 2;
 const LOCK_GID_MAP: u32 = 3;
+const LOCK_JOIN_USER: u32 = 4;
+const LOCK_JOIN_NET: u32 = 5;
 
 /// Child side (the command's process): enters the nested user+mount namespace so every mount
 /// of the composed root is locked (a command that keeps its capabilities cannot remount,
-/// unmount or move them).
+/// unmount or move them). With the nested user and network namespaces prebuilt
+/// ([`NetWorker::start_nested`]) it joins them and unshares only the rest.
 ///
 /// Runs in the child after clone: async-signal-safe only.
 pub(crate) fn lock_mounts(l: &LockMounts) -> Result<(), SetupError> {
     let fail = |sub| move |e| SetupError::at(Step::LockMounts, sub, 0, e);
-    sys::unshare(l.unshare_flags).map_err(fail(LOCK_UNSHARE))?;
+    let prebuilt = NESTED.swap(-1, Ordering::Relaxed);
+    let mut flags = l.unshare_flags;
+    if prebuilt >= 0 {
+        let (user, net) = ((prebuilt >> 32) as i32, prebuilt as i32);
+        // The user namespace first: its capabilities let us join its network namespace, and
+        // the mount and UTS namespaces unshared below belong to it (the mounts are locked).
+        let joined = sys::setns(user, libc::CLONE_NEWUSER)
+            .map_err(fail(LOCK_JOIN_USER))
+            .and_then(|()| sys::setns(net, libc::CLONE_NEWNET).map_err(fail(LOCK_JOIN_NET)));
+        sys::close(user);
+        sys::close(net);
+        joined?;
+        flags &= !(libc::CLONE_NEWUSER | libc::CLONE_NEWNET);
+    }
+    sys::unshare(flags).map_err(fail(LOCK_UNSHARE))?;
     // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
     // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs
     // yet); execve decides dumpability afterwards anyway.
@@ -398,7 +478,8 @@ pub(crate) fn lock_mounts(l: &LockMounts) -> Result<(), SetupError> {
         });
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     r?;
-    apply_uts_net(l.hostname, l.loopback)
+    // A prebuilt network namespace has lo up already.
+    apply_uts_net(l.hostname, l.loopback && prebuilt < 0)
 }
 
 /// The step of a failed child-side step of this module; `ids`: the inside uid and gid.
@@ -426,6 +507,8 @@ fn describe_lock_mounts(l: Option<&LockMounts>, sub: u32) -> String {
         ),
         LOCK_SETGROUPS => "write /proc/self/setgroups (deny) in the nested user namespace".into(),
         LOCK_UID_MAP => "write /proc/self/uid_map of the nested user namespace".into(),
+        LOCK_JOIN_USER => "setns(CLONE_NEWUSER) into the prebuilt nested user namespace".into(),
+        LOCK_JOIN_NET => "setns(CLONE_NEWNET) into the prebuilt nested network namespace".into(),
         _ => "write /proc/self/gid_map of the nested user namespace".into(),
     }
 }
@@ -523,7 +606,7 @@ mod tests {
         let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
             return 5;
         };
-        let Ok(owner) = sys::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
+        let Ok(owner) = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
             return 6;
         };
         let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
@@ -609,5 +692,74 @@ mod tests {
             "unshare(CLONE_NEWNET) in the sandbox's user namespace"
         );
         assert!(net_hint(NET_UNSHARE, Errno(libc::ENOSPC)).is_some());
+    }
+
+    /// ns-only: the nested user and network namespaces are built beside us, and the command's
+    /// [`lock_mounts`] joins them: it ends in a user namespace below ours that owns its
+    /// network namespace (lo up), with a mount namespace of its own; the fds are gone.
+    fn nested_checks() -> i32 {
+        let user_before = ns_ino("/proc/thread-self/ns/user");
+        let mnt_before = ns_ino("/proc/thread-self/ns/mnt");
+        if NetWorker::start_nested().and_then(NetWorker::join).is_err() {
+            return 2;
+        }
+        if NESTED.load(Ordering::Relaxed) < 0 {
+            return 3;
+        }
+        let mut flags = (libc::CLONE_NEWNET | libc::CLONE_NEWUTS) as libc::c_ulong;
+        let (mut hostname, mut loopback) = (Some(&b"agentcage"[..]), true);
+        let l = LockMounts::prepare(0, 0, false, &mut flags, &mut hostname, &mut loopback);
+        if lock_mounts(&l).is_err() {
+            return 4;
+        }
+        let user = ns_ino("/proc/thread-self/ns/user");
+        if user == user_before || ns_ino("/proc/thread-self/ns/mnt") == mnt_before {
+            return 5;
+        }
+        let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
+            return 6;
+        };
+        let Ok(owner) = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
+            return 6;
+        };
+        let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
+        sys::close(owner);
+        if owner_ino != user {
+            return 7;
+        }
+        let up = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.send_to(b"x", s.local_addr()?))
+            .is_ok();
+        if !up {
+            return 8;
+        }
+        if NESTED.load(Ordering::Relaxed) != -1 {
+            return 9;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 10,
+        }
+    }
+
+    #[test]
+    fn the_nested_namespaces_are_prebuilt_and_joined() {
+        let why = [
+            "",
+            "",
+            "start or join failed",
+            "no fds kept",
+            "lock_mounts failed",
+            "not in new user and mount namespaces",
+            "NS_GET_USERNS",
+            "the network namespace is not owned by the nested user namespace",
+            "lo is down",
+            "the fds were not taken",
+            "a child is left",
+        ];
+        match in_own_userns(nested_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
     }
 }

@@ -55,7 +55,13 @@ pub(super) fn main(
     if pipes.net_parent >= 0 {
         sys::close(pipes.net_parent);
     }
-    if let Err(e) = setup_sandbox(p, pipes) {
+    // ns-only/landlock: the command's nested user and network namespaces are built beside us
+    // too (not for a session's zygote: each of its execs unshares its own).
+    let nested_net = !matches!(role, Role::Zygote { .. })
+        && p.lock_mounts
+            .as_ref()
+            .is_some_and(|l| l.unshare_flags & libc::CLONE_NEWNET != 0);
+    if let Err(e) = setup_sandbox(p, pipes, nested_net) {
         report_and_exit(pipes.report_w, e);
     }
     // The command's terminal: a pty of the sandbox's own devpts (its master goes to the
@@ -88,16 +94,20 @@ pub(super) fn main(
 }
 
 /// Namespaces-level setup, done once by the sandbox's first process: one line per step.
-fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
+fn setup_sandbox(p: &Prepared, pipes: &Pipes, nested_net: bool) -> R {
     // First: the network namespace is built beside us (~0.6 ms, on the other core) while we
     // wait and compose; it needs only our user namespace's CAP_SYS_ADMIN, held from birth.
     // If we fail before the join, the helper dies with us (its PDEATHSIG, our pid namespace).
-    let net = if p.own_net {
+    let mut net = if p.own_net {
         Some(namespaces::NetWorker::start()?)
     } else {
         None
     };
     let attach_follows = sync::wait_for_release(pipes.sync_r)?; // parent wrote the id maps
+    if nested_net {
+        // After the maps: a user namespace can only be created by a uid mapped in its parent.
+        net = Some(namespaces::NetWorker::start_nested()?);
+    }
     opt(p.set_ids.as_ref(), namespaces::apply_ids)?; // mapped inside ids, no groups, own keyring
     opt(p.user_caps.as_ref(), user_caps)?; // needs CAP_SYS_RESOURCE and the host's /proc
     hide_init(); // non-dumpable: /proc/1 stays closed (after the parent wrote our maps)
@@ -106,7 +116,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes) -> R {
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
     namespaces::apply_uts_net(p.hostname, false)?; // hostname
-    opt(net, namespaces::NetWorker::join)?; // our own netns, lo up: nothing used the host's
+    opt(net, namespaces::NetWorker::join)?; // our own netns, lo up (nested: for the command)
     opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the

@@ -19,16 +19,6 @@ pub fn setns(fd: c_int, nstype: c_int) -> Result<(), Errno> {
     check_int(unsafe { libc::setns(fd, nstype) }).map(drop)
 }
 
-/// ioctl(NS_GET_USERNS): an fd (close-on-exec) of the user namespace that owns the
-/// namespace of nsfs fd `fd` (the tests' ownership check).
-#[cfg(test)]
-pub fn ns_owner(fd: c_int) -> Result<c_int, Errno> {
-    /// NS_GET_USERNS (linux/nsfs.h).
-    const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    // SAFETY: integer-only ioctl.
-    check_int(unsafe { libc::ioctl(fd, NS_GET_USERNS as _) })
-}
-
 /// What a helper shares with its parent: at the top of its stack mapping (never unmapped, so
 /// valid for both as long as either lives).
 #[repr(C)]
@@ -263,6 +253,14 @@ pub mod beside {
         /// SIOCGSKNS (linux/sockios.h, Linux 4.9+).
         const SIOCGSKNS: usize = 0x894c;
         check(syscall(libc::SYS_ioctl, [sock as usize, SIOCGSKNS, 0, 0]))
+    }
+
+    /// ioctl(fd, NS_GET_USERNS): an fd (close-on-exec) of the user namespace that owns the
+    /// namespace of nsfs fd `fd`.
+    pub fn ns_owner(fd: c_int) -> Result<c_int, Errno> {
+        /// NS_GET_USERNS (linux/nsfs.h).
+        const NS_GET_USERNS: usize = 0xb701;
+        check(syscall(libc::SYS_ioctl, [fd as usize, NS_GET_USERNS, 0, 0]))
     }
 
     /// close(2).
