@@ -249,6 +249,13 @@ impl NetWorker {
         Self::spawn(build_nested_netns, true)
     }
 
+    /// Waits until the helper runs (tests of the helper's path, never stolen).
+    #[cfg(test)]
+    fn started(self) -> NetWorker {
+        self.helper.wait_claimed();
+        self
+    }
+
     fn spawn(work: fn() -> i64, nested: bool) -> Result<NetWorker, SetupError> {
         sys::spawn_helper(work, NET_STACK)
             .map(|helper| NetWorker { helper, nested })
@@ -261,9 +268,36 @@ impl NetWorker {
     /// must run before the command, egress and the init's fork.
     ///
     /// Runs in the child after clone: async-signal-safe only.
-    pub(crate) fn join(self) -> Result<(), SetupError> {
+    pub(crate) fn join(self, has_reaper: bool) -> Result<(), SetupError> {
         let fail = |sub| move |e| SetupError::at(Step::NetNs, sub, 0, e);
-        let r = match self.helper.join().map_err(fail(NET_WAIT))? {
+        if self.helper.steal() {
+            // The helper got no CPU while we composed the root (no idle core): rather than
+            // wait a time slice for it, do what the launcher's clone did before, here; nested,
+            // the command unshares its namespaces itself (NESTED stays -1). The idle helper
+            // exits when it runs: an init reaps it with its orphans, else we wait for it.
+            if !has_reaper {
+                self.helper.reap();
+            }
+            if self.nested {
+                return Ok(());
+            }
+            sys::unshare(libc::CLONE_NEWNET).map_err(fail(NET_UNSHARE))?;
+            return sys::loopback_up().map_err(fail(NET_LOOPBACK));
+        }
+        let end = self.helper.join().map_err(fail(NET_WAIT))?;
+        if self.nested {
+            // Prebuilding is only a shortcut for the command's own unshare, which stays the
+            // fallback (NESTED -1) and reports its own error: the helper's unshare of a user
+            // namespace fails with EPERM while our pivot_root is under way (for that instant
+            // our root is not the mount namespace's: "chrooted").
+            if let sys::HelperEnd::Done(r) = end {
+                if r >= 0 {
+                    NESTED.store(r, Ordering::Relaxed);
+                }
+            }
+            return Ok(());
+        }
+        let r = match end {
             sys::HelperEnd::Done(r) => decode(r)?,
             sys::HelperEnd::Died(st) => {
                 return Err(SetupError::at(
@@ -274,10 +308,6 @@ impl NetWorker {
                 ))
             }
         };
-        if self.nested {
-            NESTED.store(r, Ordering::Relaxed);
-            return Ok(());
-        }
         let fd = r as i32;
         let joined = sys::setns(fd, libc::CLONE_NEWNET).map_err(fail(NET_JOIN));
         sys::close(fd);
@@ -594,10 +624,10 @@ mod tests {
     fn join_checks() -> i32 {
         let before = ns_ino("/proc/thread-self/ns/net");
         let w = match NetWorker::start() {
-            Ok(w) => w,
+            Ok(w) => w.started(),
             Err(_) => return 2,
         };
-        if w.join().is_err() {
+        if w.join(false).is_err() {
             return 3;
         }
         if ns_ino("/proc/thread-self/ns/net") == before {
@@ -624,6 +654,44 @@ mod tests {
         match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
             Err(Errno(libc::ECHILD)) => 0,
             _ => 10,
+        }
+    }
+
+    /// Joined at once (the helper has usually not run yet: the join takes its work over), the
+    /// result is the same: a new network namespace with lo up, and no child left.
+    fn join_at_once_checks() -> i32 {
+        let before = ns_ino("/proc/thread-self/ns/net");
+        if NetWorker::start().and_then(|w| w.join(false)).is_err() {
+            return 2;
+        }
+        if ns_ino("/proc/thread-self/ns/net") == before {
+            return 3;
+        }
+        let up = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.send_to(b"x", s.local_addr()?))
+            .is_ok();
+        if !up {
+            return 4;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 5,
+        }
+    }
+
+    #[test]
+    fn a_net_worker_joined_at_once_gives_the_same_namespace() {
+        let why = [
+            "",
+            "",
+            "join failed",
+            "same namespace",
+            "lo is down",
+            "a child is left",
+        ];
+        match in_own_userns(join_at_once_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
         }
     }
 
@@ -655,7 +723,7 @@ mod tests {
             return 2;
         }
         let before = ns_ino("/proc/thread-self/ns/net");
-        let r = NetWorker::start().and_then(NetWorker::join);
+        let r = NetWorker::start().and_then(|w| w.started().join(false));
         let want = SetupError::at(Step::NetNs, NET_UNSHARE, 0, Errno(libc::ENOSPC));
         if r != Err(want) {
             return 3;
@@ -700,7 +768,10 @@ mod tests {
     fn nested_checks() -> i32 {
         let user_before = ns_ino("/proc/thread-self/ns/user");
         let mnt_before = ns_ino("/proc/thread-self/ns/mnt");
-        if NetWorker::start_nested().and_then(NetWorker::join).is_err() {
+        if NetWorker::start_nested()
+            .and_then(|w| w.started().join(false))
+            .is_err()
+        {
             return 2;
         }
         if NESTED.load(Ordering::Relaxed) < 0 {

@@ -116,7 +116,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes, nested_net: bool) -> R {
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
     namespaces::apply_uts_net(p.hostname, false)?; // hostname
-    opt(net, namespaces::NetWorker::join)?; // our own netns, lo up (nested: for the command)
+    opt(net, |w| w.join(p.init))?; // our own netns, lo up (nested: for the command)
     opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the

@@ -7,7 +7,7 @@
 //! read ours as its own while both run: its calls ([`beside`]) are raw system calls that
 //! return the error instead and touch no memory but their arguments.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use libc::{c_int, c_void};
 
@@ -26,8 +26,14 @@ struct Slot {
     work: fn() -> i64,
     /// Our pid as the helper sees it (same pid namespace): its parent check.
     parent: libc::pid_t,
+    /// Who runs `work`: [`FREE`], [`BY_HELPER`] or [`BY_CALLER`] ([`Helper::steal`]).
+    claim: AtomicU32,
     result: AtomicI64,
 }
+
+const FREE: u32 = 0;
+const BY_HELPER: u32 = 1;
+const BY_CALLER: u32 = 2;
 
 /// The helper stored no result: it died (or found its parent gone) first.
 const PENDING: i64 = i64::MIN;
@@ -48,8 +54,8 @@ pub enum HelperEnd {
 }
 
 /// Starts `work` in a helper process beside us: CLONE_VM | CLONE_FILES on a `stack_len`
-/// mmap'd stack above a guard page, exit signal 0 (no SIGCHLD for an init that waits for
-/// other children, and never reaped automatically: only [`Helper::join`] reaps it). The
+/// mmap'd stack above a guard page, exit signal SIGCHLD (an init's reaper collects a stolen
+/// one; see [`Helper::steal`]). The
 /// helper arms PR_SET_PDEATHSIG (SIGKILL) first and gives up when we are already gone: it
 /// never outlives us.
 ///
@@ -67,6 +73,13 @@ pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno
             // Our parent died before the death signal was armed: nobody will join us.
             return 1;
         }
+        let claimed =
+            slot.claim
+                .compare_exchange(FREE, BY_HELPER, Ordering::AcqRel, Ordering::Acquire);
+        if claimed.is_err() {
+            // Stolen: we got no CPU before our parent needed the result.
+            return 0;
+        }
         let r = (slot.work)();
         slot.result.store(r, Ordering::Release);
         0
@@ -83,6 +96,7 @@ pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno
         slot.write(Slot {
             work,
             parent: super::getpid(),
+            claim: AtomicU32::new(FREE),
             result: AtomicI64::new(PENDING),
         })
     };
@@ -94,7 +108,7 @@ pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno
         libc::clone(
             trampoline,
             slot_at as *mut c_void,
-            libc::CLONE_VM | libc::CLONE_FILES,
+            libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
             slot.cast::<c_void>(),
         )
     };
@@ -103,6 +117,33 @@ pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno
 }
 
 impl Helper {
+    /// Takes `work` over when the helper has not started it yet (it got no CPU: a loaded
+    /// machine). `true`: the helper will never run it (it exits at once when it gets a CPU;
+    /// the caller reaps it with [`Helper::reap`] or leaves it to the init's reaper, it has
+    /// SIGCHLD); the caller runs the work itself instead of waiting a time slice for it.
+    pub fn steal(&self) -> bool {
+        // SAFETY: the slot lives in the never-unmapped mapping.
+        let claim = &unsafe { &*self.slot }.claim;
+        claim
+            .compare_exchange(FREE, BY_CALLER, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Waits until the helper has claimed its work (tests of the helper's path).
+    #[cfg(test)]
+    pub fn wait_claimed(&self) {
+        // SAFETY: the slot lives in the never-unmapped mapping.
+        let claim = &unsafe { &*self.slot }.claim;
+        while claim.load(Ordering::Acquire) == FREE {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Waits for a stolen helper to exit and reaps it.
+    pub fn reap(self) {
+        let _ = super::waitpid(self.pid, 0);
+    }
+
     /// The helper's pid (in our pid namespace).
     #[cfg(test)]
     pub fn pid(&self) -> libc::pid_t {
@@ -112,10 +153,14 @@ impl Helper {
     /// Waits for the helper to exit, reaps it and returns its result.
     ///
     /// # Errors
-    /// The errno of waitpid (never expected: it is our child, invisible to other waits
-    /// without `__WALL`/`__WCLONE`).
+    /// The errno of waitpid (never expected: it is our child).
     pub fn join(self) -> Result<HelperEnd, Errno> {
-        let (_, st) = super::waitpid(self.pid, libc::__WALL)?;
+        let st = match super::waitpid(self.pid, 0) {
+            Ok((_, st)) => st,
+            // An inherited SIGCHLD SIG_IGN reaps it on exit: gone, its result is final.
+            Err(Errno(libc::ECHILD)) => 0,
+            Err(e) => return Err(e),
+        };
         // SAFETY: the slot lives in the never-unmapped mapping; the helper has exited.
         let r = unsafe { &*self.slot }.result.load(Ordering::Acquire);
         Ok(
@@ -296,6 +341,38 @@ mod tests {
             crate::sys::waitpid(pid, libc::__WALL | libc::WNOHANG).map(|(p, _)| p),
             Err(Errno(libc::ECHILD))
         );
+    }
+
+    static RAN: AtomicU32 = AtomicU32::new(0);
+
+    fn counts() -> i64 {
+        RAN.fetch_add(1, Ordering::Relaxed);
+        7
+    }
+
+    /// Exactly one of the helper and the caller runs the work: a stolen helper exits without
+    /// running it (and without a result), an unstolen one returns it.
+    #[test]
+    fn work_runs_once_whether_stolen_or_not() {
+        let (mut stolen, mut helped) = (0, 0);
+        for _ in 0..50 {
+            RAN.store(0, Ordering::Relaxed);
+            let h = spawn_helper(counts, 16 * 1024).expect("spawn");
+            if h.steal() {
+                stolen += 1;
+                h.reap();
+                assert_eq!(
+                    RAN.load(Ordering::Relaxed),
+                    0,
+                    "a stolen helper ran the work"
+                );
+            } else {
+                helped += 1;
+                assert_eq!(h.join(), Ok(HelperEnd::Done(7)));
+                assert_eq!(RAN.load(Ordering::Relaxed), 1);
+            }
+        }
+        eprintln!("stolen {stolen}, run by the helper {helped}");
     }
 
     /// An fd the helper opens is in our table (CLONE_FILES).
