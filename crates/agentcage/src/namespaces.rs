@@ -2,15 +2,14 @@
 //! steps (inside ids, hostname, loopback, the nested namespace that locks the mounts).
 //!
 //! Parent: [`clone_flags`], [`id_maps`], [`write_id_maps_from_parent`]. Child (pre-exec, no
-//! allocation): [`NetWorker`], [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure is a
-//! [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
+//! allocation): [`NetWorker`], [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure
+//! is a [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::error::{Error, SetupError, Step, Unenforceable};
 use crate::policy::{Layer, LayerSet, NetMode, Policy};
-
 use crate::sys::{self, Errno};
 
 /// Every namespace the launcher can create: its layer, its clone flag and the flag's name.
@@ -204,7 +203,7 @@ pub(crate) fn apply_uts_net(hostname: Option<&[u8]>, loopback: bool) -> Result<(
 ///
 /// [`NetWorker::start_nested`]: the same for the command's nested namespace ([`LockMounts`]):
 /// the helper first unshares a user namespace (a child of ours, owned by our uid, no maps
-/// yet) and creates the network namespace in it, so that one owns it, as when the command
+/// yet; started once our own maps exist) and creates the network namespace in it, so that one owns it, as when the command
 /// unshared both itself; the command joins both ([`lock_mounts`]) instead of paying
 /// copy_net_ns there.
 pub(crate) struct NetWorker {

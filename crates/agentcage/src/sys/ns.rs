@@ -38,7 +38,8 @@ const BY_CALLER: u32 = 2;
 /// The helper stored no result: it died (or found its parent gone) first.
 const PENDING: i64 = i64::MIN;
 
-/// A helper process started by [`spawn_helper`]: our child, until [`Helper::join`] reaps it.
+/// A helper process started by [`spawn_helper`]: our child, until [`Helper::join`] (or, when
+/// stolen, [`Helper::reap`] or an init's reaper) reaps it.
 pub struct Helper {
     pid: libc::pid_t,
     slot: *const Slot,
@@ -55,9 +56,8 @@ pub enum HelperEnd {
 
 /// Starts `work` in a helper process beside us: CLONE_VM | CLONE_FILES on a `stack_len`
 /// mmap'd stack above a guard page, exit signal SIGCHLD (an init's reaper collects a stolen
-/// one; see [`Helper::steal`]). The
-/// helper arms PR_SET_PDEATHSIG (SIGKILL) first and gives up when we are already gone: it
-/// never outlives us.
+/// one; see [`Helper::steal`]). The helper arms PR_SET_PDEATHSIG (SIGKILL) first and gives up
+/// when we are already gone: it never outlives us.
 ///
 /// `work` must only call [`beside`] functions (no libc wrapper that sets errno, no allocation,
 /// no panic); an fd it opens lands in our fd table.
