@@ -456,6 +456,35 @@ fn hostname_and_identity(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The command's network namespace is its own (never the launcher's), owned by the user
+/// namespace the command runs in, with lo up. Under `full` and `landlock` the sandbox's first
+/// process builds it beside itself and joins it before the command (issue 19); `ns-only`
+/// creates it in the command's nested namespace.
+fn own_network_namespace(env: &Env) -> Result<(), Failed> {
+    let host = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+    let check = "import os, socket, fcntl\n\
+        fd = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
+        owner = fcntl.ioctl(fd, 0xb701)  # NS_GET_USERNS\n\
+        same = os.fstat(owner).st_ino == os.stat('/proc/self/ns/user').st_ino\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.bind(('127.0.0.1', 0)); s.sendto(b'x', s.getsockname())\n\
+        print(os.readlink('/proc/self/ns/net'), 'owner=ours' if same else 'owner=other', \
+        'lo=' + s.recv(1).decode())";
+    for p in ["full", "landlock", "ns-only"] {
+        let ws = env.workspace()?;
+        let out = env.run(&["run", "-p", p, "-w", ws.s(), "--", "python3", "-c", check])?;
+        out.expect_code(0, p)?;
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        if words.len() != 3 || words[1..] != ["owner=ours", "lo=x"] {
+            return Err(format!("{p}: {:?}", out.stdout).into());
+        }
+        if std::path::Path::new(words[0]) == host {
+            return Err(format!("{p}: the command is in the launcher's {}", words[0]).into());
+        }
+    }
+    Ok(())
+}
+
 /// Makes Landlock look absent to the process: a seccomp filter in the spawned launcher
 /// answers ENOSYS to landlock_create_ruleset/add_rule/restrict_self (444-446 on x86_64 and
 /// aarch64), exactly what a kernel without Landlock says. Runs in `pre_exec`.
@@ -613,6 +642,7 @@ fn main() {
             false,
         ),
         ("hostname_and_identity", hostname_and_identity, false),
+        ("own_network_namespace", own_network_namespace, false),
         ("signals_are_forwarded", signals_are_forwarded, false),
         (
             "fails_closed_without_landlock",

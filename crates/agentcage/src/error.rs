@@ -72,13 +72,16 @@ pub enum Step {
     /// `--net allow`: the routes, listeners and their hand-over (sub-step: see `egress.rs`;
     /// index: the listener).
     Egress,
+    /// The sandbox's network namespace, built beside its first process and joined by it
+    /// (sub-step: see `namespaces.rs`).
+    NetNs,
 }
 
 impl Step {
     /// Decodes the wire value the child wrote.
     pub fn from_u32(v: u32) -> Option<Step> {
         use Step::*;
-        const ALL: [Step; 30] = [
+        const ALL: [Step; 31] = [
             WaitParent,
             SetGid,
             SetGroups,
@@ -109,6 +112,7 @@ impl Step {
             UserLimits,
             NestedIds,
             Egress,
+            NetNs,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

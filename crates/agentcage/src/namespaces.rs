@@ -2,10 +2,11 @@
 //! steps (inside ids, hostname, loopback, the nested namespace that locks the mounts).
 //!
 //! Parent: [`clone_flags`], [`id_maps`], [`write_id_maps_from_parent`]. Child (pre-exec, no
-//! allocation): [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure is a
-//! [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
+//! allocation): [`NetWorker`], [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure
+//! is a [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::error::{Error, SetupError, Step, Unenforceable};
 use crate::policy::{Layer, LayerSet, NetMode, Policy};
@@ -24,8 +25,9 @@ pub(crate) const NAMESPACES: [(Layer, libc::c_int, &str); 7] = [
     (Layer::CgroupNs, libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
 ];
 
-/// The clone flags of a run: every namespace layer on, except the network namespace with
-/// `--net host` and the cgroup namespace (unshared later, see `child.rs`).
+/// The namespaces of a run: every namespace layer on, except the network namespace with
+/// `--net host` and the cgroup namespace (unshared later, see `child.rs`). The network
+/// namespace is then taken out of the clone itself (`prepared.rs`: [`NetWorker`] builds it).
 pub(crate) fn clone_flags(layers: LayerSet, net: NetMode) -> libc::c_ulong {
     NAMESPACES
         .iter()
@@ -190,6 +192,225 @@ pub(crate) fn apply_uts_net(hostname: Option<&[u8]>, loopback: bool) -> Result<(
     Ok(())
 }
 
+/// The sandbox's network namespace, built beside its first process (issue 19). In the
+/// launcher's clone, CLONE_NEWNET cost ~0.5 ms (copy_net_ns: the pernet sysctl tables, the
+/// loopback device) and lo ~0.1 ms more, all on the critical path while the second core
+/// idled. Instead the first process starts a helper before anything else (creating a network
+/// namespace needs only CAP_SYS_ADMIN in our user namespace, ours from birth: no id map
+/// needed); the helper unshares it, brings lo up and hands over an fd of it; the first process
+/// composes the root meanwhile and joins the namespace before anything of the command runs.
+/// The namespace is created by a process of our user namespace: that one owns it, as before.
+///
+/// [`NetWorker::start_nested`]: the same for the command's nested namespace ([`LockMounts`]):
+/// the helper first unshares a user namespace (a child of ours, owned by our uid, no maps
+/// yet; started once our own maps exist) and creates the network namespace in it, so that one owns it, as when the command
+/// unshared both itself; the command joins both ([`lock_mounts`]) instead of paying
+/// copy_net_ns there.
+pub(crate) struct NetWorker {
+    helper: sys::Helper,
+    nested: bool,
+}
+
+/// [`Step::NetNs`] sub-steps.
+const NET_SPAWN: u32 = 0;
+const NET_UNSHARE: u32 = 1;
+const NET_SOCKET: u32 = 2;
+const NET_LOOPBACK: u32 = 3;
+const NET_FD: u32 = 4;
+const NET_DIED: u32 = 5;
+const NET_WAIT: u32 = 6;
+const NET_JOIN: u32 = 7;
+const NET_UNSHARE_USER: u32 = 8;
+const NET_USERNS_FD: u32 = 9;
+
+/// The helper's stack: its calls are a few raw syscalls (one ifreq on the stack).
+const NET_STACK: usize = 16 * 1024;
+
+/// The nested namespaces [`NetWorker::start_nested`] built, for the command's
+/// [`lock_mounts`]: `userns_fd << 32 | netns_fd`, or -1. Set by the first process before it
+/// forks the command (which gets a copy); a session's zygote never sets it (each exec
+/// unshares its own).
+static NESTED: AtomicI64 = AtomicI64::new(-1);
+
+impl NetWorker {
+    /// Child side, first thing after clone: starts the helper for our own network namespace.
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    pub(crate) fn start() -> Result<NetWorker, SetupError> {
+        Self::spawn(build_netns, false)
+    }
+
+    /// Child side, first thing after clone: starts the helper for the command's nested user
+    /// and network namespaces ([`LockMounts`]).
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    pub(crate) fn start_nested() -> Result<NetWorker, SetupError> {
+        Self::spawn(build_nested_netns, true)
+    }
+
+    /// Waits until the helper runs (tests of the helper's path, never stolen).
+    #[cfg(test)]
+    fn started(self) -> NetWorker {
+        self.helper.wait_claimed();
+        self
+    }
+
+    fn spawn(work: fn() -> i64, nested: bool) -> Result<NetWorker, SetupError> {
+        sys::spawn_helper(work, NET_STACK)
+            .map(|helper| NetWorker { helper, nested })
+            .map_err(|e| SetupError::at(Step::NetNs, NET_SPAWN, 0, e))
+    }
+
+    /// Child side, before anything uses the network: waits for the helper, reaps it and
+    /// joins its namespace (lo up), or, nested, keeps the fds for the command's
+    /// [`lock_mounts`]. Until this returns we are in the launcher's network namespace: it
+    /// must run before the command, egress and the init's fork.
+    ///
+    /// Runs in the child after clone: async-signal-safe only.
+    pub(crate) fn join(self, has_reaper: bool) -> Result<(), SetupError> {
+        let fail = |sub| move |e| SetupError::at(Step::NetNs, sub, 0, e);
+        if self.helper.steal() {
+            // The helper got no CPU while we composed the root (no idle core): rather than
+            // wait a time slice for it, do what the launcher's clone did before, here; nested,
+            // the command unshares its namespaces itself (NESTED stays -1). The idle helper
+            // exits when it runs: an init reaps it with its orphans, else we wait for it.
+            if !has_reaper {
+                self.helper.reap();
+            }
+            if self.nested {
+                return Ok(());
+            }
+            sys::unshare(libc::CLONE_NEWNET).map_err(fail(NET_UNSHARE))?;
+            return sys::loopback_up().map_err(fail(NET_LOOPBACK));
+        }
+        let end = self.helper.join().map_err(fail(NET_WAIT))?;
+        if self.nested {
+            // Prebuilding is only a shortcut for the command's own unshare, which stays the
+            // fallback (NESTED -1) and reports its own error: the helper's unshare of a user
+            // namespace fails with EPERM while our pivot_root is under way (for that instant
+            // our root is not the mount namespace's: "chrooted").
+            if let sys::HelperEnd::Done(r) = end {
+                if r >= 0 {
+                    NESTED.store(r, Ordering::Relaxed);
+                }
+            }
+            return Ok(());
+        }
+        let r = match end {
+            sys::HelperEnd::Done(r) => decode(r)?,
+            sys::HelperEnd::Died(st) => {
+                return Err(SetupError::at(
+                    Step::NetNs,
+                    NET_DIED,
+                    st as u32,
+                    Errno(libc::ECHILD),
+                ))
+            }
+        };
+        let fd = r as i32;
+        let joined = sys::setns(fd, libc::CLONE_NEWNET).map_err(fail(NET_JOIN));
+        sys::close(fd);
+        joined
+    }
+}
+
+/// `-(1 + (sub << 16 | errno))`: a helper's failure (decoded by [`decode`]).
+fn helper_err(sub: u32, e: Errno) -> i64 {
+    -1 - ((i64::from(sub) << 16) | i64::from(e.0 & 0xffff))
+}
+
+/// The helper's work: unshare(CLONE_NEWNET), lo up, an fd of the namespace (in the shared fd
+/// table). Its result: the fd, or [`helper_err`]. Raw, errno-free calls only (see `sys::ns`).
+fn build_netns() -> i64 {
+    if let Err(e) = sys::beside::unshare(libc::CLONE_NEWNET) {
+        return helper_err(NET_UNSHARE, e);
+    }
+    let sock = match sys::beside::inet_socket() {
+        Ok(s) => s,
+        Err(e) => return helper_err(NET_SOCKET, e),
+    };
+    let r = sys::beside::loopback_up(sock)
+        .map_err(|e| (NET_LOOPBACK, e))
+        .and_then(|()| sys::beside::netns_of(sock).map_err(|e| (NET_FD, e)));
+    sys::beside::close(sock);
+    match r {
+        Ok(fd) => i64::from(fd),
+        Err((sub, e)) => helper_err(sub, e),
+    }
+}
+
+/// The nested helper's work: unshare(CLONE_NEWUSER) (a child of our user namespace, owned by
+/// our uid), then [`build_netns`] in it, then an fd of that user namespace (NS_GET_USERNS of
+/// the network namespace). Its result: `userns_fd << 32 | netns_fd`, or [`helper_err`].
+fn build_nested_netns() -> i64 {
+    if let Err(e) = sys::beside::unshare(libc::CLONE_NEWUSER) {
+        return helper_err(NET_UNSHARE_USER, e);
+    }
+    let net = build_netns();
+    if net < 0 {
+        return net;
+    }
+    match sys::beside::ns_owner(net as i32) {
+        Ok(user) => (i64::from(user) << 32) | net,
+        Err(e) => {
+            sys::beside::close(net as i32);
+            helper_err(NET_USERNS_FD, e)
+        }
+    }
+}
+
+/// The helper's fd(s), or its failure as a [`SetupError`].
+fn decode(r: i64) -> Result<i64, SetupError> {
+    if r >= 0 {
+        return Ok(r);
+    }
+    let v = -1 - r;
+    Err(SetupError::at(
+        Step::NetNs,
+        (v >> 16) as u32,
+        0,
+        Errno((v & 0xffff) as i32),
+    ))
+}
+
+/// The step of a failed [`NetWorker`] sub-step.
+fn describe_net(sub: u32, index: u32) -> String {
+    match sub {
+        NET_SPAWN => "start the helper that creates the network namespace (mmap its stack, \
+                      clone(CLONE_VM|CLONE_FILES))"
+            .into(),
+        NET_UNSHARE => "unshare(CLONE_NEWNET) in the sandbox's user namespace".into(),
+        NET_SOCKET => "socket(AF_INET, SOCK_DGRAM) in the new network namespace".into(),
+        NET_LOOPBACK => "bring up the loopback interface (SIOCSIFFLAGS lo)".into(),
+        NET_FD => "ioctl(SIOCGSKNS): an fd of the new network namespace".into(),
+        NET_DIED => {
+            format!("the network namespace helper ended without a result (wait status {index:#x})")
+        }
+        NET_WAIT => "waitpid(__WALL) for the network namespace helper".into(),
+        NET_UNSHARE_USER => "unshare(CLONE_NEWUSER) for the command's nested namespace".into(),
+        NET_USERNS_FD => "ioctl(NS_GET_USERNS): an fd of the nested user namespace".into(),
+        _ => "setns(CLONE_NEWNET) into the sandbox's network namespace".into(),
+    }
+}
+
+/// A true hint for a failed [`NetWorker`] sub-step, where there is one.
+pub(crate) fn net_hint(sub: u32, e: Errno) -> Option<String> {
+    match (sub, e.0) {
+        (NET_SPAWN, libc::EAGAIN) => Some(
+            "the sandbox could not start one helper process: a pids limit (--pids, the cgroup's \
+             pids.max) or RLIMIT_NPROC leaves no room"
+                .into(),
+        ),
+        (NET_UNSHARE | NET_UNSHARE_USER, libc::ENOSPC) => Some(
+            "the sandbox user's count of network or user namespaces is used up \
+             (/proc/sys/user/max_net_namespaces, max_user_namespaces: the sandbox's own are \
+             capped at half of its owner's)"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
 /// A nested user (and mount) namespace for a command that keeps its capabilities (ns-only,
 /// or an ablation without the caps layer): copying the mount tree into a namespace owned by
 /// a less privileged user namespace makes the kernel lock every mount (mount_namespaces(7)
@@ -245,15 +466,32 @@ const LOCK_UNSHARE: u32 = 0;
 const LOCK_SETGROUPS: u32 = 1;
 const LOCK_UID_MAP: u32 = 2;
 const LOCK_GID_MAP: u32 = 3;
+const LOCK_JOIN_USER: u32 = 4;
+const LOCK_JOIN_NET: u32 = 5;
 
 /// Child side (the command's process): enters the nested user+mount namespace so every mount
 /// of the composed root is locked (a command that keeps its capabilities cannot remount,
-/// unmount or move them).
+/// unmount or move them). With the nested user and network namespaces prebuilt
+/// ([`NetWorker::start_nested`]) it joins them and unshares only the rest.
 ///
 /// Runs in the child after clone: async-signal-safe only.
 pub(crate) fn lock_mounts(l: &LockMounts) -> Result<(), SetupError> {
     let fail = |sub| move |e| SetupError::at(Step::LockMounts, sub, 0, e);
-    sys::unshare(l.unshare_flags).map_err(fail(LOCK_UNSHARE))?;
+    let prebuilt = NESTED.swap(-1, Ordering::Relaxed);
+    let mut flags = l.unshare_flags;
+    if prebuilt >= 0 {
+        let (user, net) = ((prebuilt >> 32) as i32, prebuilt as i32);
+        // The user namespace first: its capabilities let us join its network namespace, and
+        // the mount and UTS namespaces unshared below belong to it (the mounts are locked).
+        let joined = sys::setns(user, libc::CLONE_NEWUSER)
+            .map_err(fail(LOCK_JOIN_USER))
+            .and_then(|()| sys::setns(net, libc::CLONE_NEWNET).map_err(fail(LOCK_JOIN_NET)));
+        sys::close(user);
+        sys::close(net);
+        joined?;
+        flags &= !(libc::CLONE_NEWUSER | libc::CLONE_NEWNET);
+    }
+    sys::unshare(flags).map_err(fail(LOCK_UNSHARE))?;
     // We are a fork of the non-dumpable init: our /proc/self files belong to the host's
     // root until we are dumpable. Only for the three writes (nothing else of the sandbox runs
     // yet); execve decides dumpability afterwards anyway.
@@ -269,7 +507,8 @@ pub(crate) fn lock_mounts(l: &LockMounts) -> Result<(), SetupError> {
         });
     let _ = sys::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     r?;
-    apply_uts_net(l.hostname, l.loopback)
+    // A prebuilt network namespace has lo up already.
+    apply_uts_net(l.hostname, l.loopback && prebuilt < 0)
 }
 
 /// The step of a failed child-side step of this module; `ids`: the inside uid and gid.
@@ -283,6 +522,7 @@ pub(crate) fn describe(r: SetupError, ids: (u32, u32), l: Option<&LockMounts>) -
             .into(),
         Step::Hostname => "sethostname(agentcage)".into(),
         Step::Loopback => "bring up the loopback interface".into(),
+        Step::NetNs => describe_net(r.sub, r.index),
         _ => describe_lock_mounts(l, r.sub),
     }
 }
@@ -296,6 +536,8 @@ fn describe_lock_mounts(l: Option<&LockMounts>, sub: u32) -> String {
         ),
         LOCK_SETGROUPS => "write /proc/self/setgroups (deny) in the nested user namespace".into(),
         LOCK_UID_MAP => "write /proc/self/uid_map of the nested user namespace".into(),
+        LOCK_JOIN_USER => "setns(CLONE_NEWUSER) into the prebuilt nested user namespace".into(),
+        LOCK_JOIN_NET => "setns(CLONE_NEWNET) into the prebuilt nested network namespace".into(),
         _ => "write /proc/self/gid_map of the nested user namespace".into(),
     }
 }
@@ -344,5 +586,250 @@ mod tests {
             "CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS|\
              CLONE_NEWCGROUP"
         );
+    }
+
+    /// In a forked child that owns a fresh user namespace (as the sandbox's first process
+    /// does): `f` runs there, its exit code comes back (77: no user namespaces here).
+    fn in_own_userns(f: fn() -> i32) -> i32 {
+        let pid = sys::raw_fork().expect("fork");
+        if pid == 0 {
+            let (uid, gid) = (sys::geteuid(), sys::getegid());
+            let code = if sys::unshare(libc::CLONE_NEWUSER).is_err() {
+                77
+            } else {
+                let _ = std::fs::write("/proc/self/setgroups", "deny");
+                let ok = std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")).is_ok()
+                    && std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")).is_ok();
+                if ok {
+                    f()
+                } else {
+                    78
+                }
+            };
+            sys::exit(code);
+        }
+        let (_, st) = sys::waitpid(pid, 0).expect("waitpid");
+        assert!(libc::WIFEXITED(st), "child died: {st:#x}");
+        libc::WEXITSTATUS(st)
+    }
+
+    fn ns_ino(path: &str) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map_or(0, |m| m.ino())
+    }
+
+    /// The worker's namespace is joined (not the one we started in), owned by our user
+    /// namespace, has lo up, and the worker is reaped: no child left.
+    fn join_checks() -> i32 {
+        let before = ns_ino("/proc/thread-self/ns/net");
+        let w = match NetWorker::start() {
+            Ok(w) => w.started(),
+            Err(_) => return 2,
+        };
+        if w.join(false).is_err() {
+            return 3;
+        }
+        if ns_ino("/proc/thread-self/ns/net") == before {
+            return 4;
+        }
+        let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
+            return 5;
+        };
+        let Ok(owner) = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
+            return 6;
+        };
+        let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
+        sys::close(owner);
+        if owner_ino != ns_ino("/proc/self/ns/user") {
+            return 7;
+        }
+        // lo is up: 127.0.0.1 answers (with lo down, connect fails with ENETUNREACH).
+        let up = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| std::net::TcpStream::connect(l.local_addr()?))
+            .is_ok();
+        if !up {
+            return 9;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 10,
+        }
+    }
+
+    /// Joined at once (the helper has usually not run yet: the join takes its work over), the
+    /// result is the same: a new network namespace with lo up, and no child left.
+    fn join_at_once_checks() -> i32 {
+        let before = ns_ino("/proc/thread-self/ns/net");
+        if NetWorker::start().and_then(|w| w.join(false)).is_err() {
+            return 2;
+        }
+        if ns_ino("/proc/thread-self/ns/net") == before {
+            return 3;
+        }
+        let up = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.send_to(b"x", s.local_addr()?))
+            .is_ok();
+        if !up {
+            return 4;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 5,
+        }
+    }
+
+    #[test]
+    fn a_net_worker_joined_at_once_gives_the_same_namespace() {
+        let why = [
+            "",
+            "",
+            "join failed",
+            "same namespace",
+            "lo is down",
+            "a child is left",
+        ];
+        match in_own_userns(join_at_once_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
+    }
+
+    #[test]
+    fn the_net_worker_builds_the_namespace_we_join() {
+        let why = [
+            "",
+            "",
+            "start failed",
+            "join failed",
+            "still in the old network namespace",
+            "open ns/net",
+            "NS_GET_USERNS",
+            "the network namespace is not owned by our user namespace",
+            "",
+            "lo is down",
+            "a child is left (the worker was not reaped)",
+        ];
+        match in_own_userns(join_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
+    }
+
+    /// A failing worker is a typed setup error naming its sub-step and errno: here the
+    /// namespace count of our user namespace is 0, so its unshare gets ENOSPC.
+    fn failure_checks() -> i32 {
+        if std::fs::write("/proc/sys/user/max_net_namespaces", "0").is_err() {
+            return 2;
+        }
+        let before = ns_ino("/proc/thread-self/ns/net");
+        let r = NetWorker::start().and_then(|w| w.started().join(false));
+        let want = SetupError::at(Step::NetNs, NET_UNSHARE, 0, Errno(libc::ENOSPC));
+        if r != Err(want) {
+            return 3;
+        }
+        if ns_ino("/proc/thread-self/ns/net") != before {
+            return 4;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 5,
+        }
+    }
+
+    #[test]
+    fn a_failing_net_worker_is_a_setup_error() {
+        let why = [
+            "",
+            "",
+            "write max_net_namespaces",
+            "not the unshare's ENOSPC",
+            "the network namespace changed",
+            "a child is left",
+        ];
+        match in_own_userns(failure_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
+        assert_eq!(
+            describe(
+                SetupError::at(Step::NetNs, NET_UNSHARE, 0, Errno(libc::ENOSPC)),
+                (0, 0),
+                None
+            ),
+            "unshare(CLONE_NEWNET) in the sandbox's user namespace"
+        );
+        assert!(net_hint(NET_UNSHARE, Errno(libc::ENOSPC)).is_some());
+    }
+
+    /// ns-only: the nested user and network namespaces are built beside us, and the command's
+    /// [`lock_mounts`] joins them: it ends in a user namespace below ours that owns its
+    /// network namespace (lo up), with a mount namespace of its own; the fds are gone.
+    fn nested_checks() -> i32 {
+        let user_before = ns_ino("/proc/thread-self/ns/user");
+        let mnt_before = ns_ino("/proc/thread-self/ns/mnt");
+        if NetWorker::start_nested()
+            .and_then(|w| w.started().join(false))
+            .is_err()
+        {
+            return 2;
+        }
+        if NESTED.load(Ordering::Relaxed) < 0 {
+            return 3;
+        }
+        let mut flags = (libc::CLONE_NEWNET | libc::CLONE_NEWUTS) as libc::c_ulong;
+        let (mut hostname, mut loopback) = (Some(&b"agentcage"[..]), true);
+        let l = LockMounts::prepare(0, 0, false, &mut flags, &mut hostname, &mut loopback);
+        if lock_mounts(&l).is_err() {
+            return 4;
+        }
+        let user = ns_ino("/proc/thread-self/ns/user");
+        if user == user_before || ns_ino("/proc/thread-self/ns/mnt") == mnt_before {
+            return 5;
+        }
+        let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
+            return 6;
+        };
+        let Ok(owner) = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
+            return 6;
+        };
+        let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
+        sys::close(owner);
+        if owner_ino != user {
+            return 7;
+        }
+        let up = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.send_to(b"x", s.local_addr()?))
+            .is_ok();
+        if !up {
+            return 8;
+        }
+        if NESTED.load(Ordering::Relaxed) != -1 {
+            return 9;
+        }
+        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
+            Err(Errno(libc::ECHILD)) => 0,
+            _ => 10,
+        }
+    }
+
+    #[test]
+    fn the_nested_namespaces_are_prebuilt_and_joined() {
+        let why = [
+            "",
+            "",
+            "start or join failed",
+            "no fds kept",
+            "lock_mounts failed",
+            "not in new user and mount namespaces",
+            "NS_GET_USERNS",
+            "the network namespace is not owned by the nested user namespace",
+            "lo is down",
+            "the fds were not taken",
+            "a child is left",
+        ];
+        match in_own_userns(nested_checks) {
+            77 => eprintln!("skip: no user namespaces here"),
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
     }
 }

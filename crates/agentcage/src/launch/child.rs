@@ -66,7 +66,13 @@ pub(super) fn main(
     if pipes.net_parent >= 0 {
         sys::close(pipes.net_parent);
     }
-    if let Err(e) = setup_sandbox(p, pipes, memory) {
+    // ns-only/landlock: the command's nested user and network namespaces are built beside us
+    // too (not for a session's zygote: each of its execs unshares its own).
+    let nested_net = !matches!(role, Role::Zygote { .. })
+        && p.lock_mounts
+            .as_ref()
+            .is_some_and(|l| l.unshare_flags & libc::CLONE_NEWNET != 0);
+    if let Err(e) = setup_sandbox(p, pipes, nested_net, memory) {
         report_and_exit(pipes.report_w, e);
     }
     // The command's terminal: a pty of the sandbox's own devpts (its master goes to the
@@ -99,8 +105,20 @@ pub(super) fn main(
 }
 
 /// Namespaces-level setup, done once by the sandbox's first process: one line per step.
-fn setup_sandbox(p: &Prepared, pipes: &Pipes, memory: Memory) -> R {
+fn setup_sandbox(p: &Prepared, pipes: &Pipes, nested_net: bool, memory: Memory) -> R {
+    // First: the network namespace is built beside us (~0.6 ms, on the other core) while we
+    // wait and compose; it needs only our user namespace's CAP_SYS_ADMIN, held from birth.
+    // If we fail before the join, the helper dies with us (its PDEATHSIG, our pid namespace).
+    let mut net = if p.own_net {
+        Some(namespaces::NetWorker::start()?)
+    } else {
+        None
+    };
     let attach_follows = sync::wait_for_release(pipes.sync_r)?; // parent wrote the id maps
+    if nested_net {
+        // After the maps: a user namespace can only be created by a uid mapped in its parent.
+        net = Some(namespaces::NetWorker::start_nested()?);
+    }
     opt(p.set_ids.as_ref(), namespaces::apply_ids)?; // mapped inside ids, no groups, own keyring
     opt(p.user_caps.as_ref(), user_caps)?; // needs CAP_SYS_RESOURCE and the host's /proc
     if memory == Memory::Copy {
@@ -111,7 +129,8 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes, memory: Memory) -> R {
         die_with_launcher(pipes.sync_r)?; // after the id switch, which clears PDEATHSIG
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
-    namespaces::apply_uts_net(p.hostname, p.loopback)?; // hostname, lo up
+    namespaces::apply_uts_net(p.hostname, false)?; // hostname
+    opt(net, |w| w.join(p.init))?; // our own netns, lo up (nested: for the command)
     opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {
         // The launcher attaches us to the run's cgroup while we composed the root (the
@@ -129,7 +148,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes, memory: Memory) -> R {
 }
 
 /// Runs `f` on the prepared value of an enabled step; a disabled step is a no-op.
-fn opt<T>(v: Option<&T>, f: impl FnOnce(&T) -> R) -> R {
+fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> R) -> R {
     v.map_or(Ok(()), f)
 }
 

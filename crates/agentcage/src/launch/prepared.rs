@@ -57,7 +57,10 @@ pub struct Prepared {
     pub(crate) set_ids: Option<SetIds>,
     pub(crate) rootfs: Option<PreparedRootfs>,
     pub(crate) hostname: Option<&'static [u8]>,
-    pub(crate) loopback: bool,
+    /// The sandbox's own network namespace, not made at clone: its first process builds it
+    /// beside itself (lo up) and joins it before anything of the command runs
+    /// ([`namespaces::NetWorker`]).
+    pub(crate) own_net: bool,
     pub(crate) init: bool,
     pub(crate) hygiene: bool,
     pub(crate) keep_fds: Vec<i32>,
@@ -344,6 +347,11 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             &mut loopback,
         )
     });
+    // Not in the launcher's clone, where copy_net_ns cost ~0.5 ms inside the syscall on the
+    // critical path: the first process has it built beside itself while it composes the root
+    // (issue 19). Its user namespace creates it: the owner is the same.
+    let own_net = clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0;
+    clone_flags &= !(libc::CLONE_NEWNET as libc::c_ulong);
     Ok(Prepared {
         policy: policy.clone(),
         command: command.clone(),
@@ -352,7 +360,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         set_ids,
         rootfs,
         hostname,
-        loopback,
+        own_net,
         init: layers.has(Layer::PidNs),
         hygiene,
         keep_fds,
@@ -709,6 +717,7 @@ impl Prepared {
             | Step::SessionKeyring
             | Step::Hostname
             | Step::Loopback
+            | Step::NetNs
             | Step::LockMounts => namespaces::describe(
                 r,
                 (self.policy.uid, self.policy.gid),
@@ -775,6 +784,7 @@ impl Prepared {
                     .into(),
             ),
             (Step::Egress, _) => egress::hint(r.sub, r.errno),
+            (Step::NetNs, _) => namespaces::net_hint(r.sub, r.errno),
             (Step::UserLimits, _) => Some(
                 "the sandbox writes its own namespace's /proc/sys/user limits through the \
                  host's /proc; a /proc mounted read-only or masked for the launcher prevents it"
@@ -803,6 +813,40 @@ mod tests {
             .find_map(|l| l.strip_prefix("flags:"))
             .expect("flags line");
         libc::c_int::from_str_radix(line.trim(), 8).expect("octal flags")
+    }
+
+    /// The network namespace is never in the launcher's clone: `full` has the sandbox's first
+    /// process build it beside itself (`own_net`); `ns-only` and `landlock` (no caps layer:
+    /// the mounts are locked) leave it to the command's nested namespace; `--net host` has
+    /// none.
+    #[test]
+    fn the_network_namespace_is_not_made_at_clone() {
+        use crate::policy::{NetMode, Policy, Profile};
+        let ws = std::env::temp_dir();
+        let cmd = super::Command {
+            argv: vec!["true".into()],
+            self_exe: None,
+        };
+        for (profile, net, own_net) in [
+            (Profile::Full, NetMode::None, true),
+            (Profile::Landlock, NetMode::None, false),
+            (Profile::NsOnly, NetMode::None, false),
+            (Profile::Full, NetMode::Host, false),
+        ] {
+            let mut policy = Policy::for_profile(profile, ws.clone());
+            policy.net = net;
+            policy.best_effort = true;
+            let p = super::prepare(&policy, &cmd).expect("prepare");
+            let newnet = libc::CLONE_NEWNET as libc::c_ulong;
+            assert_eq!(p.clone_flags & newnet, 0, "{profile:?} {net:?}");
+            assert_eq!(p.own_net, own_net, "{profile:?} {net:?}");
+            let nested = p
+                .lock_mounts
+                .as_ref()
+                .map(|l| l.unshare_flags & libc::CLONE_NEWNET);
+            let want = (profile != Profile::Full).then_some(libc::CLONE_NEWNET);
+            assert_eq!(nested, want, "{profile:?} {net:?}");
+        }
     }
 
     /// Without an init there is no status pipe (its ends are -1, never a descriptor).

@@ -148,11 +148,13 @@ pub use notify::{notif_id_valid, notif_recv, notif_send_errno};
 mod fs;
 mod mount;
 mod net;
+mod ns;
 mod process;
 mod tty;
 pub use fs::*;
 pub use mount::*;
 pub use net::*;
+pub use ns::*;
 pub use process::*;
 pub use tty::*;
 
