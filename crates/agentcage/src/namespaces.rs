@@ -613,6 +613,23 @@ mod tests {
         libc::WEXITSTATUS(st)
     }
 
+    /// Runs `f` with [`in_own_userns`] and fails with `why[code]` unless it returns 0. Without
+    /// user namespaces the test is skipped with a reason, or fails when
+    /// `AGENTCAGE_TEST_EXPECT` lists `userns` (CI on a machine that has them).
+    fn expect_in_own_userns(f: fn() -> i32, why: &[&str]) {
+        match in_own_userns(f) {
+            77 => {
+                let expect = std::env::var("AGENTCAGE_TEST_EXPECT").unwrap_or_default();
+                assert!(
+                    !expect.split(',').any(|e| e.trim() == "userns"),
+                    "AGENTCAGE_TEST_EXPECT lists userns, but unshare(CLONE_NEWUSER) failed"
+                );
+                eprintln!("skip: no user namespaces here");
+            }
+            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
+        }
+    }
+
     fn ns_ino(path: &str) -> u64 {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(path).map_or(0, |m| m.ino())
@@ -688,10 +705,7 @@ mod tests {
             "lo is down",
             "a child is left",
         ];
-        match in_own_userns(join_at_once_checks) {
-            77 => eprintln!("skip: no user namespaces here"),
-            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
-        }
+        expect_in_own_userns(join_at_once_checks, &why);
     }
 
     #[test]
@@ -709,10 +723,7 @@ mod tests {
             "lo is down",
             "a child is left (the worker was not reaped)",
         ];
-        match in_own_userns(join_checks) {
-            77 => eprintln!("skip: no user namespaces here"),
-            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
-        }
+        expect_in_own_userns(join_checks, &why);
     }
 
     /// A failing worker is a typed setup error naming its sub-step and errno: here the
@@ -746,10 +757,7 @@ mod tests {
             "the network namespace changed",
             "a child is left",
         ];
-        match in_own_userns(failure_checks) {
-            77 => eprintln!("skip: no user namespaces here"),
-            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
-        }
+        expect_in_own_userns(failure_checks, &why);
         assert_eq!(
             describe(
                 SetupError::at(Step::NetNs, NET_UNSHARE, 0, Errno(libc::ENOSPC)),
@@ -827,9 +835,6 @@ mod tests {
             "the fds were not taken",
             "a child is left",
         ];
-        match in_own_userns(nested_checks) {
-            77 => eprintln!("skip: no user namespaces here"),
-            c => assert_eq!(c, 0, "{}", why.get(c as usize).unwrap_or(&"?")),
-        }
+        expect_in_own_userns(nested_checks, &why);
     }
 }
