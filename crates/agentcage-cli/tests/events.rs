@@ -34,6 +34,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 def show(name, r):
     e = ctypes.get_errno()
     print(name, r, os.strerror(e) if r != 0 else "ok", flush=True)
+print("pid", os.getpid(), flush=True)
 show("mount", libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
 show("ptrace", libc.ptrace(16, 1, 0, 0))
 show("unshare", libc.unshare(0x10000000))
@@ -113,6 +114,13 @@ fn seccomp_denials(env: &Env) -> Result<(), Failed> {
             return Err(format!("the command has {l:?}\n{}", out.stdout).into());
         }
     }
+    // The command's pid in the sandbox's pid namespace (2, or 3 when the network-namespace
+    // helper took 2): the events must name that one.
+    let ns_pid: u64 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid ")?.trim().parse().ok())
+        .ok_or_else(|| format!("no pid line in\n{}", out.stdout))?;
     let (header, evs) = events_of(&events)?;
     if header["layers"]["seccomp"]
         .as_str()
@@ -148,7 +156,7 @@ fn seccomp_denials(env: &Env) -> Result<(), Failed> {
         {
             return Err(format!("{syscall}: {e:#}").into());
         }
-        if e["exe"].as_str().is_none_or(|x| !x.contains("python3")) || e["ns_pid"] != 2 {
+        if e["exe"].as_str().is_none_or(|x| !x.contains("python3")) || e["ns_pid"] != ns_pid {
             return Err(format!("{syscall}: exe/ns_pid: {e:#}").into());
         }
         if !out

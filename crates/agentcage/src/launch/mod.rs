@@ -5,7 +5,7 @@
 //! ```text
 //! agentcage (launcher, caller's uid)         writes id maps, attaches the cgroup, forwards
 //!  └─ init   (pid 1 in the new pid ns)       composes the root, then reaps and forwards
-//!      └─ command (pid 2)                    hygiene, limits, Landlock, caps, seccomp, execve
+//!      └─ command (pid 2 or 3)               hygiene, limits, Landlock, caps, seccomp, execve
 //! ```
 //!
 //! Everything the child side touches is built in [`prepare`] ([`Prepared`]); the child side
