@@ -2,7 +2,7 @@
 //! steps (inside ids, hostname, loopback, the nested namespace that locks the mounts).
 //!
 //! Parent: [`clone_flags`], [`id_maps`], [`write_id_maps_from_parent`]. Child (pre-exec, no
-//! allocation): [`NetWorker`], [`apply_ids`], [`apply_uts_net`], [`lock_mounts`]. Each failure
+//! allocation): [`NetWorker`], [`apply_ids`], [`apply_hostname`], [`lock_mounts`]. Each failure
 //! is a [`SetupError`] of its own [`Step`]; [`describe_lock_mounts`] names its sub-steps.
 
 use std::ffi::CString;
@@ -179,13 +179,22 @@ pub(crate) fn apply_ids(ids: &SetIds) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Child side: the hostname of a new UTS namespace and loopback of a new network namespace.
+/// Child side: the hostname of a new UTS namespace.
 ///
 /// Runs in the child after clone: async-signal-safe only.
-pub(crate) fn apply_uts_net(hostname: Option<&[u8]>, loopback: bool) -> Result<(), SetupError> {
-    if let Some(h) = hostname {
-        sys::sethostname(h).map_err(|e| SetupError::new(Step::Hostname, 0, e))?;
+pub(crate) fn apply_hostname(hostname: Option<&[u8]>) -> Result<(), SetupError> {
+    match hostname {
+        Some(h) => sys::sethostname(h).map_err(|e| SetupError::new(Step::Hostname, 0, e)),
+        None => Ok(()),
     }
+}
+
+/// Child side: [`apply_hostname`], and loopback of a new network namespace (the command's
+/// nested one when it unshared it itself: [`NetWorker`] brings up the others).
+///
+/// Runs in the child after clone: async-signal-safe only.
+fn apply_uts_net(hostname: Option<&[u8]>, loopback: bool) -> Result<(), SetupError> {
+    apply_hostname(hostname)?;
     if loopback {
         sys::loopback_up().map_err(|e| SetupError::new(Step::Loopback, 0, e))?;
     }
@@ -442,7 +451,6 @@ impl LockMounts {
         egress: bool,
         clone_flags: &mut libc::c_ulong,
         hostname: &mut Option<&'static [u8]>,
-        loopback: &mut bool,
     ) -> LockMounts {
         let mut own = libc::CLONE_NEWUTS as libc::c_ulong;
         if !egress {
@@ -456,7 +464,7 @@ impl LockMounts {
             gid_map: CString::new(format!("{gid} {gid} 1\n")).unwrap_or_default(),
             unshare_flags: (libc::CLONE_NEWUSER | libc::CLONE_NEWNS) | moved as libc::c_int,
             hostname: hostname.take(),
-            loopback: net_moved && std::mem::take(loopback),
+            loopback: net_moved,
         }
     }
 }
@@ -785,8 +793,8 @@ mod tests {
             return 3;
         }
         let mut flags = (libc::CLONE_NEWNET | libc::CLONE_NEWUTS) as libc::c_ulong;
-        let (mut hostname, mut loopback) = (Some(&b"agentcage"[..]), true);
-        let l = LockMounts::prepare(0, 0, false, &mut flags, &mut hostname, &mut loopback);
+        let mut hostname = Some(&b"agentcage"[..]);
+        let l = LockMounts::prepare(0, 0, false, &mut flags, &mut hostname);
         if lock_mounts(&l).is_err() {
             return 4;
         }

@@ -129,7 +129,7 @@ fn setup_sandbox(p: &Prepared, pipes: &Pipes, nested_net: bool, memory: Memory) 
         die_with_launcher(pipes.sync_r)?; // after the id switch, which clears PDEATHSIG
     }
     opt(p.rootfs.as_ref(), rootfs::apply)?; // needs CAP_SYS_ADMIN in our userns
-    namespaces::apply_uts_net(p.hostname, false)?; // hostname
+    namespaces::apply_hostname(p.hostname)?; // our UTS namespace
     opt(net, |w| w.join(p.init))?; // our own netns, lo up (nested: for the command)
     opt(p.egress.as_ref(), |e| egress::apply(e, pipes.net_child))?; // routes, listeners out
     if attach_follows {

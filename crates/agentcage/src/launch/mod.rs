@@ -498,8 +498,9 @@ impl Prepared {
     }
 
     /// Whether the child of [`Prepared::spawn`] may share our memory (a vfork-like spawn):
-    /// it must exec the command itself (no init, no zygote), create no namespace (the
-    /// launcher writes nothing for it after clone: no id maps) and need nothing from us
+    /// it must exec the command itself (no init, no zygote), create no namespace (none at
+    /// clone, none built beside it: `own_net`; the launcher writes nothing for it after
+    /// clone: no id maps) and need nothing from us
     /// between clone and exec (released before the clone, no egress), because we are
     /// suspended until it execs or exits. `run -p none` and the no-namespace ablations.
     fn child_execs_at_once(&self, role: Role, released_early: bool) -> bool {
@@ -507,6 +508,7 @@ impl Prepared {
             && matches!(role, Role::Run)
             && !self.init
             && self.clone_flags == 0
+            && !self.own_net
             && self.egress.is_none()
     }
 

@@ -336,7 +336,6 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
     // root inside keeps every capability over its own network stack and hostname (ns-only's
     // point: namespaces alone are not a sandbox), just not over the mounts.
     let mut hostname = layers.has(Layer::UtsNs).then_some(&b"agentcage"[..]);
-    let mut loopback = clone_flags & libc::CLONE_NEWNET as libc::c_ulong != 0;
     let lock_mounts = (userns && mount_ns && !layers.has(Layer::Caps)).then(|| {
         LockMounts::prepare(
             policy.uid,
@@ -344,7 +343,6 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
             egress.is_some(),
             &mut clone_flags,
             &mut hostname,
-            &mut loopback,
         )
     });
     // Not in the launcher's clone, where copy_net_ns cost ~0.5 ms inside the syscall on the
