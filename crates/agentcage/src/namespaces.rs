@@ -643,6 +643,30 @@ mod tests {
         std::fs::metadata(path).map_or(0, |m| m.ino())
     }
 
+    /// The inode of the user namespace that owns our network namespace (NS_GET_USERNS).
+    fn net_owner_ino() -> Option<u64> {
+        let f = std::fs::File::open("/proc/thread-self/ns/net").ok()?;
+        let owner = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)).ok()?;
+        let ino = ns_ino(&format!("/proc/self/fd/{owner}"));
+        sys::close(owner);
+        Some(ino)
+    }
+
+    /// lo is up: 127.0.0.1 answers (with lo down, connect fails with ENETUNREACH).
+    fn lo_is_up() -> bool {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| std::net::TcpStream::connect(l.local_addr()?))
+            .is_ok()
+    }
+
+    /// No child of ours is left, not even a zombie (a helper was reaped).
+    fn no_child_left() -> bool {
+        matches!(
+            sys::waitpid(-1, libc::__WALL | libc::WNOHANG),
+            Err(Errno(libc::ECHILD))
+        )
+    }
+
     /// The worker's namespace is joined (not the one we started in), owned by our user
     /// namespace, has lo up, and the worker is reaped: no child left.
     fn join_checks() -> i32 {
@@ -657,27 +681,19 @@ mod tests {
         if ns_ino("/proc/thread-self/ns/net") == before {
             return 4;
         }
-        let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
-            return 5;
-        };
-        let Ok(owner) = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
+        let Some(owner_ino) = net_owner_ino() else {
             return 6;
         };
-        let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
-        sys::close(owner);
         if owner_ino != ns_ino("/proc/self/ns/user") {
             return 7;
         }
-        // lo is up: 127.0.0.1 answers (with lo down, connect fails with ENETUNREACH).
-        let up = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| std::net::TcpStream::connect(l.local_addr()?))
-            .is_ok();
-        if !up {
+        if !lo_is_up() {
             return 9;
         }
-        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
-            Err(Errno(libc::ECHILD)) => 0,
-            _ => 10,
+        if no_child_left() {
+            0
+        } else {
+            10
         }
     }
 
@@ -691,15 +707,13 @@ mod tests {
         if ns_ino("/proc/thread-self/ns/net") == before {
             return 3;
         }
-        let up = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.send_to(b"x", s.local_addr()?))
-            .is_ok();
-        if !up {
+        if !lo_is_up() {
             return 4;
         }
-        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
-            Err(Errno(libc::ECHILD)) => 0,
-            _ => 5,
+        if no_child_left() {
+            0
+        } else {
+            5
         }
     }
 
@@ -724,8 +738,8 @@ mod tests {
             "start failed",
             "join failed",
             "still in the old network namespace",
-            "open ns/net",
-            "NS_GET_USERNS",
+            "",
+            "open ns/net or NS_GET_USERNS",
             "the network namespace is not owned by our user namespace",
             "",
             "lo is down",
@@ -749,9 +763,10 @@ mod tests {
         if ns_ino("/proc/thread-self/ns/net") != before {
             return 4;
         }
-        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
-            Err(Errno(libc::ECHILD)) => 0,
-            _ => 5,
+        if no_child_left() {
+            0
+        } else {
+            5
         }
     }
 
@@ -802,29 +817,22 @@ mod tests {
         if user == user_before || ns_ino("/proc/thread-self/ns/mnt") == mnt_before {
             return 5;
         }
-        let Ok(f) = std::fs::File::open("/proc/thread-self/ns/net") else {
+        let Some(owner_ino) = net_owner_ino() else {
             return 6;
         };
-        let Ok(owner) = sys::beside::ns_owner(std::os::fd::AsRawFd::as_raw_fd(&f)) else {
-            return 6;
-        };
-        let owner_ino = ns_ino(&format!("/proc/self/fd/{owner}"));
-        sys::close(owner);
         if owner_ino != user {
             return 7;
         }
-        let up = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.send_to(b"x", s.local_addr()?))
-            .is_ok();
-        if !up {
+        if !lo_is_up() {
             return 8;
         }
         if NESTED.load(Ordering::Relaxed) != -1 {
             return 9;
         }
-        match sys::waitpid(-1, libc::__WALL | libc::WNOHANG) {
-            Err(Errno(libc::ECHILD)) => 0,
-            _ => 10,
+        if no_child_left() {
+            0
+        } else {
+            10
         }
     }
 
