@@ -15,7 +15,8 @@
 //! With mount_setattr, the binds of /etc and of /dev's nodes take their attributes from one
 //! recursive setattr on their dir after them ([`Op::SetAttrs`]), and the /proc masks after
 //! the first copy its flags ([`Op::ProcMask`]): a bind copies its source mount's flags. The
-//! resulting mount table is the same (per-bind setattr: 52 calls per `full` run, grouped: 23).
+//! resulting mount table is the same (per-bind setattr: 51 calls per `full` run; grouped, with
+//! the pinned binds cloned with their attributes by `open_tree_attr`: 11).
 //! Kernel: mount_namespaces(7), pivot_root(2), mount_setattr(2).
 
 use std::ffi::{CStr, CString};
