@@ -16,7 +16,7 @@
 #
 # Tracing: tools/stepcov.c single-steps the launcher and its forked processes (valgrind 3.19
 # cannot run `-p full`: it does not know the Landlock syscalls). Needs root (it runs paths as
-# root and as uid 65534), gcc, setpriv, nm; takes about eight minutes (18 traced launches).
+# root and as uid 65534), gcc, setpriv, nm; takes about ten minutes (23 traced launches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=tools/launcher.order
@@ -38,11 +38,12 @@ bin=$(realpath "${1:-$bin_default}")
 [ "$(id -u)" = 0 ] || { echo "symbol-order: run as root (paths run as root and as uid 65534)" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/symbol-order.XXXXXX)
 ws=$(mktemp -d /dev/shm/symbol-order-ws.XXXXXX)
+ws_root=$(mktemp -d /dev/shm/symbol-order-wsr.XXXXXX) # root's own: the idmapped-mount path
 xdg=$(mktemp -d /dev/shm/symbol-order-xdg.XXXXXX) # the session's state, for uid 65534
 session=""
 cleanup() {
     [ -n "$session" ] && "${as_nobody[@]}" "$bin" session stop "$session" >/dev/null 2>&1 || true
-    rm -rf "$tmp" "$ws" "$xdg"
+    rm -rf "$tmp" "$ws" "$ws_root" "$xdg"
 }
 trap cleanup EXIT
 chown 65534:65534 "$ws" "$xdg"
@@ -63,6 +64,11 @@ for args in "-p full" "-q -p full" "-p full --without limits" "-p ns-only" "-p l
         extra=(); [ "$who" = root ] && [ "$args" = "-p none" ] && extra=(--allow-unsandboxed-root)
         # shellcheck disable=SC2086
         trace "${pre[@]}" "$bin" run $args "${extra[@]}" -w "$ws" -- /bin/true
+        # As root on a root-owned workspace (the bench's case): the idmapped mount.
+        if [ "$who" = root ] && [ "$args" != "-p none" ]; then
+            # shellcheck disable=SC2086
+            trace "$bin" run $args -w "$ws_root" -- /bin/true
+        fi
     done
 done
 # `--net allow` starts the egress engine (its threads are traced too); the rule is never used.

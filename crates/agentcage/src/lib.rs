@@ -96,4 +96,10 @@ pub mod layout {
 #[doc(hidden)]
 pub mod testing {
     pub use crate::sys::mount_setattr_available;
+
+    /// The pid of the sandbox's init when the outcome was made before the init's exit was
+    /// reaped (it reported that every other process was gone): reaped when the outcome drops.
+    pub fn exiting_init_pid(o: &crate::RunOutcome) -> Option<libc::pid_t> {
+        o.exiting_init.as_ref().map(|i| i.pid)
+    }
 }

@@ -4,8 +4,9 @@
 //! Sync pipe (launcher -> first child): [`RELEASE`] (id maps written), or
 //! [`RELEASE_ATTACH_FOLLOWS`] and later [`ATTACHED`] (the cgroup attach overlaps the child's
 //! mounts). The launcher keeps the write end open until the sandbox exits: a hang-up means it
-//! is gone. Status pipe (init -> launcher, non-blocking): [`STATUS_MSG`]-byte messages, a tag
-//! and the command's raw wait status.
+//! is gone. Status pipe (init -> launcher, non-blocking): [`STATUS_MSG`]-byte messages, a tag,
+//! the command's raw wait status and, with [`STATUS_DONE`], the usage of the sandbox's reaped
+//! processes.
 
 use crate::error::{SetupError, Step};
 use crate::sys::{self, Errno};
@@ -22,22 +23,76 @@ const WAIT_RELEASE: u32 = 0;
 const PARENT_GONE: u32 = 1;
 const WAIT_ATTACH: u32 = 2;
 
-/// Status message: the command exited (raw wait status follows).
+/// Status message: the command exited (raw wait status follows); other processes of the
+/// sandbox may live on until the init's exit kills them.
 pub(super) const STATUS_EXITED: u8 = b'X';
+/// Status message: the command exited and the init reaped every process of the sandbox (it
+/// has no child left): nothing of the agent runs any more, only the init's own exit (the
+/// namespaces' teardown) remains. The usage of the reaped processes follows.
+pub(super) const STATUS_DONE: u8 = b'D';
 /// Status message: the command was stopped (job control).
 pub(super) const STATUS_STOPPED: u8 = b'S';
-/// Size of one status message.
-pub(super) const STATUS_MSG: usize = 5;
+/// Size of one status message: tag, wait status (4), peak RSS in KiB (8), CPU time in
+/// microseconds (8). Far below PIPE_BUF: each write is atomic.
+pub(super) const STATUS_MSG: usize = 21;
 
 /// One status message.
-pub(super) fn status_msg(tag: u8, st: i32) -> [u8; STATUS_MSG] {
-    let b = st.to_ne_bytes();
-    [tag, b[0], b[1], b[2], b[3]]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Status {
+    pub(super) tag: u8,
+    /// The command's raw wait status.
+    pub(super) st: i32,
+    /// [`STATUS_DONE`]: the largest peak RSS of the reaped processes (KiB), else 0.
+    pub(super) max_rss_kib: i64,
+    /// [`STATUS_DONE`]: their user + system CPU time (microseconds), else 0.
+    pub(super) cpu_us: u64,
 }
 
-/// Decodes a status message: its tag and raw wait status.
-pub(super) fn parse_status(m: &[u8; STATUS_MSG]) -> (u8, i32) {
-    (m[0], i32::from_ne_bytes([m[1], m[2], m[3], m[4]]))
+/// A status message without usage ([`STATUS_EXITED`], [`STATUS_STOPPED`]).
+pub(super) fn status_msg(tag: u8, st: i32) -> [u8; STATUS_MSG] {
+    encode(Status {
+        tag,
+        st,
+        max_rss_kib: 0,
+        cpu_us: 0,
+    })
+}
+
+/// [`STATUS_DONE`] with the usage of everything the init reaped.
+pub(super) fn done_msg(st: i32, ru: &libc::rusage) -> [u8; STATUS_MSG] {
+    let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    encode(Status {
+        tag: STATUS_DONE,
+        st,
+        max_rss_kib: ru.ru_maxrss,
+        cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
+    })
+}
+
+fn encode(s: Status) -> [u8; STATUS_MSG] {
+    let mut m = [0u8; STATUS_MSG];
+    m[0] = s.tag;
+    m[1..5].copy_from_slice(&s.st.to_ne_bytes());
+    m[5..13].copy_from_slice(&s.max_rss_kib.to_ne_bytes());
+    m[13..21].copy_from_slice(&s.cpu_us.to_ne_bytes());
+    m
+}
+
+/// Decodes a status message.
+pub(super) fn parse_status(m: &[u8; STATUS_MSG]) -> Status {
+    let mut w4 = [0u8; 4];
+    let mut w8 = [0u8; 8];
+    w4.copy_from_slice(&m[1..5]);
+    let st = i32::from_ne_bytes(w4);
+    w8.copy_from_slice(&m[5..13]);
+    let max_rss_kib = i64::from_ne_bytes(w8);
+    w8.copy_from_slice(&m[13..21]);
+    Status {
+        tag: m[0],
+        st,
+        max_rss_kib,
+        cpu_us: u64::from_ne_bytes(w8),
+    }
 }
 
 fn read_byte(sync_r: i32, sub: u32) -> Result<u8, SetupError> {
@@ -78,4 +133,34 @@ pub(super) fn check_parent_alive(sync_r: i32) -> Result<(), SetupError> {
 /// Runs in the child after clone: async-signal-safe only.
 pub(super) fn wait_for_attach(sync_r: i32) -> Result<(), SetupError> {
     read_byte(sync_r, WAIT_ATTACH).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages_round_trip() {
+        let m = status_msg(STATUS_STOPPED, 0x137f);
+        assert_eq!(
+            parse_status(&m),
+            Status {
+                tag: STATUS_STOPPED,
+                st: 0x137f,
+                max_rss_kib: 0,
+                cpu_us: 0
+            }
+        );
+        // SAFETY: zeroed rusage is a valid plain C struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        ru.ru_maxrss = 4321;
+        ru.ru_utime.tv_sec = 1;
+        ru.ru_utime.tv_usec = 250;
+        ru.ru_stime.tv_usec = 750;
+        let d = parse_status(&done_msg(-1, &ru));
+        assert_eq!(
+            (d.tag, d.st, d.max_rss_kib, d.cpu_us),
+            (STATUS_DONE, -1, 4321, 1_001_000)
+        );
+    }
 }

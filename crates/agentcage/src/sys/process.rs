@@ -316,6 +316,17 @@ pub fn wait4(pid: libc::pid_t) -> Result<(c_int, libc::rusage), Errno> {
     }
 }
 
+/// getrusage(RUSAGE_CHILDREN): the usage of every child this process reaped (and of theirs).
+pub fn children_rusage() -> libc::rusage {
+    // SAFETY: zeroed rusage is a valid plain C struct; getrusage only writes into it and
+    // cannot fail for RUSAGE_CHILDREN with a valid pointer.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    }
+}
+
 /// A signal set built from a list of signals.
 pub fn sigset(signals: &[c_int]) -> libc::sigset_t {
     // SAFETY: sigemptyset initializes the set; sigaddset only writes into it.
