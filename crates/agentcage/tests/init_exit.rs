@@ -7,19 +7,15 @@
 //! Runs in this process (as whoever runs the test) and, when that is root, again as uid 65534
 //! in a copy of this test binary. Skipped with a reason where no sandbox can be set up.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use agentcage::{Command, Error, Exit, Policy, Profile, RunOutcome, SpawnOptions};
 
 const CHILD_ENV: &str = "AGENTCAGE_TEST_INIT_EXIT_DIR";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// Runs `sh -c script` under ns-only (no limits layer: no cgroup to remove after the init).
 fn run(ws: &Path, script: &str) -> Result<RunOutcome, Error> {
@@ -105,77 +101,13 @@ fn scenario(dir: &Path) -> Result<Option<String>, String> {
     Ok(None)
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("agentcage-initexit-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("mkdir scratch");
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod scratch");
-    d
-}
-
-/// A skip fails when AGENTCAGE_TEST_EXPECT says this machine has user namespaces.
-fn report(who: &str, r: Result<Option<String>, String>) {
-    match r {
-        Ok(None) => {}
-        Ok(Some(why)) => {
-            let expect = std::env::var("AGENTCAGE_TEST_EXPECT").unwrap_or_default();
-            assert!(
-                !expect.split(',').any(|e| e.trim() == "userns"),
-                "{who}: AGENTCAGE_TEST_EXPECT lists userns, but: {why}"
-            );
-            eprintln!("skip {who}: {why}");
-        }
-        Err(e) => panic!("{who}: {e}"),
-    }
-}
-
 #[test]
 fn outcome_before_the_inits_teardown_and_no_zombie_after() {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
-        // The uid 65534 copy: report through the exit status and stderr.
-        match scenario(Path::new(&dir)) {
-            Ok(None) => std::process::exit(0),
-            Ok(Some(why)) => {
-                eprintln!("{why}");
-                std::process::exit(3)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1)
-            }
-        }
-    }
-    let dir = scratch("self");
-    let r = scenario(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    report(if is_root() { "root" } else { "caller" }, r);
-    if !is_root() {
-        return;
-    }
-    // Again as uid 65534, from a copy of this binary it can execute.
-    let dir = scratch("nobody");
-    let exe = dir.join("test-bin");
-    std::fs::copy(std::env::current_exe().expect("current_exe"), &exe).expect("copy test binary");
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let work = dir.join("work");
-    std::fs::create_dir(&work).expect("mkdir");
-    std::os::unix::fs::chown(&work, Some(65534), Some(65534)).expect("chown");
-    let out = std::process::Command::new(&exe)
-        .args([
-            "--exact",
-            "outcome_before_the_inits_teardown_and_no_zombie_after",
-        ])
-        .env(CHILD_ENV, &work)
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run the uid 65534 copy");
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => {}
-        Some(3) => report("nobody", Ok(Some(stderr.trim().to_string()))),
-        _ => panic!("nobody: {:?}: {stderr}", out.status),
-    }
+    common::as_caller_and_nobody(
+        "outcome_before_the_inits_teardown_and_no_zombie_after",
+        CHILD_ENV,
+        "initexit",
+        Some("userns"),
+        scenario,
+    );
 }

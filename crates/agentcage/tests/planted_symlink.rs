@@ -6,18 +6,14 @@
 //! as uid 65534 in a copy of this test binary. Skipped with a reason without user namespaces
 //! or without openat2/open_tree/mount_setattr (Linux < 5.12: the bind is made by path then).
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use agentcage::{Command, Error, ExtraBind, Policy, Profile, SpawnOptions};
 
 const CHILD_ENV: &str = "AGENTCAGE_TEST_PLANTED_DIR";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The scenario in `dir` (which the sandbox user can use): Ok(None) passed, Ok(Some) skipped.
 fn scenario(dir: &Path) -> Result<Option<String>, String> {
@@ -93,66 +89,13 @@ fn scenario(dir: &Path) -> Result<Option<String>, String> {
     }
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("agentcage-planted-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("mkdir scratch");
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod scratch");
-    d
-}
-
-fn report(who: &str, r: Result<Option<String>, String>) {
-    match r {
-        Ok(None) => {}
-        Ok(Some(why)) => eprintln!("skip {who}: {why}"),
-        Err(e) => panic!("{who}: {e}"),
-    }
-}
-
 #[test]
 fn planted_symlink_after_prepare_is_refused() {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
-        // The uid 65534 copy: report through the exit status and stderr.
-        match scenario(Path::new(&dir)) {
-            Ok(None) => std::process::exit(0),
-            Ok(Some(why)) => {
-                eprintln!("{why}");
-                std::process::exit(3)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1)
-            }
-        }
-    }
-    let dir = scratch("self");
-    let r = scenario(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    report(if is_root() { "root" } else { "caller" }, r);
-    if !is_root() {
-        return;
-    }
-    // Again as uid 65534, from a copy of this binary it can execute.
-    let dir = scratch("nobody");
-    let exe = dir.join("test-bin");
-    std::fs::copy(std::env::current_exe().expect("current_exe"), &exe).expect("copy test binary");
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let work = dir.join("work");
-    std::fs::create_dir(&work).expect("mkdir");
-    std::os::unix::fs::chown(&work, Some(65534), Some(65534)).expect("chown");
-    let out = std::process::Command::new(&exe)
-        .args(["--exact", "planted_symlink_after_prepare_is_refused"])
-        .env(CHILD_ENV, &work)
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run the uid 65534 copy");
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => {}
-        Some(3) => eprintln!("skip nobody: {}", stderr.trim()),
-        _ => panic!("nobody: {:?}: {stderr}", out.status),
-    }
+    common::as_caller_and_nobody(
+        "planted_symlink_after_prepare_is_refused",
+        CHILD_ENV,
+        "planted",
+        None,
+        scenario,
+    );
 }

@@ -87,9 +87,11 @@ pub struct RunOutcome {
     pub exit: Exit,
     /// Phase timestamps.
     pub timings: Timings,
-    /// Peak RSS of the sandbox's processes (from wait4 of the sandbox root), in KiB.
+    /// Peak RSS of the sandbox's processes, in KiB: the largest of the processes the init
+    /// reaped (its `RUSAGE_CHILDREN`, when it reported that none was left), else from wait4
+    /// of the sandbox's root (which counts the root, a copy of the launcher, too).
     pub max_rss_kib: i64,
-    /// User + system CPU time of the sandbox.
+    /// User + system CPU time of the sandbox (from the same source as `max_rss_kib`).
     pub cpu: Duration,
     /// `--timeout` expired and the sandbox was killed.
     pub timed_out: bool,
