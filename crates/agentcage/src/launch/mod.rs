@@ -111,7 +111,9 @@ pub struct RunOutcome {
     pub seccomp_denials: Option<u64>,
     /// The sandbox's init, still tearing its namespaces down when the outcome was made (every
     /// process of the agent was already reaped): reaped when the last clone of the outcome is
-    /// dropped, so the caller's own work after the run overlaps that teardown.
+    /// dropped, so the caller's own work after the run overlaps that teardown. A caller that
+    /// keeps outcomes should drop them (or let them go) soon: until then each keeps a zombie
+    /// and, with limits, the run's cgroup.
     pub(crate) exiting_init: Option<std::sync::Arc<ExitingInit>>,
 }
 
