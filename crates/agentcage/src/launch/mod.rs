@@ -643,8 +643,7 @@ impl Prepared {
             None => {
                 let (st, ru) = sys::wait4(pid)
                     .map_err(|e| setup_err(format!("wait for the sandbox (pid {pid})"), e))?;
-                let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-                (st, ru.ru_maxrss, tv(ru.ru_utime) + tv(ru.ru_stime))
+                (st, ru.ru_maxrss, sys::rusage_cpu(&ru))
             }
         };
         guard.pid = 0;

@@ -60,12 +60,11 @@ pub(super) fn status_msg(tag: u8, st: i32) -> [u8; STATUS_MSG] {
 
 /// [`STATUS_DONE`] with the usage of everything the init reaped.
 pub(super) fn done_msg(st: i32, ru: &libc::rusage) -> [u8; STATUS_MSG] {
-    let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
     encode(Status {
         tag: STATUS_DONE,
         st,
         max_rss_kib: ru.ru_maxrss,
-        cpu_us: us(ru.ru_utime) + us(ru.ru_stime),
+        cpu_us: u64::try_from(crate::sys::rusage_cpu(ru).as_micros()).unwrap_or(u64::MAX),
     })
 }
 

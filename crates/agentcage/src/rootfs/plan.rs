@@ -828,11 +828,8 @@ fn later_target_at_or_below(spec: &RootSpec, dir: &Path, except: Option<&Path>) 
 
 #[cfg(test)]
 mod forget_below_tests {
+    use super::keys::key_str;
     use super::*;
-
-    fn key_str(k: &[u8]) -> String {
-        key_cpath("", k).to_string_lossy().into_owned()
-    }
 
     #[test]
     fn forgets_exactly_the_dirs_below_by_components() {

@@ -316,6 +316,17 @@ pub fn wait4(pid: libc::pid_t) -> Result<(c_int, libc::rusage), Errno> {
     }
 }
 
+/// User + system CPU time of a rusage.
+pub fn rusage_cpu(ru: &libc::rusage) -> std::time::Duration {
+    let tv = |t: libc::timeval| {
+        std::time::Duration::new(
+            t.tv_sec.max(0) as u64,
+            t.tv_usec.clamp(0, 999_999) as u32 * 1000,
+        )
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// getrusage(RUSAGE_CHILDREN): the usage of every child this process reaped (and of theirs).
 pub fn children_rusage() -> libc::rusage {
     // SAFETY: zeroed rusage is a valid plain C struct; getrusage only writes into it and

@@ -67,14 +67,16 @@ pub(super) fn parent_key(k: &[u8]) -> &[u8] {
     &k[..k.iter().rposition(|&b| b == 0).unwrap_or(0)]
 }
 
+/// `k` as a path string, for test assertions.
+#[cfg(test)]
+pub(super) fn key_str(k: &[u8]) -> String {
+    key_cpath("", k).to_string_lossy().into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Component;
-
-    fn key_str(k: &[u8]) -> String {
-        key_cpath("", k).to_string_lossy().into_owned()
-    }
 
     #[test]
     fn dir_key_is_the_components_key() {
