@@ -12,6 +12,7 @@ use agentcage::{Command, Error, Layer, NetMode, Profile, SpawnOptions};
 use clap::Args;
 
 use crate::exit;
+use crate::policy::placeholder::Shape;
 use crate::policy::{
     self, absolute, expand_tilde, parse_layer, parse_net, BindSetting, LimitSettings, Resolved,
     Settings, UsageError,
@@ -508,13 +509,30 @@ pub(crate) fn bind_placeholders(
     protect_missing: &[PathBuf],
     quiet: bool,
 ) -> (policy::placeholder::Placeholders, Vec<PathBuf>) {
-    let mut watch = Vec::new();
-    let roots: Vec<PathBuf> = std::iter::once(&policy.workspace)
+    let roots = placeholder_roots(policy);
+    let (made, exists, left) = policy::placeholder::create_all(&roots, protect_missing, protected);
+    bind_shape(policy, &Shape::of(&made, &exists));
+    (made, unprotected(left, protect_missing, quiet))
+}
+
+/// The writable roots placeholders are made in: the workspace (unless read-only), the `rw`
+/// binds.
+fn placeholder_roots(policy: &agentcage::Policy) -> Vec<PathBuf> {
+    std::iter::once(&policy.workspace)
         .filter(|_| !policy.controls.read_only)
         .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
         .cloned()
-        .collect();
-    let (made, exists, left) = policy::placeholder::create_all(&roots, protect_missing, protected);
+        .collect()
+}
+
+/// The missing paths a walk left unprotected, warning (unless `quiet`) about those whose
+/// placeholder could not be made.
+fn unprotected(
+    left: Vec<policy::placeholder::Left>,
+    protect_missing: &[PathBuf],
+    quiet: bool,
+) -> Vec<PathBuf> {
+    let mut watch = Vec::new();
     for (p, why) in left {
         if !protect_missing.contains(&p) {
             continue;
@@ -528,19 +546,24 @@ pub(crate) fn bind_placeholders(
         }
         watch.push(p);
     }
+    watch
+}
+
+/// Binds the placeholders and the protected paths that exist read-only (`shape`).
+fn bind_shape(policy: &mut agentcage::Policy, shape: &Shape) {
     // Nothing exists below a placeholder: binds there would fail.
     policy.binds.retain(|b| {
-        !made
+        !shape
             .made
             .iter()
-            .any(|p| b.path.starts_with(&p.path) && b.path != p.path)
+            .any(|(p, _)| b.path.starts_with(p) && b.path != *p)
     });
     // Made here: empty and marked, their kind known (ExtraBind::fresh_placeholder).
-    let new = made
+    let new = shape
         .made
         .iter()
-        .map(|p| (&p.path, Some(p.is_dir())))
-        .chain(exists.iter().map(|p| (p, None)))
+        .map(|(p, is_dir)| (p, Some(*is_dir)))
+        .chain(shape.exists.iter().map(|p| (p, None)))
         .filter(|(p, _)| !policy.binds.iter().any(|b| b.path == **p))
         .map(|(p, fresh)| (p.clone(), fresh))
         .collect::<Vec<_>>();
@@ -551,7 +574,6 @@ pub(crate) fn bind_placeholders(
             fresh_placeholder,
         });
     }
-    (made, watch)
 }
 
 /// Runs `agentcage run`; returns the exit code.
@@ -631,16 +653,47 @@ pub fn main(a: RunArgs) -> i32 {
     // the directory it names (it does not exist in a normal repository).
     // The default ones get a read-only placeholder instead (policy/placeholder.rs), and so
     // do existing ones that vanished since the policy was resolved (another run's placeholder).
+    // The common ones are made beside (on the other core) while the sandbox is prepared,
+    // expecting them made; when they were not (the name appeared meanwhile, or it failed),
+    // the sandbox is prepared again with what there is (`placeholder::start_all`).
     let mut placeholders = policy::placeholder::Placeholders::default();
     // With an overlay the sandbox writes nothing of the workspace: nothing to watch or
     // placehold there (and nothing may be bound below the overlay).
     let mut watch = Vec::new();
+    let mut pending = None;
     if overlay.is_some() {
     } else if policy.layers.has(Layer::MountNs) {
-        (placeholders, watch) =
-            bind_placeholders(&mut policy, &protected, &protect_missing, a.quiet);
+        let roots = placeholder_roots(&policy);
+        let p = policy::placeholder::start_all(&roots, &protect_missing, &protected);
+        let expected = p.expected();
+        let binds = policy.binds.clone();
+        bind_shape(&mut policy, &expected);
+        pending = Some((p, expected, binds));
     } else {
-        watch = protect_missing;
+        watch = protect_missing.clone();
+    }
+    // Only where it is used (bound at /run/agentcage/agentcage): a readlink of
+    // /proc/self/exe and one per component to canonicalize it.
+    let self_exe = (policy.layers.has(Layer::MountNs) || policy.profile == Profile::Nested)
+        .then(|| std::env::current_exe().ok()?.canonicalize().ok())
+        .flatten();
+    let cmd = Command {
+        argv: a.command.clone(),
+        self_exe,
+    };
+    let t0 = std::time::Instant::now();
+    let mut prepared = agentcage::prepare(&policy, &cmd);
+    if let Some((p, expected, binds)) = pending {
+        let (made, exists, left) = p.finish();
+        watch = unprotected(left, &protect_missing, a.quiet);
+        let shape = Shape::of(&made, &exists);
+        placeholders = made;
+        if shape != expected {
+            policy.binds = binds;
+            bind_shape(&mut policy, &shape);
+            drop(prepared);
+            prepared = agentcage::prepare(&policy, &cmd);
+        }
     }
     if policy.layers.has(Layer::MountNs) && overlay.is_none() {
         let roots = std::iter::once(&policy.workspace)
@@ -658,17 +711,7 @@ pub fn main(a: RunArgs) -> i32 {
             }
         }
     }
-    // Only where it is used (bound at /run/agentcage/agentcage): a readlink of
-    // /proc/self/exe and one per component to canonicalize it.
-    let self_exe = (policy.layers.has(Layer::MountNs) || policy.profile == Profile::Nested)
-        .then(|| std::env::current_exe().ok()?.canonicalize().ok())
-        .flatten();
-    let cmd = Command {
-        argv: a.command.clone(),
-        self_exe,
-    };
-    let t0 = std::time::Instant::now();
-    let prepared = match agentcage::prepare(&policy, &cmd) {
+    let prepared = match prepared {
         Ok(p) => p,
         Err(e) => {
             let _ = placeholders.finish();

@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{err, process_with_arg, settle, wait_deadline, Env, TestFn};
+use common::{err, process_with_arg, settle, wait_deadline, Env, TestFn, Who};
 use libtest_mimic::{Arguments, Failed};
 
 /// Every profile with a mount namespace.
@@ -631,6 +631,28 @@ fn symlinks_steer_nothing(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A workspace its user cannot write (as nobody: owned by root, mode 0755): no placeholder
+/// can be made. The run says so and goes on without them (it does not fail: the launcher
+/// expected them made beside while it prepared the sandbox, and prepares it again without
+/// them), and the workspace stays as it was.
+fn unwritable_root_gets_no_placeholders(env: &Env) -> Result<(), Failed> {
+    let ws = env.policy_dir()?;
+    std::fs::write(ws.path().join("f"), "f\n").map_err(err)?;
+    let out = env.run(&["run", "-w", ws.s(), "--", "sh", "-c", "cat f && echo RAN"])?;
+    out.expect_code(0, "run")?;
+    if !out.stdout.contains("RAN") {
+        return Err(format!("stdout {}\nstderr {}", out.stdout, out.stderr).into());
+    }
+    let want = format!("cannot make a read-only placeholder for {}/.envrc", ws.s());
+    if !out.stderr.contains(&want) {
+        return Err(format!("no warning {want:?}: {}", out.stderr).into());
+    }
+    if tree(ws.path()) != ["f"] {
+        return Err(format!("the workspace changed: {:?}", tree(ws.path())).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let tests: &[(&str, TestFn)] = &[
@@ -652,5 +674,13 @@ fn main() {
         ("cli_hints", cli_hints),
         ("symlinks_steer_nothing", symlinks_steer_nothing),
     ];
-    common::run(&args, common::trials_for_both(tests))
+    let mut trials = common::trials_for_both(tests);
+    // Root can write any directory: as root no placeholder fails this way.
+    trials.push(common::trial(
+        Who::Nobody,
+        "unwritable_root_gets_no_placeholders",
+        unwritable_root_gets_no_placeholders,
+        common::skip_reason(Who::Nobody),
+    ));
+    common::run(&args, trials)
 }

@@ -264,8 +264,8 @@ impl NetWorker {
         self
     }
 
-    fn spawn(work: fn() -> i64, nested: bool) -> Result<NetWorker, SetupError> {
-        sys::spawn_helper(work, NET_STACK)
+    fn spawn(work: fn(usize) -> i64, nested: bool) -> Result<NetWorker, SetupError> {
+        sys::spawn_helper(work, 0, NET_STACK)
             .map(|helper| NetWorker { helper, nested })
             .map_err(|e| SetupError::at(Step::NetNs, NET_SPAWN, 0, e))
     }
@@ -330,7 +330,7 @@ fn helper_err(sub: u32, e: Errno) -> i64 {
 
 /// The helper's work: unshare(CLONE_NEWNET), lo up, an fd of the namespace (in the shared fd
 /// table). Its result: the fd, or [`helper_err`]. Raw, errno-free calls only (see `sys::ns`).
-fn build_netns() -> i64 {
+fn build_netns(_: usize) -> i64 {
     if let Err(e) = sys::beside::unshare(libc::CLONE_NEWNET) {
         return helper_err(NET_UNSHARE, e);
     }
@@ -351,11 +351,11 @@ fn build_netns() -> i64 {
 /// The nested helper's work: unshare(CLONE_NEWUSER) (a child of our user namespace, owned by
 /// our uid), then [`build_netns`] in it, then an fd of that user namespace (NS_GET_USERNS of
 /// the network namespace). Its result: `userns_fd << 32 | netns_fd`, or [`helper_err`].
-fn build_nested_netns() -> i64 {
+fn build_nested_netns(_: usize) -> i64 {
     if let Err(e) = sys::beside::unshare(libc::CLONE_NEWUSER) {
         return helper_err(NET_UNSHARE_USER, e);
     }
-    let net = build_netns();
+    let net = build_netns(0);
     if net < 0 {
         return net;
     }

@@ -19,11 +19,13 @@
 //! [`make_marked`]: a killed launcher never leaves an unmarked entry under a protected name).
 //! `.git/commondir` gets none: git refuses an empty one (it stays on the post-run check).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use agentcage::hostfs::{Made, MakeBeside, MarkedEntry};
 
 use super::protect::DEFAULT_PROTECTED;
 
@@ -64,13 +66,6 @@ pub struct Placeholder {
     ino: u64,
 }
 
-impl Placeholder {
-    /// Whether it is a directory (else an empty file).
-    pub fn is_dir(&self) -> bool {
-        self.is_dir
-    }
-}
-
 fn cstr(b: &[u8]) -> std::io::Result<CString> {
     CString::new(b).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }
@@ -105,7 +100,7 @@ fn stat_at(dirfd: i32, name: &CString) -> std::io::Result<libc::stat> {
 /// The extended attribute that marks a placeholder, so that another run (a concurrent one,
 /// or the next one after a launcher was killed) recognizes it and removes it when it is the
 /// last run using the root. Where the filesystem has no user xattrs, such a leftover stays.
-const MARK: &[u8] = b"user.agentcage.placeholder\0";
+const MARK: &CStr = c"user.agentcage.placeholder";
 
 /// Whether the entry `name` of the directory `dir` (an fd) carries [`MARK`]; a symlink is
 /// not followed (and never marked). See [`mark_at`] for the path.
@@ -126,9 +121,8 @@ fn marked_at(dir: i32, name: &CString) -> bool {
 }
 
 /// Marks the entry `name` of the directory `dir` (an fd), without following it if it is a
-/// symlink: the directory is reached through its fd's magic link, so nothing on the way can
-/// have been swapped, and no fd is opened on the entry itself (two syscalls fewer per
-/// placeholder than an `O_PATH` open, `setxattr` on its magic link and a close).
+/// symlink (tests: what a killed launcher leaves).
+#[cfg(test)]
 fn mark_at(dir: i32, name: &CString) {
     let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
     p.extend_from_slice(name.as_bytes_with_nul());
@@ -232,15 +226,15 @@ fn create(
         match make_marked(&dir, name, is_dir, pid)? {
             // Another run made it in the meantime (or it existed): look again.
             None => continue,
-            Some(st) => {
+            Some((dev, ino)) => {
                 cur.push(std::ffi::OsStr::from_bytes(name.as_bytes()));
                 return Ok(Outcome::Placeholder(Placeholder {
                     path: cur,
                     parent: dir,
                     name: name.clone(),
                     is_dir,
-                    dev: st.st_dev,
-                    ino: st.st_ino,
+                    dev,
+                    ino,
                 }));
             }
         }
@@ -251,72 +245,52 @@ fn create(
 /// Prefix of the temporary name a placeholder is made under before it is renamed into place.
 const TEMP_PREFIX: &str = ".agentcage-placeholder.";
 
-/// Makes the placeholder `name` in `dir`, already marked and read-only when it appears under
-/// its name: it is made under a temporary name, marked (a user xattr needs write permission,
-/// so while its mode still allows it), chmod-ed, then renamed into place with
-/// `RENAME_NOREPLACE`. A launcher killed half-way therefore never leaves an unmarked entry
-/// under a protected name (a later run would take it for the user's own and walk into it),
-/// only a marked temporary one, which [`Placeholders::finish`] sweeps. `Ok(None)`: the name
-/// appeared meanwhile (a concurrent run made it): the caller looks again. `pid`: this
-/// process's, asked once per [`create_all`] (getpid(2) is a syscall per call).
-fn make_marked(
-    dir: &OwnedFd,
+/// The placeholder `name` in `dir`, to make (`agentcage::hostfs::MarkedEntry`): under a
+/// temporary name, marked (a user xattr needs write permission, so while its mode still allows
+/// it), chmod-ed, then renamed into place with `RENAME_NOREPLACE`. A launcher killed half-way
+/// therefore never leaves an unmarked entry under a protected name (a later run would take it
+/// for the user's own and walk into it), only a marked temporary one, which
+/// [`Placeholders::finish`] sweeps. `pid`: this process's, asked once per walk (getpid(2) is a
+/// syscall per call).
+fn marked_entry(
+    dir: &Arc<OwnedFd>,
     name: &CString,
     is_dir: bool,
     pid: u32,
-) -> std::io::Result<Option<libc::stat>> {
+) -> std::io::Result<MarkedEntry> {
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = cstr(format!("{TEMP_PREFIX}{pid}.{seq}").as_bytes())?;
-    let dfd = dir.as_raw_fd();
-    // SAFETY: valid fd and NUL-terminated name; plain syscalls.
-    let r = unsafe {
-        if is_dir {
-            libc::mkdirat(dfd, tmp.as_ptr(), 0o700)
-        } else {
-            let fd = libc::openat(
-                dfd,
-                tmp.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o600,
-            );
-            if fd >= 0 {
-                libc::close(fd);
-            }
-            fd
-        }
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let undo = |e: std::io::Error| {
-        let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
-        // SAFETY: valid fd and NUL-terminated name.
-        unsafe { libc::unlinkat(dfd, tmp.as_ptr(), flags) };
-        e
-    };
-    mark_at(dfd, &tmp);
+    let tmp = format!("{TEMP_PREFIX}{pid}.{seq}");
     let mode = if is_dir { 0o555 } else { 0o444 };
-    // SAFETY: valid fd and NUL-terminated name. The mode is cosmetic: the read-only bind is
-    // the protection.
-    unsafe { libc::fchmodat(dfd, tmp.as_ptr(), mode, 0) };
-    // SAFETY: valid fds and NUL-terminated names.
-    let r = unsafe {
-        libc::renameat2(
-            dfd,
-            tmp.as_ptr(),
-            dfd,
-            name.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        let raced = e.raw_os_error() == Some(libc::EEXIST);
-        let e = undo(e);
-        return if raced { Ok(None) } else { Err(e) };
+    MarkedEntry::new(
+        dir,
+        tmp.as_bytes(),
+        name.as_bytes(),
+        is_dir,
+        MARK,
+        b"1",
+        mode,
+    )
+    .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+}
+
+/// Makes the placeholder `name` in `dir` now ([`marked_entry`]): its (device, inode), or
+/// `Ok(None)` when the name appeared meanwhile (a concurrent run made it): the caller looks
+/// again.
+fn make_marked(
+    dir: &Arc<OwnedFd>,
+    name: &CString,
+    is_dir: bool,
+    pid: u32,
+) -> std::io::Result<Option<(u64, u64)>> {
+    let mut e = marked_entry(dir, name, is_dir, pid)?;
+    e.make();
+    match e.made() {
+        Made::Made { dev, ino } => Ok(Some((dev, ino))),
+        Made::Exists => Ok(None),
+        Made::Failed(e) => Err(std::io::Error::from_raw_os_error(e.0)),
+        Made::Pending => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
     }
-    stat_at(dfd, name).map(Some)
 }
 
 /// Removes the empty temporary entries ([`TEMP_PREFIX`]) that a killed launcher left in `dir`
@@ -403,23 +377,72 @@ pub fn create_all(
     missing: &[PathBuf],
     existing: &[PathBuf],
 ) -> (Placeholders, Vec<PathBuf>, Vec<Left>) {
-    let mut out = Placeholders::default();
-    // One fd per root: its lock, and where every walk below it starts.
-    let root_fds: Vec<Result<Arc<OwnedFd>, String>> =
-        roots.iter().map(|r| open_root(r, &mut out.locks)).collect();
-    let mut exists = Vec::new();
-    let mut left = Vec::new();
-    let pid = std::process::id();
+    let mut w = Walk::new(roots);
+    for (m, was_missing) in in_order(missing, existing) {
+        if !w.covered(m) {
+            w.one(m, was_missing);
+        }
+    }
+    (w.out, w.exists, w.left)
+}
+
+/// [`create_all`], with the common placeholders made beside the caller (issue 19): a missing
+/// path of one component below its root (`.envrc`, `.vscode`, a missing `.git`, ...) is made
+/// by a helper on the other core (`agentcage::hostfs::MakeBeside`) while the caller prepares
+/// the sandbox, expecting it to be made ([`Pending::expected`]); the rest is done here and now.
+/// [`Pending::finish`] collects them and does for any that were not made (the name appeared
+/// meanwhile, or it failed) what [`create_all`] would have done, with the paths below it.
+pub fn start_all(roots: &[PathBuf], missing: &[PathBuf], existing: &[PathBuf]) -> Pending {
+    let mut w = Walk::new(roots);
+    let mut entries = Vec::new();
+    let mut fast: Vec<Fast> = Vec::new();
+    for (m, was_missing) in in_order(missing, existing) {
+        if w.covered(m) {
+            continue;
+        }
+        if let Some(f) = fast.iter_mut().find(|f| below(m, &f.path, true)) {
+            // Below an expected placeholder: nothing to do if it is made (see `covered`).
+            f.under.push((m.clone(), was_missing));
+            continue;
+        }
+        match w.one_beside(m, was_missing) {
+            Some((path, e)) => {
+                // `m` is the placeholder, or below it (the paths below it follow in order).
+                let own = path == *m;
+                let under = if own {
+                    Vec::new()
+                } else {
+                    vec![(m.clone(), was_missing)]
+                };
+                fast.push(Fast {
+                    path,
+                    is_dir: e.is_dir(),
+                    own,
+                    under,
+                });
+                entries.push(e);
+            }
+            None => w.one(m, was_missing),
+        }
+    }
+    Pending {
+        walk: w,
+        fast,
+        making: MakeBeside::start(entries),
+    }
+}
+
+/// The paths of [`create_all`] in the order of their components (a parent before what it
+/// holds, the same order on every run), with whether each was missing. The paths are
+/// absolute and normal (no `.`, `..`, `//` or trailing `/`, as the policy made them), so
+/// comparing their bytes with `/` lowest is that order, and [`below`] is `Path::starts_with`,
+/// both without splitting into components (which was most of the instructions spent here).
+fn in_order<'a>(missing: &'a [PathBuf], existing: &'a [PathBuf]) -> Vec<(&'a PathBuf, bool)> {
     let mut paths: Vec<(&PathBuf, bool)> = missing
         .iter()
         .map(|p| (p, true))
         .chain(existing.iter().map(|p| (p, false)))
         .collect();
-    // In the order of their components (a parent before what it holds, the same order on
-    // every run). The paths are absolute and normal (no `.`, `..`, `//` or trailing `/`, as
-    // the policy made them), so comparing their bytes with `/` lowest is that order, and
-    // [`below`] is `Path::starts_with`, both without splitting into components (which was
-    // most of the instructions spent here).
     paths.sort_by_cached_key(|(p, _)| {
         p.as_os_str()
             .as_bytes()
@@ -427,35 +450,192 @@ pub fn create_all(
             .map(|&c| if c == b'/' { 0 } else { c })
             .collect::<Vec<u8>>()
     });
-    for (m, was_missing) in paths {
-        if out.made.iter().any(|p| below(m, &p.path, true)) {
-            continue;
+    paths
+}
+
+/// One walk over the protected paths: the roots' fds and locks, and what was found or made.
+struct Walk {
+    roots: Vec<PathBuf>,
+    /// One fd per root: its lock, and where every walk below it starts.
+    root_fds: Vec<Result<Arc<OwnedFd>, String>>,
+    out: Placeholders,
+    exists: Vec<PathBuf>,
+    left: Vec<Left>,
+    pid: u32,
+}
+
+impl Walk {
+    fn new(roots: &[PathBuf]) -> Walk {
+        let mut out = Placeholders::default();
+        let root_fds = roots.iter().map(|r| open_root(r, &mut out.locks)).collect();
+        Walk {
+            roots: roots.to_vec(),
+            root_fds,
+            out,
+            exists: Vec::new(),
+            left: Vec::new(),
+            pid: std::process::id(),
         }
-        // The deepest root that holds it.
-        let Some((i, root)) = roots
+    }
+
+    /// Whether `m` is at or below a placeholder already made or found (nothing to do).
+    fn covered(&self, m: &Path) -> bool {
+        self.out.made.iter().any(|p| below(m, &p.path, true))
+    }
+
+    /// The deepest root that holds `m`, and its fd (or why it could not be opened).
+    fn root_of(&self, m: &Path) -> Option<(&Path, &Result<Arc<OwnedFd>, String>)> {
+        self.roots
             .iter()
             .enumerate()
             .filter(|(_, r)| below(m, r, false))
             .max_by_key(|(_, r)| r.as_os_str().len())
-        else {
-            left.push((m.clone(), None));
-            continue;
+            .map(|(i, r)| (r.as_path(), &self.root_fds[i]))
+    }
+
+    /// Makes or finds the placeholder for `m` now.
+    fn one(&mut self, m: &Path, was_missing: bool) {
+        let Some((root, fd)) = self.root_of(m) else {
+            self.left.push((m.to_path_buf(), None));
+            return;
         };
-        let fd = match &root_fds[i] {
-            Ok(fd) => fd,
+        let fd = match fd {
+            Ok(fd) => Arc::clone(fd),
             Err(why) => {
-                left.push((m.clone(), Some(why.clone())));
-                continue;
+                self.left.push((m.to_path_buf(), Some(why.clone())));
+                return;
             }
         };
-        match create(root, fd, m, was_missing, pid) {
-            Ok(Outcome::Placeholder(p)) => out.made.push(p),
-            Ok(Outcome::Exists(p)) => exists.push(p),
-            Ok(Outcome::Nothing) => left.push((m.clone(), None)),
-            Err(e) => left.push((m.clone(), Some(e.to_string()))),
+        let made = create(root, &fd, m, was_missing, self.pid);
+        match made {
+            Ok(Outcome::Placeholder(p)) => self.out.made.push(p),
+            Ok(Outcome::Exists(p)) => self.exists.push(p),
+            Ok(Outcome::Nothing) => self.left.push((m.to_path_buf(), None)),
+            Err(e) => self.left.push((m.to_path_buf(), Some(e.to_string()))),
         }
     }
-    (out, exists, left)
+
+    /// The placeholder to make beside for the missing default `m`, and its path: `m` itself
+    /// when it is one component below its root (made without a lookup, as [`create`] does),
+    /// else its first component when that is missing too (`.git` for `.git/hooks` in a
+    /// directory that is no repository: one lookup). `None`: do it with [`Walk::one`].
+    fn one_beside(&self, m: &Path, was_missing: bool) -> Option<(PathBuf, MarkedEntry)> {
+        if !was_missing {
+            return None;
+        }
+        let (root, Ok(fd)) = self.root_of(m)? else {
+            return None;
+        };
+        let rest = m.as_os_str().as_bytes().get(root.as_os_str().len()..)?;
+        let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+        let is_dir = default_is_dir(Path::new(std::ffi::OsStr::from_bytes(rest)))?;
+        let (first, is_dir) = match rest.iter().position(|&c| c == b'/') {
+            None => (rest, is_dir),
+            Some(i) => (&rest[..i], true),
+        };
+        if first.is_empty() || first == b"." || first == b".." {
+            return None;
+        }
+        let name = cstr(first).ok()?;
+        if first.len() < rest.len() {
+            match stat_at(fd.as_raw_fd(), &name) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                _ => return None,
+            }
+        }
+        let path = root.join(std::ffi::OsStr::from_bytes(first));
+        Some((path, marked_entry(fd, &name, is_dir, self.pid).ok()?))
+    }
+}
+
+/// Placeholders being made beside the caller: see [`start_all`].
+pub struct Pending {
+    walk: Walk,
+    /// One per entry being made, in the same order.
+    fast: Vec<Fast>,
+    making: MakeBeside,
+}
+
+/// A placeholder being made beside.
+struct Fast {
+    path: PathBuf,
+    is_dir: bool,
+    /// Whether `path` is one of the protected paths (else the first missing component of
+    /// the first of `under`).
+    own: bool,
+    /// The paths below it, left for when it is not made.
+    under: Vec<(PathBuf, bool)>,
+}
+
+/// What a run binds of its protected paths: the placeholders (path, whether a directory) and
+/// the paths that exist, sorted. Two walks that agree on it prepare the same sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// The placeholders made or found.
+    pub made: Vec<(PathBuf, bool)>,
+    /// The protected paths that exist (bound read-only as they are).
+    pub exists: Vec<PathBuf>,
+}
+
+impl Shape {
+    /// The shape of a finished walk.
+    pub fn of(made: &Placeholders, exists: &[PathBuf]) -> Shape {
+        let mut s = Shape {
+            made: made
+                .made
+                .iter()
+                .map(|p| (p.path.clone(), p.is_dir))
+                .collect(),
+            exists: exists.to_vec(),
+        };
+        s.made.sort();
+        s.exists.sort();
+        s
+    }
+}
+
+impl Pending {
+    /// The shape once every placeholder being made beside is made (the common case).
+    pub fn expected(&self) -> Shape {
+        let mut s = Shape::of(&self.walk.out, &self.walk.exists);
+        s.made
+            .extend(self.fast.iter().map(|f| (f.path.clone(), f.is_dir)));
+        s.made.sort();
+        s
+    }
+
+    /// Waits for the placeholders made beside, and does for any that was not made what
+    /// [`create_all`] would have (a lookup: another run's placeholder, or the user's entry;
+    /// another attempt), then for the paths below it. Returns what [`create_all`] returns.
+    pub fn finish(self) -> (Placeholders, Vec<PathBuf>, Vec<Left>) {
+        let Pending {
+            mut walk,
+            fast,
+            making,
+        } = self;
+        for (f, e) in fast.into_iter().zip(making.finish()) {
+            if let Made::Made { dev, ino } = e.made() {
+                walk.out.made.push(Placeholder {
+                    path: f.path,
+                    parent: Arc::clone(e.dir()),
+                    name: e.name().to_owned(),
+                    is_dir: e.is_dir(),
+                    dev,
+                    ino,
+                });
+                continue;
+            }
+            if f.own {
+                walk.one(&f.path, false);
+            }
+            for (m, was_missing) in f.under {
+                if !walk.covered(&m) {
+                    walk.one(&m, was_missing);
+                }
+            }
+        }
+        (walk.out, walk.exists, walk.left)
+    }
 }
 
 /// Whether the normal absolute path `p` is `dir` or below it (`or_equal`), or strictly below.
@@ -678,6 +858,70 @@ mod tests {
         let (made, _, left) = create_all(std::slice::from_ref(&ws), &[ws.join(".git/hooks")], &[]);
         assert!(made.made.is_empty());
         assert_eq!(left.len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// [`start_all`] ends where [`create_all`] does: as expected when the missing paths are
+    /// still missing; when some appeared since the policy saw them (the user's `.envrc`, a
+    /// `.git` from `git init`), it finds them and does the paths below them, and its shape
+    /// differs from the one it expected (the caller prepares the sandbox again).
+    #[test]
+    fn made_beside_ends_as_create_all() {
+        let d = std::env::temp_dir().join(format!("ac-ph-beside-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let ws = d.canonicalize().unwrap();
+        let roots = std::slice::from_ref(&ws);
+        let miss = [
+            ws.join(".claude"),
+            ws.join(".envrc"),
+            ws.join(".git/config"),
+            ws.join(".git/hooks"),
+            ws.join(".vscode"),
+        ];
+        let p = start_all(roots, &miss, &[]);
+        let expected = p.expected();
+        let (made, exists, left) = p.finish();
+        assert!(left.is_empty() && exists.is_empty(), "{left:?}");
+        assert_eq!(Shape::of(&made, &exists), expected);
+        let names: Vec<_> = expected.made.iter().map(|(p, d)| (p.clone(), *d)).collect();
+        assert_eq!(
+            names,
+            [".claude", ".envrc", ".git", ".vscode"].map(|n| (ws.join(n), true))
+        );
+        for p in &made.made {
+            let m = std::fs::symlink_metadata(&p.path).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!((m.dev(), m.ino()), (p.dev, p.ino));
+        }
+        assert!(made.finish().is_empty());
+        assert!(std::fs::read_dir(&ws).unwrap().next().is_none());
+        // The user made .envrc and ran git init after the policy was resolved.
+        std::fs::write(ws.join(".envrc"), "user's\n").unwrap();
+        std::fs::create_dir(ws.join(".git")).unwrap();
+        let p = start_all(roots, &miss, &[]);
+        let expected = p.expected();
+        let (made, exists, left) = p.finish();
+        assert!(left.is_empty(), "{left:?}");
+        let shape = Shape::of(&made, &exists);
+        assert_ne!(shape, expected);
+        assert_eq!(shape.exists, [ws.join(".envrc")]);
+        assert_eq!(
+            shape.made,
+            [
+                (ws.join(".claude"), true),
+                (ws.join(".git/config"), false),
+                (ws.join(".git/hooks"), true),
+                (ws.join(".vscode"), true),
+            ]
+        );
+        assert!(made.finish().is_empty());
+        let (again, exists, _) = create_all(roots, &miss, &[]);
+        assert_eq!(Shape::of(&again, &exists), shape, "as create_all");
+        assert!(again.finish().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(ws.join(".envrc")).unwrap(),
+            "user's\n"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

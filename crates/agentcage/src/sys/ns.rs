@@ -7,7 +7,7 @@
 //! read ours as its own while both run: its calls ([`beside`]) are raw system calls that
 //! return the error instead and touch no memory but their arguments.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 use libc::{c_int, c_void};
 
@@ -23,7 +23,9 @@ pub fn setns(fd: c_int, nstype: c_int) -> Result<(), Errno> {
 /// valid for both as long as either lives).
 #[repr(C)]
 struct Slot {
-    work: fn() -> i64,
+    work: fn(usize) -> i64,
+    /// `work`'s argument (an address the caller keeps valid until the helper is joined).
+    arg: usize,
     /// Our pid as the helper sees it (same pid namespace): its parent check.
     parent: libc::pid_t,
     /// Who runs `work`: [`FREE`], [`BY_HELPER`] or [`BY_CALLER`] ([`Helper::steal`]).
@@ -54,17 +56,18 @@ pub enum HelperEnd {
     Died(c_int),
 }
 
-/// Starts `work` in a helper process beside us: CLONE_VM | CLONE_FILES on a `stack_len`
+/// Starts `work(arg)` in a helper process beside us: CLONE_VM | CLONE_FILES on a `stack_len`
 /// mmap'd stack above a guard page, exit signal SIGCHLD (an init's reaper collects a stolen
 /// one; see [`Helper::steal`]). The helper arms PR_SET_PDEATHSIG (SIGKILL) first and gives up
 /// when we are already gone: it never outlives us.
 ///
 /// `work` must only call [`beside`] functions (no libc wrapper that sets errno, no allocation,
-/// no panic); an fd it opens lands in our fd table.
+/// no panic); an fd it opens lands in our fd table. `arg` is an integer to `work` (see
+/// [`Batch`] for work on memory).
 ///
 /// # Errors
 /// The errno of mmap/mprotect or clone (EAGAIN at a pids or RLIMIT_NPROC limit).
-pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno> {
+pub fn spawn_helper(work: fn(usize) -> i64, arg: usize, stack_len: usize) -> Result<Helper, Errno> {
     extern "C" fn trampoline(arg: *mut c_void) -> c_int {
         // SAFETY: `arg` is the Slot written below, in a mapping that is never unmapped.
         let slot = unsafe { &*arg.cast::<Slot>() };
@@ -80,7 +83,7 @@ pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno
             // Stolen: we got no CPU before our parent needed the result.
             return 0;
         }
-        let r = (slot.work)();
+        let r = (slot.work)(slot.arg);
         slot.result.store(r, Ordering::Release);
         0
     }
@@ -95,6 +98,7 @@ pub fn spawn_helper(work: fn() -> i64, stack_len: usize) -> Result<Helper, Errno
     unsafe {
         slot.write(Slot {
             work,
+            arg,
             parent: super::getpid(),
             claim: AtomicU32::new(FREE),
             result: AtomicI64::new(PENDING),
@@ -173,15 +177,114 @@ impl Helper {
     }
 }
 
+/// Items worked on beside us: `work` runs on each, in order, in a helper ([`spawn_helper`])
+/// while the caller goes on; [`Batch::finish`] returns them. `work` has the helper's
+/// contract (only [`beside`] calls, no allocation, no panic) and runs on the helper's small
+/// stack. When the helper got no CPU by then (a loaded machine) the caller does the work
+/// itself; when it died half-way the caller does what it had not finished (the item it was
+/// on again). Dropping a batch waits for it: the helper writes into the items.
+pub struct Batch<T> {
+    helper: Option<Helper>,
+    /// Boxed: the helper holds its address until it is joined.
+    job: Box<Job<T>>,
+}
+
+struct Job<T> {
+    items: Vec<T>,
+    work: fn(&mut T),
+    /// Items finished by whoever runs the work.
+    done: AtomicUsize,
+}
+
+impl<T> Job<T> {
+    fn run(&mut self) {
+        let from = self.done.load(Ordering::Acquire);
+        for item in &mut self.items[from..] {
+            (self.work)(item);
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+fn run_job<T>(arg: usize) -> i64 {
+    // SAFETY: `arg` is the address of a Batch's boxed Job, which the Batch neither moves nor
+    // touches until it has joined this helper or stolen its work (then this never runs).
+    let job = unsafe { &mut *(arg as *mut Job<T>) };
+    job.run();
+    0
+}
+
+impl<T> Batch<T> {
+    /// Starts `work` on `items` beside us, on a `stack_len` stack; with fewer than two items,
+    /// or when no helper can be started, the caller does it now.
+    pub fn start(items: Vec<T>, work: fn(&mut T), stack_len: usize) -> Batch<T> {
+        let mut job = Box::new(Job {
+            items,
+            work,
+            done: AtomicUsize::new(0),
+        });
+        let helper = if job.items.len() > 1 {
+            let arg = &mut *job as *mut Job<T> as usize;
+            spawn_helper(run_job::<T>, arg, stack_len).ok()
+        } else {
+            None
+        };
+        if helper.is_none() {
+            job.run();
+        }
+        Batch { helper, job }
+    }
+
+    /// Waits until the work is done (doing it here when the helper never ran) and returns
+    /// the items.
+    pub fn finish(mut self) -> Vec<T> {
+        self.join();
+        std::mem::take(&mut self.job.items)
+    }
+
+    fn join(&mut self) {
+        let Some(h) = self.helper.take() else {
+            return;
+        };
+        if h.steal() {
+            // No CPU for it so far: it exits without touching the items when it runs.
+            self.job.run();
+            h.reap();
+            return;
+        }
+        if h.join() != Ok(HelperEnd::Done(0)) {
+            // Killed half-way: finish here (the item it was on again).
+            self.job.run();
+        }
+    }
+}
+
+impl<T> Drop for Batch<T> {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+impl<T> std::fmt::Debug for Batch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("items", &self.job.items.len())
+            .field("beside", &self.helper.is_some())
+            .finish()
+    }
+}
+
 /// The helper's system calls: raw, errno-free (see the module's comment). Each returns the
 /// kernel's error as an [`Errno`].
 pub mod beside {
+    use std::ffi::CStr;
+
     use libc::{c_int, c_long};
 
     use super::super::Errno;
 
     #[cfg(target_arch = "x86_64")]
-    fn syscall(n: c_long, a: [usize; 4]) -> isize {
+    fn syscall(n: c_long, a: [usize; 5]) -> isize {
         let ret: isize;
         // SAFETY: the syscall instruction with the kernel's x86_64 convention; rcx and r11
         // are clobbered by it. Callers pass only integers or pointers to live locals that
@@ -194,6 +297,7 @@ pub mod beside {
                 in("rsi") a[1],
                 in("rdx") a[2],
                 in("r10") a[3],
+                in("r8") a[4],
                 lateout("rcx") _,
                 lateout("r11") _,
                 options(nostack),
@@ -203,9 +307,9 @@ pub mod beside {
     }
 
     #[cfg(target_arch = "aarch64")]
-    fn syscall(n: c_long, a: [usize; 4]) -> isize {
+    fn syscall(n: c_long, a: [usize; 5]) -> isize {
         let ret: isize;
-        // SAFETY: svc 0 with the kernel's aarch64 convention (x8 number, x0-x3 arguments, x0
+        // SAFETY: svc 0 with the kernel's aarch64 convention (x8 number, x0-x4 arguments, x0
         // result). Callers pass only integers or pointers to live locals.
         unsafe {
             core::arch::asm!(
@@ -215,6 +319,7 @@ pub mod beside {
                 in("x1") a[1],
                 in("x2") a[2],
                 in("x3") a[3],
+                in("x4") a[4],
                 options(nostack),
             );
         }
@@ -222,11 +327,11 @@ pub mod beside {
     }
 
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    fn syscall(n: c_long, a: [usize; 4]) -> isize {
+    fn syscall(n: c_long, a: [usize; 5]) -> isize {
         // No raw syscall here: libc's sets errno, shared with the parent (a wrong errno in a
         // report when both fail at once; nothing else depends on it).
         // SAFETY: as for the raw variants: integers or pointers to live locals.
-        let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3]) };
+        let r = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4]) };
         if r < 0 {
             -(Errno::last().0 as isize)
         } else {
@@ -244,17 +349,17 @@ pub mod beside {
 
     /// prctl(2) with one argument.
     pub fn prctl(option: c_int, arg: usize) -> Result<(), Errno> {
-        check(syscall(libc::SYS_prctl, [option as usize, arg, 0, 0])).map(drop)
+        check(syscall(libc::SYS_prctl, [option as usize, arg, 0, 0, 0])).map(drop)
     }
 
     /// getppid(2).
     pub fn getppid() -> libc::pid_t {
-        syscall(libc::SYS_getppid, [0; 4]) as libc::pid_t
+        syscall(libc::SYS_getppid, [0; 5]) as libc::pid_t
     }
 
     /// unshare(2).
     pub fn unshare(flags: c_int) -> Result<(), Errno> {
-        check(syscall(libc::SYS_unshare, [flags as usize, 0, 0, 0])).map(drop)
+        check(syscall(libc::SYS_unshare, [flags as usize, 0, 0, 0, 0])).map(drop)
     }
 
     /// socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0): the handle for interface ioctls.
@@ -264,6 +369,7 @@ pub mod beside {
             [
                 libc::AF_INET as usize,
                 (libc::SOCK_DGRAM | libc::SOCK_CLOEXEC) as usize,
+                0,
                 0,
                 0,
             ],
@@ -281,14 +387,14 @@ pub mod beside {
         let p = &mut ifr as *mut libc::ifreq as usize;
         check(syscall(
             libc::SYS_ioctl,
-            [sock as usize, libc::SIOCGIFFLAGS as usize, p, 0],
+            [sock as usize, libc::SIOCGIFFLAGS as usize, p, 0, 0],
         ))?;
         // SAFETY: reading the union member SIOCGIFFLAGS just filled.
         unsafe { ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
         let p = &mut ifr as *mut libc::ifreq as usize;
         check(syscall(
             libc::SYS_ioctl,
-            [sock as usize, libc::SIOCSIFFLAGS as usize, p, 0],
+            [sock as usize, libc::SIOCSIFFLAGS as usize, p, 0, 0],
         ))
         .map(drop)
     }
@@ -297,7 +403,10 @@ pub mod beside {
     pub fn netns_of(sock: c_int) -> Result<c_int, Errno> {
         /// SIOCGSKNS (linux/sockios.h, Linux 4.9+).
         const SIOCGSKNS: usize = 0x894c;
-        check(syscall(libc::SYS_ioctl, [sock as usize, SIOCGSKNS, 0, 0]))
+        check(syscall(
+            libc::SYS_ioctl,
+            [sock as usize, SIOCGSKNS, 0, 0, 0],
+        ))
     }
 
     /// ioctl(fd, NS_GET_USERNS): an fd (close-on-exec) of the user namespace that owns the
@@ -305,12 +414,106 @@ pub mod beside {
     pub fn ns_owner(fd: c_int) -> Result<c_int, Errno> {
         /// NS_GET_USERNS (linux/nsfs.h).
         const NS_GET_USERNS: usize = 0xb701;
-        check(syscall(libc::SYS_ioctl, [fd as usize, NS_GET_USERNS, 0, 0]))
+        check(syscall(
+            libc::SYS_ioctl,
+            [fd as usize, NS_GET_USERNS, 0, 0, 0],
+        ))
     }
 
     /// close(2).
     pub fn close(fd: c_int) {
-        let _ = syscall(libc::SYS_close, [fd as usize, 0, 0, 0]);
+        let _ = syscall(libc::SYS_close, [fd as usize, 0, 0, 0, 0]);
+    }
+
+    /// mkdirat(2).
+    pub fn mkdirat(dir: c_int, name: &CStr, mode: u32) -> Result<(), Errno> {
+        check(syscall(
+            libc::SYS_mkdirat,
+            [dir as usize, name.as_ptr() as usize, mode as usize, 0, 0],
+        ))
+        .map(drop)
+    }
+
+    /// openat(2).
+    pub fn openat(dir: c_int, name: &CStr, flags: c_int, mode: u32) -> Result<c_int, Errno> {
+        check(syscall(
+            libc::SYS_openat,
+            [
+                dir as usize,
+                name.as_ptr() as usize,
+                flags as usize,
+                mode as usize,
+                0,
+            ],
+        ))
+    }
+
+    /// lsetxattr(2).
+    pub fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> Result<(), Errno> {
+        check(syscall(
+            libc::SYS_lsetxattr,
+            [
+                path.as_ptr() as usize,
+                name.as_ptr() as usize,
+                value.as_ptr() as usize,
+                value.len(),
+                0,
+            ],
+        ))
+        .map(drop)
+    }
+
+    /// fchmodat(2) (no flags: the syscall has none).
+    pub fn fchmodat(dir: c_int, name: &CStr, mode: u32) -> Result<(), Errno> {
+        check(syscall(
+            libc::SYS_fchmodat,
+            [dir as usize, name.as_ptr() as usize, mode as usize, 0, 0],
+        ))
+        .map(drop)
+    }
+
+    /// renameat2(2) within one directory.
+    pub fn renameat2(dir: c_int, from: &CStr, to: &CStr, flags: u32) -> Result<(), Errno> {
+        check(syscall(
+            libc::SYS_renameat2,
+            [
+                dir as usize,
+                from.as_ptr() as usize,
+                dir as usize,
+                to.as_ptr() as usize,
+                flags as usize,
+            ],
+        ))
+        .map(drop)
+    }
+
+    /// unlinkat(2).
+    pub fn unlinkat(dir: c_int, name: &CStr, flags: c_int) -> Result<(), Errno> {
+        check(syscall(
+            libc::SYS_unlinkat,
+            [dir as usize, name.as_ptr() as usize, flags as usize, 0, 0],
+        ))
+        .map(drop)
+    }
+
+    /// fstatat(2) with `AT_SYMLINK_NOFOLLOW`: the entry's (device, inode).
+    pub fn lstat_at(dir: c_int, name: &CStr) -> Result<(u64, u64), Errno> {
+        // SAFETY: statx is a plain C struct; zero is a valid value.
+        let mut st: libc::statx = unsafe { std::mem::zeroed() };
+        check(syscall(
+            libc::SYS_statx,
+            [
+                dir as usize,
+                name.as_ptr() as usize,
+                libc::AT_SYMLINK_NOFOLLOW as usize,
+                libc::STATX_INO as usize,
+                &mut st as *mut libc::statx as usize,
+            ],
+        ))?;
+        Ok((
+            libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+            st.stx_ino,
+        ))
     }
 }
 
@@ -318,12 +521,12 @@ pub mod beside {
 mod tests {
     use super::*;
 
-    fn answer() -> i64 {
+    fn answer(arg: usize) -> i64 {
         // Only errno-free calls in a helper.
-        i64::from(beside::getppid() > 0) + 41
+        i64::from(beside::getppid() > 0) + arg as i64
     }
 
-    fn opens_a_socket() -> i64 {
+    fn opens_a_socket(_: usize) -> i64 {
         match beside::inet_socket() {
             Ok(fd) => i64::from(fd),
             Err(e) => -i64::from(e.0),
@@ -334,7 +537,7 @@ mod tests {
     /// it: no child is left to wait for.
     #[test]
     fn a_helper_returns_its_result_and_is_reaped() {
-        let h = spawn_helper(answer, 16 * 1024).expect("spawn");
+        let h = spawn_helper(answer, 41, 16 * 1024).expect("spawn");
         let pid = h.pid();
         assert_eq!(h.join(), Ok(HelperEnd::Done(42)));
         assert_eq!(
@@ -345,7 +548,7 @@ mod tests {
 
     static RAN: AtomicU32 = AtomicU32::new(0);
 
-    fn counts() -> i64 {
+    fn counts(_: usize) -> i64 {
         RAN.fetch_add(1, Ordering::Relaxed);
         7
     }
@@ -357,7 +560,7 @@ mod tests {
         let (mut stolen, mut helped) = (0, 0);
         for _ in 0..50 {
             RAN.store(0, Ordering::Relaxed);
-            let h = spawn_helper(counts, 16 * 1024).expect("spawn");
+            let h = spawn_helper(counts, 0, 16 * 1024).expect("spawn");
             if h.steal() {
                 stolen += 1;
                 h.reap();
@@ -378,7 +581,7 @@ mod tests {
     /// An fd the helper opens is in our table (CLONE_FILES).
     #[test]
     fn a_helpers_fd_is_ours() {
-        let h = spawn_helper(opens_a_socket, 16 * 1024).expect("spawn");
+        let h = spawn_helper(opens_a_socket, 0, 16 * 1024).expect("spawn");
         let HelperEnd::Done(fd) = h.join().expect("join") else {
             panic!("the helper died");
         };
@@ -398,6 +601,37 @@ mod tests {
         };
         assert_eq!((rc, ty), (0, libc::SOCK_DGRAM));
         crate::sys::close(fd);
+    }
+
+    static ITEMS_RUN: AtomicU32 = AtomicU32::new(0);
+
+    fn square(x: &mut (u64, u64)) {
+        ITEMS_RUN.fetch_add(1, Ordering::Relaxed);
+        x.1 = x.0 * x.0;
+    }
+
+    /// A batch's work runs once on every item, in order, whoever runs it (the helper, or
+    /// the caller when it stole it); one item is done by the caller at once.
+    #[test]
+    fn a_batch_works_each_item_once() {
+        for n in [0u64, 1, 2, 9] {
+            for _ in 0..20 {
+                ITEMS_RUN.store(0, Ordering::Relaxed);
+                let items: Vec<(u64, u64)> = (0..n).map(|i| (i, 0)).collect();
+                let b = Batch::start(items, square, 16 * 1024);
+                if n < 2 {
+                    assert_eq!(ITEMS_RUN.load(Ordering::Relaxed), n as u32, "done at start");
+                }
+                let out = b.finish();
+                assert_eq!(out, (0..n).map(|i| (i, i * i)).collect::<Vec<_>>());
+                assert_eq!(ITEMS_RUN.load(Ordering::Relaxed), n as u32);
+            }
+        }
+        // No helper left to reap.
+        assert_eq!(
+            crate::sys::waitpid(-1, libc::__WALL | libc::WNOHANG).map(|(p, _)| p),
+            Err(Errno(libc::ECHILD))
+        );
     }
 
     /// The raw calls report the kernel's error without touching errno.

@@ -30,6 +30,9 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::sys::{self, Errno};
 
+mod marked;
+pub use marked::{Made, MakeBeside, MarkedEntry};
+
 /// Symlinks followed before a lookup fails with ELOOP (the kernel's limit).
 const MAX_LINKS: usize = 40;
 
