@@ -261,17 +261,8 @@ fn marked_entry(
     static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = format!("{TEMP_PREFIX}{pid}.{seq}");
-    let mode = if is_dir { 0o555 } else { 0o444 };
-    MarkedEntry::new(
-        dir,
-        tmp.as_bytes(),
-        name.as_bytes(),
-        is_dir,
-        MARK,
-        b"1",
-        mode,
-    )
-    .map_err(|e| std::io::Error::from_raw_os_error(e.0))
+    MarkedEntry::new(dir, tmp.as_bytes(), name.as_bytes(), is_dir, MARK, b"1")
+        .map_err(|e| std::io::Error::from_raw_os_error(e.0))
 }
 
 /// Makes the placeholder `name` in `dir` now ([`marked_entry`]): its (device, inode), or

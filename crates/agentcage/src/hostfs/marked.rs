@@ -53,19 +53,18 @@ pub struct MarkedEntry {
     name: CString,
     is_dir: bool,
     mark: &'static CStr,
-    /// The xattr's value, and the entry's final mode.
+    /// The xattr's value.
     value: &'static [u8],
-    mode: u32,
     made: Made,
 }
 
 impl MarkedEntry {
     /// An empty directory (`is_dir`, else an empty file) to make as `name` in `dir`, under the
-    /// temporary name `tmp` first, marked with the xattr `mark` = `value`, final mode `mode`.
+    /// temporary name `tmp` first, marked with the xattr `mark` = `value`, read-only in the end
+    /// (0555, a file 0444).
     ///
     /// # Errors
     /// `EINVAL` when a name holds a NUL byte or a `/`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dir: &Arc<OwnedFd>,
         tmp: &[u8],
@@ -73,7 +72,6 @@ impl MarkedEntry {
         is_dir: bool,
         mark: &'static CStr,
         value: &'static [u8],
-        mode: u32,
     ) -> Result<MarkedEntry, Errno> {
         let plain = |n: &[u8]| {
             if n.is_empty() || n.contains(&b'/') {
@@ -92,7 +90,6 @@ impl MarkedEntry {
             is_dir,
             mark,
             value,
-            mode,
             made: Made::Pending,
         })
     }
@@ -140,7 +137,8 @@ impl MarkedEntry {
         // recognized as ours by a later run. The mode is cosmetic (the caller binds it
         // read-only).
         let _ = beside::lsetxattr(&self.tmp_via_fd, self.mark, self.value);
-        let _ = beside::fchmodat(dir, &self.tmp, self.mode);
+        let mode = if self.is_dir { 0o555 } else { 0o444 };
+        let _ = beside::fchmodat(dir, &self.tmp, mode);
         if let Err(e) = beside::renameat2(dir, &self.tmp, &self.name, libc::RENAME_NOREPLACE) {
             let flags = if self.is_dir { libc::AT_REMOVEDIR } else { 0 };
             let _ = beside::unlinkat(dir, &self.tmp, flags);
@@ -191,7 +189,6 @@ mod tests {
     }
 
     fn entry(dir: &Arc<OwnedFd>, tmp: &str, name: &str, is_dir: bool) -> MarkedEntry {
-        let mode = if is_dir { 0o555 } else { 0o444 };
         MarkedEntry::new(
             dir,
             tmp.as_bytes(),
@@ -199,7 +196,6 @@ mod tests {
             is_dir,
             c"user.agentcage.test",
             b"1",
-            mode,
         )
         .expect("entry")
     }
@@ -273,16 +269,10 @@ mod tests {
     fn names_must_be_plain() {
         let fd = dir_fd(Path::new("/"));
         for (tmp, name) in [("a/b", "c"), ("t", ""), ("t", "x/y"), ("t\0", "x")] {
-            assert!(MarkedEntry::new(
-                &fd,
-                tmp.as_bytes(),
-                name.as_bytes(),
-                true,
-                c"user.x",
-                b"1",
-                0o555
-            )
-            .is_err());
+            assert!(
+                MarkedEntry::new(&fd, tmp.as_bytes(), name.as_bytes(), true, c"user.x", b"1")
+                    .is_err()
+            );
         }
     }
 }
