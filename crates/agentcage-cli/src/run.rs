@@ -509,15 +509,15 @@ pub(crate) fn bind_placeholders(
     protect_missing: &[PathBuf],
     quiet: bool,
 ) -> (policy::placeholder::Placeholders, Vec<PathBuf>) {
-    let roots = placeholder_roots(policy);
+    let roots = writable_roots(policy);
     let (made, exists, left) = policy::placeholder::create_all(&roots, protect_missing, protected);
     bind_shape(policy, &Shape::of(&made, &exists));
     (made, unprotected(left, protect_missing, quiet))
 }
 
-/// The writable roots placeholders are made in: the workspace (unless read-only), the `rw`
-/// binds.
-fn placeholder_roots(policy: &agentcage::Policy) -> Vec<PathBuf> {
+/// The writable roots (placeholders are made and `.git/commondir` watched in them): the
+/// workspace (unless read-only), the `rw` binds.
+fn writable_roots(policy: &agentcage::Policy) -> Vec<PathBuf> {
     std::iter::once(&policy.workspace)
         .filter(|_| !policy.controls.read_only)
         .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path))
@@ -663,7 +663,7 @@ pub fn main(a: RunArgs) -> i32 {
     let mut pending = None;
     if overlay.is_some() {
     } else if policy.layers.has(Layer::MountNs) {
-        let roots = placeholder_roots(&policy);
+        let roots = writable_roots(&policy);
         let p = policy::placeholder::start_all(&roots, &protect_missing, &protected);
         let expected = p.expected();
         let binds = policy.binds.clone();
@@ -696,10 +696,7 @@ pub fn main(a: RunArgs) -> i32 {
         }
     }
     if policy.layers.has(Layer::MountNs) && overlay.is_none() {
-        let roots = std::iter::once(&policy.workspace)
-            .filter(|_| !policy.controls.read_only)
-            .chain(policy.binds.iter().filter(|b| b.writable).map(|b| &b.path));
-        for r in roots {
+        for r in writable_roots(&policy) {
             let commondir = r.join(".git/commondir");
             // A `.git` placeholder is bound read-only: nothing can appear in it.
             if placeholders.made.iter().any(|p| p.path == r.join(".git")) {

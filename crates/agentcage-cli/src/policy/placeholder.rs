@@ -164,11 +164,9 @@ fn create(
     missing: bool,
     pid: u32,
 ) -> std::io::Result<Outcome> {
-    if !below(path, root, false) {
+    let Some(rest) = relative(path, root) else {
         return Ok(Outcome::Nothing);
-    }
-    let rest = &path.as_os_str().as_bytes()[root.as_os_str().len()..];
-    let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+    };
     let rel = Path::new(std::ffi::OsStr::from_bytes(rest));
     let Some(leaf_is_dir) = default_is_dir(rel) else {
         return Ok(Outcome::Nothing);
@@ -517,8 +515,7 @@ impl Walk {
         let (root, Ok(fd)) = self.root_of(m)? else {
             return None;
         };
-        let rest = m.as_os_str().as_bytes().get(root.as_os_str().len()..)?;
-        let rest = rest.strip_prefix(b"/").unwrap_or(rest);
+        let rest = relative(m, root)?;
         let is_dir = default_is_dir(Path::new(std::ffi::OsStr::from_bytes(rest)))?;
         let (first, is_dir) = match rest.iter().position(|&c| c == b'/') {
             None => (rest, is_dir),
@@ -627,6 +624,15 @@ impl Pending {
         }
         (walk.out, walk.exists, walk.left)
     }
+}
+
+/// `path` relative to `root` (its bytes after `root/`), when it lies strictly below it.
+fn relative<'p>(path: &'p Path, root: &Path) -> Option<&'p [u8]> {
+    if !below(path, root, false) {
+        return None;
+    }
+    let rest = &path.as_os_str().as_bytes()[root.as_os_str().len()..];
+    Some(rest.strip_prefix(b"/").unwrap_or(rest))
 }
 
 /// Whether the normal absolute path `p` is `dir` or below it (`or_equal`), or strictly below.
