@@ -453,6 +453,47 @@ fn reap_stale_treats_a_zombie_launcher_as_dead() {
     }
 }
 
+/// A stale leaf under an `agentcage/` we may not write is not ours to reap: an unprivileged
+/// run leaves it alone without listing the directory (issue 19: it checks access first), so
+/// it is neither removed nor reported as a failure; root then reaps it.
+fn reap_skips_parents_it_cannot_write() {
+    let limits = small_pids();
+    let dead = Held::spawn(|| 0);
+    dead.release();
+    dead.wait(Duration::from_secs(10));
+    let layout = detect_layout().unwrap();
+    let name = format!("{LEAF_PREFIX}{}-{:016x}", dead.pid, random_u64());
+    let (cg, _) = prepare_in(&layout, &limits, &name, Teardown::Cgroup).unwrap();
+    let cg = cg.unwrap();
+    let dirs = cg.dirs();
+    cg.forget();
+    let child_layout = layout.clone();
+    let code = Held::run(move || {
+        if !become_uid(65534) {
+            return 2;
+        }
+        let report = reap_in(&child_layout);
+        match (report.removed.is_empty(), report.failed.is_empty()) {
+            (true, true) => 0,
+            (true, false) => 3, // listed, found stale, failed to remove: the old way
+            (false, _) => 4,
+        }
+    });
+    let still_there = dirs.iter().all(|d| d.is_dir());
+    let report = reap_in(&layout);
+    assert_eq!(
+        code, 0,
+        "uid 65534's reap (3: it listed and tried another user's leaf)"
+    );
+    assert!(still_there, "uid 65534 removed root's leaf");
+    for d in &dirs {
+        assert!(
+            report.removed.contains(d) && !d.exists(),
+            "{d:?}: {report:?}"
+        );
+    }
+}
+
 fn attach_after_exit_is_an_error_and_cleans_up() {
     let limits = small_pids();
     let dead = Held::spawn(|| 0);
@@ -737,6 +778,11 @@ fn main() {
             "cgroup::reap_stale_treats_a_zombie_launcher_as_dead",
             reap_stale_treats_a_zombie_launcher_as_dead,
             missing(&small_pids(), Limit::Pids),
+        ),
+        trial(
+            "cgroup::reap_skips_parents_it_cannot_write",
+            reap_skips_parents_it_cannot_write,
+            root().or_else(|| missing(&small_pids(), Limit::Pids)),
         ),
         trial(
             "cgroup::attach_after_exit_is_an_error_and_cleans_up",

@@ -42,6 +42,13 @@ pub fn reap_in(layout: &Layout) -> ReapReport {
     for h in hierarchies {
         for base in h.candidates() {
             let parent = base.join(PARENT_DIR);
+            // A leaf is removed from its parent: where we may not write (another user's
+            // `agentcage/`, the usual case unprivileged, where the listing is the cgroup's
+            // own files) there is nothing we could reap, and one access check is cheaper
+            // than the listing (issue 19).
+            if !parent_writable(&parent) {
+                continue;
+            }
             let Ok(entries) = fs::read_dir(&parent) else {
                 continue;
             };
@@ -77,6 +84,11 @@ pub fn reap_in(layout: &Layout) -> ReapReport {
         }
     }
     report
+}
+
+fn parent_writable(dir: &Path) -> bool {
+    std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .is_ok_and(|c| sys::dir_writable_by_effective_ids(&c).is_ok())
 }
 
 fn error_source(e: &CgroupError) -> String {
