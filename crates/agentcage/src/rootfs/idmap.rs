@@ -127,10 +127,10 @@ pub(crate) fn swap_map(owner: u32, host: u32) -> String {
     s
 }
 
-/// A user namespace with the given maps: a throwaway child's (clone(CLONE_NEWUSER), then it
-/// waits on a pipe), mapped by us (root), kept by an fd on /proc/PID/ns/user.
+/// A user namespace with the given maps: a throwaway child's (it exited at once: see
+/// [`sys::spawn_exited_userns`]), mapped by us (root), kept by an fd on /proc/PID/ns/user.
 fn userns_with_maps(uid_map: &str, gid_map: &str) -> Result<OwnedFd, Errno> {
-    let (pid, w) = sys::spawn_waiting_child(libc::CLONE_NEWUSER as libc::c_ulong)?;
+    let pid = sys::spawn_exited_userns()?;
     let io = |e: std::io::Error| Errno(e.raw_os_error().unwrap_or(libc::EIO));
     let res = (|| {
         std::fs::write(format!("/proc/{pid}/uid_map"), uid_map).map_err(io)?;
@@ -138,10 +138,7 @@ fn userns_with_maps(uid_map: &str, gid_map: &str) -> Result<OwnedFd, Errno> {
         let f = std::fs::File::open(format!("/proc/{pid}/ns/user")).map_err(io)?;
         Ok(OwnedFd::from(f))
     })();
-    drop(w); // the child reads EOF and exits
-    if res.is_err() {
-        let _ = sys::kill(pid, libc::SIGKILL);
-    }
+    // A zombie already: reaped without waiting.
     let _ = sys::waitpid(pid, 0);
     res
 }
