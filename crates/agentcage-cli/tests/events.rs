@@ -385,15 +385,7 @@ fn header_and_usage(env: &Env) -> Result<(), Failed> {
         "-c",
         "import ctypes; ctypes.CDLL(None).mount(b'n', b'/tmp', b'tmpfs', 0, None)",
     ]);
-    // SAFETY: dup2 in the forked child, async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
-            if libc::dup2(raw, 5) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::pass_fd(&mut c, raw, 5);
     let st = c.stdin(std::process::Stdio::null()).status().map_err(err)?;
     if !st.success() {
         return Err(format!("--events fd:5: {st}").into());

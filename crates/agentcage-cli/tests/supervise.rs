@@ -270,15 +270,7 @@ fn keep_fd_terminal_refused(env: &Env) -> Result<(), Failed> {
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: dup2 is async-signal-safe; s outlives the spawn.
-    unsafe {
-        c.pre_exec(move || {
-            if libc::dup2(s, 7) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::pass_fd(&mut c, s, 7); // s outlives the spawn
     let mut child = c.spawn().map_err(|e| e.to_string())?;
     let st = wait_deadline(
         &mut child,

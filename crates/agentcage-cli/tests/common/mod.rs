@@ -384,6 +384,27 @@ pub fn inherit_fd(c: &mut Command, n: i32) {
     }
 }
 
+/// Gives the command our fd `from` as its fd `to`. When they are the same number, dup2 would
+/// do nothing and leave the close-on-exec flag (Rust opens everything with it), so the fd
+/// would be closed at exec: the flag is cleared instead.
+pub fn pass_fd(c: &mut Command, from: i32, to: i32) {
+    // SAFETY: pre_exec runs in the forked child; dup2 and fcntl are async-signal-safe and we
+    // touch no Rust state.
+    unsafe {
+        c.pre_exec(move || {
+            let rc = if from == to {
+                libc::fcntl(to, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(from, to)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Polls `cond` for up to 5 s.
 pub fn settle(cond: impl Fn() -> bool) -> Result<(), ()> {
     let t = Instant::now();
