@@ -7,7 +7,7 @@
 //! read ours as its own while both run: its calls ([`beside`]) are raw system calls that
 //! return the error instead and touch no memory but their arguments.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 use libc::{c_int, c_void};
 
@@ -177,15 +177,12 @@ impl Helper {
     }
 }
 
-/// Items worked on beside us: `work` runs once on each, in a helper ([`spawn_helper`]) while
-/// the caller goes on, and in the caller too once it needs the results: [`Batch::finish`]
-/// takes the items nobody has started yet (one at a time, as the helper does), then waits
-/// only for the one the helper is on. So the work is shared when it outlasts what the caller
-/// did meanwhile, and done by the caller alone when the helper got no CPU (a loaded machine);
-/// when the helper died half-way the caller does the item it was on again. `work` has the
-/// helper's contract (only [`beside`] calls, no allocation, no panic), runs on the helper's
-/// small stack, and must not depend on the other items (they run in no fixed order). Dropping
-/// a batch waits for it: the helper writes into the items.
+/// Items worked on beside us: `work` runs on each, in order, in a helper ([`spawn_helper`])
+/// while the caller goes on; [`Batch::finish`] returns them. `work` has the helper's
+/// contract (only [`beside`] calls, no allocation, no panic) and runs on the helper's small
+/// stack. When the helper got no CPU by then (a loaded machine) the caller does the work
+/// itself; when it died half-way the caller does what it had not finished (the item it was
+/// on again). Dropping a batch waits for it: the helper writes into the items.
 pub struct Batch<T> {
     helper: Option<Helper>,
     /// Boxed: the helper holds its address until it is joined.
@@ -193,63 +190,27 @@ pub struct Batch<T> {
 }
 
 struct Job<T> {
-    /// Not touched through the Vec while shared: both sides write their items through `at`.
     items: Vec<T>,
-    /// `items`' buffer, taken once before the helper starts.
-    at: *mut T,
     work: fn(&mut T),
-    /// The first item nobody has taken yet: each side takes one with a fetch_add.
-    next: AtomicUsize,
-    /// Per item: its work has returned.
-    finished: Vec<AtomicBool>,
+    /// Items finished by whoever runs the work.
+    done: AtomicUsize,
 }
 
 impl<T> Job<T> {
-    fn new(mut items: Vec<T>, work: fn(&mut T)) -> Box<Job<T>> {
-        let finished = items.iter().map(|_| AtomicBool::new(false)).collect();
-        Box::new(Job {
-            at: items.as_mut_ptr(),
-            items,
-            work,
-            next: AtomicUsize::new(0),
-            finished,
-        })
-    }
-
-    /// Takes items until none is left; called by both sides at once, through `&self`.
-    fn take_all(&self) {
-        loop {
-            let i = self.next.fetch_add(1, Ordering::AcqRel);
-            if i >= self.finished.len() {
-                return;
-            }
-            self.run_item(i);
-        }
-    }
-
-    fn run_item(&self, i: usize) {
-        // SAFETY: i < len; item i was taken by exactly one side (the fetch_add, or the redo
-        // of an item whose taker died), and the Vec is not touched until the helper is gone.
-        (self.work)(unsafe { &mut *self.at.add(i) });
-        self.finished[i].store(true, Ordering::Release);
-    }
-
-    /// After the helper ended without finishing: the item it was on, again.
-    fn redo_unfinished(&self) {
-        let taken = self.next.load(Ordering::Acquire).min(self.finished.len());
-        for i in 0..taken {
-            if !self.finished[i].load(Ordering::Acquire) {
-                self.run_item(i);
-            }
+    fn run(&mut self) {
+        let from = self.done.load(Ordering::Acquire);
+        for item in &mut self.items[from..] {
+            (self.work)(item);
+            self.done.fetch_add(1, Ordering::Release);
         }
     }
 }
 
 fn run_job<T>(arg: usize) -> i64 {
     // SAFETY: `arg` is the address of a Batch's boxed Job, which the Batch neither moves nor
-    // frees until it has joined this helper; both sides only take items through `&Job`.
-    let job = unsafe { &*(arg as *const Job<T>) };
-    job.take_all();
+    // touches until it has joined this helper or stolen its work (then this never runs).
+    let job = unsafe { &mut *(arg as *mut Job<T>) };
+    job.run();
     0
 }
 
@@ -257,20 +218,25 @@ impl<T> Batch<T> {
     /// Starts `work` on `items` beside us, on a `stack_len` stack; with fewer than two items,
     /// or when no helper can be started, the caller does it now.
     pub fn start(items: Vec<T>, work: fn(&mut T), stack_len: usize) -> Batch<T> {
-        let job = Job::new(items, work);
+        let mut job = Box::new(Job {
+            items,
+            work,
+            done: AtomicUsize::new(0),
+        });
         let helper = if job.items.len() > 1 {
-            let arg = &*job as *const Job<T> as usize;
+            let arg = &mut *job as *mut Job<T> as usize;
             spawn_helper(run_job::<T>, arg, stack_len).ok()
         } else {
             None
         };
         if helper.is_none() {
-            job.take_all();
+            job.run();
         }
         Batch { helper, job }
     }
 
-    /// Does the items nobody has started yet, waits for the helper, and returns the items.
+    /// Waits until the work is done (doing it here when the helper never ran) and returns
+    /// the items.
     pub fn finish(mut self) -> Vec<T> {
         self.join();
         std::mem::take(&mut self.job.items)
@@ -282,14 +248,13 @@ impl<T> Batch<T> {
         };
         if h.steal() {
             // No CPU for it so far: it exits without touching the items when it runs.
-            self.job.take_all();
+            self.job.run();
             h.reap();
             return;
         }
-        self.job.take_all();
         if h.join() != Ok(HelperEnd::Done(0)) {
-            // Killed half-way: the item it was on, here.
-            self.job.redo_unfinished();
+            // Killed half-way: finish here (the item it was on again).
+            self.job.run();
         }
     }
 }
@@ -645,8 +610,8 @@ mod tests {
         x.1 = x.0 * x.0;
     }
 
-    /// A batch's work runs once on every item, whoever runs it (the helper, the caller when
-    /// it stole it, or both); one item is done by the caller at once.
+    /// A batch's work runs once on every item, in order, whoever runs it (the helper, or
+    /// the caller when it stole it); one item is done by the caller at once.
     #[test]
     fn a_batch_works_each_item_once() {
         for n in [0u64, 1, 2, 9] {
@@ -657,65 +622,16 @@ mod tests {
                 if n < 2 {
                     assert_eq!(ITEMS_RUN.load(Ordering::Relaxed), n as u32, "done at start");
                 }
-                let helper = b.helper.as_ref().map(Helper::pid);
                 let out = b.finish();
                 assert_eq!(out, (0..n).map(|i| (i, i * i)).collect::<Vec<_>>());
                 assert_eq!(ITEMS_RUN.load(Ordering::Relaxed), n as u32);
-                if let Some(pid) = helper {
-                    // Reaped: no zombie left (other tests of this binary have children too).
-                    assert_eq!(
-                        crate::sys::waitpid(pid, libc::__WALL | libc::WNOHANG).map(|(p, _)| p),
-                        Err(Errno(libc::ECHILD))
-                    );
-                }
             }
         }
-    }
-
-    static LAST_DONE: AtomicBool = AtomicBool::new(false);
-    static FIRST_WAITED: AtomicBool = AtomicBool::new(false);
-
-    /// Item 0 waits (up to 10 s) until the last item is done; (index, pid that ran it).
-    fn wait_for_last(x: &mut (usize, i64)) {
-        let n = x.0;
-        if n == 0 {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while !LAST_DONE.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
-                std::hint::spin_loop();
-            }
-            FIRST_WAITED.store(LAST_DONE.load(Ordering::Acquire), Ordering::Release);
-        }
-        // SAFETY: getpid has no failure and touches no memory.
-        x.1 = unsafe { libc::syscall(libc::SYS_getpid) };
-        if n == 4 {
-            LAST_DONE.store(true, Ordering::Release);
-        }
-    }
-
-    /// The caller takes the items the helper has not started: with the helper held on item
-    /// 0 until item 4 is done, only the caller can do items 1-4 (a batch whose caller only
-    /// waited would wait out item 0's 10 s, and item 0 would see item 4 undone).
-    #[test]
-    fn the_caller_shares_the_work() {
-        LAST_DONE.store(false, Ordering::Relaxed);
-        FIRST_WAITED.store(false, Ordering::Relaxed);
-        let items: Vec<(usize, i64)> = (0..5).map(|i| (i, 0)).collect();
-        let b = Batch::start(items, wait_for_last, 16 * 1024);
-        let helper_pid = i64::from(b.helper.as_ref().expect("a helper started").pid());
-        // The helper takes item 0 (the caller takes nothing before finish).
-        while b.job.next.load(Ordering::Acquire) == 0 {
-            std::thread::yield_now();
-        }
-        let out = b.finish();
-        assert!(
-            FIRST_WAITED.load(Ordering::Acquire),
-            "item 0 saw item 4 done"
+        // No helper left to reap.
+        assert_eq!(
+            crate::sys::waitpid(-1, libc::__WALL | libc::WNOHANG).map(|(p, _)| p),
+            Err(Errno(libc::ECHILD))
         );
-        assert_eq!(out[0].1, helper_pid, "the helper did item 0");
-        let me = i64::from(std::process::id() as i32);
-        for (i, pid) in &out[1..] {
-            assert_eq!(*pid, me, "the caller did item {i}");
-        }
     }
 
     /// The raw calls report the kernel's error without touching errno.
