@@ -174,10 +174,12 @@ pub fn spawn_exited_userns() -> Result<libc::pid_t, Errno> {
         0
     }
     // The child's stack: it only runs the trampoline and exit(2), while we are suspended
-    // (CLONE_VFORK resumes us once it has exited), so a buffer in our frame will do.
+    // (CLONE_VFORK resumes us once it has exited), so a buffer in our frame will do. 16 KiB:
+    // a signal caught meanwhile (it has copies of our handlers) puts a frame of up to ~4 KiB
+    // there (the AVX-512 state), and what lies below the buffer is our own live frames.
     #[repr(C, align(16))]
-    struct Stack([u8; 4096]);
-    let mut stack = Stack([0; 4096]);
+    struct Stack([u8; 16 * 1024]);
+    let mut stack = Stack([0; 16 * 1024]);
     let top = stack.0.as_mut_ptr().wrapping_add(stack.0.len());
     // SAFETY: the child touches only its stack (ours, live and unused while we are
     // suspended) and exits; CLONE_VM shares our memory, CLONE_VFORK suspends us until its
