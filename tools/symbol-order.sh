@@ -12,7 +12,9 @@
 # with each crate's metadata (version, features, toolchain, dependency versions): a stale list
 # only costs the speed-up (the linker skips missing names, --no-warn-symbol-ordering), never the
 # build. Regenerate it from a real release build (fat LTO decides what is inlined where) after
-# such a change, or when --check reports a low share, then rebuild.
+# such a change, or after any change to the launch path, then rebuild. Do not wait for --check
+# to report a low share: at 99% (8 names missing) the launcher's peak RSS was 2.8 MiB instead
+# of 2.0 (docs/BENCH.md, eighth pass): each missing hot function costs a 64 KiB text window.
 #
 # Tracing: tools/stepcov.c single-steps the launcher and its forked processes (valgrind 3.19
 # cannot run `-p full`: it does not know the Landlock syscalls). Needs root (it runs paths as
