@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use agentcage::limits::testing::{
     apply_rlimits, detect_layout, in_leaf, prepare, prepare_in, prepare_rlimits, prepare_with,
-    process_state, random_u64, reap_in, CgroupError, Ctl, Layout, NprocMode, Resource, Teardown,
-    LEAF_PREFIX, PROCS_DIR,
+    process_state, random_u64, reap_in, CgroupError, Ctl, Layout, NprocMode, PreparedCgroup,
+    Resource, Teardown, LEAF_PREFIX, PROCS_DIR,
 };
 use agentcage::limits::{Limit, NoteKind};
 use agentcage::LimitsSpec;
@@ -377,16 +377,21 @@ fn reap_limits() -> LimitsSpec {
     }
 }
 
-fn reap_stale_removes_a_dead_launchers_leaf() {
-    let limits = reap_limits();
-    // A pid that surely existed and is now dead: a reaped child of ours.
+/// A leaf named for a launcher that is gone: a pid that surely existed and is now dead (a
+/// reaped child of ours).
+fn dead_launchers_leaf(limits: &LimitsSpec) -> (Layout, PreparedCgroup) {
     let dead = Held::spawn(|| 0);
     dead.release();
     dead.wait(Duration::from_secs(10));
     let layout = detect_layout().unwrap();
     let name = format!("{LEAF_PREFIX}{}-{:016x}", dead.pid, random_u64());
-    let (cg, _) = prepare_in(&layout, &limits, &name, Teardown::Cgroup).unwrap();
-    let cg = cg.unwrap();
+    let (cg, _) = prepare_in(&layout, limits, &name, Teardown::Cgroup).unwrap();
+    (layout, cg.unwrap())
+}
+
+fn reap_stale_removes_a_dead_launchers_leaf() {
+    let limits = reap_limits();
+    let (layout, cg) = dead_launchers_leaf(&limits);
     let dirs = cg.dirs();
     // A process left inside, as after a SIGKILLed launcher.
     let orphan = Held::spawn(|| 0);
@@ -457,14 +462,7 @@ fn reap_stale_treats_a_zombie_launcher_as_dead() {
 /// run leaves it alone without listing the directory (issue 19: it checks access first), so
 /// it is neither removed nor reported as a failure; root then reaps it.
 fn reap_skips_parents_it_cannot_write() {
-    let limits = small_pids();
-    let dead = Held::spawn(|| 0);
-    dead.release();
-    dead.wait(Duration::from_secs(10));
-    let layout = detect_layout().unwrap();
-    let name = format!("{LEAF_PREFIX}{}-{:016x}", dead.pid, random_u64());
-    let (cg, _) = prepare_in(&layout, &limits, &name, Teardown::Cgroup).unwrap();
-    let cg = cg.unwrap();
+    let (layout, cg) = dead_launchers_leaf(&small_pids());
     let dirs = cg.dirs();
     cg.forget();
     let child_layout = layout.clone();
