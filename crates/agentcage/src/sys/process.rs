@@ -170,29 +170,14 @@ pub fn fork_single_threaded() -> Result<libc::pid_t, Errno> {
 /// # Errors
 /// The errno of clone (e.g. EPERM or ENOSPC: user namespaces not allowed, or too many).
 pub fn spawn_exited_userns() -> Result<libc::pid_t, Errno> {
-    extern "C" fn exit_at_once(_: *mut c_void) -> c_int {
-        0
-    }
-    // The child's stack: it only runs the trampoline and exit(2), while we are suspended
-    // (CLONE_VFORK resumes us once it has exited), so a buffer in our frame will do. 16 KiB:
-    // a signal caught meanwhile (it has copies of our handlers) puts a frame of up to ~4 KiB
-    // there (the AVX-512 state), and what lies below the buffer is our own live frames.
-    #[repr(C, align(16))]
-    struct Stack([u8; 16 * 1024]);
-    let mut stack = Stack([0; 16 * 1024]);
-    let top = stack.0.as_mut_ptr().wrapping_add(stack.0.len());
-    // SAFETY: the child touches only its stack (ours, live and unused while we are
-    // suspended) and exits; CLONE_VM shares our memory, CLONE_VFORK suspends us until its
-    // exit has released it.
-    let rc = unsafe {
-        libc::clone(
-            exit_at_once,
-            top.cast::<c_void>(),
-            libc::CLONE_NEWUSER | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            ptr::null_mut(),
-        )
-    };
-    check_int(rc)
+    // The child's stack: it only returns (exit(2)) while we are suspended, so a buffer in our
+    // frame will do. 16 KiB: a signal caught meanwhile (it has copies of our handlers) puts a
+    // frame of up to ~4 KiB there (the AVX-512 state), and below the buffer are our own
+    // live frames.
+    let mut stack = [0u8; 16 * 1024];
+    // SAFETY: the child runs nothing but returning 0 (no allocation, no lock, no unwinding)
+    // and so exits at once.
+    unsafe { super::clone_vfork_in(libc::CLONE_NEWUSER, &mut stack, &mut || 0) }
 }
 
 /// Which step of [`clone_fork_owned_by`] failed.

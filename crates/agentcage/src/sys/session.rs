@@ -368,6 +368,19 @@ pub unsafe fn clone_vfork<F: FnMut() -> c_int>(
     stack: &mut [u8],
     f: &mut F,
 ) -> Result<libc::pid_t, Errno> {
+    // SAFETY: the caller's contract, unchanged.
+    unsafe { clone_vfork_in(0, stack, f) }
+}
+
+/// [`clone_vfork`] with more clone flags (`new`: CLONE_NEW*, namespaces the child is born in).
+///
+/// # Safety
+/// As [`clone_vfork`]; returning from `f` is `_exit` with its value.
+pub unsafe fn clone_vfork_in<F: FnMut() -> c_int>(
+    new: c_int,
+    stack: &mut [u8],
+    f: &mut F,
+) -> Result<libc::pid_t, Errno> {
     extern "C" fn trampoline<F: FnMut() -> c_int>(arg: *mut c_void) -> c_int {
         // SAFETY: `arg` is the `&mut F` below, live until the child execs or exits (the
         // parent is suspended until then: CLONE_VFORK).
@@ -382,7 +395,7 @@ pub unsafe fn clone_vfork<F: FnMut() -> c_int>(
         libc::clone(
             trampoline::<F>,
             top as *mut c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            new | libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (f as *mut F).cast::<c_void>(),
         )
     };

@@ -176,11 +176,16 @@ fn mkdir(dir: &Path) -> io::Result<bool> {
 fn mkdir_writable(dir: &Path) -> io::Result<bool> {
     let created = mkdir(dir)?;
     if !created {
-        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        sys::dir_writable_by_effective_ids(&c).map_err(|e| io::Error::from_raw_os_error(e.0))?;
+        dir_writable(dir)?;
     }
     Ok(created)
+}
+
+/// Whether the effective ids may create and remove entries in `dir` (faccessat W_OK|X_OK).
+fn dir_writable(dir: &Path) -> io::Result<()> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    sys::dir_writable_by_effective_ids(&c).map_err(|e| io::Error::from_raw_os_error(e.0))
 }
 
 /// The run's probe for [`choose`]: makes the leaves' parent and enables controllers as it

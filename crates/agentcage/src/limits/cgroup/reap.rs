@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::sys;
 
-use super::{detect_layout, teardown, CgroupError, Layout, Leaf, Version, LEAF_PREFIX, PARENT_DIR};
+use super::{
+    detect_layout, dir_writable, teardown, CgroupError, Layout, Leaf, Version, LEAF_PREFIX,
+    PARENT_DIR,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Stale leaves
@@ -46,7 +49,7 @@ pub fn reap_in(layout: &Layout) -> ReapReport {
             // `agentcage/`, the usual case unprivileged, where the listing is the cgroup's
             // own files) there is nothing we could reap, and one access check is cheaper
             // than the listing (issue 19).
-            if !parent_writable(&parent) {
+            if dir_writable(&parent).is_err() {
                 continue;
             }
             let Ok(entries) = fs::read_dir(&parent) else {
@@ -84,11 +87,6 @@ pub fn reap_in(layout: &Layout) -> ReapReport {
         }
     }
     report
-}
-
-fn parent_writable(dir: &Path) -> bool {
-    std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .is_ok_and(|c| sys::dir_writable_by_effective_ids(&c).is_ok())
 }
 
 fn error_source(e: &CgroupError) -> String {
