@@ -684,6 +684,11 @@ pub fn main(a: RunArgs) -> i32 {
     let t0 = std::time::Instant::now();
     let mut prepared = agentcage::prepare(&policy, &cmd);
     if let Some((p, expected, binds)) = pending {
+        // While the placeholders' helper may still be busy (on ext4 it often outlasts
+        // prepare): the cgroup leaf, made here instead of after the wait for it.
+        if let Ok(prepared) = &prepared {
+            prepared.prepare_limits();
+        }
         let (made, exists, left) = p.finish();
         watch = unprotected(left, &protect_missing, a.quiet);
         let shape = Shape::of(&made, &exists);

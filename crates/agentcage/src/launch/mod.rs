@@ -319,6 +319,41 @@ impl Prepared {
         self.supervise(spawned)
     }
 
+    /// Makes the run's limits (its cgroup leaf, the stale leaves reaped) now instead of in
+    /// the spawn, e.g. while work beside the caller (the placeholders' helper) goes on: the
+    /// launcher otherwise waited for that helper first and did this on its critical path
+    /// after (issue 19: ~0.3-0.5 ms of cgroupfs mkdirs, opens and writes as root on cgroup
+    /// v1, the layout probing unprivileged). An error is reported by the spawn, as before.
+    pub fn prepare_limits(&self) {
+        let made = self.make_limits();
+        if let Ok(mut slot) = self.early_limits.lock() {
+            *slot = Some(made);
+        }
+    }
+
+    /// The run's limits: its cgroup leaf (if a hierarchy is writable) and how each limit is
+    /// enforced; nothing without the limits layer.
+    fn make_limits(&self) -> Result<limits::RunLimits, Error> {
+        if !self.policy.layers.has(Layer::Limits) {
+            return Ok(limits::RunLimits::default());
+        }
+        limits::prepare_run(
+            &self.policy.limits,
+            &self.rlimits,
+            // With a pid namespace the init's death kills everything: no kill-only leaves.
+            if self.init {
+                Teardown::PidNamespace
+            } else {
+                Teardown::Cgroup
+            },
+        )
+        .map_err(|source| Error::Cgroup {
+            step: "create the run's cgroup".into(),
+            source,
+            hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
+        })
+    }
+
     /// Prepares the run's limits and terminal, clones the sandbox (its first process takes
     /// `role`), releases it and reads its setup report.
     pub(crate) fn spawn(&self, opts: &SpawnOptions, role: Role) -> Result<Spawned, Error> {
@@ -347,25 +382,12 @@ impl Prepared {
             .filter(|f| *f >= 0),
         );
         let mut sig_r = -1;
-        let mut run_limits = limits::RunLimits::default();
-        if self.policy.layers.has(Layer::Limits) {
-            run_limits = limits::prepare_run(
-                &self.policy.limits,
-                &self.rlimits,
-                // With a pid namespace the init's death kills everything: no kill-only leaves.
-                if self.init {
-                    Teardown::PidNamespace
-                } else {
-                    Teardown::Cgroup
-                },
-            )
-            .map_err(|source| Error::Cgroup {
-                step: "create the run's cgroup".into(),
-                source,
-                hint: Some("see `agentcage doctor` for the cgroup layout and delegation".into()),
-            })?;
-            guard.cgroup = run_limits.cgroup.take();
-        }
+        let early = self.early_limits.lock().ok().and_then(|mut e| e.take());
+        let mut run_limits = match early {
+            Some(made) => made?,
+            None => self.make_limits()?,
+        };
+        guard.cgroup = run_limits.cgroup.take();
         let data_floor = run_limits.data_floor;
         let limit_lines: Vec<(String, String)> = run_limits
             .rows

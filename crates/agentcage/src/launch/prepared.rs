@@ -88,6 +88,9 @@ pub struct Prepared {
     /// What the profile asks for but this host does not enforce (only possible with
     /// `best_effort`): the CLI prints these even without `-v`.
     pub degraded: Vec<(String, String)>,
+    /// The run's limits made ahead of its spawn ([`Prepared::prepare_limits`]), taken by the
+    /// spawn. A leaf never taken is removed when this is dropped (`PreparedCgroup`'s Drop).
+    pub(crate) early_limits: std::sync::Mutex<Option<Result<crate::limits::RunLimits, Error>>>,
 }
 
 /// The pipes between launcher and child (all O_CLOEXEC).
@@ -378,6 +381,7 @@ pub fn prepare(policy: &Policy, command: &Command) -> Result<Prepared, Error> {
         envp,
         enforcement,
         degraded,
+        early_limits: std::sync::Mutex::new(None),
     })
 }
 
