@@ -46,14 +46,12 @@ fn scenario(dir: &Path) -> Result<Option<String>, String> {
     // Nothing left when the command exits: the outcome comes before the init is reaped.
     let o = match run(&ws, "exit 3") {
         Ok(o) => o,
-        Err(Error::Setup { step, errno, .. })
-            if step.contains("user namespace") || errno.0 == libc::EPERM =>
-        {
-            return Ok(Some(format!(
-                "cannot set up a sandbox here: {step}: {errno}"
-            )));
+        Err(e) => {
+            return match common::no_sandbox_here(&e) {
+                Some(why) => Ok(Some(why)),
+                None => Err(format!("run: {e}")),
+            }
         }
-        Err(e) => return Err(format!("run: {e}")),
     };
     if o.exit != Exit::Code(3) {
         return Err(format!("exit {:?}, want Code(3)", o.exit));

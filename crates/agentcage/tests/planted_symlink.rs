@@ -74,14 +74,10 @@ fn scenario(dir: &Path) -> Result<Option<String>, String> {
                 ))
             }
         }
-        Err(Error::Setup { step, errno, .. })
-            if step.contains("user namespace") || errno.0 == libc::EPERM =>
-        {
-            Ok(Some(format!(
-                "cannot set up a sandbox here: {step}: {errno}"
-            )))
-        }
-        Err(e) => Err(format!("unexpected error: {e} ({e:?})")),
+        Err(e) => match common::no_sandbox_here(&e) {
+            Some(why) => Ok(Some(why)),
+            None => Err(format!("unexpected error: {e} ({e:?})")),
+        },
         Ok(o) => Err(format!(
             "the planted symlink was followed: the command ran ({:?})",
             o.exit

@@ -9,6 +9,19 @@ use std::path::{Path, PathBuf};
 /// skipped, Err(what) failed.
 pub type Scenario = fn(&Path) -> Result<Option<String>, String>;
 
+/// The skip reason when `e` says no sandbox can be set up on this host (no user namespaces,
+/// or the kernel refused one: EPERM); None for any other error (a failure).
+pub fn no_sandbox_here(e: &agentcage::Error) -> Option<String> {
+    match e {
+        agentcage::Error::Setup { step, errno, .. }
+            if step.contains("user namespace") || errno.0 == libc::EPERM =>
+        {
+            Some(format!("cannot set up a sandbox here: {step}: {errno}"))
+        }
+        _ => None,
+    }
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
